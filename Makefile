@@ -1,0 +1,35 @@
+# sicoop_etl: built with PGXS against Debian's PostgreSQL 15 (pg_config).
+MODULE_big = sicoop_etl
+EXTENSION  = sicoop_etl
+DATA       = sicoop_etl--1.0.sql
+
+# Pure C++ (no PostgreSQL headers, unit-tested without a server)
+PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp \
+            src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp
+# Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
+PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \
+            src/source.cpp src/bulk_copy.cpp
+OBJS = $(PURE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
+
+REGRESS = pipeline_sample
+
+PG_CONFIG ?= pg_config
+PG_CPPFLAGS = -I$(shell $(PG_CONFIG) --includedir) -Isrc
+PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
+SHLIB_LINK = -lpq -lstdc++
+
+# No LLVM bitcode: JIT inlining buys nothing for orchestration code.
+override with_llvm = no
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# PGXS compiles C++ with CXXFLAGS; make sure ours win.
+override CXXFLAGS += $(PG_CXXFLAGS)
+
+UNIT_CXXFLAGS = -std=c++17 -Wall -Wextra -Werror -O1 -g -Isrc
+unit-tests: test/unit/unit_tests
+test/unit/unit_tests: test/unit/unit_tests.cpp $(PURE_SRCS) $(wildcard src/steps/*.hpp)
+	$(CXX) $(UNIT_CXXFLAGS) -o $@ test/unit/unit_tests.cpp $(PURE_SRCS)
+
+.PHONY: unit-tests

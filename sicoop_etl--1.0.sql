@@ -1,0 +1,426 @@
+-- sicoop_etl 1.0: SiCooperativeDW's schema, the source connection and the SQL interface.
+-- The step logic lives in src/steps/*.cpp (one file per step); this script declares the data
+-- model and the functions users call.
+\echo Use "CREATE EXTENSION sicoop_etl CASCADE" to load this file. \quit
+
+-- The trusted layer upper-cases with accents kept: refuse a database that cannot.
+DO $check$
+BEGIN
+  IF current_setting('server_encoding') <> 'UTF8' THEN
+    RAISE EXCEPTION 'sicoop_etl needs a UTF-8 database, this one is %', current_setting('server_encoding')
+      USING HINT = 'CREATE DATABASE ... ENCODING ''UTF8'' with an ICU or libc locale such as pt-BR.';
+  END IF;
+  IF upper('joão poupança') <> 'JOÃO POUPANÇA' THEN
+    RAISE EXCEPTION 'sicoop_etl needs a database collation that upper-cases accented letters; upper(''joão'') gives %', upper('joão')
+      USING HINT = 'Create the database with LOCALE_PROVIDER icu ICU_LOCALE ''pt-BR'', or a libc locale such as pt_BR.UTF-8 or C.UTF-8.';
+  END IF;
+END
+$check$;
+
+------------------------------------------------------------------------------------------
+-- The source: one postgres_fdw server; connect_source() sets its options and user mapping.
+------------------------------------------------------------------------------------------
+CREATE SERVER sicoop_source FOREIGN DATA WRAPPER postgres_fdw;
+
+CREATE FOREIGN TABLE src_associado (
+    id_associado varchar(50) NOT NULL,
+    nome varchar(255) NOT NULL,
+    data_nascimento date,
+    estado_civil varchar(50),
+    escolaridade varchar(100)
+) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'associado');
+
+CREATE FOREIGN TABLE src_conta (
+    id_conta varchar(50) NOT NULL,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date
+) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'conta');
+
+CREATE FOREIGN TABLE src_cartao (
+    id_cartao varchar(50) NOT NULL,
+    id_conta varchar(50),
+    numero_cartao varchar(50),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date
+) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'cartao');
+
+CREATE FOREIGN TABLE src_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) NOT NULL,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL
+) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'movimentacao_cartao');
+
+-- Checks the source over libpq (it answers; the four tables and their columns exist).
+CREATE FUNCTION _check_source(host text, port int, dbname text, username text, password text, source_schema text)
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_check_source';
+
+CREATE FUNCTION connect_source(host text, port int, dbname text, username text,
+                               password text DEFAULT NULL, source_schema text DEFAULT 'public')
+RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+  opt record;
+  t text;
+BEGIN
+  PERFORM sicoop._check_source(host, port, dbname, username, password, source_schema);
+
+  -- Replace the server's connection options wholesale, so stale ones never linger.
+  FOR opt IN SELECT split_part(o, '=', 1) AS name
+             FROM pg_foreign_server s, unnest(s.srvoptions) o WHERE s.srvname = 'sicoop_source'
+  LOOP
+    EXECUTE format('ALTER SERVER sicoop_source OPTIONS (DROP %I)', opt.name);
+  END LOOP;
+  EXECUTE format('ALTER SERVER sicoop_source OPTIONS (ADD host %L, ADD port %L, ADD dbname %L, ADD fetch_size %L)',
+                 host, port::text, dbname, '10000');
+
+  IF EXISTS (SELECT 1 FROM pg_user_mappings WHERE srvname = 'sicoop_source' AND usename = current_user) THEN
+    EXECUTE 'DROP USER MAPPING FOR CURRENT_USER SERVER sicoop_source';
+  END IF;
+  IF password IS NULL THEN
+    EXECUTE format('CREATE USER MAPPING FOR CURRENT_USER SERVER sicoop_source OPTIONS (user %L)', username);
+  ELSE
+    EXECUTE format('CREATE USER MAPPING FOR CURRENT_USER SERVER sicoop_source OPTIONS (user %L, password %L)',
+                   username, password);
+  END IF;
+
+  FOREACH t IN ARRAY ARRAY['associado', 'conta', 'cartao', 'movimentacao_cartao'] LOOP
+    EXECUTE format('ALTER FOREIGN TABLE sicoop.%I OPTIONS (SET schema_name %L)', 'src_' || t, source_schema);
+  END LOOP;
+  RETURN format('sicoop_source -> %s@%s:%s/%s (schema %s)', username, host, port, dbname, source_schema);
+END
+$fn$;
+
+------------------------------------------------------------------------------------------
+-- Run log: one row per run and step (the step 'run_pipeline' summarises a whole run).
+------------------------------------------------------------------------------------------
+CREATE SEQUENCE run_id_seq;
+
+CREATE TABLE run_log (
+    run_id          bigint NOT NULL,
+    step            text NOT NULL,
+    status          text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    as_of           timestamptz,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    rows_read       bigint,
+    rows_inserted   bigint,
+    rows_updated    bigint,
+    rows_deleted    bigint,
+    rows_unchanged  bigint,
+    rows_unknown    bigint,
+    error_sqlstate  text,
+    error_message   text,
+    error_detail    text,
+    error_context   text,
+    backend_pid     int NOT NULL DEFAULT pg_backend_pid(),
+    PRIMARY KEY (run_id, step)
+);
+CREATE INDEX run_log_started_at ON run_log (started_at);
+
+-- What every step function returns.
+CREATE TYPE step_result AS (
+    run_id          bigint,
+    step            text,
+    rows_read       bigint,
+    rows_inserted   bigint,
+    rows_updated    bigint,
+    rows_deleted    bigint,
+    rows_unchanged  bigint,
+    rows_unknown    bigint,
+    seconds         numeric
+);
+
+------------------------------------------------------------------------------------------
+-- Reference time: sicoop.as_of (timestamptz; empty = now()).
+------------------------------------------------------------------------------------------
+CREATE FUNCTION reference_time() RETURNS timestamptz LANGUAGE sql STABLE AS
+$$ SELECT coalesce(nullif(current_setting('sicoop.as_of', true), '')::timestamptz, now()) $$;
+
+------------------------------------------------------------------------------------------
+-- Cleaning rules (the trusted layer). Kept as SQL functions so analysts can reuse them.
+------------------------------------------------------------------------------------------
+-- Trim, collapse inner runs of white space, upper-case with accents kept; blank -> NULL.
+CREATE FUNCTION clean_text(value text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT nullif(upper(btrim(regexp_replace(value, '\s+', ' ', 'g'))), '') $$;
+
+-- First word of the cleaned name.
+CREATE FUNCTION first_name(nome text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT split_part(sicoop.clean_text(nome), ' ', 1) $$;
+
+-- Everything after the first word, NULL if there is none.
+CREATE FUNCTION last_name(nome text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT nullif(substr(n, strpos(n, ' ') + 1), n) FROM (SELECT sicoop.clean_text(nome) AS n) s $$;
+
+-- Whole years lived on a date (birthday-aware; someone born on 29 February turns a year
+-- older on 1 March in common years). NULL without a birth date or for a future one.
+CREATE FUNCTION age_years(birth date, on_date date) RETURNS int
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT CASE WHEN birth <= on_date THEN date_part('year', age(on_date, birth))::int END $$;
+
+-- Every character but the last four replaced by '*'.
+CREATE FUNCTION mask_card(numero text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT repeat('*', greatest(length(n) - 4, 0)) || right(n, 4) FROM (SELECT btrim(numero) AS n) s $$;
+
+------------------------------------------------------------------------------------------
+-- Raw: the source rows as they are, plus load metadata. Readable by the ETL owner only.
+------------------------------------------------------------------------------------------
+CREATE TABLE raw_associado (
+    id_associado varchar(50) PRIMARY KEY,
+    nome varchar(255) NOT NULL,
+    data_nascimento date,
+    estado_civil varchar(50),
+    escolaridade varchar(100),
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL
+);
+CREATE TABLE raw_conta (
+    id_conta varchar(50) PRIMARY KEY,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL
+);
+CREATE TABLE raw_cartao (
+    id_cartao varchar(50) PRIMARY KEY,
+    id_conta varchar(50),
+    numero_cartao varchar(50),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL
+);
+CREATE TABLE raw_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL
+);
+REVOKE ALL ON raw_associado, raw_conta, raw_cartao, raw_movimentacao_cartao FROM PUBLIC;
+
+-- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
+-- Unlogged: it is rebuilt by every load, so it need not survive a crash.
+CREATE UNLOGGED TABLE stage_associado (LIKE raw_associado INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE stage_conta (LIKE raw_conta INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE stage_cartao (LIKE raw_cartao INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE stage_movimentacao_cartao (LIKE raw_movimentacao_cartao INCLUDING DEFAULTS);
+ALTER TABLE stage_associado DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE stage_conta DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE stage_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE stage_movimentacao_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
+REVOKE ALL ON stage_associado, stage_conta, stage_cartao, stage_movimentacao_cartao FROM PUBLIC;
+
+------------------------------------------------------------------------------------------
+-- Trusted: cleaned copies (see the cleaning functions above).
+------------------------------------------------------------------------------------------
+CREATE TABLE trusted_associado (
+    id_associado varchar(50) PRIMARY KEY,
+    nome varchar(255) NOT NULL,
+    sobrenome varchar(255),
+    data_nascimento date,
+    idade_atual_associado int,
+    estado_civil varchar(50),
+    escolaridade varchar(100),
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE trusted_conta (
+    id_conta varchar(50) PRIMARY KEY,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE trusted_cartao (
+    id_cartao varchar(50) PRIMARY KEY,
+    id_conta varchar(50),
+    numero_cartao varchar(50) CHECK (numero_cartao ~ '^\**.{0,4}$'),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE trusted_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX trusted_movimentacao_cartao_data ON trusted_movimentacao_cartao (data_movimentacao);
+
+------------------------------------------------------------------------------------------
+-- Star schema. Every dimension has the unknown member sk = -1 (NULL natural key).
+------------------------------------------------------------------------------------------
+CREATE TABLE dim_data (
+    sk_data int PRIMARY KEY,
+    data date UNIQUE,
+    dia int,
+    mes int,
+    ano int,
+    trimestre int,
+    dia_da_semana varchar(20),
+    fim_de_semana boolean,
+    CHECK (sk_data = -1 OR sk_data = to_char(data, 'YYYYMMDD')::int)
+);
+INSERT INTO dim_data (sk_data, dia_da_semana) VALUES (-1, 'DESCONHECIDO');
+
+CREATE TABLE dim_conta (
+    sk_conta int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_conta varchar(50) UNIQUE,
+    tipo_conta varchar(50),
+    agencia_conta varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    CHECK ((sk_conta = -1) = (id_conta IS NULL))
+);
+INSERT INTO dim_conta (sk_conta, tipo_conta) VALUES (-1, 'DESCONHECIDO');
+
+CREATE TABLE dim_cartao (
+    sk_cartao int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_cartao varchar(50) UNIQUE,
+    numero_cartao varchar(50) CHECK (numero_cartao ~ '^\**.{0,4}$'),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao_cartao date,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    CHECK ((sk_cartao = -1) = (id_cartao IS NULL))
+);
+INSERT INTO dim_cartao (sk_cartao, nome_impresso_cartao) VALUES (-1, 'DESCONHECIDO');
+
+-- SCD type 2. Vigência is half-open [inicio, fim); the current version ends at 9999-12-31.
+-- The exclusion constraint makes overlapping versions impossible, the partial unique index
+-- makes a second current version impossible.
+CREATE TABLE dim_associado (
+    sk_associado int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_associado varchar(50),
+    nome_associado varchar(255),
+    sobrenome_associado varchar(255),
+    data_nascimento_associado date,
+    idade_atual_associado int,
+    estado_civil_associado varchar(50),
+    escolaridade_associado varchar(100),
+    inicio_vigencia_registro_associado timestamptz NOT NULL,
+    fim_vigencia_registro_associado timestamptz NOT NULL,
+    registro_ativo_associado boolean NOT NULL,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    CHECK (fim_vigencia_registro_associado > inicio_vigencia_registro_associado),
+    CHECK (NOT registro_ativo_associado OR fim_vigencia_registro_associado = '9999-12-31 00:00:00+00'),
+    CHECK ((sk_associado = -1) = (id_associado IS NULL)),
+    EXCLUDE USING gist (id_associado WITH =,
+        tstzrange(inicio_vigencia_registro_associado, fim_vigencia_registro_associado) WITH &&)
+);
+CREATE UNIQUE INDEX dim_associado_one_current ON dim_associado (id_associado) WHERE registro_ativo_associado;
+INSERT INTO dim_associado (sk_associado, nome_associado, inicio_vigencia_registro_associado,
+                           fim_vigencia_registro_associado, registro_ativo_associado)
+VALUES (-1, 'DESCONHECIDO', '1900-01-01 00:00:00+00', '9999-12-31 00:00:00+00', true);
+
+-- SCD2 runs go forward in time: a reference time before the latest version's start is refused.
+CREATE FUNCTION _check_scd2_reference_time(ref timestamptz) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  latest timestamptz;
+BEGIN
+  SELECT max(inicio_vigencia_registro_associado) INTO latest
+  FROM sicoop.dim_associado WHERE id_associado IS NOT NULL;
+  IF latest > ref THEN
+    RAISE EXCEPTION 'sicoop: reference time % is earlier than the latest member version (%)', ref, latest
+      USING HINT = 'Runs cannot go back in time: set sicoop.as_of to a later time, or leave it empty for now().',
+            ERRCODE = 'invalid_parameter_value';
+  END IF;
+END
+$fn$;
+
+CREATE TABLE fato_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    sk_associado int NOT NULL,
+    sk_cartao int NOT NULL,
+    sk_conta int NOT NULL,
+    sk_data int NOT NULL,
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_hora_movimentacao timestamp NOT NULL,
+    data_hora_atualizacao_registro timestamptz NOT NULL
+);
+CREATE INDEX fato_movimentacao_cartao_atualizacao ON fato_movimentacao_cartao (data_hora_atualizacao_registro);
+CREATE INDEX fato_movimentacao_cartao_unknown ON fato_movimentacao_cartao (id_movimentacao_cartao)
+    WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1;
+
+------------------------------------------------------------------------------------------
+-- The flat file for data science.
+------------------------------------------------------------------------------------------
+CREATE VIEW vw_movimentacao_flat AS
+SELECT a.nome_associado,
+       a.sobrenome_associado,
+       a.idade_atual_associado    AS idade_associado,
+       f.valor_movimentacao       AS vlr_transacao_movimento,
+       f.descricao_movimentacao   AS des_transacao_movimento,
+       f.data_hora_movimentacao   AS data_movimentacao,
+       c.numero_cartao,
+       c.nome_impresso_cartao,
+       c.data_emissao_cartao      AS data_criacao_cartao,
+       co.tipo_conta,
+       co.data_criacao_conta
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
+JOIN sicoop.dim_cartao c    ON c.sk_cartao = f.sk_cartao
+JOIN sicoop.dim_conta co    ON co.sk_conta = f.sk_conta
+ORDER BY f.data_hora_movimentacao, f.id_movimentacao_cartao;
+
+-- Writes the flat file server-side (COPY's rules for server files apply: superuser or
+-- pg_write_server_files, a path the server can write). Returns the number of movements.
+CREATE FUNCTION export_flat(path text) RETURNS bigint
+LANGUAGE plpgsql SET DateStyle = 'ISO, YMD' AS $fn$
+DECLARE
+  n bigint;
+BEGIN
+  IF path IS NULL OR path = '' THEN
+    RAISE EXCEPTION 'sicoop.export_flat: a file path is required';
+  END IF;
+  EXECUTE format($$COPY (SELECT * FROM sicoop.vw_movimentacao_flat) TO %L
+                   WITH (FORMAT csv, HEADER true, DELIMITER ';', ENCODING 'UTF8')$$, path);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$fn$;
+
+------------------------------------------------------------------------------------------
+-- The steps and the pipeline (C++: src/pipeline.cpp orchestrates, src/steps/ holds the SQL).
+------------------------------------------------------------------------------------------
+CREATE FUNCTION run_step(step text) RETURNS step_result
+LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_step';
+
+CREATE FUNCTION load_raw() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('load_raw') $$;
+CREATE FUNCTION load_trusted() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('load_trusted') $$;
+CREATE FUNCTION load_dims() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('load_dims') $$;
+CREATE FUNCTION scd2_associado() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('scd2_associado') $$;
+CREATE FUNCTION load_fato() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('load_fato') $$;
+
+CREATE PROCEDURE run_pipeline()
+LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_pipeline';

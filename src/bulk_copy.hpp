@@ -1,0 +1,15 @@
+// The bulk path: one source table streamed into its staging table at COPY speed.
+// libpq runs `COPY (SELECT ...) TO STDOUT (FORMAT binary)` on the source, and the bytes feed
+// this backend's own COPY FROM through a data-source callback, as logical replication's
+// initial table sync does. Memory stays bounded: rows stream, nothing is buffered whole.
+#pragma once
+
+#include "pg.hpp"
+#include "steps/step.hpp"
+
+namespace sicoop {
+
+// Empties the stage table, streams the source table into it, returns the rows copied.
+int64 bulk_copy(const BulkCopy& copy);
+
+}  // namespace sicoop

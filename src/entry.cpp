@@ -1,0 +1,57 @@
+// The SQL-callable entry points and module setup. Each entry runs its C++ body under
+// sql_entry(), so no C++ exception ever reaches PostgreSQL.
+#include "pg.hpp"
+#include "pipeline.hpp"
+#include "source.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+
+void _PG_init(void);
+PGDLLEXPORT Datum sicoop_run_step(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum sicoop_run_pipeline(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum sicoop_check_source(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(sicoop_run_step);
+PG_FUNCTION_INFO_V1(sicoop_run_pipeline);
+PG_FUNCTION_INFO_V1(sicoop_check_source);
+}
+
+namespace sicoop {
+namespace {
+MemoryContext current_error_context = nullptr;
+char* as_of_setting = nullptr;
+}  // namespace
+
+MemoryContext error_context() { return current_error_context; }
+void set_error_context(MemoryContext cxt) { current_error_context = cxt; }
+}  // namespace sicoop
+
+void _PG_init(void) {
+    DefineCustomStringVariable(
+        "sicoop.as_of", "Reference time of sicoop_etl runs (timestamptz); empty means now().",
+        "Ages, SCD2 vigência boundaries and update stamps use it, so a run can be replayed.",
+        &sicoop::as_of_setting, "", PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    MarkGUCPrefixReserved("sicoop");
+}
+
+Datum sicoop_run_step(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::run_step(fcinfo); });
+}
+
+Datum sicoop_run_pipeline(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::run_pipeline(fcinfo); });
+}
+
+Datum sicoop_check_source(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] {
+        char* args[6] = {nullptr};
+        int port = 0;
+        sicoop::pg_call([&] {
+            for (int i : {0, 2, 3, 4, 5})
+                if (!PG_ARGISNULL(i)) args[i] = text_to_cstring(PG_GETARG_TEXT_PP(i));
+            if (!PG_ARGISNULL(1)) port = PG_GETARG_INT32(1);
+        });
+        sicoop::source::check(args[0], port, args[2], args[3], args[4], args[5]);
+        return (Datum) 0;
+    });
+}

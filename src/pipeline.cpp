@@ -1,0 +1,209 @@
+#include "pipeline.hpp"
+
+#include "bulk_copy.hpp"
+#include "run_log.hpp"
+#include "spi_session.hpp"
+#include "steps/step.hpp"
+
+#include <string>
+
+namespace sicoop {
+
+namespace {
+
+// Advisory lock key (per database) held by whoever is running steps.
+constexpr int64 kPipelineLock = 7338001;
+
+StepCounts execute_step(const Step& step, TimestampTz reference_time, int64 run_id) {
+    StepCounts counts;
+    for (const Action& action : step.actions) {
+        pg_call([] { CHECK_FOR_INTERRUPTS(); });
+        if (action.kind == Action::Kind::Bulk)
+            counts.rows_read += bulk_copy(action.bulk);
+        else
+            spi::run_counting(action.sql, reference_time, run_id, counts);
+    }
+    counts.finish();
+    return counts;
+}
+
+bool try_lock(bool session_level) {
+    spi::Param key{INT8OID, Int64GetDatum(kPipelineLock), false};
+    return spi::exec(session_level ? "SELECT pg_try_advisory_lock($1)" : "SELECT pg_try_advisory_xact_lock($1)",
+                     &key, 1) != 0;
+}
+
+void unlock_session() {
+    pg_call([] { DirectFunctionCall1(pg_advisory_unlock_int8, Int64GetDatum(kPipelineLock)); });
+}
+
+int lock_holder_pid() {
+    spi::Param key{INT8OID, Int64GetDatum(kPipelineLock), false};
+    return static_cast<int>(spi::exec(
+        "SELECT pid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        " AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1 LIMIT 1",
+        &key, 1));
+}
+
+Datum step_result_datum(FunctionCallInfo fcinfo, int64 run_id, const char* step, const StepCounts& c,
+                        double seconds) {
+    Datum result = (Datum) 0;
+    pg_call([&] {
+        TupleDesc desc;
+        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+            elog(ERROR, "sicoop: run_step must return sicoop.step_result");
+        desc = BlessTupleDesc(desc);
+        Datum values[9] = {Int64GetDatum(run_id),        CStringGetTextDatum(step),
+                           Int64GetDatum(c.rows_read),    Int64GetDatum(c.rows_inserted),
+                           Int64GetDatum(c.rows_updated), Int64GetDatum(c.rows_deleted),
+                           Int64GetDatum(c.rows_unchanged), Int64GetDatum(c.rows_unknown),
+                           DirectFunctionCall1(float8_numeric, Float8GetDatum(seconds))};
+        bool nulls[9] = {false};
+        result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
+    });
+    return result;
+}
+
+double seconds_since(TimestampTz start) {
+    return static_cast<double>(GetCurrentTimestamp() - start) / USECS_PER_SEC;
+}
+
+// Names the run and step in the error the caller sees (psql, pg_cron's job_run_details).
+void add_error_context(ErrorData* e, int64 run_id, const char* step) {
+    MemoryContext old = MemoryContextSwitchTo(error_context());
+    char* line = psprintf("sicoop run %lld, step %s", static_cast<long long>(run_id), step);
+    e->context = e->context ? psprintf("%s\n%s", e->context, line) : line;
+    MemoryContextSwitchTo(old);
+}
+
+void spi_connect(bool nonatomic) {
+    pg_call([&] {
+        if (SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
+            elog(ERROR, "sicoop: SPI_connect failed");
+    });
+}
+
+void spi_finish() {
+    pg_call([] { SPI_finish(); });
+}
+
+}  // namespace
+
+Datum run_step(FunctionCallInfo fcinfo) {
+    std::string name;
+    pg_call([&] {
+        if (PG_ARGISNULL(0)) elog(ERROR, "sicoop: step name is required");
+    });
+    {
+        char* arg = nullptr;
+        pg_call([&] { arg = text_to_cstring(PG_GETARG_TEXT_PP(0)); });
+        name = arg;
+    }
+    const Step* step = find_step(name);
+    if (step == nullptr) {
+        const char* n = name.c_str();
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("sicoop: there is no step \"%s\"", n),
+                            errhint("The steps are load_raw, load_trusted, load_dims, scd2_associado and load_fato.")));
+        });
+    }
+
+    spi_connect(false);
+    if (!try_lock(false)) {
+        int pid = lock_holder_pid();
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                            errmsg("sicoop: another pipeline run is in progress (backend pid %d)", pid),
+                            errhint("Run the step again when it has finished.")));
+        });
+    }
+    TimestampTz start = GetCurrentTimestamp();
+    TimestampTz reference_time = spi::reference_time();
+    int64 run_id = run_log::next_run_id();
+    run_log::started(run_id, step->name.c_str(), reference_time);
+    StepCounts counts;
+    try {
+        counts = execute_step(*step, reference_time, run_id);
+    } catch (PgError& e) {
+        add_error_context(e.edata, run_id, step->name.c_str());
+        throw;
+    }
+    run_log::succeeded(run_id, step->name.c_str(), counts);
+    spi_finish();
+    return step_result_datum(fcinfo, run_id, step->name.c_str(), counts, seconds_since(start));
+}
+
+Datum run_pipeline(FunctionCallInfo fcinfo) {
+    // Steps commit on their own only in a non-atomic CALL (not inside BEGIN ... COMMIT).
+    const bool nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
+                           !castNode(CallContext, fcinfo->context)->atomic;
+    auto commit = [&] {
+        if (nonatomic) spi::commit();
+    };
+
+    spi_connect(nonatomic);
+    TimestampTz reference_time = spi::reference_time();
+    int64 run_id = run_log::next_run_id();
+
+    // A second run while one is going is skipped, not queued: pg_cron jobs must not pile up.
+    if (!try_lock(true)) {
+        int pid = lock_holder_pid();
+        run_log::skipped(run_id, reference_time, pid);
+        commit();
+        pg_call([&] {
+            ereport(NOTICE, (errmsg("sicoop: run %lld skipped: another run is in progress (backend pid %d)",
+                                    static_cast<long long>(run_id), pid)));
+        });
+        spi_finish();
+        PG_RETURN_VOID();
+    }
+
+    const char* current = "run_pipeline";
+    try {
+        run_log::started(run_id, "run_pipeline", reference_time);
+        commit();
+        StepCounts total;
+        total.rows_unchanged = 0;
+        for (const Step& step : pipeline_steps()) {
+            current = step.name.c_str();
+            run_log::started(run_id, current, reference_time);
+            commit();
+            spi::SubTransaction sub;
+            StepCounts counts;
+            try {
+                counts = execute_step(step, reference_time, run_id);
+                run_log::succeeded(run_id, current, counts);
+                sub.release();
+            } catch (PgError& e) {
+                // The step's writes go; its failure stays in the log, committed.
+                sub.rollback();
+                run_log::failed(run_id, current, reference_time, e.edata);
+                run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
+                commit();
+                throw;
+            }
+            commit();
+            total.rows_read += counts.rows_read;
+            total.rows_inserted += counts.rows_inserted;
+            total.rows_updated += counts.rows_updated;
+            total.rows_deleted += counts.rows_deleted;
+            total.rows_unchanged += counts.rows_unchanged;
+            total.rows_unknown = counts.rows_unknown;  // the fact's, after the last step
+        }
+        run_log::succeeded(run_id, "run_pipeline", total);
+        commit();
+    } catch (PgError& e) {
+        add_error_context(e.edata, run_id, current);
+        unlock_session();
+        throw;
+    } catch (...) {
+        unlock_session();
+        throw;
+    }
+    unlock_session();
+    spi_finish();
+    PG_RETURN_VOID();
+}
+
+}  // namespace sicoop

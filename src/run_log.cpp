@@ -1,0 +1,63 @@
+#include "run_log.hpp"
+
+#include "spi_session.hpp"
+
+namespace sicoop::run_log {
+
+namespace {
+
+spi::Param int8_param(int64 v) { return {INT8OID, Int64GetDatum(v), false}; }
+spi::Param timestamptz_param(TimestampTz t) { return {TIMESTAMPTZOID, TimestampTzGetDatum(t), false}; }
+spi::Param text_param(const char* s) {
+    spi::Param p{TEXTOID, (Datum) 0, s == nullptr};
+    if (s) pg_call([&] { p.value = CStringGetTextDatum(s); });
+    return p;
+}
+
+}  // namespace
+
+int64 next_run_id() {
+    return spi::exec("SELECT nextval('sicoop.run_id_seq')");
+}
+
+void started(int64 run_id, const char* step, TimestampTz as_of) {
+    spi::Param p[] = {int8_param(run_id), text_param(step), timestamptz_param(as_of)};
+    spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of) VALUES ($1, $2, 'running', $3)", p, 3);
+}
+
+void succeeded(int64 run_id, const char* step, const StepCounts& c) {
+    spi::Param p[] = {int8_param(run_id),        text_param(step),           int8_param(c.rows_read),
+                      int8_param(c.rows_inserted), int8_param(c.rows_updated), int8_param(c.rows_deleted),
+                      int8_param(c.rows_unchanged), int8_param(c.rows_unknown)};
+    spi::exec("UPDATE sicoop.run_log SET status = 'succeeded', finished_at = clock_timestamp(),"
+              " rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_deleted = $6,"
+              " rows_unchanged = $7, rows_unknown = $8"
+              " WHERE run_id = $1 AND step = $2",
+              p, 8);
+}
+
+void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* e) {
+    const char* sqlstate = nullptr;
+    pg_call([&] { sqlstate = unpack_sql_state(e->sqlerrcode); });
+    spi::Param p[] = {int8_param(run_id),     text_param(step),      timestamptz_param(as_of),
+                      text_param(e->message), text_param(sqlstate), text_param(e->detail),
+                      text_param(e->context)};
+    // An upsert: in a transaction block the 'running' row may have been rolled back with the step.
+    spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of, finished_at, error_message,"
+              " error_sqlstate, error_detail, error_context)"
+              " VALUES ($1, $2, 'failed', $3, clock_timestamp(), $4, $5, $6, $7)"
+              " ON CONFLICT (run_id, step) DO UPDATE SET status = 'failed', finished_at = clock_timestamp(),"
+              " error_message = $4, error_sqlstate = $5, error_detail = $6, error_context = $7",
+              p, 7);
+}
+
+void skipped(int64 run_id, TimestampTz as_of, int holder_pid) {
+    char message[128];
+    snprintf(message, sizeof message, "skipped: another run holds the pipeline lock (backend pid %d)", holder_pid);
+    spi::Param p[] = {int8_param(run_id), timestamptz_param(as_of), text_param(message)};
+    spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of, finished_at, error_message)"
+              " VALUES ($1, 'run_pipeline', 'skipped', $2, clock_timestamp(), $3)",
+              p, 3);
+}
+
+}  // namespace sicoop::run_log

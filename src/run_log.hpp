@@ -1,0 +1,16 @@
+// The run log, sicoop.run_log: one row per run and step, with start, end, status, counts
+// and the error. Written through SPI; callers decide when it is committed.
+#pragma once
+
+#include "pg.hpp"
+#include "steps/step.hpp"
+
+namespace sicoop::run_log {
+
+int64 next_run_id();
+void started(int64 run_id, const char* step, TimestampTz as_of);
+void succeeded(int64 run_id, const char* step, const StepCounts& counts);
+void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* error);
+void skipped(int64 run_id, TimestampTz as_of, int holder_pid);
+
+}  // namespace sicoop::run_log

@@ -1,0 +1,139 @@
+#include "source.hpp"
+
+#include "steps/step.hpp"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sicoop::source {
+
+namespace {
+
+// Only options libpq knows go to libpq (the server also has postgres_fdw's own, such as
+// fetch_size), as postgres_fdw itself does.
+bool is_libpq_option(const char* keyword) {
+    static PQconninfoOption* defaults = nullptr;
+    if (defaults == nullptr) defaults = PQconndefaults();
+    for (PQconninfoOption* o = defaults; o && o->keyword; ++o)
+        if (strcmp(o->keyword, keyword) == 0) return true;
+    return false;
+}
+
+// Connects and enforces what dblink and postgres_fdw enforce: a non-superuser must
+// authenticate with a password, or could borrow the server's own OS identity.
+PGconn* connect_checked(const char** keywords, const char** values, const char* where) {
+    PGconn* conn = libpqsrv_connect_params(keywords, values, false, PG_WAIT_EXTENSION);
+    if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
+        char* detail = pchomp(conn ? PQerrorMessage(conn) : "out of memory");
+        libpqsrv_disconnect(conn);
+        ereport(ERROR, (errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+                        errmsg("sicoop: cannot connect to the source database (%s)", where),
+                        errdetail_internal("%s", detail),
+                        errhint("Check that the source is up and that sicoop.connect_source() was given the right host, port, database and credentials.")));
+    }
+    if (!superuser() && !PQconnectionUsedPassword(conn)) {
+        libpqsrv_disconnect(conn);
+        ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+                        errmsg("sicoop: a password is required to connect to the source"),
+                        errdetail("Non-superusers must authenticate to the source with a password."),
+                        errhint("Pass the password to sicoop.connect_source().")));
+    }
+    return conn;
+}
+
+}  // namespace
+
+void check(const char* host, int port, const char* dbname, const char* user, const char* password,
+           const char* schema) {
+    std::vector<std::pair<std::string, std::string>> present;
+    std::string where;
+    pg_call([&] {
+        if (host == nullptr || dbname == nullptr || user == nullptr || schema == nullptr || port <= 0)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("sicoop.connect_source: host, port, dbname, username and schema are required")));
+    });
+    char port_text[16];
+    snprintf(port_text, sizeof port_text, "%d", port);
+    where = std::string(user) + "@" + host + ":" + port_text + "/" + dbname;
+    const char* keywords[] = {"host", "port", "dbname", "user", "fallback_application_name", "connect_timeout",
+                              "password", nullptr};
+    const char* values[] = {host, port_text, dbname, user, "sicoop_etl", "10", password, nullptr};
+    if (password == nullptr) keywords[6] = nullptr;  // no password: the list ends before it
+
+    struct Row {
+        char* table;
+        char* column;
+    };
+    Row* rows = nullptr;
+    int nrows = 0;
+    const char* where_c = where.c_str();
+    pg_call([&] {
+        PGconn* conn = connect_checked(keywords, values, where_c);
+        PGresult* res = nullptr;
+        PG_TRY();
+        {
+            const char* params[1] = {schema};
+            res = libpqsrv_exec_params(conn,
+                "SELECT table_name::text, column_name::text FROM information_schema.columns"
+                " WHERE table_schema = $1"
+                " AND table_name IN ('associado', 'conta', 'cartao', 'movimentacao_cartao')",
+                1, nullptr, params, nullptr, nullptr, 0, PG_WAIT_EXTENSION);
+            if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION),
+                                errmsg("sicoop: cannot read the source's catalog (%s)", where_c),
+                                errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
+            nrows = PQntuples(res);
+            rows = static_cast<Row*>(palloc0(sizeof(Row) * (nrows + 1)));
+            for (int i = 0; i < nrows; ++i) {
+                rows[i].table = pstrdup(PQgetvalue(res, i, 0));
+                rows[i].column = pstrdup(PQgetvalue(res, i, 1));
+            }
+        }
+        PG_FINALLY();
+        {
+            PQclear(res);
+            libpqsrv_disconnect(conn);
+        }
+        PG_END_TRY();
+    });
+    for (int i = 0; i < nrows; ++i) present.emplace_back(rows[i].table, rows[i].column);
+
+    std::vector<std::string> missing = missing_source_columns(present);
+    if (missing.empty()) return;
+    std::string detail;
+    for (const auto& m : missing) detail += (detail.empty() ? "" : "; ") + m;
+    const char* detail_c = detail.c_str();
+    pg_call([&] {
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                        errmsg("sicoop: the source schema \"%s\" of %s lacks what the pipeline reads", schema, where_c),
+                        errdetail("%s.", detail_c),
+                        errhint("The source needs tables associado, conta, cartao and movimentacao_cartao as described in the README.")));
+    });
+}
+
+PGconn* open_connection() {
+    ForeignServer* server = GetForeignServerByName(kServerName, false);
+    UserMapping* mapping = GetUserMapping(GetUserId(), server->serverid);
+    int n = list_length(server->options) + list_length(mapping->options) + 3;
+    const char** keywords = static_cast<const char**>(palloc0(sizeof(char*) * (n + 1)));
+    const char** values = static_cast<const char**>(palloc0(sizeof(char*) * (n + 1)));
+    int i = 0;
+    ListCell* lc;
+    foreach (lc, server->options) {
+        DefElem* d = lfirst_node(DefElem, lc);
+        if (is_libpq_option(d->defname)) keywords[i] = d->defname, values[i++] = defGetString(d);
+    }
+    foreach (lc, mapping->options) {
+        DefElem* d = lfirst_node(DefElem, lc);
+        if (is_libpq_option(d->defname)) keywords[i] = d->defname, values[i++] = defGetString(d);
+    }
+    keywords[i] = "fallback_application_name", values[i++] = "sicoop_etl";
+    // Binary COPY text fields are decoded with this session's client encoding: send in it.
+    keywords[i] = "client_encoding", values[i++] = pg_get_client_encoding_name();
+    keywords[i] = nullptr;
+    char* where = psprintf("server %s", kServerName);
+    return connect_checked(keywords, values, where);
+}
+
+}  // namespace sicoop::source

@@ -1,0 +1,106 @@
+#include "spi_session.hpp"
+
+#include <string>
+#include <vector>
+
+namespace sicoop::spi {
+
+void run_counting(const std::string& sql, TimestampTz reference_time, int64 run_id, StepCounts& counts) {
+    constexpr int kMaxColumns = 8;
+    const char* names[kMaxColumns];
+    int64 values[kMaxColumns];
+    int ncolumns = 0;
+    const char* query = sql.c_str();
+    pg_call([&] {
+        Oid types[2] = {TIMESTAMPTZOID, INT8OID};
+        Datum args[2] = {TimestampTzGetDatum(reference_time), Int64GetDatum(run_id)};
+        int rc = SPI_execute_with_args(query, 2, types, args, nullptr, false, 0);
+        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), query);
+        if (SPI_tuptable == nullptr || SPI_processed == 0) return;
+        if (SPI_processed != 1 || SPI_tuptable->tupdesc->natts > kMaxColumns)
+            elog(ERROR, "sicoop: a step statement must return one row of counters: %s", query);
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        for (int i = 1; i <= desc->natts; ++i) {
+            if (SPI_gettypeid(desc, i) == VOIDOID) continue;  // checks such as _check_*()
+            if (SPI_gettypeid(desc, i) != INT8OID)
+                elog(ERROR, "sicoop: counter %s is not bigint in: %s", SPI_fname(desc, i), query);
+            bool isnull;
+            Datum d = SPI_getbinval(SPI_tuptable->vals[0], desc, i, &isnull);
+            names[ncolumns] = SPI_fname(desc, i);
+            values[ncolumns] = isnull ? 0 : DatumGetInt64(d);
+            ++ncolumns;
+        }
+    });
+    for (int i = 0; i < ncolumns; ++i)
+        if (!counts.add(names[i], values[i]))
+            throw std::runtime_error(std::string("step statement returned an unknown counter: ") + names[i]);
+}
+
+int64 exec(const char* sql, const Param* params, int nparams) {
+    int64 result = 0;
+    pg_call([&] {
+        Oid types[kMaxParams];
+        Datum values[kMaxParams];
+        char nulls[kMaxParams];
+        for (int i = 0; i < nparams && i < kMaxParams; ++i) {
+            types[i] = params[i].type;
+            values[i] = params[i].value;
+            nulls[i] = params[i].is_null ? 'n' : ' ';
+        }
+        int rc = SPI_execute_with_args(sql, nparams, types, values, nulls, false, 0);
+        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
+        if (SPI_tuptable != nullptr && SPI_processed > 0 && SPI_tuptable->tupdesc->natts > 0) {
+            bool isnull;
+            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+            if (!isnull) {
+                Oid t = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
+                if (t == INT8OID || t == TIMESTAMPTZOID) result = DatumGetInt64(d);
+                else if (t == INT4OID) result = DatumGetInt32(d);
+                else if (t == BOOLOID) result = DatumGetBool(d) ? 1 : 0;
+            }
+        }
+    });
+    return result;
+}
+
+TimestampTz reference_time() {
+    return static_cast<TimestampTz>(exec("SELECT sicoop.reference_time()"));
+}
+
+void commit() {
+    pg_call([] { SPI_commit(); });
+}
+
+SubTransaction::SubTransaction() : cxt_(CurrentMemoryContext), owner_(CurrentResourceOwner) {
+    pg_call([] { BeginInternalSubTransaction(nullptr); });
+    MemoryContextSwitchTo(cxt_);
+    open_ = true;
+}
+
+void SubTransaction::release() {
+    if (!open_) return;
+    open_ = false;
+    pg_call([] { ReleaseCurrentSubTransaction(); });
+    MemoryContextSwitchTo(cxt_);
+    CurrentResourceOwner = owner_;
+}
+
+void SubTransaction::rollback() {
+    if (!open_) return;
+    open_ = false;
+    pg_call([] { RollbackAndReleaseCurrentSubTransaction(); });
+    MemoryContextSwitchTo(cxt_);
+    CurrentResourceOwner = owner_;
+}
+
+SubTransaction::~SubTransaction() {
+    // Only reached open on a C++ exception path; PostgreSQL errors are handled by callers.
+    if (open_) {
+        try {
+            rollback();
+        } catch (...) {
+        }
+    }
+}
+
+}  // namespace sicoop::spi

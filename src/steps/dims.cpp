@@ -1,0 +1,81 @@
+// Step load_dims: dim_data, dim_conta and dim_cartao.
+// dim_conta and dim_cartao are type 1: changed attributes are overwritten in place, new ids
+// get a new surrogate key. Updates and inserts are separate statements so that surrogate
+// sequences only advance for rows really inserted. Rows are never deleted from a dimension:
+// facts may still point at them.
+// dim_data covers every day from the earliest to the latest movement, extended as new
+// movements arrive.
+#include "steps/sql_patterns.hpp"
+#include "steps/step.hpp"
+
+namespace sicoop {
+
+namespace {
+
+// Type 1 load of one dimension from its trusted table.
+void add_type1_dimension(Step& step, const std::string& dim, const std::string& trusted,
+                         const std::string& key, const std::vector<Column>& columns) {
+    std::string set_list, old_values, new_values, insert_cols, insert_values;
+    for (size_t i = 0; i < columns.size(); ++i) {
+        const std::string sep = i ? ", " : "";
+        set_list += sep + columns[i].name + " = " + columns[i].expression;
+        old_values += sep + "d." + columns[i].name;
+        new_values += sep + columns[i].expression;
+        insert_cols += sep + columns[i].name;
+        insert_values += sep + columns[i].expression;
+    }
+    step.actions.push_back(sql_action(count_read_sql(trusted)));
+    step.actions.push_back(sql_action(
+        "WITH changed AS (\n"
+        "  UPDATE " + dim + " d SET " + set_list + ", data_hora_atualizacao_registro = $1\n"
+        "  FROM " + trusted + " s\n"
+        "  WHERE d." + key + " = s." + key + "\n"
+        "    AND (" + old_values + ") IS DISTINCT FROM (" + new_values + ")\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_updated FROM changed"));
+    step.actions.push_back(sql_action(
+        "WITH added AS (\n"
+        "  INSERT INTO " + dim + " (" + key + ", " + insert_cols + ", data_hora_atualizacao_registro)\n"
+        "  SELECT s." + key + ", " + insert_values + ", $1 FROM " + trusted + " s\n"
+        "  WHERE NOT EXISTS (SELECT 1 FROM " + dim + " d WHERE d." + key + " = s." + key + ")\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_inserted FROM added"));
+}
+
+}  // namespace
+
+Step dims_step() {
+    Step step{"load_dims", "load dim_data, dim_conta and dim_cartao (type 1)", {}};
+
+    step.actions.push_back(sql_action(R"SQL(
+WITH span AS (
+  SELECT min(data_movimentacao)::date AS first_day, max(data_movimentacao)::date AS last_day
+  FROM sicoop.trusted_movimentacao_cartao),
+added AS (
+  INSERT INTO sicoop.dim_data (sk_data, data, dia, mes, ano, trimestre, dia_da_semana, fim_de_semana)
+  SELECT to_char(d, 'YYYYMMDD')::int, d, extract(day FROM d), extract(month FROM d), extract(year FROM d),
+         extract(quarter FROM d),
+         (ARRAY['DOMINGO', 'SEGUNDA-FEIRA', 'TERÇA-FEIRA', 'QUARTA-FEIRA', 'QUINTA-FEIRA',
+                'SEXTA-FEIRA', 'SÁBADO'])[extract(dow FROM d)::int + 1],
+         extract(dow FROM d) IN (0, 6)
+  FROM span, generate_series(span.first_day, span.last_day, interval '1 day') AS g(day),
+       LATERAL (SELECT g.day::date AS d) x
+  WHERE NOT EXISTS (SELECT 1 FROM sicoop.dim_data dd WHERE dd.data = x.d)
+  RETURNING 1)
+SELECT count(*) AS rows_inserted FROM added)SQL"));
+
+    add_type1_dimension(step, "sicoop.dim_conta", "sicoop.trusted_conta", "id_conta",
+                        {{"tipo_conta", "s.tipo_conta"},
+                         {"agencia_conta", "s.agencia"},
+                         {"situacao_conta", "s.situacao_conta"},
+                         {"data_criacao_conta", "s.data_criacao_conta"}});
+    add_type1_dimension(step, "sicoop.dim_cartao", "sicoop.trusted_cartao", "id_cartao",
+                        {{"numero_cartao", "s.numero_cartao"},
+                         {"nome_impresso_cartao", "s.nome_impresso_cartao"},
+                         {"bandeira_cartao", "s.bandeira_cartao"},
+                         {"tipo_cartao", "s.tipo_cartao"},
+                         {"data_emissao_cartao", "s.data_emissao"}});
+    return step;
+}
+
+}  // namespace sicoop

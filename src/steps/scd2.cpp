@@ -1,0 +1,119 @@
+// Step scd2_associado: dim_associado as a slowly changing dimension of type 2.
+//
+// Historized attributes: estado civil, escolaridade and idade (the original design's choice).
+// nome, sobrenome and data de nascimento are type 1: corrected in place on every version.
+// At reference time T ($1):
+//   - a member whose historized attributes changed has its current version closed at T and
+//     a new version opened from T (half-open vigência [inicio, fim): no gap, no overlap);
+//   - if the current version itself was opened at T (a second run at the same instant), it is
+//     corrected in place instead, so no empty version is ever made;
+//   - a member gone from the source has its current version closed at T, with no new one;
+//   - a member seen for the first time gets a version valid from 1900-01-01, so movements
+//     older than the first load still find it; a member that comes back gets one from T.
+// The table's exclusion constraint and partial unique index guarantee, whatever happens,
+// no overlapping versions and at most one current version per member.
+#include "steps/step.hpp"
+
+namespace sicoop {
+
+namespace {
+
+// The member's historized attributes, as they are in the dimension (d) and in the source (s).
+const char* const kDimHistorized =
+    "(d.estado_civil_associado, d.escolaridade_associado, d.idade_atual_associado)";
+const char* const kSourceHistorized =
+    "(s.estado_civil, s.escolaridade, sicoop.age_years(s.data_nascimento, $1::date))";
+
+}  // namespace
+
+Step scd2_step() {
+    Step step{"scd2_associado", "historize dim_associado (SCD type 2)", {}};
+    const std::string dim_historized = kDimHistorized;
+    const std::string src_historized = kSourceHistorized;
+
+    // Runs go forward in time: closing a version before it started would be a lie.
+    step.actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
+
+    // Read and unchanged are counted before anything changes.
+    step.actions.push_back(sql_action(
+        "SELECT count(*) AS rows_read,\n"
+        "       count(*) FILTER (WHERE d.sk_associado IS NOT NULL\n"
+        "         AND " + dim_historized + " IS NOT DISTINCT FROM " + src_historized + "\n"
+        "         AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)\n"
+        "             IS NOT DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)) AS rows_unchanged\n"
+        "FROM sicoop.trusted_associado s\n"
+        "LEFT JOIN sicoop.dim_associado d\n"
+        "  ON d.id_associado = s.id_associado AND d.registro_ativo_associado"));
+
+    // Type 1 attributes: corrected on every version of the member.
+    step.actions.push_back(sql_action(
+        "WITH corrected AS (\n"
+        "  UPDATE sicoop.dim_associado d\n"
+        "  SET nome_associado = s.nome, sobrenome_associado = s.sobrenome,\n"
+        "      data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1\n"
+        "  FROM sicoop.trusted_associado s\n"
+        "  WHERE d.id_associado = s.id_associado\n"
+        "    AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)\n"
+        "        IS DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_updated FROM corrected"));
+
+    // A second change at the very instant the current version opened: correct it in place.
+    step.actions.push_back(sql_action(
+        "WITH corrected AS (\n"
+        "  UPDATE sicoop.dim_associado d\n"
+        "  SET estado_civil_associado = s.estado_civil, escolaridade_associado = s.escolaridade,\n"
+        "      idade_atual_associado = sicoop.age_years(s.data_nascimento, $1::date),\n"
+        "      data_hora_atualizacao_registro = $1\n"
+        "  FROM sicoop.trusted_associado s\n"
+        "  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado\n"
+        "    AND d.inicio_vigencia_registro_associado = $1\n"
+        "    AND " + dim_historized + " IS DISTINCT FROM " + src_historized + "\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_updated FROM corrected"));
+
+    // Changed members: close the current version at T (the new one is inserted below).
+    step.actions.push_back(sql_action(
+        "WITH closed AS (\n"
+        "  UPDATE sicoop.dim_associado d\n"
+        "  SET fim_vigencia_registro_associado = $1, registro_ativo_associado = false,\n"
+        "      data_hora_atualizacao_registro = $1\n"
+        "  FROM sicoop.trusted_associado s\n"
+        "  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado\n"
+        "    AND d.inicio_vigencia_registro_associado < $1\n"
+        "    AND " + dim_historized + " IS DISTINCT FROM " + src_historized + "\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_updated FROM closed"));
+
+    // Members gone from the source: close the current version, open none.
+    step.actions.push_back(sql_action(
+        "WITH closed AS (\n"
+        "  UPDATE sicoop.dim_associado d\n"
+        "  SET fim_vigencia_registro_associado = $1, registro_ativo_associado = false,\n"
+        "      data_hora_atualizacao_registro = $1\n"
+        "  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL\n"
+        "    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_deleted FROM closed"));
+
+    // Members without a current version (new, changed, or back): open one.
+    step.actions.push_back(sql_action(
+        "WITH opened AS (\n"
+        "  INSERT INTO sicoop.dim_associado (id_associado, nome_associado, sobrenome_associado,\n"
+        "      data_nascimento_associado, idade_atual_associado, estado_civil_associado,\n"
+        "      escolaridade_associado, inicio_vigencia_registro_associado,\n"
+        "      fim_vigencia_registro_associado, registro_ativo_associado, data_hora_atualizacao_registro)\n"
+        "  SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,\n"
+        "         sicoop.age_years(s.data_nascimento, $1::date), s.estado_civil, s.escolaridade,\n"
+        "         CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)\n"
+        "              THEN $1 ELSE timestamptz '1900-01-01 00:00:00+00' END,\n"
+        "         timestamptz '9999-12-31 00:00:00+00', true, $1\n"
+        "  FROM sicoop.trusted_associado s\n"
+        "  WHERE NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d\n"
+        "                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_inserted FROM opened"));
+    return step;
+}
+
+}  // namespace sicoop

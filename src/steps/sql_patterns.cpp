@@ -1,0 +1,60 @@
+#include "steps/sql_patterns.hpp"
+
+namespace sicoop {
+
+std::vector<Column> same_name_columns(const std::vector<std::string>& names) {
+    std::vector<Column> out;
+    for (const auto& n : names) out.push_back({n, n});
+    return out;
+}
+
+static std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+    std::string out;
+    for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+    return out;
+}
+
+std::string merge_changed_sql(const std::string& target, const std::string& key,
+                              const std::vector<Column>& columns,
+                              const std::vector<Column>& stamps, const std::string& source) {
+    std::vector<std::string> names, exprs, sets, old_values, new_values;
+    names.push_back(key);
+    exprs.push_back("s." + key);
+    for (const auto& c : columns) {
+        names.push_back(c.name);
+        exprs.push_back(c.expression);
+        sets.push_back(c.name + " = EXCLUDED." + c.name);
+        old_values.push_back("t." + c.name);
+        new_values.push_back("EXCLUDED." + c.name);
+    }
+    for (const auto& c : stamps) {
+        names.push_back(c.name);
+        exprs.push_back(c.expression);
+        sets.push_back(c.name + " = EXCLUDED." + c.name);
+    }
+    return "WITH merged AS (\n"
+           "  INSERT INTO " + target + " AS t (" + join(names, ", ") + ")\n"
+           "  SELECT " + join(exprs, ", ") + "\n"
+           "  FROM " + source + "\n"
+           "  ON CONFLICT (" + key + ") DO UPDATE SET " + join(sets, ", ") + "\n"
+           "  WHERE (" + join(old_values, ", ") + ") IS DISTINCT FROM (" + join(new_values, ", ") + ")\n"
+           "  RETURNING (t.xmax = 0) AS inserted)\n"
+           "SELECT count(*) FILTER (WHERE inserted) AS rows_inserted,\n"
+           "       count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged";
+}
+
+std::string delete_missing_sql(const std::string& target, const std::string& key,
+                               const std::string& source_relation, const std::string& extra_condition) {
+    return "WITH gone AS (\n"
+           "  DELETE FROM " + target + " t\n"
+           "  WHERE NOT EXISTS (SELECT 1 FROM " + source_relation + " s WHERE s." + key + " = t." + key + ")" +
+           (extra_condition.empty() ? "" : " AND " + extra_condition) + "\n"
+           "  RETURNING 1)\n"
+           "SELECT count(*) AS rows_deleted FROM gone";
+}
+
+std::string count_read_sql(const std::string& relation) {
+    return "SELECT count(*) AS rows_read FROM " + relation;
+}
+
+}  // namespace sicoop

@@ -1,0 +1,34 @@
+// SQL shapes the steps share: merge a set into a table (insert new, update changed, count
+// both) and delete what left the set. Pure C++. Table and column names here are the
+// extension's own constants, never user input.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sicoop {
+
+struct Column {
+    std::string name;        // column of the target table
+    std::string expression;  // how the source yields it (defaults to the same name)
+};
+
+// Columns whose expression is their own name.
+std::vector<Column> same_name_columns(const std::vector<std::string>& names);
+
+// INSERT ... ON CONFLICT (key) DO UPDATE, touching only rows whose columns changed.
+// `source` is a FROM item (table or subquery aliased s); `stamps` are set on insert and on
+// update but are not compared. Returns rows_inserted and rows_updated.
+std::string merge_changed_sql(const std::string& target, const std::string& key,
+                              const std::vector<Column>& columns,
+                              const std::vector<Column>& stamps, const std::string& source);
+
+// DELETE the rows of `target` whose key is no longer in `source_relation`. Returns rows_deleted.
+std::string delete_missing_sql(const std::string& target, const std::string& key,
+                               const std::string& source_relation, const std::string& extra_condition = "");
+
+// SELECT count(*) AS rows_read FROM relation.
+std::string count_read_sql(const std::string& relation);
+
+}  // namespace sicoop

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The embedded environment: installs what is missing, builds the extension, runs a throwaway
+# PostgreSQL 15 cluster inside the repository (.pgdata/, git-ignored), and runs the demo or
+# the tests against it.
+#
+#   bash test/env.sh demo      set everything up, run the pipeline on the sample, export the CSV
+#   bash test/env.sh test      run every test suite (unit, pg_regress, pgTAP incl. pg_cron)
+#   bash test/env.sh install | build | start | stop | psql [db] | status
+#
+# SICOOP_PGPORT (default 5499) chooses the cluster's port. As root, the server runs as the
+# `postgres` OS user, because PostgreSQL refuses to run as root.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PGBIN=/usr/lib/postgresql/15/bin
+PORT=${SICOOP_PGPORT:-5499}
+STATE=$REPO/.pgdata
+PGDATA_DIR=$STATE/data
+SRC_DB=sicooperativedb
+DW_DB=sicooperativedw
+export PGHOST=localhost PGPORT=$PORT PGUSER=postgres
+
+PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-pgtap
+          libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron libpq-dev make g++ perl)
+
+log() { printf '\033[1m[sicoop]\033[0m %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# The server and server-side tools run as `postgres` when we are root, as ourselves otherwise.
+as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+cmd_install() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing from Debian: ${missing[*]}"
+    as_root apt-get update -qq
+    # The postgresql package must not start Debian's own cluster on 5432 for us: we bring ours.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+cmd_build() {
+  log "building and installing the extension"
+  make -C "$REPO" -s -j2 >/dev/null
+  as_root make -C "$REPO" -s install >/dev/null
+}
+
+# Where the cluster lives: inside the repo, unless the server user cannot reach the repo
+# (e.g. a clone under /root): then in /var/tmp, linked from .pgdata so it is still found here.
+prepare_state_dir() {
+  [ -e "$STATE" ] && return
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$REPO"; then
+    local outside
+    outside=$(mktemp -d /var/tmp/sicoop_etl.XXXXXX)
+    ln -s "$outside" "$STATE"
+  else
+    mkdir -p "$STATE"
+  fi
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$(readlink -f "$STATE")"
+  return 0
+}
+
+psql_q() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+
+cmd_start() {
+  prepare_state_dir
+  if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+    log "creating the cluster in $PGDATA_DIR (UTF-8, ICU pt-BR, port $PORT)"
+    # ICU makes upper() accent-aware ('joão' -> 'JOÃO') whatever libc locales are generated.
+    as_server_user "$PGBIN/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust --encoding=UTF8 \
+      --locale=C.UTF-8 --locale-provider=icu --icu-locale=pt-BR >/dev/null
+    cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
+# sicoop_etl throwaway cluster
+listen_addresses = 'localhost'
+unix_socket_directories = '/tmp'
+shared_preload_libraries = 'pg_cron'
+cron.database_name = '$DW_DB'
+max_worker_processes = 16
+EOF
+  fi
+  sed -i "s/^port = .*//" "$PGDATA_DIR/postgresql.conf"
+  echo "port = $PORT" >>"$PGDATA_DIR/postgresql.conf"
+  if ! as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+    log "starting PostgreSQL on port $PORT"
+    as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 start >/dev/null
+  fi
+  create_databases
+}
+
+create_databases() {
+  if ! psql_q -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$SRC_DB'" | grep -q 1; then
+    log "creating $SRC_DB with the sample source"
+    psql_q -d postgres -c "CREATE DATABASE $SRC_DB"
+    psql_q -d "$SRC_DB" -f "$REPO/test/data/sample_source.sql" >/dev/null
+  fi
+  if ! psql_q -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$DW_DB'" | grep -q 1; then
+    log "creating $DW_DB with sicoop_etl and pg_cron"
+    psql_q -d postgres -c "CREATE DATABASE $DW_DB"
+    psql_q -d "$DW_DB" -c "CREATE EXTENSION sicoop_etl CASCADE" -c "CREATE EXTENSION pg_cron" \
+      -c "SELECT sicoop.connect_source('localhost', $PORT, '$SRC_DB', 'postgres')" >/dev/null
+  fi
+}
+
+cmd_stop() {
+  [ -f "$PGDATA_DIR/PG_VERSION" ] || return 0
+  as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast stop >/dev/null 2>&1 || true
+}
+
+cmd_demo() {
+  cmd_install
+  cmd_build
+  cmd_start
+  log "running the pipeline on the sample"
+  psql_q -d "$DW_DB" -c "CALL sicoop.run_pipeline()"
+  psql_q -d "$DW_DB" -c "SELECT step, status, rows_read, rows_inserted, rows_updated, rows_deleted,
+      rows_unchanged, rows_unknown, round(extract(epoch FROM finished_at - started_at)::numeric, 3) AS seconds
+    FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log) ORDER BY started_at"
+  local out_dir="$REPO/out"
+  mkdir -p "$out_dir"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$out_dir"
+  if ! as_server_user test -w "$out_dir"; then
+    out_dir=$(readlink -f "$STATE")/export
+    as_server_user mkdir -p "$out_dir"
+  fi
+  local rows
+  rows=$(psql_q -d "$DW_DB" -Atc "SELECT sicoop.export_flat('$out_dir/movimentacao_flat.csv')")
+  log "flat file ($rows movements): $out_dir/movimentacao_flat.csv"
+  echo "$out_dir/movimentacao_flat.csv"
+}
+
+cmd_test() {
+  cmd_install
+  cmd_build
+  cmd_start
+  local failed=0
+  log "unit tests (pure C++, no server)"
+  make -C "$REPO" -s unit-tests >/dev/null
+  prove --exec '' "$REPO/test/unit/unit_tests" || failed=1
+  log "pg_regress"
+  make -C "$REPO" -s installcheck || { failed=1; cat "$REPO/regression.diffs" 2>/dev/null | head -100; }
+  log "pgTAP (schema, cleaning, SCD2, robustness, pg_cron)"
+  psql_q -d postgres -c "DROP DATABASE IF EXISTS sicoop_tap_dw WITH (FORCE)" \
+    -c "DROP DATABASE IF EXISTS sicoop_tap_src WITH (FORCE)" \
+    -c "CREATE DATABASE sicoop_tap_dw" -c "CREATE DATABASE sicoop_tap_src"
+  psql_q -d sicoop_tap_dw -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink"
+  (cd "$REPO/test/pgtap" && pg_prove -d sicoop_tap_dw --ext .sql -v ./*.sql) || failed=1
+  return $failed
+}
+
+case "${1:-}" in
+  install) cmd_install ;;
+  build) cmd_build ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  demo) cmd_demo ;;
+  test) cmd_test ;;
+  status) as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status ;;
+  psql) shift; exec "$PGBIN/psql" -d "${1:-$DW_DB}" "${@:2}" ;;
+  *) sed -n '2,10p' "$0"; exit 2 ;;
+esac
