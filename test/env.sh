@@ -130,6 +130,14 @@ cmd_demo() {
   echo "$out_dir/movimentacao_flat.csv"
 }
 
+# A warehouse database for pgTAP and its source (<name>_src): each test file resets both.
+create_tap_databases() {
+  local dw=$1
+  psql_q -d postgres -c "DROP DATABASE IF EXISTS $dw WITH (FORCE)" -c "DROP DATABASE IF EXISTS ${dw}_src WITH (FORCE)" \
+    -c "CREATE DATABASE $dw" -c "CREATE DATABASE ${dw}_src"
+  psql_q -d "$dw" -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink"
+}
+
 cmd_test() {
   cmd_install
   cmd_build
@@ -141,11 +149,8 @@ cmd_test() {
   log "pg_regress"
   make -C "$REPO" -s installcheck || { failed=1; cat "$REPO/regression.diffs" 2>/dev/null | head -100; }
   log "pgTAP (schema, cleaning, SCD2, robustness, pg_cron)"
-  psql_q -d postgres -c "DROP DATABASE IF EXISTS sicoop_tap_dw WITH (FORCE)" \
-    -c "DROP DATABASE IF EXISTS sicoop_tap_src WITH (FORCE)" \
-    -c "CREATE DATABASE sicoop_tap_dw" -c "CREATE DATABASE sicoop_tap_src"
-  psql_q -d sicoop_tap_dw -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION dblink"
-  (cd "$REPO/test/pgtap" && pg_prove -d sicoop_tap_dw --ext .sql -v ./*.sql) || failed=1
+  create_tap_databases sicoop_tap_dw
+  (cd "$REPO/test/pgtap" && pg_prove -d sicoop_tap_dw --ext .sql ./*.sql) || failed=1
   return $failed
 }
 
@@ -156,6 +161,7 @@ case "${1:-}" in
   stop) cmd_stop ;;
   demo) cmd_demo ;;
   test) cmd_test ;;
+  tapdb) create_tap_databases "${2:?usage: env.sh tapdb NAME}" ;;
   status) as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status ;;
   psql) shift; exec "$PGBIN/psql" -d "${1:-$DW_DB}" "${@:2}" ;;
   *) sed -n '2,10p' "$0"; exit 2 ;;
