@@ -1,0 +1,382 @@
+-- Cleaning: raw -> trusted_* by every rule of the domain, through the real pipeline.
+--   text trimmed, inner runs of white space collapsed, upper-cased with accents kept, blank -> NULL;
+--   ids carried unchanged; nome split at the first space; idade in whole years on sicoop.as_of;
+--   card numbers masked to their last four characters, in trusted, dim_cartao and the flat view.
+-- The source is changed through the foreign tables sicoop.src_* (autocommit: the pipeline reads
+-- the source over its own connection, so no BEGIN/ROLLBACK here).
+\ir helpers/reset.sql
+SELECT plan(55);
+
+------------------------------------------------------------------------------------------
+-- 1. The sample, through the whole pipeline (sicoop.as_of = 2025-08-15).
+------------------------------------------------------------------------------------------
+\o /dev/null
+CALL sicoop.run_pipeline();
+\o
+
+SELECT results_eq(
+  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-001'$$,
+  $$VALUES ('ANA', 'SILVA')$$,
+  '''Ana Silva'' is split into ANA / SILVA');
+SELECT is((SELECT nome::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-002'), 'JOÃO',
+  '''João'' is upper-cased with its accent kept: JOÃO');
+SELECT is((SELECT escolaridade::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-001'),
+  'ENSINO SUPERIOR COMPLETO', ''' Ensino superior Completo'' -> ''ENSINO SUPERIOR COMPLETO'' (leading space trimmed)');
+SELECT is((SELECT estado_civil::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-002'),
+  'CASADO', '''Casado '' -> ''CASADO'' (trailing space trimmed)');
+SELECT is((SELECT estado_civil::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-005'),
+  'VIÚVO', '''viúvo'' -> ''VIÚVO''');
+SELECT is((SELECT tipo_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'CONTA-102'),
+  'POUPANÇA', '''Poupança'' -> ''POUPANÇA''');
+SELECT is((SELECT numero_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = 'CARTAO-211'),
+  '**0211', '''000211'' is masked to ''**0211''');
+
+SELECT results_eq(
+  $$SELECT id_associado::text, nome::text, sobrenome::text, data_nascimento, idade_atual_associado,
+           estado_civil::text, escolaridade::text
+    FROM sicoop.trusted_associado ORDER BY id_associado$$,
+  $$VALUES ('ASSOC-001', 'ANA', 'SILVA', date '1985-05-10', 40, 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO'),
+           ('ASSOC-002', 'JOÃO', 'OLIVEIRA', '1992-11-25', 32, 'CASADO', 'ENSINO SUPERIOR'),
+           ('ASSOC-003', 'MARIA', 'SOUZA', '1978-02-18', 47, 'DIVORCIADO', 'ENSINO MEDIO'),
+           ('ASSOC-004', 'PEDRO', 'SANTOS', '1995-07-03', 30, 'SOLTEIRO', 'ENSINO SUPERIOR'),
+           ('ASSOC-005', 'JULIA', 'LIMA', '1989-09-12', 35, 'VIÚVO', 'ENSINO MÉDIO COMPLETO'),
+           ('ASSOC-006', 'CARLOS', 'MENDES', '1980-04-20', 45, 'CASADO', 'ENSINO SUPERIOR'),
+           ('ASSOC-007', 'MARIANA', 'COSTA', '1998-08-05', 27, 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO'),
+           ('ASSOC-008', 'RICARDO', 'PEREIRA', '1975-01-30', 50, 'CASADO', 'POS-GRADUACAO'),
+           ('ASSOC-009', 'FERNANDA', 'ALVES', '1990-06-22', 35, 'SOLTEIRA', 'ENSINO SUPERIOR'),
+           ('ASSOC-010', 'LUCAS', 'MARTINS', '1983-12-15', 41, 'DIVORCIADO', 'ENSINO SUPERIOR')$$,
+  'trusted_associado: the sample members cleaned, split and aged on 2025-08-15');
+
+SELECT results_eq(
+  $$SELECT id_conta::text, id_associado::text, tipo_conta::text, agencia::text, situacao_conta::text,
+           data_criacao_conta
+    FROM sicoop.trusted_conta ORDER BY id_conta$$,
+  $$VALUES ('CONTA-101', 'ASSOC-001', 'CORRENTE', '001-3', 'ATIVA', date '2019-02-20'),
+           ('CONTA-102', 'ASSOC-002', 'POUPANÇA', '002-5', 'ATIVA', '2020-01-21'),
+           ('CONTA-103', 'ASSOC-003', 'CORRENTE', '001-3', 'ATIVA', '2018-02-17'),
+           ('CONTA-104', 'ASSOC-004', 'CORRENTE', '004-7', 'ATIVA', '2022-08-10'),
+           ('CONTA-105', 'ASSOC-005', 'CORRENTE', '005-9', 'ATIVA', '2017-09-30'),
+           ('CONTA-106', 'ASSOC-006', 'POUPANÇA', '002-5', 'ATIVA', '2018-07-15'),
+           ('CONTA-107', 'ASSOC-007', 'CORRENTE', '007-1', 'ATIVA', '2019-12-02'),
+           ('CONTA-108', 'ASSOC-008', 'CORRENTE', '008-2', 'INATIVA', '2024-06-20'),
+           ('CONTA-109', 'ASSOC-009', 'CORRENTE', '004-7', 'ATIVA', '2023-01-17'),
+           ('CONTA-110', 'ASSOC-010', 'CORRENTE', '010-4', 'ATIVA', '2019-05-26')$$,
+  'trusted_conta: the sample accounts cleaned');
+
+SELECT results_eq(
+  $$SELECT id_cartao::text, id_conta::text, numero_cartao::text, nome_impresso_cartao::text,
+           bandeira_cartao::text, tipo_cartao::text, data_emissao
+    FROM sicoop.trusted_cartao ORDER BY id_cartao$$,
+  $$VALUES ('CARTAO-201', 'CONTA-101', '**0201', 'NOME 201', 'MASTERCARD', 'CRÉDITO', date '2023-01-15'),
+           ('CARTAO-202', 'CONTA-101', '**0202', 'NOME 202', 'VISA', 'DÉBITO', '2023-01-15'),
+           ('CARTAO-203', 'CONTA-102', '**0203', 'NOME 203', 'VISA', 'CRÉDITO', '2022-05-20'),
+           ('CARTAO-204', 'CONTA-103', '**0204', 'NOME 204', 'ELO', 'DÉBITO', '2023-03-10'),
+           ('CARTAO-205', 'CONTA-104', '**0205', 'NOME 205', 'MASTERCARD', 'CRÉDITO', '2024-06-01'),
+           ('CARTAO-206', 'CONTA-105', '**0206', 'NOME 206', 'VISA', 'CRÉDITO', '2021-08-05'),
+           ('CARTAO-207', 'CONTA-106', '**0207', 'NOME 207', 'ELO', 'DÉBITO', '2022-09-18'),
+           ('CARTAO-208', 'CONTA-107', '**0208', 'NOME 208', 'MASTERCARD', 'CRÉDITO', '2023-11-25'),
+           ('CARTAO-209', 'CONTA-108', '**0209', 'NOME 209', 'VISA', 'CRÉDITO', '2020-02-14'),
+           ('CARTAO-210', 'CONTA-109', '**0210', 'NOME 210', 'ELO', 'DÉBITO', '2023-07-30'),
+           ('CARTAO-211', 'CONTA-110', '**0211', 'NOME 211', 'MASTERCARD', 'CRÉDITO', '2024-01-08')$$,
+  'trusted_cartao: the sample cards cleaned and masked');
+
+SELECT results_eq(
+  $$SELECT id_movimentacao_cartao::text, id_cartao::text, descricao_movimentacao::text,
+           valor_movimentacao, data_movimentacao
+    FROM sicoop.trusted_movimentacao_cartao ORDER BY id_movimentacao_cartao$$,
+  $$VALUES ('MOV-301', 'CARTAO-201', 'SUPERMERCADO BOM PREÇO', 55.75, timestamp '2025-08-14 10:30:00'),
+           ('MOV-302', 'CARTAO-202', 'POSTO IPIRANGA', 120.00, '2025-08-14 11:45:00'),
+           ('MOV-303', 'CARTAO-203', 'PADARIA PÃO QUENTE', 25.50, '2025-08-14 12:10:00'),
+           ('MOV-304', 'CARTAO-204', 'LOJA DE MÓVEIS', 350.00, '2025-08-14 13:20:00'),
+           ('MOV-305', 'CARTAO-205', 'RESTAURANTE SABOR', 89.90, '2025-08-14 14:05:00'),
+           ('MOV-306', 'CARTAO-206', 'FARMÁCIA SAÚDE', 75.00, '2025-08-14 15:15:00'),
+           ('MOV-307', 'CARTAO-207', 'LIVRARIA CULTURA', 200.00, '2025-08-14 16:30:00'),
+           ('MOV-308', 'CARTAO-208', 'CINEMA CENTER', 150.25, '2025-08-14 17:00:00'),
+           ('MOV-309', 'CARTAO-209', 'UBER *TRIP', 45.00, '2025-08-14 18:40:00'),
+           ('MOV-310', 'CARTAO-210', 'CAFETERIA GRÃO', 30.50, '2025-08-14 19:10:00'),
+           ('MOV-311', 'CARTAO-211', 'MERCADO LIVRE', 110.00, '2025-08-14 20:25:00'),
+           ('MOV-312', 'CARTAO-201', 'PADARIA PÃO QUENTE', 10.99, '2025-08-15 09:30:00')$$,
+  'trusted_movimentacao_cartao: the sample movements cleaned, amounts and naive times unchanged');
+
+-- The flat view: its columns in the order of the original CSV header, and its rows.
+SELECT results_eq(
+  $$SELECT attname::text COLLATE "default" FROM pg_attribute
+    WHERE attrelid = 'sicoop.vw_movimentacao_flat'::regclass AND attnum > 0 AND NOT attisdropped
+    ORDER BY attnum$$,
+  ARRAY['nome_associado', 'sobrenome_associado', 'idade_associado', 'vlr_transacao_movimento',
+        'des_transacao_movimento', 'data_movimentacao', 'numero_cartao', 'nome_impresso_cartao',
+        'data_criacao_cartao', 'tipo_conta', 'data_criacao_conta'],
+  'vw_movimentacao_flat has the CSV header''s columns, in its order');
+
+SELECT results_eq(
+  $$SELECT concat_ws(';', nome_associado, sobrenome_associado, idade_associado, vlr_transacao_movimento,
+                   des_transacao_movimento, data_movimentacao, numero_cartao, nome_impresso_cartao,
+                   data_criacao_cartao, tipo_conta, data_criacao_conta)
+    FROM sicoop.vw_movimentacao_flat LIMIT 2$$,
+  ARRAY['ANA;SILVA;40;55.75;SUPERMERCADO BOM PREÇO;2025-08-14 10:30:00;**0201;NOME 201;2023-01-15;CORRENTE;2019-02-20',
+        'ANA;SILVA;40;120.00;POSTO IPIRANGA;2025-08-14 11:45:00;**0202;NOME 202;2023-01-15;CORRENTE;2019-02-20'],
+  'the flat view''s first rows read as in domain.md');
+
+SELECT results_eq(
+  $$SELECT nome_associado::text, sobrenome_associado::text, idade_associado, vlr_transacao_movimento,
+           des_transacao_movimento::text, data_movimentacao, numero_cartao::text,
+           nome_impresso_cartao::text, data_criacao_cartao, tipo_conta::text, data_criacao_conta
+    FROM sicoop.vw_movimentacao_flat$$,
+  $$VALUES
+    ('ANA', 'SILVA', 40, 55.75, 'SUPERMERCADO BOM PREÇO', timestamp '2025-08-14 10:30:00', '**0201', 'NOME 201', date '2023-01-15', 'CORRENTE', date '2019-02-20'),
+    ('ANA', 'SILVA', 40, 120.00, 'POSTO IPIRANGA', '2025-08-14 11:45:00', '**0202', 'NOME 202', '2023-01-15', 'CORRENTE', '2019-02-20'),
+    ('JOÃO', 'OLIVEIRA', 32, 25.50, 'PADARIA PÃO QUENTE', '2025-08-14 12:10:00', '**0203', 'NOME 203', '2022-05-20', 'POUPANÇA', '2020-01-21'),
+    ('MARIA', 'SOUZA', 47, 350.00, 'LOJA DE MÓVEIS', '2025-08-14 13:20:00', '**0204', 'NOME 204', '2023-03-10', 'CORRENTE', '2018-02-17'),
+    ('PEDRO', 'SANTOS', 30, 89.90, 'RESTAURANTE SABOR', '2025-08-14 14:05:00', '**0205', 'NOME 205', '2024-06-01', 'CORRENTE', '2022-08-10'),
+    ('JULIA', 'LIMA', 35, 75.00, 'FARMÁCIA SAÚDE', '2025-08-14 15:15:00', '**0206', 'NOME 206', '2021-08-05', 'CORRENTE', '2017-09-30'),
+    ('CARLOS', 'MENDES', 45, 200.00, 'LIVRARIA CULTURA', '2025-08-14 16:30:00', '**0207', 'NOME 207', '2022-09-18', 'POUPANÇA', '2018-07-15'),
+    ('MARIANA', 'COSTA', 27, 150.25, 'CINEMA CENTER', '2025-08-14 17:00:00', '**0208', 'NOME 208', '2023-11-25', 'CORRENTE', '2019-12-02'),
+    ('RICARDO', 'PEREIRA', 50, 45.00, 'UBER *TRIP', '2025-08-14 18:40:00', '**0209', 'NOME 209', '2020-02-14', 'CORRENTE', '2024-06-20'),
+    ('FERNANDA', 'ALVES', 35, 30.50, 'CAFETERIA GRÃO', '2025-08-14 19:10:00', '**0210', 'NOME 210', '2023-07-30', 'CORRENTE', '2023-01-17'),
+    ('LUCAS', 'MARTINS', 41, 110.00, 'MERCADO LIVRE', '2025-08-14 20:25:00', '**0211', 'NOME 211', '2024-01-08', 'CORRENTE', '2019-05-26'),
+    ('ANA', 'SILVA', 40, 10.99, 'PADARIA PÃO QUENTE', '2025-08-15 09:30:00', '**0201', 'NOME 201', '2023-01-15', 'CORRENTE', '2019-02-20')$$,
+  'the flat view on the sample: every row and column, ordered by data_movimentacao then id');
+
+------------------------------------------------------------------------------------------
+-- 2. Messy rows added to the source (spaces, tabs, case, accents, blanks, odd ids, card
+--    numbers of every length), then the whole pipeline again at the same reference time.
+------------------------------------------------------------------------------------------
+INSERT INTO sicoop.src_associado VALUES
+  ('T-NOME3', 'maria  da silva', '1990-01-01', E'\tcasada\t\tcom  separação ', ' pós-graduação   completa'),
+  ('T-NOME1', 'joão', NULL, '   ', E'\t'),
+  ('T-PAD2', '   ana   beatriz  ', '1991-01-01', 'solteira', 'ensino médio'),
+  ('T-PAD1', '  zé  ', '1992-01-01', 'solteiro', 'ensino médio'),
+  (' t-Id  Mixé ', E'lúcia\tventura', '1960-02-29', 'viúva', 'doutorado'),
+  ('T-AGE-BEFORE', 'Dia Antes', '2000-08-16', NULL, NULL),
+  ('T-AGE-ON', 'Dia Certo', '2000-08-15', NULL, NULL),
+  ('T-AGE-AFTER', 'Dia Depois', '2000-08-14', NULL, NULL),
+  ('T-AGE-LEAP', 'Bissexto', '2000-02-29', NULL, NULL),
+  ('T-AGE-FEB28', 'Fevereiro', '2000-02-28', NULL, NULL),
+  ('T-AGE-MAR01', 'Março', '2000-03-01', NULL, NULL),
+  ('T-AGE-FUTURE', 'Futuro', '2025-08-16', NULL, NULL);
+INSERT INTO sicoop.src_conta VALUES
+  ('conta  t1 ', ' t-Id  Mixé ', '  conta  poupança ', E'agência  sé\t1', 'em   análise', '2024-02-29'),
+  ('T-CONTA-2', 'T-NOME1', '', '   ', E'\t \t', '2024-05-05');
+INSERT INTO sicoop.src_cartao VALUES
+  (' cartão-t1', 'conta  t1 ', '5502093412345678', ' joão  da   silva ', E'máster\tcard', ' crédito  internacional', '2024-03-01'),
+  ('T-CARTAO-2', 'T-CONTA-2', '9876', '', ' ', E'\t', '2024-05-06'),
+  ('T-CARTAO-3', 'T-CONTA-2', '123', 'três', 'elo', 'débito', '2024-05-07'),
+  ('T-CARTAO-4', 'T-CONTA-2', '12345', 'quatro', 'elo', 'débito', '2024-05-08'),
+  ('T-CARTAO-5', 'T-CONTA-2', '4111 1111 1111 1111', 'cinco', 'visa', 'crédito', '2024-05-09');
+INSERT INTO sicoop.src_movimentacao_cartao VALUES
+  ('mov t1 ', ' cartão-t1', E'  compra\t\tonline   açaí  ', 99.99, '2025-08-15 10:00:00'),
+  ('T-MOV-2', 'T-CARTAO-2', '   ', 1.00, '2025-08-15 10:05:00'),
+  ('T-MOV-3', 'T-CARTAO-3', 'pão de queijo', 2.00, '2025-08-15 10:10:00'),
+  ('T-MOV-4', 'T-CARTAO-4', 'café', 3.00, '2025-08-15 10:15:00'),
+  ('T-MOV-5', 'T-CARTAO-5', 'açougue', 4.00, '2025-08-15 10:20:00');
+
+\o /dev/null
+CALL sicoop.run_pipeline();
+\o
+
+-- nome / sobrenome
+SELECT results_eq(
+  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME3'$$,
+  $$VALUES ('MARIA', 'DA SILVA')$$,
+  '''maria  da silva'' -> MARIA / ''DA SILVA'' (the rest of a three-word name, inner spaces collapsed)');
+SELECT results_eq(
+  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME1'$$,
+  $$VALUES ('JOÃO', NULL::text)$$,
+  'a single-word name ''joão'' -> JOÃO, sobrenome NULL');
+SELECT results_eq(
+  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-PAD2'$$,
+  $$VALUES ('ANA', 'BEATRIZ')$$,
+  '''   ana   beatriz  '' -> ANA / BEATRIZ: leading and trailing spaces make no empty name');
+SELECT results_eq(
+  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-PAD1'$$,
+  $$VALUES ('ZÉ', NULL::text)$$,
+  '''  zé  '' -> ZÉ, sobrenome NULL (not an empty string)');
+SELECT results_eq(
+  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = ' t-Id  Mixé '$$,
+  $$VALUES ('LÚCIA', 'VENTURA')$$,
+  'a tab separates first and last name too: LÚCIA / VENTURA');
+SELECT is(
+  (SELECT count(*)::int FROM sicoop.trusted_associado
+   WHERE nome = '' OR nome ~ '\s' OR nome <> upper(nome)
+      OR sobrenome = '' OR sobrenome ~ '^\s|\s$|\s\s|[^ [:graph:]]' OR sobrenome <> upper(sobrenome)),
+  0, 'no trusted name is empty, padded, holds a space (nome) or a run of spaces (sobrenome), or is lower case');
+
+-- every cleaned text column: trimmed, collapsed, upper-cased with accents, blank -> NULL
+SELECT results_eq(
+  $$SELECT estado_civil::text, escolaridade::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME3'$$,
+  $$VALUES ('CASADA COM SEPARAÇÃO', 'PÓS-GRADUAÇÃO COMPLETA')$$,
+  'estado_civil and escolaridade: tabs and runs of spaces collapsed, trimmed, upper-cased with accents');
+SELECT results_eq(
+  $$SELECT estado_civil::text, escolaridade::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME1'$$,
+  $$VALUES (NULL::text, NULL::text)$$,
+  'estado_civil and escolaridade: blank (spaces, a tab) -> NULL');
+SELECT results_eq(
+  $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'conta  t1 '$$,
+  $$VALUES ('CONTA POUPANÇA', 'AGÊNCIA SÉ 1', 'EM ANÁLISE')$$,
+  'tipo_conta, agencia and situacao_conta cleaned, accents kept');
+SELECT results_eq(
+  $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'T-CONTA-2'$$,
+  $$VALUES (NULL::text, NULL::text, NULL::text)$$,
+  'tipo_conta, agencia and situacao_conta: empty / blank -> NULL');
+SELECT results_eq(
+  $$SELECT nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = ' cartão-t1'$$,
+  $$VALUES ('JOÃO DA SILVA', 'MÁSTER CARD', 'CRÉDITO INTERNACIONAL')$$,
+  'nome_impresso_cartao, bandeira_cartao and tipo_cartao cleaned, accents kept');
+SELECT results_eq(
+  $$SELECT nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = 'T-CARTAO-2'$$,
+  $$VALUES (NULL::text, NULL::text, NULL::text)$$,
+  'nome_impresso_cartao, bandeira_cartao and tipo_cartao: empty / blank -> NULL');
+SELECT is((SELECT descricao_movimentacao::text FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = 'mov t1 '),
+  'COMPRA ONLINE AÇAÍ', 'descricao_movimentacao cleaned, accents kept');
+SELECT is((SELECT descricao_movimentacao::text FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = 'T-MOV-2'),
+  NULL, 'descricao_movimentacao: blank -> NULL');
+SELECT is(
+  (SELECT count(*)::int FROM (
+     SELECT estado_civil FROM sicoop.trusted_associado UNION ALL
+     SELECT escolaridade FROM sicoop.trusted_associado UNION ALL
+     SELECT tipo_conta FROM sicoop.trusted_conta UNION ALL
+     SELECT agencia FROM sicoop.trusted_conta UNION ALL
+     SELECT situacao_conta FROM sicoop.trusted_conta UNION ALL
+     SELECT nome_impresso_cartao FROM sicoop.trusted_cartao UNION ALL
+     SELECT bandeira_cartao FROM sicoop.trusted_cartao UNION ALL
+     SELECT tipo_cartao FROM sicoop.trusted_cartao UNION ALL
+     SELECT descricao_movimentacao FROM sicoop.trusted_movimentacao_cartao) v(t)
+   WHERE t = '' OR t ~ '^\s|\s$|\s\s|[^ [:graph:]]' OR t <> upper(t)),
+  0, 'every cleaned text column of every trusted table: no empty, padded, doubly spaced, tabbed or lower-case value');
+
+-- ids, natural and foreign, are carried unchanged (spaces, case and accents included)
+SELECT set_eq(
+  'SELECT id_associado::text FROM sicoop.trusted_associado',
+  'SELECT id_associado::text FROM sicoop.src_associado',
+  'trusted_associado ids are the source''s, unchanged');
+SELECT set_eq(
+  'SELECT id_conta::text, id_associado::text FROM sicoop.trusted_conta',
+  'SELECT id_conta::text, id_associado::text FROM sicoop.src_conta',
+  'trusted_conta ids (and member ids) are the source''s, unchanged');
+SELECT set_eq(
+  'SELECT id_cartao::text, id_conta::text FROM sicoop.trusted_cartao',
+  'SELECT id_cartao::text, id_conta::text FROM sicoop.src_cartao',
+  'trusted_cartao ids (and account ids) are the source''s, unchanged');
+SELECT set_eq(
+  'SELECT id_movimentacao_cartao::text, id_cartao::text FROM sicoop.trusted_movimentacao_cartao',
+  'SELECT id_movimentacao_cartao::text, id_cartao::text FROM sicoop.src_movimentacao_cartao',
+  'trusted_movimentacao_cartao ids (and card ids) are the source''s, unchanged');
+
+-- card numbers
+SELECT results_eq(
+  $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.raw_cartao
+    WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+  $$VALUES (' cartão-t1', '5502093412345678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
+           ('T-CARTAO-4', '12345'), ('T-CARTAO-5', '4111 1111 1111 1111')$$,
+  'raw_cartao holds the full card numbers (the masking happens in trusted)');
+SELECT results_eq(
+  $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.trusted_cartao
+    WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+  $$VALUES (' cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
+           ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
+  'trusted_cartao: all but the last four characters masked; numbers of 4 characters or fewer unchanged');
+SELECT results_eq(
+  $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.dim_cartao
+    WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+  $$VALUES (' cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
+           ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
+  'dim_cartao carries the masked numbers');
+SELECT is(
+  (SELECT count(*)::int FROM sicoop.raw_cartao r JOIN sicoop.trusted_cartao t ON strpos(t::text, btrim(r.numero_cartao)) > 0
+   WHERE length(btrim(r.numero_cartao)) > 4),
+  0, 'no full card number (longer than 4) appears anywhere in trusted_cartao');
+SELECT is(
+  (SELECT count(*)::int FROM sicoop.raw_cartao r JOIN sicoop.dim_cartao d ON strpos(d::text, btrim(r.numero_cartao)) > 0
+   WHERE length(btrim(r.numero_cartao)) > 4),
+  0, 'no full card number (longer than 4) appears anywhere in dim_cartao');
+SELECT is(
+  (SELECT count(*)::int FROM sicoop.raw_cartao r JOIN sicoop.vw_movimentacao_flat v ON strpos(v::text, btrim(r.numero_cartao)) > 0
+   WHERE length(btrim(r.numero_cartao)) > 4),
+  0, 'no full card number (longer than 4) appears anywhere in vw_movimentacao_flat');
+SELECT results_eq(
+  $$SELECT nome_associado::text, sobrenome_associado::text, idade_associado, vlr_transacao_movimento,
+           des_transacao_movimento::text, numero_cartao::text, nome_impresso_cartao::text,
+           data_criacao_cartao, tipo_conta::text, data_criacao_conta
+    FROM sicoop.vw_movimentacao_flat WHERE data_movimentacao >= '2025-08-15 10:00'$$,
+  $$VALUES ('LÚCIA', 'VENTURA', 65, 99.99, 'COMPRA ONLINE AÇAÍ', '************5678', 'JOÃO DA SILVA', date '2024-03-01', 'CONTA POUPANÇA', date '2024-02-29'),
+           ('JOÃO', NULL, NULL, 1.00, NULL, '9876', NULL, '2024-05-06', NULL, '2024-05-05'),
+           ('JOÃO', NULL, NULL, 2.00, 'PÃO DE QUEIJO', '123', 'TRÊS', '2024-05-07', NULL, '2024-05-05'),
+           ('JOÃO', NULL, NULL, 3.00, 'CAFÉ', '*2345', 'QUATRO', '2024-05-08', NULL, '2024-05-05'),
+           ('JOÃO', NULL, NULL, 4.00, 'AÇOUGUE', '***************1111', 'CINCO', '2024-05-09', NULL, '2024-05-05')$$,
+  'the flat view shows the new movements cleaned, with masked card numbers');
+
+-- idade_atual_associado on sicoop.as_of = 2025-08-15
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-BEFORE'), 24,
+  'born 2000-08-16: 24 on 2025-08-15, the day before the birthday');
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-ON'), 25,
+  'born 2000-08-15: 25 on 2025-08-15, the birthday');
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-AFTER'), 25,
+  'born 2000-08-14: 25 on 2025-08-15, the day after the birthday');
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME1'), NULL,
+  'no birth date: idade NULL');
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-FUTURE'), NULL,
+  'a birth date after the reference date: idade NULL (as sicoop.age_years documents)');
+SELECT is((SELECT idade_atual_associado FROM sicoop.dim_associado
+           WHERE id_associado = 'T-AGE-BEFORE' AND registro_ativo_associado), 24,
+  'dim_associado takes the trusted age (24 the day before the birthday)');
+
+-- Re-running the trusted step on unchanged data changes nothing: cleaning is idempotent.
+SELECT results_eq(
+  'SELECT rows_inserted, rows_updated, rows_deleted FROM sicoop.load_trusted()',
+  $$VALUES (0::bigint, 0::bigint, 0::bigint)$$,
+  'load_trusted again with no source change: nothing inserted, updated or deleted');
+
+------------------------------------------------------------------------------------------
+-- 3. Other reference dates (the trusted step alone: it re-ages every member).
+------------------------------------------------------------------------------------------
+SET sicoop.as_of = '2025-02-28';
+\o /dev/null
+SELECT * FROM sicoop.load_trusted();
+\o
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-LEAP'), 24,
+  'born 29 Feb 2000: 24 on 28 Feb 2025 (common year, birthday not yet reached)');
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-FEB28'), 25,
+  'born 28 Feb 2000: 25 on 28 Feb 2025 (the birthday)');
+
+SET sicoop.as_of = '2025-03-01';
+\o /dev/null
+SELECT * FROM sicoop.load_trusted();
+\o
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-LEAP'), 25,
+  'born 29 Feb 2000: 25 on 1 Mar 2025 (common year)');
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-MAR01'), 25,
+  'born 1 Mar 2000: 25 on 1 Mar 2025 (the birthday)');
+
+SET sicoop.as_of = '2028-02-28';
+\o /dev/null
+SELECT * FROM sicoop.load_trusted();
+\o
+SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-LEAP'), 27,
+  'born 29 Feb 2000: 27 on 28 Feb 2028 (leap year, the day before the birthday)');
+
+SET sicoop.as_of = '2028-02-29';
+\o /dev/null
+SELECT * FROM sicoop.load_trusted();
+\o
+SELECT results_eq(
+  $$SELECT id_associado::text, idade_atual_associado FROM sicoop.trusted_associado
+    WHERE id_associado IN ('T-AGE-FEB28', 'T-AGE-LEAP', 'T-AGE-MAR01') ORDER BY id_associado$$,
+  $$VALUES ('T-AGE-FEB28', 28), ('T-AGE-LEAP', 28), ('T-AGE-MAR01', 27)$$,
+  'on 29 Feb 2028: born 29 Feb 2000 is 28 (birthday), born 28 Feb 28 (day after), born 1 Mar 27 (day before)');
+SELECT results_eq(
+  $$SELECT id_associado::text, idade_atual_associado FROM sicoop.trusted_associado
+    WHERE id_associado IN ('ASSOC-001', 'T-AGE-BEFORE', ' t-Id  Mixé ', 'T-AGE-FUTURE', 'T-NOME1') ORDER BY id_associado$$,
+  $$VALUES (' t-Id  Mixé ', 68), ('ASSOC-001', 42), ('T-AGE-BEFORE', 27), ('T-AGE-FUTURE', 2), ('T-NOME1', NULL::int)$$,
+  'on 29 Feb 2028 every member is re-aged (and one born 1960-02-29 is 68)');
+
+SET sicoop.as_of = '2025-08-15';
+\o /dev/null
+SELECT * FROM sicoop.load_trusted();
+\o
+SELECT results_eq(
+  $$SELECT id_associado::text, idade_atual_associado FROM sicoop.trusted_associado
+    WHERE id_associado IN ('T-AGE-AFTER', 'T-AGE-BEFORE', 'T-AGE-LEAP', 'T-AGE-ON') ORDER BY id_associado$$,
+  $$VALUES ('T-AGE-AFTER', 25), ('T-AGE-BEFORE', 24), ('T-AGE-LEAP', 25), ('T-AGE-ON', 25)$$,
+  'back on 2025-08-15 the trusted ages are those of that date again (a run can be replayed)');
+
+SELECT * FROM finish();
