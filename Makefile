@@ -33,3 +33,6 @@ test/unit/unit_tests: test/unit/unit_tests.cpp $(PURE_SRCS) $(wildcard src/steps
 	$(CXX) $(UNIT_CXXFLAGS) -o $@ test/unit/unit_tests.cpp $(PURE_SRCS)
 
 .PHONY: unit-tests
+
+# PGXS tracks no header dependencies: rebuild everything when a header changes.
+$(OBJS): $(wildcard src/*.hpp src/steps/*.hpp)

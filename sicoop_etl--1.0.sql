@@ -114,6 +114,7 @@ CREATE TABLE run_log (
     rows_deleted    bigint,
     rows_unchanged  bigint,
     rows_unknown    bigint,
+    rows_rejected   bigint,
     error_sqlstate  text,
     error_message   text,
     error_detail    text,
@@ -133,8 +134,23 @@ CREATE TYPE step_result AS (
     rows_deleted    bigint,
     rows_unchanged  bigint,
     rows_unknown    bigint,
+    rows_rejected   bigint,
     seconds         numeric
 );
+
+-- Source rows the trusted layer cannot take, with the reason: one row per rejected record
+-- while it stays bad (a later run that finds it fixed loads it and removes it from here).
+-- Holds raw values (card numbers included): readable by the ETL owner only.
+CREATE TABLE reject (
+    table_name   text NOT NULL,
+    record_id    text NOT NULL,
+    reason       text NOT NULL,
+    record       jsonb NOT NULL,
+    run_id       bigint NOT NULL,
+    rejected_at  timestamptz NOT NULL,
+    PRIMARY KEY (table_name, record_id)
+);
+REVOKE ALL ON reject FROM PUBLIC;
 
 ------------------------------------------------------------------------------------------
 -- Reference time: sicoop.as_of (timestamptz; empty = now()).
@@ -166,10 +182,11 @@ CREATE FUNCTION age_years(birth date, on_date date) RETURNS int
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
 $$ SELECT CASE WHEN birth <= on_date THEN date_part('year', age(on_date, birth))::int END $$;
 
--- Every character but the last four replaced by '*'.
+-- Every character but the last four replaced by '*' (white space around it ignored; blank -> NULL).
 CREATE FUNCTION mask_card(numero text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
-$$ SELECT repeat('*', greatest(length(n) - 4, 0)) || right(n, 4) FROM (SELECT btrim(numero) AS n) s $$;
+$$ SELECT nullif(repeat('*', greatest(length(n) - 4, 0)) || right(n, 4), '')
+   FROM (SELECT regexp_replace(numero, '^\s+|\s+$', '', 'g') AS n) s $$;
 
 ------------------------------------------------------------------------------------------
 -- Raw: the source rows as they are, plus load metadata. Readable by the ETL owner only.
@@ -314,7 +331,8 @@ CREATE TABLE dim_cartao (
 );
 INSERT INTO dim_cartao (sk_cartao, nome_impresso_cartao) VALUES (-1, 'DESCONHECIDO');
 
--- SCD type 2. Vigência is half-open [inicio, fim); the current version ends at 9999-12-31.
+-- SCD type 2. Vigência is half-open [inicio, fim); the current version ends at 9999-12-31
+-- (1900-01-01 and 9999-12-31 are midnights in the cooperative's time zone, sicoop.timezone).
 -- The exclusion constraint makes overlapping versions impossible, the partial unique index
 -- makes a second current version impossible.
 CREATE TABLE dim_associado (
@@ -331,7 +349,8 @@ CREATE TABLE dim_associado (
     registro_ativo_associado boolean NOT NULL,
     data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
     CHECK (fim_vigencia_registro_associado > inicio_vigencia_registro_associado),
-    CHECK (NOT registro_ativo_associado OR fim_vigencia_registro_associado = '9999-12-31 00:00:00+00'),
+    -- Current means open-ended (the 9999-12-31 sentinel, a local midnight).
+    CHECK (registro_ativo_associado = (fim_vigencia_registro_associado > '9999-12-30 00:00:00+00')),
     CHECK ((sk_associado = -1) = (id_associado IS NULL)),
     EXCLUDE USING gist (id_associado WITH =,
         tstzrange(inicio_vigencia_registro_associado, fim_vigencia_registro_associado) WITH &&)
@@ -339,7 +358,8 @@ CREATE TABLE dim_associado (
 CREATE UNIQUE INDEX dim_associado_one_current ON dim_associado (id_associado) WHERE registro_ativo_associado;
 INSERT INTO dim_associado (sk_associado, nome_associado, inicio_vigencia_registro_associado,
                            fim_vigencia_registro_associado, registro_ativo_associado)
-VALUES (-1, 'DESCONHECIDO', '1900-01-01 00:00:00+00', '9999-12-31 00:00:00+00', true);
+VALUES (-1, 'DESCONHECIDO', timestamp '1900-01-01' AT TIME ZONE 'America/Sao_Paulo',
+        timestamp '9999-12-31' AT TIME ZONE 'America/Sao_Paulo', true);
 
 -- SCD2 runs go forward in time: a reference time before the latest version's start is refused.
 CREATE FUNCTION _check_scd2_reference_time(ref timestamptz) RETURNS void
@@ -347,10 +367,13 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
   latest timestamptz;
 BEGIN
-  SELECT max(inicio_vigencia_registro_associado) INTO latest
+  -- The latest boundary of any kind: a version's start, or the close of a deleted member.
+  SELECT max(greatest(inicio_vigencia_registro_associado,
+                      CASE WHEN NOT registro_ativo_associado THEN fim_vigencia_registro_associado END))
+  INTO latest
   FROM sicoop.dim_associado WHERE id_associado IS NOT NULL;
   IF latest > ref THEN
-    RAISE EXCEPTION 'sicoop: reference time % is earlier than the latest member version (%)', ref, latest
+    RAISE EXCEPTION 'sicoop: reference time % is earlier than the latest member version change (%)', ref, latest
       USING HINT = 'Runs cannot go back in time: set sicoop.as_of to a later time, or leave it empty for now().',
             ERRCODE = 'invalid_parameter_value';
   END IF;

@@ -37,9 +37,12 @@ JOIN sicoop.dim_cartao c USING (sk_cartao)
 JOIN sicoop.dim_conta co USING (sk_conta)
 ORDER BY f.id_movimentacao_cartao;
 
--- The flat file, written server-side (a relative path lands in the data directory) and read back.
-SELECT sicoop.export_flat('sicoop_regress_flat.csv') AS movements_written;
-SELECT line FROM regexp_split_to_table(rtrim(pg_read_file('sicoop_regress_flat.csv'), E'\n'), E'\n') AS line;
+-- The flat file, written server-side (into the data directory here) and read back.
+SELECT current_setting('data_directory') || '/sicoop_regress_flat.csv' AS flat_path \gset
+SELECT sicoop.export_flat(:'flat_path') AS movements_written;
+SELECT line FROM regexp_split_to_table(rtrim(pg_read_file(:'flat_path'), E'\n'), E'\n') AS line;
+-- COPY's rules for server files apply: a relative path is refused.
+SELECT sicoop.export_flat('flat.csv');
 
 -- A rerun with no source change changes nothing.
 CALL sicoop.run_pipeline();

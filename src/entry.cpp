@@ -20,6 +20,7 @@ namespace sicoop {
 namespace {
 MemoryContext current_error_context = nullptr;
 char* as_of_setting = nullptr;
+char* timezone_setting = nullptr;
 }  // namespace
 
 MemoryContext error_context() { return current_error_context; }
@@ -31,6 +32,11 @@ void _PG_init(void) {
         "sicoop.as_of", "Reference time of sicoop_etl runs (timestamptz); empty means now().",
         "Ages, SCD2 vigência boundaries and update stamps use it, so a run can be replayed.",
         &sicoop::as_of_setting, "", PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "sicoop.timezone", "The cooperative's time zone, in which the source's naive timestamps are local.",
+        "Movements are matched to member versions, and ages taken, in this time zone, whatever the "
+        "session's TimeZone.",
+        &sicoop::timezone_setting, "America/Sao_Paulo", PGC_USERSET, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("sicoop");
 }
 

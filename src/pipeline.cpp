@@ -16,12 +16,13 @@ constexpr int64 kPipelineLock = 7338001;
 
 StepCounts execute_step(const Step& step, TimestampTz reference_time, int64 run_id) {
     StepCounts counts;
+    const spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false)};
     for (const Action& action : step.actions) {
         pg_call([] { CHECK_FOR_INTERRUPTS(); });
         if (action.kind == Action::Kind::Bulk)
             counts.rows_read += bulk_copy(action.bulk);
         else
-            spi::run_counting(action.sql, reference_time, run_id, counts);
+            spi::run_counting(action.sql, params, counts);
     }
     counts.finish();
     return counts;
@@ -54,12 +55,13 @@ Datum step_result_datum(FunctionCallInfo fcinfo, int64 run_id, const char* step,
         if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
             elog(ERROR, "sicoop: run_step must return sicoop.step_result");
         desc = BlessTupleDesc(desc);
-        Datum values[9] = {Int64GetDatum(run_id),        CStringGetTextDatum(step),
-                           Int64GetDatum(c.rows_read),    Int64GetDatum(c.rows_inserted),
-                           Int64GetDatum(c.rows_updated), Int64GetDatum(c.rows_deleted),
-                           Int64GetDatum(c.rows_unchanged), Int64GetDatum(c.rows_unknown),
-                           DirectFunctionCall1(float8_numeric, Float8GetDatum(seconds))};
-        bool nulls[9] = {false};
+        Datum values[10] = {Int64GetDatum(run_id),          CStringGetTextDatum(step),
+                            Int64GetDatum(c.rows_read),      Int64GetDatum(c.rows_inserted),
+                            Int64GetDatum(c.rows_updated),   Int64GetDatum(c.rows_deleted),
+                            Int64GetDatum(c.rows_unchanged), Int64GetDatum(c.rows_unknown),
+                            Int64GetDatum(c.rows_rejected),
+                            DirectFunctionCall1(float8_numeric, Float8GetDatum(seconds))};
+        bool nulls[10] = {false};
         result = HeapTupleGetDatum(heap_form_tuple(desc, values, nulls));
     });
     return result;
@@ -169,30 +171,42 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
             current = step.name.c_str();
             run_log::started(run_id, current, reference_time);
             commit();
-            spi::SubTransaction sub;
             StepCounts counts;
             try {
-                counts = execute_step(step, reference_time, run_id);
-                run_log::succeeded(run_id, current, counts);
-                sub.release();
+                spi::SubTransaction sub;
+                try {
+                    counts = execute_step(step, reference_time, run_id);
+                    run_log::succeeded(run_id, current, counts);
+                    sub.release();
+                } catch (PgError&) {
+                    sub.rollback();  // the step's writes go
+                    throw;
+                }
+                commit();  // a commit-time error (deferred constraint, serialization) lands below too
             } catch (PgError& e) {
-                // The step's writes go; its failure stays in the log, committed.
-                sub.rollback();
+                // The failure stays in the log, committed in a transaction of its own.
                 run_log::failed(run_id, current, reference_time, e.edata);
                 run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
                 commit();
                 throw;
             }
-            commit();
             total.rows_read += counts.rows_read;
             total.rows_inserted += counts.rows_inserted;
             total.rows_updated += counts.rows_updated;
             total.rows_deleted += counts.rows_deleted;
             total.rows_unchanged += counts.rows_unchanged;
+            total.rows_rejected += counts.rows_rejected;
             total.rows_unknown = counts.rows_unknown;  // the fact's, after the last step
         }
-        run_log::succeeded(run_id, "run_pipeline", total);
-        commit();
+        current = "run_pipeline";
+        try {
+            run_log::succeeded(run_id, "run_pipeline", total);
+            commit();
+        } catch (PgError& e) {
+            run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
+            commit();
+            throw;
+        }
     } catch (PgError& e) {
         add_error_context(e.edata, run_id, current);
         unlock_session();

@@ -28,12 +28,12 @@ void started(int64 run_id, const char* step, TimestampTz as_of) {
 void succeeded(int64 run_id, const char* step, const StepCounts& c) {
     spi::Param p[] = {int8_param(run_id),        text_param(step),           int8_param(c.rows_read),
                       int8_param(c.rows_inserted), int8_param(c.rows_updated), int8_param(c.rows_deleted),
-                      int8_param(c.rows_unchanged), int8_param(c.rows_unknown)};
+                      int8_param(c.rows_unchanged), int8_param(c.rows_unknown), int8_param(c.rows_rejected)};
     spi::exec("UPDATE sicoop.run_log SET status = 'succeeded', finished_at = clock_timestamp(),"
               " rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_deleted = $6,"
-              " rows_unchanged = $7, rows_unknown = $8"
+              " rows_unchanged = $7, rows_unknown = $8, rows_rejected = $9"
               " WHERE run_id = $1 AND step = $2",
-              p, 8);
+              p, 9);
 }
 
 void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* e) {

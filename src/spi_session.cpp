@@ -5,16 +5,17 @@
 
 namespace sicoop::spi {
 
-void run_counting(const std::string& sql, TimestampTz reference_time, int64 run_id, StepCounts& counts) {
+void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts) {
     constexpr int kMaxColumns = 8;
     const char* names[kMaxColumns];
     int64 values[kMaxColumns];
     int ncolumns = 0;
     const char* query = sql.c_str();
     pg_call([&] {
-        Oid types[2] = {TIMESTAMPTZOID, INT8OID};
-        Datum args[2] = {TimestampTzGetDatum(reference_time), Int64GetDatum(run_id)};
-        int rc = SPI_execute_with_args(query, 2, types, args, nullptr, false, 0);
+        Oid types[3] = {TIMESTAMPTZOID, INT8OID, TEXTOID};
+        Datum args[3] = {TimestampTzGetDatum(params.reference_time), Int64GetDatum(params.run_id),
+                         CStringGetTextDatum(params.timezone)};
+        int rc = SPI_execute_with_args(query, 3, types, args, nullptr, false, 0);
         if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), query);
         if (SPI_tuptable == nullptr || SPI_processed == 0) return;
         if (SPI_processed != 1 || SPI_tuptable->tupdesc->natts > kMaxColumns)

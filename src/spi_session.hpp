@@ -1,5 +1,5 @@
 // Running SQL through SPI from C++: statements with the run's parameters
-// ($1 = reference time, $2 = run id), their counters, and transaction control.
+// ($1 = reference time, $2 = run id, $3 = time zone), their counters, and transaction control.
 #pragma once
 
 #include "pg.hpp"
@@ -10,11 +10,16 @@
 namespace sicoop::spi {
 
 // Runs a step statement and adds the counters of its result row (if any) to `counts`.
-void run_counting(const std::string& sql, TimestampTz reference_time, int64 run_id, StepCounts& counts);
+struct RunParams {
+    TimestampTz reference_time;
+    int64 run_id;
+    const char* timezone;
+};
+void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts);
 
 // Runs a statement with up to kMaxParams parameters; returns the first column of the first row
 // as int64 (0 if there is none). For the run log and other bookkeeping.
-constexpr int kMaxParams = 8;
+constexpr int kMaxParams = 10;
 struct Param {
     Oid type;
     Datum value;

@@ -1,6 +1,6 @@
 // Step load_fato: fato_movimentacao_cartao, one row per movement, loaded incrementally.
 // Keys: the card's dim_cartao row, its account's dim_conta row, and the dim_associado version
-// valid at the movement's time. What is not (yet) known lands on the unknown member (-1)
+// valid at the movement's time (a naive local time, read in the cooperative's time zone, $3). What is not (yet) known lands on the unknown member (-1)
 // instead of being dropped; because every run recomputes the keys, a later run re-keys such a
 // fact once the late row has arrived. New movements are inserted, changed ones (amount,
 // description, time or keys) updated and re-stamped with the reference time; a movement gone
@@ -28,8 +28,8 @@ Step fato_step() {
   LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = tc.id_conta
   LEFT JOIN sicoop.dim_associado a
          ON a.id_associado = tco.id_associado
-        AND m.data_movimentacao >= a.inicio_vigencia_registro_associado
-        AND m.data_movimentacao < a.fim_vigencia_registro_associado) s)SQL";
+        AND (m.data_movimentacao AT TIME ZONE $3) >= a.inicio_vigencia_registro_associado
+        AND (m.data_movimentacao AT TIME ZONE $3) < a.fim_vigencia_registro_associado) s)SQL";
 
     step.actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
     step.actions.push_back(sql_action(merge_changed_sql(

@@ -10,6 +10,8 @@
 //   - a member gone from the source has its current version closed at T, with no new one;
 //   - a member seen for the first time gets a version valid from 1900-01-01, so movements
 //     older than the first load still find it; a member that comes back gets one from T.
+// 1900-01-01 and 9999-12-31 are midnights in the cooperative's time zone ($3), as ages are
+// taken on the reference time's date there.
 // The table's exclusion constraint and partial unique index guarantee, whatever happens,
 // no overlapping versions and at most one current version per member.
 #include "steps/step.hpp"
@@ -22,7 +24,7 @@ namespace {
 const char* const kDimHistorized =
     "(d.estado_civil_associado, d.escolaridade_associado, d.idade_atual_associado)";
 const char* const kSourceHistorized =
-    "(s.estado_civil, s.escolaridade, sicoop.age_years(s.data_nascimento, $1::date))";
+    "(s.estado_civil, s.escolaridade, sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date))";
 
 }  // namespace
 
@@ -63,7 +65,7 @@ Step scd2_step() {
         "WITH corrected AS (\n"
         "  UPDATE sicoop.dim_associado d\n"
         "  SET estado_civil_associado = s.estado_civil, escolaridade_associado = s.escolaridade,\n"
-        "      idade_atual_associado = sicoop.age_years(s.data_nascimento, $1::date),\n"
+        "      idade_atual_associado = sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date),\n"
         "      data_hora_atualizacao_registro = $1\n"
         "  FROM sicoop.trusted_associado s\n"
         "  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado\n"
@@ -104,10 +106,10 @@ Step scd2_step() {
         "      escolaridade_associado, inicio_vigencia_registro_associado,\n"
         "      fim_vigencia_registro_associado, registro_ativo_associado, data_hora_atualizacao_registro)\n"
         "  SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,\n"
-        "         sicoop.age_years(s.data_nascimento, $1::date), s.estado_civil, s.escolaridade,\n"
+        "         sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date), s.estado_civil, s.escolaridade,\n"
         "         CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)\n"
-        "              THEN $1 ELSE timestamptz '1900-01-01 00:00:00+00' END,\n"
-        "         timestamptz '9999-12-31 00:00:00+00', true, $1\n"
+        "              THEN $1 ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,\n"
+        "         timestamp '9999-12-31' AT TIME ZONE $3, true, $1\n"
         "  FROM sicoop.trusted_associado s\n"
         "  WHERE NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d\n"
         "                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)\n"

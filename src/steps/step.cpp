@@ -10,6 +10,7 @@ bool StepCounts::add(const std::string& column, int64_t value) {
     else if (column == "rows_updated") rows_updated += value;
     else if (column == "rows_deleted") rows_deleted += value;
     else if (column == "rows_unknown") rows_unknown += value;
+    else if (column == "rows_rejected") rows_rejected += value;
     else if (column == "rows_unchanged") rows_unchanged = (rows_unchanged < 0 ? 0 : rows_unchanged) + value;
     else return false;
     return true;

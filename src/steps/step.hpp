@@ -20,6 +20,7 @@ struct StepCounts {
     int64_t rows_deleted = 0;
     int64_t rows_unchanged = -1;  // -1: derive as read - inserted - updated
     int64_t rows_unknown = 0;
+    int64_t rows_rejected = 0;  // source rows kept out of trusted, with the reason in sicoop.reject
 
     // Adds one counter by its column name; false if the name is not a counter.
     bool add(const std::string& column, int64_t value);
@@ -36,7 +37,8 @@ struct BulkCopy {
 };
 
 // One unit of work inside a step: a bulk copy, or a SQL statement. Statements take
-// $1 = the run's reference time (timestamptz) and $2 = the run id (bigint).
+// $1 = the run's reference time (timestamptz), $2 = the run id (bigint) and $3 = the
+// cooperative's time zone (text, setting sicoop.timezone), in which naive times are local.
 struct Action {
     enum class Kind { Sql, Bulk } kind;
     std::string sql;   // Kind::Sql: returns one row of counters

@@ -5,7 +5,7 @@
 -- The source is changed through the foreign tables sicoop.src_* (autocommit: the pipeline reads
 -- the source over its own connection, so no BEGIN/ROLLBACK here).
 \ir helpers/reset.sql
-SELECT plan(55);
+SELECT plan(61);
 
 ------------------------------------------------------------------------------------------
 -- 1. The sample, through the whole pipeline (sicoop.as_of = 2025-08-15).
@@ -378,5 +378,34 @@ SELECT results_eq(
     WHERE id_associado IN ('T-AGE-AFTER', 'T-AGE-BEFORE', 'T-AGE-LEAP', 'T-AGE-ON') ORDER BY id_associado$$,
   $$VALUES ('T-AGE-AFTER', 25), ('T-AGE-BEFORE', 24), ('T-AGE-LEAP', 25), ('T-AGE-ON', 25)$$,
   'back on 2025-08-15 the trusted ages are those of that date again (a run can be replayed)');
+
+-- A row that cannot be cleaned is rejected with a reason, never silently lost, and does not
+-- stop the others; once fixed in the source it loads and leaves sicoop.reject.
+INSERT INTO sicoop.src_associado (id_associado, nome) VALUES ('T-BLANK', '   '), ('T-OK', 'Zeca Baleiro');
+\o /dev/null
+SELECT * FROM sicoop.load_raw();
+\o
+SELECT results_eq(
+  $$SELECT rows_rejected FROM sicoop.load_trusted()$$, ARRAY[1::bigint],
+  'load_trusted succeeds and counts the member whose nome is blank as rejected');
+SELECT results_eq(
+  $$SELECT table_name, record_id, reason, record->>'nome' FROM sicoop.reject$$,
+  $$VALUES ('associado', 'T-BLANK', 'nome is blank', '   ')$$,
+  'sicoop.reject holds the rejected row, its reason and its raw values');
+SELECT is((SELECT count(*)::int FROM sicoop.trusted_associado WHERE id_associado IN ('T-BLANK', 'T-OK')), 1,
+  'the other new member loads; the rejected one is not in trusted');
+SELECT results_eq(
+  $$SELECT rows_rejected FROM sicoop.load_trusted()$$, ARRAY[0::bigint],
+  'a rerun does not count a reject that did not change again');
+UPDATE sicoop.src_associado SET nome = ' zé  ninguém' WHERE id_associado = 'T-BLANK';
+\o /dev/null
+SELECT * FROM sicoop.load_raw();
+SELECT * FROM sicoop.load_trusted();
+\o
+SELECT results_eq(
+  $$SELECT nome, sobrenome FROM sicoop.trusted_associado WHERE id_associado = 'T-BLANK'$$,
+  $$VALUES ('ZÉ'::varchar, 'NINGUÉM'::varchar)$$,
+  'once fixed in the source the member loads');
+SELECT is_empty('SELECT 1 FROM sicoop.reject', 'and leaves sicoop.reject');
 
 SELECT * FROM finish();

@@ -16,7 +16,7 @@
 --   T4 2025-09-12 10:00  Julia turns 36; Lucas is back; Ana's nome corrected
 --      2025-09-12 18:00  nothing changes
 \ir helpers/reset.sql
-SELECT plan(38);
+SELECT plan(39);
 
 -- The member versions and the facts with the version they point to, with comparable types.
 CREATE TEMP VIEW versao AS
@@ -41,11 +41,11 @@ CALL sicoop.run_pipeline();
 
 SELECT is((SELECT count(*)::int FROM versao), 10,
   'first load: one version per source member');
-SELECT is((SELECT count(*)::int FROM versao WHERE inicio = '1900-01-01 00:00:00+00'), 10,
-  'first load: every first version starts at 1900-01-01 00:00:00+00');
+SELECT is((SELECT count(*)::int FROM versao WHERE inicio = '1900-01-01 00:00:00'), 10,
+  'first load: every first version starts at 1900-01-01 00:00:00');
 SELECT is((SELECT count(*)::int FROM versao
-           WHERE fim = '9999-12-31 00:00:00+00' AND ativo), 10,
-  'first load: every version is current (ends at 9999-12-31 00:00:00+00, registro_ativo true)');
+           WHERE fim = '9999-12-31 00:00:00' AND ativo), 10,
+  'first load: every version is current (ends at 9999-12-31 (midnight in sicoop.timezone), registro_ativo true)');
 
 ------------------------------------------------------------------------------------------
 -- T1: estado civil (Ana, Carlos) and escolaridade (Ricardo) change; nothing else does.
@@ -58,19 +58,19 @@ CALL sicoop.run_pipeline();
 
 SELECT results_eq(
   $$SELECT estado, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-006' ORDER BY inicio$$,
-  $$VALUES ('CASADO'::text, '1900-01-01 00:00:00+00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('DIVORCIADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00+00', true)$$,
+  $$VALUES ('CASADO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
+           ('DIVORCIADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'estado_civil change: the current version is closed at the reference time and a new one opens from it');
 SELECT results_eq(
   $$SELECT escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-008' ORDER BY inicio$$,
-  $$VALUES ('POS-GRADUACAO'::text, '1900-01-01 00:00:00+00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('DOUTORADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00+00', true)$$,
+  $$VALUES ('POS-GRADUACAO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
+           ('DOUTORADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'escolaridade change: the current version is closed at the reference time and a new one opens from it');
 SELECT results_eq(
   $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00+00'::timestamptz,
+  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
             '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00+00', true)$$,
+           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'Ana, first change of the day (10:00): old version closed, new one from 10:00');
 SELECT is((SELECT count(*)::int FROM versao
            WHERE id NOT IN ('ASSOC-001', 'ASSOC-006', 'ASSOC-008')), 7,
@@ -79,10 +79,10 @@ SELECT is((SELECT count(*)::int FROM versao
 SELECT results_eq(
   $$SELECT mov, id, estado, inicio, fato_atualizado FROM fato_versao
     WHERE mov IN ('MOV-301', 'MOV-312', 'MOV-307') ORDER BY mov$$,
-  $$VALUES ('MOV-301'::text, 'ASSOC-001'::text, 'SOLTEIRA'::text, '1900-01-01 00:00:00+00'::timestamptz,
+  $$VALUES ('MOV-301'::text, 'ASSOC-001'::text, 'SOLTEIRA'::text, '1900-01-01 00:00:00'::timestamptz,
             '2025-08-15 00:00:00-03'::timestamptz),
-           ('MOV-307', 'ASSOC-006', 'CASADO', '1900-01-01 00:00:00+00', '2025-08-15 00:00:00-03'),
-           ('MOV-312', 'ASSOC-001', 'SOLTEIRA', '1900-01-01 00:00:00+00', '2025-08-15 00:00:00-03')$$,
+           ('MOV-307', 'ASSOC-006', 'CASADO', '1900-01-01 00:00:00', '2025-08-15 00:00:00-03'),
+           ('MOV-312', 'ASSOC-001', 'SOLTEIRA', '1900-01-01 00:00:00', '2025-08-15 00:00:00-03')$$,
   'facts dated before the change keep the old version (and are not re-stamped)');
 
 -- A movement of Carlos after his change, arriving now.
@@ -99,10 +99,10 @@ CALL sicoop.run_pipeline();
 
 SELECT results_eq(
   $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00+00'::timestamptz,
+  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
             '2025-08-16 10:00:00-03'::timestamptz, false),
            ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
-           ('CASADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00+00', true)$$,
+           ('CASADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
   'two changes on one day: two new versions, contiguous (10:00 to 15:00, then from 15:00)');
 
 SELECT sk AS ana_t2_sk FROM versao WHERE id = 'ASSOC-001' AND ativo \gset
@@ -111,10 +111,10 @@ CALL sicoop.run_pipeline();
 
 SELECT results_eq(
   $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00+00'::timestamptz,
+  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
             '2025-08-16 10:00:00-03'::timestamptz, false),
            ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
-           ('DIVORCIADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00+00', true)$$,
+           ('DIVORCIADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
   'a second change at the very same reference time is corrected in place: no new, no empty version');
 SELECT is((SELECT sk FROM versao WHERE id = 'ASSOC-001' AND ativo), :ana_t2_sk,
   'the version corrected in place is the same row (same sk_associado)');
@@ -139,10 +139,10 @@ CALL sicoop.run_pipeline();
 
 SELECT results_eq(
   $$SELECT inicio, fim, ativo FROM versao WHERE id = 'ASSOC-010' ORDER BY inicio$$,
-  $$VALUES ('1900-01-01 00:00:00+00'::timestamptz, '2025-08-20 10:00:00-03'::timestamptz, false)$$,
+  $$VALUES ('1900-01-01 00:00:00'::timestamptz, '2025-08-20 10:00:00-03'::timestamptz, false)$$,
   'a member gone from the source: its current version is closed at the reference time, none opened');
 SELECT is_empty(
-  $$SELECT sk FROM versao WHERE id = 'ASSOC-010' AND (ativo OR fim = '9999-12-31 00:00:00+00')$$,
+  $$SELECT sk FROM versao WHERE id = 'ASSOC-010' AND (ativo OR fim = '9999-12-31 00:00:00')$$,
   'a member gone from the source has no current row left');
 
 SELECT results_eq(
@@ -150,9 +150,9 @@ SELECT results_eq(
     WHERE mov IN ('MOV-301', 'MOV-312', 'MOV-A01', 'MOV-A02', 'MOV-A03', 'MOV-A04', 'MOV-A05')
     ORDER BY quando, mov$$,
   $$VALUES ('MOV-301'::text, 'ASSOC-001'::text, 'SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text,
-            '1900-01-01 00:00:00+00'::timestamptz),
-           ('MOV-312', 'ASSOC-001', 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO', '1900-01-01 00:00:00+00'),
-           ('MOV-A01', 'ASSOC-001', 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO', '1900-01-01 00:00:00+00'),
+            '1900-01-01 00:00:00'::timestamptz),
+           ('MOV-312', 'ASSOC-001', 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO', '1900-01-01 00:00:00'),
+           ('MOV-A01', 'ASSOC-001', 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO', '1900-01-01 00:00:00'),
            ('MOV-A02', 'ASSOC-001', 'CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03'),
            ('MOV-A03', 'ASSOC-001', 'CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03'),
            ('MOV-A04', 'ASSOC-001', 'DIVORCIADA', 'MESTRADO', '2025-08-16 15:00:00-03'),
@@ -171,7 +171,7 @@ CALL sicoop.run_pipeline();
 
 SELECT results_eq(
   $$SELECT idade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-005' ORDER BY inicio$$,
-  $$VALUES (35, '1900-01-01 00:00:00+00'::timestamptz, '9999-12-31 00:00:00+00'::timestamptz, true)$$,
+  $$VALUES (35, '1900-01-01 00:00:00'::timestamptz, '9999-12-31 00:00:00'::timestamptz, true)$$,
   'the day before a birthday, idade is unchanged and no version is made');
 SELECT is((SELECT count(*)::int FROM versao), 14,
   'a run without any source change makes no version');
@@ -204,17 +204,17 @@ CALL sicoop.run_pipeline();
 
 SELECT results_eq(
   $$SELECT idade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-005' ORDER BY inicio$$,
-  $$VALUES (35, '1900-01-01 00:00:00+00'::timestamptz, '2025-09-12 10:00:00-03'::timestamptz, false),
-           (36, '2025-09-12 10:00:00-03', '9999-12-31 00:00:00+00', true)$$,
+  $$VALUES (35, '1900-01-01 00:00:00'::timestamptz, '2025-09-12 10:00:00-03'::timestamptz, false),
+           (36, '2025-09-12 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'a birthday between two runs (idade 35 -> 36) closes the version at the reference time and opens one from it');
 SELECT results_eq(
   $$SELECT estado, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-010' ORDER BY inicio$$,
-  $$VALUES ('DIVORCIADO'::text, '1900-01-01 00:00:00+00'::timestamptz, '2025-08-20 10:00:00-03'::timestamptz, false),
-           ('DIVORCIADO', '2025-09-12 10:00:00-03', '9999-12-31 00:00:00+00', true)$$,
+  $$VALUES ('DIVORCIADO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-20 10:00:00-03'::timestamptz, false),
+           ('DIVORCIADO', '2025-09-12 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'a member back in the source gets a new current version from the time it came back');
 SELECT results_eq(
   $$SELECT nome, sobrenome, estado, inicio FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('ANNA'::text, 'SILVA'::text, 'SOLTEIRA'::text, '1900-01-01 00:00:00+00'::timestamptz),
+  $$VALUES ('ANNA'::text, 'SILVA'::text, 'SOLTEIRA'::text, '1900-01-01 00:00:00'::timestamptz),
            ('ANNA', 'SILVA', 'CASADA', '2025-08-16 10:00:00-03'),
            ('ANNA', 'SILVA', 'DIVORCIADA', '2025-08-16 15:00:00-03')$$,
   'a nome change makes no version: it is corrected in place on all versions');
@@ -222,7 +222,7 @@ SELECT is((SELECT sk FROM versao WHERE id = 'ASSOC-001' AND ativo), :ana_t2_sk,
   'after the nome correction Ana''s current version is still the same row');
 SELECT results_eq(
   $$SELECT mov, id, inicio FROM fato_versao WHERE mov IN ('MOV-311', 'MOV-L01') ORDER BY quando$$,
-  $$VALUES ('MOV-311'::text, 'ASSOC-010'::text, '1900-01-01 00:00:00+00'::timestamptz),
+  $$VALUES ('MOV-311'::text, 'ASSOC-010'::text, '1900-01-01 00:00:00'::timestamptz),
            ('MOV-L01', 'ASSOC-010', '2025-09-12 10:00:00-03')$$,
   'Lucas''s old movement finds his first version, the new one his version since coming back');
 SELECT results_eq(
@@ -265,11 +265,11 @@ SELECT is_empty(
     WHERE (SELECT count(*) FROM versao v WHERE v.id = s.id_associado AND v.ativo) <> 1$$,
   'exactly one current row per member present in the source');
 SELECT is_empty(
-  $$SELECT sk FROM versao WHERE ativo <> (fim = '9999-12-31 00:00:00+00')$$,
-  'current rows, and only they, end at 9999-12-31 00:00:00+00');
+  $$SELECT sk FROM versao WHERE ativo <> (fim = '9999-12-31 00:00:00')$$,
+  'current rows, and only they, end at 9999-12-31 00:00:00');
 SELECT is_empty(
-  $$SELECT id, min(inicio) FROM versao GROUP BY id HAVING min(inicio) <> '1900-01-01 00:00:00+00'$$,
-  'every member''s first version starts at 1900-01-01 00:00:00+00');
+  $$SELECT id, min(inicio) FROM versao GROUP BY id HAVING min(inicio) <> '1900-01-01 00:00:00'$$,
+  'every member''s first version starts at 1900-01-01 00:00:00');
 SELECT is_empty(
   $$SELECT id, inicio, fim, proximo FROM (
       SELECT id, inicio, fim, lead(inicio) OVER (PARTITION BY id ORDER BY inicio) AS proximo
@@ -302,5 +302,20 @@ SELECT results_eq(
   $$SELECT * FROM sicoop.dim_associado ORDER BY sk_associado$$,
   $$SELECT * FROM dim_antes ORDER BY sk_associado$$,
   'a refused run leaves dim_associado as it was');
+
+-- The cooperative's time zone (sicoop.timezone), not the session's, decides which version a
+-- naive movement time falls in: a UTC session keys the facts exactly as a São Paulo one.
+CREATE TEMP TABLE keys_sao_paulo AS
+  SELECT id_movimentacao_cartao, sk_associado FROM sicoop.fato_movimentacao_cartao;
+\o /dev/null
+SET timezone = 'UTC';
+TRUNCATE sicoop.fato_movimentacao_cartao;
+SELECT * FROM sicoop.load_fato();
+SET timezone = 'America/Sao_Paulo';
+\o
+SELECT set_eq(
+  'SELECT id_movimentacao_cartao, sk_associado FROM sicoop.fato_movimentacao_cartao',
+  'SELECT id_movimentacao_cartao, sk_associado FROM keys_sao_paulo',
+  'a UTC session picks the same member versions as a São Paulo one');
 
 SELECT * FROM finish();

@@ -39,10 +39,10 @@ void test_statements_use_only_run_parameters() {
             if (a.kind != sicoop::Action::Kind::Sql) continue;
             for (size_t p = a.sql.find('$'); p != std::string::npos; p = a.sql.find('$', p + 1)) {
                 char next = p + 1 < a.sql.size() ? a.sql[p + 1] : ' ';
-                if (next >= '0' && next <= '9' && next != '1' && next != '2') only_known = false;
+                if (next >= '0' && next <= '9' && next != '1' && next != '2' && next != '3') only_known = false;
             }
         }
-        ok(only_known, step.name + ": statements take only $1 (reference time) and $2 (run id)");
+        ok(only_known, step.name + ": statements take only $1 (reference time), $2 (run id), $3 (time zone)");
         ok(!step.actions.empty(), step.name + ": has actions");
     }
 }
