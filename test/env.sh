@@ -112,8 +112,12 @@ cmd_demo() {
   cmd_install
   cmd_build
   cmd_start
-  log "running the pipeline on the sample"
-  psql_q -d "$DW_DB" -c "CALL sicoop.run_pipeline()"
+  log "running the pipeline on the sample, in a fresh sicoop schema"
+  psql_q -d "$DW_DB" -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS sicoop_etl CASCADE" \
+    -c "CREATE EXTENSION sicoop_etl CASCADE" \
+    -c "SELECT sicoop.connect_source('localhost', $PORT, '$SRC_DB', 'postgres')" >/dev/null
+  # The sample's reference date, so the file reads as in the domain document.
+  psql_q -d "$DW_DB" -c "SET sicoop.as_of = '2025-08-15'" -c "CALL sicoop.run_pipeline()"
   psql_q -d "$DW_DB" -c "SELECT step, status, rows_read, rows_inserted, rows_updated, rows_deleted,
       rows_unchanged, rows_unknown, round(extract(epoch FROM finished_at - started_at)::numeric, 3) AS seconds
     FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log) ORDER BY started_at"
