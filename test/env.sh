@@ -80,8 +80,20 @@ cron.database_name = '$DW_DB'
 max_worker_processes = 16
 EOF
   fi
-  sed -i "s/^port = .*//" "$PGDATA_DIR/postgresql.conf"
-  echo "port = $PORT" >>"$PGDATA_DIR/postgresql.conf"
+  # Sizing for a 2-core, 24 GiB machine and multi-million-row loads. Durability stays at
+  # PostgreSQL's defaults (fsync, full_page_writes, synchronous_commit).
+  cat >"$PGDATA_DIR/sicoop_env.conf" <<EOF
+port = $PORT
+shared_buffers = '2GB'
+work_mem = '64MB'
+maintenance_work_mem = '1GB'
+max_wal_size = '16GB'
+checkpoint_timeout = '30min'
+EOF
+  grep -q "^include_if_exists = 'sicoop_env.conf'" "$PGDATA_DIR/postgresql.conf" ||
+    echo "include_if_exists = 'sicoop_env.conf'" >>"$PGDATA_DIR/postgresql.conf"
+  sed -i "/^port = /d" "$PGDATA_DIR/postgresql.conf"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$PGDATA_DIR/sicoop_env.conf"
   if ! as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
     log "starting PostgreSQL on port $PORT"
     as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 start >/dev/null

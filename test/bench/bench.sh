@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The benchmark: bash test/bench/bench.sh N [N ...]   (or: make bench N="1000000 10000000")
+# For each N, in one run on the project's cluster (test/env.sh start):
+#   1. builds a synthetic source at N (test/bench/generate_source.sql);
+#   2. measures the limit: a plain `COPY ... TO STDOUT | COPY ... FROM STDIN` pipe of the four
+#      source tables into a third database with the same tables;
+#   3. runs a full load (CALL sicoop.run_pipeline()) into a fresh warehouse;
+#   4. applies a 1% change to the source (test/bench/change_source.sql) and runs an incremental load;
+#   5. prints per step: rows, seconds, rows/s and the backend's peak memory, and the ratios.
+# With several N it ends with the scaling ratios (memory and time per row, largest N vs smallest).
+# Figures are printed, never asserted: this machine is shared and noisy.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PGBIN=/usr/lib/postgresql/15/bin
+export PGHOST=localhost PGPORT=${SICOOP_PGPORT:-5499} PGUSER=postgres
+SRC=sicoop_bench_src PIPE=sicoop_bench_pipe DW=sicoop_bench_dw
+WORK=$(mktemp -d /tmp/sicoop_bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+[ $# -gt 0 ] || set -- 100000
+q() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+recreate_db() {
+  q -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" 2>/dev/null
+}
+
+# Runs SQL in a backend of its own and samples that backend's memory every 50 ms:
+# RssAnon (its private memory: palloc, malloc) and VmHWM (peak resident, shared buffers included).
+run_sampled() {
+  local label=$1 sql=$2 samples="$WORK/mem_$1"
+  : >"$samples"
+  PGAPPNAME="sicoop_bench_$label" "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$DW" -c "$sql" &
+  local client=$! backend=""
+  while kill -0 "$client" 2>/dev/null; do
+    if [ -z "$backend" ]; then
+      backend=$(q -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'sicoop_bench_$label'" || true)
+    fi
+    if [ -n "$backend" ] && [ -r "/proc/$backend/status" ]; then
+      awk -v t="$(now)" '/^RssAnon:/ {a = $2} /^VmHWM:/ {h = $2} END {if (a) print t, a, h}' "/proc/$backend/status" >>"$samples" 2>/dev/null || true
+    fi
+    sleep 0.05
+  done
+  wait "$client"
+}
+
+# Per step of the latest run with this label: rows, seconds, rows/s, peak memory from the samples.
+report_run() {
+  local label=$1 samples="$WORK/mem_$1"
+  q -d "$DW" -At -F ' ' -c "
+    SELECT step, rows_read, coalesce(rows_inserted, 0) + coalesce(rows_updated, 0) + coalesce(rows_deleted, 0),
+           extract(epoch FROM started_at), extract(epoch FROM finished_at)
+    FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log WHERE step = 'run_pipeline')
+    ORDER BY started_at" >"$WORK/steps_$label"
+  awk -v label="$label" '
+    NR == FNR { t[NR] = $1; anon[NR] = $2; hwm[NR] = $3; n = NR; next }
+    {
+      peak_anon = 0; peak_hwm = 0
+      for (i = 1; i <= n; i++) if (t[i] >= $4 - 0.05 && t[i] <= $5 + 0.05) {
+        if (anon[i] > peak_anon) peak_anon = anon[i]; if (hwm[i] > peak_hwm) peak_hwm = hwm[i] }
+      s = $5 - $4; rate = s > 0 ? $2 / s : 0
+      printf "  %-15s %12d %12d %9.2f %12.0f %12.1f %12.1f\n", $1, $2, $3, s, rate, peak_anon / 1024, peak_hwm / 1024
+    }' "$samples" "$WORK/steps_$label"
+}
+
+declare -A PEAK_ANON SECONDS_PER_ROW
+bench_one() {
+  local n=$1
+  echo "================================================================================"
+  echo "N = $n movements"
+  recreate_db "$SRC"
+  local t0 t1
+  t0=$(now); q -d "$SRC" -v n="$n" -f "$REPO/test/bench/generate_source.sql" >/dev/null; t1=$(now)
+  echo "source generated in $(secs "$t0" "$t1") s: $(q -d "$SRC" -Atc "SELECT format('%s members, %s accounts, %s cards, %s movements, %s on disk',
+      (SELECT count(*) FROM associado), (SELECT count(*) FROM conta), (SELECT count(*) FROM cartao),
+      (SELECT count(*) FROM movimentacao_cartao), pg_size_pretty(pg_database_size(current_database())))")"
+
+  echo "--- the limit: COPY ... TO STDOUT | COPY ... FROM STDIN, into the same tables in another database"
+  recreate_db "$PIPE"
+  q -d "$PIPE" -f "$REPO/test/bench/source_schema.sql" >/dev/null
+  q -d postgres -c "CHECKPOINT"
+  printf "  %-20s %12s %9s %12s\n" table rows seconds rows/s
+  local pipe_total=0 pipe_rows=0 table rows s
+  for table in associado conta cartao movimentacao_cartao; do
+    t0=$(now)
+    "$PGBIN/psql" -X -q -d "$SRC" -c "COPY $table TO STDOUT" | "$PGBIN/psql" -X -q -d "$PIPE" -c "COPY $table FROM STDIN"
+    t1=$(now); s=$(secs "$t0" "$t1")
+    rows=$(q -d "$PIPE" -Atc "SELECT count(*) FROM $table")
+    printf "  %-20s %12d %9.2f %12.0f\n" "$table" "$rows" "$s" "$(awk -v r="$rows" -v s="$s" 'BEGIN {print r / s}')"
+    pipe_total=$(awk -v a="$pipe_total" -v b="$s" 'BEGIN {print a + b}')
+    pipe_rows=$((pipe_rows + rows))
+    [ "$table" = movimentacao_cartao ] && PIPE_MOV_RATE=$(awk -v r="$rows" -v s="$s" 'BEGIN {print r / s}')
+  done
+  printf "  %-20s %12d %9.2f\n" total "$pipe_rows" "$pipe_total"
+  recreate_db "$PIPE"  # give the disk back
+
+  echo "--- full load: CALL sicoop.run_pipeline() into a fresh warehouse"
+  recreate_db "$DW"
+  q -d "$DW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
+    -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'postgres')" >/dev/null
+  q -d postgres -c "CHECKPOINT"
+  printf "  %-15s %12s %12s %9s %12s %12s %12s\n" step rows_read rows_written seconds rows/s "private MB" "peak RSS MB"
+  run_sampled full "CALL sicoop.run_pipeline()"
+  report_run full
+  local full_seconds raw_mov_rate
+  full_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_full")
+  raw_mov_rate=$(q -d "$DW" -Atc "SELECT (detail->'movimentacao_cartao'->>'rows')::numeric / nullif((detail->'movimentacao_cartao'->>'seconds')::numeric, 0)
+      FROM sicoop.run_log WHERE step = 'load_raw' ORDER BY run_id LIMIT 1" 2>/dev/null || echo 0)
+
+  echo "--- 1% change in the source, then an incremental load"
+  t0=$(now); q -d "$SRC" -v n="$n" -f "$REPO/test/bench/change_source.sql" >/dev/null; t1=$(now)
+  echo "  change applied in $(secs "$t0" "$t1") s"
+  printf "  %-15s %12s %12s %9s %12s %12s %12s\n" step rows_read rows_written seconds rows/s "private MB" "peak RSS MB"
+  run_sampled incremental "CALL sicoop.run_pipeline()"
+  report_run incremental
+  local incr_seconds
+  incr_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_incremental")
+
+  local peak
+  peak=$(awk '{ if ($2 > p) p = $2 } END { print p / 1024 }' "$WORK/mem_full" "$WORK/mem_incremental")
+  PEAK_ANON[$n]=$peak
+  SECONDS_PER_ROW[$n]=$(awk -v s="$full_seconds" -v n="$n" 'BEGIN {print s / n}')
+  echo "--- ratios (targets in brackets)"
+  awk -v f="$full_seconds" -v p="$pipe_total" -v i="$incr_seconds" -v rr="${raw_mov_rate:-0}" -v pr="$PIPE_MOV_RATE" -v m="$peak" 'BEGIN {
+    printf "  full load / COPY pipe of the source tables:        %6.2f x  [<= 3]\n", f / p
+    printf "  raw movimentacao_cartao rows/s / COPY pipe rows/s: %6.2f    [>= 0.9]  (%.0f vs %.0f rows/s)\n", (pr > 0 ? rr / pr : 0), rr, pr
+    printf "  incremental run / full load:                       %6.2f %%  [<= 5 %%]  (%.2f s vs %.2f s)\n", 100 * i / f, i, f
+    printf "  backend peak private memory:                       %6.1f MB\n", m
+  }'
+}
+
+for n in "$@"; do bench_one "$n"; done
+
+if [ $# -gt 1 ]; then
+  small=$1 large=${!#}
+  echo "================================================================================"
+  echo "scaling, N = $large vs N = $small"
+  awk -v ms="${PEAK_ANON[$small]}" -v ml="${PEAK_ANON[$large]}" -v ts="${SECONDS_PER_ROW[$small]}" -v tl="${SECONDS_PER_ROW[$large]}" 'BEGIN {
+    printf "  backend peak private memory: %.1f MB vs %.1f MB = %.2f x  [<= 1.2]\n", ml, ms, ml / ms
+    printf "  full load time per row:      %.2f us vs %.2f us = %.2f x  [<= 1.3]\n", tl * 1e6, ts * 1e6, tl / ts
+  }'
+fi
