@@ -115,6 +115,7 @@ CREATE TABLE run_log (
     rows_unchanged  bigint,
     rows_unknown    bigint,
     rows_rejected   bigint,
+    detail          jsonb,            -- rows and seconds per table, for steps that report them
     error_sqlstate  text,
     error_message   text,
     error_detail    text,
@@ -151,6 +152,80 @@ CREATE TABLE reject (
     PRIMARY KEY (table_name, record_id)
 );
 REVOKE ALL ON reject FROM PUBLIC;
+
+-- Incremental bookkeeping: the last run each step processed. Rows of raw_*, trusted_* and
+-- dim_associado carry the run that last changed them; a step processes what changed since.
+CREATE TABLE step_state (
+    step         text PRIMARY KEY,
+    last_run_id  bigint NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Keys deleted from raw_* (by the run that deleted them), so later steps follow deletions
+-- without rescanning. Removed once every step has processed them.
+CREATE TABLE raw_tombstone (
+    table_name  text NOT NULL,
+    record_id   varchar(50) NOT NULL,
+    run_id      bigint NOT NULL,
+    PRIMARY KEY (table_name, record_id)
+);
+CREATE INDEX raw_tombstone_run ON raw_tombstone (run_id);
+
+-- First loads build secondary indexes after the rows are in (faster than maintaining them
+-- row by row): their definitions wait here meanwhile.
+CREATE TABLE deferred_index (
+    table_name  regclass NOT NULL,
+    index_name  name NOT NULL,
+    definition  text NOT NULL,
+    PRIMARY KEY (table_name, index_name)
+);
+
+CREATE FUNCTION _defer_indexes(tbl regclass) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  ix record;
+BEGIN
+  FOR ix IN SELECT i.indexrelid::regclass AS index_name, pg_get_indexdef(i.indexrelid) AS definition
+            FROM pg_index i WHERE i.indrelid = tbl AND NOT i.indisprimary AND NOT i.indisunique
+  LOOP
+    INSERT INTO sicoop.deferred_index VALUES (tbl, ix.index_name::text, ix.definition);
+    EXECUTE format('DROP INDEX %s', ix.index_name);
+  END LOOP;
+END
+$fn$;
+
+-- Which of these tables (in schema sicoop) are empty.
+CREATE FUNCTION _empty_tables(tables text[]) RETURNS text[] LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+  t text;
+  empty text[] := '{}';
+  has_rows boolean;
+BEGIN
+  FOREACH t IN ARRAY tables LOOP
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM sicoop.%I)', t) INTO has_rows;
+    IF NOT has_rows THEN
+      empty := empty || t;
+    END IF;
+  END LOOP;
+  RETURN empty;
+END
+$fn$;
+
+-- Where an incremental read of the source's movements starts: the latest movement time
+-- already in raw, minus the lookback (sicoop.lookback, default 3 days). NULL before a first load.
+CREATE FUNCTION movement_window_start() RETURNS timestamp LANGUAGE sql STABLE AS
+$$ SELECT max(data_movimentacao) - coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days')::interval
+   FROM sicoop.raw_movimentacao_cartao $$;
+
+CREATE FUNCTION _restore_indexes(tbl regclass) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  ix record;
+BEGIN
+  FOR ix IN DELETE FROM sicoop.deferred_index WHERE table_name = tbl RETURNING definition LOOP
+    EXECUTE ix.definition;
+  END LOOP;
+  EXECUTE format('ANALYZE %s', tbl);
+END
+$fn$;
 
 ------------------------------------------------------------------------------------------
 -- Reference time: sicoop.as_of (timestamptz; empty = now()).
@@ -197,8 +272,8 @@ CREATE TABLE raw_associado (
     data_nascimento date,
     estado_civil varchar(50),
     escolaridade varchar(100),
-    run_id bigint NOT NULL,
-    loaded_at timestamptz NOT NULL
+    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE raw_conta (
     id_conta varchar(50) PRIMARY KEY,
@@ -207,8 +282,8 @@ CREATE TABLE raw_conta (
     agencia varchar(20),
     situacao_conta varchar(50),
     data_criacao_conta date,
-    run_id bigint NOT NULL,
-    loaded_at timestamptz NOT NULL
+    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE raw_cartao (
     id_cartao varchar(50) PRIMARY KEY,
@@ -218,8 +293,8 @@ CREATE TABLE raw_cartao (
     bandeira_cartao varchar(50),
     tipo_cartao varchar(50),
     data_emissao date,
-    run_id bigint NOT NULL,
-    loaded_at timestamptz NOT NULL
+    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE raw_movimentacao_cartao (
     id_movimentacao_cartao varchar(50) PRIMARY KEY,
@@ -227,9 +302,15 @@ CREATE TABLE raw_movimentacao_cartao (
     descricao_movimentacao varchar(150),
     valor_movimentacao numeric(10,2) NOT NULL,
     data_movimentacao timestamp NOT NULL,
-    run_id bigint NOT NULL,
-    loaded_at timestamptz NOT NULL
+    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    loaded_at timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX raw_associado_run ON raw_associado (run_id);
+CREATE INDEX raw_conta_run ON raw_conta (run_id);
+CREATE INDEX raw_cartao_run ON raw_cartao (run_id);
+CREATE INDEX raw_movimentacao_cartao_run ON raw_movimentacao_cartao (run_id);
+-- The watermark: the latest movement time already loaded, and the window after it.
+CREATE INDEX raw_movimentacao_cartao_data ON raw_movimentacao_cartao (data_movimentacao);
 REVOKE ALL ON raw_associado, raw_conta, raw_cartao, raw_movimentacao_cartao FROM PUBLIC;
 
 -- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
@@ -289,6 +370,14 @@ CREATE TABLE trusted_movimentacao_cartao (
     updated_at timestamptz NOT NULL
 );
 CREATE INDEX trusted_movimentacao_cartao_data ON trusted_movimentacao_cartao (data_movimentacao);
+-- What changed since a run, and the paths load_fato re-keys along (card -> account -> member).
+CREATE INDEX trusted_associado_run ON trusted_associado (run_id);
+CREATE INDEX trusted_conta_run ON trusted_conta (run_id);
+CREATE INDEX trusted_cartao_run ON trusted_cartao (run_id);
+CREATE INDEX trusted_movimentacao_cartao_run ON trusted_movimentacao_cartao (run_id);
+CREATE INDEX trusted_movimentacao_cartao_cartao ON trusted_movimentacao_cartao (id_cartao);
+CREATE INDEX trusted_cartao_conta ON trusted_cartao (id_conta);
+CREATE INDEX trusted_conta_associado ON trusted_conta (id_associado);
 
 ------------------------------------------------------------------------------------------
 -- Star schema. Every dimension has the unknown member sk = -1 (NULL natural key).
@@ -348,6 +437,7 @@ CREATE TABLE dim_associado (
     fim_vigencia_registro_associado timestamptz NOT NULL,
     registro_ativo_associado boolean NOT NULL,
     data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    run_id bigint,  -- the run that last changed this version
     CHECK (fim_vigencia_registro_associado > inicio_vigencia_registro_associado),
     -- Current means open-ended (the 9999-12-31 sentinel, a local midnight).
     CHECK (registro_ativo_associado = (fim_vigencia_registro_associado > '9999-12-30 00:00:00+00')),
@@ -436,7 +526,8 @@ $fn$;
 ------------------------------------------------------------------------------------------
 -- The steps and the pipeline (C++: src/pipeline.cpp orchestrates, src/steps/ holds the SQL).
 ------------------------------------------------------------------------------------------
-CREATE FUNCTION run_step(step text) RETURNS step_result
+-- full => true: process everything (reconcile) instead of what changed since the step's last run.
+CREATE FUNCTION run_step(step text, "full" boolean DEFAULT false) RETURNS step_result
 LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_step';
 
 CREATE FUNCTION load_raw() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('load_raw') $$;
@@ -445,5 +536,7 @@ CREATE FUNCTION load_dims() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM
 CREATE FUNCTION scd2_associado() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('scd2_associado') $$;
 CREATE FUNCTION load_fato() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM sicoop.run_step('load_fato') $$;
 
-CREATE PROCEDURE run_pipeline()
+-- full => true: a full reconciliation (whole source compared, catching what the movements'
+-- watermark cannot see: late inserts and edits older than the lookback, old deletions).
+CREATE PROCEDURE run_pipeline("full" boolean DEFAULT false)
 LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_pipeline';

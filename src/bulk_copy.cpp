@@ -2,6 +2,9 @@
 
 #include "source.hpp"
 
+#include <string>
+#include <vector>
+
 namespace sicoop {
 
 namespace {
@@ -81,29 +84,65 @@ void remote_name(const char* foreign_table, char** schema, char** table) {
     }
 }
 
+// A SQL-side value as text, through SPI with the run's parameters (NULL -> nullptr).
+char* spi_text_value(const char* sql, const spi::RunParams& params) {
+    Oid types[5] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, TIMESTAMPOID};
+    Datum args[5] = {TimestampTzGetDatum(params.reference_time), Int64GetDatum(params.run_id),
+                     CStringGetTextDatum(params.timezone), Int64GetDatum(params.since_run_id),
+                     TimestampGetDatum(params.window_start)};
+    const char nulls[5] = {' ', ' ', ' ', ' ', params.has_window ? ' ' : 'n'};
+    if (SPI_execute_with_args(sql, 5, types, args, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
+        elog(ERROR, "sicoop: could not evaluate: %s", sql);
+    char* value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    return value;
+}
+
 }  // namespace
 
-int64 bulk_copy(const BulkCopy& copy) {
+int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     // The remote query, from the extension's own column list; names quoted all the same.
     std::string select_list;
     for (size_t i = 0; i < copy.columns.size(); ++i)
         select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
     const char* select_c = select_list.c_str();
     const char* foreign_table = copy.source_table.c_str();
-    const char* stage_table = copy.stage_table.c_str();
+    const char* target_table = copy.target_table.c_str();
+    const char* window_column = copy.window_column.empty() ? nullptr : copy.window_column.c_str();
+    const char* keys_query = copy.keys_query.empty() ? nullptr : copy.keys_query.c_str();
+    const char* key_column = copy.key_column.c_str();
+    const bool truncate_first = copy.truncate_first;
+    std::vector<const char*> column_vector;
+    for (const auto& c : copy.columns) column_vector.push_back(c.c_str());
+    column_vector.push_back(nullptr);
+    const char* const* column_names = column_vector.data();
     int64 rows = 0;
 
     pg_call([&] {
         char* remote_schema;
         char* remote_table;
         remote_name(foreign_table, &remote_schema, &remote_table);
-        char* command = psprintf("COPY (SELECT %s FROM %s) TO STDOUT (FORMAT binary)", select_c,
-                                 quote_qualified_identifier(remote_schema, remote_table));
+        // Which rows: all, the window (an index range on the source), or given keys.
+        const char* where = "";
+        if (window_column && params.has_window) {
+            char* from = spi_text_value("SELECT to_char($5, 'YYYY-MM-DD HH24:MI:SS.US')", params);
+            where = psprintf(" WHERE %s >= %s::timestamp", quote_identifier(window_column), quote_literal_cstr(from));
+        } else if (keys_query) {
+            char* keys = spi_text_value(keys_query, params);
+            if (keys == nullptr) return;  // no key asked for: nothing to copy
+            where = psprintf(" WHERE %s::text = ANY (%s::text[])", quote_identifier(key_column), quote_literal_cstr(keys));
+        }
+        char* command = psprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT binary)", select_c,
+                                 quote_qualified_identifier(remote_schema, remote_table), where);
 
-        Oid stage_oid = get_relname_relid(stage_table, get_namespace_oid("sicoop", false));
-        if (!OidIsValid(stage_oid)) elog(ERROR, "sicoop: stage table sicoop.%s is missing", stage_table);
-        char* truncate = psprintf("TRUNCATE sicoop.%s", quote_identifier(stage_table));
-        if (SPI_execute(truncate, false, 0) != SPI_OK_UTILITY) elog(ERROR, "sicoop: %s failed", truncate);
+        Oid target_oid = get_relname_relid(target_table, get_namespace_oid("sicoop", false));
+        if (!OidIsValid(target_oid)) elog(ERROR, "sicoop: table sicoop.%s is missing", target_table);
+        if (truncate_first) {
+            char* truncate = psprintf("TRUNCATE sicoop.%s", quote_identifier(target_table));
+            if (SPI_execute(truncate, false, 0) != SPI_OK_UTILITY) elog(ERROR, "sicoop: %s failed", truncate);
+        }
+        // The target's columns this copy fills (raw_* also has run_id and loaded_at, from defaults).
+        List* attnames = NIL;
+        for (const char* const* c = column_names; *c; ++c) attnames = lappend(attnames, makeString(pstrdup(*c)));
 
         stream = CopyStream{source::open_connection(), nullptr, 0, 0, false};
         PG_TRY();
@@ -120,11 +159,12 @@ int64 bulk_copy(const BulkCopy& copy) {
             }
             PQclear(res);
 
-            Relation rel = table_open(stage_oid, RowExclusiveLock);
+            Relation rel = table_open(target_oid, RowExclusiveLock);
             ParseState* pstate = make_parsestate(nullptr);
             (void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, nullptr, false, false);
             List* options = list_make1(makeDefElem(pstrdup("format"), (Node*) makeString(pstrdup("binary")), -1));
-            CopyFromState cstate = BeginCopyFrom(pstate, rel, nullptr, nullptr, false, read_source_stream, NIL, options);
+            CopyFromState cstate =
+                BeginCopyFrom(pstate, rel, nullptr, nullptr, false, read_source_stream, attnames, options);
             rows = static_cast<int64>(CopyFrom(cstate));
             EndCopyFrom(cstate);
             table_close(rel, NoLock);

@@ -5,11 +5,13 @@
 #pragma once
 
 #include "pg.hpp"
+#include "spi_session.hpp"
 #include "steps/step.hpp"
 
 namespace sicoop {
 
-// Empties the stage table, streams the source table into it, returns the rows copied.
-int64 bulk_copy(const BulkCopy& copy);
+// Streams the source table (or its window, or the rows with the keys asked for) into the
+// target table, emptied first if asked; returns the rows copied.
+int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params);
 
 }  // namespace sicoop

@@ -6,6 +6,7 @@
 #include "steps/step.hpp"
 
 #include <string>
+#include <vector>
 
 namespace sicoop {
 
@@ -14,18 +15,76 @@ namespace {
 // Advisory lock key (per database) held by whoever is running steps.
 constexpr int64 kPipelineLock = 7338001;
 
-StepCounts execute_step(const Step& step, TimestampTz reference_time, int64 run_id) {
-    StepCounts counts;
-    const spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false)};
-    for (const Action& action : step.actions) {
-        pg_call([] { CHECK_FOR_INTERRUPTS(); });
-        if (action.kind == Action::Kind::Bulk)
-            counts.rows_read += bulk_copy(action.bulk);
-        else
-            spi::run_counting(action.sql, params, counts);
+// What the step needs to know before it plans: full or incremental, what it last processed,
+// which tables are still empty, and the movements' window.
+RunContext load_context(const Step& step, bool full, spi::RunParams& params) {
+    RunContext ctx;
+    ctx.full = full;
+    spi::Param name{TEXTOID, (Datum) 0, false};
+    const char* step_name = step.name.c_str();
+    pg_call([&] { name.value = CStringGetTextDatum(step_name); });
+    ctx.since_run_id = full ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
+
+    std::string list = "{";
+    for (const auto& t : step.first_load_tables) list += (list.size() > 1 ? "," : "") + t;
+    list += "}";
+    spi::Param tables{TEXTOID, (Datum) 0, false};
+    const char* list_c = list.c_str();
+    pg_call([&] { tables.value = CStringGetTextDatum(list_c); });
+    std::string empty = spi::exec_text("SELECT array_to_string(sicoop._empty_tables($1::text[]), ',')", &tables, 1);
+    for (size_t start = 0; start < empty.size();) {
+        size_t comma = empty.find(',', start);
+        if (comma == std::string::npos) comma = empty.size();
+        ctx.empty_tables.push_back(empty.substr(start, comma - start));
+        start = comma + 1;
     }
-    counts.finish();
-    return counts;
+
+    params.since_run_id = ctx.since_run_id;
+    params.has_window = spi::exec_timestamp("SELECT sicoop.movement_window_start()", &params.window_start);
+    ctx.has_window = params.has_window;
+    return ctx;
+}
+
+struct StepOutcome {
+    StepCounts counts;
+    std::string detail;  // rows and seconds per label, as JSON
+};
+
+StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full) {
+    StepOutcome outcome;
+    spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
+    const RunContext ctx = load_context(step, full, params);
+    std::vector<Timing> timings;
+    for (const Action& action : step.plan(ctx)) {
+        pg_call([] { CHECK_FOR_INTERRUPTS(); });
+        TimestampTz start = GetCurrentTimestamp();
+        int64 copied = 0;
+        if (action.kind == Action::Kind::Bulk) {
+            copied = bulk_copy(action.bulk, params);
+            outcome.counts.rows_read += copied;
+            if (action.bulk.rows_are_inserts) outcome.counts.rows_inserted += copied;
+        } else {
+            spi::run_counting(action.sql, params, outcome.counts);
+        }
+        if (action.label.empty()) continue;
+        double seconds = static_cast<double>(GetCurrentTimestamp() - start) / USECS_PER_SEC;
+        Timing* timing = nullptr;
+        for (auto& t : timings)
+            if (t.label == action.label) timing = &t;
+        if (timing == nullptr) timing = &timings.emplace_back(Timing{action.label, 0, 0});
+        timing->rows += copied;
+        timing->seconds += seconds;
+    }
+    // What this step has now processed: the next run takes it from here.
+    spi::Param state[2] = {{TEXTOID, (Datum) 0, false}, {INT8OID, Int64GetDatum(run_id), false}};
+    const char* step_name = step.name.c_str();
+    pg_call([&] { state[0].value = CStringGetTextDatum(step_name); });
+    spi::exec("INSERT INTO sicoop.step_state (step, last_run_id) VALUES ($1, $2)"
+              " ON CONFLICT (step) DO UPDATE SET last_run_id = EXCLUDED.last_run_id, updated_at = now()",
+              state, 2);
+    outcome.counts.finish();
+    outcome.detail = timings_json(timings);
+    return outcome;
 }
 
 bool try_lock(bool session_level) {
@@ -97,9 +156,13 @@ Datum run_step(FunctionCallInfo fcinfo) {
     pg_call([&] {
         if (PG_ARGISNULL(0)) elog(ERROR, "sicoop: step name is required");
     });
+    bool full = false;
     {
         char* arg = nullptr;
-        pg_call([&] { arg = text_to_cstring(PG_GETARG_TEXT_PP(0)); });
+        pg_call([&] {
+            arg = text_to_cstring(PG_GETARG_TEXT_PP(0));
+            full = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+        });
         name = arg;
     }
     const Step* step = find_step(name);
@@ -124,16 +187,16 @@ Datum run_step(FunctionCallInfo fcinfo) {
     TimestampTz reference_time = spi::reference_time();
     int64 run_id = run_log::next_run_id();
     run_log::started(run_id, step->name.c_str(), reference_time);
-    StepCounts counts;
+    StepOutcome outcome;
     try {
-        counts = execute_step(*step, reference_time, run_id);
+        outcome = execute_step(*step, reference_time, run_id, full);
     } catch (PgError& e) {
         add_error_context(e.edata, run_id, step->name.c_str());
         throw;
     }
-    run_log::succeeded(run_id, step->name.c_str(), counts);
+    run_log::succeeded(run_id, step->name.c_str(), outcome.counts, outcome.detail.c_str());
     spi_finish();
-    return step_result_datum(fcinfo, run_id, step->name.c_str(), counts, seconds_since(start));
+    return step_result_datum(fcinfo, run_id, step->name.c_str(), outcome.counts, seconds_since(start));
 }
 
 Datum run_pipeline(FunctionCallInfo fcinfo) {
@@ -143,6 +206,8 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
     auto commit = [&] {
         if (nonatomic) spi::commit();
     };
+    bool full = false;
+    pg_call([&] { full = PG_NARGS() > 0 && !PG_ARGISNULL(0) && PG_GETARG_BOOL(0); });
 
     spi_connect(nonatomic);
     TimestampTz reference_time = spi::reference_time();
@@ -175,8 +240,9 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
             try {
                 spi::SubTransaction sub;
                 try {
-                    counts = execute_step(step, reference_time, run_id);
-                    run_log::succeeded(run_id, current, counts);
+                    StepOutcome outcome = execute_step(step, reference_time, run_id, full);
+                    counts = outcome.counts;
+                    run_log::succeeded(run_id, current, counts, outcome.detail.c_str());
                     sub.release();
                 } catch (PgError&) {
                     sub.rollback();  // the step's writes go

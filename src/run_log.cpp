@@ -25,15 +25,16 @@ void started(int64 run_id, const char* step, TimestampTz as_of) {
     spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of) VALUES ($1, $2, 'running', $3)", p, 3);
 }
 
-void succeeded(int64 run_id, const char* step, const StepCounts& c) {
+void succeeded(int64 run_id, const char* step, const StepCounts& c, const char* detail_json) {
     spi::Param p[] = {int8_param(run_id),        text_param(step),           int8_param(c.rows_read),
                       int8_param(c.rows_inserted), int8_param(c.rows_updated), int8_param(c.rows_deleted),
-                      int8_param(c.rows_unchanged), int8_param(c.rows_unknown), int8_param(c.rows_rejected)};
+                      int8_param(c.rows_unchanged), int8_param(c.rows_unknown), int8_param(c.rows_rejected),
+                      text_param(detail_json)};
     spi::exec("UPDATE sicoop.run_log SET status = 'succeeded', finished_at = clock_timestamp(),"
               " rows_read = $3, rows_inserted = $4, rows_updated = $5, rows_deleted = $6,"
-              " rows_unchanged = $7, rows_unknown = $8, rows_rejected = $9"
+              " rows_unchanged = $7, rows_unknown = $8, rows_rejected = $9, detail = $10::jsonb"
               " WHERE run_id = $1 AND step = $2",
-              p, 9);
+              p, 10);
 }
 
 void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* e) {

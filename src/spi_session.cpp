@@ -12,10 +12,12 @@ void run_counting(const std::string& sql, const RunParams& params, StepCounts& c
     int ncolumns = 0;
     const char* query = sql.c_str();
     pg_call([&] {
-        Oid types[3] = {TIMESTAMPTZOID, INT8OID, TEXTOID};
-        Datum args[3] = {TimestampTzGetDatum(params.reference_time), Int64GetDatum(params.run_id),
-                         CStringGetTextDatum(params.timezone)};
-        int rc = SPI_execute_with_args(query, 3, types, args, nullptr, false, 0);
+        Oid types[5] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, TIMESTAMPOID};
+        Datum args[5] = {TimestampTzGetDatum(params.reference_time), Int64GetDatum(params.run_id),
+                         CStringGetTextDatum(params.timezone), Int64GetDatum(params.since_run_id),
+                         TimestampGetDatum(params.window_start)};
+        const char nulls[5] = {' ', ' ', ' ', ' ', params.has_window ? ' ' : 'n'};
+        int rc = SPI_execute_with_args(query, 5, types, args, nulls, false, 0);
         if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), query);
         if (SPI_tuptable == nullptr || SPI_processed == 0) return;
         if (SPI_processed != 1 || SPI_tuptable->tupdesc->natts > kMaxColumns)
@@ -62,6 +64,42 @@ int64 exec(const char* sql, const Param* params, int nparams) {
         }
     });
     return result;
+}
+
+std::string exec_text(const char* sql, const Param* params, int nparams) {
+    char* value = nullptr;
+    pg_call([&] {
+        Oid types[kMaxParams];
+        Datum values[kMaxParams];
+        char nulls[kMaxParams];
+        for (int i = 0; i < nparams && i < kMaxParams; ++i) {
+            types[i] = params[i].type;
+            values[i] = params[i].value;
+            nulls[i] = params[i].is_null ? 'n' : ' ';
+        }
+        int rc = SPI_execute_with_args(sql, nparams, types, values, nulls, false, 0);
+        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
+        if (SPI_tuptable != nullptr && SPI_processed > 0)
+            value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    });
+    return value ? std::string(value) : std::string();
+}
+
+bool exec_timestamp(const char* sql, Timestamp* out) {
+    bool found = false;
+    pg_call([&] {
+        int rc = SPI_execute(sql, false, 0);
+        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
+        if (SPI_tuptable != nullptr && SPI_processed > 0) {
+            bool isnull;
+            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+            if (!isnull) {
+                *out = DatumGetTimestamp(d);
+                found = true;
+            }
+        }
+    });
+    return found;
 }
 
 TimestampTz reference_time() {

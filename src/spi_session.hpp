@@ -1,5 +1,6 @@
 // Running SQL through SPI from C++: statements with the run's parameters
-// ($1 = reference time, $2 = run id, $3 = time zone), their counters, and transaction control.
+// ($1 = reference time, $2 = run id, $3 = time zone, $4 = last run processed, $5 = window
+// start), their counters, and transaction control.
 #pragma once
 
 #include "pg.hpp"
@@ -11,9 +12,12 @@ namespace sicoop::spi {
 
 // Runs a step statement and adds the counters of its result row (if any) to `counts`.
 struct RunParams {
-    TimestampTz reference_time;
-    int64 run_id;
-    const char* timezone;
+    TimestampTz reference_time;  // $1
+    int64 run_id;                // $2
+    const char* timezone;        // $3
+    int64 since_run_id;          // $4
+    bool has_window;             // $5: the movements' window start, NULL without one
+    Timestamp window_start;
 };
 void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts);
 
@@ -26,6 +30,11 @@ struct Param {
     bool is_null;
 };
 int64 exec(const char* sql, const Param* params = nullptr, int nparams = 0);
+
+// The first column of the first row as text ("" if none or NULL).
+std::string exec_text(const char* sql, const Param* params = nullptr, int nparams = 0);
+// The first column of the first row as a timestamp; false if none or NULL.
+bool exec_timestamp(const char* sql, Timestamp* out);
 
 TimestampTz reference_time();
 

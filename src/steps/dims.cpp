@@ -4,7 +4,7 @@
 // sequences only advance for rows really inserted. Rows are never deleted from a dimension:
 // facts may still point at them.
 // dim_data covers every day from the earliest to the latest movement, extended as new
-// movements arrive.
+// movements arrive. Only trusted rows changed since this step's last run ($4) are looked at.
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 
@@ -13,8 +13,9 @@ namespace sicoop {
 namespace {
 
 // Type 1 load of one dimension from its trusted table.
-void add_type1_dimension(Step& step, const std::string& dim, const std::string& trusted,
-                         const std::string& key, const std::vector<Column>& columns) {
+void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, const std::string& dim,
+                         const std::string& trusted, const std::string& key, const std::vector<Column>& columns) {
+    const std::string changed = ctx.everything() ? "true" : "s.run_id > $4";
     std::string set_list, old_values, new_values, insert_cols, insert_values;
     for (size_t i = 0; i < columns.size(); ++i) {
         const std::string sep = i ? ", " : "";
@@ -24,33 +25,34 @@ void add_type1_dimension(Step& step, const std::string& dim, const std::string& 
         insert_cols += sep + columns[i].name;
         insert_values += sep + columns[i].expression;
     }
-    step.actions.push_back(sql_action(count_read_sql(trusted)));
-    step.actions.push_back(sql_action(
+    actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + trusted + " s WHERE " + changed, dim));
+    actions.push_back(sql_action(
         "WITH changed AS (\n"
         "  UPDATE " + dim + " d SET " + set_list + ", data_hora_atualizacao_registro = $1\n"
         "  FROM " + trusted + " s\n"
-        "  WHERE d." + key + " = s." + key + "\n"
+        "  WHERE d." + key + " = s." + key + " AND " + changed + "\n"
         "    AND (" + old_values + ") IS DISTINCT FROM (" + new_values + ")\n"
         "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_updated FROM changed"));
-    step.actions.push_back(sql_action(
+        "SELECT count(*) AS rows_updated FROM changed", dim));
+    actions.push_back(sql_action(
         "WITH added AS (\n"
         "  INSERT INTO " + dim + " (" + key + ", " + insert_cols + ", data_hora_atualizacao_registro)\n"
         "  SELECT s." + key + ", " + insert_values + ", $1 FROM " + trusted + " s\n"
-        "  WHERE NOT EXISTS (SELECT 1 FROM " + dim + " d WHERE d." + key + " = s." + key + ")\n"
+        "  WHERE " + changed + " AND NOT EXISTS (SELECT 1 FROM " + dim + " d WHERE d." + key + " = s." + key + ")\n"
         "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_inserted FROM added"));
+        "SELECT count(*) AS rows_inserted FROM added", dim));
 }
 
 }  // namespace
 
-Step dims_step() {
-    Step step{"load_dims", "load dim_data, dim_conta and dim_cartao (type 1)", {}};
-
-    step.actions.push_back(sql_action(R"SQL(
+std::vector<Action> plan_dims(const RunContext& ctx) {
+    std::vector<Action> actions;
+    // The days the new or changed movements need (the whole span on a full run).
+    const std::string changed_movements = ctx.everything() ? "" : " WHERE run_id > $4";
+    actions.push_back(sql_action(R"SQL(
 WITH span AS (
   SELECT min(data_movimentacao)::date AS first_day, max(data_movimentacao)::date AS last_day
-  FROM sicoop.trusted_movimentacao_cartao),
+  FROM sicoop.trusted_movimentacao_cartao)SQL" + changed_movements + R"SQL(),
 added AS (
   INSERT INTO sicoop.dim_data (sk_data, data, dia, mes, ano, trimestre, dia_da_semana, fim_de_semana)
   SELECT to_char(d, 'YYYYMMDD')::int, d, extract(day FROM d), extract(month FROM d), extract(year FROM d),
@@ -62,20 +64,20 @@ added AS (
        LATERAL (SELECT g.day::date AS d) x
   WHERE NOT EXISTS (SELECT 1 FROM sicoop.dim_data dd WHERE dd.data = x.d)
   RETURNING 1)
-SELECT count(*) AS rows_inserted FROM added)SQL"));
+SELECT count(*) AS rows_inserted FROM added)SQL", "dim_data"));
 
-    add_type1_dimension(step, "sicoop.dim_conta", "sicoop.trusted_conta", "id_conta",
+    add_type1_dimension(actions, ctx, "sicoop.dim_conta", "sicoop.trusted_conta", "id_conta",
                         {{"tipo_conta", "s.tipo_conta"},
                          {"agencia_conta", "s.agencia"},
                          {"situacao_conta", "s.situacao_conta"},
                          {"data_criacao_conta", "s.data_criacao_conta"}});
-    add_type1_dimension(step, "sicoop.dim_cartao", "sicoop.trusted_cartao", "id_cartao",
+    add_type1_dimension(actions, ctx, "sicoop.dim_cartao", "sicoop.trusted_cartao", "id_cartao",
                         {{"numero_cartao", "s.numero_cartao"},
                          {"nome_impresso_cartao", "s.nome_impresso_cartao"},
                          {"bandeira_cartao", "s.bandeira_cartao"},
                          {"tipo_cartao", "s.tipo_cartao"},
                          {"data_emissao_cartao", "s.data_emissao"}});
-    return step;
+    return actions;
 }
 
 }  // namespace sicoop

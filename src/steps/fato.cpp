@@ -1,54 +1,124 @@
 // Step load_fato: fato_movimentacao_cartao, one row per movement, loaded incrementally.
 // Keys: the card's dim_cartao row, its account's dim_conta row, and the dim_associado version
-// valid at the movement's time (a naive local time, read in the cooperative's time zone, $3). What is not (yet) known lands on the unknown member (-1)
-// instead of being dropped; because every run recomputes the keys, a later run re-keys such a
-// fact once the late row has arrived. New movements are inserted, changed ones (amount,
-// description, time or keys) updated and re-stamped with the reference time; a movement gone
-// from the source is deleted. Nothing else is touched, so a rerun with no change changes nothing.
+// valid at the movement's time (a naive local time, read in the cooperative's time zone, $3).
+// What is not (yet) known lands on the unknown member (-1) instead of being dropped, and a
+// later run re-keys such a fact once the late row has arrived.
+//
+// A first load inserts every movement. Later runs recompute the keys only of the movements
+// that can have changed since this step's last run ($4): movements changed in trusted, facts
+// still on an unknown member, and movements whose card, account or member changed (new or
+// edited card or account rows, tombstoned ones, new member versions). Changed facts are
+// updated and re-stamped with the reference time; facts of deleted movements are deleted.
+// Nothing else is touched, so a rerun with no change changes nothing.
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 
 namespace sicoop {
 
-Step fato_step() {
-    Step step{"load_fato", "load fato_movimentacao_cartao incrementally", {}};
-    const std::string keyed_movements = R"SQL((
-  SELECT m.id_movimentacao_cartao,
-         coalesce(a.sk_associado, -1) AS sk_associado,
-         coalesce(dc.sk_cartao, -1) AS sk_cartao,
-         coalesce(dco.sk_conta, -1) AS sk_conta,
-         to_char(m.data_movimentacao, 'YYYYMMDD')::int AS sk_data,
-         m.descricao_movimentacao,
-         m.valor_movimentacao,
-         m.data_movimentacao
-  FROM sicoop.trusted_movimentacao_cartao m
-  LEFT JOIN sicoop.trusted_cartao tc ON tc.id_cartao = m.id_cartao
-  LEFT JOIN sicoop.dim_cartao dc ON dc.id_cartao = m.id_cartao
-  LEFT JOIN sicoop.trusted_conta tco ON tco.id_conta = tc.id_conta
-  LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = tc.id_conta
-  LEFT JOIN sicoop.dim_associado a
-         ON a.id_associado = tco.id_associado
-        AND (m.data_movimentacao AT TIME ZONE $3) >= a.inicio_vigencia_registro_associado
-        AND (m.data_movimentacao AT TIME ZONE $3) < a.fim_vigencia_registro_associado) s)SQL";
+namespace {
 
-    step.actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
-    step.actions.push_back(sql_action(merge_changed_sql(
-        "sicoop.fato_movimentacao_cartao", "id_movimentacao_cartao",
-        {{"sk_associado", "s.sk_associado"},
-         {"sk_cartao", "s.sk_cartao"},
-         {"sk_conta", "s.sk_conta"},
-         {"sk_data", "s.sk_data"},
-         {"descricao_movimentacao", "s.descricao_movimentacao"},
-         {"valor_movimentacao", "s.valor_movimentacao"},
-         {"data_hora_movimentacao", "s.data_movimentacao"}},
-        {{"data_hora_atualizacao_registro", "$1"}}, keyed_movements)));
-    step.actions.push_back(sql_action(delete_missing_sql(
-        "sicoop.fato_movimentacao_cartao", "id_movimentacao_cartao", "sicoop.trusted_movimentacao_cartao")));
-    // Facts that still point at an unknown member, after this run.
-    step.actions.push_back(sql_action(
-        "SELECT count(*) AS rows_unknown FROM sicoop.fato_movimentacao_cartao\n"
+// The fact rows of the movements in `candidates` (a FROM item yielding id_movimentacao_cartao),
+// or of every movement when it is empty, with their keys looked up.
+std::string keyed_movements(const std::string& candidates) {
+    return "(\n"
+           "  SELECT m.id_movimentacao_cartao,\n"
+           "         coalesce(a.sk_associado, -1) AS sk_associado,\n"
+           "         coalesce(dc.sk_cartao, -1) AS sk_cartao,\n"
+           "         coalesce(dco.sk_conta, -1) AS sk_conta,\n"
+           "         to_char(m.data_movimentacao, 'YYYYMMDD')::int AS sk_data,\n"
+           "         m.descricao_movimentacao,\n"
+           "         m.valor_movimentacao,\n"
+           "         m.data_movimentacao\n"
+           "  FROM sicoop.trusted_movimentacao_cartao m\n" +
+           (candidates.empty() ? "" : "  JOIN " + candidates + " c USING (id_movimentacao_cartao)\n") +
+           "  LEFT JOIN sicoop.trusted_cartao tc ON tc.id_cartao = m.id_cartao\n"
+           "  LEFT JOIN sicoop.dim_cartao dc ON dc.id_cartao = m.id_cartao\n"
+           "  LEFT JOIN sicoop.trusted_conta tco ON tco.id_conta = tc.id_conta\n"
+           "  LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = tc.id_conta\n"
+           "  LEFT JOIN sicoop.dim_associado a\n"
+           "         ON a.id_associado = tco.id_associado\n"
+           "        AND (m.data_movimentacao AT TIME ZONE $3) >= a.inicio_vigencia_registro_associado\n"
+           "        AND (m.data_movimentacao AT TIME ZONE $3) < a.fim_vigencia_registro_associado) s";
+}
+
+// The movements whose fact can have changed since run $4.
+const char* const kCandidates = R"SQL((
+  SELECT id_movimentacao_cartao FROM sicoop.trusted_movimentacao_cartao WHERE run_id > $4
+  UNION
+  SELECT id_movimentacao_cartao FROM sicoop.fato_movimentacao_cartao
+  WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1
+  UNION
+  SELECT m.id_movimentacao_cartao
+  FROM sicoop.trusted_movimentacao_cartao m
+  JOIN (SELECT id_cartao FROM sicoop.trusted_cartao WHERE run_id > $4
+        UNION SELECT record_id FROM sicoop.raw_tombstone WHERE table_name = 'cartao' AND run_id > $4
+        UNION SELECT tc.id_cartao FROM sicoop.trusted_cartao tc
+              JOIN (SELECT id_conta FROM sicoop.trusted_conta WHERE run_id > $4
+                    UNION SELECT record_id FROM sicoop.raw_tombstone WHERE table_name = 'conta' AND run_id > $4
+                    UNION SELECT tco.id_conta FROM sicoop.trusted_conta tco
+                          JOIN sicoop.dim_associado a ON a.id_associado = tco.id_associado
+                          WHERE a.run_id > $4) changed_accounts USING (id_conta)
+       ) changed_cards USING (id_cartao)
+))SQL";
+
+const std::vector<Column>& fact_columns() {
+    static const std::vector<Column> columns = {
+        {"sk_associado", "s.sk_associado"},
+        {"sk_cartao", "s.sk_cartao"},
+        {"sk_conta", "s.sk_conta"},
+        {"sk_data", "s.sk_data"},
+        {"descricao_movimentacao", "s.descricao_movimentacao"},
+        {"valor_movimentacao", "s.valor_movimentacao"},
+        {"data_hora_movimentacao", "s.data_movimentacao"}};
+    return columns;
+}
+
+}  // namespace
+
+std::vector<Action> plan_fato(const RunContext& ctx) {
+    std::vector<Action> actions;
+    const std::string fato = "sicoop.fato_movimentacao_cartao";
+    const std::string key = "id_movimentacao_cartao";
+    const std::vector<Column> stamps = {{"data_hora_atualizacao_registro", "$1"}};
+
+    if (ctx.is_empty("fato_movimentacao_cartao")) {
+        actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
+        actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + fato + "')"));
+        actions.push_back(sql_action(insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements(""))));
+        actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + fato + "')"));
+    } else if (ctx.everything()) {
+        actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
+        actions.push_back(sql_action(merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements(""))));
+        actions.push_back(sql_action(delete_missing_sql(fato, key, "sicoop.trusted_movimentacao_cartao")));
+    } else {
+        // The candidates are materialized once: counted, then keyed and merged.
+        actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_fato_candidates') IS NULL THEN\n"
+                                     "  CREATE TEMP TABLE sicoop_fato_candidates (" + key + " varchar(50))"
+                                     " ON COMMIT DELETE ROWS;\nEND IF; END $$"));
+        actions.push_back(sql_action("TRUNCATE sicoop_fato_candidates"));
+        actions.push_back(sql_action("WITH c AS (INSERT INTO sicoop_fato_candidates SELECT " + key + " FROM " +
+                                     kCandidates + " x RETURNING 1)\nSELECT count(*) AS rows_read FROM c"));
+        actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));
+        actions.push_back(sql_action(
+            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop_fato_candidates"))));
+        actions.push_back(sql_action(
+            "WITH gone AS (\n"
+            "  DELETE FROM " + fato + " f\n"
+            "  WHERE f." + key + " IN (SELECT record_id FROM sicoop.raw_tombstone\n"
+            "                          WHERE table_name = 'movimentacao_cartao' AND run_id > $4)\n"
+            "    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_movimentacao_cartao m WHERE m." + key + " = f." + key + ")\n"
+            "  RETURNING 1)\n"
+            "SELECT count(*) AS rows_deleted FROM gone"));
+    }
+    // Facts that still point at an unknown member, after this run (a partial index keeps it cheap).
+    actions.push_back(sql_action(
+        "SELECT count(*) AS rows_unknown FROM " + fato + "\n"
         "WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1"));
-    return step;
+    // Tombstones every step has processed are no longer needed.
+    actions.push_back(sql_action(
+        "DELETE FROM sicoop.raw_tombstone\n"
+        "WHERE run_id <= (SELECT min(last_run_id) FROM sicoop.step_state HAVING count(*) = 5)"));
+    return actions;
 }
 
 }  // namespace sicoop

@@ -1,7 +1,19 @@
 // Step load_raw: the four source tables, as they are, into raw_*.
-// Each table streams from the source with COPY into its unlogged stage_* table (bulk path,
-// src/bulk_copy.cpp), then is merged into raw_*: new rows inserted, changed rows updated,
-// rows gone from the source deleted, unchanged rows left alone.
+//
+// Every table streams from the source with COPY (bulk path, src/bulk_copy.cpp):
+//   - into an empty raw table (a first load), straight into raw_* at COPY speed;
+//   - otherwise into its unlogged stage_* table, then merged into raw_*: new rows inserted,
+//     changed rows updated (and stamped with the run id, which later steps follow), rows gone
+//     from the source deleted with a tombstone, identical rows left alone.
+// associado, conta and cartao are compared whole on every run (they are N/25-sized).
+// movimentacao_cartao, the big one, is read incrementally: only the source rows whose
+// data_movimentacao is at or after the window start ($5: the latest movement time already in
+// raw, minus the lookback sicoop.lookback, default 3 days). Rows of that window missing from
+// the source's answer are looked up again by id before being deleted, so a movement whose
+// time was edited out of the window is updated, not lost. Changes older than the window (a
+// late insert or an edit of an old movement) and deletions older than it are caught by a full
+// run, CALL sicoop.run_pipeline(full => true), which compares the whole table.
+// The source needs an index on movimentacao_cartao(data_movimentacao) for the window query.
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 
@@ -46,30 +58,67 @@ std::vector<std::string> missing_source_columns(
     return missing;
 }
 
-Step raw_step() {
-    Step step{"load_raw", "copy the source tables into raw_* (bulk COPY, then merge)", {}};
-    for (const SourceTable& t : source_tables()) {
-        BulkCopy copy;
-        copy.source_table = "src_" + t.name;
-        copy.stage_table = "stage_" + t.name;
-        std::vector<std::string> non_key;
-        for (const auto& [col, type] : t.columns) {
-            copy.columns.push_back(col);
-            copy.types.push_back(type);
-            if (col != t.key) non_key.push_back(col);
-        }
-        step.actions.push_back(bulk_action(copy));
-        const std::string stage = "sicoop." + copy.stage_table;
-        const std::string raw = "sicoop.raw_" + t.name;
-        // Statistics on the fresh stage table, so the merge joins are planned for its size.
-        step.actions.push_back(sql_action("ANALYZE " + stage));
-        std::vector<Column> columns;
-        for (const auto& c : non_key) columns.push_back({c, "s." + c});
-        step.actions.push_back(sql_action(merge_changed_sql(
-            raw, t.key, columns, {{"run_id", "$2"}, {"loaded_at", "now()"}}, stage + " s")));
-        step.actions.push_back(sql_action(delete_missing_sql(raw, t.key, stage)));
+namespace {
+
+BulkCopy copy_of(const SourceTable& t, const std::string& target) {
+    BulkCopy copy;
+    copy.source_table = "src_" + t.name;
+    copy.target_table = target;
+    for (const auto& [col, type] : t.columns) {
+        copy.columns.push_back(col);
+        copy.types.push_back(type);
     }
-    return step;
+    return copy;
+}
+
+}  // namespace
+
+std::vector<Action> plan_raw(const RunContext& ctx) {
+    std::vector<Action> actions;
+    for (const SourceTable& t : source_tables()) {
+        const std::string raw_table = "raw_" + t.name;
+        const std::string raw = "sicoop." + raw_table;
+        const std::string stage = "sicoop.stage_" + t.name;
+        const bool movements = t.name == "movimentacao_cartao";
+
+        if (ctx.is_empty(raw_table)) {
+            // First load: straight into raw (run_id and loaded_at come from column defaults).
+            BulkCopy copy = copy_of(t, raw_table);
+            copy.truncate_first = false;
+            copy.rows_are_inserts = true;
+            actions.push_back(sql_action("SELECT FROM (SELECT set_config('sicoop.run_id', $2::text, true)) run_id", t.name));
+            actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + raw + "')", t.name));
+            actions.push_back(bulk_action(copy, t.name));
+            actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + raw + "')", t.name));
+            continue;
+        }
+
+        const bool windowed = movements && !ctx.full && ctx.has_window;
+        BulkCopy copy = copy_of(t, "stage_" + t.name);
+        if (windowed) copy.window_column = "data_movimentacao";
+        actions.push_back(bulk_action(copy, t.name));
+        const std::string in_window = windowed ? "r.data_movimentacao >= $5 AND " : "";
+        const std::string missing_from_stage =
+            in_window + "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
+        if (windowed) {
+            // Rows of the window the source did not return: fetch them by id, in case their
+            // time moved out of the window; what still is not found was deleted.
+            BulkCopy recheck = copy_of(t, "stage_" + t.name);
+            recheck.truncate_first = false;
+            recheck.key_column = t.key;
+            recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw + " r WHERE " + missing_from_stage;
+            actions.push_back(bulk_action(recheck, t.name));
+        }
+        // Statistics on the fresh stage table, so the merge joins are planned for its size.
+        actions.push_back(sql_action("ANALYZE " + stage, t.name));
+        std::vector<Column> columns;
+        for (const auto& [col, type] : t.columns)
+            if (col != t.key) columns.push_back({col, "s." + col});
+        actions.push_back(sql_action(
+            merge_changed_sql(raw, t.key, columns, {{"run_id", "$2"}, {"loaded_at", "now()"}}, stage + " s"), t.name));
+        actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing_from_stage), t.name));
+    }
+    return actions;
 }
 
 }  // namespace sicoop

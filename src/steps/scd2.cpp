@@ -12,6 +12,9 @@
 //     older than the first load still find it; a member that comes back gets one from T.
 // 1900-01-01 and 9999-12-31 are midnights in the cooperative's time zone ($3), as ages are
 // taken on the reference time's date there.
+// Only members whose trusted row changed since this step last ran ($4) are compared; gone
+// members are found by comparing every current version with trusted (N/25 rows).
+// Every row this step changes is stamped with the run id, which load_fato follows.
 // The table's exclusion constraint and partial unique index guarantee, whatever happens,
 // no overlapping versions and at most one current version per member.
 #include "steps/step.hpp"
@@ -28,16 +31,19 @@ const char* const kSourceHistorized =
 
 }  // namespace
 
-Step scd2_step() {
-    Step step{"scd2_associado", "historize dim_associado (SCD type 2)", {}};
+std::vector<Action> plan_scd2(const RunContext& ctx) {
+    std::vector<Action> actions;
     const std::string dim_historized = kDimHistorized;
     const std::string src_historized = kSourceHistorized;
+    // Members whose trusted row changed since this step last ran (load_trusted also stamps the
+    // members whose age moved on); all of them on a full run.
+    const std::string changed = ctx.everything() ? "" : " AND s.run_id > $4";
 
     // Runs go forward in time: closing a version before it started would be a lie.
-    step.actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
+    actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
 
     // Read and unchanged are counted before anything changes.
-    step.actions.push_back(sql_action(
+    actions.push_back(sql_action(
         "SELECT count(*) AS rows_read,\n"
         "       count(*) FILTER (WHERE d.sk_associado IS NOT NULL\n"
         "         AND " + dim_historized + " IS NOT DISTINCT FROM " + src_historized + "\n"
@@ -45,77 +51,78 @@ Step scd2_step() {
         "             IS NOT DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)) AS rows_unchanged\n"
         "FROM sicoop.trusted_associado s\n"
         "LEFT JOIN sicoop.dim_associado d\n"
-        "  ON d.id_associado = s.id_associado AND d.registro_ativo_associado"));
+        "  ON d.id_associado = s.id_associado AND d.registro_ativo_associado\n"
+        "WHERE true" + changed));
 
     // Type 1 attributes: corrected on every version of the member.
-    step.actions.push_back(sql_action(
+    actions.push_back(sql_action(
         "WITH corrected AS (\n"
         "  UPDATE sicoop.dim_associado d\n"
         "  SET nome_associado = s.nome, sobrenome_associado = s.sobrenome,\n"
-        "      data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1\n"
+        "      data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1, run_id = $2\n"
         "  FROM sicoop.trusted_associado s\n"
-        "  WHERE d.id_associado = s.id_associado\n"
+        "  WHERE d.id_associado = s.id_associado" + changed + "\n"
         "    AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)\n"
         "        IS DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_updated FROM corrected"));
 
     // A second change at the very instant the current version opened: correct it in place.
-    step.actions.push_back(sql_action(
+    actions.push_back(sql_action(
         "WITH corrected AS (\n"
         "  UPDATE sicoop.dim_associado d\n"
         "  SET estado_civil_associado = s.estado_civil, escolaridade_associado = s.escolaridade,\n"
         "      idade_atual_associado = sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date),\n"
-        "      data_hora_atualizacao_registro = $1\n"
+        "      data_hora_atualizacao_registro = $1, run_id = $2\n"
         "  FROM sicoop.trusted_associado s\n"
-        "  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado\n"
+        "  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado" + changed + "\n"
         "    AND d.inicio_vigencia_registro_associado = $1\n"
         "    AND " + dim_historized + " IS DISTINCT FROM " + src_historized + "\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_updated FROM corrected"));
 
     // Changed members: close the current version at T (the new one is inserted below).
-    step.actions.push_back(sql_action(
+    actions.push_back(sql_action(
         "WITH closed AS (\n"
         "  UPDATE sicoop.dim_associado d\n"
         "  SET fim_vigencia_registro_associado = $1, registro_ativo_associado = false,\n"
-        "      data_hora_atualizacao_registro = $1\n"
+        "      data_hora_atualizacao_registro = $1, run_id = $2\n"
         "  FROM sicoop.trusted_associado s\n"
-        "  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado\n"
+        "  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado" + changed + "\n"
         "    AND d.inicio_vigencia_registro_associado < $1\n"
         "    AND " + dim_historized + " IS DISTINCT FROM " + src_historized + "\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_updated FROM closed"));
 
     // Members gone from the source: close the current version, open none.
-    step.actions.push_back(sql_action(
+    actions.push_back(sql_action(
         "WITH closed AS (\n"
         "  UPDATE sicoop.dim_associado d\n"
         "  SET fim_vigencia_registro_associado = $1, registro_ativo_associado = false,\n"
-        "      data_hora_atualizacao_registro = $1\n"
+        "      data_hora_atualizacao_registro = $1, run_id = $2\n"
         "  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL\n"
         "    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_deleted FROM closed"));
 
     // Members without a current version (new, changed, or back): open one.
-    step.actions.push_back(sql_action(
+    actions.push_back(sql_action(
         "WITH opened AS (\n"
         "  INSERT INTO sicoop.dim_associado (id_associado, nome_associado, sobrenome_associado,\n"
         "      data_nascimento_associado, idade_atual_associado, estado_civil_associado,\n"
         "      escolaridade_associado, inicio_vigencia_registro_associado,\n"
-        "      fim_vigencia_registro_associado, registro_ativo_associado, data_hora_atualizacao_registro)\n"
+        "      fim_vigencia_registro_associado, registro_ativo_associado, data_hora_atualizacao_registro, run_id)\n"
         "  SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,\n"
         "         sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date), s.estado_civil, s.escolaridade,\n"
         "         CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)\n"
         "              THEN $1 ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,\n"
-        "         timestamp '9999-12-31' AT TIME ZONE $3, true, $1\n"
+        "         timestamp '9999-12-31' AT TIME ZONE $3, true, $1, $2\n"
         "  FROM sicoop.trusted_associado s\n"
-        "  WHERE NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d\n"
+        "  WHERE true" + changed + " AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d\n"
         "                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_inserted FROM opened"));
-    return step;
+    return actions;
 }
 
 }  // namespace sicoop

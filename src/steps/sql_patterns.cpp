@@ -53,6 +53,32 @@ std::string delete_missing_sql(const std::string& target, const std::string& key
            "SELECT count(*) AS rows_deleted FROM gone";
 }
 
+std::string insert_all_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
+                           const std::vector<Column>& stamps, const std::string& source) {
+    std::vector<std::string> names{key}, exprs{"s." + key};
+    for (const auto& c : columns) names.push_back(c.name), exprs.push_back(c.expression);
+    for (const auto& c : stamps) names.push_back(c.name), exprs.push_back(c.expression);
+    return "WITH added AS (\n"
+           "  INSERT INTO " + target + " (" + join(names, ", ") + ")\n"
+           "  SELECT " + join(exprs, ", ") + "\n"
+           "  FROM " + source + "\n"
+           "  RETURNING 1)\n"
+           "SELECT count(*) AS rows_inserted FROM added";
+}
+
+std::string delete_with_tombstones_sql(const std::string& table, const std::string& key,
+                                       const std::string& condition) {
+    return "WITH gone AS (\n"
+           "  DELETE FROM sicoop.raw_" + table + " r WHERE " + condition + "\n"
+           "  RETURNING r." + key + " AS record_id),\n"
+           "buried AS (\n"
+           "  INSERT INTO sicoop.raw_tombstone AS b (table_name, record_id, run_id)\n"
+           "  SELECT '" + table + "', record_id, $2 FROM gone\n"
+           "  ON CONFLICT (table_name, record_id) DO UPDATE SET run_id = EXCLUDED.run_id\n"
+           "  RETURNING 1)\n"
+           "SELECT count(*) AS rows_deleted FROM buried";
+}
+
 std::string count_read_sql(const std::string& relation) {
     return "SELECT count(*) AS rows_read FROM " + relation;
 }

@@ -28,6 +28,17 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
 std::string delete_missing_sql(const std::string& target, const std::string& key,
                                const std::string& source_relation, const std::string& extra_condition = "");
 
+// A plain INSERT ... SELECT into an empty table (first loads: no conflict to look for).
+// Returns rows_inserted.
+std::string insert_all_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
+                           const std::vector<Column>& stamps, const std::string& source);
+
+// DELETE the rows of raw table `table` (sicoop.raw_<table>, aliased r) that meet `condition`,
+// leaving a tombstone for each in sicoop.raw_tombstone so that later steps can follow the
+// deletion without rescanning. Returns rows_deleted.
+std::string delete_with_tombstones_sql(const std::string& table, const std::string& key,
+                                       const std::string& condition);
+
 // SELECT count(*) AS rows_read FROM relation.
 std::string count_read_sql(const std::string& relation);
 

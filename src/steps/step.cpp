@@ -1,5 +1,6 @@
 #include "steps/step.hpp"
 
+#include <cstdio>
 #include <utility>
 
 namespace sicoop {
@@ -23,18 +24,44 @@ void StepCounts::finish() {
     }
 }
 
-Action sql_action(std::string sql) {
-    Action a{Action::Kind::Sql, std::move(sql), {}};
+Action sql_action(std::string sql, std::string label) {
+    Action a{Action::Kind::Sql, std::move(sql), {}, std::move(label)};
     return a;
 }
 
-Action bulk_action(BulkCopy copy) {
-    Action a{Action::Kind::Bulk, {}, std::move(copy)};
+Action bulk_action(BulkCopy copy, std::string label) {
+    Action a{Action::Kind::Bulk, {}, std::move(copy), std::move(label)};
     return a;
+}
+
+bool RunContext::is_empty(const std::string& table) const {
+    for (const auto& t : empty_tables)
+        if (t == table) return true;
+    return false;
+}
+
+std::string timings_json(const std::vector<Timing>& timings) {
+    std::string out = "{";
+    char buf[64];
+    for (size_t i = 0; i < timings.size(); ++i) {
+        snprintf(buf, sizeof buf, "{\"rows\": %lld, \"seconds\": %.3f}", static_cast<long long>(timings[i].rows),
+                 timings[i].seconds);
+        // Labels are the extension's own table names: no quoting needed beyond the quotes.
+        out += (i ? ", \"" : "\"") + timings[i].label + "\": " + buf;
+    }
+    return out + "}";
 }
 
 const std::vector<Step>& pipeline_steps() {
-    static const std::vector<Step> steps = {raw_step(), trusted_step(), dims_step(), scd2_step(), fato_step()};
+    static const std::vector<Step> steps = {
+        {"load_raw", "copy the source tables into raw_* (bulk COPY, then merge)", plan_raw,
+         {"raw_associado", "raw_conta", "raw_cartao", "raw_movimentacao_cartao"}},
+        {"load_trusted", "clean raw_* into trusted_*", plan_trusted,
+         {"trusted_associado", "trusted_conta", "trusted_cartao", "trusted_movimentacao_cartao"}},
+        {"load_dims", "load dim_data, dim_conta and dim_cartao (type 1)", plan_dims, {}},
+        {"scd2_associado", "historize dim_associado (SCD type 2)", plan_scd2, {}},
+        {"load_fato", "load fato_movimentacao_cartao incrementally", plan_fato, {"fato_movimentacao_cartao"}},
+    };
     return steps;
 }
 

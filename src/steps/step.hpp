@@ -1,5 +1,8 @@
-// The pipeline's steps as data: each step is a list of set-based SQL statements, run in
-// order through SPI, plus (for the raw step) bulk transfers from the source.
+// The pipeline's steps as data: each step plans, for the run at hand, a list of set-based SQL
+// statements run in order through SPI, plus (for the raw step) bulk transfers from the source.
+// A first load inserts plainly into empty tables; later runs process only what changed since
+// the step's last run (tracked by run ids on rows and tombstones for deletions); a full run
+// reconciles everything.
 // Pure C++: no PostgreSQL headers, so it compiles and unit-tests without a server (the
 // unit-test build compiles src/steps/ with no PostgreSQL include path, which enforces it).
 #pragma once
@@ -28,31 +31,64 @@ struct StepCounts {
     void finish();
 };
 
-// A bulk copy of one source table into its staging table, at COPY speed (src/bulk_copy.cpp).
+// A bulk copy of one source table at COPY speed (src/bulk_copy.cpp): libpq COPY TO STDOUT on
+// the source feeding this backend's COPY FROM.
 struct BulkCopy {
     std::string source_table;          // foreign table in schema sicoop describing it (src_*)
-    std::string stage_table;           // unlogged table in schema sicoop it lands in (stage_*)
+    std::string target_table;          // table in schema sicoop it lands in (stage_* or raw_*)
     std::vector<std::string> columns;  // column list, in order, with their SQL types
     std::vector<std::string> types;
+    bool truncate_first = true;        // empty the target first (stage tables)
+    bool rows_are_inserts = false;     // the copied rows count as inserted too (straight into raw)
+    // Only source rows whose `window_column` >= the run's window start ($5), if set.
+    std::string window_column;
+    // Only source rows whose key is in the text[] this local query returns (run with the run's
+    // parameters), if set; nothing is copied when it returns no key.
+    std::string keys_query;
+    std::string key_column;
 };
 
 // One unit of work inside a step: a bulk copy, or a SQL statement. Statements take
-// $1 = the run's reference time (timestamptz), $2 = the run id (bigint) and $3 = the
-// cooperative's time zone (text, setting sicoop.timezone), in which naive times are local.
+// $1 = the run's reference time (timestamptz), $2 = the run id (bigint), $3 = the
+// cooperative's time zone (text, setting sicoop.timezone), in which naive times are local,
+// $4 = the last run this step already processed (bigint; 0 = process everything) and
+// $5 = the movements' window start (timestamp; NULL outside an incremental raw load).
 struct Action {
     enum class Kind { Sql, Bulk } kind;
-    std::string sql;   // Kind::Sql: returns one row of counters
-    BulkCopy bulk;     // Kind::Bulk: its row count is added to rows_read
+    std::string sql;    // Kind::Sql: returns one row of counters
+    BulkCopy bulk;      // Kind::Bulk: its row count is added to rows_read
+    std::string label;  // time and rows are reported per label (e.g. per source table)
 };
+
+// What a run knows before a step starts, read from the warehouse (src/pipeline.cpp).
+struct RunContext {
+    bool full = false;                  // full reconciliation asked for
+    int64_t since_run_id = 0;           // the last run this step processed (0: none)
+    std::vector<std::string> empty_tables;  // warehouse tables (sicoop.*) that are empty
+    bool has_window = false;            // raw movements have a watermark (window start in $5)
+
+    bool is_empty(const std::string& table) const;
+    // Process everything rather than what changed since the last run.
+    bool everything() const { return full || since_run_id == 0; }
+};
+
+// Per label: rows and seconds, for the run log's detail.
+struct Timing {
+    std::string label;
+    int64_t rows = 0;
+    double seconds = 0;
+};
+std::string timings_json(const std::vector<Timing>& timings);
 
 struct Step {
     std::string name;  // also the name of its SQL function, sicoop.<name>()
     std::string summary;
-    std::vector<Action> actions;
+    std::vector<Action> (*plan)(const RunContext&);  // the actions for this run
+    std::vector<std::string> first_load_tables;       // tables whose emptiness the plan looks at
 };
 
-Action sql_action(std::string sql);
-Action bulk_action(BulkCopy copy);
+Action sql_action(std::string sql, std::string label = "");
+Action bulk_action(BulkCopy copy, std::string label = "");
 
 // The steps in pipeline order.
 const std::vector<Step>& pipeline_steps();
@@ -72,11 +108,11 @@ const std::vector<SourceTable>& source_tables();
 std::vector<std::string> missing_source_columns(
     const std::vector<std::pair<std::string, std::string>>& present);
 
-// The steps, one per file in src/steps/.
-Step raw_step();
-Step trusted_step();
-Step dims_step();
-Step scd2_step();
-Step fato_step();
+// The steps' plans, one per file in src/steps/.
+std::vector<Action> plan_raw(const RunContext& ctx);
+std::vector<Action> plan_trusted(const RunContext& ctx);
+std::vector<Action> plan_dims(const RunContext& ctx);
+std::vector<Action> plan_scd2(const RunContext& ctx);
+std::vector<Action> plan_fato(const RunContext& ctx);
 
 }  // namespace sicoop

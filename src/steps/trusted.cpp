@@ -6,6 +6,10 @@
 // Identifiers are carried unchanged: they are keys, and cleaning them could merge two rows.
 // A row that cannot be cleaned (a member whose nome is blank) is kept out of trusted and
 // recorded, with the reason, in sicoop.reject: never silently dropped.
+//
+// Only raw rows changed since this step's last run ($4, by their run_id) are cleaned again,
+// and tombstones tell which were deleted; ages are refreshed for every member whose age moved
+// on with the reference date.
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 
@@ -13,41 +17,16 @@ namespace sicoop {
 
 namespace {
 
-// Records the raw rows of `table` that meet `condition` in sicoop.reject (one row each while
-// they stay bad; a fixed row leaves it), and counts them as rows_rejected.
-void add_rejects(Step& step, const std::string& table, const std::string& key, const std::string& condition,
-                 const std::string& reason) {
-    const std::string raw = "sicoop.raw_" + table;
-    step.actions.push_back(sql_action(
-        "WITH rejected AS (\n"
-        "  INSERT INTO sicoop.reject AS j (table_name, record_id, reason, record, run_id, rejected_at)\n"
-        "  SELECT '" + table + "', r." + key + ", '" + reason + "', to_jsonb(r) - 'run_id' - 'loaded_at', $2, $1\n"
-        "  FROM " + raw + " r WHERE " + condition + "\n"
-        "  ON CONFLICT (table_name, record_id) DO UPDATE\n"
-        "  SET reason = EXCLUDED.reason, record = EXCLUDED.record, run_id = EXCLUDED.run_id,\n"
-        "      rejected_at = EXCLUDED.rejected_at\n"
-        "  WHERE (j.reason, j.record) IS DISTINCT FROM (EXCLUDED.reason, EXCLUDED.record)\n"
-        "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_rejected FROM rejected"));
-    step.actions.push_back(sql_action(
-        "DELETE FROM sicoop.reject j WHERE j.table_name = '" + table + "'\n"
-        "  AND NOT EXISTS (SELECT 1 FROM " + raw + " r WHERE r." + key + " = j.record_id AND " + condition + ")"));
-}
+struct TrustedTable {
+    std::string name, key;
+    std::vector<Column> columns;
+    // A source row the layer cannot take: the condition on raw row r, and why.
+    std::string reject_if = "";
+    std::string reject_reason = "";
+};
 
-}  // namespace
-
-Step trusted_step() {
-    Step step{"load_trusted", "clean raw_* into trusted_*", {}};
-    const std::vector<Column> stamps = {{"run_id", "$2"}, {"updated_at", "$1"}};
-
-    struct Table {
-        std::string name, key;
-        std::vector<Column> columns;
-        // A source row the layer cannot take: the condition on raw row r, and why.
-        std::string reject_if = "";
-        std::string reject_reason = "";
-    };
-    const std::vector<Table> tables = {
+const std::vector<TrustedTable>& trusted_tables() {
+    static const std::vector<TrustedTable> tables = {
         {"associado", "id_associado",
          {{"nome", "sicoop.first_name(s.nome)"},
           {"sobrenome", "sicoop.last_name(s.nome)"},
@@ -75,18 +54,80 @@ Step trusted_step() {
           {"valor_movimentacao", "s.valor_movimentacao"},
           {"data_movimentacao", "s.data_movimentacao"}}},
     };
-    for (const Table& t : tables) {
+    return tables;
+}
+
+// Records the changed raw rows of `t` that cannot be taken in sicoop.reject (one row each
+// while they stay bad), counts them as rows_rejected, and removes from sicoop.reject (and
+// from trusted) what changed since.
+void add_rejects(std::vector<Action>& actions, const TrustedTable& t, const std::string& changed) {
+    const std::string raw = "sicoop.raw_" + t.name;
+    actions.push_back(sql_action(
+        "WITH rejected AS (\n"
+        "  INSERT INTO sicoop.reject AS j (table_name, record_id, reason, record, run_id, rejected_at)\n"
+        "  SELECT '" + t.name + "', r." + t.key + ", '" + t.reject_reason + "', to_jsonb(r) - 'run_id' - 'loaded_at', $2, $1\n"
+        "  FROM " + raw + " r WHERE " + changed + " AND " + t.reject_if + "\n"
+        "  ON CONFLICT (table_name, record_id) DO UPDATE\n"
+        "  SET reason = EXCLUDED.reason, record = EXCLUDED.record, run_id = EXCLUDED.run_id,\n"
+        "      rejected_at = EXCLUDED.rejected_at\n"
+        "  WHERE (j.reason, j.record) IS DISTINCT FROM (EXCLUDED.reason, EXCLUDED.record)\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_rejected FROM rejected", t.name));
+    actions.push_back(sql_action(
+        "DELETE FROM sicoop.reject j WHERE j.table_name = '" + t.name + "'\n"
+        "  AND NOT EXISTS (SELECT 1 FROM " + raw + " r WHERE r." + t.key + " = j.record_id AND " + t.reject_if + ")",
+        t.name));
+    // A row that was fine and now is rejected leaves trusted.
+    actions.push_back(sql_action(
+        "WITH gone AS (\n"
+        "  DELETE FROM sicoop.trusted_" + t.name + " t USING " + raw + " r\n"
+        "  WHERE r." + t.key + " = t." + t.key + " AND " + changed + " AND " + t.reject_if + "\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_deleted FROM gone", t.name));
+}
+
+}  // namespace
+
+std::vector<Action> plan_trusted(const RunContext& ctx) {
+    std::vector<Action> actions;
+    const std::vector<Column> stamps = {{"run_id", "$2"}, {"updated_at", "$1"}};
+    for (const TrustedTable& t : trusted_tables()) {
         const std::string raw = "sicoop.raw_" + t.name;
-        const std::string trusted = "sicoop.trusted_" + t.name;
-        // What the layer takes: every raw row, but the rejected ones.
-        const std::string accepted =
-            t.reject_if.empty() ? raw : "(SELECT * FROM " + raw + " r WHERE NOT (" + t.reject_if + "))";
-        step.actions.push_back(sql_action(count_read_sql(raw)));
-        if (!t.reject_if.empty()) add_rejects(step, t.name, t.key, t.reject_if, t.reject_reason);
-        step.actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, accepted + " s")));
-        step.actions.push_back(sql_action(delete_missing_sql(trusted, t.key, accepted)));
+        const std::string trusted_table = "trusted_" + t.name;
+        const std::string trusted = "sicoop." + trusted_table;
+        // The raw rows to (re)clean: all of them, or those changed since this step last ran.
+        const std::string changed = ctx.everything() ? "true" : "r.run_id > $4";
+        const std::string taken = "(SELECT * FROM " + raw + " r WHERE " + changed +
+                                  (t.reject_if.empty() ? "" : " AND NOT (" + t.reject_if + ")") + ") s";
+        actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + raw + " r WHERE " + changed, t.name));
+        if (!t.reject_if.empty()) add_rejects(actions, t, changed);
+        if (ctx.is_empty(trusted_table)) {
+            actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + trusted + "')", t.name));
+            actions.push_back(sql_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), t.name));
+            actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + trusted + "')", t.name));
+        } else
+            actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));
+        // Deletions: everything not in raw on a full run, else what the tombstones tell.
+        const std::string deleted =
+            ctx.everything()
+                ? "NOT EXISTS (SELECT 1 FROM " + raw + " r WHERE r." + t.key + " = t." + t.key + ")"
+                : "t." + t.key + " IN (SELECT b.record_id FROM sicoop.raw_tombstone b WHERE b.table_name = '" + t.name +
+                      "' AND b.run_id > $4)\n    AND NOT EXISTS (SELECT 1 FROM " + raw + " r WHERE r." + t.key +
+                      " = t." + t.key + ")";
+        actions.push_back(sql_action("WITH gone AS (\n  DELETE FROM " + trusted + " t WHERE " + deleted +
+                                         "\n  RETURNING 1)\nSELECT count(*) AS rows_deleted FROM gone",
+                                     t.name));
     }
-    return step;
+    // Ages move on with the reference date, whether or not the source changed.
+    actions.push_back(sql_action(
+        "WITH aged AS (\n"
+        "  UPDATE sicoop.trusted_associado\n"
+        "  SET idade_atual_associado = sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date),\n"
+        "      run_id = $2, updated_at = $1\n"
+        "  WHERE idade_atual_associado IS DISTINCT FROM sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date)\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_updated FROM aged", "associado"));
+    return actions;
 }
 
 }  // namespace sicoop

@@ -4,7 +4,7 @@ SELECT plan(40);
 
 SELECT has_schema('sicoop');
 SELECT tables_are('sicoop', ARRAY[
-  'run_log', 'reject',
+  'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index',
   'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
   'stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao',
   'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
@@ -38,7 +38,7 @@ SELECT columns_are('sicoop', 'dim_associado', ARRAY[
   'sk_associado', 'id_associado', 'nome_associado', 'sobrenome_associado', 'data_nascimento_associado',
   'idade_atual_associado', 'estado_civil_associado', 'escolaridade_associado',
   'inicio_vigencia_registro_associado', 'fim_vigencia_registro_associado', 'registro_ativo_associado',
-  'data_hora_atualizacao_registro']);
+  'data_hora_atualizacao_registro', 'run_id']);
 SELECT col_type_is('sicoop', 'dim_associado', 'inicio_vigencia_registro_associado', 'timestamp with time zone', 'vigência is timestamptz');
 SELECT col_type_is('sicoop', 'fato_movimentacao_cartao', 'data_hora_movimentacao', 'timestamp without time zone', 'movement times stay naive');
 SELECT col_type_is('sicoop', 'fato_movimentacao_cartao', 'data_hora_atualizacao_registro', 'timestamp with time zone', 'update stamps are timestamptz');

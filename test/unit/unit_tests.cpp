@@ -32,44 +32,113 @@ void test_pipeline_order() {
     ok(sicoop::find_step("drop_everything") == nullptr, "find_step refuses an unknown name");
 }
 
-void test_statements_use_only_run_parameters() {
-    for (const auto& step : sicoop::pipeline_steps()) {
-        bool only_known = true;
-        for (const auto& a : step.actions) {
-            if (a.kind != sicoop::Action::Kind::Sql) continue;
-            for (size_t p = a.sql.find('$'); p != std::string::npos; p = a.sql.find('$', p + 1)) {
-                char next = p + 1 < a.sql.size() ? a.sql[p + 1] : ' ';
-                if (next >= '0' && next <= '9' && next != '1' && next != '2' && next != '3') only_known = false;
-            }
-        }
-        ok(only_known, step.name + ": statements take only $1 (reference time), $2 (run id), $3 (time zone)");
-        ok(!step.actions.empty(), step.name + ": has actions");
-    }
+// Three kinds of run: a first load (everything empty), an incremental run, a full run.
+sicoop::RunContext first_load() {
+    sicoop::RunContext ctx;
+    for (const auto& step : sicoop::pipeline_steps())
+        for (const auto& t : step.first_load_tables) ctx.empty_tables.push_back(t);
+    return ctx;
+}
+sicoop::RunContext incremental() {
+    sicoop::RunContext ctx;
+    ctx.since_run_id = 5;
+    ctx.has_window = true;
+    return ctx;
+}
+sicoop::RunContext full_run() {
+    sicoop::RunContext ctx = incremental();
+    ctx.full = true;
+    return ctx;
 }
 
-void test_raw_streams_every_source_table() {
-    const auto* raw = sicoop::find_step("load_raw");
-    std::set<std::string> copied;
-    for (const auto& a : raw->actions)
-        if (a.kind == sicoop::Action::Kind::Bulk) {
-            copied.insert(a.bulk.source_table);
-            ok(a.bulk.columns.size() == a.bulk.types.size(), a.bulk.source_table + ": one type per column");
+std::vector<sicoop::Action> plan(const char* step, const sicoop::RunContext& ctx) {
+    return sicoop::find_step(step)->plan(ctx);
+}
+
+std::string all_sql(const std::vector<sicoop::Action>& actions) {
+    std::string out;
+    for (const auto& a : actions) out += a.sql + "\n" + a.bulk.keys_query + "\n";
+    return out;
+}
+
+void test_statements_use_only_run_parameters() {
+    const std::pair<const char*, sicoop::RunContext> runs[] = {
+        {"first load", first_load()}, {"incremental", incremental()}, {"full", full_run()}};
+    for (const auto& step : sicoop::pipeline_steps())
+        for (const auto& [kind, ctx] : runs) {
+            bool only_known = true;
+            const std::string sql = all_sql(step.plan(ctx));
+            for (size_t p = sql.find('$'); p != std::string::npos; p = sql.find('$', p + 1)) {
+                char next = p + 1 < sql.size() ? sql[p + 1] : ' ';
+                if (next >= '0' && next <= '9' && (next < '1' || next > '5')) only_known = false;
+            }
+            ok(only_known && !sql.empty(), step.name + " (" + kind + "): statements take only the run parameters $1 to $5");
         }
-    ok(copied == std::set<std::string>{"src_associado", "src_conta", "src_cartao", "src_movimentacao_cartao"},
-       "load_raw bulk-copies the four source tables");
+}
+
+void test_raw_plans() {
+    std::set<std::string> straight_into_raw;
+    bool deferred = false, restored = false;
+    for (const auto& a : plan("load_raw", first_load())) {
+        if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.rows_are_inserts && !a.bulk.truncate_first)
+            straight_into_raw.insert(a.bulk.target_table);
+        if (contains(a.sql, "sicoop._defer_indexes('sicoop.raw_movimentacao_cartao')")) deferred = true;
+        if (contains(a.sql, "sicoop._restore_indexes('sicoop.raw_movimentacao_cartao')")) restored = true;
+    }
+    ok(straight_into_raw == std::set<std::string>{"raw_associado", "raw_conta", "raw_cartao", "raw_movimentacao_cartao"},
+       "a first load copies the four source tables straight into raw");
+    ok(deferred && restored, "a first load builds raw's secondary indexes after the copy");
+
+    int windowed = 0, rechecks = 0, whole_to_stage = 0;
+    for (const auto& a : plan("load_raw", incremental())) {
+        if (a.kind != sicoop::Action::Kind::Bulk) continue;
+        ok(contains(a.bulk.target_table, "stage_"), "an incremental run copies " + a.bulk.source_table + " into its stage");
+        if (a.bulk.window_column == "data_movimentacao") ++windowed;
+        else if (!a.bulk.keys_query.empty()) ++rechecks;
+        else ++whole_to_stage;
+    }
+    ok(windowed == 1 && rechecks == 1 && whole_to_stage == 3,
+       "an incremental run reads movements by window (plus a recheck by id), the other tables whole");
+    int windowed_in_full = 0;
+    for (const auto& a : plan("load_raw", full_run()))
+        if (a.kind == sicoop::Action::Kind::Bulk && (!a.bulk.window_column.empty() || !a.bulk.keys_query.empty()))
+            ++windowed_in_full;
+    ok(windowed_in_full == 0, "a full run reads every table whole");
+    ok(contains(all_sql(plan("load_raw", incremental())), "INSERT INTO sicoop.raw_tombstone"),
+       "deletions from raw leave tombstones");
+}
+
+void test_downstream_plans() {
+    const std::string trusted_first = all_sql(plan("load_trusted", first_load()));
+    const std::string trusted_incremental = all_sql(plan("load_trusted", incremental()));
+    ok(!contains(trusted_first, "ON CONFLICT (id_movimentacao_cartao)"), "a first load inserts into trusted plainly");
+    ok(contains(trusted_incremental, "r.run_id > $4") && contains(trusted_incremental, "ON CONFLICT (id_movimentacao_cartao)"),
+       "an incremental run merges only raw rows changed since the step's last run");
+    ok(contains(trusted_incremental, "sicoop.raw_tombstone"), "an incremental run follows deletions by tombstones");
+    const std::string fato_incremental = all_sql(plan("load_fato", incremental()));
+    ok(contains(fato_incremental, "sicoop_fato_candidates") && contains(fato_incremental, "sk_associado = -1"),
+       "load_fato re-keys changed movements and facts on an unknown member");
+    ok(!contains(all_sql(plan("load_fato", first_load())), "ON CONFLICT"), "a first load inserts the facts plainly");
+    ok(!contains(all_sql(plan("load_fato", full_run())), "sicoop_fato_candidates"), "a full run recomputes every fact");
+    ok(contains(all_sql(plan("scd2_associado", incremental())), "s.run_id > $4"),
+       "SCD2 compares only members changed since its last run");
 }
 
 void test_card_number_never_passes_raw() {
-    const auto* trusted = sicoop::find_step("load_trusted");
-    bool masked = false;
-    for (const auto& a : trusted->actions)
-        if (contains(a.sql, "sicoop.mask_card(s.numero_cartao)")) masked = true;
-    ok(masked, "load_trusted masks numero_cartao on its way out of raw");
+    for (const auto& ctx : {first_load(), incremental()}) {
+        const std::string trusted = all_sql(plan("load_trusted", ctx));
+        ok(contains(trusted, "sicoop.mask_card(s.numero_cartao)"), "load_trusted masks numero_cartao on its way out of raw");
+    }
     bool later_steps_read_raw = false;
     for (const char* name : {"load_dims", "scd2_associado", "load_fato"})
-        for (const auto& a : sicoop::find_step(name)->actions)
-            if (contains(a.sql, "raw_cartao")) later_steps_read_raw = true;
+        if (contains(all_sql(plan(name, incremental())), "raw_cartao")) later_steps_read_raw = true;
     ok(!later_steps_read_raw, "no step after load_trusted reads raw_cartao");
+}
+
+void test_timings_json() {
+    ok(sicoop::timings_json({{"conta", 10, 0.5}, {"cartao", 0, 1.25}}) ==
+           "{\"conta\": {\"rows\": 10, \"seconds\": 0.500}, \"cartao\": {\"rows\": 0, \"seconds\": 1.250}}",
+       "timings are reported as JSON per label");
 }
 
 void test_merge_sql_shape() {
@@ -123,8 +192,10 @@ void test_source_check() {
 int main() {
     test_pipeline_order();
     test_statements_use_only_run_parameters();
-    test_raw_streams_every_source_table();
+    test_raw_plans();
+    test_downstream_plans();
     test_card_number_never_passes_raw();
+    test_timings_json();
     test_merge_sql_shape();
     test_counts();
     test_source_check();
