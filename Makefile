@@ -5,10 +5,10 @@ DATA       = sicoop_etl--1.0.sql
 
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
 PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp \
-            src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp
+            src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp src/steps/text_rules.cpp
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
 PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \
-            src/source.cpp src/bulk_copy.cpp
+            src/source.cpp src/bulk_copy.cpp src/sql_functions.cpp
 OBJS = $(PURE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = pipeline_sample

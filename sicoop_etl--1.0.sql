@@ -237,9 +237,9 @@ $$ SELECT coalesce(nullif(current_setting('sicoop.as_of', true), '')::timestampt
 -- Cleaning rules (the trusted layer). Kept as SQL functions so analysts can reuse them.
 ------------------------------------------------------------------------------------------
 -- Trim, collapse inner runs of white space, upper-case with accents kept; blank -> NULL.
+-- (C++, src/sql_functions.cpp: it runs on every text field of every row.)
 CREATE FUNCTION clean_text(value text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
-$$ SELECT nullif(upper(btrim(regexp_replace(value, '\s+', ' ', 'g'))), '') $$;
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_clean_text';
 
 -- First word of the cleaned name.
 CREATE FUNCTION first_name(nome text) RETURNS text
@@ -369,7 +369,6 @@ CREATE TABLE trusted_movimentacao_cartao (
     run_id bigint NOT NULL,
     updated_at timestamptz NOT NULL
 );
-CREATE INDEX trusted_movimentacao_cartao_data ON trusted_movimentacao_cartao (data_movimentacao);
 -- What changed since a run, and the paths load_fato re-keys along (card -> account -> member).
 CREATE INDEX trusted_associado_run ON trusted_associado (run_id);
 CREATE INDEX trusted_conta_run ON trusted_conta (run_id);

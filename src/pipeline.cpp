@@ -54,6 +54,10 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
     StepOutcome outcome;
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
     const RunContext ctx = load_context(step, full, params);
+    // For this step's transaction: no JIT (compiling costs more than it buys for set-based
+    // loads), and fixed memory budgets, so the backend's memory does not grow with the data.
+    spi::exec("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true),"
+              " set_config('maintenance_work_mem', '64MB', true)");
     std::vector<Timing> timings;
     for (const Action& action : step.plan(ctx)) {
         pg_call([] { CHECK_FOR_INTERRUPTS(); });
@@ -64,7 +68,7 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
             outcome.counts.rows_read += copied;
             if (action.bulk.rows_are_inserts) outcome.counts.rows_inserted += copied;
         } else {
-            spi::run_counting(action.sql, params, outcome.counts);
+            spi::run_counting(action.sql, params, outcome.counts, action.processed_counter);
         }
         if (action.label.empty()) continue;
         double seconds = static_cast<double>(GetCurrentTimestamp() - start) / USECS_PER_SEC;

@@ -5,7 +5,9 @@
 
 namespace sicoop::spi {
 
-void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts) {
+void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts,
+                  const std::string& processed_counter) {
+    uint64 processed = 0;
     constexpr int kMaxColumns = 8;
     const char* names[kMaxColumns];
     int64 values[kMaxColumns];
@@ -19,6 +21,7 @@ void run_counting(const std::string& sql, const RunParams& params, StepCounts& c
         const char nulls[5] = {' ', ' ', ' ', ' ', params.has_window ? ' ' : 'n'};
         int rc = SPI_execute_with_args(query, 5, types, args, nulls, false, 0);
         if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), query);
+        processed = SPI_processed;
         if (SPI_tuptable == nullptr || SPI_processed == 0) return;
         if (SPI_processed != 1 || SPI_tuptable->tupdesc->natts > kMaxColumns)
             elog(ERROR, "sicoop: a step statement must return one row of counters: %s", query);
@@ -34,6 +37,8 @@ void run_counting(const std::string& sql, const RunParams& params, StepCounts& c
             ++ncolumns;
         }
     });
+    if (!processed_counter.empty() && !counts.add(processed_counter, static_cast<int64_t>(processed)))
+        throw std::runtime_error("unknown counter: " + processed_counter);
     for (int i = 0; i < ncolumns; ++i)
         if (!counts.add(names[i], values[i]))
             throw std::runtime_error(std::string("step statement returned an unknown counter: ") + names[i]);

@@ -19,7 +19,9 @@ struct RunParams {
     bool has_window;             // $5: the movements' window start, NULL without one
     Timestamp window_start;
 };
-void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts);
+// `processed_counter`, if set, takes the statement's affected rows (for plain DML).
+void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts,
+                  const std::string& processed_counter = "");
 
 // Runs a statement with up to kMaxParams parameters; returns the first column of the first row
 // as int64 (0 if there is none). For the run log and other bookkeeping.

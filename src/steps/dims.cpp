@@ -48,11 +48,14 @@ void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, co
 std::vector<Action> plan_dims(const RunContext& ctx) {
     std::vector<Action> actions;
     // The days the new or changed movements need (the whole span on a full run).
-    const std::string changed_movements = ctx.everything() ? "" : " WHERE run_id > $4";
+    // (On a full run raw's index on data_movimentacao gives the span at once; movements keep
+    // their times from raw to trusted.)
+    const std::string changed_movements =
+        ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
     actions.push_back(sql_action(R"SQL(
 WITH span AS (
   SELECT min(data_movimentacao)::date AS first_day, max(data_movimentacao)::date AS last_day
-  FROM sicoop.trusted_movimentacao_cartao)SQL" + changed_movements + R"SQL(),
+  FROM )SQL" + changed_movements + R"SQL(),
 added AS (
   INSERT INTO sicoop.dim_data (sk_data, data, dia, mes, ano, trimestre, dia_da_semana, fim_de_semana)
   SELECT to_char(d, 'YYYYMMDD')::int, d, extract(day FROM d), extract(month FROM d), extract(year FROM d),
@@ -77,6 +80,8 @@ SELECT count(*) AS rows_inserted FROM added)SQL", "dim_data"));
                          {"bandeira_cartao", "s.bandeira_cartao"},
                          {"tipo_cartao", "s.tipo_cartao"},
                          {"data_emissao_cartao", "s.data_emissao"}});
+    // Fresh statistics, so load_fato joins these tables the right way round.
+    actions.push_back(sql_action("ANALYZE sicoop.dim_data, sicoop.dim_conta, sicoop.dim_cartao"));
     return actions;
 }
 

@@ -25,7 +25,8 @@ std::string keyed_movements(const std::string& candidates) {
            "         coalesce(a.sk_associado, -1) AS sk_associado,\n"
            "         coalesce(dc.sk_cartao, -1) AS sk_cartao,\n"
            "         coalesce(dco.sk_conta, -1) AS sk_conta,\n"
-           "         to_char(m.data_movimentacao, 'YYYYMMDD')::int AS sk_data,\n"
+           "         (date_part('year', m.data_movimentacao) * 10000 + date_part('month', m.data_movimentacao) * 100\n"
+           "          + date_part('day', m.data_movimentacao))::int AS sk_data,\n"
            "         m.descricao_movimentacao,\n"
            "         m.valor_movimentacao,\n"
            "         m.data_movimentacao\n"
@@ -35,10 +36,13 @@ std::string keyed_movements(const std::string& candidates) {
            "  LEFT JOIN sicoop.dim_cartao dc ON dc.id_cartao = m.id_cartao\n"
            "  LEFT JOIN sicoop.trusted_conta tco ON tco.id_conta = tc.id_conta\n"
            "  LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = tc.id_conta\n"
-           "  LEFT JOIN sicoop.dim_associado a\n"
+           // Vigência in local time, computed once per version rather than once per movement.
+           "  LEFT JOIN (SELECT sk_associado, id_associado,\n"
+           "                    inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,\n"
+           "                    fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local\n"
+           "             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL) a\n"
            "         ON a.id_associado = tco.id_associado\n"
-           "        AND (m.data_movimentacao AT TIME ZONE $3) >= a.inicio_vigencia_registro_associado\n"
-           "        AND (m.data_movimentacao AT TIME ZONE $3) < a.fim_vigencia_registro_associado) s";
+           "        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s";
 }
 
 // The movements whose fact can have changed since run $4.
@@ -84,7 +88,7 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
     if (ctx.is_empty("fato_movimentacao_cartao")) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
         actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + fato + "')"));
-        actions.push_back(sql_action(insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements(""))));
+        actions.push_back(dml_action(insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("")), "rows_inserted"));
         actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + fato + "')"));
     } else if (ctx.everything()) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));

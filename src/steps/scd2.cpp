@@ -114,7 +114,8 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         "      fim_vigencia_registro_associado, registro_ativo_associado, data_hora_atualizacao_registro, run_id)\n"
         "  SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,\n"
         "         sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date), s.estado_civil, s.escolaridade,\n"
-        "         CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)\n"
+        "         CASE WHEN s.id_associado IN (SELECT h.id_associado FROM sicoop.dim_associado h\n"
+        "                                      WHERE h.id_associado IS NOT NULL)\n"
         "              THEN $1 ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,\n"
         "         timestamp '9999-12-31' AT TIME ZONE $3, true, $1, $2\n"
         "  FROM sicoop.trusted_associado s\n"
@@ -122,6 +123,8 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         "                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_inserted FROM opened"));
+    // Fresh statistics, so load_fato joins this table the right way round.
+    actions.push_back(sql_action("ANALYZE sicoop.dim_associado"));
     return actions;
 }
 

@@ -58,12 +58,9 @@ std::string insert_all_sql(const std::string& target, const std::string& key, co
     std::vector<std::string> names{key}, exprs{"s." + key};
     for (const auto& c : columns) names.push_back(c.name), exprs.push_back(c.expression);
     for (const auto& c : stamps) names.push_back(c.name), exprs.push_back(c.expression);
-    return "WITH added AS (\n"
-           "  INSERT INTO " + target + " (" + join(names, ", ") + ")\n"
-           "  SELECT " + join(exprs, ", ") + "\n"
-           "  FROM " + source + "\n"
-           "  RETURNING 1)\n"
-           "SELECT count(*) AS rows_inserted FROM added";
+    return "INSERT INTO " + target + " (" + join(names, ", ") + ")\n"
+           "SELECT " + join(exprs, ", ") + "\n"
+           "FROM " + source;
 }
 
 std::string delete_with_tombstones_sql(const std::string& table, const std::string& key,

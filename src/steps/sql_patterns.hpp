@@ -29,7 +29,7 @@ std::string delete_missing_sql(const std::string& target, const std::string& key
                                const std::string& source_relation, const std::string& extra_condition = "");
 
 // A plain INSERT ... SELECT into an empty table (first loads: no conflict to look for).
-// Returns rows_inserted.
+// Returns no row: run it with dml_action(..., "rows_inserted").
 std::string insert_all_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
                            const std::vector<Column>& stamps, const std::string& source);
 

@@ -25,12 +25,17 @@ void StepCounts::finish() {
 }
 
 Action sql_action(std::string sql, std::string label) {
-    Action a{Action::Kind::Sql, std::move(sql), {}, std::move(label)};
+    Action a{Action::Kind::Sql, std::move(sql), {}, std::move(label), {}};
+    return a;
+}
+
+Action dml_action(std::string sql, std::string counter, std::string label) {
+    Action a{Action::Kind::Sql, std::move(sql), {}, std::move(label), std::move(counter)};
     return a;
 }
 
 Action bulk_action(BulkCopy copy, std::string label) {
-    Action a{Action::Kind::Bulk, {}, std::move(copy), std::move(label)};
+    Action a{Action::Kind::Bulk, {}, std::move(copy), std::move(label), {}};
     return a;
 }
 

@@ -58,6 +58,8 @@ struct Action {
     std::string sql;    // Kind::Sql: returns one row of counters
     BulkCopy bulk;      // Kind::Bulk: its row count is added to rows_read
     std::string label;  // time and rows are reported per label (e.g. per source table)
+    // Kind::Sql without a result row: the counter its affected rows (SPI_processed) add to.
+    std::string processed_counter;
 };
 
 // What a run knows before a step starts, read from the warehouse (src/pipeline.cpp).
@@ -88,6 +90,8 @@ struct Step {
 };
 
 Action sql_action(std::string sql, std::string label = "");
+// A plain INSERT/UPDATE/DELETE whose affected rows count as `counter` (no CTE to materialize).
+Action dml_action(std::string sql, std::string counter, std::string label = "");
 Action bulk_action(BulkCopy copy, std::string label = "");
 
 // The steps in pipeline order.

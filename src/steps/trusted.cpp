@@ -103,7 +103,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         if (!t.reject_if.empty()) add_rejects(actions, t, changed);
         if (ctx.is_empty(trusted_table)) {
             actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + trusted + "')", t.name));
-            actions.push_back(sql_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), t.name));
+            actions.push_back(dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), "rows_inserted", t.name));
             actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + trusted + "')", t.name));
         } else
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));

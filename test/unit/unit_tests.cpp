@@ -2,6 +2,7 @@
 // Prints TAP, so `prove` runs it alongside the pgTAP suites.
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
+#include "steps/text_rules.hpp"
 
 #include <cstdio>
 #include <set>
@@ -135,6 +136,15 @@ void test_card_number_never_passes_raw() {
     ok(!later_steps_read_raw, "no step after load_trusted reads raw_cartao");
 }
 
+void test_collapse_whitespace() {
+    using sicoop::collapse_whitespace;
+    ok(collapse_whitespace(" Ensino superior Completo") == "Ensino superior Completo", "leading space trimmed");
+    ok(collapse_whitespace("Casado ") == "Casado", "trailing space trimmed");
+    ok(collapse_whitespace("maria \t da\n\n silva") == "maria da silva", "inner runs of white space collapse to one space");
+    ok(collapse_whitespace(" \t\r\n ").empty(), "blank becomes empty");
+    ok(collapse_whitespace("joão  poupança") == "joão poupança", "UTF-8 bytes pass through untouched");
+}
+
 void test_timings_json() {
     ok(sicoop::timings_json({{"conta", 10, 0.5}, {"cartao", 0, 1.25}}) ==
            "{\"conta\": {\"rows\": 10, \"seconds\": 0.500}, \"cartao\": {\"rows\": 0, \"seconds\": 1.250}}",
@@ -196,6 +206,7 @@ int main() {
     test_downstream_plans();
     test_card_number_never_passes_raw();
     test_timings_json();
+    test_collapse_whitespace();
     test_merge_sql_shape();
     test_counts();
     test_source_check();
