@@ -1,6 +1,7 @@
 // Step load_dims: dim_data, dim_conta and dim_cartao.
 // dim_conta and dim_cartao are type 1: changed attributes are overwritten in place, new ids
-// get a new surrogate key. Updates and inserts are separate statements so that surrogate
+// get a new surrogate key. They also keep their parent's id (a card's account, an account's
+// member), which is how facts find their keys, and the run that last changed them. Updates and inserts are separate statements so that surrogate
 // sequences only advance for rows really inserted. Rows are never deleted from a dimension:
 // facts may still point at them.
 // dim_data covers every day from the earliest to the latest movement, extended as new
@@ -28,7 +29,7 @@ void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, co
     actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + trusted + " s WHERE " + changed, dim));
     actions.push_back(sql_action(
         "WITH changed AS (\n"
-        "  UPDATE " + dim + " d SET " + set_list + ", data_hora_atualizacao_registro = $1\n"
+        "  UPDATE " + dim + " d SET " + set_list + ", data_hora_atualizacao_registro = $1, run_id = $2\n"
         "  FROM " + trusted + " s\n"
         "  WHERE d." + key + " = s." + key + " AND " + changed + "\n"
         "    AND (" + old_values + ") IS DISTINCT FROM (" + new_values + ")\n"
@@ -36,8 +37,8 @@ void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, co
         "SELECT count(*) AS rows_updated FROM changed", dim));
     actions.push_back(sql_action(
         "WITH added AS (\n"
-        "  INSERT INTO " + dim + " (" + key + ", " + insert_cols + ", data_hora_atualizacao_registro)\n"
-        "  SELECT s." + key + ", " + insert_values + ", $1 FROM " + trusted + " s\n"
+        "  INSERT INTO " + dim + " (" + key + ", " + insert_cols + ", data_hora_atualizacao_registro, run_id)\n"
+        "  SELECT s." + key + ", " + insert_values + ", $1, $2 FROM " + trusted + " s\n"
         "  WHERE " + changed + " AND NOT EXISTS (SELECT 1 FROM " + dim + " d WHERE d." + key + " = s." + key + ")\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_inserted FROM added", dim));
@@ -70,12 +71,14 @@ added AS (
 SELECT count(*) AS rows_inserted FROM added)SQL", "dim_data"));
 
     add_type1_dimension(actions, ctx, "sicoop.dim_conta", "sicoop.trusted_conta", "id_conta",
-                        {{"tipo_conta", "s.tipo_conta"},
+                        {{"id_associado", "s.id_associado"},
+                         {"tipo_conta", "s.tipo_conta"},
                          {"agencia_conta", "s.agencia"},
                          {"situacao_conta", "s.situacao_conta"},
                          {"data_criacao_conta", "s.data_criacao_conta"}});
     add_type1_dimension(actions, ctx, "sicoop.dim_cartao", "sicoop.trusted_cartao", "id_cartao",
-                        {{"numero_cartao", "s.numero_cartao"},
+                        {{"id_conta", "s.id_conta"},
+                         {"numero_cartao", "s.numero_cartao"},
                          {"nome_impresso_cartao", "s.nome_impresso_cartao"},
                          {"bandeira_cartao", "s.bandeira_cartao"},
                          {"tipo_cartao", "s.tipo_cartao"},

@@ -6,8 +6,8 @@
 //
 // A first load inserts every movement. Later runs recompute the keys only of the movements
 // that can have changed since this step's last run ($4): movements changed in trusted, facts
-// still on an unknown member, and movements whose card, account or member changed (new or
-// edited card or account rows, tombstoned ones, new member versions). Changed facts are
+// still on an unknown member, and facts of cards whose card, account or member rows changed
+// (dimension rows carry the run that last changed them). Changed facts are
 // updated and re-stamped with the reference time; facts of deleted movements are deleted.
 // Nothing else is touched, so a rerun with no change changes nothing.
 #include "steps/sql_patterns.hpp"
@@ -18,7 +18,8 @@ namespace sicoop {
 namespace {
 
 // The fact rows of the movements in `candidates` (a FROM item yielding id_movimentacao_cartao),
-// or of every movement when it is empty, with their keys looked up.
+// or of every movement when it is empty, with their keys looked up along the dimensions:
+// the card's dim_cartao row, its account's dim_conta row, the member version valid then.
 std::string keyed_movements(const std::string& candidates) {
     return "(\n"
            "  SELECT m.id_movimentacao_cartao,\n"
@@ -32,37 +33,36 @@ std::string keyed_movements(const std::string& candidates) {
            "         m.data_movimentacao\n"
            "  FROM sicoop.trusted_movimentacao_cartao m\n" +
            (candidates.empty() ? "" : "  JOIN " + candidates + " c USING (id_movimentacao_cartao)\n") +
-           "  LEFT JOIN sicoop.trusted_cartao tc ON tc.id_cartao = m.id_cartao\n"
            "  LEFT JOIN sicoop.dim_cartao dc ON dc.id_cartao = m.id_cartao\n"
-           "  LEFT JOIN sicoop.trusted_conta tco ON tco.id_conta = tc.id_conta\n"
-           "  LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = tc.id_conta\n"
-           // Vigência in local time, computed once per version rather than once per movement.
+           "  LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta\n"
+           // Vigência in local time, computed once per version (OFFSET 0 keeps it so) rather
+           // than once per movement.
            "  LEFT JOIN (SELECT sk_associado, id_associado,\n"
            "                    inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,\n"
            "                    fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local\n"
-           "             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL) a\n"
-           "         ON a.id_associado = tco.id_associado\n"
+           "             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL OFFSET 0) a\n"
+           "         ON a.id_associado = dco.id_associado\n"
            "        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s";
 }
 
-// The movements whose fact can have changed since run $4.
+// The movements whose fact can have changed since run $4: changed in trusted, still on an
+// unknown member, or of a card whose card, account or member rows changed since.
 const char* const kCandidates = R"SQL((
   SELECT id_movimentacao_cartao FROM sicoop.trusted_movimentacao_cartao WHERE run_id > $4
   UNION
   SELECT id_movimentacao_cartao FROM sicoop.fato_movimentacao_cartao
   WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1
   UNION
-  SELECT m.id_movimentacao_cartao
-  FROM sicoop.trusted_movimentacao_cartao m
-  JOIN (SELECT id_cartao FROM sicoop.trusted_cartao WHERE run_id > $4
-        UNION SELECT record_id FROM sicoop.raw_tombstone WHERE table_name = 'cartao' AND run_id > $4
-        UNION SELECT tc.id_cartao FROM sicoop.trusted_cartao tc
-              JOIN (SELECT id_conta FROM sicoop.trusted_conta WHERE run_id > $4
-                    UNION SELECT record_id FROM sicoop.raw_tombstone WHERE table_name = 'conta' AND run_id > $4
-                    UNION SELECT tco.id_conta FROM sicoop.trusted_conta tco
-                          JOIN sicoop.dim_associado a ON a.id_associado = tco.id_associado
-                          WHERE a.run_id > $4) changed_accounts USING (id_conta)
-       ) changed_cards USING (id_cartao)
+  SELECT f.id_movimentacao_cartao
+  FROM sicoop.fato_movimentacao_cartao f
+  JOIN (SELECT sk_cartao FROM sicoop.dim_cartao WHERE run_id > $4
+        UNION
+        SELECT dc.sk_cartao FROM sicoop.dim_cartao dc
+        JOIN (SELECT id_conta FROM sicoop.dim_conta WHERE run_id > $4
+              UNION
+              SELECT co.id_conta FROM sicoop.dim_conta co
+              JOIN (SELECT DISTINCT id_associado FROM sicoop.dim_associado WHERE run_id > $4) a
+                USING (id_associado)) changed_accounts USING (id_conta)) changed_cards USING (sk_cartao)
 ))SQL";
 
 const std::vector<Column>& fact_columns() {

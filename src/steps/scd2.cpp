@@ -39,6 +39,9 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     // members whose age moved on); all of them on a full run.
     const std::string changed = ctx.everything() ? "" : " AND s.run_id > $4";
 
+    // A full load checks the no-overlap constraint once, in bulk, at the end.
+    if (ctx.everything())
+        actions.push_back(sql_action("ALTER TABLE sicoop.dim_associado DROP CONSTRAINT dim_associado_no_overlap"));
     // Runs go forward in time: closing a version before it started would be a lie.
     actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
 
@@ -123,6 +126,7 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         "                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_inserted FROM opened"));
+    if (ctx.everything()) actions.push_back(sql_action("SELECT sicoop._add_no_overlap_constraint()"));
     // Fresh statistics, so load_fato joins this table the right way round.
     actions.push_back(sql_action("ANALYZE sicoop.dim_associado"));
     return actions;

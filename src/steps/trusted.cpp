@@ -107,6 +107,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
             actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + trusted + "')", t.name));
         } else
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));
+        if (ctx.is_empty(trusted_table)) continue;  // nothing to delete from an empty table
         // Deletions: everything not in raw on a full run, else what the tombstones tell.
         const std::string deleted =
             ctx.everything()
