@@ -45,8 +45,10 @@ std::string keyed_movements(const std::string& candidates) {
            "        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s";
 }
 
-// The movements whose fact can have changed since run $4: changed in trusted, still on an
-// unknown member, or of a card whose card, account or member rows changed since.
+// The movements whose fact can have changed since run $4: changed in trusted; still on an
+// unknown member; of a card whose dim_cartao row or whose account's dim_conta row changed;
+// or of a member whose vigência moved, from the earliest moved boundary on (older movements
+// keep their version).
 const char* const kCandidates = R"SQL((
   SELECT id_movimentacao_cartao FROM sicoop.trusted_movimentacao_cartao WHERE run_id > $4
   UNION
@@ -58,11 +60,15 @@ const char* const kCandidates = R"SQL((
   JOIN (SELECT sk_cartao FROM sicoop.dim_cartao WHERE run_id > $4
         UNION
         SELECT dc.sk_cartao FROM sicoop.dim_cartao dc
-        JOIN (SELECT id_conta FROM sicoop.dim_conta WHERE run_id > $4
-              UNION
-              SELECT co.id_conta FROM sicoop.dim_conta co
-              JOIN (SELECT DISTINCT id_associado FROM sicoop.dim_associado WHERE run_id > $4) a
-                USING (id_associado)) changed_accounts USING (id_conta)) changed_cards USING (sk_cartao)
+        JOIN sicoop.dim_conta co ON co.id_conta = dc.id_conta WHERE co.run_id > $4) changed_cards USING (sk_cartao)
+  UNION
+  SELECT f.id_movimentacao_cartao
+  FROM (SELECT id_associado,
+               min(least(inicio_vigencia_registro_associado, fim_vigencia_registro_associado)) AT TIME ZONE $3 AS moved_from
+        FROM sicoop.dim_associado WHERE run_id > $4 GROUP BY id_associado) a
+  JOIN sicoop.dim_conta co ON co.id_associado = a.id_associado
+  JOIN sicoop.dim_cartao dc ON dc.id_conta = co.id_conta
+  JOIN sicoop.fato_movimentacao_cartao f ON f.sk_cartao = dc.sk_cartao AND f.data_hora_movimentacao >= a.moved_from
 ))SQL";
 
 const std::vector<Column>& fact_columns() {

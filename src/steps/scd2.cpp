@@ -14,9 +14,10 @@
 // taken on the reference time's date there.
 // Only members whose trusted row changed since this step last ran ($4) are compared; gone
 // members are found by comparing every current version with trusted (N/25 rows).
-// Every row this step changes is stamped with the run id, which load_fato follows.
-// The table's exclusion constraint and partial unique index guarantee, whatever happens,
-// no overlapping versions and at most one current version per member.
+// Every version whose vigência this step opens or closes is stamped with the run id, which
+// load_fato follows to re-key the movements from that time on.
+// sicoop.check_vigencia() at the end and the partial unique index guarantee, whatever
+// happens, no overlapping versions and at most one current version per member.
 #include "steps/step.hpp"
 
 namespace sicoop {
@@ -39,9 +40,6 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     // members whose age moved on); all of them on a full run.
     const std::string changed = ctx.everything() ? "" : " AND s.run_id > $4";
 
-    // A full load checks the no-overlap constraint once, in bulk, at the end.
-    if (ctx.everything())
-        actions.push_back(sql_action("ALTER TABLE sicoop.dim_associado DROP CONSTRAINT dim_associado_no_overlap"));
     // Runs go forward in time: closing a version before it started would be a lie.
     actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
 
@@ -62,7 +60,7 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         "WITH corrected AS (\n"
         "  UPDATE sicoop.dim_associado d\n"
         "  SET nome_associado = s.nome, sobrenome_associado = s.sobrenome,\n"
-        "      data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1, run_id = $2\n"
+        "      data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1\n"
         "  FROM sicoop.trusted_associado s\n"
         "  WHERE d.id_associado = s.id_associado" + changed + "\n"
         "    AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)\n"
@@ -126,7 +124,8 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         "                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_inserted FROM opened"));
-    if (ctx.everything()) actions.push_back(sql_action("SELECT sicoop._add_no_overlap_constraint()"));
+    // Whatever happened above, no two versions of a changed member may overlap.
+    actions.push_back(sql_action("SELECT sicoop.check_vigencia(CASE WHEN $4 = 0 THEN 0 ELSE $2 - 1 END)"));
     // Fresh statistics, so load_fato joins this table the right way round.
     actions.push_back(sql_action("ANALYZE sicoop.dim_associado"));
     return actions;

@@ -43,10 +43,11 @@ SELECT col_type_is('sicoop', 'dim_associado', 'inicio_vigencia_registro_associad
 SELECT col_type_is('sicoop', 'fato_movimentacao_cartao', 'data_hora_movimentacao', 'timestamp without time zone', 'movement times stay naive');
 SELECT col_type_is('sicoop', 'fato_movimentacao_cartao', 'data_hora_atualizacao_registro', 'timestamp with time zone', 'update stamps are timestamptz');
 SELECT index_is_unique('sicoop', 'dim_associado', 'dim_associado_one_current', 'at most one current version per member');
-SELECT throws_ok(
-  $$INSERT INTO sicoop.dim_associado (id_associado, inicio_vigencia_registro_associado, fim_vigencia_registro_associado, registro_ativo_associado)
-    VALUES ('X', '2020-01-01', '2021-01-01', false), ('X', '2020-06-01', '2022-01-01', false)$$,
-  '23P01', NULL, 'overlapping versions of one member are refused');
+INSERT INTO sicoop.dim_associado (id_associado, inicio_vigencia_registro_associado, fim_vigencia_registro_associado, registro_ativo_associado, run_id)
+VALUES ('X', '2020-01-01', '2021-01-01', false, 1), ('X', '2020-06-01', '2022-01-01', false, 1);
+SELECT throws_ok('SELECT sicoop.check_vigencia()', '23P01', NULL,
+  'overlapping versions of one member are refused by the check every SCD2 run makes');
+DELETE FROM sicoop.dim_associado WHERE id_associado = 'X';
 SELECT throws_ok(
   $$INSERT INTO sicoop.dim_associado (id_associado, inicio_vigencia_registro_associado, fim_vigencia_registro_associado, registro_ativo_associado)
     VALUES ('Y', '2021-01-01', '2020-01-01', false)$$,
