@@ -1,0 +1,247 @@
+-- Incremental correctness: after generated sequences of source inserts, updates and deletes,
+-- interleaved with incremental runs, the warehouse equals a from-scratch load of the same
+-- source (surrogate key values aside), in every layer. The from-scratch load is a second
+-- warehouse database (<this database>_ref), rebuilt after every round.
+--
+-- The sequences are pseudo-random but reproducible (setseed). They touch every table: new,
+-- edited and deleted members, accounts moved to other members, cards moved to other accounts,
+-- rows pointing at missing parents, new movements, movements edited (amount, description, card,
+-- time) or deleted within the incremental window (sicoop.lookback). What the window cannot see
+-- (an edit older than it) is shown to be caught by a full run.
+--
+-- What only history explains is left out of the comparison: SCD2 versions other than the
+-- current one, and the card, account or member a movement points to once that row left the
+-- source (the warehouse keeps dimension rows and the member version valid then; a fresh load
+-- never saw them).
+\ir helpers/reset.sql
+\set rounds 8
+\set ops 40
+SELECT plan(8 * 8 + 6);
+
+SELECT current_database() || '_ref' AS refdb \gset
+SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'refdb', current_user) AS refconn \gset
+SELECT format('host=localhost port=%s dbname=postgres user=%s', :'pgport', current_user) AS adminconn \gset
+\o /dev/null
+SELECT dblink_exec(:'adminconn', format('DROP DATABASE IF EXISTS %I WITH (FORCE)', :'refdb'));
+SELECT dblink_exec(:'adminconn', format('CREATE DATABASE %I', :'refdb'));
+-- Any sequence must be possible, orphans included: the source loses its foreign keys.
+SELECT dblink_exec(:'srcconn', $$
+  ALTER TABLE conta DROP CONSTRAINT conta_id_associado_fkey;
+  ALTER TABLE cartao DROP CONSTRAINT cartao_id_conta_fkey;
+  ALTER TABLE movimentacao_cartao DROP CONSTRAINT movimentacao_cartao_id_cartao_fkey$$);
+\o
+
+-- One id from the source's table, chosen by the seeded local random().
+CREATE FUNCTION pg_temp.pick(conn text, query text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+  ids text[];
+BEGIN
+  SELECT array_agg(id ORDER BY id) INTO ids FROM dblink(conn, query) AS t(id text);
+  IF ids IS NULL THEN RETURN NULL; END IF;
+  RETURN ids[1 + floor(random() * array_length(ids, 1))::int];
+END
+$$;
+
+-- One round of `ops` random changes to the source.
+CREATE FUNCTION pg_temp.random_round(conn text, round int, ops int) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  r float8;
+  id text;
+  other text;
+  newest timestamp;
+  civil text[] := ARRAY['solteira', 'Casado ', 'DIVORCIADO', 'viúvo', ' casada'];
+  school text[] := ARRAY[' Ensino superior Completo', 'Ensino Medio', 'pós-graduação', 'ENSINO FUNDAMENTAL'];
+  names text[] := ARRAY['Ana Silva', 'joão  de souza', 'Conceição Araújo', 'JOSÉ', 'Lúcia Gonçalves Lima'];
+BEGIN
+  FOR i IN 1..ops LOOP
+    r := random();
+    SELECT t INTO newest FROM dblink(conn, 'SELECT max(data_movimentacao) FROM movimentacao_cartao') AS x(t timestamp);
+    IF r < 0.08 THEN
+      PERFORM dblink_exec(conn, format('INSERT INTO associado VALUES (%L, %L, %L, %L, %L)',
+        format('GEN-A-%s-%s', round, i), names[1 + floor(random() * 5)::int],
+        date '1960-01-01' + floor(random() * 20000)::int, civil[1 + floor(random() * 5)::int],
+        school[1 + floor(random() * 4)::int]));
+    ELSIF r < 0.16 THEN
+      id := pg_temp.pick(conn, 'SELECT id_associado FROM associado');
+      PERFORM dblink_exec(conn, format('UPDATE associado SET %s WHERE id_associado = %L',
+        (ARRAY[format('estado_civil = %L', civil[1 + floor(random() * 5)::int]),
+               format('escolaridade = %L', school[1 + floor(random() * 4)::int]),
+               format('nome = %L', names[1 + floor(random() * 5)::int]),
+               format('data_nascimento = %L', date '1960-01-01' + floor(random() * 20000)::int)])[1 + floor(random() * 4)::int],
+        id));
+    ELSIF r < 0.20 THEN
+      id := pg_temp.pick(conn, 'SELECT id_associado FROM associado');
+      PERFORM dblink_exec(conn, format('DELETE FROM associado WHERE id_associado = %L', id));
+    ELSIF r < 0.26 THEN
+      other := CASE WHEN random() < 0.85 THEN pg_temp.pick(conn, 'SELECT id_associado FROM associado') ELSE 'NO-SUCH-MEMBER' END;
+      PERFORM dblink_exec(conn, format('INSERT INTO conta VALUES (%L, %L, %L, %L, %L, %L)',
+        format('GEN-C-%s-%s', round, i), other, (ARRAY['Corrente', 'poupança ', 'Salário'])[1 + floor(random() * 3)::int],
+        '001-' || floor(random() * 9)::int, 'Ativa', date '2020-01-01' + floor(random() * 1500)::int));
+    ELSIF r < 0.32 THEN
+      id := pg_temp.pick(conn, 'SELECT id_conta FROM conta');
+      other := pg_temp.pick(conn, 'SELECT id_associado FROM associado');
+      PERFORM dblink_exec(conn, format('UPDATE conta SET %s WHERE id_conta = %L',
+        CASE WHEN random() < 0.5 THEN format('id_associado = %L', other) ELSE 'tipo_conta = ''  Poupança''' END, id));
+    ELSIF r < 0.35 THEN
+      id := pg_temp.pick(conn, 'SELECT id_conta FROM conta');
+      PERFORM dblink_exec(conn, format('DELETE FROM conta WHERE id_conta = %L', id));
+    ELSIF r < 0.41 THEN
+      other := CASE WHEN random() < 0.85 THEN pg_temp.pick(conn, 'SELECT id_conta FROM conta') ELSE 'NO-SUCH-ACCOUNT' END;
+      PERFORM dblink_exec(conn, format('INSERT INTO cartao VALUES (%L, %L, %L, %L, %L, %L, %L)',
+        format('GEN-K-%s-%s', round, i), other, lpad(floor(random() * 1e8)::text, 16, '4'),
+        'nome ' || i, 'Visa', 'Crédito', date '2022-01-01' + floor(random() * 900)::int));
+    ELSIF r < 0.47 THEN
+      id := pg_temp.pick(conn, 'SELECT id_cartao FROM cartao');
+      other := pg_temp.pick(conn, 'SELECT id_conta FROM conta');
+      PERFORM dblink_exec(conn, format('UPDATE cartao SET %s WHERE id_cartao = %L',
+        CASE WHEN random() < 0.5 THEN format('id_conta = %L', other) ELSE format('numero_cartao = %L', floor(random() * 1e6)::text) END, id));
+    ELSIF r < 0.50 THEN
+      id := pg_temp.pick(conn, 'SELECT id_cartao FROM cartao');
+      PERFORM dblink_exec(conn, format('DELETE FROM cartao WHERE id_cartao = %L', id));
+    ELSIF r < 0.75 THEN
+      other := CASE WHEN random() < 0.9 THEN pg_temp.pick(conn, 'SELECT id_cartao FROM cartao') ELSE 'NO-SUCH-CARD' END;
+      PERFORM dblink_exec(conn, format('INSERT INTO movimentacao_cartao VALUES (%L, %L, %L, %s, %L)',
+        format('GEN-M-%s-%s', round, i), other, (ARRAY['Padaria  Pão Quente', ' posto ipiranga', 'Farmácia'])[1 + floor(random() * 3)::int],
+        round((random() * 500)::numeric, 2), newest - interval '1 day' + random() * interval '26 hours'));
+    ELSIF r < 0.90 THEN
+      -- An edit inside the window (the last day and a half: well within the 3-day lookback).
+      id := pg_temp.pick(conn, format('SELECT id_movimentacao_cartao FROM movimentacao_cartao WHERE data_movimentacao > %L',
+                                      newest - interval '36 hours'));
+      other := pg_temp.pick(conn, 'SELECT id_cartao FROM cartao');
+      CONTINUE WHEN id IS NULL;
+      PERFORM dblink_exec(conn, format('UPDATE movimentacao_cartao SET %s WHERE id_movimentacao_cartao = %L',
+        (ARRAY[format('valor_movimentacao = %s', round((random() * 500)::numeric, 2)),
+               'descricao_movimentacao = ''Estorno  parcial''',
+               format('id_cartao = %L', other),
+               format('data_movimentacao = data_movimentacao - interval ''%s minutes''', floor(random() * 600)::int)])[1 + floor(random() * 4)::int],
+        id));
+    ELSE
+      id := pg_temp.pick(conn, format('SELECT id_movimentacao_cartao FROM movimentacao_cartao WHERE data_movimentacao > %L',
+                                      newest - interval '36 hours'));
+      CONTINUE WHEN id IS NULL;
+      PERFORM dblink_exec(conn, format('DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = %L', id));
+    END IF;
+  END LOOP;
+END
+$$;
+
+-- The layers as comparable text rows, with no surrogate key values, run ids or load stamps.
+CREATE FUNCTION pg_temp.layer_query(layer text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE layer
+    WHEN 'trusted_associado' THEN 'SELECT (id_associado, nome, sobrenome, data_nascimento, idade_atual_associado, estado_civil, escolaridade)::text FROM sicoop.trusted_associado'
+    WHEN 'trusted_conta' THEN 'SELECT (id_conta, id_associado, tipo_conta, agencia, situacao_conta, data_criacao_conta)::text FROM sicoop.trusted_conta'
+    WHEN 'trusted_cartao' THEN 'SELECT (id_cartao, id_conta, numero_cartao, nome_impresso_cartao, bandeira_cartao, tipo_cartao, data_emissao)::text FROM sicoop.trusted_cartao'
+    WHEN 'trusted_movimentacao_cartao' THEN 'SELECT (id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao)::text FROM sicoop.trusted_movimentacao_cartao'
+    WHEN 'dim_conta' THEN 'SELECT (id_conta, id_associado, tipo_conta, agencia_conta, situacao_conta, data_criacao_conta)::text FROM sicoop.dim_conta WHERE id_conta IN (SELECT id_conta FROM sicoop.trusted_conta)'
+    WHEN 'dim_cartao' THEN 'SELECT (id_cartao, id_conta, numero_cartao, nome_impresso_cartao, bandeira_cartao, tipo_cartao, data_emissao_cartao)::text FROM sicoop.dim_cartao WHERE id_cartao IN (SELECT id_cartao FROM sicoop.trusted_cartao)'
+    WHEN 'dim_associado' THEN 'SELECT (id_associado, nome_associado, sobrenome_associado, data_nascimento_associado, idade_atual_associado, estado_civil_associado, escolaridade_associado)::text FROM sicoop.dim_associado WHERE registro_ativo_associado AND id_associado IS NOT NULL'
+    WHEN 'fato' THEN $q$
+      SELECT (f.id_movimentacao_cartao, k.card, k.account, k.member,
+              d.data, f.descricao_movimentacao, f.valor_movimentacao, f.data_hora_movimentacao)::text
+      FROM sicoop.fato_movimentacao_cartao f
+      JOIN sicoop.dim_cartao c USING (sk_cartao) JOIN sicoop.dim_conta co USING (sk_conta)
+      JOIN sicoop.dim_associado a USING (sk_associado) JOIN sicoop.dim_data d USING (sk_data)
+      CROSS JOIN LATERAL (
+        SELECT c.id_cartao IN (SELECT id_cartao FROM sicoop.trusted_cartao) AS card_known,
+               co.id_conta IN (SELECT id_conta FROM sicoop.trusted_conta) AS account_known,
+               a.id_associado IN (SELECT id_associado FROM sicoop.trusted_associado) AS member_known) known
+      CROSS JOIN LATERAL (
+        SELECT CASE WHEN card_known THEN c.id_cartao END AS card,
+               CASE WHEN card_known AND account_known THEN co.id_conta END AS account,
+               CASE WHEN card_known AND account_known AND member_known THEN a.id_associado END AS member) k$q$
+  END
+$$;
+
+-- Rebuilds the reference warehouse from scratch, at the same reference time.
+CREATE FUNCTION pg_temp.rebuild_reference(refconn text, pgport text, srcdb text, as_of text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM dblink_connect('ref', refconn);
+  PERFORM dblink_exec('ref', 'SET client_min_messages = warning');
+  PERFORM dblink_exec('ref', 'DROP EXTENSION IF EXISTS sicoop_etl CASCADE');
+  PERFORM dblink_exec('ref', 'CREATE EXTENSION sicoop_etl CASCADE');
+  PERFORM * FROM dblink('ref', format('SELECT sicoop.connect_source(%L, %s, %L, current_user)', 'localhost', pgport, srcdb))
+    AS t(connected text);
+  PERFORM dblink_exec('ref', 'SET timezone = ''America/Sao_Paulo''');
+  PERFORM dblink_exec('ref', format('SET sicoop.as_of = %L', as_of));
+  PERFORM dblink_exec('ref', 'CALL sicoop.run_pipeline()');
+  PERFORM dblink_disconnect('ref');
+END
+$$;
+
+CREATE FUNCTION pg_temp.compare_all(refconn text, round int) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+  layer text;
+BEGIN
+  FOREACH layer IN ARRAY ARRAY['trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
+                               'dim_conta', 'dim_cartao', 'dim_associado', 'fato'] LOOP
+    RETURN NEXT set_eq(pg_temp.layer_query(layer),
+                       format('SELECT r FROM dblink(%L, %L) AS t(r text)', refconn, pg_temp.layer_query(layer)),
+                       format('round %s: %s equals a from-scratch load', round, layer));
+  END LOOP;
+END
+$$;
+
+SELECT setseed(0.4242);
+
+\set round 1
+\ir helpers/incremental_round.sql
+\set round 2
+\ir helpers/incremental_round.sql
+\set round 3
+\ir helpers/incremental_round.sql
+\set round 4
+\ir helpers/incremental_round.sql
+\set round 5
+\ir helpers/incremental_round.sql
+\set round 6
+\ir helpers/incremental_round.sql
+\set round 7
+\ir helpers/incremental_round.sql
+\set round 8
+\ir helpers/incremental_round.sql
+
+-- Beyond the window: an edit to a movement older than the lookback is not seen by an
+-- incremental run, and is by a full one.
+SET sicoop.lookback = '1 hour';
+SET sicoop.as_of = '2025-08-17 12:00:00-03';
+SELECT id AS old_edit, v AS old_value
+FROM dblink(:'srcconn', 'SELECT id_movimentacao_cartao, valor_movimentacao FROM movimentacao_cartao
+                         ORDER BY data_movimentacao, id_movimentacao_cartao LIMIT 1') AS t(id text, v numeric) \gset
+SELECT id AS old_delete
+FROM dblink(:'srcconn', 'SELECT id_movimentacao_cartao FROM movimentacao_cartao
+                         ORDER BY data_movimentacao, id_movimentacao_cartao OFFSET 1 LIMIT 1') AS t(id text) \gset
+\o /dev/null
+SELECT dblink_exec(:'srcconn', format('UPDATE movimentacao_cartao SET valor_movimentacao = 999.99 WHERE id_movimentacao_cartao = %L', :'old_edit'));
+\o
+CALL sicoop.run_pipeline();
+SELECT is((SELECT valor_movimentacao FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = :'old_edit'),
+          :'old_value'::numeric,
+          'an incremental run does not see an edit older than the lookback (the documented limit)');
+CALL sicoop.run_pipeline(full => true);
+SELECT is((SELECT valor_movimentacao FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = :'old_edit'), 999.99,
+          'a full run catches it');
+-- And an old deletion and a late, old insert.
+\o /dev/null
+SELECT dblink_exec(:'srcconn', format('DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = %L', :'old_delete'));
+SELECT dblink_exec(:'srcconn', $$INSERT INTO movimentacao_cartao VALUES ('MOV-LATE', 'CARTAO-203', 'late', 1.00, '2025-08-01 08:00')$$);
+\o
+SET sicoop.as_of = '2025-08-17 13:00:00-03';
+CALL sicoop.run_pipeline();
+SELECT ok(EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = :'old_delete')
+          AND NOT EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-LATE'),
+          'an incremental run sees neither an old deletion nor a late insert older than the lookback');
+CALL sicoop.run_pipeline(full => true);
+SELECT ok(NOT EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = :'old_delete')
+          AND EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-LATE'),
+          'a full run catches both');
+RESET sicoop.lookback;
+\o /dev/null
+SELECT pg_temp.rebuild_reference(:'refconn', :'pgport', :'srcdb', '2025-08-17 13:00:00-03');
+\o
+SELECT set_eq(pg_temp.layer_query('fato'), format('SELECT r FROM dblink(%L, %L) AS t(r text)', :'refconn', pg_temp.layer_query('fato')),
+              'after the full run the facts equal a from-scratch load');
+SELECT set_eq(pg_temp.layer_query('trusted_movimentacao_cartao'),
+              format('SELECT r FROM dblink(%L, %L) AS t(r text)', :'refconn', pg_temp.layer_query('trusted_movimentacao_cartao')),
+              'and so do the trusted movements');
+
+SELECT * FROM finish();
