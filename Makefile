@@ -36,3 +36,10 @@ test/unit/unit_tests: test/unit/unit_tests.cpp $(PURE_SRCS) $(wildcard src/steps
 
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*.hpp src/steps/*.hpp)
+
+# The benchmark (test/bench/bench.sh): make bench N="1000000 10000000"
+N ?= 100000
+bench:
+	bash test/bench/bench.sh $(N)
+
+.PHONY: bench

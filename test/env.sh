@@ -164,7 +164,9 @@ cmd_test() {
   prove --exec '' "$REPO/test/unit/unit_tests" || failed=1
   log "pg_regress"
   make -C "$REPO" -s installcheck || { failed=1; cat "$REPO/regression.diffs" 2>/dev/null | head -100; }
-  log "pgTAP (schema, cleaning, SCD2, robustness, pg_cron)"
+  log "benchmark smoke test (small N; figures are printed, not asserted)"
+  bash "$REPO/test/bench/bench.sh" 20000 || failed=1
+  log "pgTAP (schema, cleaning, SCD2, robustness, pg_cron, incremental correctness)"
   create_tap_databases sicoop_tap_dw
   (cd "$REPO/test/pgtap" && pg_prove -d sicoop_tap_dw --ext .sql ./*.sql) || failed=1
   return $failed

@@ -24,7 +24,7 @@ SELECT 'CARTAO-N' || lpad(i::text, 7, '0'), 'CONTA-N' || lpad(i::text, 7, '0'), 
 FROM generate_series(1, :new_members) AS i;
 
 UPDATE associado SET estado_civil = CASE WHEN estado_civil ILIKE '%casad%' THEN 'Divorciado ' ELSE ' casado' END
-WHERE id_associado IN (SELECT 'ASSOC-' || lpad((1 + (i * 7919) % :members)::text, 8, '0')
+WHERE id_associado IN (SELECT 'ASSOC-' || lpad((1 + (i::bigint * 7919) % :members)::text, 8, '0')
                        FROM generate_series(1, :changed_members) AS i);
 
 -- Recent movements are corrected or cancelled; older ones stay as they were.
@@ -43,7 +43,7 @@ WHERE recent.id_movimentacao_cartao = m.id_movimentacao_cartao AND recent.k % 11
 INSERT INTO movimentacao_cartao
 SELECT 'MOV-N' || lpad(i::text, 9, '0'),
        CASE WHEN i % 50 = 0 THEN 'CARTAO-N' || lpad((1 + i % :new_members)::text, 7, '0')
-            ELSE 'CARTAO-' || lpad((1 + (i * 104729) % :cards)::text, 8, '0') END,
+            ELSE 'CARTAO-' || lpad((1 + (i::bigint * 104729) % :cards)::text, 8, '0') END,
        (ARRAY['Supermercado Bom Preço', ' posto ipiranga', 'Farmácia  Saúde'])[1 + i % 3],
        (i % 100000) / 100.0,
        timestamp :'last_time' + i * interval '1 second'
