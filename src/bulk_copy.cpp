@@ -97,20 +97,47 @@ char* spi_text_value(const char* sql, const spi::RunParams& params) {
     return value;
 }
 
+
+// Runs a simple statement on the source and returns its first value (palloc'd), or nullptr.
+char* remote_value(PGconn* conn, const char* sql, const char* what) {
+    PGresult* res = libpqsrv_exec(conn, sql, PG_WAIT_EXTENSION);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
+        char* detail = pchomp(PQerrorMessage(conn));
+        PQclear(res);
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION), errmsg("sicoop: the source refused to %s", what),
+                        errdetail_internal("%s", detail)));
+    }
+    char* value = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? pstrdup(PQgetvalue(res, 0, 0)) : nullptr;
+    PQclear(res);
+    return value;
+}
+
 }  // namespace
 
 int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     // The remote query, from the extension's own column list; names quoted all the same.
     std::string select_list;
-    for (size_t i = 0; i < copy.columns.size(); ++i)
-        select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
+    const std::string key = copy.key_column;
+    if (copy.rows == BulkCopy::Rows::KeyChecksums) {
+        select_list = key_bucket_sql(key) + "::int, count(*)::bigint, sum(" + key_hash_sql(key) + ")::numeric";
+    } else if (copy.rows == BulkCopy::Rows::KeysInBuckets) {
+        select_list = key + "::varchar(50)";
+    } else {
+        if (copy.types.size() != copy.columns.size()) throw std::logic_error("bulk copy of " + copy.source_table + ": one type per column");
+        for (size_t i = 0; i < copy.columns.size(); ++i)
+            select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
+    }
+    const std::string bucket_of_key = key_bucket_sql(key);
     const char* select_c = select_list.c_str();
+    const char* bucket_c = bucket_of_key.c_str();
     const char* foreign_table = copy.source_table.c_str();
     const char* target_table = copy.target_table.c_str();
-    const char* window_column = copy.window_column.empty() ? nullptr : copy.window_column.c_str();
-    const char* keys_query = copy.keys_query.empty() ? nullptr : copy.keys_query.c_str();
+    const char* window_column = copy.window_column.c_str();
+    const char* keys_query = copy.keys_query.c_str();
     const char* key_column = copy.key_column.c_str();
+    const BulkCopy::Rows mode = copy.rows;
     const bool truncate_first = copy.truncate_first;
+    const bool capture_snapshot = copy.capture_snapshot;
     std::vector<const char*> column_vector;
     for (const auto& c : copy.columns) column_vector.push_back(c.c_str());
     column_vector.push_back(nullptr);
@@ -121,18 +148,41 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         char* remote_schema;
         char* remote_table;
         remote_name(foreign_table, &remote_schema, &remote_table);
-        // Which rows: all, the window (an index range on the source), or given keys.
-        const char* where = "";
-        if (window_column && params.has_window) {
+        const char* remote = quote_qualified_identifier(remote_schema, remote_table);
+        // Which rows (see BulkCopy::Rows); literals are quoted, identifiers are the extension's.
+        const char* tail = "";
+        if (mode == BulkCopy::Rows::Window && params.has_window) {
             char* from = spi_text_value("SELECT to_char($5, 'YYYY-MM-DD HH24:MI:SS.US')", params);
-            where = psprintf(" WHERE %s >= %s::timestamp", quote_identifier(window_column), quote_literal_cstr(from));
-        } else if (keys_query) {
+            tail = psprintf(" WHERE %s >= %s::timestamp", quote_identifier(window_column), quote_literal_cstr(from));
+        } else if (mode == BulkCopy::Rows::Keys) {
             char* keys = spi_text_value(keys_query, params);
             if (keys == nullptr) return;  // no key asked for: nothing to copy
-            where = psprintf(" WHERE %s::text = ANY (%s::text[])", quote_identifier(key_column), quote_literal_cstr(keys));
+            tail = psprintf(" WHERE %s::text = ANY (%s::text[])", quote_identifier(key_column), quote_literal_cstr(keys));
+        } else if (mode == BulkCopy::Rows::KeysInBuckets) {
+            char* buckets = spi_text_value(keys_query, params);
+            if (buckets == nullptr) {  // no bucket differs: no key to read
+                char* truncate = psprintf("TRUNCATE sicoop.%s", quote_identifier(target_table));
+                if (SPI_execute(truncate, false, 0) != SPI_OK_UTILITY) elog(ERROR, "sicoop: %s failed", truncate);
+                return;
+            }
+            tail = psprintf(" WHERE %s = ANY (%s::int[])", bucket_c, quote_literal_cstr(buckets));
+        } else if (mode == BulkCopy::Rows::KeyChecksums) {
+            tail = " GROUP BY 1";
+        } else if (mode == BulkCopy::Rows::ChangedSinceSnapshot) {
+            // Rows whose xmin is at or after the snapshot xmin the previous copy recorded
+            // (age() counts back from the next transaction id; frozen rows are old).
+            Oid argtypes[1] = {TEXTOID};
+            Datum args[1] = {CStringGetTextDatum(foreign_table)};
+            if (SPI_execute_with_args("SELECT snapshot_xmin::text FROM sicoop.source_sync WHERE table_name = $1", 1,
+                                      argtypes, args, nullptr, false, 1) != SPI_OK_SELECT)
+                elog(ERROR, "sicoop: could not read sicoop.source_sync");
+            if (SPI_processed == 1) {
+                char* since = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+                tail = psprintf(" WHERE age(xmin) <= least(2147483646, txid_snapshot_xmax(txid_current_snapshot()) - %s::bigint)",
+                                quote_literal_cstr(since));
+            }
         }
-        char* command = psprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT binary)", select_c,
-                                 quote_qualified_identifier(remote_schema, remote_table), where);
+        char* command = psprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT binary)", select_c, remote, tail);
 
         Oid target_oid = get_relname_relid(target_table, get_namespace_oid("sicoop", false));
         if (!OidIsValid(target_oid)) elog(ERROR, "sicoop: table sicoop.%s is missing", target_table);
@@ -145,8 +195,15 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         for (const char* const* c = column_names; *c; ++c) attnames = lappend(attnames, makeString(pstrdup(*c)));
 
         stream = CopyStream{source::open_connection(), nullptr, 0, 0, false};
+        char* snapshot_xmin = nullptr;
         PG_TRY();
         {
+            if (capture_snapshot) {
+                // One snapshot for the copy and for what it records.
+                remote_value(stream.conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "open a transaction");
+                snapshot_xmin = remote_value(stream.conn, "SELECT txid_snapshot_xmin(txid_current_snapshot())::text",
+                                             "report its snapshot");
+            }
             PGresult* res = nullptr;
             if (PQsendQuery(stream.conn, command))
                 res = libpqsrv_get_result(stream.conn, PG_WAIT_EXTENSION);  // interruptible wait
@@ -179,6 +236,19 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
                                 errdetail_internal("%s", detail)));
             }
             PQclear(res);
+            // Drain to the end of the command before anything else is sent.
+            while ((res = PQgetResult(stream.conn)) != nullptr) PQclear(res);
+            if (capture_snapshot) {
+                remote_value(stream.conn, "COMMIT", "commit");
+                Oid argtypes[2] = {TEXTOID, INT8OID};
+                Datum args[2] = {CStringGetTextDatum(foreign_table),
+                                 DirectFunctionCall1(int8in, CStringGetDatum(snapshot_xmin))};
+                if (SPI_execute_with_args("INSERT INTO sicoop.source_sync (table_name, snapshot_xmin) VALUES ($1, $2)"
+                                          " ON CONFLICT (table_name) DO UPDATE"
+                                          " SET snapshot_xmin = EXCLUDED.snapshot_xmin, copied_at = now()",
+                                          2, argtypes, args, nullptr, false, 0) != SPI_OK_INSERT)
+                    elog(ERROR, "sicoop: could not record the source snapshot");
+            }
         }
         PG_FINALLY();
         {

@@ -55,9 +55,10 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
     const RunContext ctx = load_context(step, full, params);
     // For this step's transaction: no JIT (compiling costs more than it buys for set-based
-    // loads), and fixed memory budgets, so the backend's memory does not grow with the data.
-    spi::exec("SELECT set_config('jit', 'off', true), set_config('work_mem', '32MB', true),"
-              " set_config('maintenance_work_mem', '64MB', true)");
+    // loads), and fixed memory budgets, so the backend's memory does not grow with the data:
+    // hash joins and sorts bigger than these spill to disk instead.
+    spi::exec("SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
+              " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
     std::vector<Timing> timings;
     for (const Action& action : step.plan(ctx)) {
         pg_call([] { CHECK_FOR_INTERRUPTS(); });

@@ -17,10 +17,10 @@ namespace sicoop {
 
 namespace {
 
-// The fact rows of the movements in `candidates` (a FROM item yielding id_movimentacao_cartao),
-// or of every movement when it is empty, with their keys looked up along the dimensions:
+// The fact rows of the movements in `movements` (trusted_movimentacao_cartao, or the
+// candidates table with the same columns), with their keys looked up along the dimensions:
 // the card's dim_cartao row, its account's dim_conta row, the member version valid then.
-std::string keyed_movements(const std::string& candidates) {
+std::string keyed_movements(const std::string& movements) {
     return "(\n"
            "  SELECT m.id_movimentacao_cartao,\n"
            "         coalesce(a.sk_associado, -1) AS sk_associado,\n"
@@ -31,8 +31,7 @@ std::string keyed_movements(const std::string& candidates) {
            "         m.descricao_movimentacao,\n"
            "         m.valor_movimentacao,\n"
            "         m.data_movimentacao\n"
-           "  FROM sicoop.trusted_movimentacao_cartao m\n" +
-           (candidates.empty() ? "" : "  JOIN " + candidates + " c USING (id_movimentacao_cartao)\n") +
+           "  FROM " + movements + " m\n"
            "  LEFT JOIN sicoop.dim_cartao dc ON dc.id_cartao = m.id_cartao\n"
            "  LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta\n"
            // Vigência in local time, computed once per version (OFFSET 0 keeps it so) rather
@@ -45,13 +44,18 @@ std::string keyed_movements(const std::string& candidates) {
            "        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s";
 }
 
-// The movements whose fact can have changed since run $4: changed in trusted; still on an
-// unknown member; of a card whose dim_cartao row or whose account's dim_conta row changed;
-// or of a member whose vigência moved, from the earliest moved boundary on (older movements
-// keep their version).
-const char* const kCandidates = R"SQL((
-  SELECT id_movimentacao_cartao FROM sicoop.trusted_movimentacao_cartao WHERE run_id > $4
-  UNION
+// The movements whose fact can have changed since run $4, as trusted rows: changed in
+// trusted; still on an unknown member; of a card whose dim_cartao row or whose account's
+// dim_conta row changed; or of a member whose vigência moved, from the moved boundary on
+// (the close of a closed version, the start of a new one: older movements keep their version).
+const char* const kCandidates = R"SQL(
+INSERT INTO sicoop_fato_candidates
+SELECT id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao
+FROM sicoop.trusted_movimentacao_cartao WHERE run_id > $4
+UNION
+SELECT m.id_movimentacao_cartao, m.id_cartao, m.descricao_movimentacao, m.valor_movimentacao, m.data_movimentacao
+FROM sicoop.trusted_movimentacao_cartao m
+WHERE m.id_movimentacao_cartao IN (
   SELECT id_movimentacao_cartao FROM sicoop.fato_movimentacao_cartao
   WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1
   UNION
@@ -64,12 +68,13 @@ const char* const kCandidates = R"SQL((
   UNION
   SELECT f.id_movimentacao_cartao
   FROM (SELECT id_associado,
-               min(least(inicio_vigencia_registro_associado, fim_vigencia_registro_associado)) AT TIME ZONE $3 AS moved_from
+               min(CASE WHEN registro_ativo_associado THEN inicio_vigencia_registro_associado
+                        ELSE fim_vigencia_registro_associado END) AT TIME ZONE $3 AS moved_from
         FROM sicoop.dim_associado WHERE run_id > $4 GROUP BY id_associado) a
   JOIN sicoop.dim_conta co ON co.id_associado = a.id_associado
   JOIN sicoop.dim_cartao dc ON dc.id_conta = co.id_conta
-  JOIN sicoop.fato_movimentacao_cartao f ON f.sk_cartao = dc.sk_cartao AND f.data_hora_movimentacao >= a.moved_from
-))SQL";
+  JOIN sicoop.fato_movimentacao_cartao f ON f.sk_cartao = dc.sk_cartao AND f.data_hora_movimentacao >= a.moved_from)
+)SQL";
 
 const std::vector<Column>& fact_columns() {
     static const std::vector<Column> columns = {
@@ -94,20 +99,24 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
     if (ctx.is_empty("fato_movimentacao_cartao")) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
         actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + fato + "')"));
-        actions.push_back(dml_action(insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("")), "rows_inserted"));
+        actions.push_back(dml_action(
+            insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao")),
+            "rows_inserted"));
         actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + fato + "')"));
     } else if (ctx.everything()) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
-        actions.push_back(sql_action(merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements(""))));
+        actions.push_back(sql_action(
+            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao"))));
         actions.push_back(sql_action(delete_missing_sql(fato, key, "sicoop.trusted_movimentacao_cartao")));
     } else {
         // The candidates are materialized once: counted, then keyed and merged.
         actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_fato_candidates') IS NULL THEN\n"
-                                     "  CREATE TEMP TABLE sicoop_fato_candidates (" + key + " varchar(50))"
-                                     " ON COMMIT DELETE ROWS;\nEND IF; END $$"));
+                                     "  CREATE TEMP TABLE sicoop_fato_candidates (LIKE sicoop.trusted_movimentacao_cartao)"
+                                     " ON COMMIT DELETE ROWS;\n"
+                                     "  ALTER TABLE sicoop_fato_candidates DROP COLUMN run_id, DROP COLUMN updated_at;\n"
+                                     "END IF; END $$"));
         actions.push_back(sql_action("TRUNCATE sicoop_fato_candidates"));
-        actions.push_back(sql_action("WITH c AS (INSERT INTO sicoop_fato_candidates SELECT " + key + " FROM " +
-                                     kCandidates + " x RETURNING 1)\nSELECT count(*) AS rows_read FROM c"));
+        actions.push_back(dml_action(kCandidates, "rows_read"));
         actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));
         actions.push_back(sql_action(
             merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop_fato_candidates"))));

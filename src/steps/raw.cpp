@@ -5,7 +5,10 @@
 //   - otherwise into its unlogged stage_* table, then merged into raw_*: new rows inserted,
 //     changed rows updated (and stamped with the run id, which later steps follow), rows gone
 //     from the source deleted with a tombstone, identical rows left alone.
-// associado, conta and cartao are compared whole on every run (they are N/25-sized).
+// associado, conta and cartao are read incrementally by the source rows' xmin: the rows
+// written since the snapshot of the previous copy (sicoop.source_sync); their deletions are
+// found by comparing per-bucket checksums of the keys, then reading only the keys of the
+// buckets that differ. (The source tables must be tables, not views: xmin is a system column.)
 // movimentacao_cartao, the big one, is read incrementally: only the source rows whose
 // data_movimentacao is at or after the window start ($5: the latest movement time already in
 // raw, minus the lookback sicoop.lookback, default 3 days). Rows of that window missing from
@@ -86,6 +89,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             BulkCopy copy = copy_of(t, raw_table);
             copy.truncate_first = false;
             copy.rows_are_inserts = true;
+            copy.capture_snapshot = !movements;
             actions.push_back(sql_action("SELECT FROM (SELECT set_config('sicoop.run_id', $2::text, true)) run_id", t.name));
             actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + raw + "')", t.name));
             actions.push_back(bulk_action(copy, t.name));
@@ -93,30 +97,80 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             continue;
         }
 
-        const bool windowed = movements && !ctx.full && ctx.has_window;
-        BulkCopy copy = copy_of(t, "stage_" + t.name);
-        if (windowed) copy.window_column = "data_movimentacao";
-        actions.push_back(bulk_action(copy, t.name));
-        const std::string in_window = windowed ? "r.data_movimentacao >= $5 AND " : "";
-        const std::string missing_from_stage =
-            in_window + "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
-        if (windowed) {
-            // Rows of the window the source did not return: fetch them by id, in case their
-            // time moved out of the window; what still is not found was deleted.
-            BulkCopy recheck = copy_of(t, "stage_" + t.name);
-            recheck.truncate_first = false;
-            recheck.key_column = t.key;
-            recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw + " r WHERE " + missing_from_stage;
-            actions.push_back(bulk_action(recheck, t.name));
-        }
-        // Statistics on the fresh stage table, so the merge joins are planned for its size.
-        actions.push_back(sql_action("ANALYZE " + stage, t.name));
         std::vector<Column> columns;
         for (const auto& [col, type] : t.columns)
             if (col != t.key) columns.push_back({col, "s." + col});
-        actions.push_back(sql_action(
-            merge_changed_sql(raw, t.key, columns, {{"run_id", "$2"}, {"loaded_at", "now()"}}, stage + " s"), t.name));
-        actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing_from_stage), t.name));
+        const std::string merge = merge_changed_sql(raw, t.key, columns, {{"run_id", "$2"}, {"loaded_at", "now()"}}, stage + " s");
+        const std::string not_in_stage = "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
+
+        if (ctx.full) {
+            // Everything, compared whole.
+            BulkCopy copy = copy_of(t, "stage_" + t.name);
+            copy.capture_snapshot = !movements;
+            actions.push_back(bulk_action(copy, t.name));
+            actions.push_back(sql_action("ANALYZE " + stage, t.name));
+            actions.push_back(sql_action(merge, t.name));
+            actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage), t.name));
+        } else if (movements) {
+            // The window after the watermark (all of it when there is none yet).
+            BulkCopy copy = copy_of(t, "stage_" + t.name);
+            if (ctx.has_window) {
+                copy.rows = BulkCopy::Rows::Window;
+                copy.window_column = "data_movimentacao";
+            }
+            actions.push_back(bulk_action(copy, t.name));
+            const std::string missing = (ctx.has_window ? "r.data_movimentacao >= $5 AND " : "") + not_in_stage;
+            if (ctx.has_window) {
+                // Rows of the window the source did not return: fetch them by id, in case their
+                // time moved out of the window; what still is not found was deleted.
+                BulkCopy recheck = copy_of(t, "stage_" + t.name);
+                recheck.truncate_first = false;
+                recheck.rows = BulkCopy::Rows::Keys;
+                recheck.key_column = t.key;
+                recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw + " r WHERE " + missing;
+                actions.push_back(bulk_action(recheck, t.name));
+            }
+            actions.push_back(sql_action("ANALYZE " + stage, t.name));
+            actions.push_back(sql_action(merge, t.name));
+            actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
+        } else {
+            // Rows written in the source since the last copy's snapshot (by their xmin)...
+            BulkCopy changed = copy_of(t, "stage_" + t.name);
+            changed.rows = BulkCopy::Rows::ChangedSinceSnapshot;
+            changed.capture_snapshot = true;
+            actions.push_back(bulk_action(changed, t.name));
+            actions.push_back(sql_action("ANALYZE " + stage, t.name));
+            actions.push_back(sql_action(merge, t.name));
+            // ...and deletions: key checksums per bucket on both sides; only the keys of the
+            // buckets that differ are read, and raw keys missing from them were deleted.
+            BulkCopy checksums;
+            checksums.source_table = "src_" + t.name;
+            checksums.target_table = "stage_key_checksum";
+            checksums.columns = {"bucket", "keys", "key_hash_sum"};
+            checksums.rows = BulkCopy::Rows::KeyChecksums;
+            checksums.key_column = t.key;
+            actions.push_back(bulk_action(checksums, t.name));
+            actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
+            actions.push_back(sql_action(
+                "INSERT INTO sicoop.stage_bucket (bucket)\n"
+                "SELECT bucket FROM sicoop.stage_key_checksum s\n"
+                "FULL JOIN (SELECT " + key_bucket_sql("r." + t.key) + " AS bucket, count(*) AS keys,\n"
+                "                  sum(" + key_hash_sql("r." + t.key) + ")::numeric AS key_hash_sum\n"
+                "           FROM " + raw + " r GROUP BY 1) l USING (bucket)\n"
+                "WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum)", t.name));
+            BulkCopy keys;
+            keys.source_table = "src_" + t.name;
+            keys.target_table = "stage_key";
+            keys.columns = {"record_id"};
+            keys.rows = BulkCopy::Rows::KeysInBuckets;
+            keys.key_column = t.key;
+            keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
+            actions.push_back(bulk_action(keys, t.name));
+            actions.push_back(sql_action(delete_with_tombstones_sql(
+                t.name, t.key,
+                key_bucket_sql("r." + t.key) + " IN (SELECT bucket FROM sicoop.stage_bucket)\n"
+                "    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r." + t.key + ")"), t.name));
+        }
     }
     return actions;
 }

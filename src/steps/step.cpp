@@ -39,6 +39,14 @@ Action bulk_action(BulkCopy copy, std::string label) {
     return a;
 }
 
+std::string key_bucket_sql(const std::string& key_column) {
+    return "(hashtext(" + key_column + "::text) & 4095)";
+}
+
+std::string key_hash_sql(const std::string& key_column) {
+    return "hashtext(" + key_column + "::text)::bigint";
+}
+
 bool RunContext::is_empty(const std::string& table) const {
     for (const auto& t : empty_tables)
         if (t == table) return true;

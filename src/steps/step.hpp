@@ -40,13 +40,29 @@ struct BulkCopy {
     std::vector<std::string> types;
     bool truncate_first = true;        // empty the target first (stage tables)
     bool rows_are_inserts = false;     // the copied rows count as inserted too (straight into raw)
-    // Only source rows whose `window_column` >= the run's window start ($5), if set.
+
+    // Which source rows, and what of them, the copy reads:
+    enum class Rows {
+        All,                   // every row
+        Window,                // rows whose `window_column` >= the run's window start ($5)
+        Keys,                  // rows whose key is in the text[] `keys_query` returns
+        ChangedSinceSnapshot,  // rows written since the source snapshot of the last copy (xmin)
+        KeyChecksums,          // per key bucket: bucket, count and sum of key hashes (no rows)
+        KeysInBuckets,         // the keys of the buckets in the int[] `keys_query` returns
+    } rows = Rows::All;
     std::string window_column;
-    // Only source rows whose key is in the text[] this local query returns (run with the run's
-    // parameters), if set; nothing is copied when it returns no key.
+    // A local query, run with the run's parameters; nothing is copied when it returns NULL.
     std::string keys_query;
     std::string key_column;
+    // Remember the source snapshot this copy read (its xmin, in sicoop.source_sync), so that
+    // the next ChangedSinceSnapshot copy of the table starts from it.
+    bool capture_snapshot = false;
 };
+
+// Keys are spread over buckets to find deleted source rows without reading every key:
+// the same expressions on both sides (PostgreSQL's hashtext), compared bucket by bucket.
+std::string key_bucket_sql(const std::string& key_column);  // int bucket of a key
+std::string key_hash_sql(const std::string& key_column);    // bigint hash of a key
 
 // One unit of work inside a step: a bulk copy, or a SQL statement. Statements take
 // $1 = the run's reference time (timestamptz), $2 = the run id (bigint), $3 = the

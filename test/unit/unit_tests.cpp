@@ -90,21 +90,26 @@ void test_raw_plans() {
        "a first load copies the four source tables straight into raw");
     ok(deferred && restored, "a first load builds raw's secondary indexes after the copy");
 
-    int windowed = 0, rechecks = 0, whole_to_stage = 0;
+    int windowed = 0, rechecks = 0, by_xmin = 0, checksums = 0, keys_in_buckets = 0, whole = 0;
     for (const auto& a : plan("load_raw", incremental())) {
         if (a.kind != sicoop::Action::Kind::Bulk) continue;
-        ok(contains(a.bulk.target_table, "stage_"), "an incremental run copies " + a.bulk.source_table + " into its stage");
-        if (a.bulk.window_column == "data_movimentacao") ++windowed;
-        else if (!a.bulk.keys_query.empty()) ++rechecks;
-        else ++whole_to_stage;
+        ok(contains(a.bulk.target_table, "stage_"), "an incremental run copies " + a.bulk.source_table + " into a stage table");
+        switch (a.bulk.rows) {
+            case sicoop::BulkCopy::Rows::Window: windowed += a.bulk.window_column == "data_movimentacao"; break;
+            case sicoop::BulkCopy::Rows::Keys: ++rechecks; break;
+            case sicoop::BulkCopy::Rows::ChangedSinceSnapshot: by_xmin += a.bulk.capture_snapshot; break;
+            case sicoop::BulkCopy::Rows::KeyChecksums: ++checksums; break;
+            case sicoop::BulkCopy::Rows::KeysInBuckets: ++keys_in_buckets; break;
+            case sicoop::BulkCopy::Rows::All: ++whole; break;
+        }
     }
-    ok(windowed == 1 && rechecks == 1 && whole_to_stage == 3,
-       "an incremental run reads movements by window (plus a recheck by id), the other tables whole");
-    int windowed_in_full = 0;
+    ok(windowed == 1 && rechecks == 1, "an incremental run reads movements by window, plus a recheck by id");
+    ok(by_xmin == 3 && checksums == 3 && keys_in_buckets == 3 && whole == 0,
+       "an incremental run reads the other tables by xmin, and finds their deletions by key checksums");
+    int partial_in_full = 0;
     for (const auto& a : plan("load_raw", full_run()))
-        if (a.kind == sicoop::Action::Kind::Bulk && (!a.bulk.window_column.empty() || !a.bulk.keys_query.empty()))
-            ++windowed_in_full;
-    ok(windowed_in_full == 0, "a full run reads every table whole");
+        if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.rows != sicoop::BulkCopy::Rows::All) ++partial_in_full;
+    ok(partial_in_full == 0, "a full run reads every table whole");
     ok(contains(all_sql(plan("load_raw", incremental())), "INSERT INTO sicoop.raw_tombstone"),
        "deletions from raw leave tombstones");
 }
