@@ -86,17 +86,10 @@ void remote_name(const char* foreign_table, char** schema, char** table) {
 
 // A SQL-side value as text, through SPI with the run's parameters (NULL -> nullptr).
 char* spi_text_value(const char* sql, const spi::RunParams& params) {
-    Oid types[5] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, TIMESTAMPOID};
-    Datum args[5] = {TimestampTzGetDatum(params.reference_time), Int64GetDatum(params.run_id),
-                     CStringGetTextDatum(params.timezone), Int64GetDatum(params.since_run_id),
-                     TimestampGetDatum(params.window_start)};
-    const char nulls[5] = {' ', ' ', ' ', ' ', params.has_window ? ' ' : 'n'};
-    if (SPI_execute_with_args(sql, 5, types, args, nulls, false, 1) != SPI_OK_SELECT || SPI_processed != 1)
-        elog(ERROR, "sicoop: could not evaluate: %s", sql);
-    char* value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-    return value;
+    spi::execute_with_run_params(sql, params);
+    if (SPI_processed != 1) elog(ERROR, "sicoop: could not evaluate: %s", sql);
+    return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
-
 
 // Runs a simple statement on the source and returns its first value (palloc'd), or nullptr.
 char* remote_value(PGconn* conn, const char* sql, const char* what) {

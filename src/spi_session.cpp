@@ -5,6 +5,45 @@
 
 namespace sicoop::spi {
 
+namespace {
+
+// Runs `sql` with bound parameters; PostgreSQL side (call inside pg_call).
+void execute(const char* sql, int nparams, Oid* types, Datum* values, const char* nulls) {
+    int rc = SPI_execute_with_args(sql, nparams, types, values, nulls, false, 0);
+    if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
+}
+
+void execute(const char* sql, const Param* params, int nparams) {
+    Oid types[kMaxParams];
+    Datum values[kMaxParams];
+    char nulls[kMaxParams];
+    for (int i = 0; i < nparams && i < kMaxParams; ++i) {
+        types[i] = params[i].type;
+        values[i] = params[i].value;
+        nulls[i] = params[i].is_null ? 'n' : ' ';
+    }
+    execute(sql, nparams, types, values, nulls);
+}
+
+// The first column of the first row, if there is one and it is not NULL.
+bool first_value(Datum* out) {
+    if (SPI_tuptable == nullptr || SPI_processed == 0 || SPI_tuptable->tupdesc->natts == 0) return false;
+    bool isnull;
+    *out = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    return !isnull;
+}
+
+}  // namespace
+
+void execute_with_run_params(const char* sql, const RunParams& params) {
+    Oid types[5] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, TIMESTAMPOID};
+    Datum args[5] = {TimestampTzGetDatum(params.reference_time), Int64GetDatum(params.run_id),
+                     CStringGetTextDatum(params.timezone), Int64GetDatum(params.since_run_id),
+                     TimestampGetDatum(params.window_start)};
+    const char nulls[5] = {' ', ' ', ' ', ' ', params.has_window ? ' ' : 'n'};
+    execute(sql, 5, types, args, nulls);
+}
+
 void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts,
                   const std::string& processed_counter) {
     uint64 processed = 0;
@@ -14,20 +53,14 @@ void run_counting(const std::string& sql, const RunParams& params, StepCounts& c
     int ncolumns = 0;
     const char* query = sql.c_str();
     pg_call([&] {
-        Oid types[5] = {TIMESTAMPTZOID, INT8OID, TEXTOID, INT8OID, TIMESTAMPOID};
-        Datum args[5] = {TimestampTzGetDatum(params.reference_time), Int64GetDatum(params.run_id),
-                         CStringGetTextDatum(params.timezone), Int64GetDatum(params.since_run_id),
-                         TimestampGetDatum(params.window_start)};
-        const char nulls[5] = {' ', ' ', ' ', ' ', params.has_window ? ' ' : 'n'};
-        int rc = SPI_execute_with_args(query, 5, types, args, nulls, false, 0);
-        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), query);
+        execute_with_run_params(query, params);
         processed = SPI_processed;
         if (SPI_tuptable == nullptr || SPI_processed == 0) return;
         if (SPI_processed != 1 || SPI_tuptable->tupdesc->natts > kMaxColumns)
             elog(ERROR, "sicoop: a step statement must return one row of counters: %s", query);
         TupleDesc desc = SPI_tuptable->tupdesc;
         for (int i = 1; i <= desc->natts; ++i) {
-            if (SPI_gettypeid(desc, i) == VOIDOID) continue;  // checks such as _check_*()
+            if (SPI_gettypeid(desc, i) == VOIDOID) continue;  // checks such as check_vigencia()
             if (SPI_gettypeid(desc, i) != INT8OID)
                 elog(ERROR, "sicoop: counter %s is not bigint in: %s", SPI_fname(desc, i), query);
             bool isnull;
@@ -47,26 +80,13 @@ void run_counting(const std::string& sql, const RunParams& params, StepCounts& c
 int64 exec(const char* sql, const Param* params, int nparams) {
     int64 result = 0;
     pg_call([&] {
-        Oid types[kMaxParams];
-        Datum values[kMaxParams];
-        char nulls[kMaxParams];
-        for (int i = 0; i < nparams && i < kMaxParams; ++i) {
-            types[i] = params[i].type;
-            values[i] = params[i].value;
-            nulls[i] = params[i].is_null ? 'n' : ' ';
-        }
-        int rc = SPI_execute_with_args(sql, nparams, types, values, nulls, false, 0);
-        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
-        if (SPI_tuptable != nullptr && SPI_processed > 0 && SPI_tuptable->tupdesc->natts > 0) {
-            bool isnull;
-            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-            if (!isnull) {
-                Oid t = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
-                if (t == INT8OID || t == TIMESTAMPTZOID) result = DatumGetInt64(d);
-                else if (t == INT4OID) result = DatumGetInt32(d);
-                else if (t == BOOLOID) result = DatumGetBool(d) ? 1 : 0;
-            }
-        }
+        execute(sql, params, nparams);
+        Datum d;
+        if (!first_value(&d)) return;
+        Oid t = SPI_gettypeid(SPI_tuptable->tupdesc, 1);
+        if (t == INT8OID || t == TIMESTAMPTZOID) result = DatumGetInt64(d);
+        else if (t == INT4OID) result = DatumGetInt32(d);
+        else if (t == BOOLOID) result = DatumGetBool(d) ? 1 : 0;
     });
     return result;
 }
@@ -74,16 +94,7 @@ int64 exec(const char* sql, const Param* params, int nparams) {
 std::string exec_text(const char* sql, const Param* params, int nparams) {
     char* value = nullptr;
     pg_call([&] {
-        Oid types[kMaxParams];
-        Datum values[kMaxParams];
-        char nulls[kMaxParams];
-        for (int i = 0; i < nparams && i < kMaxParams; ++i) {
-            types[i] = params[i].type;
-            values[i] = params[i].value;
-            nulls[i] = params[i].is_null ? 'n' : ' ';
-        }
-        int rc = SPI_execute_with_args(sql, nparams, types, values, nulls, false, 0);
-        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
+        execute(sql, params, nparams);
         if (SPI_tuptable != nullptr && SPI_processed > 0)
             value = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
     });
@@ -93,16 +104,9 @@ std::string exec_text(const char* sql, const Param* params, int nparams) {
 bool exec_timestamp(const char* sql, Timestamp* out) {
     bool found = false;
     pg_call([&] {
-        int rc = SPI_execute(sql, false, 0);
-        if (rc < 0) elog(ERROR, "sicoop: SPI_execute failed (%s) for: %s", SPI_result_code_string(rc), sql);
-        if (SPI_tuptable != nullptr && SPI_processed > 0) {
-            bool isnull;
-            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-            if (!isnull) {
-                *out = DatumGetTimestamp(d);
-                found = true;
-            }
-        }
+        execute(sql, nullptr, 0);
+        Datum d;
+        if ((found = first_value(&d))) *out = DatumGetTimestamp(d);
     });
     return found;
 }

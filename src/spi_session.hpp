@@ -19,6 +19,9 @@ struct RunParams {
     bool has_window;             // $5: the movements' window start, NULL without one
     Timestamp window_start;
 };
+// Runs a statement with the run's parameters ($1..$5). PostgreSQL side: call inside pg_call.
+void execute_with_run_params(const char* sql, const RunParams& params);
+
 // `processed_counter`, if set, takes the statement's affected rows (for plain DML).
 void run_counting(const std::string& sql, const RunParams& params, StepCounts& counts,
                   const std::string& processed_counter = "");

@@ -83,8 +83,9 @@ SELECT count(*) AS rows_inserted FROM added)SQL", "dim_data"));
                          {"bandeira_cartao", "s.bandeira_cartao"},
                          {"tipo_cartao", "s.tipo_cartao"},
                          {"data_emissao_cartao", "s.data_emissao"}});
-    // Fresh statistics, so load_fato joins these tables the right way round.
-    actions.push_back(sql_action("ANALYZE sicoop.dim_data, sicoop.dim_conta, sicoop.dim_cartao"));
+    // Fresh statistics after a bulk load, so load_fato joins these tables the right way round
+    // (small changes leave them to autovacuum).
+    if (ctx.everything()) actions.push_back(sql_action("ANALYZE sicoop.dim_data, sicoop.dim_conta, sicoop.dim_cartao"));
     return actions;
 }
 

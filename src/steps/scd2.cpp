@@ -126,8 +126,8 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         "SELECT count(*) AS rows_inserted FROM opened"));
     // Whatever happened above, no two versions of a changed member may overlap.
     actions.push_back(sql_action("SELECT sicoop.check_vigencia(CASE WHEN $4 = 0 THEN 0 ELSE $2 - 1 END)"));
-    // Fresh statistics, so load_fato joins this table the right way round.
-    actions.push_back(sql_action("ANALYZE sicoop.dim_associado"));
+    // Fresh statistics after a bulk load, so load_fato joins this table the right way round.
+    if (ctx.everything()) actions.push_back(sql_action("ANALYZE sicoop.dim_associado"));
     return actions;
 }
 
