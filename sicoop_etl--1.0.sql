@@ -210,11 +210,6 @@ BEGIN
 END
 $fn$;
 
--- Where an incremental read of the source's movements starts: the latest movement time
--- already in raw, minus the lookback (sicoop.lookback, default 3 days). NULL before a first load.
-CREATE FUNCTION movement_window_start() RETURNS timestamp LANGUAGE sql STABLE AS
-$$ SELECT max(data_movimentacao) - coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days')::interval
-   FROM sicoop.raw_movimentacao_cartao $$;
 
 CREATE FUNCTION _restore_indexes(tbl regclass) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -272,7 +267,7 @@ CREATE TABLE raw_associado (
     data_nascimento date,
     estado_civil varchar(50),
     escolaridade varchar(100),
-    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    run_id bigint NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE raw_conta (
@@ -282,7 +277,7 @@ CREATE TABLE raw_conta (
     agencia varchar(20),
     situacao_conta varchar(50),
     data_criacao_conta date,
-    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    run_id bigint NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE raw_cartao (
@@ -293,7 +288,7 @@ CREATE TABLE raw_cartao (
     bandeira_cartao varchar(50),
     tipo_cartao varchar(50),
     data_emissao date,
-    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    run_id bigint NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE raw_movimentacao_cartao (
@@ -302,7 +297,7 @@ CREATE TABLE raw_movimentacao_cartao (
     descricao_movimentacao varchar(150),
     valor_movimentacao numeric(10,2) NOT NULL,
     data_movimentacao timestamp NOT NULL,
-    run_id bigint NOT NULL DEFAULT current_setting('sicoop.run_id')::bigint,
+    run_id bigint NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX raw_associado_run ON raw_associado (run_id);
@@ -311,8 +306,8 @@ CREATE INDEX raw_cartao_run ON raw_cartao (run_id);
 -- BRIN: rows a run writes sit together at the end of the heap, and a BRIN index costs next
 -- to nothing to build after a 10-million-row first load.
 CREATE INDEX raw_movimentacao_cartao_run ON raw_movimentacao_cartao USING brin (run_id);
--- The watermark: the latest movement time already loaded, and the window after it.
-CREATE INDEX raw_movimentacao_cartao_data ON raw_movimentacao_cartao (data_movimentacao);
+-- The window after the watermark (movements arrive roughly in time order, so BRIN suffices).
+CREATE INDEX raw_movimentacao_cartao_data ON raw_movimentacao_cartao USING brin (data_movimentacao);
 REVOKE ALL ON raw_associado, raw_conta, raw_cartao, raw_movimentacao_cartao FROM PUBLIC;
 
 -- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
@@ -337,8 +332,16 @@ CREATE UNLOGGED TABLE stage_key (record_id varchar(50));
 CREATE TABLE source_sync (
     table_name     text PRIMARY KEY,
     snapshot_xmin  bigint NOT NULL,
+    watermark      timestamp,       -- movements: the latest data_movimentacao in that snapshot
     copied_at      timestamptz NOT NULL DEFAULT now()
 );
+
+-- Where an incremental read of the source's movements starts: the watermark (the latest
+-- movement time the previous copy saw in the source) minus the lookback (sicoop.lookback,
+-- default 3 days). NULL before a first load.
+CREATE FUNCTION movement_window_start() RETURNS timestamp LANGUAGE sql STABLE AS
+$$ SELECT watermark - coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days')::interval
+   FROM sicoop.source_sync WHERE table_name = 'src_movimentacao_cartao' $$;
 
 ------------------------------------------------------------------------------------------
 -- Trusted: cleaned copies (see the cleaning functions above).

@@ -119,6 +119,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         if (copy.types.size() != copy.columns.size()) throw std::logic_error("bulk copy of " + copy.source_table + ": one type per column");
         for (size_t i = 0; i < copy.columns.size(); ++i)
             select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
+        if (copy.stamp_run_id) select_list += ", " + std::to_string(params.run_id) + "::bigint";
     }
     const std::string bucket_of_key = key_bucket_sql(key);
     const char* select_c = select_list.c_str();
@@ -131,8 +132,10 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     const BulkCopy::Rows mode = copy.rows;
     const bool truncate_first = copy.truncate_first;
     const bool capture_snapshot = copy.capture_snapshot;
+    const char* watermark_column = copy.watermark_column.empty() ? nullptr : copy.watermark_column.c_str();
     std::vector<const char*> column_vector;
     for (const auto& c : copy.columns) column_vector.push_back(c.c_str());
+    if (copy.stamp_run_id) column_vector.push_back("run_id");
     column_vector.push_back(nullptr);
     const char* const* column_names = column_vector.data();
     int64 rows = 0;
@@ -189,6 +192,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
 
         stream = CopyStream{source::open_connection(), nullptr, 0, 0, false};
         char* snapshot_xmin = nullptr;
+        char* watermark = nullptr;
         PG_TRY();
         {
             if (capture_snapshot) {
@@ -196,6 +200,10 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
                 remote_value(stream.conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "open a transaction");
                 snapshot_xmin = remote_value(stream.conn, "SELECT txid_snapshot_xmin(txid_current_snapshot())::text",
                                              "report its snapshot");
+                if (watermark_column)
+                    watermark = remote_value(stream.conn,
+                                             psprintf("SELECT max(%s)::text FROM %s", quote_identifier(watermark_column), remote),
+                                             "report its latest movement time");
             }
             PGresult* res = nullptr;
             if (PQsendQuery(stream.conn, command))
@@ -233,13 +241,17 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
             while ((res = PQgetResult(stream.conn)) != nullptr) PQclear(res);
             if (capture_snapshot) {
                 remote_value(stream.conn, "COMMIT", "commit");
-                Oid argtypes[2] = {TEXTOID, INT8OID};
-                Datum args[2] = {CStringGetTextDatum(foreign_table),
-                                 DirectFunctionCall1(int8in, CStringGetDatum(snapshot_xmin))};
-                if (SPI_execute_with_args("INSERT INTO sicoop.source_sync (table_name, snapshot_xmin) VALUES ($1, $2)"
+                Oid argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
+                Datum args[3] = {CStringGetTextDatum(foreign_table),
+                                 DirectFunctionCall1(int8in, CStringGetDatum(snapshot_xmin)),
+                                 watermark ? CStringGetTextDatum(watermark) : (Datum) 0};
+                const char nulls[3] = {' ', ' ', watermark ? ' ' : 'n'};
+                if (SPI_execute_with_args("INSERT INTO sicoop.source_sync (table_name, snapshot_xmin, watermark)"
+                                          " VALUES ($1, $2, $3::timestamp)"
                                           " ON CONFLICT (table_name) DO UPDATE"
-                                          " SET snapshot_xmin = EXCLUDED.snapshot_xmin, copied_at = now()",
-                                          2, argtypes, args, nullptr, false, 0) != SPI_OK_INSERT)
+                                          " SET snapshot_xmin = EXCLUDED.snapshot_xmin, copied_at = now(),"
+                                          " watermark = coalesce(EXCLUDED.watermark, source_sync.watermark)",
+                                          3, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
                     elog(ERROR, "sicoop: could not record the source snapshot");
             }
         }

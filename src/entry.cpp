@@ -22,7 +22,6 @@ MemoryContext current_error_context = nullptr;
 char* as_of_setting = nullptr;
 char* timezone_setting = nullptr;
 char* lookback_setting = nullptr;
-char* run_id_setting = nullptr;
 }  // namespace
 
 MemoryContext error_context() { return current_error_context; }
@@ -44,9 +43,6 @@ void _PG_init(void) {
         "Movements edited or inserted within this interval of the latest one are picked up; older changes "
         "need CALL sicoop.run_pipeline(full => true).",
         &sicoop::lookback_setting, "3 days", PGC_USERSET, 0, nullptr, nullptr, nullptr);
-    // Internal: the run id that raw rows copied straight from the source take by default.
-    DefineCustomStringVariable("sicoop.run_id", "The run being loaded (internal).", nullptr, &sicoop::run_id_setting,
-                               "0", PGC_USERSET, GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("sicoop");
 }
 

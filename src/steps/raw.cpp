@@ -10,8 +10,8 @@
 // found by comparing per-bucket checksums of the keys, then reading only the keys of the
 // buckets that differ. (The source tables must be tables, not views: xmin is a system column.)
 // movimentacao_cartao, the big one, is read incrementally: only the source rows whose
-// data_movimentacao is at or after the window start ($5: the latest movement time already in
-// raw, minus the lookback sicoop.lookback, default 3 days). Rows of that window missing from
+// data_movimentacao is at or after the window start ($5: the watermark, the latest movement
+// time the previous copy saw in the source, minus the lookback sicoop.lookback, default 3 days). Rows of that window missing from
 // the source's answer are looked up again by id before being deleted, so a movement whose
 // time was edited out of the window is updated, not lost. Changes older than the window (a
 // late insert or an edit of an old movement) and deletions older than it are caught by a full
@@ -85,15 +85,15 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         const bool movements = t.name == "movimentacao_cartao";
 
         if (ctx.is_empty(raw_table)) {
-            // First load: straight into raw (run_id and loaded_at come from column defaults).
+            // First load: straight into raw, the rows stamped with the run id on the way.
             BulkCopy copy = copy_of(t, raw_table);
             copy.truncate_first = false;
             copy.rows_are_inserts = true;
-            copy.capture_snapshot = !movements;
-            actions.push_back(sql_action("SELECT FROM (SELECT set_config('sicoop.run_id', $2::text, true)) run_id", t.name));
-            actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + raw + "')", t.name));
+            copy.stamp_run_id = true;
+            copy.capture_snapshot = true;
+            if (movements) copy.watermark_column = "data_movimentacao";
             actions.push_back(bulk_action(copy, t.name));
-            actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + raw + "')", t.name));
+            actions.push_back(sql_action("ANALYZE " + raw, t.name));
             continue;
         }
 
@@ -106,7 +106,8 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         if (ctx.full) {
             // Everything, compared whole.
             BulkCopy copy = copy_of(t, "stage_" + t.name);
-            copy.capture_snapshot = !movements;
+            copy.capture_snapshot = true;
+            if (movements) copy.watermark_column = "data_movimentacao";
             actions.push_back(bulk_action(copy, t.name));
             actions.push_back(sql_action("ANALYZE " + stage, t.name));
             actions.push_back(sql_action(merge, t.name));
@@ -114,6 +115,8 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         } else if (movements) {
             // The window after the watermark (all of it when there is none yet).
             BulkCopy copy = copy_of(t, "stage_" + t.name);
+            copy.capture_snapshot = true;
+            copy.watermark_column = "data_movimentacao";
             if (ctx.has_window) {
                 copy.rows = BulkCopy::Rows::Window;
                 copy.window_column = "data_movimentacao";

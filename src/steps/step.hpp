@@ -55,8 +55,12 @@ struct BulkCopy {
     std::string keys_query;
     std::string key_column;
     // Remember the source snapshot this copy read (its xmin, in sicoop.source_sync), so that
-    // the next ChangedSinceSnapshot copy of the table starts from it.
+    // the next ChangedSinceSnapshot copy of the table starts from it; and, if set, the
+    // greatest value of `watermark_column` in that snapshot (the movements' watermark).
     bool capture_snapshot = false;
+    std::string watermark_column;
+    // The rows carry this run's id in column run_id (straight into raw_*).
+    bool stamp_run_id = false;
 };
 
 // Keys are spread over buckets to find deleted source rows without reading every key:

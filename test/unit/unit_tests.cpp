@@ -79,16 +79,18 @@ void test_statements_use_only_run_parameters() {
 
 void test_raw_plans() {
     std::set<std::string> straight_into_raw;
-    bool deferred = false, restored = false;
+    bool watermark = false;
     for (const auto& a : plan("load_raw", first_load())) {
-        if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.rows_are_inserts && !a.bulk.truncate_first)
+        if (a.kind != sicoop::Action::Kind::Bulk) continue;
+        if (a.bulk.rows_are_inserts && !a.bulk.truncate_first && a.bulk.stamp_run_id && a.bulk.capture_snapshot)
             straight_into_raw.insert(a.bulk.target_table);
-        if (contains(a.sql, "sicoop._defer_indexes('sicoop.raw_movimentacao_cartao')")) deferred = true;
-        if (contains(a.sql, "sicoop._restore_indexes('sicoop.raw_movimentacao_cartao')")) restored = true;
+        if (a.bulk.watermark_column == "data_movimentacao") watermark = true;
     }
     ok(straight_into_raw == std::set<std::string>{"raw_associado", "raw_conta", "raw_cartao", "raw_movimentacao_cartao"},
-       "a first load copies the four source tables straight into raw");
-    ok(deferred && restored, "a first load builds raw's secondary indexes after the copy");
+       "a first load copies the four source tables straight into raw, stamped with the run, remembering the snapshot");
+    ok(watermark, "a first load records the movements' watermark");
+    ok(contains(all_sql(plan("load_trusted", first_load())), "sicoop._restore_indexes('sicoop.trusted_movimentacao_cartao')"),
+       "a first load builds trusted's secondary indexes after the insert");
 
     int windowed = 0, rechecks = 0, by_xmin = 0, checksums = 0, keys_in_buckets = 0, whole = 0;
     for (const auto& a : plan("load_raw", incremental())) {
