@@ -20,27 +20,33 @@ namespace {
 // The fact rows of the movements in `movements` (trusted_movimentacao_cartao, or the
 // candidates table with the same columns), with their keys looked up along the dimensions:
 // the card's dim_cartao row, its account's dim_conta row, the member version valid then.
-std::string keyed_movements(const std::string& movements) {
+// `bulk`: every movement is keyed, so card and account keys come from sicoop_card_keys,
+// joined once per card (N/20 rows) rather than once per movement (see card_keys_actions).
+std::string keyed_movements(const std::string& movements, bool bulk) {
+    const std::string card_keys =
+        bulk ? "sicoop_card_keys k ON k.id_cartao = m.id_cartao\n"
+             : "(SELECT dc.id_cartao, dc.sk_cartao, dco.sk_conta, dco.id_associado\n"
+               "   FROM sicoop.dim_cartao dc LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta) k\n"
+               "  ON k.id_cartao = m.id_cartao\n";
     return "(\n"
            "  SELECT m.id_movimentacao_cartao,\n"
            "         coalesce(a.sk_associado, -1) AS sk_associado,\n"
-           "         coalesce(dc.sk_cartao, -1) AS sk_cartao,\n"
-           "         coalesce(dco.sk_conta, -1) AS sk_conta,\n"
+           "         coalesce(k.sk_cartao, -1) AS sk_cartao,\n"
+           "         coalesce(k.sk_conta, -1) AS sk_conta,\n"
            "         (date_part('year', m.data_movimentacao) * 10000 + date_part('month', m.data_movimentacao) * 100\n"
            "          + date_part('day', m.data_movimentacao))::int AS sk_data,\n"
            "         m.descricao_movimentacao,\n"
            "         m.valor_movimentacao,\n"
            "         m.data_movimentacao\n"
            "  FROM " + movements + " m\n"
-           "  LEFT JOIN sicoop.dim_cartao dc ON dc.id_cartao = m.id_cartao\n"
-           "  LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta\n"
+           "  LEFT JOIN " + card_keys +
            // Vigência in local time, computed once per version (OFFSET 0 keeps it so) rather
            // than once per movement.
            "  LEFT JOIN (SELECT sk_associado, id_associado,\n"
            "                    inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,\n"
            "                    fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local\n"
            "             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL OFFSET 0) a\n"
-           "         ON a.id_associado = dco.id_associado\n"
+           "         ON a.id_associado = k.id_associado\n"
            "        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s";
 }
 
@@ -76,6 +82,18 @@ WHERE m.id_movimentacao_cartao IN (
   JOIN sicoop.fato_movimentacao_cartao f ON f.sk_cartao = dc.sk_cartao AND f.data_hora_movimentacao >= a.moved_from)
 )SQL";
 
+// Card and account keys per card, for a bulk keying (a temporary table, with statistics).
+void add_card_keys(std::vector<Action>& actions) {
+    actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_card_keys') IS NOT NULL THEN\n"
+                                 "  DROP TABLE pg_temp.sicoop_card_keys;\nEND IF; END $$"));
+    actions.push_back(sql_action(
+        "CREATE TEMP TABLE sicoop_card_keys ON COMMIT DROP AS\n"
+        "SELECT dc.id_cartao, dc.sk_cartao, dco.sk_conta, dco.id_associado\n"
+        "FROM sicoop.dim_cartao dc LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta\n"
+        "WHERE dc.id_cartao IS NOT NULL"));
+    actions.push_back(sql_action("ANALYZE sicoop_card_keys"));
+}
+
 const std::vector<Column>& fact_columns() {
     static const std::vector<Column> columns = {
         {"sk_associado", "s.sk_associado"},
@@ -98,15 +116,17 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
 
     if (ctx.is_empty("fato_movimentacao_cartao")) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
+        add_card_keys(actions);
         actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + fato + "')"));
         actions.push_back(dml_action(
-            insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao")),
+            insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao", true)),
             "rows_inserted"));
         actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + fato + "')"));
     } else if (ctx.everything()) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
+        add_card_keys(actions);
         actions.push_back(sql_action(
-            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao"))));
+            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao", true))));
         actions.push_back(sql_action(delete_missing_sql(fato, key, "sicoop.trusted_movimentacao_cartao")));
     } else {
         // The candidates are materialized once: counted, then keyed and merged.
@@ -119,7 +139,7 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
         actions.push_back(dml_action(kCandidates, "rows_read"));
         actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));
         actions.push_back(sql_action(
-            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop_fato_candidates"))));
+            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop_fato_candidates", false))));
         actions.push_back(sql_action(
             "WITH gone AS (\n"
             "  DELETE FROM " + fato + " f\n"
