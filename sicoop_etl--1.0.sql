@@ -211,6 +211,21 @@ END
 $fn$;
 
 
+-- After a bulk load into a table whose BRIN indexes stayed live: summarize the new page
+-- ranges (unsummarized ranges match every query), and refresh the statistics.
+CREATE FUNCTION _summarize(tbl regclass) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  ix regclass;
+BEGIN
+  FOR ix IN SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = tbl AND a.amname = 'brin'
+  LOOP
+    PERFORM brin_summarize_new_values(ix);
+  END LOOP;
+  EXECUTE format('ANALYZE %s', tbl);
+END
+$fn$;
+
 CREATE FUNCTION _restore_indexes(tbl regclass) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
   ix record;
@@ -304,10 +319,12 @@ CREATE INDEX raw_associado_run ON raw_associado (run_id);
 CREATE INDEX raw_conta_run ON raw_conta (run_id);
 CREATE INDEX raw_cartao_run ON raw_cartao (run_id);
 -- BRIN: rows a run writes sit together at the end of the heap, and a BRIN index costs next
--- to nothing to build after a 10-million-row first load.
-CREATE INDEX raw_movimentacao_cartao_run ON raw_movimentacao_cartao USING brin (run_id);
+-- to nothing to maintain during a 10-million-row first load (which summarizes it at the end;
+-- autovacuum summarizes what later runs append).
+CREATE INDEX raw_movimentacao_cartao_run ON raw_movimentacao_cartao USING brin (run_id) WITH (autosummarize = on);
 -- The window after the watermark (movements arrive roughly in time order, so BRIN suffices).
-CREATE INDEX raw_movimentacao_cartao_data ON raw_movimentacao_cartao USING brin (data_movimentacao);
+CREATE INDEX raw_movimentacao_cartao_data ON raw_movimentacao_cartao USING brin (data_movimentacao)
+    WITH (autosummarize = on);
 REVOKE ALL ON raw_associado, raw_conta, raw_cartao, raw_movimentacao_cartao FROM PUBLIC;
 
 -- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
@@ -391,7 +408,8 @@ CREATE TABLE trusted_movimentacao_cartao (
 CREATE INDEX trusted_associado_run ON trusted_associado (run_id);
 CREATE INDEX trusted_conta_run ON trusted_conta (run_id);
 CREATE INDEX trusted_cartao_run ON trusted_cartao (run_id);
-CREATE INDEX trusted_movimentacao_cartao_run ON trusted_movimentacao_cartao USING brin (run_id);
+CREATE INDEX trusted_movimentacao_cartao_run ON trusted_movimentacao_cartao USING brin (run_id)
+    WITH (autosummarize = on);
 
 ------------------------------------------------------------------------------------------
 -- Star schema. Every dimension has the unknown member sk = -1 (NULL natural key).

@@ -93,7 +93,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             copy.capture_snapshot = true;
             if (movements) copy.watermark_column = "data_movimentacao";
             actions.push_back(bulk_action(copy, t.name));
-            actions.push_back(sql_action("ANALYZE " + raw, t.name));
+            actions.push_back(sql_action("SELECT sicoop._summarize('" + raw + "')", t.name));
             continue;
         }
 

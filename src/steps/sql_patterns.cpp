@@ -2,12 +2,6 @@
 
 namespace sicoop {
 
-std::vector<Column> same_name_columns(const std::vector<std::string>& names) {
-    std::vector<Column> out;
-    for (const auto& n : names) out.push_back({n, n});
-    return out;
-}
-
 static std::string join(const std::vector<std::string>& parts, const std::string& sep) {
     std::string out;
     for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];

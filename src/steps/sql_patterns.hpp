@@ -14,9 +14,6 @@ struct Column {
     std::string expression;  // how the source yields it (defaults to the same name)
 };
 
-// Columns whose expression is their own name.
-std::vector<Column> same_name_columns(const std::vector<std::string>& names);
-
 // INSERT ... ON CONFLICT (key) DO UPDATE, touching only rows whose columns changed.
 // `source` is a FROM item (table or subquery aliased s); `stamps` are set on insert and on
 // update but are not compared. Returns rows_inserted and rows_updated.
