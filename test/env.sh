@@ -15,7 +15,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 PORT=${SICOOP_PGPORT:-5499}
 STATE=$REPO/.pgdata
-PGDATA_DIR=$STATE/data
+# The data directory, through .pgdata's link when the cluster lives outside the repository.
+PGDATA_DIR=$(readlink -f "$STATE" 2>/dev/null || echo "$STATE")/data
 SRC_DB=sicooperativedb
 DW_DB=sicooperativedw
 export PGHOST=localhost PGPORT=$PORT PGUSER=postgres
@@ -26,7 +27,7 @@ PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-1
 log() { printf '\033[1m[sicoop]\033[0m %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # The server and server-side tools run as `postgres` when we are root, as ourselves otherwise.
-as_server_user() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+as_server_user() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 cmd_install() {
   local missing=()
@@ -66,6 +67,7 @@ psql_q() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 cmd_start() {
   prepare_state_dir
+  PGDATA_DIR=$(readlink -f "$STATE")/data
   if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
     log "creating the cluster in $PGDATA_DIR (UTF-8, ICU pt-BR, port $PORT)"
     # ICU makes upper() accent-aware ('joão' -> 'JOÃO') whatever libc locales are generated.
