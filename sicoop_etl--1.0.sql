@@ -89,6 +89,8 @@ BEGIN
                    username, password);
   END IF;
 
+  -- Snapshots and watermarks belong to the source they were read from.
+  DELETE FROM sicoop.source_sync;
   FOREACH t IN ARRAY ARRAY['associado', 'conta', 'cartao', 'movimentacao_cartao'] LOOP
     EXECUTE format('ALTER FOREIGN TABLE sicoop.%I OPTIONS (SET schema_name %L)', 'src_' || t, source_schema);
   END LOOP;
@@ -354,10 +356,12 @@ CREATE TABLE source_sync (
 );
 
 -- Where an incremental read of the source's movements starts: the watermark (the latest
--- movement time the previous copy saw in the source) minus the lookback (sicoop.lookback,
--- default 3 days). NULL before a first load.
-CREATE FUNCTION movement_window_start() RETURNS timestamp LANGUAGE sql STABLE AS
-$$ SELECT watermark - coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days')::interval
+-- movement time the previous copy saw in the source, but never later than the run's local
+-- reference time: a future-dated row must not hide the new ones) minus the lookback
+-- (sicoop.lookback, default 3 days). NULL before a first load.
+CREATE FUNCTION movement_window_start(reference_local timestamp) RETURNS timestamp LANGUAGE sql STABLE AS
+$$ SELECT least(watermark, reference_local)
+          - coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days')::interval
    FROM sicoop.source_sync WHERE table_name = 'src_movimentacao_cartao' $$;
 
 ------------------------------------------------------------------------------------------

@@ -166,7 +166,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
             tail = " GROUP BY 1";
         } else if (mode == BulkCopy::Rows::ChangedSinceSnapshot) {
             // Rows whose xmin is at or after the snapshot xmin the previous copy recorded
-            // (age() counts back from the next transaction id; frozen rows are old).
+            // (frozen rows are old: their age is the largest there is).
             Oid argtypes[1] = {TEXTOID};
             Datum args[1] = {CStringGetTextDatum(foreign_table)};
             if (SPI_execute_with_args("SELECT snapshot_xmin::text FROM sicoop.source_sync WHERE table_name = $1", 1,
@@ -174,8 +174,11 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
                 elog(ERROR, "sicoop: could not read sicoop.source_sync");
             if (SPI_processed == 1) {
                 char* since = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-                tail = psprintf(" WHERE age(xmin) <= least(2147483646, txid_snapshot_xmax(txid_current_snapshot()) - %s::bigint)",
-                                quote_literal_cstr(since));
+                // Both ages count back from the same transaction id; a recorded snapshot the
+                // source has not reached yet (another source, or a restore) means "read all".
+                tail = psprintf(" WHERE %s::bigint >= txid_snapshot_xmax(txid_current_snapshot())"
+                                " OR age(xmin) <= age((%s::bigint %% 4294967296)::text::xid)",
+                                quote_literal_cstr(since), quote_literal_cstr(since));
             }
         }
         char* command = psprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT binary)", select_c, remote, tail);

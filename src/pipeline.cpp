@@ -40,7 +40,12 @@ RunContext load_context(const Step& step, bool full, spi::RunParams& params) {
     }
 
     params.since_run_id = ctx.since_run_id;
-    params.has_window = spi::exec_timestamp("SELECT sicoop.movement_window_start()", &params.window_start);
+    spi::Param local[2] = {{TIMESTAMPTZOID, TimestampTzGetDatum(params.reference_time), false},
+                           {TEXTOID, (Datum) 0, false}};
+    const char* tz = params.timezone;
+    pg_call([&] { local[1].value = CStringGetTextDatum(tz); });
+    params.has_window =
+        spi::exec_timestamp("SELECT sicoop.movement_window_start($1 AT TIME ZONE $2)", &params.window_start, local, 2);
     ctx.has_window = params.has_window;
     return ctx;
 }
@@ -141,6 +146,23 @@ void add_error_context(ErrorData* e, int64 run_id, const char* step) {
     char* line = psprintf("sicoop run %lld, step %s", static_cast<long long>(run_id), step);
     e->context = e->context ? psprintf("%s\n%s", e->context, line) : line;
     MemoryContextSwitchTo(old);
+}
+
+// Runs `f`; a C++ exception from it becomes a PostgreSQL error (PgError), so that it is
+// logged and reported like any other failure of a step.
+template <typename F>
+auto as_pg_error(F&& f) -> decltype(f()) {
+    std::string message;
+    try {
+        return f();
+    } catch (const PgError&) {
+        throw;
+    } catch (const std::exception& e) {
+        message = e.what();
+    }
+    const char* m = message.c_str();
+    pg_call([&] { ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("sicoop: %s", m))); });
+    throw std::logic_error("unreachable");
 }
 
 void spi_connect(bool nonatomic) {
@@ -245,7 +267,7 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
             try {
                 spi::SubTransaction sub;
                 try {
-                    StepOutcome outcome = execute_step(step, reference_time, run_id, full);
+                    StepOutcome outcome = as_pg_error([&] { return execute_step(step, reference_time, run_id, full); });
                     counts = outcome.counts;
                     run_log::succeeded(run_id, current, counts, outcome.detail.c_str());
                     sub.release();

@@ -59,7 +59,14 @@ void check(const char* host, int port, const char* dbname, const char* user, con
     const char* keywords[] = {"host", "port", "dbname", "user", "fallback_application_name", "connect_timeout",
                               "password", nullptr};
     const char* values[] = {host, port_text, dbname, user, "sicoop_etl", "10", password, nullptr};
-    if (password == nullptr) keywords[6] = nullptr;  // no password: the list ends before it
+    if (password == nullptr || password[0] == '\0') keywords[6] = nullptr;  // no password: the list ends before it
+    pg_call([&] {
+        if (!superuser() && keywords[6] == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+                            errmsg("sicoop: a password is required to connect to the source"),
+                            errdetail("Non-superusers must authenticate to the source with a password."),
+                            errhint("Pass the password to sicoop.connect_source().")));
+    });
 
     struct Row {
         char* table;
@@ -70,7 +77,7 @@ void check(const char* host, int port, const char* dbname, const char* user, con
     const char* where_c = where.c_str();
     pg_call([&] {
         PGconn* conn = connect_checked(keywords, values, where_c);
-        PGresult* res = nullptr;
+        PGresult* volatile res = nullptr;
         PG_TRY();
         {
             const char* params[1] = {schema};
@@ -115,7 +122,7 @@ void check(const char* host, int port, const char* dbname, const char* user, con
 PGconn* open_connection() {
     ForeignServer* server = GetForeignServerByName(kServerName, false);
     UserMapping* mapping = GetUserMapping(GetUserId(), server->serverid);
-    int n = list_length(server->options) + list_length(mapping->options) + 3;
+    int n = list_length(server->options) + list_length(mapping->options) + 4;
     const char** keywords = static_cast<const char**>(palloc0(sizeof(char*) * (n + 1)));
     const char** values = static_cast<const char**>(palloc0(sizeof(char*) * (n + 1)));
     int i = 0;
@@ -124,11 +131,22 @@ PGconn* open_connection() {
         DefElem* d = lfirst_node(DefElem, lc);
         if (is_libpq_option(d->defname)) keywords[i] = d->defname, values[i++] = defGetString(d);
     }
+    bool has_password = false;
     foreach (lc, mapping->options) {
         DefElem* d = lfirst_node(DefElem, lc);
+        if (strcmp(d->defname, "password") == 0 && defGetString(d)[0] != '\0') has_password = true;
         if (is_libpq_option(d->defname)) keywords[i] = d->defname, values[i++] = defGetString(d);
     }
+    // As postgres_fdw and dblink: a non-superuser's mapping must carry its own password
+    // (not borrow the server OS user's ~/.pgpass or trust rules).
+    if (!superuser() && !has_password)
+        ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+                        errmsg("sicoop: a password is required to connect to the source"),
+                        errhint("Pass the password to sicoop.connect_source().")));
     keywords[i] = "fallback_application_name", values[i++] = "sicoop_etl";
+    // A predictable session on the source, as postgres_fdw sets up its own: ISO dates for the
+    // values read back as text, and only pg_catalog on the search path.
+    keywords[i] = "options", values[i++] = "-c datestyle=ISO -c search_path=pg_catalog";
     // Binary COPY text fields are decoded with this session's client encoding: send in it.
     keywords[i] = "client_encoding", values[i++] = pg_get_client_encoding_name();
     keywords[i] = nullptr;

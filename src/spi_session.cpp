@@ -101,10 +101,10 @@ std::string exec_text(const char* sql, const Param* params, int nparams) {
     return value ? std::string(value) : std::string();
 }
 
-bool exec_timestamp(const char* sql, Timestamp* out) {
+bool exec_timestamp(const char* sql, Timestamp* out, const Param* params, int nparams) {
     bool found = false;
     pg_call([&] {
-        execute(sql, nullptr, 0);
+        execute(sql, params, nparams);
         Datum d;
         if ((found = first_value(&d))) *out = DatumGetTimestamp(d);
     });

@@ -39,7 +39,7 @@ int64 exec(const char* sql, const Param* params = nullptr, int nparams = 0);
 // The first column of the first row as text ("" if none or NULL).
 std::string exec_text(const char* sql, const Param* params = nullptr, int nparams = 0);
 // The first column of the first row as a timestamp; false if none or NULL.
-bool exec_timestamp(const char* sql, Timestamp* out);
+bool exec_timestamp(const char* sql, Timestamp* out, const Param* params = nullptr, int nparams = 0);
 
 TimestampTz reference_time();
 

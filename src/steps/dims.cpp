@@ -54,9 +54,13 @@ std::vector<Action> plan_dims(const RunContext& ctx) {
     const std::string changed_movements =
         ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
     actions.push_back(sql_action(R"SQL(
-WITH span AS (
+WITH changed AS (
   SELECT min(data_movimentacao)::date AS first_day, max(data_movimentacao)::date AS last_day
   FROM )SQL" + changed_movements + R"SQL(),
+known AS (SELECT min(data) AS first_day, max(data) AS last_day FROM sicoop.dim_data WHERE sk_data <> -1),
+span AS (  -- contiguous: from the days already there to the new movements, gaps filled
+  SELECT least(changed.first_day, known.first_day) AS first_day, greatest(changed.last_day, known.last_day) AS last_day
+  FROM changed, known),
 added AS (
   INSERT INTO sicoop.dim_data (sk_data, data, dia, mes, ano, trimestre, dia_da_semana, fim_de_semana)
   SELECT to_char(d, 'YYYYMMDD')::int, d, extract(day FROM d), extract(month FROM d), extract(year FROM d),

@@ -95,13 +95,28 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_updated FROM closed"));
 
-    // Members gone from the source: close the current version, open none.
+    // Members gone from the source: close the current version, open none. A current version
+    // opened at this very instant never held: it goes, and the member's remaining versions are
+    // stamped so that load_fato re-keys the movements that pointed at it.
+    actions.push_back(sql_action(
+        "WITH dropped AS (\n"
+        "  DELETE FROM sicoop.dim_associado d\n"
+        "  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL\n"
+        "    AND d.inicio_vigencia_registro_associado = $1\n"
+        "    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)\n"
+        "  RETURNING d.id_associado),\n"
+        "stamped AS (\n"
+        "  UPDATE sicoop.dim_associado p SET run_id = $2\n"
+        "  WHERE p.id_associado IN (SELECT id_associado FROM dropped)\n"
+        "  RETURNING 1)\n"
+        "SELECT count(*) AS rows_deleted FROM dropped"));
     actions.push_back(sql_action(
         "WITH closed AS (\n"
         "  UPDATE sicoop.dim_associado d\n"
         "  SET fim_vigencia_registro_associado = $1, registro_ativo_associado = false,\n"
         "      data_hora_atualizacao_registro = $1, run_id = $2\n"
         "  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL\n"
+        "    AND d.inicio_vigencia_registro_associado < $1\n"
         "    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_deleted FROM closed"));

@@ -16,7 +16,7 @@
 --   T4 2025-09-12 10:00  Julia turns 36; Lucas is back; Ana's nome corrected
 --      2025-09-12 18:00  nothing changes
 \ir helpers/reset.sql
-SELECT plan(39);
+SELECT plan(41);
 
 -- The member versions and the facts with the version they point to, with comparable types.
 CREATE TEMP VIEW versao AS
@@ -317,5 +317,21 @@ SELECT set_eq(
   'SELECT id_movimentacao_cartao, sk_associado FROM sicoop.fato_movimentacao_cartao',
   'SELECT id_movimentacao_cartao, sk_associado FROM keys_sao_paulo',
   'a UTC session picks the same member versions as a São Paulo one');
+
+-- A member changed at T and then gone at the same T (a rerun at the same reference time): the
+-- version opened at T never held, so it goes; the run succeeds and no current version remains.
+SET sicoop.as_of = '2025-09-30 10:00:00-03';
+UPDATE sicoop.src_associado SET escolaridade = 'Doutorado' WHERE id_associado = 'ASSOC-003';
+CALL sicoop.run_pipeline();
+DELETE FROM sicoop.src_movimentacao_cartao WHERE id_cartao = 'CARTAO-204';
+DELETE FROM sicoop.src_cartao WHERE id_conta = 'CONTA-103';
+DELETE FROM sicoop.src_conta WHERE id_associado = 'ASSOC-003';
+DELETE FROM sicoop.src_associado WHERE id_associado = 'ASSOC-003';
+SELECT lives_ok('CALL sicoop.run_pipeline()', 'a member gone at the instant its version opened does not fail the run');
+SELECT results_eq(
+  $$SELECT registro_ativo_associado, fim_vigencia_registro_associado FROM sicoop.dim_associado
+    WHERE id_associado = 'ASSOC-003' ORDER BY inicio_vigencia_registro_associado$$,
+  $$VALUES (false, '2025-09-30 10:00:00-03'::timestamptz)$$,
+  'its version opened at that instant is gone, the previous one is closed then, none is current');
 
 SELECT * FROM finish();

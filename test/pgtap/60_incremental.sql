@@ -16,7 +16,7 @@
 \ir helpers/reset.sql
 \set rounds 8
 \set ops 40
-SELECT plan(8 * 8 + 6);
+SELECT plan(8 * 8 + 8);
 
 SELECT current_database() || '_ref' AS refdb \gset
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'refdb', current_user) AS refconn \gset
@@ -199,6 +199,30 @@ SELECT setseed(0.4242);
 \ir helpers/incremental_round.sql
 \set round 8
 \ir helpers/incremental_round.sql
+
+-- dim_data stays contiguous from the first to the last movement day, gaps filled (a movement
+-- some days after all the others must not leave the days in between out).
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$INSERT INTO movimentacao_cartao VALUES ('MOV-GAP', 'CARTAO-202', 'later', 3.00, '2025-08-25 12:00')$$);
+\o
+SET sicoop.as_of = '2025-08-17 09:00:00-03';
+CALL sicoop.run_pipeline();
+SELECT is((SELECT (max(data) - min(data) + 1 - count(*))::int FROM sicoop.dim_data WHERE sk_data <> -1), 0,
+          'dim_data covers every day between its first and last, with no gap');
+
+-- A movement dated far in the future does not hide the new ones from the window.
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$INSERT INTO movimentacao_cartao VALUES ('MOV-FUTURE', 'CARTAO-201', 'typo', 1.00, '2099-01-01 00:00')$$);
+\o
+SET sicoop.as_of = '2025-08-17 10:00:00-03';
+CALL sicoop.run_pipeline();
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$INSERT INTO movimentacao_cartao VALUES ('MOV-AFTER-FUTURE', 'CARTAO-201', 'new', 2.00, '2025-08-17 09:00')$$);
+\o
+SET sicoop.as_of = '2025-08-17 11:00:00-03';
+CALL sicoop.run_pipeline();
+SELECT ok(EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-AFTER-FUTURE'),
+          'a new movement is loaded after a future-dated one raised the watermark');
 
 -- Beyond the window: an edit to a movement older than the lookback is not seen by an
 -- incremental run, and is by a full one.
