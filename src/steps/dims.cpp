@@ -17,6 +17,7 @@ namespace {
 void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, const std::string& dim,
                          const std::string& trusted, const std::string& key, const std::vector<Column>& columns) {
     const std::string changed = ctx.everything() ? "true" : "s.run_id > $4";
+    const std::string label = dim.substr(dim.find('.') + 1);  // timings per table, as elsewhere
     std::string set_list, old_values, new_values, insert_cols, insert_values;
     for (size_t i = 0; i < columns.size(); ++i) {
         const std::string sep = i ? ", " : "";
@@ -26,7 +27,7 @@ void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, co
         insert_cols += sep + columns[i].name;
         insert_values += sep + columns[i].expression;
     }
-    actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + trusted + " s WHERE " + changed, dim));
+    actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + trusted + " s WHERE " + changed, label));
     actions.push_back(sql_action(
         "WITH changed AS (\n"
         "  UPDATE " + dim + " d SET " + set_list + ", data_hora_atualizacao_registro = $1, run_id = $2\n"
@@ -34,14 +35,14 @@ void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, co
         "  WHERE d." + key + " = s." + key + " AND " + changed + "\n"
         "    AND (" + old_values + ") IS DISTINCT FROM (" + new_values + ")\n"
         "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_updated FROM changed", dim));
+        "SELECT count(*) AS rows_updated FROM changed", label));
     actions.push_back(sql_action(
         "WITH added AS (\n"
         "  INSERT INTO " + dim + " (" + key + ", " + insert_cols + ", data_hora_atualizacao_registro, run_id)\n"
         "  SELECT s." + key + ", " + insert_values + ", $1, $2 FROM " + trusted + " s\n"
         "  WHERE " + changed + " AND NOT EXISTS (SELECT 1 FROM " + dim + " d WHERE d." + key + " = s." + key + ")\n"
         "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_inserted FROM added", dim));
+        "SELECT count(*) AS rows_inserted FROM added", label));
 }
 
 }  // namespace
