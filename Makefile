@@ -1,7 +1,10 @@
 # sicoop_etl: built with PGXS against Debian's PostgreSQL 15 (pg_config).
 MODULE_big = sicoop_etl
 EXTENSION  = sicoop_etl
-DATA       = sicoop_etl--1.0.sql
+# Every install script and every upgrade script ever released (sicoop_etl--A--B.sql).
+DATA       = $(wildcard sicoop_etl--*.sql)
+# The version this build is: the SQL objects it expects (checked at every run).
+EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" sicoop_etl.control)
 
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
 PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp \
@@ -14,7 +17,7 @@ OBJS = $(PURE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 REGRESS = pipeline_sample
 
 PG_CONFIG ?= pg_config
-PG_CPPFLAGS = -I$(shell $(PG_CONFIG) --includedir) -Isrc
+PG_CPPFLAGS = -I$(shell $(PG_CONFIG) --includedir) -Isrc -DSICOOP_EXTENSION_VERSION='"$(EXTVERSION)"'
 PG_CXXFLAGS = -std=c++17 -Wall -Wextra -Wno-register -Wno-missing-field-initializers $(if $(CI),-Werror)
 SHLIB_LINK = -lpq -lstdc++
 
@@ -36,6 +39,8 @@ test/unit/unit_tests: test/unit/unit_tests.cpp $(PURE_SRCS) $(wildcard src/steps
 
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*.hpp src/steps/*.hpp)
+# The version is compiled in.
+src/pipeline.o: sicoop_etl.control
 
 # The benchmark (test/bench/bench.sh): make bench N="1000000 10000000"
 N ?= 100000

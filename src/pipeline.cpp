@@ -15,6 +15,23 @@ namespace {
 // Advisory lock key (per database) held by whoever is running steps.
 constexpr int64 kPipelineLock = 7338001;
 
+// Before anything is read or logged: the SQL objects are the version this library was built
+// for (new files installed but ALTER EXTENSION ... UPDATE not run yet is refused, not
+// half-run), and there is a warehouse connected to a source (sicoop._check_ready()).
+void check_installation() {
+    std::string installed = spi::exec_text("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sicoop_etl'");
+    if (installed != SICOOP_EXTENSION_VERSION) {
+        const char* v = installed.c_str();
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("sicoop: the extension's SQL objects are version %s, its library is version %s", v,
+                                   SICOOP_EXTENSION_VERSION),
+                            errhint("Run ALTER EXTENSION sicoop_etl UPDATE; it keeps the warehouse's data.")));
+        });
+    }
+    spi::exec("SELECT sicoop._check_ready()");
+}
+
 // What the step needs to know before it plans: full or incremental, what it last processed,
 // which tables are still empty, and the movements' window.
 RunContext load_context(const Step& step, bool full, spi::RunParams& params) {
@@ -202,6 +219,7 @@ Datum run_step(FunctionCallInfo fcinfo) {
     }
 
     spi_connect(false);
+    check_installation();
     if (!try_lock(false)) {
         int pid = lock_holder_pid();
         pg_call([&] {
@@ -237,6 +255,7 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
     pg_call([&] { full = PG_NARGS() > 0 && !PG_ARGISNULL(0) && PG_GETARG_BOOL(0); });
 
     spi_connect(nonatomic);
+    check_installation();
     TimestampTz reference_time = spi::reference_time();
     int64 run_id = run_log::next_run_id();
 

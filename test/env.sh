@@ -128,6 +128,7 @@ cmd_demo() {
   cmd_start
   log "running the pipeline on the sample, in a fresh sicoop schema"
   psql_q -d "$DW_DB" -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS sicoop_etl CASCADE" \
+    -c "DROP SCHEMA IF EXISTS sicoop CASCADE" -c "DROP SERVER IF EXISTS sicoop_source CASCADE" \
     -c "CREATE EXTENSION sicoop_etl CASCADE" \
     -c "SELECT sicoop.connect_source('localhost', $PORT, '$SRC_DB', 'postgres')" >/dev/null
   # The sample's reference date, so the file reads as in the domain document.

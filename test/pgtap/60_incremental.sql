@@ -158,6 +158,8 @@ BEGIN
   PERFORM dblink_connect('ref', refconn);
   PERFORM dblink_exec('ref', 'SET client_min_messages = warning');
   PERFORM dblink_exec('ref', 'DROP EXTENSION IF EXISTS sicoop_etl CASCADE');
+  PERFORM dblink_exec('ref', 'DROP SCHEMA IF EXISTS sicoop CASCADE');
+  PERFORM dblink_exec('ref', 'DROP SERVER IF EXISTS sicoop_source CASCADE');
   PERFORM dblink_exec('ref', 'CREATE EXTENSION sicoop_etl CASCADE');
   PERFORM * FROM dblink('ref', format('SELECT sicoop.connect_source(%L, %s, %L, current_user)', 'localhost', pgport, srcdb))
     AS t(connected text);

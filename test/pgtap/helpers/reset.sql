@@ -13,7 +13,10 @@ SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'srcdb', c
 SELECT dblink_exec(:'srcconn', 'DROP TABLE IF EXISTS movimentacao_cartao, cartao, conta, associado CASCADE');
 SELECT dblink_exec(:'srcconn', :'sample');
 SET client_min_messages = warning;
+-- DROP EXTENSION keeps the warehouse's data (it is not the extension's): drop it too.
 DROP EXTENSION IF EXISTS sicoop_etl CASCADE;
+DROP SCHEMA IF EXISTS sicoop CASCADE;
+DROP SERVER IF EXISTS sicoop_source CASCADE;
 CREATE EXTENSION sicoop_etl CASCADE;
 SELECT sicoop.connect_source('localhost', :pgport, :'srcdb', current_user);
 RESET client_min_messages;

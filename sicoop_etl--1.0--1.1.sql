@@ -1,0 +1,1038 @@
+-- sicoop_etl 1.0 -> 1.1: the warehouse's data leaves the extension.
+--
+-- In 1.0 every warehouse table was an extension member: pg_dump left its rows out, and DROP
+-- EXTENSION dropped years of history. From 1.1 the extension owns only code; the data --
+-- tables of every layer, the run log, the incremental state, their sequences, the flat view,
+-- and the source's foreign server and tables -- belongs to the database. This script releases
+-- those objects from the extension in place (no row is copied or rewritten), records the
+-- data's layout in sicoop.warehouse_info, and installs 1.1's functions.
+\echo Use "ALTER EXTENSION sicoop_etl UPDATE TO '1.1'" to load this file. \quit
+
+-- Every name below is qualified: nothing another role created can stand in for ours.
+SET LOCAL search_path = pg_catalog, pg_temp;
+
+-- The data, released from the extension.
+ALTER EXTENSION sicoop_etl DROP SEQUENCE sicoop.run_id_seq;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.run_log;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.reject;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.step_state;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_tombstone;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.deferred_index;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.source_sync;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_associado;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_conta;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_cartao;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_movimentacao_cartao;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_associado;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_conta;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_cartao;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_movimentacao_cartao;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_key_checksum;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_bucket;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_key;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.trusted_associado;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.trusted_conta;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.trusted_cartao;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.trusted_movimentacao_cartao;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.dim_data;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.dim_conta;
+ALTER EXTENSION sicoop_etl DROP SEQUENCE sicoop.dim_conta_sk_conta_seq;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.dim_cartao;
+ALTER EXTENSION sicoop_etl DROP SEQUENCE sicoop.dim_cartao_sk_cartao_seq;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.dim_associado;
+ALTER EXTENSION sicoop_etl DROP SEQUENCE sicoop.dim_associado_sk_associado_seq;
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.fato_movimentacao_cartao;
+ALTER EXTENSION sicoop_etl DROP VIEW sicoop.vw_movimentacao_flat;
+ALTER EXTENSION sicoop_etl DROP FOREIGN TABLE sicoop.src_associado;
+ALTER EXTENSION sicoop_etl DROP FOREIGN TABLE sicoop.src_conta;
+ALTER EXTENSION sicoop_etl DROP FOREIGN TABLE sicoop.src_cartao;
+ALTER EXTENSION sicoop_etl DROP FOREIGN TABLE sicoop.src_movimentacao_cartao;
+ALTER EXTENSION sicoop_etl DROP SERVER sicoop_source;
+
+-- Table names, not OIDs, in the deferred indexes' registry: OIDs change on restore, and
+-- pg_upgrade refuses reg* columns in user tables. (The registry is empty between loads.)
+ALTER TABLE sicoop.deferred_index ALTER COLUMN table_name TYPE text USING table_name::text;
+
+-- What the warehouse is and which layout its data has; released like the rest.
+CREATE TABLE sicoop.warehouse_info (
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    layout_version  text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO sicoop.warehouse_info (layout_version) VALUES ('1.1');
+
+ALTER EXTENSION sicoop_etl DROP TABLE sicoop.warehouse_info;
+
+-- The layout of the warehouse's data this version creates and reads.
+CREATE FUNCTION sicoop._layout_version() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT '1.1'::text $$;
+
+-- Every relation of the warehouse (schema sicoop), as this layout has it.
+CREATE FUNCTION sicoop._warehouse_relations() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index',
+             'source_sync', 'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
+             'stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao',
+             'stage_key_checksum', 'stage_bucket', 'stage_key',
+             'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
+             'dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao',
+             'vw_movimentacao_flat']
+$$;
+
+-- Whether schema sicoop holds a warehouse this version can use as it is: true if it does,
+-- false if it holds none; an error saying what is wrong and what to do otherwise (another
+-- layout, a partial warehouse, foreign tables in the way). Nothing is ever changed here.
+CREATE FUNCTION sicoop._adopt_warehouse() RETURNS boolean
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  layout text;
+  present text[];
+  missing text[];
+BEGIN
+  SELECT array_agg(r ORDER BY r) FILTER (WHERE to_regclass('sicoop.' || r) IS NOT NULL),
+         array_agg(r ORDER BY r) FILTER (WHERE to_regclass('sicoop.' || r) IS NULL)
+  INTO present, missing
+  FROM unnest(sicoop._warehouse_relations()) AS r;
+  IF to_regclass('sicoop.warehouse_info') IS NULL THEN
+    IF present IS NULL THEN
+      RETURN false;
+    END IF;
+    RAISE EXCEPTION 'sicoop_etl: schema sicoop holds % but no sicoop.warehouse_info: it is not a sicoop_etl warehouse of layout 1.1 or later',
+                    array_to_string(present, ', ')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Nothing was changed. Move these relations out of schema sicoop (ALTER TABLE ... SET SCHEMA), or drop them if their data is not needed.';
+  END IF;
+  SELECT w.layout_version INTO layout FROM sicoop.warehouse_info w;
+  IF layout IS DISTINCT FROM sicoop._layout_version() THEN
+    IF layout IS NOT NULL AND string_to_array(layout, '.')::int[] < string_to_array(sicoop._layout_version(), '.')::int[] THEN
+      RAISE EXCEPTION 'sicoop_etl %: the warehouse in schema sicoop has the older layout %', sicoop._layout_version(), layout
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = format('Nothing was changed. Install the version that wrote it and update from there, which migrates the data: DROP EXTENSION sicoop_etl; CREATE EXTENSION sicoop_etl VERSION %L; ALTER EXTENSION sicoop_etl UPDATE;', layout);
+    END IF;
+    RAISE EXCEPTION 'sicoop_etl %: the warehouse in schema sicoop has layout %, which this version does not know', sicoop._layout_version(), coalesce(layout, 'NULL')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Nothing was changed. Install sicoop_etl ' || coalesce(layout, '') || ' or later to use this warehouse.';
+  END IF;
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION 'sicoop_etl: the warehouse in schema sicoop is incomplete: % missing', array_to_string(missing, ', ')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Nothing was changed. Restore the warehouse from a backup (pg_restore), or, to start afresh and lose its data, DROP SCHEMA sicoop CASCADE and re-create the extension.';
+  END IF;
+  RETURN true;
+END
+$fn$;
+
+-- Creates the warehouse's tables (every layer, the run log and the incremental state), with
+-- their sequences, indexes, the unknown members and the flat view. connect_source() calls it
+-- when schema sicoop holds no warehouse. Never from an extension script: what a script
+-- creates becomes an extension member, which pg_dump leaves out and DROP EXTENSION drops.
+CREATE FUNCTION sicoop._create_warehouse() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+-- What the warehouse is and which layout its data has (ALTER EXTENSION ... UPDATE migrates it).
+CREATE TABLE sicoop.warehouse_info (
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    layout_version  text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO sicoop.warehouse_info (layout_version) VALUES (sicoop._layout_version());
+
+-- Run log: one row per run and step (the step 'run_pipeline' summarises a whole run).
+CREATE SEQUENCE sicoop.run_id_seq;
+
+CREATE TABLE sicoop.run_log (
+    run_id          bigint NOT NULL,
+    step            text NOT NULL,
+    status          text NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'skipped')),
+    as_of           timestamptz,
+    started_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at     timestamptz,
+    rows_read       bigint,
+    rows_inserted   bigint,
+    rows_updated    bigint,
+    rows_deleted    bigint,
+    rows_unchanged  bigint,
+    rows_unknown    bigint,
+    rows_rejected   bigint,
+    detail          jsonb,            -- rows and seconds per table, for steps that report them
+    error_sqlstate  text,
+    error_message   text,
+    error_detail    text,
+    error_context   text,
+    backend_pid     int NOT NULL DEFAULT pg_backend_pid(),
+    PRIMARY KEY (run_id, step)
+);
+CREATE INDEX run_log_started_at ON sicoop.run_log (started_at);
+CREATE TABLE sicoop.reject (
+    table_name   text NOT NULL,
+    record_id    text NOT NULL,
+    reason       text NOT NULL,
+    record       jsonb NOT NULL,
+    run_id       bigint NOT NULL,
+    rejected_at  timestamptz NOT NULL,
+    PRIMARY KEY (table_name, record_id)
+);
+REVOKE ALL ON sicoop.reject FROM PUBLIC;
+
+-- Incremental bookkeeping: the last run each step processed. Rows of raw_*, trusted_* and
+-- dim_associado carry the run that last changed them; a step processes what changed since.
+CREATE TABLE sicoop.step_state (
+    step         text PRIMARY KEY,
+    last_run_id  bigint NOT NULL,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Keys deleted from raw_* (by the run that deleted them), so later steps follow deletions
+-- without rescanning. Removed once every step has processed them.
+CREATE TABLE sicoop.raw_tombstone (
+    table_name  text NOT NULL,
+    record_id   varchar(50) NOT NULL,
+    run_id      bigint NOT NULL,
+    PRIMARY KEY (table_name, record_id)
+);
+CREATE INDEX raw_tombstone_run ON sicoop.raw_tombstone (run_id);
+
+-- First loads build secondary indexes after the rows are in (faster than maintaining them
+-- row by row): their definitions wait here meanwhile.
+CREATE TABLE sicoop.deferred_index (
+    table_name  text NOT NULL,    -- the table, schema-qualified
+    index_name  name NOT NULL,
+    definition  text NOT NULL,
+    PRIMARY KEY (table_name, index_name)
+);
+CREATE TABLE sicoop.raw_associado (
+    id_associado varchar(50) PRIMARY KEY,
+    nome varchar(255) NOT NULL,
+    data_nascimento date,
+    estado_civil varchar(50),
+    escolaridade varchar(100),
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sicoop.raw_conta (
+    id_conta varchar(50) PRIMARY KEY,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sicoop.raw_cartao (
+    id_cartao varchar(50) PRIMARY KEY,
+    id_conta varchar(50),
+    numero_cartao varchar(50),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sicoop.raw_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX raw_associado_run ON sicoop.raw_associado (run_id);
+CREATE INDEX raw_conta_run ON sicoop.raw_conta (run_id);
+CREATE INDEX raw_cartao_run ON sicoop.raw_cartao (run_id);
+-- BRIN: rows a run writes sit together at the end of the heap, and a BRIN index costs next
+-- to nothing to maintain during a 10-million-row first load (which summarizes it at the end;
+-- autovacuum summarizes what later runs append).
+CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (autosummarize = on);
+-- The window after the watermark (movements arrive roughly in time order, so BRIN suffices).
+CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao)
+    WITH (autosummarize = on);
+REVOKE ALL ON sicoop.raw_associado, sicoop.raw_conta, sicoop.raw_cartao, sicoop.raw_movimentacao_cartao FROM PUBLIC;
+
+-- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
+-- Unlogged: it is rebuilt by every load, so it need not survive a crash.
+CREATE UNLOGGED TABLE sicoop.stage_associado (LIKE sicoop.raw_associado INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE sicoop.stage_conta (LIKE sicoop.raw_conta INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE sicoop.stage_cartao (LIKE sicoop.raw_cartao INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE sicoop.stage_movimentacao_cartao (LIKE sicoop.raw_movimentacao_cartao INCLUDING DEFAULTS);
+ALTER TABLE sicoop.stage_associado DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE sicoop.stage_conta DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE sicoop.stage_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE sicoop.stage_movimentacao_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
+REVOKE ALL ON sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao FROM PUBLIC;
+-- Finding deleted source rows: key checksums per bucket from the source, the buckets that
+-- differ from raw, and the source keys of those buckets.
+CREATE UNLOGGED TABLE sicoop.stage_key_checksum (bucket int, keys bigint, key_hash_sum numeric);
+CREATE UNLOGGED TABLE sicoop.stage_bucket (bucket int);
+CREATE UNLOGGED TABLE sicoop.stage_key (record_id varchar(50));
+
+-- Per source table, the source snapshot its last copy read (txid_snapshot_xmin): the next
+-- incremental copy reads the rows written since (their xmin), not the whole table.
+CREATE TABLE sicoop.source_sync (
+    table_name     text PRIMARY KEY,
+    snapshot_xmin  bigint NOT NULL,
+    watermark      timestamp,       -- movements: the latest data_movimentacao in that snapshot
+    copied_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Where an incremental read of the source's movements starts: the watermark (the latest
+-- movement time the previous copy saw in the source, but never later than the run's local
+-- reference time: a future-dated row must not hide the new ones) minus the lookback
+CREATE TABLE sicoop.trusted_associado (
+    id_associado varchar(50) PRIMARY KEY,
+    nome varchar(255) NOT NULL,
+    sobrenome varchar(255),
+    data_nascimento date,
+    idade_atual_associado int,
+    estado_civil varchar(50),
+    escolaridade varchar(100),
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sicoop.trusted_conta (
+    id_conta varchar(50) PRIMARY KEY,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sicoop.trusted_cartao (
+    id_cartao varchar(50) PRIMARY KEY,
+    id_conta varchar(50),
+    numero_cartao varchar(50) CHECK (numero_cartao ~ '^\**.{0,4}$'),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sicoop.trusted_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+-- What changed since a run.
+CREATE INDEX trusted_associado_run ON sicoop.trusted_associado (run_id);
+CREATE INDEX trusted_conta_run ON sicoop.trusted_conta (run_id);
+CREATE INDEX trusted_cartao_run ON sicoop.trusted_cartao (run_id);
+CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id)
+    WITH (autosummarize = on);
+CREATE TABLE sicoop.dim_data (
+    sk_data int PRIMARY KEY,
+    data date UNIQUE,
+    dia int,
+    mes int,
+    ano int,
+    trimestre int,
+    dia_da_semana varchar(20),
+    fim_de_semana boolean,
+    CHECK (sk_data = -1 OR sk_data = to_char(data, 'YYYYMMDD')::int)
+);
+INSERT INTO sicoop.dim_data (sk_data, dia_da_semana) VALUES (-1, 'DESCONHECIDO');
+
+CREATE TABLE sicoop.dim_conta (
+    sk_conta int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_conta varchar(50) UNIQUE,
+    id_associado varchar(50),  -- the account's member: how a fact finds its member version
+    tipo_conta varchar(50),
+    agencia_conta varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    run_id bigint,             -- the run that last changed this row
+    CHECK ((sk_conta = -1) = (id_conta IS NULL))
+);
+CREATE INDEX dim_conta_associado ON sicoop.dim_conta (id_associado);
+CREATE INDEX dim_conta_run ON sicoop.dim_conta (run_id);
+INSERT INTO sicoop.dim_conta (sk_conta, tipo_conta) VALUES (-1, 'DESCONHECIDO');
+
+CREATE TABLE sicoop.dim_cartao (
+    sk_cartao int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_cartao varchar(50) UNIQUE,
+    id_conta varchar(50),      -- the card's account: how a fact finds its account
+    numero_cartao varchar(50) CHECK (numero_cartao ~ '^\**.{0,4}$'),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao_cartao date,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    run_id bigint,             -- the run that last changed this row
+    CHECK ((sk_cartao = -1) = (id_cartao IS NULL))
+);
+CREATE INDEX dim_cartao_conta ON sicoop.dim_cartao (id_conta);
+CREATE INDEX dim_cartao_run ON sicoop.dim_cartao (run_id);
+INSERT INTO sicoop.dim_cartao (sk_cartao, nome_impresso_cartao) VALUES (-1, 'DESCONHECIDO');
+
+-- SCD type 2. Vigência is half-open [inicio, fim); the current version ends at 9999-12-31
+-- (1900-01-01 and 9999-12-31 are midnights in the cooperative's time zone, sicoop.timezone).
+-- sicoop.check_vigencia() refuses overlapping versions; the partial unique index
+-- makes a second current version impossible.
+CREATE TABLE sicoop.dim_associado (
+    sk_associado int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_associado varchar(50),
+    nome_associado varchar(255),
+    sobrenome_associado varchar(255),
+    data_nascimento_associado date,
+    idade_atual_associado int,
+    estado_civil_associado varchar(50),
+    escolaridade_associado varchar(100),
+    inicio_vigencia_registro_associado timestamptz NOT NULL,
+    fim_vigencia_registro_associado timestamptz NOT NULL,
+    registro_ativo_associado boolean NOT NULL,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    run_id bigint,  -- the run that last changed this version
+    CHECK (fim_vigencia_registro_associado > inicio_vigencia_registro_associado),
+    -- Current means open-ended (the 9999-12-31 sentinel, a local midnight).
+    CHECK (registro_ativo_associado = (fim_vigencia_registro_associado > '9999-12-30 00:00:00+00')),
+    CHECK ((sk_associado = -1) = (id_associado IS NULL))
+);
+
+CREATE INDEX dim_associado_member ON sicoop.dim_associado (id_associado, inicio_vigencia_registro_associado);
+
+CREATE INDEX dim_associado_run ON sicoop.dim_associado (run_id);
+CREATE UNIQUE INDEX dim_associado_one_current ON sicoop.dim_associado (id_associado) WHERE registro_ativo_associado;
+INSERT INTO sicoop.dim_associado (sk_associado, nome_associado, inicio_vigencia_registro_associado,
+                           fim_vigencia_registro_associado, registro_ativo_associado)
+VALUES (-1, 'DESCONHECIDO', timestamp '1900-01-01' AT TIME ZONE 'America/Sao_Paulo',
+        timestamp '9999-12-31' AT TIME ZONE 'America/Sao_Paulo', true);
+
+CREATE TABLE sicoop.fato_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    sk_associado int NOT NULL,
+    sk_cartao int NOT NULL,
+    sk_conta int NOT NULL,
+    sk_data int NOT NULL,
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_hora_movimentacao timestamp NOT NULL,
+    data_hora_atualizacao_registro timestamptz NOT NULL
+);
+CREATE INDEX fato_movimentacao_cartao_atualizacao ON sicoop.fato_movimentacao_cartao (data_hora_atualizacao_registro);
+-- The facts of a card: re-keyed when the card, its account or its member changes.
+CREATE INDEX fato_movimentacao_cartao_cartao ON sicoop.fato_movimentacao_cartao (sk_cartao);
+CREATE INDEX fato_movimentacao_cartao_unknown ON sicoop.fato_movimentacao_cartao (id_movimentacao_cartao)
+    WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1;
+
+------------------------------------------------------------------------------------------
+-- The flat file for data science.
+------------------------------------------------------------------------------------------
+CREATE VIEW sicoop.vw_movimentacao_flat AS
+SELECT a.nome_associado,
+       a.sobrenome_associado,
+       a.idade_atual_associado    AS idade_associado,
+       f.valor_movimentacao       AS vlr_transacao_movimento,
+       f.descricao_movimentacao   AS des_transacao_movimento,
+       f.data_hora_movimentacao   AS data_movimentacao,
+       c.numero_cartao,
+       c.nome_impresso_cartao,
+       c.data_emissao_cartao      AS data_criacao_cartao,
+       co.tipo_conta,
+       co.data_criacao_conta
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
+JOIN sicoop.dim_cartao c    ON c.sk_cartao = f.sk_cartao
+JOIN sicoop.dim_conta co    ON co.sk_conta = f.sk_conta
+ORDER BY f.data_hora_movimentacao, f.id_movimentacao_cartao;
+
+IF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = 'sicoop.run_log'::regclass
+           AND deptype = 'e') THEN
+  RAISE EXCEPTION 'sicoop._create_warehouse() must not run inside an extension script: the data would belong to the extension';
+END IF;
+END
+$fn$;
+
+-- The source's foreign server and tables (postgres_fdw): created by connect_source() when
+-- missing (a first connection, or after DROP EXTENSION postgres_fdw CASCADE removed them).
+CREATE FUNCTION sicoop._create_source_objects() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = 'sicoop_source') THEN
+    CREATE SERVER sicoop_source FOREIGN DATA WRAPPER postgres_fdw;
+  END IF;
+  IF to_regclass('sicoop.src_associado') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_associado (
+        id_associado varchar(50) NOT NULL,
+        nome varchar(255) NOT NULL,
+        data_nascimento date,
+        estado_civil varchar(50),
+        escolaridade varchar(100)
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'associado');
+  END IF;
+  IF to_regclass('sicoop.src_conta') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_conta (
+        id_conta varchar(50) NOT NULL,
+        id_associado varchar(50),
+        tipo_conta varchar(50),
+        agencia varchar(20),
+        situacao_conta varchar(50),
+        data_criacao_conta date
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'conta');
+  END IF;
+  IF to_regclass('sicoop.src_cartao') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_cartao (
+        id_cartao varchar(50) NOT NULL,
+        id_conta varchar(50),
+        numero_cartao varchar(50),
+        nome_impresso_cartao varchar(150),
+        bandeira_cartao varchar(50),
+        tipo_cartao varchar(50),
+        data_emissao date
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'cartao');
+  END IF;
+  IF to_regclass('sicoop.src_movimentacao_cartao') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_movimentacao_cartao (
+        id_movimentacao_cartao varchar(50) NOT NULL,
+        id_cartao varchar(50),
+        descricao_movimentacao varchar(150),
+        valor_movimentacao numeric(10,2) NOT NULL,
+        data_movimentacao timestamp NOT NULL
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'movimentacao_cartao');
+  END IF;
+END
+$fn$;
+
+-- Raises a clear error unless a run can start: a warehouse this version can use, and a source.
+CREATE FUNCTION sicoop._check_ready() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  missing text[];
+BEGIN
+  IF NOT sicoop._adopt_warehouse() THEN
+    RAISE EXCEPTION 'sicoop: there is no warehouse in schema sicoop yet'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Call sicoop.connect_source(host, port, dbname, username, password): it creates the warehouse and points it at the source.';
+  END IF;
+  SELECT array_agg(r) INTO missing
+  FROM unnest(ARRAY['src_associado', 'src_conta', 'src_cartao', 'src_movimentacao_cartao']) AS r
+  WHERE to_regclass('sicoop.' || r) IS NULL;
+  IF missing IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = 'sicoop_source') THEN
+    RAISE EXCEPTION 'sicoop: the warehouse is not connected to a source (foreign server sicoop_source or tables % missing)',
+                    coalesce(array_to_string(missing, ', '), 'none')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Call sicoop.connect_source(host, port, dbname, username, password) again; the warehouse data is kept.';
+  END IF;
+END
+$fn$;
+
+-- Whether the foreign server and tables already point at this source (same host, port,
+-- database and schema): then its incremental state still holds.
+CREATE FUNCTION sicoop._is_current_source(host text, port int, dbname text, source_schema text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT coalesce((SELECT o.host = _is_current_source.host AND o.port = _is_current_source.port::text
+                        AND o.dbname = _is_current_source.dbname
+                 FROM (SELECT max(v) FILTER (WHERE k = 'host') AS host, max(v) FILTER (WHERE k = 'port') AS port,
+                              max(v) FILTER (WHERE k = 'dbname') AS dbname
+                       FROM pg_foreign_server s, unnest(s.srvoptions) AS opt,
+                            LATERAL (SELECT split_part(opt, '=', 1) AS k, substr(opt, strpos(opt, '=') + 1) AS v) kv
+                       WHERE s.srvname = 'sicoop_source') o), false)
+   AND coalesce((SELECT bool_and(substr(opt, strpos(opt, '=') + 1) = _is_current_source.source_schema)
+                 FROM pg_foreign_table ft, unnest(ft.ftoptions) AS opt
+                 WHERE ft.ftrelid IN (SELECT to_regclass('sicoop.' || r)
+                                      FROM unnest(ARRAY['src_associado', 'src_conta', 'src_cartao', 'src_movimentacao_cartao']) AS r)
+                   AND split_part(opt, '=', 1) = 'schema_name'
+                 HAVING count(*) = 4), false)
+$$;
+
+-- Points the warehouse at the source, creating the warehouse first if schema sicoop has none.
+-- Given the source it already points at (a password re-entered after a restore), the
+-- incremental state is kept; another source is read whole by the next run.
+CREATE OR REPLACE FUNCTION sicoop.connect_source(host text, port int, dbname text, username text,
+                               password text DEFAULT NULL, source_schema text DEFAULT 'public')
+RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+  opt record;
+  t text;
+  same_source boolean;
+BEGIN
+  PERFORM sicoop._check_source(host, port, dbname, username, password, source_schema);
+  IF NOT sicoop._adopt_warehouse() THEN
+    PERFORM sicoop._create_warehouse();
+  END IF;
+  same_source := sicoop._is_current_source(host, port, dbname, source_schema);
+  PERFORM sicoop._create_source_objects();
+
+  -- Replace the server's connection options wholesale, so stale ones never linger.
+  FOR opt IN SELECT split_part(o, '=', 1) AS name
+             FROM pg_foreign_server s, unnest(s.srvoptions) o WHERE s.srvname = 'sicoop_source'
+  LOOP
+    EXECUTE format('ALTER SERVER sicoop_source OPTIONS (DROP %I)', opt.name);
+  END LOOP;
+  EXECUTE format('ALTER SERVER sicoop_source OPTIONS (ADD host %L, ADD port %L, ADD dbname %L, ADD fetch_size %L)',
+                 host, port::text, dbname, '10000');
+
+  IF EXISTS (SELECT 1 FROM pg_user_mappings WHERE srvname = 'sicoop_source' AND usename = current_user) THEN
+    EXECUTE 'DROP USER MAPPING FOR CURRENT_USER SERVER sicoop_source';
+  END IF;
+  IF password IS NULL THEN
+    EXECUTE format('CREATE USER MAPPING FOR CURRENT_USER SERVER sicoop_source OPTIONS (user %L)', username);
+  ELSE
+    EXECUTE format('CREATE USER MAPPING FOR CURRENT_USER SERVER sicoop_source OPTIONS (user %L, password %L)',
+                   username, password);
+  END IF;
+
+  -- Snapshots and watermarks belong to the source they were read from.
+  IF NOT same_source THEN
+    DELETE FROM sicoop.source_sync;
+  END IF;
+  FOREACH t IN ARRAY ARRAY['associado', 'conta', 'cartao', 'movimentacao_cartao'] LOOP
+    EXECUTE format('ALTER FOREIGN TABLE sicoop.%I OPTIONS (SET schema_name %L)', 'src_' || t, source_schema);
+  END LOOP;
+  RETURN format('sicoop_source -> %s@%s:%s/%s (schema %s)', username, host, port, dbname, source_schema);
+END
+$fn$;
+
+-- First loads build secondary indexes after the rows are in (faster than maintaining them
+-- row by row): their definitions wait here meanwhile.
+CREATE TABLE sicoop.deferred_index (
+    table_name  text NOT NULL,    -- the table, schema-qualified
+    index_name  name NOT NULL,
+    definition  text NOT NULL,
+    PRIMARY KEY (table_name, index_name)
+);
+CREATE TABLE sicoop.raw_associado (
+    id_associado varchar(50) PRIMARY KEY,
+    nome varchar(255) NOT NULL,
+    data_nascimento date,
+    estado_civil varchar(50),
+    escolaridade varchar(100),
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sicoop.raw_conta (
+    id_conta varchar(50) PRIMARY KEY,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sicoop.raw_cartao (
+    id_cartao varchar(50) PRIMARY KEY,
+    id_conta varchar(50),
+    numero_cartao varchar(50),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE sicoop.raw_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL,
+    run_id bigint NOT NULL,
+    loaded_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX raw_associado_run ON sicoop.raw_associado (run_id);
+CREATE INDEX raw_conta_run ON sicoop.raw_conta (run_id);
+CREATE INDEX raw_cartao_run ON sicoop.raw_cartao (run_id);
+-- BRIN: rows a run writes sit together at the end of the heap, and a BRIN index costs next
+-- to nothing to maintain during a 10-million-row first load (which summarizes it at the end;
+-- autovacuum summarizes what later runs append).
+CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (autosummarize = on);
+-- The window after the watermark (movements arrive roughly in time order, so BRIN suffices).
+CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao)
+    WITH (autosummarize = on);
+REVOKE ALL ON sicoop.raw_associado, sicoop.raw_conta, sicoop.raw_cartao, sicoop.raw_movimentacao_cartao FROM PUBLIC;
+
+-- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
+-- Unlogged: it is rebuilt by every load, so it need not survive a crash.
+CREATE UNLOGGED TABLE sicoop.stage_associado (LIKE sicoop.raw_associado INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE sicoop.stage_conta (LIKE sicoop.raw_conta INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE sicoop.stage_cartao (LIKE sicoop.raw_cartao INCLUDING DEFAULTS);
+CREATE UNLOGGED TABLE sicoop.stage_movimentacao_cartao (LIKE sicoop.raw_movimentacao_cartao INCLUDING DEFAULTS);
+ALTER TABLE sicoop.stage_associado DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE sicoop.stage_conta DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE sicoop.stage_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
+ALTER TABLE sicoop.stage_movimentacao_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
+REVOKE ALL ON sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao FROM PUBLIC;
+-- Finding deleted source rows: key checksums per bucket from the source, the buckets that
+-- differ from raw, and the source keys of those buckets.
+CREATE UNLOGGED TABLE sicoop.stage_key_checksum (bucket int, keys bigint, key_hash_sum numeric);
+CREATE UNLOGGED TABLE sicoop.stage_bucket (bucket int);
+CREATE UNLOGGED TABLE sicoop.stage_key (record_id varchar(50));
+
+-- Per source table, the source snapshot its last copy read (txid_snapshot_xmin): the next
+-- incremental copy reads the rows written since (their xmin), not the whole table.
+CREATE TABLE sicoop.source_sync (
+    table_name     text PRIMARY KEY,
+    snapshot_xmin  bigint NOT NULL,
+    watermark      timestamp,       -- movements: the latest data_movimentacao in that snapshot
+    copied_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Where an incremental read of the source's movements starts: the watermark (the latest
+-- movement time the previous copy saw in the source, but never later than the run's local
+-- reference time: a future-dated row must not hide the new ones) minus the lookback
+CREATE TABLE sicoop.trusted_associado (
+    id_associado varchar(50) PRIMARY KEY,
+    nome varchar(255) NOT NULL,
+    sobrenome varchar(255),
+    data_nascimento date,
+    idade_atual_associado int,
+    estado_civil varchar(50),
+    escolaridade varchar(100),
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sicoop.trusted_conta (
+    id_conta varchar(50) PRIMARY KEY,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sicoop.trusted_cartao (
+    id_cartao varchar(50) PRIMARY KEY,
+    id_conta varchar(50),
+    numero_cartao varchar(50) CHECK (numero_cartao ~ '^\**.{0,4}$'),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE TABLE sicoop.trusted_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL,
+    run_id bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+-- What changed since a run.
+CREATE INDEX trusted_associado_run ON sicoop.trusted_associado (run_id);
+CREATE INDEX trusted_conta_run ON sicoop.trusted_conta (run_id);
+CREATE INDEX trusted_cartao_run ON sicoop.trusted_cartao (run_id);
+CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id)
+    WITH (autosummarize = on);
+CREATE TABLE sicoop.dim_data (
+    sk_data int PRIMARY KEY,
+    data date UNIQUE,
+    dia int,
+    mes int,
+    ano int,
+    trimestre int,
+    dia_da_semana varchar(20),
+    fim_de_semana boolean,
+    CHECK (sk_data = -1 OR sk_data = to_char(data, 'YYYYMMDD')::int)
+);
+INSERT INTO sicoop.dim_data (sk_data, dia_da_semana) VALUES (-1, 'DESCONHECIDO');
+
+CREATE TABLE sicoop.dim_conta (
+    sk_conta int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_conta varchar(50) UNIQUE,
+    id_associado varchar(50),  -- the account's member: how a fact finds its member version
+    tipo_conta varchar(50),
+    agencia_conta varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    run_id bigint,             -- the run that last changed this row
+    CHECK ((sk_conta = -1) = (id_conta IS NULL))
+);
+CREATE INDEX dim_conta_associado ON sicoop.dim_conta (id_associado);
+CREATE INDEX dim_conta_run ON sicoop.dim_conta (run_id);
+INSERT INTO sicoop.dim_conta (sk_conta, tipo_conta) VALUES (-1, 'DESCONHECIDO');
+
+CREATE TABLE sicoop.dim_cartao (
+    sk_cartao int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_cartao varchar(50) UNIQUE,
+    id_conta varchar(50),      -- the card's account: how a fact finds its account
+    numero_cartao varchar(50) CHECK (numero_cartao ~ '^\**.{0,4}$'),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao_cartao date,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    run_id bigint,             -- the run that last changed this row
+    CHECK ((sk_cartao = -1) = (id_cartao IS NULL))
+);
+CREATE INDEX dim_cartao_conta ON sicoop.dim_cartao (id_conta);
+CREATE INDEX dim_cartao_run ON sicoop.dim_cartao (run_id);
+INSERT INTO sicoop.dim_cartao (sk_cartao, nome_impresso_cartao) VALUES (-1, 'DESCONHECIDO');
+
+-- SCD type 2. Vigência is half-open [inicio, fim); the current version ends at 9999-12-31
+-- (1900-01-01 and 9999-12-31 are midnights in the cooperative's time zone, sicoop.timezone).
+-- sicoop.check_vigencia() refuses overlapping versions; the partial unique index
+-- makes a second current version impossible.
+CREATE TABLE sicoop.dim_associado (
+    sk_associado int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    id_associado varchar(50),
+    nome_associado varchar(255),
+    sobrenome_associado varchar(255),
+    data_nascimento_associado date,
+    idade_atual_associado int,
+    estado_civil_associado varchar(50),
+    escolaridade_associado varchar(100),
+    inicio_vigencia_registro_associado timestamptz NOT NULL,
+    fim_vigencia_registro_associado timestamptz NOT NULL,
+    registro_ativo_associado boolean NOT NULL,
+    data_hora_atualizacao_registro timestamptz NOT NULL DEFAULT '1900-01-01',
+    run_id bigint,  -- the run that last changed this version
+    CHECK (fim_vigencia_registro_associado > inicio_vigencia_registro_associado),
+    -- Current means open-ended (the 9999-12-31 sentinel, a local midnight).
+    CHECK (registro_ativo_associado = (fim_vigencia_registro_associado > '9999-12-30 00:00:00+00')),
+    CHECK ((sk_associado = -1) = (id_associado IS NULL))
+);
+
+CREATE INDEX dim_associado_member ON sicoop.dim_associado (id_associado, inicio_vigencia_registro_associado);
+
+CREATE INDEX dim_associado_run ON sicoop.dim_associado (run_id);
+CREATE UNIQUE INDEX dim_associado_one_current ON sicoop.dim_associado (id_associado) WHERE registro_ativo_associado;
+INSERT INTO sicoop.dim_associado (sk_associado, nome_associado, inicio_vigencia_registro_associado,
+                           fim_vigencia_registro_associado, registro_ativo_associado)
+VALUES (-1, 'DESCONHECIDO', timestamp '1900-01-01' AT TIME ZONE 'America/Sao_Paulo',
+        timestamp '9999-12-31' AT TIME ZONE 'America/Sao_Paulo', true);
+
+CREATE TABLE sicoop.fato_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) PRIMARY KEY,
+    sk_associado int NOT NULL,
+    sk_cartao int NOT NULL,
+    sk_conta int NOT NULL,
+    sk_data int NOT NULL,
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_hora_movimentacao timestamp NOT NULL,
+    data_hora_atualizacao_registro timestamptz NOT NULL
+);
+CREATE INDEX fato_movimentacao_cartao_atualizacao ON sicoop.fato_movimentacao_cartao (data_hora_atualizacao_registro);
+-- The facts of a card: re-keyed when the card, its account or its member changes.
+CREATE INDEX fato_movimentacao_cartao_cartao ON sicoop.fato_movimentacao_cartao (sk_cartao);
+CREATE INDEX fato_movimentacao_cartao_unknown ON sicoop.fato_movimentacao_cartao (id_movimentacao_cartao)
+    WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1;
+
+------------------------------------------------------------------------------------------
+-- The flat file for data science.
+------------------------------------------------------------------------------------------
+CREATE VIEW sicoop.vw_movimentacao_flat AS
+SELECT a.nome_associado,
+       a.sobrenome_associado,
+       a.idade_atual_associado    AS idade_associado,
+       f.valor_movimentacao       AS vlr_transacao_movimento,
+       f.descricao_movimentacao   AS des_transacao_movimento,
+       f.data_hora_movimentacao   AS data_movimentacao,
+       c.numero_cartao,
+       c.nome_impresso_cartao,
+       c.data_emissao_cartao      AS data_criacao_cartao,
+       co.tipo_conta,
+       co.data_criacao_conta
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
+JOIN sicoop.dim_cartao c    ON c.sk_cartao = f.sk_cartao
+JOIN sicoop.dim_conta co    ON co.sk_conta = f.sk_conta
+ORDER BY f.data_hora_movimentacao, f.id_movimentacao_cartao;
+
+IF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = 'sicoop.run_log'::regclass
+           AND deptype = 'e') THEN
+  RAISE EXCEPTION 'sicoop._create_warehouse() must not run inside an extension script: the data would belong to the extension';
+END IF;
+END
+$fn$;
+
+-- The source's foreign server and tables (postgres_fdw): created by connect_source() when
+-- missing (a first connection, or after DROP EXTENSION postgres_fdw CASCADE removed them).
+CREATE OR REPLACE FUNCTION sicoop._create_source_objects() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = 'sicoop_source') THEN
+    CREATE SERVER sicoop_source FOREIGN DATA WRAPPER postgres_fdw;
+  END IF;
+  IF to_regclass('sicoop.src_associado') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_associado (
+        id_associado varchar(50) NOT NULL,
+        nome varchar(255) NOT NULL,
+        data_nascimento date,
+        estado_civil varchar(50),
+        escolaridade varchar(100)
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'associado');
+  END IF;
+  IF to_regclass('sicoop.src_conta') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_conta (
+        id_conta varchar(50) NOT NULL,
+        id_associado varchar(50),
+        tipo_conta varchar(50),
+        agencia varchar(20),
+        situacao_conta varchar(50),
+        data_criacao_conta date
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'conta');
+  END IF;
+  IF to_regclass('sicoop.src_cartao') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_cartao (
+        id_cartao varchar(50) NOT NULL,
+        id_conta varchar(50),
+        numero_cartao varchar(50),
+        nome_impresso_cartao varchar(150),
+        bandeira_cartao varchar(50),
+        tipo_cartao varchar(50),
+        data_emissao date
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'cartao');
+  END IF;
+  IF to_regclass('sicoop.src_movimentacao_cartao') IS NULL THEN
+    CREATE FOREIGN TABLE sicoop.src_movimentacao_cartao (
+        id_movimentacao_cartao varchar(50) NOT NULL,
+        id_cartao varchar(50),
+        descricao_movimentacao varchar(150),
+        valor_movimentacao numeric(10,2) NOT NULL,
+        data_movimentacao timestamp NOT NULL
+    ) SERVER sicoop_source OPTIONS (schema_name 'public', table_name 'movimentacao_cartao');
+  END IF;
+END
+$fn$;
+
+-- Raises a clear error unless a run can start: a warehouse this version can use, and a source.
+CREATE OR REPLACE FUNCTION sicoop._check_ready() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  missing text[];
+BEGIN
+  IF NOT sicoop._adopt_warehouse() THEN
+    RAISE EXCEPTION 'sicoop: there is no warehouse in schema sicoop yet'
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Call sicoop.connect_source(host, port, dbname, username, password): it creates the warehouse and points it at the source.';
+  END IF;
+  SELECT array_agg(r) INTO missing
+  FROM unnest(ARRAY['src_associado', 'src_conta', 'src_cartao', 'src_movimentacao_cartao']) AS r
+  WHERE to_regclass('sicoop.' || r) IS NULL;
+  IF missing IS NOT NULL OR NOT EXISTS (SELECT 1 FROM pg_foreign_server WHERE srvname = 'sicoop_source') THEN
+    RAISE EXCEPTION 'sicoop: the warehouse is not connected to a source (foreign server sicoop_source or tables % missing)',
+                    coalesce(array_to_string(missing, ', '), 'none')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Call sicoop.connect_source(host, port, dbname, username, password) again; the warehouse data is kept.';
+  END IF;
+END
+$fn$;
+
+-- Whether the foreign server and tables already point at this source (same host, port,
+-- database and schema): then its incremental state still holds.
+CREATE OR REPLACE FUNCTION sicoop._is_current_source(host text, port int, dbname text, source_schema text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT coalesce((SELECT o.host = _is_current_source.host AND o.port = _is_current_source.port::text
+                        AND o.dbname = _is_current_source.dbname
+                 FROM (SELECT max(v) FILTER (WHERE k = 'host') AS host, max(v) FILTER (WHERE k = 'port') AS port,
+                              max(v) FILTER (WHERE k = 'dbname') AS dbname
+                       FROM pg_foreign_server s, unnest(s.srvoptions) AS opt,
+                            LATERAL (SELECT split_part(opt, '=', 1) AS k, substr(opt, strpos(opt, '=') + 1) AS v) kv
+                       WHERE s.srvname = 'sicoop_source') o), false)
+   AND coalesce((SELECT bool_and(substr(opt, strpos(opt, '=') + 1) = _is_current_source.source_schema)
+                 FROM pg_foreign_table ft, unnest(ft.ftoptions) AS opt
+                 WHERE ft.ftrelid IN (SELECT to_regclass('sicoop.' || r)
+                                      FROM unnest(ARRAY['src_associado', 'src_conta', 'src_cartao', 'src_movimentacao_cartao']) AS r)
+                   AND split_part(opt, '=', 1) = 'schema_name'
+                 HAVING count(*) = 4), false)
+$$;
+
+------------------------------------------------------------------------------------------
+-- The source: one postgres_fdw server; connect_source() sets its options and user mapping.
+------------------------------------------------------------------------------------------
+-- Checks the source over libpq (it answers; the four tables and their columns exist).
+CREATE OR REPLACE FUNCTION sicoop._check_source(host text, port int, dbname text, username text, password text, source_schema text)
+RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_check_source';
+
+-- Points the warehouse at the source, creating the warehouse first if schema sicoop has none.
+-- Given the source it already points at (a password re-entered after a restore), the
+-- incremental state is kept; another source is read whole by the next run.
+CREATE OR REPLACE FUNCTION sicoop.connect_source(host text, port int, dbname text, username text,
+                               password text DEFAULT NULL, source_schema text DEFAULT 'public')
+RETURNS text LANGUAGE plpgsql AS $fn$
+DECLARE
+  opt record;
+  t text;
+  same_source boolean;
+BEGIN
+  PERFORM sicoop._check_source(host, port, dbname, username, password, source_schema);
+  IF NOT sicoop._adopt_warehouse() THEN
+    PERFORM sicoop._create_warehouse();
+  END IF;
+  same_source := sicoop._is_current_source(host, port, dbname, source_schema);
+  PERFORM sicoop._create_source_objects();
+
+  -- Replace the server's connection options wholesale, so stale ones never linger.
+  FOR opt IN SELECT split_part(o, '=', 1) AS name
+             FROM pg_foreign_server s, unnest(s.srvoptions) o WHERE s.srvname = 'sicoop_source'
+  LOOP
+    EXECUTE format('ALTER SERVER sicoop_source OPTIONS (DROP %I)', opt.name);
+  END LOOP;
+  EXECUTE format('ALTER SERVER sicoop_source OPTIONS (ADD host %L, ADD port %L, ADD dbname %L, ADD fetch_size %L)',
+                 host, port::text, dbname, '10000');
+
+  IF EXISTS (SELECT 1 FROM pg_user_mappings WHERE srvname = 'sicoop_source' AND usename = current_user) THEN
+    EXECUTE 'DROP USER MAPPING FOR CURRENT_USER SERVER sicoop_source';
+  END IF;
+  IF password IS NULL THEN
+    EXECUTE format('CREATE USER MAPPING FOR CURRENT_USER SERVER sicoop_source OPTIONS (user %L)', username);
+  ELSE
+    EXECUTE format('CREATE USER MAPPING FOR CURRENT_USER SERVER sicoop_source OPTIONS (user %L, password %L)',
+                   username, password);
+  END IF;
+
+  -- Snapshots and watermarks belong to the source they were read from.
+  IF NOT same_source THEN
+    DELETE FROM sicoop.source_sync;
+  END IF;
+  FOREACH t IN ARRAY ARRAY['associado', 'conta', 'cartao', 'movimentacao_cartao'] LOOP
+    EXECUTE format('ALTER FOREIGN TABLE sicoop.%I OPTIONS (SET schema_name %L)', 'src_' || t, source_schema);
+  END LOOP;
+  RETURN format('sicoop_source -> %s@%s:%s/%s (schema %s)', username, host, port, dbname, source_schema);
+END
+$fn$;
+
+-- What every step function returns.
+CREATE TYPE step_result AS (
+    run_id          bigint,
+    step            text,
+    rows_read       bigint,
+    rows_inserted   bigint,
+    rows_updated    bigint,
+    rows_deleted    bigint,
+    rows_unchanged  bigint,
+    rows_unknown    bigint,
+    rows_rejected   bigint,
+    seconds         numeric
+);
+
+-- First loads build secondary indexes after the rows are in (faster than maintaining them
+-- row by row): their definitions wait in sicoop.deferred_index meanwhile.
+CREATE OR REPLACE FUNCTION sicoop._defer_indexes(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  ix record;
+BEGIN
+  FOR ix IN SELECT i.indexrelid::regclass AS index_name, pg_get_indexdef(i.indexrelid) AS definition
+            FROM pg_index i WHERE i.indrelid = tbl AND NOT i.indisprimary AND NOT i.indisunique
+  LOOP
+    INSERT INTO sicoop.deferred_index VALUES (tbl::text, ix.index_name::text, ix.definition);
+    EXECUTE format('DROP INDEX %s', ix.index_name);
+  END LOOP;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION sicoop._restore_indexes(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  ix record;
+BEGIN
+  FOR ix IN DELETE FROM sicoop.deferred_index WHERE table_name = tbl::text RETURNING definition LOOP
+    EXECUTE ix.definition;
+  END LOOP;
+  EXECUTE format('ANALYZE %s', tbl);
+END
+$fn$;
