@@ -1,0 +1,30 @@
+-- The fingerprint of a warehouse (test/lifecycle/lib.sh): one line per relation of schema
+-- sicoop (rows and an md5 of them in a fixed order), per sequence (its position), and the
+-- source's connection objects. Two warehouses with the same lines hold the same data.
+CREATE FUNCTION pg_temp.fingerprint() RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  line text;
+BEGIN
+  FOR r IN SELECT c.oid::regclass AS rel, c.relname, c.relkind
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'sicoop' AND c.relkind IN ('r', 'S', 'v', 'f') ORDER BY c.relname LOOP
+    IF r.relkind = 'S' THEN
+      EXECUTE format('SELECT format(''sequence %%s last_value=%%s is_called=%%s'', %L, last_value, is_called) FROM %s',
+                     r.relname, r.rel) INTO line;
+    ELSIF r.relkind = 'f' THEN
+      SELECT format('foreign table %s %s', r.relname, ARRAY(SELECT o FROM unnest(ftoptions) o ORDER BY o)) INTO line FROM pg_foreign_table WHERE ftrelid = r.rel;
+    ELSE
+      EXECUTE format('SELECT format(''%%s rows=%%s md5=%%s'', %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), ''''))) FROM %s t',
+                     r.relname, r.rel) INTO line;
+    END IF;
+    RETURN NEXT line;
+  END LOOP;
+  RETURN NEXT (SELECT format('server %s %s', srvname, ARRAY(SELECT o FROM unnest(srvoptions) o ORDER BY o))
+               FROM pg_foreign_server WHERE srvname = 'sicoop_source');
+  RETURN NEXT (SELECT format('user mapping %s %s', usename,
+                             ARRAY(SELECT o FROM unnest(umoptions) o WHERE o NOT LIKE 'password=%' ORDER BY o))
+               FROM pg_user_mappings WHERE srvname = 'sicoop_source');
+END
+$$;
+SELECT * FROM pg_temp.fingerprint();
