@@ -4,7 +4,7 @@
 # the tests against it.
 #
 #   bash test/env.sh demo      set everything up, run the pipeline on the sample, export the CSV
-#   bash test/env.sh test      run every test suite (unit, pg_regress, pgTAP incl. pg_cron)
+#   bash test/env.sh test      run every test suite (unit, pg_regress, pgTAP incl. pg_cron, lifecycle)
 #   bash test/env.sh install | build | start | stop | psql [db] | status
 #
 # SICOOP_PGPORT (default 5499) chooses the cluster's port. As root, the server runs as the
@@ -172,6 +172,8 @@ cmd_test() {
   log "pgTAP (schema, cleaning, SCD2, robustness, pg_cron, incremental correctness)"
   create_tap_databases sicoop_tap_dw
   (cd "$REPO/test/pgtap" && pg_prove -d sicoop_tap_dw --ext .sql ./*.sql) || failed=1
+  log "lifecycle (pg_dump/pg_restore, upgrade from the released 1.0, fresh vs upgraded schema)"
+  prove --exec bash "$REPO"/test/lifecycle/*.sh || failed=1
   return $failed
 }
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Versioned upgrades: the real 1.0 -- its install script and library as released, built from
+# the git history -- loads a source and a change; then the current build is installed and
+# ALTER EXTENSION sicoop_etl UPDATE runs. The data and history are intact, no data object is
+# an extension member any more, the next incremental run equals a from-scratch load, the
+# upgraded install has the same schema as a fresh one (pg_dump --schema-only and the catalog),
+# and it survives a dump/restore and a DROP EXTENSION.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+RELEASE_1_0=b3d7fea  # the commit 1.0 was released at
+N=20000
+SRC=sicoop_up_src UP=sicoop_up_dw FRESH=sicoop_up_fresh REF=sicoop_up_ref RESTORED=sicoop_up_restored
+
+if ! git -C "$REPO" cat-file -e "$RELEASE_1_0^{commit}" 2>/dev/null; then
+  echo "1..0 # SKIP this checkout has no git history of the 1.0 release ($RELEASE_1_0)"
+  exit 0
+fi
+
+# Whatever happens, the current build is what stays installed.
+install_current() { as_root make -C "$REPO" -s install >/dev/null; }
+trap 'install_current; rm -rf "$WORK"' EXIT
+
+echo "# building sicoop_etl 1.0 from $RELEASE_1_0"
+mkdir -p "$WORK/v1.0"
+git -C "$REPO" archive "$RELEASE_1_0" | tar -x -C "$WORK/v1.0"
+make -C "$WORK/v1.0" -s -j2 >/dev/null 2>&1
+as_root make -C "$WORK/v1.0" -s install >/dev/null
+
+make_source "$SRC" "$N"
+make_warehouse "$UP" "$SRC" 1.0
+is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.0 'the released 1.0 is installed'
+run_pipeline "$UP" '2025-08-16 10:00:00-03'
+q -d "$SRC" -v n="$N" -f "$REPO/test/bench/change_source.sql" >/dev/null
+run_pipeline "$UP" '2025-08-17 10:00:00-03'
+closed=$(val "$UP" "SELECT count(*) FROM sicoop.dim_associado WHERE NOT registro_ativo_associado AND id_associado IS NOT NULL")
+ok_if '[ "$closed" -gt 0 ]' "1.0 loaded the source and a change ($closed closed member versions)"
+fingerprint "$UP" >"$WORK/before"
+
+install_current
+run_pipeline "$UP" '2025-08-17 11:00:00-03' 2>"$WORK/mismatch.out" || true
+ok_if "grep -q 'ALTER EXTENSION sicoop_etl UPDATE' '$WORK/mismatch.out'" \
+  'with the new library but the 1.0 SQL objects, a run is refused and says to run ALTER EXTENSION ... UPDATE'
+fingerprint "$UP" >"$WORK/after_refusal"
+same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
+
+ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
+is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.1 'the extension is now 1.1'
+is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.1 'and its data is marked as layout 1.1'
+fingerprint "$UP" | grep -v '^warehouse_info ' >"$WORK/after"
+same_file "$WORK/before" "$WORK/after" 'every relation, row, sequence position and source option is as it was'
+is "$(val "$UP" "SELECT count(*) FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+                 WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace")" 0 \
+   'no table, sequence or view is an extension member any more'
+
+# The next run is incremental and converges to a from-scratch load of the same source.
+q -d "$SRC" -f "$LIFE/change_again.sql" >/dev/null
+ok_run 'the upgraded warehouse runs' run_pipeline "$UP" '2025-08-18 10:00:00-03'
+echo "# upgraded run, step:read/written: $(last_run "$UP")"
+raw_read=$(val "$UP" "SELECT rows_read FROM sicoop.run_log WHERE step = 'load_raw' ORDER BY run_id DESC LIMIT 1")
+source_rows=$(val "$SRC" "SELECT (SELECT count(*) FROM associado) + (SELECT count(*) FROM conta)
+                                 + (SELECT count(*) FROM cartao) + (SELECT count(*) FROM movimentacao_cartao)")
+ok_if '[ "$raw_read" -lt $((source_rows / 5)) ]' "incrementally: load_raw read $raw_read of $source_rows source rows"
+make_warehouse "$REF" "$SRC"
+run_pipeline "$REF" '2025-08-18 10:00:00-03'
+layers "$REF" >"$WORK/ref_layers"
+layers "$UP" >"$WORK/up_layers"
+same_file "$WORK/ref_layers" "$WORK/up_layers" 'every layer equals a from-scratch load (history aside)'
+
+# A fresh 1.1 install, connected to the same source and run, has the same schema.
+make_warehouse "$FRESH" "$SRC"
+run_pipeline "$FRESH" '2025-08-18 10:00:00-03'
+schema() {
+  "$PGBIN/pg_dump" --schema-only "$1" | grep -v -e '^\\restrict ' -e '^\\unrestrict ' -e '^-- Dumped' >"$WORK/schema_$1"
+  q -d "$1" -At -f "$LIFE/catalog.sql" >"$WORK/catalog_$1"
+}
+schema "$UP"
+schema "$FRESH"
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.1 and an upgraded 1.0 are the same'
+same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP" \
+  'the catalog: same extension members, function definitions, privileges and column order'
+
+# The upgraded warehouse survives a dump and restore, and a DROP EXTENSION.
+fingerprint "$UP" >"$WORK/up_now"
+"$PGBIN/pg_dump" -Fc -f "$WORK/up.dump" "$UP"
+recreate_db "$RESTORED"
+ok_run 'the upgraded warehouse dumps and restores with no error' "$PGBIN/pg_restore" --exit-on-error -d "$RESTORED" "$WORK/up.dump"
+fingerprint "$RESTORED" >"$WORK/up_restored"
+same_file "$WORK/up_now" "$WORK/up_restored" 'and the restored copy holds the same data'
+q -d "$UP" -c "DROP EXTENSION sicoop_etl"
+fingerprint "$UP" >"$WORK/up_dropped"
+same_file "$WORK/up_now" "$WORK/up_dropped" 'DROP EXTENSION on the upgraded install keeps every row'
+
+for db in "$UP" "$FRESH" "$REF" "$RESTORED" "$SRC"; do drop_db "$db"; done
+finish
