@@ -31,6 +31,8 @@ ok_run 'psql of the plain dump into a fresh database, ON_ERROR_STOP: no error' \
 
 fingerprint "$RC" >"$WORK/after_fc"
 fingerprint "$RP" >"$WORK/after_plain"
+show_fingerprint 'dumped  ' "$WORK/before"
+show_fingerprint 'restored' "$WORK/after_fc"
 same_file "$WORK/before" "$WORK/after_fc" 'custom format: every relation, row, sequence position and source option as it was'
 same_file "$WORK/before" "$WORK/after_plain" 'plain format: the same'
 is "$(val "$RC" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" \

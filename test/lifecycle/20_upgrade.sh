@@ -46,6 +46,8 @@ ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSI
 is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.1 'the extension is now 1.1'
 is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.1 'and its data is marked as layout 1.1'
 fingerprint "$UP" | grep -v '^warehouse_info ' >"$WORK/after"
+show_fingerprint '1.0     ' "$WORK/before"
+show_fingerprint 'upgraded' "$WORK/after"
 same_file "$WORK/before" "$WORK/after" 'every relation, row, sequence position and source option is as it was'
 is "$(val "$UP" "SELECT count(*) FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
                  WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace")" 0 \

@@ -63,6 +63,12 @@ run_pipeline() {  # run_pipeline <db> <as_of> [full]: quiet but for errors
 # (the password left out): what a backup, an upgrade or a re-created extension must keep.
 fingerprint() { q -d "$1" -At -f "$LIFE/fingerprint.sql"; }
 
+# The key lines of a fingerprint, as TAP comments (the figures a reader checks).
+show_fingerprint() {  # show_fingerprint <label> <file>
+  grep -E '^(fato_movimentacao_cartao|dim_associado|raw_movimentacao_cartao|run_log|source_sync|step_state) |^sequence ' "$2" |
+    sed "s/^/# $1: /"
+}
+
 # The warehouse's layers as a from-scratch load would have them (test/pgtap/helpers/layer_query.sql):
 # row count and checksum per layer.
 layers() {
