@@ -1,7 +1,8 @@
 -- sicoop_etl 1.0 -> 1.1: the warehouse's data leaves the extension.
 --
 -- In 1.0 every warehouse table was an extension member: pg_dump left its rows out, and DROP
--- EXTENSION dropped years of history. From 1.1 the extension owns only code; the data --
+-- EXTENSION dropped years of history. From 1.1 the extension owns only code (and the steps'
+-- scratch tables, empty between runs); the data --
 -- tables of every layer, the run log, the incremental state, their sequences, the flat view,
 -- and the source's foreign server and tables -- belongs to the database. This script releases
 -- those objects from the extension in place (no row is copied or rewritten), records the
@@ -17,19 +18,11 @@ ALTER EXTENSION sicoop_etl DROP TABLE sicoop.run_log;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.reject;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.step_state;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_tombstone;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.deferred_index;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.source_sync;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_associado;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_conta;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_cartao;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.raw_movimentacao_cartao;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_associado;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_conta;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_cartao;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_movimentacao_cartao;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_key_checksum;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_bucket;
-ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stage_key;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.trusted_associado;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.trusted_conta;
 ALTER EXTENSION sicoop_etl DROP TABLE sicoop.trusted_cartao;
@@ -48,6 +41,50 @@ ALTER EXTENSION sicoop_etl DROP FOREIGN TABLE sicoop.src_conta;
 ALTER EXTENSION sicoop_etl DROP FOREIGN TABLE sicoop.src_cartao;
 ALTER EXTENSION sicoop_etl DROP FOREIGN TABLE sicoop.src_movimentacao_cartao;
 ALTER EXTENSION sicoop_etl DROP SERVER sicoop_source;
+
+-- The steps' scratch tables stay the extension's (pg_dump neither dumps nor locks them); the
+-- stage is rebuilt with plain column lists, as a fresh install has it (its rows are transient).
+DROP TABLE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao,
+           sicoop.stage_key_checksum, sicoop.stage_bucket, sicoop.stage_key;
+-- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
+-- Unlogged: it is rebuilt by every load, so it need not survive a crash.
+CREATE UNLOGGED TABLE sicoop.stage_associado (
+    id_associado varchar(50) NOT NULL,
+    nome varchar(255) NOT NULL,
+    data_nascimento date,
+    estado_civil varchar(50),
+    escolaridade varchar(100)
+);
+CREATE UNLOGGED TABLE sicoop.stage_conta (
+    id_conta varchar(50) NOT NULL,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date
+);
+CREATE UNLOGGED TABLE sicoop.stage_cartao (
+    id_cartao varchar(50) NOT NULL,
+    id_conta varchar(50),
+    numero_cartao varchar(50),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date
+);
+CREATE UNLOGGED TABLE sicoop.stage_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) NOT NULL,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL
+);
+REVOKE ALL ON sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao FROM PUBLIC;
+-- Finding deleted source rows: key checksums per bucket from the source, the buckets that
+-- differ from raw, and the source keys of those buckets.
+CREATE UNLOGGED TABLE sicoop.stage_key_checksum (bucket int, keys bigint, key_hash_sum numeric);
+CREATE UNLOGGED TABLE sicoop.stage_bucket (bucket int);
+CREATE UNLOGGED TABLE sicoop.stage_key (record_id varchar(50));
 
 -- Table names, not OIDs, in the deferred indexes' registry: OIDs change on restore, and
 -- pg_upgrade refuses reg* columns in user tables. (The registry is empty between loads.)
@@ -72,10 +109,8 @@ CREATE FUNCTION sicoop._layout_version() RETURNS text LANGUAGE sql IMMUTABLE AS 
 
 -- Every relation of the warehouse (schema sicoop), as this layout has it.
 CREATE FUNCTION sicoop._warehouse_relations() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
-SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index',
+SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 'raw_tombstone',
              'source_sync', 'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
-             'stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao',
-             'stage_key_checksum', 'stage_bucket', 'stage_key',
              'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
              'dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao',
              'vw_movimentacao_flat']
@@ -194,14 +229,6 @@ CREATE TABLE sicoop.raw_tombstone (
 );
 CREATE INDEX raw_tombstone_run ON sicoop.raw_tombstone (run_id);
 
--- First loads build secondary indexes after the rows are in (faster than maintaining them
--- row by row): their definitions wait here meanwhile.
-CREATE TABLE sicoop.deferred_index (
-    table_name  text NOT NULL,    -- the table, schema-qualified
-    index_name  name NOT NULL,
-    definition  text NOT NULL,
-    PRIMARY KEY (table_name, index_name)
-);
 CREATE TABLE sicoop.raw_associado (
     id_associado varchar(50) PRIMARY KEY,
     nome varchar(255) NOT NULL,
@@ -252,23 +279,6 @@ CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING
 CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao)
     WITH (autosummarize = on);
 REVOKE ALL ON sicoop.raw_associado, sicoop.raw_conta, sicoop.raw_cartao, sicoop.raw_movimentacao_cartao FROM PUBLIC;
-
--- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
--- Unlogged: it is rebuilt by every load, so it need not survive a crash.
-CREATE UNLOGGED TABLE sicoop.stage_associado (LIKE sicoop.raw_associado INCLUDING DEFAULTS);
-CREATE UNLOGGED TABLE sicoop.stage_conta (LIKE sicoop.raw_conta INCLUDING DEFAULTS);
-CREATE UNLOGGED TABLE sicoop.stage_cartao (LIKE sicoop.raw_cartao INCLUDING DEFAULTS);
-CREATE UNLOGGED TABLE sicoop.stage_movimentacao_cartao (LIKE sicoop.raw_movimentacao_cartao INCLUDING DEFAULTS);
-ALTER TABLE sicoop.stage_associado DROP COLUMN run_id, DROP COLUMN loaded_at;
-ALTER TABLE sicoop.stage_conta DROP COLUMN run_id, DROP COLUMN loaded_at;
-ALTER TABLE sicoop.stage_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
-ALTER TABLE sicoop.stage_movimentacao_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
-REVOKE ALL ON sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao FROM PUBLIC;
--- Finding deleted source rows: key checksums per bucket from the source, the buckets that
--- differ from raw, and the source keys of those buckets.
-CREATE UNLOGGED TABLE sicoop.stage_key_checksum (bucket int, keys bigint, key_hash_sum numeric);
-CREATE UNLOGGED TABLE sicoop.stage_bucket (bucket int);
-CREATE UNLOGGED TABLE sicoop.stage_key (record_id varchar(50));
 
 -- Per source table, the source snapshot its last copy read (txid_snapshot_xmin): the next
 -- incremental copy reads the rows written since (their xmin), not the whole table.

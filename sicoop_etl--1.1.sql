@@ -2,7 +2,8 @@
 -- The step logic lives in src/steps/*.cpp (one file per step).
 --
 -- The extension owns code, never data. Everything this script creates is an extension member
--- (functions, the step_result type), and none of it holds rows. The warehouse itself -- the
+-- (functions, the step_result type, and the steps' scratch tables, empty between runs), and
+-- none of it holds the warehouse's rows. The warehouse itself -- the
 -- tables of every layer, the run log, the incremental state, their sequences, the flat view,
 -- and the source's foreign server and tables -- is created by sicoop._create_warehouse()
 -- (called by connect_source()) after CREATE EXTENSION, so it belongs to the database like any
@@ -32,10 +33,8 @@ CREATE FUNCTION _layout_version() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELE
 
 -- Every relation of the warehouse (schema sicoop), as this layout has it.
 CREATE FUNCTION _warehouse_relations() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
-SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index',
+SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 'raw_tombstone',
              'source_sync', 'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
-             'stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao',
-             'stage_key_checksum', 'stage_bucket', 'stage_key',
              'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
              'dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao',
              'vw_movimentacao_flat']
@@ -155,14 +154,6 @@ CREATE TABLE sicoop.raw_tombstone (
 );
 CREATE INDEX raw_tombstone_run ON sicoop.raw_tombstone (run_id);
 
--- First loads build secondary indexes after the rows are in (faster than maintaining them
--- row by row): their definitions wait here meanwhile.
-CREATE TABLE sicoop.deferred_index (
-    table_name  text NOT NULL,    -- the table, schema-qualified
-    index_name  name NOT NULL,
-    definition  text NOT NULL,
-    PRIMARY KEY (table_name, index_name)
-);
 CREATE TABLE sicoop.raw_associado (
     id_associado varchar(50) PRIMARY KEY,
     nome varchar(255) NOT NULL,
@@ -213,23 +204,6 @@ CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING
 CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao)
     WITH (autosummarize = on);
 REVOKE ALL ON sicoop.raw_associado, sicoop.raw_conta, sicoop.raw_cartao, sicoop.raw_movimentacao_cartao FROM PUBLIC;
-
--- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
--- Unlogged: it is rebuilt by every load, so it need not survive a crash.
-CREATE UNLOGGED TABLE sicoop.stage_associado (LIKE sicoop.raw_associado INCLUDING DEFAULTS);
-CREATE UNLOGGED TABLE sicoop.stage_conta (LIKE sicoop.raw_conta INCLUDING DEFAULTS);
-CREATE UNLOGGED TABLE sicoop.stage_cartao (LIKE sicoop.raw_cartao INCLUDING DEFAULTS);
-CREATE UNLOGGED TABLE sicoop.stage_movimentacao_cartao (LIKE sicoop.raw_movimentacao_cartao INCLUDING DEFAULTS);
-ALTER TABLE sicoop.stage_associado DROP COLUMN run_id, DROP COLUMN loaded_at;
-ALTER TABLE sicoop.stage_conta DROP COLUMN run_id, DROP COLUMN loaded_at;
-ALTER TABLE sicoop.stage_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
-ALTER TABLE sicoop.stage_movimentacao_cartao DROP COLUMN run_id, DROP COLUMN loaded_at;
-REVOKE ALL ON sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao FROM PUBLIC;
--- Finding deleted source rows: key checksums per bucket from the source, the buckets that
--- differ from raw, and the source keys of those buckets.
-CREATE UNLOGGED TABLE sicoop.stage_key_checksum (bucket int, keys bigint, key_hash_sum numeric);
-CREATE UNLOGGED TABLE sicoop.stage_bucket (bucket int);
-CREATE UNLOGGED TABLE sicoop.stage_key (record_id varchar(50));
 
 -- Per source table, the source snapshot its last copy read (txid_snapshot_xmin): the next
 -- incremental copy reads the rows written since (their xmin), not the whole table.
@@ -560,6 +534,60 @@ BEGIN
   RETURN format('sicoop_source -> %s@%s:%s/%s (schema %s)', username, host, port, dbname, source_schema);
 END
 $fn$;
+
+------------------------------------------------------------------------------------------
+-- Scratch tables of the steps: the extension's own, holding nothing between runs. As
+-- extension members pg_dump neither dumps nor locks them (a run's TRUNCATE never waits for
+-- a backup, and no backup holds the stage's full card numbers).
+------------------------------------------------------------------------------------------
+-- Staging: what the bulk COPY from the source lands in, before it is merged into raw.
+-- Unlogged: it is rebuilt by every load, so it need not survive a crash.
+CREATE UNLOGGED TABLE stage_associado (
+    id_associado varchar(50) NOT NULL,
+    nome varchar(255) NOT NULL,
+    data_nascimento date,
+    estado_civil varchar(50),
+    escolaridade varchar(100)
+);
+CREATE UNLOGGED TABLE stage_conta (
+    id_conta varchar(50) NOT NULL,
+    id_associado varchar(50),
+    tipo_conta varchar(50),
+    agencia varchar(20),
+    situacao_conta varchar(50),
+    data_criacao_conta date
+);
+CREATE UNLOGGED TABLE stage_cartao (
+    id_cartao varchar(50) NOT NULL,
+    id_conta varchar(50),
+    numero_cartao varchar(50),
+    nome_impresso_cartao varchar(150),
+    bandeira_cartao varchar(50),
+    tipo_cartao varchar(50),
+    data_emissao date
+);
+CREATE UNLOGGED TABLE stage_movimentacao_cartao (
+    id_movimentacao_cartao varchar(50) NOT NULL,
+    id_cartao varchar(50),
+    descricao_movimentacao varchar(150),
+    valor_movimentacao numeric(10,2) NOT NULL,
+    data_movimentacao timestamp NOT NULL
+);
+REVOKE ALL ON stage_associado, stage_conta, stage_cartao, stage_movimentacao_cartao FROM PUBLIC;
+-- Finding deleted source rows: key checksums per bucket from the source, the buckets that
+-- differ from raw, and the source keys of those buckets.
+CREATE UNLOGGED TABLE stage_key_checksum (bucket int, keys bigint, key_hash_sum numeric);
+CREATE UNLOGGED TABLE stage_bucket (bucket int);
+CREATE UNLOGGED TABLE stage_key (record_id varchar(50));
+
+-- First loads build secondary indexes after the rows are in (faster than maintaining them
+-- row by row): their definitions wait here meanwhile (within the load's transaction).
+CREATE TABLE deferred_index (
+    table_name  text NOT NULL,    -- the table, schema-qualified
+    index_name  name NOT NULL,
+    definition  text NOT NULL,
+    PRIMARY KEY (table_name, index_name)
+);
 
 -- What every step function returns.
 CREATE TYPE step_result AS (

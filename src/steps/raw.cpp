@@ -175,6 +175,10 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
                 "    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r." + t.key + ")"), t.name));
         }
     }
+    // Nothing stays in the stage after the step: it held source rows, full card numbers included.
+    actions.push_back(sql_action(R"sql(
+TRUNCATE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao,
+         sicoop.stage_key_checksum, sicoop.stage_bucket, sicoop.stage_key)sql"));
     return actions;
 }
 

@@ -21,10 +21,12 @@ fingerprint "$DW" >"$WORK/before"
 "$PGBIN/pg_dump" -Fp -f "$WORK/dw.sql" "$DW"
 ok_if "grep -q '^COPY sicoop.fato_movimentacao_cartao' '$WORK/dw.sql'" \
   'the plain dump holds the facts (COPY data), not only CREATE EXTENSION'
+ok_if "! '$PGBIN/pg_restore' -l '$WORK/dw.dump' | grep -q -e 'TABLE sicoop stage_' -e 'TABLE DATA sicoop stage_'" \
+  'and not the scratch stage tables (the extension'"'"'s: pg_dump neither dumps nor locks them, so a run never waits for a backup)'
 
 recreate_db "$RC"
-ok_run 'pg_restore of the custom-format dump into a fresh database: no error' \
-  "$PGBIN/pg_restore" --exit-on-error -d "$RC" "$WORK/dw.dump"
+ok_run 'pg_restore -j 2 of the custom-format dump into a fresh database: no error' \
+  "$PGBIN/pg_restore" --exit-on-error -j 2 -d "$RC" "$WORK/dw.dump"
 recreate_db "$RP"
 ok_run 'psql of the plain dump into a fresh database, ON_ERROR_STOP: no error' \
   q -d "$RP" -o /dev/null -f "$WORK/dw.sql"
