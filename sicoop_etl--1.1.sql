@@ -492,7 +492,7 @@ RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_check_source';
 -- incremental state is kept; another source is read whole by the next run.
 CREATE FUNCTION connect_source(host text, port int, dbname text, username text,
                                password text DEFAULT NULL, source_schema text DEFAULT 'public')
-RETURNS text LANGUAGE plpgsql AS $fn$
+RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   opt record;
   t text;
@@ -620,7 +620,8 @@ END
 $fn$;
 
 -- Which of these tables (in schema sicoop) are empty.
-CREATE FUNCTION _empty_tables(tables text[]) RETURNS text[] LANGUAGE plpgsql STABLE AS $fn$
+CREATE FUNCTION _empty_tables(tables text[]) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   t text;
   empty text[] := '{}';
@@ -639,7 +640,8 @@ $fn$;
 
 -- After a bulk load into a table whose BRIN indexes stayed live: summarize the new page
 -- ranges (unsummarized ranges match every query), and refresh the statistics.
-CREATE FUNCTION _summarize(tbl regclass) RETURNS void LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION _summarize(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   ix regclass;
 BEGIN
@@ -667,8 +669,65 @@ $fn$;
 ------------------------------------------------------------------------------------------
 -- Reference time: sicoop.as_of (timestamptz; empty = now()).
 ------------------------------------------------------------------------------------------
+-- (Names in the SQL functions below are qualified, so that they resolve the same whatever the
+-- caller's search_path, and the functions stay inlinable: a SET clause would prevent it.)
 CREATE FUNCTION reference_time() RETURNS timestamptz LANGUAGE sql STABLE AS
-$$ SELECT coalesce(nullif(current_setting('sicoop.as_of', true), '')::timestamptz, now()) $$;
+$$ SELECT coalesce(nullif(pg_catalog.current_setting('sicoop.as_of', true), '')::pg_catalog.timestamptz, pg_catalog.now()) $$;
+
+-- The run's reference time (sicoop.as_of, empty = now()), once every setting a run reads is
+-- checked: a finite reference time, not earlier than the latest successful run's (runs go
+-- forward; replaying history in order works) nor later than now() plus five minutes (a typo
+-- must not poison every later run); a time zone PostgreSQL knows; a lookback from 0 to 10
+-- years. SQLSTATE 22023 otherwise, before anything is read or written.
+CREATE FUNCTION _run_settings() RETURNS timestamptz
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  as_of text := current_setting('sicoop.as_of', true);
+  zone text := current_setting('sicoop.timezone', true);
+  lookback_text text := coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days');
+  ref timestamptz;
+  latest timestamptz;
+  lookback interval;
+BEGIN
+  BEGIN
+    ref := coalesce(nullif(as_of, '')::timestamptz, now());
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'sicoop.as_of is not a time: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Set a timestamptz such as ''2025-08-15 10:00-03'', or leave it empty for now().';
+  END;
+  IF NOT isfinite(ref) THEN
+    RAISE EXCEPTION 'sicoop.as_of must be a finite time, not %', ref
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave sicoop.as_of empty for now().';
+  END IF;
+  IF ref > now() + interval '5 minutes' THEN
+    RAISE EXCEPTION 'sicoop.as_of (%) is in the future (now is %)', ref, now()
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave sicoop.as_of empty for now(), or set a past time to replay history.';
+  END IF;
+  SELECT max(r.as_of) INTO latest FROM sicoop.run_log r WHERE r.status = 'succeeded';
+  IF ref < latest THEN
+    RAISE EXCEPTION 'sicoop.as_of (%) is earlier than the reference time of the latest successful run (%)', ref, latest
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Runs go forward in time: replay history in order, or leave sicoop.as_of empty for now().';
+  END IF;
+  BEGIN
+    PERFORM now() AT TIME ZONE zone;
+  EXCEPTION WHEN data_exception OR invalid_parameter_value OR feature_not_supported THEN
+    RAISE EXCEPTION 'sicoop.timezone is not a time zone: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a name such as America/Sao_Paulo (pg_timezone_names).';
+  END;
+  BEGIN
+    lookback := lookback_text::interval;
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'sicoop.lookback is not an interval: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an interval such as ''3 days''.';
+  END;
+  IF lookback < interval '0' OR lookback > interval '10 years' THEN
+    RAISE EXCEPTION 'sicoop.lookback must be between 0 and 10 years, not %', lookback
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is ''3 days''.';
+  END IF;
+  RETURN ref;
+END
+$fn$;
 
 ------------------------------------------------------------------------------------------
 -- Cleaning rules (the trusted layer). Kept as SQL functions so analysts can reuse them.
@@ -681,24 +740,28 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_clean_te
 -- First word of the cleaned name.
 CREATE FUNCTION first_name(nome text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
-$$ SELECT split_part(sicoop.clean_text(nome), ' ', 1) $$;
+$$ SELECT pg_catalog.split_part(sicoop.clean_text(nome), ' ', 1) $$;
 
 -- Everything after the first word, NULL if there is none.
 CREATE FUNCTION last_name(nome text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
-$$ SELECT nullif(substr(n, strpos(n, ' ') + 1), n) FROM (SELECT sicoop.clean_text(nome) AS n) s $$;
+$$ SELECT nullif(pg_catalog.substr(n, pg_catalog.strpos(n, ' ') OPERATOR(pg_catalog.+) 1), n)
+   FROM (SELECT sicoop.clean_text(nome) AS n) s $$;
 
 -- Whole years lived on a date (birthday-aware; someone born on 29 February turns a year
 -- older on 1 March in common years). NULL without a birth date or for a future one.
 CREATE FUNCTION age_years(birth date, on_date date) RETURNS int
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
-$$ SELECT CASE WHEN birth <= on_date THEN date_part('year', age(on_date, birth))::int END $$;
+$$ SELECT CASE WHEN birth OPERATOR(pg_catalog.<=) on_date
+               THEN pg_catalog.date_part('year', pg_catalog.age(on_date::pg_catalog.timestamp, birth::pg_catalog.timestamp))::pg_catalog.int4
+          END $$;
 
 -- Every character but the last four replaced by '*' (white space around it ignored; blank -> NULL).
 CREATE FUNCTION mask_card(numero text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
-$$ SELECT nullif(repeat('*', greatest(length(n) - 4, 0)) || right(n, 4), '')
-   FROM (SELECT regexp_replace(numero, '^\s+|\s+$', '', 'g') AS n) s $$;
+$$ SELECT nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(n) OPERATOR(pg_catalog.-) 4, 0))
+                            OPERATOR(pg_catalog.||) pg_catalog.right(n, 4), '')
+   FROM (SELECT pg_catalog.regexp_replace(numero, '^\s+|\s+$', '', 'g') AS n) s $$;
 
 -- Where an incremental read of the source's movements starts: the watermark (the latest
 -- movement time the previous copy saw in the source, but never later than the run's local
@@ -706,15 +769,17 @@ $$ SELECT nullif(repeat('*', greatest(length(n) - 4, 0)) || right(n, 4), '')
 -- (sicoop.lookback, default 3 days). NULL before a first load.
 CREATE FUNCTION movement_window_start(reference_local timestamp) RETURNS timestamp LANGUAGE sql STABLE AS
 $$ SELECT least(watermark, reference_local)
-          - coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days')::interval
-   FROM sicoop.source_sync WHERE table_name = 'src_movimentacao_cartao' $$;
+          OPERATOR(pg_catalog.-) coalesce(nullif(pg_catalog.current_setting('sicoop.lookback', true), ''),
+                                                     '3 days')::pg_catalog.interval
+   FROM sicoop.source_sync WHERE table_name OPERATOR(pg_catalog.=) 'src_movimentacao_cartao'::pg_catalog.text $$;
 
 
 -- No two versions of a member overlap: checked by every SCD2 run, set-based, for the members
 -- whose versions it changed (all of them when since_run_id is 0), and the run fails with
 -- SQLSTATE 23P01 otherwise. (An exclusion constraint would say the same, but maintaining its
 -- GiST index cost more than the rest of the SCD2 step.)
-CREATE FUNCTION check_vigencia(since_run_id bigint DEFAULT 0) RETURNS void LANGUAGE plpgsql AS $fn$
+CREATE FUNCTION check_vigencia(since_run_id bigint DEFAULT 0) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   bad record;
 BEGIN
@@ -736,7 +801,7 @@ $fn$;
 
 -- SCD2 runs go forward in time: a reference time before the latest version's start is refused.
 CREATE FUNCTION _check_scd2_reference_time(ref timestamptz) RETURNS void
-LANGUAGE plpgsql AS $fn$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   latest timestamptz;
 BEGIN
@@ -756,7 +821,7 @@ $fn$;
 -- Writes the flat file server-side (COPY's rules for server files apply: superuser or
 -- pg_write_server_files, a path the server can write). Returns the number of movements.
 CREATE FUNCTION export_flat(path text) RETURNS bigint
-LANGUAGE plpgsql SET DateStyle = 'ISO, YMD' AS $fn$
+LANGUAGE plpgsql SET DateStyle = 'ISO, YMD' SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   n bigint;
 BEGIN

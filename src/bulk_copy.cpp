@@ -148,7 +148,12 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         // Which rows (see BulkCopy::Rows); literals are quoted, identifiers are the extension's.
         const char* tail = "";
         if (mode == BulkCopy::Rows::Window && params.has_window) {
+            // ±infinity has no to_char(): NULL, which must never reach quote_literal_cstr().
             char* from = spi_text_value("SELECT to_char($5, 'YYYY-MM-DD HH24:MI:SS.US')", params);
+            if (from == nullptr)
+                ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                                errmsg("sicoop: the movements' window has no finite start"),
+                                errhint("Check sicoop.as_of and sicoop.lookback.")));
             tail = psprintf(" WHERE %s >= %s::timestamp", quote_identifier(window_column), quote_literal_cstr(from));
         } else if (mode == BulkCopy::Rows::Keys) {
             char* keys = spi_text_value(keys_query, params);

@@ -30,6 +30,7 @@ extern "C" {
 #include "nodes/parsenodes.h"
 #include "parser/parse_relation.h"
 #include "storage/latch.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/elog.h"
 #include "utils/fmgrprotos.h"

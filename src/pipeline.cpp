@@ -12,8 +12,34 @@ namespace sicoop {
 
 namespace {
 
-// Advisory lock key (per database) held by whoever is running steps.
-constexpr int64 kPipelineLock = 7338001;
+// The lock that keeps runs apart (per database): an advisory lock of a class SQL cannot
+// reach (pg_advisory_lock() and friends use classes 1 and 2), so that no role -- with or
+// without rights on the warehouse -- can take it and make every run skip. As Citus does.
+constexpr uint32 kLockKey1 = 0x73696370;  // 'sicp'
+constexpr uint32 kLockKey2 = 7338001;
+constexpr uint16 kLockClass = 4;
+
+void pipeline_locktag(LOCKTAG* tag) {
+    SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, kLockKey1, kLockKey2, kLockClass);
+}
+
+// Every statement a run makes resolves names in pg_catalog only (then pg_temp, for tables
+// alone): an operator or function another role created elsewhere on the caller's search_path
+// can never stand in for a built-in one. In force from the first statement, as a function's
+// SET clause is; restore_settings(level) puts the caller's settings back (a commit does too).
+int pin_search_path() {
+    int level = 0;
+    pg_call([&] {
+        level = NewGUCNestLevel();
+        (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+                                 GUC_ACTION_SAVE, true, 0, false);
+    });
+    return level;
+}
+
+void restore_settings(int level) {
+    pg_call([&] { AtEOXact_GUC(true, level); });
+}
 
 // Before anything is read or logged: the SQL objects are the version this library was built
 // for (new files installed but ALTER EXTENSION ... UPDATE not run yet is refused, not
@@ -115,22 +141,31 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
 }
 
 bool try_lock(bool session_level) {
-    spi::Param key{INT8OID, Int64GetDatum(kPipelineLock), false};
-    return spi::exec(session_level ? "SELECT pg_try_advisory_lock($1)" : "SELECT pg_try_advisory_xact_lock($1)",
-                     &key, 1) != 0;
+    bool locked = false;
+    pg_call([&] {
+        LOCKTAG tag;
+        pipeline_locktag(&tag);
+        locked = LockAcquire(&tag, ExclusiveLock, session_level, true) != LOCKACQUIRE_NOT_AVAIL;
+    });
+    return locked;
 }
 
 void unlock_session() {
-    pg_call([] { DirectFunctionCall1(pg_advisory_unlock_int8, Int64GetDatum(kPipelineLock)); });
+    pg_call([] {
+        LOCKTAG tag;
+        pipeline_locktag(&tag);
+        LockRelease(&tag, ExclusiveLock, true);
+    });
 }
 
 int lock_holder_pid() {
-    spi::Param key{INT8OID, Int64GetDatum(kPipelineLock), false};
-    return static_cast<int>(spi::exec(
-        "SELECT pid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND ((classid::bigint << 32) | objid::bigint) = $1 AND objsubid = 1 LIMIT 1",
-        &key, 1));
+    spi::Param keys[3] = {{INT8OID, Int64GetDatum(kLockKey1), false}, {INT8OID, Int64GetDatum(kLockKey2), false},
+                          {INT4OID, Int32GetDatum(kLockClass), false}};
+    return static_cast<int>(spi::exec(R"sql(
+SELECT pid::bigint FROM pg_catalog.pg_locks
+WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+  AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid::int = $3
+LIMIT 1)sql", keys, 3));
 }
 
 Datum step_result_datum(FunctionCallInfo fcinfo, int64 run_id, const char* step, const StepCounts& c,
@@ -219,6 +254,7 @@ Datum run_step(FunctionCallInfo fcinfo) {
     }
 
     spi_connect(false);
+    const int settings_level = pin_search_path();
     check_installation();
     if (!try_lock(false)) {
         int pid = lock_holder_pid();
@@ -240,6 +276,7 @@ Datum run_step(FunctionCallInfo fcinfo) {
         throw;
     }
     run_log::succeeded(run_id, step->name.c_str(), outcome.counts, outcome.detail.c_str());
+    restore_settings(settings_level);  // the step's settings end with it, as a function's SET clause
     spi_finish();
     return step_result_datum(fcinfo, run_id, step->name.c_str(), outcome.counts, seconds_since(start));
 }
@@ -248,13 +285,18 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
     // Steps commit on their own only in a non-atomic CALL (not inside BEGIN ... COMMIT).
     const bool nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
                            !castNode(CallContext, fcinfo->context)->atomic;
-    auto commit = [&] {
-        if (nonatomic) spi::commit();
-    };
     bool full = false;
     pg_call([&] { full = PG_NARGS() > 0 && !PG_ARGISNULL(0) && PG_GETARG_BOOL(0); });
 
     spi_connect(nonatomic);
+    int settings_level = pin_search_path();
+    // A commit ends the pinned settings with the transaction: pin them again for the next.
+    auto commit = [&] {
+        if (!nonatomic) return;
+        restore_settings(settings_level);
+        spi::commit();
+        settings_level = pin_search_path();
+    };
     check_installation();
     TimestampTz reference_time = spi::reference_time();
     int64 run_id = run_log::next_run_id();
@@ -268,6 +310,7 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
             ereport(NOTICE, (errmsg("sicoop: run %lld skipped: another run is in progress (backend pid %d)",
                                     static_cast<long long>(run_id), pid)));
         });
+        restore_settings(settings_level);
         spi_finish();
         PG_RETURN_VOID();
     }
@@ -328,6 +371,7 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
         throw;
     }
     unlock_session();
+    restore_settings(settings_level);
     spi_finish();
     PG_RETURN_VOID();
 }

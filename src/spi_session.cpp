@@ -112,7 +112,7 @@ bool exec_timestamp(const char* sql, Timestamp* out, const Param* params, int np
 }
 
 TimestampTz reference_time() {
-    return static_cast<TimestampTz>(exec("SELECT sicoop.reference_time()"));
+    return static_cast<TimestampTz>(exec("SELECT sicoop._run_settings()"));
 }
 
 void commit() {

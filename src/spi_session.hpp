@@ -41,6 +41,7 @@ std::string exec_text(const char* sql, const Param* params = nullptr, int nparam
 // The first column of the first row as a timestamp; false if none or NULL.
 bool exec_timestamp(const char* sql, Timestamp* out, const Param* params = nullptr, int nparams = 0);
 
+// The run's reference time, once every setting a run reads is checked (sicoop._run_settings()).
 TimestampTz reference_time();
 
 // Commits (non-atomic calls only) and starts a new transaction.

@@ -327,57 +327,38 @@ SELECT results_eq(
   'load_trusted again with no source change: nothing inserted, updated or deleted');
 
 ------------------------------------------------------------------------------------------
--- 3. Other reference dates (the trusted step alone: it re-ages every member).
+-- 3. Other reference dates. Runs go forward in time (sicoop.as_of is checked), so leap-day
+--    ages are checked on sicoop.age_years itself, which the trusted step uses.
 ------------------------------------------------------------------------------------------
-SET sicoop.as_of = '2025-02-28';
-\o /dev/null
-SELECT * FROM sicoop.load_trusted();
-\o
-SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-LEAP'), 24,
+SELECT is(sicoop.age_years('2000-02-29', '2025-02-28'), 24,
   'born 29 Feb 2000: 24 on 28 Feb 2025 (common year, birthday not yet reached)');
-SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-FEB28'), 25,
+SELECT is(sicoop.age_years('2000-02-28', '2025-02-28'), 25,
   'born 28 Feb 2000: 25 on 28 Feb 2025 (the birthday)');
-
-SET sicoop.as_of = '2025-03-01';
-\o /dev/null
-SELECT * FROM sicoop.load_trusted();
-\o
-SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-LEAP'), 25,
+SELECT is(sicoop.age_years('2000-02-29', '2025-03-01'), 25,
   'born 29 Feb 2000: 25 on 1 Mar 2025 (common year)');
-SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-MAR01'), 25,
+SELECT is(sicoop.age_years('2000-03-01', '2025-03-01'), 25,
   'born 1 Mar 2000: 25 on 1 Mar 2025 (the birthday)');
-
-SET sicoop.as_of = '2028-02-28';
-\o /dev/null
-SELECT * FROM sicoop.load_trusted();
-\o
-SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-LEAP'), 27,
+SELECT is(sicoop.age_years('2000-02-29', '2028-02-28'), 27,
   'born 29 Feb 2000: 27 on 28 Feb 2028 (leap year, the day before the birthday)');
-
-SET sicoop.as_of = '2028-02-29';
-\o /dev/null
-SELECT * FROM sicoop.load_trusted();
-\o
 SELECT results_eq(
-  $$SELECT id_associado::text, idade_atual_associado FROM sicoop.trusted_associado
-    WHERE id_associado IN ('T-AGE-FEB28', 'T-AGE-LEAP', 'T-AGE-MAR01') ORDER BY id_associado$$,
-  $$VALUES ('T-AGE-FEB28', 28), ('T-AGE-LEAP', 28), ('T-AGE-MAR01', 27)$$,
-  'on 29 Feb 2028: born 29 Feb 2000 is 28 (birthday), born 28 Feb 28 (day after), born 1 Mar 27 (day before)');
-SELECT results_eq(
-  $$SELECT id_associado::text, idade_atual_associado FROM sicoop.trusted_associado
-    WHERE id_associado IN ('ASSOC-001', 'T-AGE-BEFORE', ' t-Id  Mixé ', 'T-AGE-FUTURE', 'T-NOME1') ORDER BY id_associado$$,
-  $$VALUES (' t-Id  Mixé ', 68), ('ASSOC-001', 42), ('T-AGE-BEFORE', 27), ('T-AGE-FUTURE', 2), ('T-NOME1', NULL::int)$$,
-  'on 29 Feb 2028 every member is re-aged (and one born 1960-02-29 is 68)');
+  $$SELECT sicoop.age_years(birth, '2028-02-29') FROM (VALUES (date '2000-02-28'), ('2000-02-29'), ('2000-03-01')) b(birth)$$,
+  $$VALUES (28), (28), (27)$$,
+  'on 29 Feb 2028: born 28 Feb 2000 is 28 (day after), born 29 Feb 28 (birthday), born 1 Mar 27 (day before)');
 
-SET sicoop.as_of = '2025-08-15';
+-- As the reference date moves on, the trusted step re-ages every member.
+SET sicoop.as_of = '2025-08-16';
 \o /dev/null
 SELECT * FROM sicoop.load_trusted();
 \o
 SELECT results_eq(
   $$SELECT id_associado::text, idade_atual_associado FROM sicoop.trusted_associado
     WHERE id_associado IN ('T-AGE-AFTER', 'T-AGE-BEFORE', 'T-AGE-LEAP', 'T-AGE-ON') ORDER BY id_associado$$,
-  $$VALUES ('T-AGE-AFTER', 25), ('T-AGE-BEFORE', 24), ('T-AGE-LEAP', 25), ('T-AGE-ON', 25)$$,
-  'back on 2025-08-15 the trusted ages are those of that date again (a run can be replayed)');
+  $$VALUES ('T-AGE-AFTER', 25), ('T-AGE-BEFORE', 25), ('T-AGE-LEAP', 25), ('T-AGE-ON', 25)$$,
+  'on 2025-08-16 the member born 2000-08-16 turns 25 in trusted; the others keep their ages');
+SET sicoop.as_of = '2025-08-15';
+SELECT throws_ok('SELECT * FROM sicoop.load_trusted()', '22023', NULL,
+  'a reference time earlier than the latest successful run''s is refused');
+SET sicoop.as_of = '2025-08-16';
 
 -- A row that cannot be cleaned is rejected with a reason, never silently lost, and does not
 -- stop the others; once fixed in the source it loads and leaves sicoop.reject.

@@ -294,14 +294,16 @@ SET sicoop.as_of = '2025-08-20 10:00:00-03';
 SELECT throws_ok('SELECT * FROM sicoop.scd2_associado()', '22023', NULL,
   'scd2_associado refuses a reference time earlier than the latest version (SQLSTATE 22023)');
 SELECT throws_like('SELECT * FROM sicoop.scd2_associado()',
-  '%reference time%earlier than the latest member version%',
-  'the refusal says why: the reference time is earlier than the latest member version');
+  '%sicoop.as_of%is earlier than the reference time of the latest successful run%',
+  'the refusal says why: the reference time is earlier than the latest run''s');
 SELECT throws_ok('CALL sicoop.run_pipeline()', '22023', NULL,
   'run_pipeline refuses it too (SQLSTATE 22023)');
 SELECT results_eq(
   $$SELECT * FROM sicoop.dim_associado ORDER BY sk_associado$$,
   $$SELECT * FROM dim_antes ORDER BY sk_associado$$,
   'a refused run leaves dim_associado as it was');
+
+SET sicoop.as_of = '2025-09-12 18:00:00-03';  -- the latest run's reference time again
 
 -- The cooperative's time zone (sicoop.timezone), not the session's, decides which version a
 -- naive movement time falls in: a UTC session keys the facts exactly as a São Paulo one.
