@@ -173,16 +173,19 @@ CREATE TABLE sicoop.raw_conta (
     run_id bigint NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
+-- Cards: the number masked to its last four characters (never in clear: PCI DSS 3), and a
+-- keyed hash of the whole number (HMAC-SHA-256, key in sicoop.card_hash_key) to see it change.
 CREATE TABLE sicoop.raw_cartao (
     id_cartao varchar(50) PRIMARY KEY,
     id_conta varchar(50),
-    numero_cartao varchar(50),
+    numero_cartao varchar(50) CHECK (numero_cartao ~ '^\**.{0,4}$'),
     nome_impresso_cartao varchar(150),
     bandeira_cartao varchar(50),
     tipo_cartao varchar(50),
     data_emissao date,
     run_id bigint NOT NULL,
-    loaded_at timestamptz NOT NULL DEFAULT now()
+    loaded_at timestamptz NOT NULL DEFAULT now(),
+    numero_cartao_hash bytea
 );
 CREATE TABLE sicoop.raw_movimentacao_cartao (
     id_movimentacao_cartao varchar(50) PRIMARY KEY,
@@ -439,15 +442,31 @@ END
 $fn$;
 
 -- Raises a clear error unless a run can start: a warehouse this version can use, and a source.
+-- Runs are made by the warehouse's owner (the operator, sicoop.grant_operator()) or a member
+-- of it. Not by a superuser when the owner is not one: the owner's triggers and functions on
+-- its tables would then run with superuser rights.
 CREATE FUNCTION _check_ready() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   missing text[];
+  owner oid;
 BEGIN
   IF NOT sicoop._adopt_warehouse() THEN
     RAISE EXCEPTION 'sicoop: there is no warehouse in schema sicoop yet'
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Call sicoop.connect_source(host, port, dbname, username, password): it creates the warehouse and points it at the source.';
+  END IF;
+  SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass;
+  IF NOT pg_has_role(current_user, owner, 'USAGE') THEN
+    RAISE EXCEPTION 'sicoop: only the warehouse''s owner (%) runs the pipeline, not %', owner::regrole, current_user
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'A superuser makes a role the operator with sicoop.grant_operator(role).';
+  END IF;
+  IF (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)
+     AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) THEN
+    RAISE EXCEPTION 'sicoop: the warehouse belongs to %; a superuser does not run its pipeline', owner::regrole
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('SET ROLE %I first: the owner''s triggers and functions must not run with superuser rights.', owner::regrole);
   END IF;
   SELECT array_agg(r) INTO missing
   FROM unnest(ARRAY['src_associado', 'src_conta', 'src_cartao', 'src_movimentacao_cartao']) AS r
@@ -487,11 +506,17 @@ $$;
 CREATE FUNCTION _check_source(host text, port int, dbname text, username text, password text, source_schema text)
 RETURNS void LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_check_source';
 
--- Points the warehouse at the source, creating the warehouse first if schema sicoop has none.
--- Given the source it already points at (a password re-entered after a restore), the
--- incremental state is kept; another source is read whole by the next run.
+-- Points the warehouse at the source (C++, src/source.cpp, over _connect_source() below):
+-- its errors never show the password, and the server log leaves out the statement that
+-- carried it.
 CREATE FUNCTION connect_source(host text, port int, dbname text, username text,
                                password text DEFAULT NULL, source_schema text DEFAULT 'public')
+RETURNS text LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_connect_source';
+
+-- The catalog work of connect_source(): creates the warehouse first if schema sicoop has
+-- none; given the source it already points at (a password re-entered after a restore), the
+-- incremental state is kept; another source is read whole by the next run.
+CREATE FUNCTION _connect_source(host text, port int, dbname text, username text, password text, source_schema text)
 RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   opt record;
@@ -580,6 +605,19 @@ CREATE UNLOGGED TABLE stage_key_checksum (bucket int, keys bigint, key_hash_sum 
 CREATE UNLOGGED TABLE stage_bucket (bucket int);
 CREATE UNLOGGED TABLE stage_key (record_id varchar(50));
 
+-- The key of the card numbers' hashes in raw_cartao: random for each install, and the
+-- extension's own, so that pg_dump leaves it out -- no backup holds both the hashes and their
+-- key. (A restored or re-created warehouse gets a new key: hashes then differ once, and the
+-- cards they belong to are rewritten in raw with the same values.)
+CREATE TABLE card_hash_key (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    key        bytea NOT NULL
+);
+INSERT INTO card_hash_key (key)
+SELECT pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text,
+                                            '-', ''), 'hex');
+REVOKE ALL ON card_hash_key FROM PUBLIC;
+
 -- First loads build secondary indexes after the rows are in (faster than maintaining them
 -- row by row): their definitions wait here meanwhile (within the load's transaction).
 CREATE TABLE deferred_index (
@@ -605,11 +643,16 @@ CREATE TYPE step_result AS (
 
 -- First loads build secondary indexes after the rows are in (faster than maintaining them
 -- row by row): their definitions wait in sicoop.deferred_index meanwhile.
+-- (Rebuilding an index needs CREATE on schema sicoop, which an operator does not get: for
+-- one, the indexes stay in place and are maintained row by row.)
 CREATE FUNCTION _defer_indexes(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   ix record;
 BEGIN
+  IF NOT has_schema_privilege('sicoop', 'CREATE') THEN
+    RETURN;
+  END IF;
   FOR ix IN SELECT i.indexrelid::regclass AS index_name, pg_get_indexdef(i.indexrelid) AS definition
             FROM pg_index i WHERE i.indrelid = tbl AND NOT i.indisprimary AND NOT i.indisunique
   LOOP
@@ -756,6 +799,16 @@ $$ SELECT CASE WHEN birth OPERATOR(pg_catalog.<=) on_date
                THEN pg_catalog.date_part('year', pg_catalog.age(on_date::pg_catalog.timestamp, birth::pg_catalog.timestamp))::pg_catalog.int4
           END $$;
 
+-- HMAC-SHA-256 of a card number under a key (C++, src/sql_functions.cpp): what raw keeps to
+-- see a card number change without storing it.
+CREATE FUNCTION _card_hash(numero text, key bytea) RETURNS bytea
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_card_hash';
+
+-- The text with every possible card number (13 or more digits) masked to its last four digits,
+-- as sicoop does to every error it reports or logs (C++, src/steps/text_rules.cpp).
+CREATE FUNCTION _redact_card_numbers(value text) RETURNS text
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_redact_card_numbers';
+
 -- Every character but the last four replaced by '*' (white space around it ignored; blank -> NULL).
 CREATE FUNCTION mask_card(numero text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
@@ -818,22 +871,11 @@ BEGIN
 END
 $fn$;
 
--- Writes the flat file server-side (COPY's rules for server files apply: superuser or
--- pg_write_server_files, a path the server can write). Returns the number of movements.
+-- Writes the flat file on the server (C++, src/export.cpp): a plain file name goes into
+-- sicoop.export_directory, the directory a superuser allowed; an absolute path needs the
+-- privileges of pg_write_server_files, as COPY's. Returns the number of movements.
 CREATE FUNCTION export_flat(path text) RETURNS bigint
-LANGUAGE plpgsql SET DateStyle = 'ISO, YMD' SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-  n bigint;
-BEGIN
-  IF path IS NULL OR path = '' THEN
-    RAISE EXCEPTION 'sicoop.export_flat: a file path is required';
-  END IF;
-  EXECUTE format($$COPY (SELECT * FROM sicoop.vw_movimentacao_flat) TO %L
-                   WITH (FORMAT csv, HEADER true, DELIMITER ';', ENCODING 'UTF8')$$, path);
-  GET DIAGNOSTICS n = ROW_COUNT;
-  RETURN n;
-END
-$fn$;
+LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_export_flat';
 
 ------------------------------------------------------------------------------------------
 -- The steps and the pipeline (C++: src/pipeline.cpp orchestrates, src/steps/ holds the SQL).
@@ -852,6 +894,166 @@ CREATE FUNCTION load_fato() RETURNS step_result LANGUAGE sql AS $$ SELECT * FROM
 -- watermark cannot see: late inserts and edits older than the lookback, old deletions).
 CREATE PROCEDURE run_pipeline("full" boolean DEFAULT false)
 LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_pipeline';
+
+------------------------------------------------------------------------------------------
+-- Roles. A superuser installs the extension, names the operator and the readers.
+------------------------------------------------------------------------------------------
+-- The operator: a role, not a superuser, that owns the warehouse (created here if needed) and
+-- may point it at the source (with a password, as postgres_fdw requires), run and schedule
+-- the pipeline, read the run log and export the flat file into sicoop.export_directory. The
+-- operator is the warehouse's owner, so there is one at a time: to let several people
+-- operate, name a group role and grant it to them.
+CREATE FUNCTION grant_operator(operator regrole) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  rel record;
+  previous oid;
+BEGIN
+  IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+    RAISE EXCEPTION 'sicoop.grant_operator: only a superuser names the operator' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF operator IS NULL THEN
+    RAISE EXCEPTION 'sicoop.grant_operator: a role is required' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF NOT sicoop._adopt_warehouse() THEN
+    PERFORM sicoop._create_warehouse();
+  END IF;
+  PERFORM sicoop._create_source_objects();
+  SELECT c.relowner INTO previous FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass;
+  -- The warehouse, its source objects and the steps' scratch tables become the operator's
+  -- (sequences owned by a table follow it).
+  FOR rel IN SELECT c.oid::regclass AS name, c.relkind
+             FROM pg_class c
+             WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'f', 'S')
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+             ORDER BY c.relname
+  LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %s',
+                   CASE rel.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                   rel.name, operator);
+  END LOOP;
+  EXECUTE format('ALTER SERVER sicoop_source OWNER TO %s', operator);
+  EXECUTE format('GRANT USAGE ON SCHEMA sicoop TO %s', operator);
+  EXECUTE format($$GRANT EXECUTE ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
+                   sicoop._connect_source(text, integer, text, text, text, text),
+                   sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
+                   sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
+                   sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text) TO %s$$, operator);
+  EXECUTE format('GRANT EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) TO %s', operator);
+  -- pg_cron lets a role schedule its own jobs once it may use schema cron.
+  IF to_regnamespace('cron') IS NOT NULL THEN
+    EXECUTE format('GRANT USAGE ON SCHEMA cron TO %s', operator);
+  END IF;
+  RETURN format('%s operates the warehouse: it owns it%s', operator,
+                CASE WHEN previous <> operator::oid THEN format(' (taken over from %s)', previous::regrole) ELSE '' END);
+END
+$fn$;
+
+-- Takes the operator's rights back: the warehouse goes to the extension's owner, the
+-- operator's user mapping (its source password) is dropped. (USAGE on schema cron, which
+-- grant_operator gave if pg_cron was there, stays: other things may need it.)
+CREATE FUNCTION revoke_operator(operator regrole) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  rel record;
+  owner regrole;
+BEGIN
+  IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+    RAISE EXCEPTION 'sicoop.revoke_operator: only a superuser revokes the operator' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF operator IS NULL THEN
+    RAISE EXCEPTION 'sicoop.revoke_operator: a role is required' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  SELECT e.extowner::regrole INTO owner FROM pg_extension e WHERE e.extname = 'sicoop_etl';
+  FOR rel IN SELECT c.oid::regclass AS name, c.relkind
+             FROM pg_class c
+             WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'f', 'S')
+               AND c.relowner = operator
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+             ORDER BY c.relname
+  LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %s',
+                   CASE rel.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                   rel.name, owner);
+  END LOOP;
+  IF EXISTS (SELECT 1 FROM pg_foreign_server s WHERE s.srvname = 'sicoop_source' AND s.srvowner = operator) THEN
+    EXECUTE format('ALTER SERVER sicoop_source OWNER TO %s', owner);
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvname = 'sicoop_source' AND m.umuser = operator) THEN
+    EXECUTE format('DROP USER MAPPING FOR %s SERVER sicoop_source', operator);
+  END IF;
+  EXECUTE format($$REVOKE EXECUTE ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
+                   sicoop._connect_source(text, integer, text, text, text, text),
+                   sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
+                   sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
+                   sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text) FROM %s$$, operator);
+  EXECUTE format('REVOKE EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) FROM %s', operator);
+  EXECUTE format('REVOKE USAGE ON SCHEMA sicoop FROM %s', operator);
+  RETURN format('%s no longer operates the warehouse; %s owns it', operator, owner);
+END
+$fn$;
+
+-- The star schema a reader (a BI tool, an analyst) may query: the dimensions, the fact and
+-- the flat view, nothing else -- no raw or stage (source values), no rejects, no source
+-- tables, no run control.
+CREATE FUNCTION _reader_relations() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+SELECT ARRAY['dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao', 'vw_movimentacao_flat']
+$$;
+
+CREATE FUNCTION grant_reader(reader regrole) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  r text;
+BEGIN
+  IF NOT (SELECT rr.rolsuper FROM pg_roles rr WHERE rr.rolname = current_user) THEN
+    RAISE EXCEPTION 'sicoop.grant_reader: only a superuser names readers' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF reader IS NULL THEN
+    RAISE EXCEPTION 'sicoop.grant_reader: a role is required' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  IF NOT sicoop._adopt_warehouse() THEN
+    RAISE EXCEPTION 'sicoop.grant_reader: there is no warehouse yet' USING ERRCODE = 'object_not_in_prerequisite_state',
+      HINT = 'sicoop.grant_operator(role) or sicoop.connect_source(...) creates it.';
+  END IF;
+  EXECUTE format('GRANT USAGE ON SCHEMA sicoop TO %s', reader);
+  FOREACH r IN ARRAY sicoop._reader_relations() LOOP
+    EXECUTE format('GRANT SELECT ON sicoop.%I TO %s', r, reader);
+  END LOOP;
+  RETURN format('%s may read %s', reader, array_to_string(sicoop._reader_relations(), ', '));
+END
+$fn$;
+
+CREATE FUNCTION revoke_reader(reader regrole) RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  r text;
+BEGIN
+  IF NOT (SELECT rr.rolsuper FROM pg_roles rr WHERE rr.rolname = current_user) THEN
+    RAISE EXCEPTION 'sicoop.revoke_reader: only a superuser revokes readers' USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF reader IS NULL THEN
+    RAISE EXCEPTION 'sicoop.revoke_reader: a role is required' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  FOREACH r IN ARRAY sicoop._reader_relations() LOOP
+    IF to_regclass('sicoop.' || r) IS NOT NULL THEN
+      EXECUTE format('REVOKE SELECT ON sicoop.%I FROM %s', r, reader);
+    END IF;
+  END LOOP;
+  EXECUTE format('REVOKE USAGE ON SCHEMA sicoop FROM %s', reader);
+  RETURN format('%s no longer reads the warehouse', reader);
+END
+$fn$;
+
+-- Privileges: what may change the warehouse, reach the source or export is the operator's
+-- (grant_operator), never PUBLIC's. The cleaning helpers stay callable by anyone.
+REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text), sicoop._connect_source(text, integer, text, text, text, text),
+  sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea), sicoop.run_step(text, boolean), sicoop.load_raw(),
+  sicoop.load_trusted(), sicoop.load_dims(), sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text), sicoop.grant_operator(regrole),
+  sicoop.revoke_operator(regrole), sicoop.grant_reader(regrole), sicoop.revoke_reader(regrole) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
+-- End of privileges
 
 -- Re-created over a warehouse that outlived the extension (DROP EXTENSION keeps the data),
 -- the extension adopts it, or refuses with the reason, before anything is changed.

@@ -2,6 +2,11 @@
 
 #include "source.hpp"
 
+extern "C" {
+#include "utils/acl.h"
+#include "utils/rls.h"
+}
+
 #include <string>
 #include <vector>
 
@@ -225,6 +230,14 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
             }
             PQclear(res);
 
+            // What COPY FROM checks before it writes (DoCopy): the caller may insert into the
+            // table, and no row-level security applies to it (COPY FROM refuses RLS too).
+            AclResult acl = pg_class_aclcheck(target_oid, GetUserId(), ACL_INSERT);
+            if (acl != ACLCHECK_OK) aclcheck_error(acl, OBJECT_TABLE, get_rel_name(target_oid));
+            if (check_enable_rls(target_oid, InvalidOid, false) == RLS_ENABLED)
+                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                                errmsg("sicoop: table sicoop.%s has row-level security enabled, which the bulk copy "
+                                       "(as COPY FROM) does not support", target_table)));
             Relation rel = table_open(target_oid, RowExclusiveLock);
             ParseState* pstate = make_parsestate(nullptr);
             (void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, nullptr, false, false);

@@ -1,5 +1,6 @@
 // The SQL-callable entry points and module setup. Each entry runs its C++ body under
 // sql_entry(), so no C++ exception ever reaches PostgreSQL.
+#include "export.hpp"
 #include "pg.hpp"
 #include "pipeline.hpp"
 #include "source.hpp"
@@ -11,9 +12,13 @@ void _PG_init(void);
 PGDLLEXPORT Datum sicoop_run_step(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_run_pipeline(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_check_source(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum sicoop_connect_source(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum sicoop_export_flat(PG_FUNCTION_ARGS);
 PG_FUNCTION_INFO_V1(sicoop_run_step);
 PG_FUNCTION_INFO_V1(sicoop_run_pipeline);
 PG_FUNCTION_INFO_V1(sicoop_check_source);
+PG_FUNCTION_INFO_V1(sicoop_connect_source);
+PG_FUNCTION_INFO_V1(sicoop_export_flat);
 }
 
 namespace sicoop {
@@ -22,6 +27,12 @@ MemoryContext current_error_context = nullptr;
 char* as_of_setting = nullptr;
 char* timezone_setting = nullptr;
 char* lookback_setting = nullptr;
+char* export_directory_setting = nullptr;
+
+// The password argument of a call, for scrubbing from its errors (NULL if none).
+const char* password_arg(FunctionCallInfo fcinfo, int argno) {
+    return PG_NARGS() > argno && !PG_ARGISNULL(argno) ? text_to_cstring(PG_GETARG_TEXT_PP(argno)) : nullptr;
+}
 }  // namespace
 
 MemoryContext error_context() { return current_error_context; }
@@ -43,6 +54,11 @@ void _PG_init(void) {
         "Movements edited or inserted within this interval of the latest one are picked up; older changes "
         "need CALL sicoop.run_pipeline(full => true).",
         &sicoop::lookback_setting, "3 days", PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "sicoop.export_directory", "The server directory sicoop.export_flat(file_name) writes into.",
+        "Set by a superuser (ALTER SYSTEM or ALTER DATABASE ... SET): a non-superuser operator exports there, by "
+        "file name only. Empty: no such directory.",
+        &sicoop::export_directory_setting, "", PGC_SUSET, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("sicoop");
 }
 
@@ -54,16 +70,30 @@ Datum sicoop_run_pipeline(PG_FUNCTION_ARGS) {
     return sicoop::sql_entry([&] { return sicoop::run_pipeline(fcinfo); });
 }
 
+// Errors of the source functions never show the password they were given, nor (in the
+// server log) the statement that carried it.
 Datum sicoop_check_source(PG_FUNCTION_ARGS) {
-    return sicoop::sql_entry([&] {
-        char* args[6] = {nullptr};
-        int port = 0;
-        sicoop::pg_call([&] {
-            for (int i : {0, 2, 3, 4, 5})
-                if (!PG_ARGISNULL(i)) args[i] = text_to_cstring(PG_GETARG_TEXT_PP(i));
-            if (!PG_ARGISNULL(1)) port = PG_GETARG_INT32(1);
-        });
-        sicoop::source::check(args[0], port, args[2], args[3], args[4], args[5]);
-        return (Datum) 0;
-    });
+    const char* password = sicoop::password_arg(fcinfo, 4);
+    return sicoop::sql_entry(
+        [&] {
+            char* args[6] = {nullptr};
+            int port = 0;
+            sicoop::pg_call([&] {
+                for (int i : {0, 2, 3, 4, 5})
+                    if (!PG_ARGISNULL(i)) args[i] = text_to_cstring(PG_GETARG_TEXT_PP(i));
+                if (!PG_ARGISNULL(1)) port = PG_GETARG_INT32(1);
+            });
+            sicoop::source::check(args[0], port, args[2], args[3], args[4], args[5]);
+            return (Datum) 0;
+        },
+        {password, true});
+}
+
+Datum sicoop_connect_source(PG_FUNCTION_ARGS) {
+    const char* password = sicoop::password_arg(fcinfo, 4);
+    return sicoop::sql_entry([&] { return sicoop::source::connect(fcinfo); }, {password, true});
+}
+
+Datum sicoop_export_flat(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::export_flat(fcinfo); });
 }

@@ -44,9 +44,12 @@ extern "C" {
 }
 #pragma GCC diagnostic pop
 
+#include "steps/text_rules.hpp"
+
 #include <exception>
 #include <initializer_list>
 #include <stdexcept>
+#include <string>
 
 namespace sicoop {
 
@@ -85,10 +88,41 @@ void pg_call(F&& f) {
     if (edata) throw PgError(edata);
 }
 
+// Rewrites an error's texts so that no full card number, and not `secret` (a password the
+// call was given), is ever shown or logged. PostgreSQL errors caught by pg_call() were not
+// reported yet: this runs before the server log or a client sees them.
+inline void redact_error(ErrorData* e, const char* secret = nullptr) {
+    auto redact = [&](char*& field) {
+        if (field == nullptr) return;
+        std::string text = redact_card_numbers(field);
+        if (secret != nullptr && secret[0] != '\0') {
+            std::string quoted;  // as a SQL literal shows it: quotes doubled
+            for (const char* c = secret; *c; ++c) quoted += (*c == '\'' ? "''" : std::string(1, *c));
+            for (const std::string& s : {std::string(secret), quoted})
+                for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at))
+                    text.replace(at, s.size(), "********");
+        }
+        field = pstrdup(text.c_str());
+    };
+    redact(e->message);
+    redact(e->detail);
+    redact(e->detail_log);
+    redact(e->hint);
+    redact(e->context);
+    redact(e->internalquery);
+}
+
+// How an entry reports its errors: `secret` is scrubbed from them, and `hide_statement`
+// keeps the caller's statement (which may hold that secret) out of the server log.
+struct EntryOptions {
+    const char* secret = nullptr;
+    bool hide_statement = false;
+};
+
 // Entry guard: every SQL-callable function runs its C++ body through this. No C++ exception
-// reaches PostgreSQL; the error is raised only after the catch block has been left.
+// reaches PostgreSQL; the error is raised only after the catch block has been left, redacted.
 template <typename F>
-Datum sql_entry(F&& body) {
+Datum sql_entry(F&& body, EntryOptions options = {}) {
     MemoryContext outer = error_context();
     set_error_context(CurrentMemoryContext);
     ErrorData* pg_error = nullptr;
@@ -104,9 +138,15 @@ Datum sql_entry(F&& body) {
         cpp_error = "unexpected C++ exception";
     }
     set_error_context(outer);
-    if (pg_error) ReThrowError(pg_error);
-    if (cpp_error)
-        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("sicoop: %s", cpp_error)));
+    if (pg_error) {
+        redact_error(pg_error, options.secret);
+        if (options.hide_statement) pg_error->hide_stmt = true;
+        ReThrowError(pg_error);
+    }
+    if (cpp_error) {
+        const char* message = pstrdup(redact_card_numbers(cpp_error).c_str());  // no C++ object over ereport
+        ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR), errmsg("sicoop: %s", message), errhidestmt(options.hide_statement)));
+    }
     return result;
 }
 

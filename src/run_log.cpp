@@ -40,9 +40,12 @@ void succeeded(int64 run_id, const char* step, const StepCounts& c, const char* 
 void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* e) {
     const char* sqlstate = nullptr;
     pg_call([&] { sqlstate = unpack_sql_state(e->sqlerrcode); });
+    // No full card number reaches the log (the error itself is redacted when it is raised).
+    auto redacted = [](const char* text) { return text ? redact_card_numbers(text) : std::string(); };
+    const std::string message = redacted(e->message), detail = redacted(e->detail), context = redacted(e->context);
     spi::Param p[] = {int8_param(run_id),     text_param(step),      timestamptz_param(as_of),
-                      text_param(e->message), text_param(sqlstate), text_param(e->detail),
-                      text_param(e->context)};
+                      text_param(e->message ? message.c_str() : nullptr), text_param(sqlstate),
+                      text_param(e->detail ? detail.c_str() : nullptr), text_param(e->context ? context.c_str() : nullptr)};
     // An upsert: in a transaction block the 'running' row may have been rolled back with the step.
     spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of, finished_at, error_message,"
               " error_sqlstate, error_detail, error_context)"

@@ -119,6 +119,29 @@ void check(const char* host, int port, const char* dbname, const char* user, con
     });
 }
 
+Datum connect(FunctionCallInfo fcinfo) {
+    Datum result = (Datum) 0;
+    pg_call([&] {
+        Oid types[6] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+        Datum values[6];
+        char nulls[6];
+        for (int i = 0; i < 6; ++i) {
+            const bool null = PG_NARGS() <= i || PG_ARGISNULL(i);
+            values[i] = null ? (Datum) 0 : PG_GETARG_DATUM(i);
+            nulls[i] = null ? 'n' : ' ';
+        }
+        if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "sicoop: SPI_connect failed");
+        if (SPI_execute_with_args("SELECT sicoop._connect_source($1, $2, $3, $4, $5, $6)", 6, types, values, nulls, false,
+                                  1) != SPI_OK_SELECT || SPI_processed != 1)
+            elog(ERROR, "sicoop: sicoop._connect_source() returned nothing");
+        bool isnull = false;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+        result = isnull ? (Datum) 0 : SPI_datumTransfer(d, false, -1);
+        SPI_finish();
+    });
+    return result;
+}
+
 PGconn* open_connection() {
     ForeignServer* server = GetForeignServerByName(kServerName, false);
     UserMapping* mapping = GetUserMapping(GetUserId(), server->serverid);

@@ -13,6 +13,10 @@ constexpr const char* kServerName = "sicoop_source";
 void check(const char* host, int port, const char* dbname, const char* user, const char* password,
            const char* schema);
 
+// SELECT sicoop.connect_source(...): checks the source, then points the warehouse at it
+// (sicoop._connect_source() does the catalog work); returns its description.
+Datum connect(FunctionCallInfo fcinfo);
+
 // Opens a connection to the configured source. PostgreSQL-side: call it inside pg_call (it
 // raises PostgreSQL errors); the caller owns the connection (libpqsrv_disconnect).
 PGconn* open_connection();

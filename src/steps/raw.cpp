@@ -63,6 +63,31 @@ std::vector<std::string> missing_source_columns(
 
 namespace {
 
+// What raw keeps of each non-key source column (s: the stage row). All of it as it is, but
+// card numbers: raw keeps them masked, plus a keyed hash (HMAC-SHA-256 under the warehouse's
+// key, sicoop.card_hash_key) that changes when the number does -- never the number itself
+// (PCI DSS 3). Tables with such columns go through the stage, emptied in the same transaction.
+std::vector<Column> raw_columns(const SourceTable& t) {
+    std::vector<Column> columns;
+    for (const auto& [col, type] : t.columns) {
+        if (col == t.key) continue;
+        if (col == "numero_cartao") {
+            columns.push_back({"numero_cartao", "sicoop.mask_card(s.numero_cartao)"});
+            columns.push_back(
+                {"numero_cartao_hash", "sicoop._card_hash(s.numero_cartao, (SELECT k.key FROM sicoop.card_hash_key k))"});
+        } else {
+            columns.push_back({col, "s." + col});
+        }
+    }
+    return columns;
+}
+
+bool kept_as_is(const SourceTable& t) {
+    for (const auto& [col, type] : t.columns)
+        if (col == "numero_cartao") return false;
+    return true;
+}
+
 BulkCopy copy_of(const SourceTable& t, const std::string& target) {
     BulkCopy copy;
     copy.source_table = "src_" + t.name;
@@ -83,7 +108,18 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         const std::string raw = "sicoop." + raw_table;
         const std::string stage = "sicoop.stage_" + t.name;
         const bool movements = t.name == "movimentacao_cartao";
+        const std::vector<Column> columns = raw_columns(t);
+        const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
 
+        if (ctx.is_empty(raw_table) && !kept_as_is(t)) {
+            // First load through the stage, so that what raw must not keep never lands there.
+            BulkCopy copy = copy_of(t, "stage_" + t.name);
+            copy.capture_snapshot = true;
+            actions.push_back(bulk_action(copy, t.name));
+            actions.push_back(dml_action(insert_all_sql(raw, t.key, columns, stamps, stage + " s"), "rows_inserted", t.name));
+            actions.push_back(sql_action("SELECT sicoop._summarize('" + raw + "')", t.name));
+            continue;
+        }
         if (ctx.is_empty(raw_table)) {
             // First load: straight into raw, the rows stamped with the run id on the way.
             BulkCopy copy = copy_of(t, raw_table);
@@ -97,10 +133,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             continue;
         }
 
-        std::vector<Column> columns;
-        for (const auto& [col, type] : t.columns)
-            if (col != t.key) columns.push_back({col, "s." + col});
-        const std::string merge = merge_changed_sql(raw, t.key, columns, {{"run_id", "$2"}, {"loaded_at", "now()"}}, stage + " s");
+        const std::string merge = merge_changed_sql(raw, t.key, columns, stamps, stage + " s");
         const std::string not_in_stage = "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
 
         if (ctx.full) {

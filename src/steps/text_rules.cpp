@@ -22,4 +22,47 @@ std::string collapse_whitespace(std::string_view text) {
     return out;
 }
 
+std::string redact_card_numbers(std::string_view text) {
+    constexpr int kMinDigits = 13;  // the shortest PANs; shorter runs are ids, amounts, times
+    auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+    std::string out(text);
+    size_t i = 0;
+    while (i < out.size()) {
+        if (!is_digit(out[i])) {
+            ++i;
+            continue;
+        }
+        // The longest run of digits, with single separators between digits.
+        size_t end = i;
+        int digits = 0;
+        while (end < out.size()) {
+            if (is_digit(out[end])) {
+                ++digits;
+                ++end;
+            } else if ((out[end] == ' ' || out[end] == '-') && end + 1 < out.size() && is_digit(out[end + 1])) {
+                ++end;
+            } else {
+                break;
+            }
+        }
+        if (digits >= kMinDigits) {
+            int to_hide = digits - 4;
+            for (size_t k = i; k < end && to_hide > 0; ++k)
+                if (is_digit(out[k])) out[k] = '*', --to_hide;
+        }
+        i = end;
+    }
+    return out;
+}
+
+bool is_plain_file_name(std::string_view name) {
+    if (name.empty() || name.size() > 200 || name.front() == '.') return false;
+    for (char c : name) {
+        const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                             c == '_' || c == '-';
+        if (!allowed) return false;
+    }
+    return true;
+}
+
 }  // namespace sicoop

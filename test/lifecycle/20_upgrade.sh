@@ -33,26 +33,41 @@ q -d "$SRC" -v n="$N" -f "$REPO/test/bench/change_source.sql" >/dev/null
 run_pipeline "$UP" '2025-08-17 10:00:00-03'
 closed=$(val "$UP" "SELECT count(*) FROM sicoop.dim_associado WHERE NOT registro_ativo_associado AND id_associado IS NOT NULL")
 ok_if '[ "$closed" -gt 0 ]' "1.0 loaded the source and a change ($closed closed member versions)"
-fingerprint "$UP" >"$WORK/before"
+fingerprint "$UP" | grep -v '^raw_cartao ' >"$WORK/before"
+# raw_cartao as 1.1 keeps it: card numbers masked (1.0 kept them in clear).
+cards_masked() {  # cards_masked <db> <expression of numero_cartao>
+  val "$1" "SELECT md5(string_agg((id_cartao, $2, nome_impresso_cartao, bandeira_cartao, tipo_cartao, data_emissao,
+                                   run_id, loaded_at)::text, E'\n' ORDER BY id_cartao)) FROM sicoop.raw_cartao"
+}
+cards_before=$(cards_masked "$UP" 'sicoop.mask_card(numero_cartao)')
 
 install_current
 run_pipeline "$UP" '2025-08-17 11:00:00-03' 2>"$WORK/mismatch.out" || true
 ok_if "grep -q 'ALTER EXTENSION sicoop_etl UPDATE' '$WORK/mismatch.out'" \
   'with the new library but the 1.0 SQL objects, a run is refused and says to run ALTER EXTENSION ... UPDATE'
-fingerprint "$UP" >"$WORK/after_refusal"
+fingerprint "$UP" | grep -v '^raw_cartao ' >"$WORK/after_refusal"
 same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.1 'the extension is now 1.1'
 is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.1 'and its data is marked as layout 1.1'
-fingerprint "$UP" | grep -v '^warehouse_info ' >"$WORK/after"
+fingerprint "$UP" | grep -v -e '^warehouse_info ' -e '^raw_cartao ' >"$WORK/after"
 show_fingerprint '1.0     ' "$WORK/before"
 show_fingerprint 'upgraded' "$WORK/after"
 same_file "$WORK/before" "$WORK/after" 'every relation, row, sequence position and source option is as it was'
+is "$(cards_masked "$UP" numero_cartao)" "$cards_before" \
+   'raw_cartao: the same cards, their numbers now masked (the rest of each row as it was)'
+is "$(val "$UP" "SELECT count(*) FILTER (WHERE r.numero_cartao_hash = sicoop._card_hash(s.numero_cartao, (SELECT key FROM sicoop.card_hash_key)))
+                 || '/' || count(*) FROM sicoop.raw_cartao r JOIN sicoop.src_cartao s USING (id_cartao)")" \
+   "$(val "$UP" "SELECT count(*) || '/' || count(*) FROM sicoop.raw_cartao")" \
+   'and each keeps the keyed hash of its full number'
+numbers=$(val "$SRC" "SELECT string_agg(numero_cartao, ',') FROM cartao WHERE length(numero_cartao) > 4")
+is "$(val "$UP" "SELECT count(*) FROM sicoop.raw_cartao r WHERE r.numero_cartao = ANY (string_to_array('$numbers', ','))")" 0 \
+   'no full card number is left in raw'
 is "$(val "$UP" "SELECT count(*) FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
                  WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace
-                   AND c.relname NOT LIKE 'stage\_%' AND c.relname <> 'deferred_index'")" 0 \
-   'no table, sequence or view of the warehouse is an extension member any more (only the scratch tables are)'
+                   AND c.relname NOT LIKE 'stage\_%' AND c.relname NOT IN ('deferred_index', 'card_hash_key')")" 0 \
+   'no table, sequence or view of the warehouse is an extension member any more (only the scratch tables and the card hash key are)'
 
 # The next run is incremental and converges to a from-scratch load of the same source.
 q -d "$SRC" -f "$LIFE/change_again.sql" >/dev/null

@@ -264,11 +264,13 @@ SELECT set_eq(
 
 -- card numbers
 SELECT results_eq(
-  $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.raw_cartao
+  $$SELECT r.id_cartao::text, r.numero_cartao::text,
+           r.numero_cartao_hash = sicoop._card_hash(src.numero_cartao, (SELECT key FROM sicoop.card_hash_key))
+    FROM sicoop.raw_cartao r JOIN sicoop.src_cartao src USING (id_cartao)
     WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
-  $$VALUES (' cartão-t1', '5502093412345678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
-           ('T-CARTAO-4', '12345'), ('T-CARTAO-5', '4111 1111 1111 1111')$$,
-  'raw_cartao holds the full card numbers (the masking happens in trusted)');
+  $$VALUES (' cartão-t1', '************5678', true), ('T-CARTAO-2', '9876', true), ('T-CARTAO-3', '123', true),
+           ('T-CARTAO-4', '*2345', true), ('T-CARTAO-5', '***************1111', true)$$,
+  'raw_cartao keeps card numbers masked, and the keyed hash of the whole number (PCI DSS 3)');
 SELECT results_eq(
   $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.trusted_cartao
     WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
@@ -282,17 +284,31 @@ SELECT results_eq(
            ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
   'dim_cartao carries the masked numbers');
 SELECT is(
-  (SELECT count(*)::int FROM sicoop.raw_cartao r JOIN sicoop.trusted_cartao t ON strpos(t::text, btrim(r.numero_cartao)) > 0
+  (SELECT count(*)::int FROM sicoop.src_cartao r JOIN sicoop.trusted_cartao t ON strpos(t::text, btrim(r.numero_cartao)) > 0
    WHERE length(btrim(r.numero_cartao)) > 4),
   0, 'no full card number (longer than 4) appears anywhere in trusted_cartao');
 SELECT is(
-  (SELECT count(*)::int FROM sicoop.raw_cartao r JOIN sicoop.dim_cartao d ON strpos(d::text, btrim(r.numero_cartao)) > 0
+  (SELECT count(*)::int FROM sicoop.src_cartao r JOIN sicoop.dim_cartao d ON strpos(d::text, btrim(r.numero_cartao)) > 0
    WHERE length(btrim(r.numero_cartao)) > 4),
   0, 'no full card number (longer than 4) appears anywhere in dim_cartao');
+-- Every table and view of schema sicoop, raw, stage, rejects and the run log included.
+CREATE FUNCTION pg_temp.tables_holding(needles text[]) RETURNS text[] LANGUAGE plpgsql AS $$
+DECLARE
+  rel regclass;
+  found boolean;
+  holding text[] := '{}';
+BEGIN
+  FOR rel IN SELECT c.oid::regclass FROM pg_class c
+             WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'v') LOOP
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t, unnest($1) n WHERE strpos(t::text, n) > 0)', rel) USING needles INTO found;
+    IF found THEN holding := holding || rel::text; END IF;
+  END LOOP;
+  RETURN holding;
+END
+$$;
 SELECT is(
-  (SELECT count(*)::int FROM sicoop.raw_cartao r JOIN sicoop.vw_movimentacao_flat v ON strpos(v::text, btrim(r.numero_cartao)) > 0
-   WHERE length(btrim(r.numero_cartao)) > 4),
-  0, 'no full card number (longer than 4) appears anywhere in vw_movimentacao_flat');
+  pg_temp.tables_holding(ARRAY(SELECT btrim(numero_cartao) FROM sicoop.src_cartao WHERE length(btrim(numero_cartao)) > 4)),
+  '{}'::text[], 'no table or view of the warehouse, raw and stage included, holds a full card number');
 SELECT results_eq(
   $$SELECT nome_associado::text, sobrenome_associado::text, idade_associado, vlr_transacao_movimento,
            des_transacao_movimento::text, numero_cartao::text, nome_impresso_cartao::text,

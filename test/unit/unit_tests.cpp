@@ -86,8 +86,16 @@ void test_raw_plans() {
             straight_into_raw.insert(a.bulk.target_table);
         if (a.bulk.watermark_column == "data_movimentacao") watermark = true;
     }
-    ok(straight_into_raw == std::set<std::string>{"raw_associado", "raw_conta", "raw_cartao", "raw_movimentacao_cartao"},
-       "a first load copies the four source tables straight into raw, stamped with the run, remembering the snapshot");
+    ok(straight_into_raw == std::set<std::string>{"raw_associado", "raw_conta", "raw_movimentacao_cartao"},
+       "a first load copies the source tables straight into raw, stamped with the run, remembering the snapshot...");
+    const std::string first_raw = all_sql(plan("load_raw", first_load()));
+    ok(contains(first_raw, "INSERT INTO sicoop.raw_cartao") && contains(first_raw, "sicoop.mask_card(s.numero_cartao)") &&
+           contains(first_raw, "sicoop._card_hash(s.numero_cartao"),
+       "...but cards, which go through the stage: raw keeps their numbers masked and hashed, never in clear");
+    ok(contains(all_sql(plan("load_raw", incremental())), "sicoop._card_hash(s.numero_cartao"),
+       "an incremental run compares cards by the hash of their numbers");
+    ok(contains(first_raw, "TRUNCATE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao"),
+       "the stage is emptied in the step's own transaction");
     ok(watermark, "a first load records the movements' watermark");
     ok(contains(all_sql(plan("load_trusted", first_load())), "sicoop._restore_indexes('sicoop.trusted_movimentacao_cartao')"),
        "a first load builds trusted's secondary indexes after the insert");
@@ -141,6 +149,31 @@ void test_card_number_never_passes_raw() {
     for (const char* name : {"load_dims", "scd2_associado", "load_fato"})
         if (contains(all_sql(plan(name, incremental())), "raw_cartao")) later_steps_read_raw = true;
     ok(!later_steps_read_raw, "no step after load_trusted reads raw_cartao");
+}
+
+void test_redact_card_numbers() {
+    using sicoop::redact_card_numbers;
+    ok(redact_card_numbers("Failing row contains (null, CONTA-1, 4111111111111111, Visa).") ==
+           "Failing row contains (null, CONTA-1, ************1111, Visa).",
+       "a 16-digit card number keeps its last four digits only");
+    ok(redact_card_numbers("4111 1111 1111 1111 and 5500-0000-0000-0004") == "**** **** **** 1111 and ****-****-****-0004",
+       "numbers written in groups are redacted, separators kept");
+    ok(redact_card_numbers("6011000990139") == "*********0139", "13 digits are a card number");
+    ok(redact_card_numbers("run 123456789012 at 2025-08-15 10:30:00, 1234.56") ==
+           "run 123456789012 at 2025-08-15 10:30:00, 1234.56",
+       "12 digits or fewer (ids, dates, amounts) are left alone");
+    ok(redact_card_numbers("") == "" && redact_card_numbers("no digits") == "no digits", "text without digits is unchanged");
+    ok(redact_card_numbers("x4111111111111111") == "x************1111", "digits glued to letters are still redacted");
+}
+
+void test_is_plain_file_name() {
+    using sicoop::is_plain_file_name;
+    ok(is_plain_file_name("movimentacao_flat.csv") && is_plain_file_name("flat-2025-08-15.csv"), "plain file names pass");
+    ok(!is_plain_file_name("../etc/passwd") && !is_plain_file_name("a/b.csv") && !is_plain_file_name("/tmp/x.csv"),
+       "no directory part, relative or absolute");
+    ok(!is_plain_file_name(".hidden") && !is_plain_file_name("..") && !is_plain_file_name(""), "no leading dot, not empty");
+    ok(!is_plain_file_name("a b.csv") && !is_plain_file_name("x;rm.csv") && !is_plain_file_name(std::string(201, 'a')),
+       "no spaces, no shell characters, not too long");
 }
 
 void test_collapse_whitespace() {
@@ -214,6 +247,8 @@ int main() {
     test_card_number_never_passes_raw();
     test_timings_json();
     test_collapse_whitespace();
+    test_redact_card_numbers();
+    test_is_plain_file_name();
     test_merge_sql_shape();
     test_counts();
     test_source_check();
