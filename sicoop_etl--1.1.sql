@@ -468,6 +468,15 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = format('SET ROLE %I first: the owner''s triggers and functions must not run with superuser rights.', owner::regrole);
   END IF;
+  -- The extension's own tables (scratch, card hash key) are the operator's too; a re-created
+  -- or restored extension makes them anew, owned by whoever ran CREATE EXTENSION.
+  IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) AND EXISTS (
+      SELECT 1 FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+      WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relowner <> owner) THEN
+    RAISE EXCEPTION 'sicoop: the extension''s own tables do not belong to the warehouse''s owner (%)', owner::regrole
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = format('A superuser runs SELECT sicoop.grant_operator(%L) again (the extension was re-created or restored).', owner::regrole::text);
+  END IF;
   SELECT array_agg(r) INTO missing
   FROM unnest(ARRAY['src_associado', 'src_conta', 'src_cartao', 'src_movimentacao_cartao']) AS r
   WHERE to_regclass('sicoop.' || r) IS NULL;
