@@ -698,6 +698,41 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_redact_c
 ------------------------------------------------------------------------------------------
 -- Roles. A superuser installs the extension, names the operator and the readers.
 ------------------------------------------------------------------------------------------
+-- The operator's functions: what grant_operator grants and revoke_operator takes back.
+CREATE FUNCTION sicoop._operator_functions() RETURNS text LANGUAGE sql IMMUTABLE AS $$
+SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
+                 sicoop._connect_source(text, integer, text, text, text, text),
+                 sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
+                 sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
+                 sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text)'::text
+$$;
+
+-- Gives every relation of schema sicoop owned by `from_owner` (all of them if NULL) to
+-- `new_owner`, and the source server too (sequences owned by a table follow it).
+CREATE FUNCTION sicoop._set_warehouse_owner(new_owner regrole, from_owner regrole DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  rel record;
+BEGIN
+  FOR rel IN SELECT c.oid::regclass AS name, c.relkind
+             FROM pg_class c
+             WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'f', 'S')
+               AND (from_owner IS NULL OR c.relowner = from_owner)
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
+             ORDER BY c.relname
+  LOOP
+    EXECUTE format('ALTER %s %s OWNER TO %s',
+                   CASE rel.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                   rel.name, new_owner);
+  END LOOP;
+  IF EXISTS (SELECT 1 FROM pg_foreign_server s WHERE s.srvname = 'sicoop_source'
+             AND (from_owner IS NULL OR s.srvowner = from_owner)) THEN
+    EXECUTE format('ALTER SERVER sicoop_source OWNER TO %s', new_owner);
+  END IF;
+END
+$fn$;
+
 -- The operator: a role, not a superuser, that owns the warehouse (created here if needed) and
 -- may point it at the source (with a password, as postgres_fdw requires), run and schedule
 -- the pipeline, read the run log and export the flat file into sicoop.export_directory. The
@@ -706,7 +741,6 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_redact_c
 CREATE FUNCTION sicoop.grant_operator(operator regrole) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-  rel record;
   previous oid;
 BEGIN
   IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
@@ -720,26 +754,10 @@ BEGIN
   END IF;
   PERFORM sicoop._create_source_objects();
   SELECT c.relowner INTO previous FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass;
-  -- The warehouse, its source objects and the steps' scratch tables become the operator's
-  -- (sequences owned by a table follow it).
-  FOR rel IN SELECT c.oid::regclass AS name, c.relkind
-             FROM pg_class c
-             WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'f', 'S')
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
-             ORDER BY c.relname
-  LOOP
-    EXECUTE format('ALTER %s %s OWNER TO %s',
-                   CASE rel.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
-                   rel.name, operator);
-  END LOOP;
-  EXECUTE format('ALTER SERVER sicoop_source OWNER TO %s', operator);
+  -- The warehouse, its source objects and the extension's own tables become the operator's.
+  PERFORM sicoop._set_warehouse_owner(operator);
   EXECUTE format('GRANT USAGE ON SCHEMA sicoop TO %s', operator);
-  EXECUTE format($$GRANT EXECUTE ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
-                   sicoop._connect_source(text, integer, text, text, text, text),
-                   sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
-                   sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
-                   sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text) TO %s$$, operator);
+  EXECUTE format('GRANT EXECUTE ON %s TO %s', sicoop._operator_functions(), operator);
   EXECUTE format('GRANT EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) TO %s', operator);
   -- pg_cron lets a role schedule its own jobs once it may use schema cron.
   IF to_regnamespace('cron') IS NOT NULL THEN
@@ -756,7 +774,6 @@ $fn$;
 CREATE FUNCTION sicoop.revoke_operator(operator regrole) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-  rel record;
   owner regrole;
 BEGIN
   IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
@@ -766,29 +783,11 @@ BEGIN
     RAISE EXCEPTION 'sicoop.revoke_operator: a role is required' USING ERRCODE = 'null_value_not_allowed';
   END IF;
   SELECT e.extowner::regrole INTO owner FROM pg_extension e WHERE e.extname = 'sicoop_etl';
-  FOR rel IN SELECT c.oid::regclass AS name, c.relkind
-             FROM pg_class c
-             WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'f', 'S')
-               AND c.relowner = operator
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
-                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
-             ORDER BY c.relname
-  LOOP
-    EXECUTE format('ALTER %s %s OWNER TO %s',
-                   CASE rel.relkind WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
-                   rel.name, owner);
-  END LOOP;
-  IF EXISTS (SELECT 1 FROM pg_foreign_server s WHERE s.srvname = 'sicoop_source' AND s.srvowner = operator) THEN
-    EXECUTE format('ALTER SERVER sicoop_source OWNER TO %s', owner);
-  END IF;
+  PERFORM sicoop._set_warehouse_owner(owner, operator);
   IF EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvname = 'sicoop_source' AND m.umuser = operator) THEN
     EXECUTE format('DROP USER MAPPING FOR %s SERVER sicoop_source', operator);
   END IF;
-  EXECUTE format($$REVOKE EXECUTE ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
-                   sicoop._connect_source(text, integer, text, text, text, text),
-                   sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
-                   sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
-                   sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text) FROM %s$$, operator);
+  EXECUTE format('REVOKE EXECUTE ON %s FROM %s', sicoop._operator_functions(), operator);
   EXECUTE format('REVOKE EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) FROM %s', operator);
   EXECUTE format('REVOKE USAGE ON SCHEMA sicoop FROM %s', operator);
   RETURN format('%s no longer operates the warehouse; %s owns it', operator, owner);
@@ -1019,7 +1018,8 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_export_flat';
 REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text), sicoop._connect_source(text, integer, text, text, text, text),
   sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea), sicoop.run_step(text, boolean), sicoop.load_raw(),
   sicoop.load_trusted(), sicoop.load_dims(), sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text), sicoop.grant_operator(regrole),
-  sicoop.revoke_operator(regrole), sicoop.grant_reader(regrole), sicoop.revoke_reader(regrole) FROM PUBLIC;
+  sicoop.revoke_operator(regrole), sicoop.grant_reader(regrole), sicoop.revoke_reader(regrole),
+  sicoop._set_warehouse_owner(regrole, regrole) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 
 

@@ -6,20 +6,8 @@ SELECT plan(49);
 
 \o /dev/null
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.drop_test_roles() RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-  r text;
-BEGIN
-  FOREACH r IN ARRAY ARRAY['sicoop_test_operator', 'sicoop_test_reader', 'sicoop_test_nobody', 'sicoop_test_mallory',
-                           'sicoop_test_source_reader'] LOOP
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-      EXECUTE format('DROP OWNED BY %I', r);
-      EXECUTE format('DROP ROLE %I', r);
-    END IF;
-  END LOOP;
-END
-$$;
-SELECT pg_temp.drop_test_roles();
+\ir helpers/test_roles.sql
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_operator', 'sicoop_test_reader', 'sicoop_test_nobody', 'sicoop_test_mallory', 'sicoop_test_source_reader']);
 CREATE ROLE sicoop_test_operator LOGIN;
 CREATE ROLE sicoop_test_reader LOGIN;
 CREATE ROLE sicoop_test_nobody LOGIN;
@@ -244,22 +232,7 @@ SELECT job AS jobid FROM dblink('opcron', format(
   current_database())) AS t(job bigint) \gset
 SELECT is((SELECT u FROM dblink(:'cronto' || current_user, format('SELECT username FROM cron.job WHERE jobid = %s', :jobid)) AS t(u text)),
           'sicoop_test_operator', 'the operator schedules the pipeline; the job runs as the operator');
-CREATE FUNCTION pg_temp.wait_for_job(conn text, job bigint) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-  outcome text;
-BEGIN
-  FOR i IN 1..100 LOOP
-    SELECT s INTO outcome FROM dblink(conn, format(
-      'SELECT status || coalesce('': '' || return_message, '''') FROM cron.job_run_details
-       WHERE jobid = %s AND status IN (''succeeded'', ''failed'') ORDER BY runid DESC LIMIT 1', job)) AS t(s text);
-    IF outcome IS NOT NULL THEN
-      RETURN outcome;
-    END IF;
-    PERFORM pg_sleep(1);
-  END LOOP;
-  RETURN 'no run within 100 seconds';
-END
-$$;
+\ir helpers/cron.sql
 SELECT is(pg_temp.wait_for_job('opcron', :jobid), 'succeeded: CALL', 'pg_cron ran it as the operator, and it succeeded');
 SELECT ok(done, 'the operator unschedules it') FROM dblink('opcron', format('SELECT cron.unschedule(%s)', :jobid)) AS t(done boolean);
 
@@ -286,6 +259,6 @@ SELECT dblink_exec(:'cronto' || current_user, $$REVOKE USAGE ON SCHEMA cron FROM
   REVOKE EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean) FROM sicoop_test_operator$$);
 SELECT dblink_exec(:'srcconn', 'REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM sicoop_test_source_reader');
 SET client_min_messages = warning;
-SELECT pg_temp.drop_test_roles();
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_operator', 'sicoop_test_reader', 'sicoop_test_nobody', 'sicoop_test_mallory', 'sicoop_test_source_reader']);
 \o
 SELECT * FROM finish();

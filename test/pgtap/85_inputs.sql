@@ -8,19 +8,8 @@ SELECT pg_postmaster_start_time() AS postmaster_started \gset
 
 \o /dev/null
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.drop_test_roles() RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-  r text;
-BEGIN
-  FOREACH r IN ARRAY ARRAY['sicoop_test_fuzzer', 'sicoop_test_source_reader'] LOOP
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
-      EXECUTE format('DROP OWNED BY %I', r);
-      EXECUTE format('DROP ROLE %I', r);
-    END IF;
-  END LOOP;
-END
-$$;
-SELECT pg_temp.drop_test_roles();
+\ir helpers/test_roles.sql
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_fuzzer', 'sicoop_test_source_reader']);
 CREATE ROLE sicoop_test_fuzzer LOGIN;
 CREATE ROLE sicoop_test_source_reader LOGIN PASSWORD 'reader-pw';
 SELECT dblink_exec(:'srcconn', 'GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_source_reader');
@@ -182,6 +171,6 @@ SELECT dblink_disconnect('fz');
 SELECT sicoop.revoke_operator('sicoop_test_fuzzer');
 SELECT dblink_exec(:'srcconn', 'REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM sicoop_test_source_reader');
 SET client_min_messages = warning;
-SELECT pg_temp.drop_test_roles();
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_fuzzer', 'sicoop_test_source_reader']);
 \o
 SELECT * FROM finish();
