@@ -94,15 +94,24 @@ void pg_call(F&& f) {
 inline void redact_error(ErrorData* e, const char* secret = nullptr) {
     auto redact = [&](char*& field) {
         if (field == nullptr) return;
-        std::string text = redact_card_numbers(field);
-        if (secret != nullptr && secret[0] != '\0') {
-            std::string quoted;  // as a SQL literal shows it: quotes doubled
-            for (const char* c = secret; *c; ++c) quoted += (*c == '\'' ? "''" : std::string(1, *c));
-            for (const std::string& s : {std::string(secret), quoted})
-                for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at))
-                    text.replace(at, s.size(), "********");
+        // Nothing may escape from here, neither a C++ exception nor a PostgreSQL error over
+        // `text`: should memory run out, the original is blanked rather than shown.
+        try {
+            std::string text = redact_card_numbers(field);
+            if (secret != nullptr && secret[0] != '\0') {
+                std::string quoted;  // as a SQL literal shows it: quotes doubled
+                for (const char* c = secret; *c; ++c) quoted += (*c == '\'' ? "''" : std::string(1, *c));
+                for (const std::string& s : {std::string(secret), quoted})
+                    for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at + 8))
+                        text.replace(at, s.size(), "********");
+            }
+            char* copy = static_cast<char*>(palloc_extended(text.size() + 1, MCXT_ALLOC_NO_OOM));
+            if (copy == nullptr) throw std::bad_alloc();
+            memcpy(copy, text.c_str(), text.size() + 1);
+            field = copy;
+        } catch (...) {
+            field[0] = '\0';
         }
-        field = pstrdup(text.c_str());
     };
     redact(e->message);
     redact(e->detail);
