@@ -116,6 +116,39 @@ SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 
              'vw_movimentacao_flat']
 $$;
 
+-- Refuses a warehouse whose relations could run code of their owner's when another role reads
+-- or writes them: a table turned into a view or given rules, triggers, row-level security or
+-- inheritance children; a flat view with rules of its own. (The extension's own code never
+-- needs any of these. A superuser may add triggers to a warehouse a superuser owns.)
+CREATE FUNCTION sicoop._check_warehouse_shape() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  odd text[];
+BEGIN
+  SELECT array_agg(format('%s (%s)', c.relname, why) ORDER BY c.relname) INTO odd
+  FROM pg_class c
+  CROSS JOIN LATERAL (
+    SELECT CASE
+      WHEN c.relname = 'vw_movimentacao_flat' AND c.relkind <> 'v' THEN 'not a view'
+      WHEN c.relname = 'run_id_seq' AND c.relkind <> 'S' THEN 'not a sequence'
+      WHEN c.relname NOT IN ('vw_movimentacao_flat', 'run_id_seq') AND c.relkind <> 'r' THEN 'not a plain table'
+      WHEN EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND NOT (c.relkind = 'v' AND r.rulename = '_RETURN'))
+        THEN 'has rules'
+      WHEN c.relrowsecurity THEN 'has row-level security'
+      WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid OR i.inhrelid = c.oid) THEN 'has inheritance'
+      WHEN EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
+           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = c.relowner) THEN 'has triggers'
+    END AS why) w
+  WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relname = ANY (sicoop._warehouse_relations()) AND w.why IS NOT NULL;
+  IF odd IS NOT NULL THEN
+    RAISE EXCEPTION 'sicoop: the warehouse has been altered so that reading or writing it could run its owner''s code: %',
+                    array_to_string(odd, ', ')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Nothing was read. A superuser reviews these objects and drops what sicoop did not create.';
+  END IF;
+END
+$fn$;
+
 -- Whether schema sicoop holds a warehouse this version can use as it is: true if it does,
 -- false if it holds none; an error saying what is wrong and what to do otherwise (another
 -- layout, a partial warehouse, foreign tables in the way). Nothing is ever changed here.
@@ -139,7 +172,10 @@ BEGIN
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Nothing was changed. Move these relations out of schema sicoop (ALTER TABLE ... SET SCHEMA), or drop them if their data is not needed.';
   END IF;
-  SELECT w.layout_version INTO layout FROM sicoop.warehouse_info w;
+  -- Whoever owns the warehouse could have made this table run code when read (a _RETURN rule
+  -- makes it a view; a child table adds rows): a superuser reads it only as a plain table.
+  PERFORM sicoop._check_warehouse_shape();
+  SELECT w.layout_version INTO layout FROM ONLY sicoop.warehouse_info w;
   IF layout IS DISTINCT FROM sicoop._layout_version() THEN
     IF layout IS NOT NULL AND string_to_array(layout, '.')::int[] < string_to_array(sicoop._layout_version(), '.')::int[] THEN
       RAISE EXCEPTION 'sicoop_etl %: the warehouse in schema sicoop has the older layout %', sicoop._layout_version(), layout
@@ -441,7 +477,21 @@ CREATE INDEX fato_movimentacao_cartao_unknown ON sicoop.fato_movimentacao_cartao
 ------------------------------------------------------------------------------------------
 -- The flat file for data science.
 ------------------------------------------------------------------------------------------
-CREATE VIEW sicoop.vw_movimentacao_flat AS
+PERFORM sicoop._create_flat_view();
+
+IF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = 'sicoop.run_log'::regclass
+           AND deptype = 'e') THEN
+  RAISE EXCEPTION 'sicoop._create_warehouse() must not run inside an extension script: the data would belong to the extension';
+END IF;
+END
+$fn$;
+
+-- The flat file's view, as sicoop defines it (revoke_operator puts it back so, whatever the
+-- operator made of it).
+CREATE FUNCTION sicoop._create_flat_view() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+CREATE OR REPLACE VIEW sicoop.vw_movimentacao_flat AS
 SELECT a.nome_associado,
        a.sobrenome_associado,
        a.idade_atual_associado    AS idade_associado,
@@ -458,11 +508,6 @@ JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
 JOIN sicoop.dim_cartao c    ON c.sk_cartao = f.sk_cartao
 JOIN sicoop.dim_conta co    ON co.sk_conta = f.sk_conta
 ORDER BY f.data_hora_movimentacao, f.id_movimentacao_cartao;
-
-IF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = 'sicoop.run_log'::regclass
-           AND deptype = 'e') THEN
-  RAISE EXCEPTION 'sicoop._create_warehouse() must not run inside an extension script: the data would belong to the extension';
-END IF;
 END
 $fn$;
 
@@ -526,12 +571,14 @@ DECLARE
   missing text[];
   owner oid;
 BEGIN
-  IF NOT sicoop._adopt_warehouse() THEN
+  -- Who may run is decided from the catalog alone, before anything of the warehouse is read.
+  SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = to_regclass('sicoop.warehouse_info');
+  IF owner IS NULL THEN
+    PERFORM sicoop._adopt_warehouse();  -- says what is wrong with what is there, if anything
     RAISE EXCEPTION 'sicoop: there is no warehouse in schema sicoop yet'
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Call sicoop.connect_source(host, port, dbname, username, password): it creates the warehouse and points it at the source.';
   END IF;
-  SELECT c.relowner INTO owner FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass;
   IF NOT pg_has_role(current_user, owner, 'USAGE') THEN
     RAISE EXCEPTION 'sicoop: only the warehouse''s owner (%) runs the pipeline, not %', owner::regrole, current_user
       USING ERRCODE = 'insufficient_privilege',
@@ -543,6 +590,7 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = format('SET ROLE %I first: the owner''s triggers and functions must not run with superuser rights.', owner::regrole);
   END IF;
+  PERFORM sicoop._adopt_warehouse();
   -- The extension's own tables (scratch, card hash key) are the operator's too; a re-created
   -- or restored extension makes them anew, owned by whoever ran CREATE EXTENSION.
   IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) AND EXISTS (
@@ -704,7 +752,9 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._connect_source(text, integer, text, text, text, text),
                  sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
                  sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
-                 sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text)'::text
+                 sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text),
+                 sicoop._defer_indexes(regclass), sicoop._restore_indexes(regclass), sicoop._summarize(regclass),
+                 sicoop._empty_tables(text[]), sicoop._create_source_objects()'::text
 $$;
 
 -- Gives every relation of schema sicoop owned by `from_owner` (all of them if NULL) to
@@ -756,6 +806,7 @@ BEGIN
   SELECT c.relowner INTO previous FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass;
   -- The warehouse, its source objects and the extension's own tables become the operator's.
   PERFORM sicoop._set_warehouse_owner(operator);
+  PERFORM sicoop._create_flat_view();  -- as sicoop defines it, whatever a previous operator made of it
   EXECUTE format('GRANT USAGE ON SCHEMA sicoop TO %s', operator);
   EXECUTE format('GRANT EXECUTE ON %s TO %s', sicoop._operator_functions(), operator);
   EXECUTE format('GRANT EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) TO %s', operator);
@@ -783,7 +834,10 @@ BEGIN
     RAISE EXCEPTION 'sicoop.revoke_operator: a role is required' USING ERRCODE = 'null_value_not_allowed';
   END IF;
   SELECT e.extowner::regrole INTO owner FROM pg_extension e WHERE e.extname = 'sicoop_etl';
+  -- Nothing the operator added (rules, triggers, policies) may come along to a superuser.
+  PERFORM sicoop._check_warehouse_shape();
   PERFORM sicoop._set_warehouse_owner(owner, operator);
+  PERFORM sicoop._create_flat_view();
   IF EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvname = 'sicoop_source' AND m.umuser = operator) THEN
     EXECUTE format('DROP USER MAPPING FOR %s SERVER sicoop_source', operator);
   END IF;
@@ -1019,7 +1073,9 @@ REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, te
   sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea), sicoop.run_step(text, boolean), sicoop.load_raw(),
   sicoop.load_trusted(), sicoop.load_dims(), sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text), sicoop.grant_operator(regrole),
   sicoop.revoke_operator(regrole), sicoop.grant_reader(regrole), sicoop.revoke_reader(regrole),
-  sicoop._set_warehouse_owner(regrole, regrole) FROM PUBLIC;
+  sicoop._set_warehouse_owner(regrole, regrole), sicoop._create_flat_view(), sicoop._create_warehouse(),
+  sicoop._create_source_objects(), sicoop._defer_indexes(regclass), sicoop._restore_indexes(regclass),
+  sicoop._summarize(regclass), sicoop._empty_tables(text[]) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 
 

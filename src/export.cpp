@@ -14,8 +14,10 @@
 
 extern "C" {
 #include "catalog/pg_authid_d.h"
+#include "catalog/pg_class.h"
 #include "parser/parser.h"
 #include "utils/acl.h"
+#include "utils/syscache.h"
 }
 
 #include <string>
@@ -77,6 +79,22 @@ Datum export_flat(FunctionCallInfo fcinfo) {
     }
     if (path.empty())
         pg_call([] { ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("sicoop.export_flat: a file path is required"))); });
+    // A superuser does not read a flat view another role owns: whatever its owner made it run
+    // would run with superuser rights (as for runs, sicoop._check_ready()).
+    pg_call([] {
+        Oid view = get_relname_relid("vw_movimentacao_flat", get_namespace_oid("sicoop", false));
+        if (!OidIsValid(view)) elog(ERROR, "sicoop: view sicoop.vw_movimentacao_flat is missing");
+        HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(view));
+        if (!HeapTupleIsValid(tuple)) elog(ERROR, "sicoop: cache lookup failed for relation %u", view);
+        Oid owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+        ReleaseSysCache(tuple);
+        if (superuser() && !superuser_arg(owner))
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                            errmsg("sicoop.export_flat: the flat view belongs to %s; a superuser does not export it",
+                                   GetUserNameFromId(owner, false)),
+                            errhint("SET ROLE %s first: what the view runs must not run with superuser rights.",
+                                    quote_identifier(GetUserNameFromId(owner, false)))));
+    });
     const std::string target = export_target(path);
     const char* target_c = target.c_str();
     uint64 rows = 0;

@@ -99,9 +99,14 @@ inline void redact_error(ErrorData* e, const char* secret = nullptr) {
         try {
             std::string text = redact_card_numbers(field);
             if (secret != nullptr && secret[0] != '\0') {
-                std::string quoted;  // as a SQL literal shows it: quotes doubled
-                for (const char* c = secret; *c; ++c) quoted += (*c == '\'' ? "''" : std::string(1, *c));
-                for (const std::string& s : {std::string(secret), quoted})
+                // As it is, and as SQL literals show it: quotes doubled, and backslashes doubled
+                // too (format('%L') writes E'...' then).
+                std::string quoted, escaped;
+                for (const char* c = secret; *c; ++c) {
+                    quoted += (*c == '\'' ? "''" : std::string(1, *c));
+                    escaped += (*c == '\'' ? "''" : *c == '\\' ? "\\\\" : std::string(1, *c));
+                }
+                for (const std::string& s : {std::string(secret), quoted, escaped})
                     for (size_t at = text.find(s); at != std::string::npos; at = text.find(s, at + 8))
                         text.replace(at, s.size(), "********");
             }

@@ -294,7 +294,14 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
     auto commit = [&] {
         if (!nonatomic) return;
         restore_settings(settings_level);
-        spi::commit();
+        try {
+            spi::commit();
+        } catch (PgError&) {
+            // A failed commit leaves a new transaction (SPI_commit starts one): pinned again,
+            // for the failure's own bookkeeping.
+            settings_level = pin_search_path();
+            throw;
+        }
         settings_level = pin_search_path();
     };
     check_installation();

@@ -32,15 +32,21 @@ std::string redact_card_numbers(std::string_view text) {
             ++i;
             continue;
         }
-        // The longest run of digits, with single separators between digits.
+        // The longest run of digits, with up to two separators (space, '.', '-', '/', '_')
+        // between digits: how card numbers are written, not how lists of numbers are.
+        auto is_separator = [](char c) { return c == ' ' || c == '.' || c == '-' || c == '/' || c == '_'; };
         size_t end = i;
         int digits = 0;
         while (end < out.size()) {
             if (is_digit(out[end])) {
                 ++digits;
                 ++end;
-            } else if ((out[end] == ' ' || out[end] == '-') && end + 1 < out.size() && is_digit(out[end + 1])) {
-                ++end;
+                continue;
+            }
+            size_t gap = end;
+            while (gap < out.size() && gap - end < 2 && is_separator(out[gap])) ++gap;
+            if (gap > end && gap < out.size() && is_digit(out[gap])) {
+                end = gap;
             } else {
                 break;
             }
