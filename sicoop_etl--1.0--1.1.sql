@@ -131,20 +131,84 @@ BEGIN
     SELECT CASE
       WHEN c.relname = 'vw_movimentacao_flat' AND c.relkind <> 'v' THEN 'not a view'
       WHEN c.relname = 'run_id_seq' AND c.relkind <> 'S' THEN 'not a sequence'
-      WHEN c.relname NOT IN ('vw_movimentacao_flat', 'run_id_seq') AND c.relkind <> 'r' THEN 'not a plain table'
+      WHEN c.relname <> 'vw_movimentacao_flat' AND c.relkind NOT IN ('r', 'S') THEN 'not a plain table'
       WHEN EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND NOT (c.relkind = 'v' AND r.rulename = '_RETURN'))
         THEN 'has rules'
       WHEN c.relrowsecurity THEN 'has row-level security'
       WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid OR i.inhrelid = c.oid) THEN 'has inheritance'
       WHEN EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
            AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = c.relowner) THEN 'has triggers'
+      -- (reading a column of a type someone else defined can run its casts and functions)
+      WHEN EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     AND t.typnamespace <> 'pg_catalog'::regnamespace) THEN 'has a column of a type outside pg_catalog'
     END AS why) w
-  WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relname = ANY (sicoop._warehouse_relations()) AND w.why IS NOT NULL;
+  WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relname NOT LIKE 'src\_%' AND c.relkind <> 'i'
+    AND (c.relname = ANY (sicoop._warehouse_relations()) OR c.relkind IN ('r', 'v', 'S'))
+    AND w.why IS NOT NULL;
   IF odd IS NOT NULL THEN
     RAISE EXCEPTION 'sicoop: the warehouse has been altered so that reading or writing it could run its owner''s code: %',
                     array_to_string(odd, ', ')
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Nothing was read. A superuser reviews these objects and drops what sicoop did not create.';
+  END IF;
+END
+$fn$;
+
+-- The warehouse's definition, one line per relation, column, default, constraint, index,
+-- trigger, rule and policy: what grant_operator hands over and revoke_operator gets back.
+CREATE FUNCTION sicoop._warehouse_signature() RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+WITH rels AS (
+  SELECT c.oid, c.relname, c.relkind, c.relrowsecurity FROM pg_class c
+  WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind NOT IN ('i', 'I', 't', 'c') AND c.relname NOT LIKE 'src\_%')
+SELECT array_agg(line ORDER BY line) FROM (
+  SELECT format('relation %s %s rls=%s', relname, relkind, relrowsecurity) FROM rels
+  UNION ALL
+  SELECT format('column %s.%s %s notnull=%s default=%s', r.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+                a.attnotnull, pg_get_expr(d.adbin, d.adrelid))
+  FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  UNION ALL
+  SELECT format('constraint %s.%s %s', r.relname, k.conname, pg_get_constraintdef(k.oid))
+  FROM rels r JOIN pg_constraint k ON k.conrelid = r.oid
+  UNION ALL
+  SELECT format('index %s', pg_get_indexdef(i.indexrelid)) FROM rels r JOIN pg_index i ON i.indrelid = r.oid
+  UNION ALL
+  SELECT format('trigger %s', pg_get_triggerdef(t.oid)) FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
+  UNION ALL
+  SELECT format('rule %s', pg_get_ruledef(w.oid)) FROM rels r JOIN pg_rewrite w ON w.ev_class = r.oid
+  UNION ALL
+  SELECT format('policy %s.%s', r.relname, p.polname) FROM rels r JOIN pg_policy p ON p.polrelid = r.oid
+  UNION ALL
+  SELECT format('inherits %s', i.inhrelid::regclass) FROM rels r JOIN pg_inherits i ON i.inhparent = r.oid OR i.inhrelid = r.oid
+) lines(line)
+$$;
+
+-- Refuses to take the warehouse back from an operator (to a superuser, or to another operator)
+-- if its definition is not the one handed over: whatever the operator added to its tables --
+-- a default, a constraint, an index expression, a trigger, a rule -- would run with the new
+-- owner's rights.
+CREATE FUNCTION sicoop._check_handover(from_owner regrole) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  handed text[];
+  changed text[];
+BEGIN
+  SELECT h.signature INTO handed FROM sicoop.operator_handover h WHERE h.role_name = from_owner::text;
+  IF handed IS NULL THEN
+    RAISE EXCEPTION 'sicoop: there is no record of what was handed over to %', from_owner
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Review the warehouse''s tables by hand, then give them to another role with ALTER ... OWNER TO.';
+  END IF;
+  SELECT array_agg(line ORDER BY line) INTO changed
+  FROM ((SELECT unnest(sicoop._warehouse_signature()) EXCEPT SELECT unnest(handed))
+        UNION (SELECT unnest(handed) EXCEPT SELECT unnest(sicoop._warehouse_signature()))) d(line);
+  IF changed IS NOT NULL THEN
+    RAISE EXCEPTION 'sicoop: % changed the warehouse''s definition since it was handed over: %', from_owner,
+                    array_to_string(changed[1:10], '; ')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Nothing was changed. A superuser reviews these differences and puts them back as sicoop made them first.';
   END IF;
 END
 $fn$;
@@ -579,6 +643,13 @@ BEGIN
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Call sicoop.connect_source(host, port, dbname, username, password): it creates the warehouse and points it at the source.';
   END IF;
+  -- The owner itself: a member of it with more rights of its own (CREATEROLE, other roles)
+  -- would lend them to what the owner put in its tables.
+  IF current_user::regrole::oid <> owner AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) THEN
+    RAISE EXCEPTION 'sicoop: only the warehouse''s owner (%) runs the pipeline, not %', owner::regrole, current_user
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('SET ROLE %s first, or have a superuser make your role the operator with sicoop.grant_operator(role).', owner::regrole);
+  END IF;
   IF NOT pg_has_role(current_user, owner, 'USAGE') THEN
     RAISE EXCEPTION 'sicoop: only the warehouse''s owner (%) runs the pipeline, not %', owner::regrole, current_user
       USING ERRCODE = 'insufficient_privilege',
@@ -595,7 +666,8 @@ BEGIN
   -- or restored extension makes them anew, owned by whoever ran CREATE EXTENSION.
   IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = owner) AND EXISTS (
       SELECT 1 FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
-      WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relowner <> owner) THEN
+      WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relowner <> owner
+        AND c.relname <> 'operator_handover') THEN
     RAISE EXCEPTION 'sicoop: the extension''s own tables do not belong to the warehouse''s owner (%)', owner::regrole
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = format('A superuser runs SELECT sicoop.grant_operator(%L) again (the extension was re-created or restored).', owner::regrole::text);
@@ -768,6 +840,7 @@ BEGIN
              FROM pg_class c
              WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'f', 'S')
                AND (from_owner IS NULL OR c.relowner = from_owner)
+               AND c.relname <> 'operator_handover'  -- the superuser's record of the handover
                AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                                AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))
              ORDER BY c.relname
@@ -804,9 +877,16 @@ BEGIN
   END IF;
   PERFORM sicoop._create_source_objects();
   SELECT c.relowner INTO previous FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass;
-  -- The warehouse, its source objects and the extension's own tables become the operator's.
-  PERFORM sicoop._set_warehouse_owner(operator);
+  IF previous <> operator::oid AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = previous) THEN
+    PERFORM sicoop._check_handover(previous::regrole);
+  END IF;
+  TRUNCATE sicoop.deferred_index;  -- empty between loads; nothing of a previous owner's stays
   PERFORM sicoop._create_flat_view();  -- as sicoop defines it, whatever a previous operator made of it
+  -- The warehouse, its source objects and the extension's own tables become the operator's
+  -- (but the handover record, which stays the superuser's).
+  PERFORM sicoop._set_warehouse_owner(operator);
+  INSERT INTO sicoop.operator_handover AS h (role_name, signature) VALUES (operator::text, sicoop._warehouse_signature())
+  ON CONFLICT (role_name) DO UPDATE SET signature = EXCLUDED.signature, handed_at = EXCLUDED.handed_at;
   EXECUTE format('GRANT USAGE ON SCHEMA sicoop TO %s', operator);
   EXECUTE format('GRANT EXECUTE ON %s TO %s', sicoop._operator_functions(), operator);
   EXECUTE format('GRANT EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) TO %s', operator);
@@ -834,10 +914,16 @@ BEGIN
     RAISE EXCEPTION 'sicoop.revoke_operator: a role is required' USING ERRCODE = 'null_value_not_allowed';
   END IF;
   SELECT e.extowner::regrole INTO owner FROM pg_extension e WHERE e.extname = 'sicoop_etl';
-  -- Nothing the operator added (rules, triggers, policies) may come along to a superuser.
+  -- Nothing the operator added (defaults, constraints, triggers, rules, policies...) may
+  -- come along to a superuser: the definition must be the one handed over.
   PERFORM sicoop._check_warehouse_shape();
+  IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass AND c.relowner = operator) THEN
+    PERFORM sicoop._check_handover(operator);
+  END IF;
+  TRUNCATE sicoop.deferred_index;
   PERFORM sicoop._set_warehouse_owner(owner, operator);
   PERFORM sicoop._create_flat_view();
+  DELETE FROM sicoop.operator_handover h WHERE h.role_name = operator::text;
   IF EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvname = 'sicoop_source' AND m.umuser = operator) THEN
     EXECUTE format('DROP USER MAPPING FOR %s SERVER sicoop_source', operator);
   END IF;
@@ -1078,6 +1164,14 @@ REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, te
   sicoop._summarize(regclass), sicoop._empty_tables(text[]) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 
+
+-- The record of what grant_operator hands over (the extension's own, the superuser's).
+CREATE TABLE sicoop.operator_handover (
+    role_name   text PRIMARY KEY,
+    signature   text[] NOT NULL,
+    handed_at   timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+REVOKE ALL ON sicoop.operator_handover FROM PUBLIC;
 
 -- Data conversion (1.0 -> 1.1).
 -- Card numbers: raw keeps them masked, plus a keyed hash of the whole number (PCI DSS 3). The

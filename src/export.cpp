@@ -88,9 +88,11 @@ Datum export_flat(FunctionCallInfo fcinfo) {
         if (!HeapTupleIsValid(tuple)) elog(ERROR, "sicoop: cache lookup failed for relation %u", view);
         Oid owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
         ReleaseSysCache(tuple);
-        if (superuser() && !superuser_arg(owner))
+        // Only the owner itself (or anyone, when a superuser owns it): a member with more
+        // rights, or a superuser, would lend them to what the view runs.
+        if (GetUserId() != owner && !superuser_arg(owner))
             ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                            errmsg("sicoop.export_flat: the flat view belongs to %s; a superuser does not export it",
+                            errmsg("sicoop.export_flat: the flat view belongs to %s, who alone exports it",
                                    GetUserNameFromId(owner, false)),
                             errhint("SET ROLE %s first: what the view runs must not run with superuser rights.",
                                     quote_identifier(GetUserNameFromId(owner, false)))));

@@ -16,8 +16,9 @@ PG_FUNCTION_INFO_V1(sicoop_card_hash);
 PG_FUNCTION_INFO_V1(sicoop_redact_card_numbers);
 }
 
-// sicoop.clean_text(text): trimmed, inner white space collapsed, upper-cased in the
-// collation of the argument (accents kept: 'joão' -> 'JOÃO'); blank -> NULL.
+// sicoop.clean_text(text): trimmed, inner white space collapsed, card numbers masked to their
+// last four digits, upper-cased in the collation of the argument (accents kept: 'joão' ->
+// 'JOÃO'); blank -> NULL.
 Datum sicoop_clean_text(PG_FUNCTION_ARGS) {
     text* input = PG_GETARG_TEXT_PP(0);
     Oid collation = PG_GET_COLLATION();
@@ -26,7 +27,8 @@ Datum sicoop_clean_text(PG_FUNCTION_ARGS) {
     char* upper = nullptr;
     bool blank = false;
     sicoop::sql_entry([&] {
-        std::string collapsed = sicoop::collapse_whitespace(std::string_view(data, length));
+        // A card number typed into a free-text field (a description) is masked too.
+        std::string collapsed = sicoop::redact_card_numbers(sicoop::collapse_whitespace(std::string_view(data, length)));
         blank = collapsed.empty();
         if (!blank) {
             const char* c = collapsed.c_str();

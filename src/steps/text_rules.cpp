@@ -32,9 +32,14 @@ std::string redact_card_numbers(std::string_view text) {
             ++i;
             continue;
         }
-        // The longest run of digits, with up to two separators (space, '.', '-', '/', '_')
-        // between digits: how card numbers are written, not how lists of numbers are.
-        auto is_separator = [](char c) { return c == ' ' || c == '.' || c == '-' || c == '/' || c == '_'; };
+        // The longest run of digits, with up to four separator bytes between digits: anything
+        // but letters, digits and what separates numbers in a list or a time (',', ';', ':',
+        // parentheses), so spaces, tabs, dots, dashes, slashes and a non-breaking space's bytes.
+        auto is_separator = [](char c) {
+            const unsigned char u = static_cast<unsigned char>(c);
+            const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+            return !alnum && u != 0 && c != ',' && c != ';' && c != ':' && c != '(' && c != ')';
+        };
         size_t end = i;
         int digits = 0;
         while (end < out.size()) {
@@ -44,7 +49,7 @@ std::string redact_card_numbers(std::string_view text) {
                 continue;
             }
             size_t gap = end;
-            while (gap < out.size() && gap - end < 2 && is_separator(out[gap])) ++gap;
+            while (gap < out.size() && gap - end < 4 && is_separator(out[gap])) ++gap;
             if (gap > end && gap < out.size() && is_digit(out[gap])) {
                 end = gap;
             } else {

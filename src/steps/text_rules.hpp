@@ -11,9 +11,9 @@ namespace sicoop {
 // collapses every inner run of it into one space.
 std::string collapse_whitespace(std::string_view text);
 
-// What could be a full card number (PAN) -- a run of 13 or more digits, with up to two
-// separators (space, '.', '-', '/', '_') between them -- with every digit but the last four
-// replaced by '*'.
+// What could be a full card number (PAN) -- a run of 13 or more digits, with up to four
+// separator bytes between them (anything but letters, digits and ',', ';', ':', parentheses)
+// -- with every digit but the last four replaced by '*'.
 // Applied to every error sicoop reports or logs: PCI DSS 3 allows at most the last four.
 std::string redact_card_numbers(std::string_view text);
 

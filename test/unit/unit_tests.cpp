@@ -159,11 +159,16 @@ void test_redact_card_numbers() {
     ok(redact_card_numbers("4111 1111 1111 1111 and 5500-0000-0000-0004") == "**** **** **** 1111 and ****-****-****-0004",
        "numbers written in groups are redacted, separators kept");
     ok(redact_card_numbers("6011000990139") == "*********0139", "13 digits are a card number");
-    ok(redact_card_numbers("4111.1111.1111.1111 / 4111  1111  1111  1111 / 4111_1111_1111_1111") ==
-           "****.****.****.1111 / ****  ****  ****  1111 / ****_****_****_1111",
+    ok(redact_card_numbers("4111.1111.1111.1111; 4111  1111  1111  1111; 4111_1111_1111_1111") ==
+           "****.****.****.1111; ****  ****  ****  1111; ****_****_****_1111",
        "dots, double spaces and underscores between groups are card numbers too");
     ok(redact_card_numbers("ids 1234, 5678, 9012, 3456") == "ids 1234, 5678, 9012, 3456",
        "a list of numbers is not a card number");
+    ok(redact_card_numbers("4111 - 1111 - 1111 - 1111; 4111\t1111\t1111\t1111; 4111\u00a01111\u00a01111\u00a01111") ==
+           "**** - **** - **** - 1111; ****\t****\t****\t1111; ****\u00a0****\u00a0****\u00a01111",
+       "spaced dashes, tabs and non-breaking spaces between groups too");
+    ok(redact_card_numbers("as of 2025-08-15 10:30:00-03, run 42") == "as of 2025-08-15 10:30:00-03, run 42",
+       "times are left alone");
     ok(redact_card_numbers("run 123456789012 at 2025-08-15 10:30:00, 1234.56") ==
            "run 123456789012 at 2025-08-15 10:30:00, 1234.56",
        "12 digits or fewer (ids, dates, amounts) are left alone");
