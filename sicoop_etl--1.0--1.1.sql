@@ -348,8 +348,8 @@ CREATE TABLE sicoop.raw_conta (
     run_id bigint NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
--- Cards: the number masked to its last four characters (never in clear: PCI DSS 3), and a
--- keyed hash of the whole number (HMAC-SHA-256, key in sicoop.card_hash_key) to see it change.
+-- Cards: the number masked to its last four characters, never in clear (PCI DSS 3). (The
+-- masked number is all any later layer holds, so it is all change detection needs.)
 CREATE TABLE sicoop.raw_cartao (
     id_cartao varchar(50) PRIMARY KEY,
     id_conta varchar(50),
@@ -359,8 +359,7 @@ CREATE TABLE sicoop.raw_cartao (
     tipo_cartao varchar(50),
     data_emissao date,
     run_id bigint NOT NULL,
-    loaded_at timestamptz NOT NULL DEFAULT now(),
-    numero_cartao_hash bytea
+    loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE sicoop.raw_movimentacao_cartao (
     id_movimentacao_cartao varchar(50) PRIMARY KEY,
@@ -805,11 +804,6 @@ BEGIN
 END
 $fn$;
 
--- HMAC-SHA-256 of a card number under a key (C++, src/sql_functions.cpp): what raw keeps to
--- see a card number change without storing it.
-CREATE FUNCTION sicoop._card_hash(numero text, key bytea) RETURNS bytea
-LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_card_hash';
-
 -- The text with every possible card number (13 or more digits) masked to its last four digits,
 -- as sicoop does to every error it reports or logs (C++, src/steps/text_rules.cpp).
 CREATE FUNCTION sicoop._redact_card_numbers(value text) RETURNS text
@@ -822,7 +816,7 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_redact_c
 CREATE FUNCTION sicoop._operator_functions() RETURNS text LANGUAGE sql IMMUTABLE AS $$
 SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._connect_source(text, integer, text, text, text, text),
-                 sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
+                 sicoop._check_source(text, integer, text, text, text, text),
                  sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
                  sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text),
                  sicoop._defer_indexes(regclass), sicoop._restore_indexes(regclass), sicoop._summarize(regclass),
@@ -1156,7 +1150,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_export_flat';
 -- Privileges: what may change the warehouse, reach the source or export is the operator's
 -- (grant_operator), never PUBLIC's. The cleaning helpers stay callable by anyone.
 REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text), sicoop._connect_source(text, integer, text, text, text, text),
-  sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea), sicoop.run_step(text, boolean), sicoop.load_raw(),
+  sicoop._check_source(text, integer, text, text, text, text), sicoop.run_step(text, boolean), sicoop.load_raw(),
   sicoop.load_trusted(), sicoop.load_dims(), sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text), sicoop.grant_operator(regrole),
   sicoop.revoke_operator(regrole), sicoop.grant_reader(regrole), sicoop.revoke_reader(regrole),
   sicoop._set_warehouse_owner(regrole, regrole), sicoop._create_flat_view(), sicoop._create_warehouse(),
@@ -1174,23 +1168,9 @@ CREATE TABLE sicoop.operator_handover (
 REVOKE ALL ON sicoop.operator_handover FROM PUBLIC;
 
 -- Data conversion (1.0 -> 1.1).
--- Card numbers: raw keeps them masked, plus a keyed hash of the whole number (PCI DSS 3). The
--- key is the extension's own, random for this install, and pg_dump leaves it out.
-CREATE TABLE sicoop.card_hash_key (
-    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    key        bytea NOT NULL
-);
-INSERT INTO sicoop.card_hash_key (key)
-SELECT pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text,
-                                            '-', ''), 'hex');
-REVOKE ALL ON sicoop.card_hash_key FROM PUBLIC;
--- The hashes are taken from the full numbers still there; then the table is rewritten with the
--- masked ones (ALTER ... TYPE with USING rewrites it), so that no row version on disk keeps a
+-- Card numbers: raw keeps them masked to their last four characters, never in clear (PCI
+-- DSS 3). ALTER ... TYPE with USING rewrites the table, so that no row version on disk keeps a
 -- full number. (Backups taken before the update still hold them: see the README.)
-ALTER TABLE sicoop.raw_cartao ADD COLUMN numero_cartao_hash bytea;
-UPDATE sicoop.raw_cartao
-SET numero_cartao_hash = sicoop._card_hash(numero_cartao, (SELECT k.key FROM sicoop.card_hash_key k))
-WHERE numero_cartao IS NOT NULL;
 ALTER TABLE sicoop.raw_cartao
   ALTER COLUMN numero_cartao TYPE varchar(50) USING sicoop.mask_card(numero_cartao),
   ADD CONSTRAINT raw_cartao_numero_cartao_check CHECK (numero_cartao ~ '^\**.{0,4}$');

@@ -273,8 +273,8 @@ CREATE TABLE sicoop.raw_conta (
     run_id bigint NOT NULL,
     loaded_at timestamptz NOT NULL DEFAULT now()
 );
--- Cards: the number masked to its last four characters (never in clear: PCI DSS 3), and a
--- keyed hash of the whole number (HMAC-SHA-256, key in sicoop.card_hash_key) to see it change.
+-- Cards: the number masked to its last four characters, never in clear (PCI DSS 3). (The
+-- masked number is all any later layer holds, so it is all change detection needs.)
 CREATE TABLE sicoop.raw_cartao (
     id_cartao varchar(50) PRIMARY KEY,
     id_conta varchar(50),
@@ -284,8 +284,7 @@ CREATE TABLE sicoop.raw_cartao (
     tipo_cartao varchar(50),
     data_emissao date,
     run_id bigint NOT NULL,
-    loaded_at timestamptz NOT NULL DEFAULT now(),
-    numero_cartao_hash bytea
+    loaded_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE sicoop.raw_movimentacao_cartao (
     id_movimentacao_cartao varchar(50) PRIMARY KEY,
@@ -734,19 +733,6 @@ CREATE UNLOGGED TABLE stage_key_checksum (bucket int, keys bigint, key_hash_sum 
 CREATE UNLOGGED TABLE stage_bucket (bucket int);
 CREATE UNLOGGED TABLE stage_key (record_id varchar(50));
 
--- The key of the card numbers' hashes in raw_cartao: random for each install, and the
--- extension's own, so that pg_dump leaves it out -- no backup holds both the hashes and their
--- key. (A restored or re-created warehouse gets a new key: hashes then differ once, and the
--- cards they belong to are rewritten in raw with the same values.)
-CREATE TABLE card_hash_key (
-    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    key        bytea NOT NULL
-);
-INSERT INTO card_hash_key (key)
-SELECT pg_catalog.decode(pg_catalog.replace(pg_catalog.gen_random_uuid()::text || pg_catalog.gen_random_uuid()::text,
-                                            '-', ''), 'hex');
-REVOKE ALL ON card_hash_key FROM PUBLIC;
-
 -- What grant_operator handed over to each operator: the warehouse's definition then, which
 -- revoke_operator (or a later grant_operator) checks before taking the warehouse back. The
 -- extension's own, owned by the superuser who installed it, not the operator.
@@ -939,11 +925,6 @@ $$ SELECT CASE WHEN birth OPERATOR(pg_catalog.<=) on_date
                THEN pg_catalog.date_part('year', pg_catalog.age(on_date::pg_catalog.timestamp, birth::pg_catalog.timestamp))::pg_catalog.int4
           END $$;
 
--- HMAC-SHA-256 of a card number under a key (C++, src/sql_functions.cpp): what raw keeps to
--- see a card number change without storing it.
-CREATE FUNCTION _card_hash(numero text, key bytea) RETURNS bytea
-LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_card_hash';
-
 -- The text with every possible card number (13 or more digits) masked to its last four digits,
 -- as sicoop does to every error it reports or logs (C++, src/steps/text_rules.cpp).
 CREATE FUNCTION _redact_card_numbers(value text) RETURNS text
@@ -1042,7 +1023,7 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_pipeline';
 CREATE FUNCTION _operator_functions() RETURNS text LANGUAGE sql IMMUTABLE AS $$
 SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._connect_source(text, integer, text, text, text, text),
-                 sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea),
+                 sicoop._check_source(text, integer, text, text, text, text),
                  sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
                  sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text),
                  sicoop._defer_indexes(regclass), sicoop._restore_indexes(regclass), sicoop._summarize(regclass),
@@ -1208,7 +1189,7 @@ $fn$;
 -- Privileges: what may change the warehouse, reach the source or export is the operator's
 -- (grant_operator), never PUBLIC's. The cleaning helpers stay callable by anyone.
 REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, text), sicoop._connect_source(text, integer, text, text, text, text),
-  sicoop._check_source(text, integer, text, text, text, text), sicoop._card_hash(text, bytea), sicoop.run_step(text, boolean), sicoop.load_raw(),
+  sicoop._check_source(text, integer, text, text, text, text), sicoop.run_step(text, boolean), sicoop.load_raw(),
   sicoop.load_trusted(), sicoop.load_dims(), sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text), sicoop.grant_operator(regrole),
   sicoop.revoke_operator(regrole), sicoop.grant_reader(regrole), sicoop.revoke_reader(regrole),
   sicoop._set_warehouse_owner(regrole, regrole), sicoop._create_flat_view(), sicoop._create_warehouse(),

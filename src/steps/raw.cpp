@@ -64,17 +64,17 @@ std::vector<std::string> missing_source_columns(
 namespace {
 
 // What raw keeps of each non-key source column (s: the stage row). All of it as it is, but
-// card numbers: raw keeps them masked, plus a keyed hash (HMAC-SHA-256 under the warehouse's
-// key, sicoop.card_hash_key) that changes when the number does -- never the number itself
-// (PCI DSS 3). Tables with such columns go through the stage, emptied in the same transaction.
+// card numbers, which raw keeps masked to their last four characters, never in clear (PCI DSS
+// 3); a change shows in the masked number, which is all any later layer holds. (A keyed hash
+// of the whole number beside it would let whoever owns raw -- and so reads the key and feeds
+// the stage -- recover numbers from their last four digits by trying candidates.) Tables with
+// such columns go through the stage, which the step empties in the same transaction.
 std::vector<Column> raw_columns(const SourceTable& t) {
     std::vector<Column> columns;
     for (const auto& [col, type] : t.columns) {
         if (col == t.key) continue;
         if (col == "numero_cartao") {
             columns.push_back({"numero_cartao", "sicoop.mask_card(s.numero_cartao)"});
-            columns.push_back(
-                {"numero_cartao_hash", "sicoop._card_hash(s.numero_cartao, (SELECT k.key FROM sicoop.card_hash_key k))"});
         } else {
             columns.push_back({col, "s." + col});
         }

@@ -4,7 +4,7 @@ SELECT plan(40);
 
 SELECT has_schema('sicoop');
 SELECT tables_are('sicoop', ARRAY[
-  'warehouse_info', 'card_hash_key', 'operator_handover', 'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index', 'source_sync',
+  'warehouse_info', 'operator_handover', 'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index', 'source_sync',
   'stage_key_checksum', 'stage_bucket', 'stage_key',
   'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
   'stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao',

@@ -35,8 +35,8 @@ INSERT INTO pg_temp.kept SELECT * FROM pg_temp.snapshot();
 SELECT set_eq($$SELECT c.relname::text FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
                 WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace$$,
               ARRAY['stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao', 'stage_key_checksum',
-                    'stage_bucket', 'stage_key', 'deferred_index', 'card_hash_key', 'operator_handover'],
-              'the only relations the extension owns are the steps'' scratch tables, the card hash key and the handover record');
+                    'stage_bucket', 'stage_key', 'deferred_index', 'operator_handover'],
+              'the only relations the extension owns are the steps'' scratch tables and the handover record');
 SELECT is((SELECT count(*)::int FROM sicoop.stage_associado) + (SELECT count(*)::int FROM sicoop.stage_cartao)
           + (SELECT count(*)::int FROM sicoop.stage_movimentacao_cartao) + (SELECT count(*)::int FROM sicoop.stage_key), 0,
           'and they hold nothing after a run (no source row, no full card number)');

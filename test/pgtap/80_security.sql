@@ -202,7 +202,7 @@ SELECT is((SELECT n FROM dblink('rd', $$SELECT count(*) FROM sicoop.fato_movimen
 SELECT throws_ok(format($$SELECT * FROM dblink('rd', 'SELECT count(*) FROM sicoop.%I') AS t(n bigint)$$, t), '42501', NULL,
                  format('the reader cannot read %s', t))
 FROM unnest(ARRAY['raw_cartao', 'raw_associado', 'stage_cartao', 'trusted_associado', 'reject', 'run_log', 'src_cartao',
-                  'card_hash_key']) AS t;
+                  'operator_handover']) AS t;
 SELECT throws_ok($$SELECT dblink_exec('rd', 'CALL sicoop.run_pipeline()')$$, '42501', NULL, 'the reader cannot run the pipeline');
 SELECT throws_ok($$SELECT * FROM dblink('rd', 'SELECT sicoop._check_source(''localhost'', 5432, ''postgres'', ''postgres'', ''x'', ''public'')') AS t(x text)$$,
                  '42501', NULL, 'nor probe the network or passwords through the source check');
