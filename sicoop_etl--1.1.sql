@@ -1057,6 +1057,19 @@ BEGIN
 END
 $fn$;
 
+-- What every grant_* and revoke_* checks first: a superuser calls it, for a role.
+CREATE FUNCTION _check_grantor(fn text, target regrole) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
+    RAISE EXCEPTION 'sicoop.%: only a superuser calls it', fn USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  IF target IS NULL THEN
+    RAISE EXCEPTION 'sicoop.%: a role is required', fn USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+END
+$fn$;
+
 -- The operator: a role, not a superuser, that owns the warehouse (created here if needed) and
 -- may point it at the source (with a password, as postgres_fdw requires), run and schedule
 -- the pipeline, read the run log and export the flat file into sicoop.export_directory. The
@@ -1067,12 +1080,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   previous oid;
 BEGIN
-  IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
-    RAISE EXCEPTION 'sicoop.grant_operator: only a superuser names the operator' USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  IF operator IS NULL THEN
-    RAISE EXCEPTION 'sicoop.grant_operator: a role is required' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM sicoop._check_grantor('grant_operator', operator);
   IF NOT sicoop._adopt_warehouse() THEN
     PERFORM sicoop._create_warehouse();
   END IF;
@@ -1108,12 +1116,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   owner regrole;
 BEGIN
-  IF NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
-    RAISE EXCEPTION 'sicoop.revoke_operator: only a superuser revokes the operator' USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  IF operator IS NULL THEN
-    RAISE EXCEPTION 'sicoop.revoke_operator: a role is required' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM sicoop._check_grantor('revoke_operator', operator);
   SELECT e.extowner::regrole INTO owner FROM pg_extension e WHERE e.extname = 'sicoop_etl';
   -- Nothing the operator added (defaults, constraints, triggers, rules, policies...) may
   -- come along to a superuser: the definition must be the one handed over.
@@ -1147,12 +1150,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   r text;
 BEGIN
-  IF NOT (SELECT rr.rolsuper FROM pg_roles rr WHERE rr.rolname = current_user) THEN
-    RAISE EXCEPTION 'sicoop.grant_reader: only a superuser names readers' USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  IF reader IS NULL THEN
-    RAISE EXCEPTION 'sicoop.grant_reader: a role is required' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM sicoop._check_grantor('grant_reader', reader);
   IF NOT sicoop._adopt_warehouse() THEN
     RAISE EXCEPTION 'sicoop.grant_reader: there is no warehouse yet' USING ERRCODE = 'object_not_in_prerequisite_state',
       HINT = 'sicoop.grant_operator(role) or sicoop.connect_source(...) creates it.';
@@ -1170,12 +1168,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   r text;
 BEGIN
-  IF NOT (SELECT rr.rolsuper FROM pg_roles rr WHERE rr.rolname = current_user) THEN
-    RAISE EXCEPTION 'sicoop.revoke_reader: only a superuser revokes readers' USING ERRCODE = 'insufficient_privilege';
-  END IF;
-  IF reader IS NULL THEN
-    RAISE EXCEPTION 'sicoop.revoke_reader: a role is required' USING ERRCODE = 'null_value_not_allowed';
-  END IF;
+  PERFORM sicoop._check_grantor('revoke_reader', reader);
   FOREACH r IN ARRAY sicoop._reader_relations() LOOP
     IF to_regclass('sicoop.' || r) IS NOT NULL THEN
       EXECUTE format('REVOKE SELECT ON sicoop.%I FROM %s', r, reader);

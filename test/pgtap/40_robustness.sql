@@ -38,19 +38,7 @@ BEGIN
 END
 $$;
 
--- The error a statement raises: {sqlstate, message, detail, hint, context}; NULL if none.
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text[] LANGUAGE plpgsql AS $$
-DECLARE
-  st text; msg text; det text; hnt text; ctx text;
-BEGIN
-  EXECUTE sql;
-  RETURN NULL;
-EXCEPTION WHEN OTHERS OR query_canceled THEN  -- OTHERS alone does not catch 57014
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                          hnt = PG_EXCEPTION_HINT, ctx = PG_EXCEPTION_CONTEXT;
-  RETURN ARRAY[st, msg, det, hnt, ctx];
-END
-$$;
+\ir helpers/error_of.sql
 
 -- Waits (up to 30 s) until backend `target` holds the pipeline lock and waits for another lock.
 CREATE FUNCTION pg_temp.wait_blocked_holding_lock(target int) RETURNS boolean LANGUAGE plpgsql AS $$

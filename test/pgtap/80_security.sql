@@ -20,23 +20,7 @@ RESET client_min_messages;
 SELECT format('host=localhost port=%s dbname=%s user=', :'pgport', current_database()) AS connto \gset
 \o
 
--- The error a statement raises (SQLSTATE, message, detail, hint, context), or NULL.
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text[] LANGUAGE plpgsql AS $$
-DECLARE
-  st text;
-  msg text;
-  det text;
-  hnt text;
-  ctx text;
-BEGIN
-  EXECUTE sql;
-  RETURN NULL;
-EXCEPTION WHEN others THEN
-  GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL,
-                          hnt = PG_EXCEPTION_HINT, ctx = PG_EXCEPTION_CONTEXT;
-  RETURN ARRAY[st, msg, det, hnt, ctx];
-END
-$$;
+\ir helpers/error_of.sql
 -- What the server log received since byte `since`.
 CREATE FUNCTION pg_temp.log_since(since bigint) RETURNS text LANGUAGE sql AS $$
   SELECT pg_read_file('server.log', since, (pg_stat_file('server.log')).size - since)
