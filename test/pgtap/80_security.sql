@@ -2,15 +2,16 @@
 -- errors, a search_path attack that must not run, and the source password kept out of the
 -- server log. (The run lock no role can take: 40_robustness.sql; extreme inputs: 85_inputs.sql.)
 \ir helpers/reset.sql
-SELECT plan(59);
+SELECT plan(62);
 
 \o /dev/null
 SET client_min_messages = warning;
 \ir helpers/test_roles.sql
-SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_operator', 'sicoop_test_reader', 'sicoop_test_nobody', 'sicoop_test_mallory', 'sicoop_test_source_reader']);
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_member', 'sicoop_test_operator', 'sicoop_test_reader', 'sicoop_test_nobody', 'sicoop_test_mallory', 'sicoop_test_source_reader']);
 CREATE ROLE sicoop_test_operator LOGIN;
 CREATE ROLE sicoop_test_reader LOGIN;
 CREATE ROLE sicoop_test_nobody LOGIN;
+CREATE ROLE sicoop_test_member LOGIN IN ROLE sicoop_test_operator;
 CREATE ROLE sicoop_test_mallory LOGIN;
 -- The source account the operator connects with: it authenticates with a password
 -- (test/env.sh gives it scram-sha-256 in pg_hba.conf), as postgres_fdw wants of non-superusers.
@@ -167,6 +168,28 @@ CREATE TABLE sicoop.warehouse_info (
 INSERT INTO sicoop.warehouse_info (layout_version) VALUES ('1.1');
 ALTER TABLE sicoop.warehouse_info OWNER TO sicoop_test_operator;
 \o
+-- A column of a type the operator defined (with a cast that would run as whoever reads it):
+-- refused before the superuser's read.
+\o /dev/null
+SELECT dblink_exec('op', $$CREATE TYPE pg_temp.sicoop_test_layout AS ENUM ('1.1');
+  ALTER TABLE sicoop.warehouse_info ALTER COLUMN layout_version TYPE pg_temp.sicoop_test_layout
+    USING layout_version::pg_temp.sicoop_test_layout$$);
+\o
+SELECT throws_like($$SELECT sicoop.grant_reader('sicoop_test_reader')$$, '%warehouse_info (has a column of a type outside pg_catalog)%',
+                   'a superuser''s grant_reader refuses a warehouse_info column of a type the operator defined, without reading it');
+\o /dev/null
+SELECT dblink_exec('op', 'ALTER TABLE sicoop.warehouse_info ALTER COLUMN layout_version TYPE text');
+\o
+-- A member of the operator role (with rights of its own) does not run the operator's
+-- pipeline as itself; SET ROLE to the operator, it does.
+SELECT throws_like(format($$SELECT dblink_exec('host=localhost port=%s dbname=%s user=sicoop_test_member', 'CALL sicoop.run_pipeline()')$$,
+                          :'pgport', current_database()),
+                   '%only the warehouse''s owner (sicoop_test_operator) runs the pipeline, not sicoop_test_member%',
+                   'a member of the operator role does not run the pipeline as itself');
+SELECT lives_ok(format($$SELECT * FROM dblink('host=localhost port=%s dbname=%s user=sicoop_test_member',
+                                            'SET ROLE sicoop_test_operator; SET sicoop.as_of = ''2025-08-15 14:10:00-03''; SELECT rows_read FROM sicoop.load_raw()') AS t(n bigint)$$,
+                       :'pgport', current_database()),
+                'SET ROLE to the operator, it does');
 
 ------------------------------------------------------------------------------------------
 -- 3. A reader sees the star schema and the flat view, nothing else; a role with only LOGIN
@@ -323,6 +346,6 @@ SELECT dblink_exec(:'cronto' || current_user, $$REVOKE USAGE ON SCHEMA cron FROM
   REVOKE EXECUTE ON FUNCTION cron.schedule_in_database(text, text, text, text, text, boolean) FROM sicoop_test_operator$$);
 SELECT dblink_exec(:'srcconn', 'REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM sicoop_test_source_reader');
 SET client_min_messages = warning;
-SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_operator', 'sicoop_test_reader', 'sicoop_test_nobody', 'sicoop_test_mallory', 'sicoop_test_source_reader']);
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_member', 'sicoop_test_operator', 'sicoop_test_reader', 'sicoop_test_nobody', 'sicoop_test_mallory', 'sicoop_test_source_reader']);
 \o
 SELECT * FROM finish();
