@@ -14,7 +14,7 @@
 -- per-step commits, and the rollback of its exception block would take run_log's rows along.)
 -- Sections build on each other; sicoop.as_of moves forward within 2025-08-15 (ages stay put).
 \ir helpers/reset.sql
-SELECT plan(68);
+SELECT plan(69);
 
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', current_database(), current_user) AS selfconn \gset
 
@@ -451,6 +451,16 @@ END
 $$;
 CREATE CONSTRAINT TRIGGER sicoop_test_refuse_at_commit AFTER INSERT ON sicoop.fato_movimentacao_cartao
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.sicoop_test_refuse_at_commit();
+-- The search_path in force while the failure is logged (after the failed commit): still pinned.
+CREATE TABLE public.sicoop_test_paths (path text);
+CREATE FUNCTION public.sicoop_test_note_path() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO public.sicoop_test_paths VALUES (current_setting('search_path'));
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER sicoop_test_note_path BEFORE INSERT OR UPDATE ON sicoop.run_log
+  FOR EACH ROW WHEN (NEW.status = 'failed') EXECUTE FUNCTION public.sicoop_test_note_path();
 SELECT dblink_exec('runner', 'SET sicoop.as_of = ''2025-08-15 23:20:00''') \g /dev/null
 SELECT throws_ok($$SELECT dblink_exec('runner', 'CALL sicoop.run_pipeline()')$$,
                  'SIC02', 'robustness test: fact MOV-960 refused at commit',
@@ -466,6 +476,11 @@ SELECT is((SELECT count(*)::int FROM sicoop.fato_movimentacao_cartao WHERE id_mo
 SELECT is((SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 1936286576 AND objid = 7338001 AND objsubid = 4
              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
           0, 'the run that failed at commit released the pipeline lock');
+SELECT is((SELECT array_agg(DISTINCT path) FROM public.sicoop_test_paths), ARRAY['pg_catalog, pg_temp'],
+          'the failure was logged with the search_path still pinned (after the failed commit too)');
+DROP TRIGGER sicoop_test_note_path ON sicoop.run_log;
+DROP FUNCTION public.sicoop_test_note_path();
+DROP TABLE public.sicoop_test_paths;
 DROP TRIGGER sicoop_test_refuse_at_commit ON sicoop.fato_movimentacao_cartao;
 DROP FUNCTION public.sicoop_test_refuse_at_commit();
 
