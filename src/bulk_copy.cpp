@@ -102,6 +102,10 @@ char* remote_value(PGconn* conn, const char* sql, const char* what) {
     if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
         char* detail = pchomp(PQerrorMessage(conn));
         PQclear(res);
+        if (PQstatus(conn) == CONNECTION_BAD)
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                            errmsg("sicoop: the connection to the source was lost (while trying to %s)", what),
+                            errdetail_internal("%s", detail)));
         ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION), errmsg("sicoop: the source refused to %s", what),
                         errdetail_internal("%s", detail)));
     }
@@ -110,7 +114,100 @@ char* remote_value(PGconn* conn, const char* sql, const char* what) {
     return value;
 }
 
+// The source session of the table being loaded: every copy of one source table in a step reads
+// the same snapshot (one REPEATABLE READ transaction), so the rows, the re-read keys, the day
+// totals and the snapshot recorded for the next run agree with each other.
+struct SourceSession {
+    PGconn* conn = nullptr;
+    std::string source_table;      // foreign table (src_*)
+    std::string snapshot_xmin;     // the snapshot's xmin, recorded in source_sync at the end
+    std::string watermark;         // movements: the latest movement time in the snapshot
+    bool has_watermark = false;
+    bool record_snapshot = false;
+};
+SourceSession session;
+
+// Ends the session: closes the source transaction and records what the next run starts from.
+void finish_session() {
+    if (session.conn == nullptr) return;
+    remote_value(session.conn, "COMMIT", "commit");
+    if (session.record_snapshot) {
+        Oid argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
+        Datum args[3] = {CStringGetTextDatum(session.source_table.c_str()),
+                         DirectFunctionCall1(int8in, CStringGetDatum(session.snapshot_xmin.c_str())),
+                         session.has_watermark ? CStringGetTextDatum(session.watermark.c_str()) : (Datum) 0};
+        const char nulls[3] = {' ', ' ', session.has_watermark ? ' ' : 'n'};
+        if (SPI_execute_with_args("INSERT INTO sicoop.source_sync (table_name, snapshot_xmin, watermark)"
+                                  " VALUES ($1, $2, $3::timestamp)"
+                                  " ON CONFLICT (table_name) DO UPDATE"
+                                  " SET snapshot_xmin = EXCLUDED.snapshot_xmin, copied_at = now(),"
+                                  " watermark = coalesce(EXCLUDED.watermark, source_sync.watermark)",
+                                  3, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
+            elog(ERROR, "sicoop: could not record the source snapshot");
+    }
+    libpqsrv_disconnect(session.conn);
+    session = SourceSession{};
+}
+
+// Opens the session of a source table (ending another table's first).
+void open_session(const BulkCopy& copy, const char* remote) {
+    if (session.conn != nullptr && session.source_table == copy.source_table) return;
+    finish_session();
+    PGconn* conn = source::open_connection();
+    session.conn = conn;
+    session.source_table = copy.source_table;
+    remote_value(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "open a transaction");
+    char* xmin = remote_value(conn, "SELECT txid_snapshot_xmin(txid_current_snapshot())::text", "report its snapshot");
+    session.snapshot_xmin = xmin ? xmin : "0";
+    if (!copy.watermark_column.empty()) {
+        char* watermark = remote_value(
+            conn, psprintf("SELECT max(%s)::text FROM %s", quote_identifier(copy.watermark_column.c_str()), remote),
+            "report its latest movement time");
+        session.has_watermark = watermark != nullptr;
+        if (watermark) session.watermark = watermark;
+    }
+}
+
+// Whether a text[] literal holds a NULL element (a key that is NULL: matched with IS NULL).
+bool has_null_element(const char* array_literal) {
+    Oid argtypes[1] = {TEXTOID};
+    Datum args[1] = {CStringGetTextDatum(array_literal)};
+    if (SPI_execute_with_args("SELECT array_position($1::text[], NULL) IS NOT NULL", 1, argtypes, args, nullptr, true, 1) !=
+            SPI_OK_SELECT ||
+        SPI_processed != 1)
+        elog(ERROR, "sicoop: could not read a key list");
+    bool isnull = false;
+    return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+void run_local(const char* sql) {
+    int rc = SPI_execute(sql, false, 0);
+    if (rc != SPI_OK_UTILITY && rc != SPI_OK_DELETE) elog(ERROR, "sicoop: %s failed", sql);
+}
+
 }  // namespace
+
+void end_source_session() {
+    pg_call([] { finish_session(); });
+}
+
+void abort_source_session() {
+    if (session.conn == nullptr) return;
+    PGconn* conn = session.conn;
+    session = SourceSession{};
+    release_buffer();
+    stream = CopyStream{};
+    // A statement still running on the source (a COPY, or one waiting on a lock) is cancelled
+    // there too, not left to run on after the run has given up.
+    if (PQtransactionStatus(conn) == PQTRANS_ACTIVE) {
+        if (PGcancel* cancel = PQgetCancel(conn)) {
+            char errbuf[256];
+            (void) PQcancel(cancel, errbuf, sizeof errbuf);
+            PQfreeCancel(cancel);
+        }
+    }
+    PQfinish(conn);
+}
 
 int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     // The remote query, from the extension's own column list; names quoted all the same.
@@ -119,8 +216,10 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     if (copy.rows == BulkCopy::Rows::KeyChecksums) {
         select_list = key_bucket_sql(key) + "::int, count(*)::bigint, sum(" + key_hash_sql(key) + ")::numeric";
     } else if (copy.rows == BulkCopy::Rows::KeysInBuckets) {
-        select_list = key + "::varchar(50)";
-    } else {
+        select_list = key + "::text";
+    } else if (copy.rows == BulkCopy::Rows::DayTotals) {
+        select_list = copy.window_column + "::date, count(*)::bigint, coalesce(sum(valor_movimentacao::numeric), 0)::numeric";
+    } else if (copy.rows != BulkCopy::Rows::ColumnTypes) {
         if (copy.types.size() != copy.columns.size()) throw std::logic_error("bulk copy of " + copy.source_table + ": one type per column");
         for (size_t i = 0; i < copy.columns.size(); ++i)
             select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
@@ -134,10 +233,10 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     const char* window_column = copy.window_column.c_str();
     const char* keys_query = copy.keys_query.c_str();
     const char* key_column = copy.key_column.c_str();
+    const char* table_label = copy.table_label.c_str();
     const BulkCopy::Rows mode = copy.rows;
     const bool truncate_first = copy.truncate_first;
-    const bool capture_snapshot = copy.capture_snapshot;
-    const char* watermark_column = copy.watermark_column.empty() ? nullptr : copy.watermark_column.c_str();
+    const bool replace_keys = copy.replace_keys;
     std::vector<const char*> column_vector;
     for (const auto& c : copy.columns) column_vector.push_back(c.c_str());
     if (copy.stamp_run_id) column_vector.push_back("run_id");
@@ -150,6 +249,9 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         char* remote_table;
         remote_name(foreign_table, &remote_schema, &remote_table);
         const char* remote = quote_qualified_identifier(remote_schema, remote_table);
+        open_session(copy, remote);
+        if (copy.capture_snapshot) session.record_snapshot = true;
+        const char* target = quote_qualified_identifier("sicoop", target_table);
         // Which rows (see BulkCopy::Rows); literals are quoted, identifiers are the extension's.
         const char* tail = "";
         if (mode == BulkCopy::Rows::Window && params.has_window) {
@@ -163,16 +265,21 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         } else if (mode == BulkCopy::Rows::Keys) {
             char* keys = spi_text_value(keys_query, params);
             if (keys == nullptr) return;  // no key asked for: nothing to copy
-            tail = psprintf(" WHERE %s::text = ANY (%s::text[])", quote_identifier(key_column), quote_literal_cstr(keys));
+            const bool with_null = has_null_element(keys);
+            const char* asked = psprintf("%s::text = ANY (%s::text[])%s", quote_identifier(key_column),
+                                         quote_literal_cstr(keys),
+                                         with_null ? psprintf(" OR %s IS NULL", quote_identifier(key_column)) : "");
+            tail = psprintf(" WHERE %s", asked);
+            if (replace_keys)  // read again: what the stage holds of these keys goes first
+                run_local(psprintf("DELETE FROM %s WHERE %s", target, asked));
         } else if (mode == BulkCopy::Rows::KeysInBuckets) {
             char* buckets = spi_text_value(keys_query, params);
             if (buckets == nullptr) {  // no bucket differs: no key to read
-                char* truncate = psprintf("TRUNCATE sicoop.%s", quote_identifier(target_table));
-                if (SPI_execute(truncate, false, 0) != SPI_OK_UTILITY) elog(ERROR, "sicoop: %s failed", truncate);
+                run_local(psprintf("TRUNCATE %s", target));
                 return;
             }
             tail = psprintf(" WHERE %s = ANY (%s::int[])", bucket_c, quote_literal_cstr(buckets));
-        } else if (mode == BulkCopy::Rows::KeyChecksums) {
+        } else if (mode == BulkCopy::Rows::KeyChecksums || mode == BulkCopy::Rows::DayTotals) {
             tail = " GROUP BY 1";
         } else if (mode == BulkCopy::Rows::ChangedSinceSnapshot) {
             // Rows whose xmin is at or after the snapshot xmin the previous copy recorded
@@ -191,98 +298,75 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
                                 quote_literal_cstr(since), quote_literal_cstr(since));
             }
         }
-        char* command = psprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT binary)", select_c, remote, tail);
+        char* command;
+        if (mode == BulkCopy::Rows::ColumnTypes) {
+            // The source's catalog: each column's type, and whether a unique index (total, valid,
+            // on that column alone) guarantees its values.
+            command = psprintf(
+                "COPY (SELECT %s::text, a.attname::text, format_type(a.atttypid, a.atttypmod),"
+                " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid"
+                " AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL)"
+                " FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped)"
+                " TO STDOUT (FORMAT binary)",
+                quote_literal_cstr(table_label), quote_literal_cstr(remote));
+        } else {
+            command = psprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT binary)", select_c, remote, tail);
+        }
 
         Oid target_oid = get_relname_relid(target_table, get_namespace_oid("sicoop", false));
         if (!OidIsValid(target_oid)) elog(ERROR, "sicoop: table sicoop.%s is missing", target_table);
-        if (truncate_first) {
-            char* truncate = psprintf("TRUNCATE sicoop.%s", quote_identifier(target_table));
-            if (SPI_execute(truncate, false, 0) != SPI_OK_UTILITY) elog(ERROR, "sicoop: %s failed", truncate);
-        }
+        if (truncate_first) run_local(psprintf("TRUNCATE %s", target));
         // The target's columns this copy fills (raw_* also has run_id and loaded_at, from defaults).
         List* attnames = NIL;
         for (const char* const* c = column_names; *c; ++c) attnames = lappend(attnames, makeString(pstrdup(*c)));
 
-        stream = CopyStream{source::open_connection(), nullptr, 0, 0, false};
-        char* snapshot_xmin = nullptr;
-        char* watermark = nullptr;
-        PG_TRY();
-        {
-            if (capture_snapshot) {
-                // One snapshot for the copy and for what it records.
-                remote_value(stream.conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "open a transaction");
-                snapshot_xmin = remote_value(stream.conn, "SELECT txid_snapshot_xmin(txid_current_snapshot())::text",
-                                             "report its snapshot");
-                if (watermark_column)
-                    watermark = remote_value(stream.conn,
-                                             psprintf("SELECT max(%s)::text FROM %s", quote_identifier(watermark_column), remote),
-                                             "report its latest movement time");
-            }
-            PGresult* res = nullptr;
-            if (PQsendQuery(stream.conn, command))
-                res = libpqsrv_get_result(stream.conn, PG_WAIT_EXTENSION);  // interruptible wait
-            if (PQresultStatus(res) != PGRES_COPY_OUT) {
-                char* detail = pchomp(PQerrorMessage(stream.conn));
-                PQclear(res);
-                ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION),
-                                errmsg("sicoop: the source refused to copy %s.%s", remote_schema, remote_table),
-                                errdetail_internal("%s", detail)));
-            }
+        stream = CopyStream{session.conn, nullptr, 0, 0, false};
+        PGresult* res = nullptr;
+        if (PQsendQuery(stream.conn, command))
+            res = libpqsrv_get_result(stream.conn, PG_WAIT_EXTENSION);  // interruptible wait
+        if (PQresultStatus(res) != PGRES_COPY_OUT) {
+            char* detail = pchomp(PQerrorMessage(stream.conn));
             PQclear(res);
+            ereport(ERROR, (errcode(PQstatus(stream.conn) == CONNECTION_BAD ? ERRCODE_CONNECTION_FAILURE
+                                                                            : ERRCODE_CONNECTION_EXCEPTION),
+                            errmsg("sicoop: the source refused to copy %s.%s", remote_schema, remote_table),
+                            errdetail_internal("%s", detail)));
+        }
+        PQclear(res);
 
-            // What COPY FROM checks before it writes (DoCopy): the caller may insert into the
-            // table, and no row-level security applies to it (COPY FROM refuses RLS too).
-            AclResult acl = pg_class_aclcheck(target_oid, GetUserId(), ACL_INSERT);
-            if (acl != ACLCHECK_OK) aclcheck_error(acl, OBJECT_TABLE, get_rel_name(target_oid));
-            if (check_enable_rls(target_oid, InvalidOid, false) == RLS_ENABLED)
-                ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-                                errmsg("sicoop: table sicoop.%s has row-level security enabled, which the bulk copy "
-                                       "(as COPY FROM) does not support", target_table)));
-            Relation rel = table_open(target_oid, RowExclusiveLock);
-            ParseState* pstate = make_parsestate(nullptr);
-            (void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, nullptr, false, false);
-            List* options = list_make1(makeDefElem(pstrdup("format"), (Node*) makeString(pstrdup("binary")), -1));
-            CopyFromState cstate =
-                BeginCopyFrom(pstate, rel, nullptr, nullptr, false, read_source_stream, attnames, options);
-            rows = static_cast<int64>(CopyFrom(cstate));
-            EndCopyFrom(cstate);
-            table_close(rel, NoLock);
+        // What COPY FROM checks before it writes (DoCopy): the caller may insert into the
+        // table, and no row-level security applies to it (COPY FROM refuses RLS too).
+        AclResult acl = pg_class_aclcheck(target_oid, GetUserId(), ACL_INSERT);
+        if (acl != ACLCHECK_OK) aclcheck_error(acl, OBJECT_TABLE, get_rel_name(target_oid));
+        if (check_enable_rls(target_oid, InvalidOid, false) == RLS_ENABLED)
+            ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                            errmsg("sicoop: table sicoop.%s has row-level security enabled, which the bulk copy "
+                                   "(as COPY FROM) does not support", target_table)));
+        Relation rel = table_open(target_oid, RowExclusiveLock);
+        ParseState* pstate = make_parsestate(nullptr);
+        (void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, nullptr, false, false);
+        List* options = list_make1(makeDefElem(pstrdup("format"), (Node*) makeString(pstrdup("binary")), -1));
+        CopyFromState cstate =
+            BeginCopyFrom(pstate, rel, nullptr, nullptr, false, read_source_stream, attnames, options);
+        rows = static_cast<int64>(CopyFrom(cstate));
+        EndCopyFrom(cstate);
+        table_close(rel, NoLock);
+        release_buffer();
 
-            // The source's verdict on its side of the copy.
-            res = PQgetResult(stream.conn);
-            if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                char* detail = pchomp(PQerrorMessage(stream.conn));
-                PQclear(res);
-                ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION),
-                                errmsg("sicoop: copying %s.%s from the source failed", remote_schema, remote_table),
-                                errdetail_internal("%s", detail)));
-            }
+        // The source's verdict on its side of the copy.
+        res = PQgetResult(stream.conn);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            char* detail = pchomp(PQerrorMessage(stream.conn));
             PQclear(res);
-            // Drain to the end of the command before anything else is sent.
-            while ((res = PQgetResult(stream.conn)) != nullptr) PQclear(res);
-            if (capture_snapshot) {
-                remote_value(stream.conn, "COMMIT", "commit");
-                Oid argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
-                Datum args[3] = {CStringGetTextDatum(foreign_table),
-                                 DirectFunctionCall1(int8in, CStringGetDatum(snapshot_xmin)),
-                                 watermark ? CStringGetTextDatum(watermark) : (Datum) 0};
-                const char nulls[3] = {' ', ' ', watermark ? ' ' : 'n'};
-                if (SPI_execute_with_args("INSERT INTO sicoop.source_sync (table_name, snapshot_xmin, watermark)"
-                                          " VALUES ($1, $2, $3::timestamp)"
-                                          " ON CONFLICT (table_name) DO UPDATE"
-                                          " SET snapshot_xmin = EXCLUDED.snapshot_xmin, copied_at = now(),"
-                                          " watermark = coalesce(EXCLUDED.watermark, source_sync.watermark)",
-                                          3, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
-                    elog(ERROR, "sicoop: could not record the source snapshot");
-            }
+            ereport(ERROR, (errcode(PQstatus(stream.conn) == CONNECTION_BAD ? ERRCODE_CONNECTION_FAILURE
+                                                                            : ERRCODE_CONNECTION_EXCEPTION),
+                            errmsg("sicoop: copying %s.%s from the source failed", remote_schema, remote_table),
+                            errdetail_internal("%s", detail)));
         }
-        PG_FINALLY();
-        {
-            release_buffer();
-            libpqsrv_disconnect(stream.conn);
-            stream = CopyStream{};
-        }
-        PG_END_TRY();
+        PQclear(res);
+        // Drain to the end of the command before anything else is sent.
+        while ((res = PQgetResult(stream.conn)) != nullptr) PQclear(res);
+        stream = CopyStream{};
     });
     return rows;
 }

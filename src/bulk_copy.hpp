@@ -10,8 +10,19 @@
 
 namespace sicoop {
 
-// Streams the source table (or its window, or the rows with the keys asked for) into the
-// target table, emptied first if asked; returns the rows copied.
+// Streams the source table (or its window, or the rows with the keys asked for, or what
+// BulkCopy::Rows says) into the target table, emptied first if asked; returns the rows copied.
+// The copies of one source table share one source session: one REPEATABLE READ transaction,
+// so one snapshot, opened by the table's first copy and ended by the next table's first copy
+// or end_source_session().
 int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params);
+
+// Commits the source session and records the snapshot it read (sicoop.source_sync), if a copy
+// asked for it. The step calls it once its actions are done.
+void end_source_session();
+
+// On an error: cancels whatever the source session is running there (a COPY, a statement
+// waiting on a lock) and closes it. Never raises.
+void abort_source_session();
 
 }  // namespace sicoop

@@ -35,6 +35,9 @@ const char* password_arg(FunctionCallInfo fcinfo, int argno) {
 }
 }  // namespace
 
+int source_timeout_setting = 30 * 60 * 1000;
+int max_run_time_setting = 2 * 60 * 60;
+
 MemoryContext error_context() { return current_error_context; }
 void set_error_context(MemoryContext cxt) { current_error_context = cxt; }
 }  // namespace sicoop
@@ -59,6 +62,17 @@ void _PG_init(void) {
         "Set by a superuser (ALTER SYSTEM or ALTER DATABASE ... SET): a non-superuser operator exports there, by "
         "file name only. Empty: no such directory.",
         &sicoop::export_directory_setting, "", PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.source_timeout", "The longest a statement of a run may take on the source, lock waits included.",
+        "Applied as statement_timeout and lock_timeout to every session sicoop opens on the source; a run that "
+        "times out fails with the source's error. 0: no limit.",
+        &sicoop::source_timeout_setting, 30 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+        nullptr);
+    DefineCustomIntVariable(
+        "sicoop.max_run_time", "How long a run may go on before a run it makes skip reports an error.",
+        "A run_pipeline() call that finds another run in progress for longer than this fails (pg_cron shows the job "
+        "failed) instead of skipping quietly. 0: never.",
+        &sicoop::max_run_time_setting, 2 * 60 * 60, 0, INT_MAX, PGC_USERSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("sicoop");
 }
 

@@ -63,6 +63,9 @@ public:
 };
 
 // Where caught PostgreSQL errors are copied to: set by sql_entry() for the length of a call.
+// Settings (src/entry.cpp): sicoop.source_timeout (ms) and sicoop.max_run_time (s).
+extern int source_timeout_setting;
+extern int max_run_time_setting;
 MemoryContext error_context();
 void set_error_context(MemoryContext cxt);
 

@@ -98,6 +98,56 @@ struct StepOutcome {
     std::string detail;  // rows and seconds per label, as JSON
 };
 
+// What an error inside a step says it was doing (run_log.error_context, the client's CONTEXT):
+// the step, the table, and the statement or copy, shortened.
+struct ActionContext {
+    const char* step;
+    const char* label;
+    std::string what;
+};
+
+extern "C" void action_error_context(void* arg) {
+    auto* ctx = static_cast<ActionContext*>(arg);
+    errcontext("sicoop step %s%s%s: %s", ctx->step, ctx->label[0] ? ", table " : "", ctx->label, ctx->what.c_str());
+}
+
+std::string describe(const Action& action) {
+    if (action.kind == Action::Kind::Bulk)
+        return "copying " + action.bulk.source_table + " from the source into " + action.bulk.target_table;
+    std::string sql = action.sql;
+    for (char& c : sql)
+        if (c == '\n' || c == '\t') c = ' ';
+    size_t start = sql.find_first_not_of(' ');
+    sql = start == std::string::npos ? "" : sql.substr(start);
+    std::string squeezed;
+    for (char c : sql)
+        if (!(c == ' ' && !squeezed.empty() && squeezed.back() == ' ')) squeezed += c;
+    return squeezed.size() > 160 ? squeezed.substr(0, 157) + "..." : squeezed;
+}
+
+// Pushes an error context callback for the life of the guard; restores the stack on every
+// exit, a C++ exception included.
+class ErrorContextGuard {
+public:
+    explicit ErrorContextGuard(ActionContext* ctx) : saved_(error_context_stack) {
+        callback_.callback = action_error_context;
+        callback_.arg = ctx;
+        callback_.previous = error_context_stack;
+        error_context_stack = &callback_;
+    }
+    ~ErrorContextGuard() { error_context_stack = saved_; }
+    ErrorContextGuard(const ErrorContextGuard&) = delete;
+    ErrorContextGuard& operator=(const ErrorContextGuard&) = delete;
+
+private:
+    ErrorContextCallback callback_;
+    ErrorContextCallback* saved_;
+};
+
+bool counts_as_read(const BulkCopy& copy) {
+    return copy.rows != BulkCopy::Rows::ColumnTypes && copy.rows != BulkCopy::Rows::DayTotals;
+}
+
 StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full) {
     StepOutcome outcome;
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
@@ -108,16 +158,22 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
     spi::exec("SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
               " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
     std::vector<Timing> timings;
+    try {
     for (const Action& action : step.plan(ctx)) {
         pg_call([] { CHECK_FOR_INTERRUPTS(); });
         TimestampTz start = GetCurrentTimestamp();
         int64 copied = 0;
-        if (action.kind == Action::Kind::Bulk) {
-            copied = bulk_copy(action.bulk, params);
-            outcome.counts.rows_read += copied;
-            if (action.bulk.rows_are_inserts) outcome.counts.rows_inserted += copied;
-        } else {
-            spi::run_counting(action.sql, params, outcome.counts, action.processed_counter);
+        ActionContext context{step.name.c_str(), action.label.c_str(), describe(action)};
+        {
+            ErrorContextGuard guard(&context);
+            if (action.kind == Action::Kind::Bulk) {
+                copied = bulk_copy(action.bulk, params);
+                if (!counts_as_read(action.bulk)) copied = 0;
+                outcome.counts.rows_read += copied;
+                if (action.bulk.rows_are_inserts) outcome.counts.rows_inserted += copied;
+            } else {
+                spi::run_counting(action.sql, params, outcome.counts, action.processed_counter);
+            }
         }
         if (action.label.empty()) continue;
         double seconds = static_cast<double>(GetCurrentTimestamp() - start) / USECS_PER_SEC;
@@ -127,6 +183,11 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
         if (timing == nullptr) timing = &timings.emplace_back(Timing{action.label, 0, 0});
         timing->rows += copied;
         timing->seconds += seconds;
+    }
+    end_source_session();
+    } catch (...) {
+        abort_source_session();  // and cancel what it runs on the source
+        throw;
     }
     // What this step has now processed: the next run takes it from here.
     spi::Param state[2] = {{TEXTOID, (Datum) 0, false}, {INT8OID, Int64GetDatum(run_id), false}};
@@ -264,6 +325,7 @@ Datum run_step(FunctionCallInfo fcinfo) {
                             errhint("Run the step again when it has finished.")));
         });
     }
+    spi::exec("SELECT sicoop._mark_aborted_runs()");
     TimestampTz start = GetCurrentTimestamp();
     TimestampTz reference_time = spi::reference_time();
     int64 run_id = run_log::next_run_id();
@@ -287,6 +349,7 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
                            !castNode(CallContext, fcinfo->context)->atomic;
     bool full = false;
     pg_call([&] { full = PG_NARGS() > 0 && !PG_ARGISNULL(0) && PG_GETARG_BOOL(0); });
+    const int64 max_run_time_seconds = max_run_time_setting;
 
     spi_connect(nonatomic);
     int settings_level = pin_search_path();
@@ -309,17 +372,50 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
     int64 run_id = run_log::next_run_id();
 
     // A second run while one is going is skipped, not queued: pg_cron jobs must not pile up.
+    // But not in silence when the run in the way has gone on for longer than sicoop.max_run_time:
+    // then the skip is an error (pg_cron shows the job failed), so a hung run gets noticed.
     if (!try_lock(true)) {
         int pid = lock_holder_pid();
-        run_log::skipped(run_id, reference_time, pid);
+        spi::Param holder{INT4OID, Int32GetDatum(pid), false};
+        const int64 running_for = spi::exec(R"sql(
+SELECT coalesce(extract(epoch FROM clock_timestamp() - min(started_at))::bigint, 0) FROM sicoop.run_log
+WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &holder, 1);
+        const bool overdue = max_run_time_seconds > 0 && running_for > max_run_time_seconds;
+        std::string message = "skipped: another run holds the pipeline lock (backend pid " + std::to_string(pid) + ")";
+        if (overdue)
+            message += ", running for " + std::to_string(running_for) + " s, longer than sicoop.max_run_time (" +
+                       std::to_string(max_run_time_seconds) + " s)";
+        run_log::skipped(run_id, reference_time, message.c_str());
         commit();
+        const char* m = message.c_str();
         pg_call([&] {
-            ereport(NOTICE, (errmsg("sicoop: run %lld skipped: another run is in progress (backend pid %d)",
-                                    static_cast<long long>(run_id), pid)));
+            if (overdue)
+                ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                                errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m),
+                                errhint("The run in the way may hang: see pg_stat_activity for pid %d, and end it with "
+                                        "pg_cancel_backend(%d) if it does.", pid, pid)));
+            ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m)));
         });
         restore_settings(settings_level);
         spi_finish();
         PG_RETURN_VOID();
+    }
+
+    // Runs whose backend died (crash, shutdown, terminated) are recorded as such.
+    spi::exec("SELECT sicoop._mark_aborted_runs()");
+    // A full run that did not finish, or that a failed reconciliation asked for, is owed: this
+    // run is that full run.
+    const int64 owed_by = spi::exec("SELECT coalesce((SELECT full_run_owed_by FROM ONLY sicoop.warehouse_info), 0)");
+    if (owed_by != 0 && !full) {
+        full = true;
+        pg_call([&] {
+            ereport(NOTICE, (errmsg("sicoop: run %lld is a full run (full => true): the one run %lld started or asked for "
+                                    "has not completed", static_cast<long long>(run_id), static_cast<long long>(owed_by))));
+        });
+    }
+    if (full) {
+        spi::Param id{INT8OID, Int64GetDatum(run_id), false};
+        spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = coalesce(full_run_owed_by, $1)", &id, 1);
     }
 
     const char* current = "run_pipeline";
@@ -362,6 +458,11 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
         }
         current = "run_pipeline";
         try {
+            // What the steps committed but a 'fail' rule forbids (an unbalanced reconciliation)
+            // fails the run; otherwise a full run has paid what was owed.
+            spi::Param id{INT8OID, Int64GetDatum(run_id), false};
+            spi::exec("SELECT sicoop._check_run_quality($1)", &id, 1);
+            if (full) spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = NULL", nullptr, 0);
             run_log::succeeded(run_id, "run_pipeline", total);
             commit();
         } catch (PgError& e) {

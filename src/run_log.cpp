@@ -55,9 +55,7 @@ void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* 
               p, 7);
 }
 
-void skipped(int64 run_id, TimestampTz as_of, int holder_pid) {
-    char message[128];
-    snprintf(message, sizeof message, "skipped: another run holds the pipeline lock (backend pid %d)", holder_pid);
+void skipped(int64 run_id, TimestampTz as_of, const char* message) {
     spi::Param p[] = {int8_param(run_id), timestamptz_param(as_of), text_param(message)};
     spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of, finished_at, error_message)"
               " VALUES ($1, 'run_pipeline', 'skipped', $2, clock_timestamp(), $3)",

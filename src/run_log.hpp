@@ -11,6 +11,6 @@ int64 next_run_id();
 void started(int64 run_id, const char* step, TimestampTz as_of);
 void succeeded(int64 run_id, const char* step, const StepCounts& counts, const char* detail_json = nullptr);
 void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* error);
-void skipped(int64 run_id, TimestampTz as_of, int holder_pid);
+void skipped(int64 run_id, TimestampTz as_of, const char* message);
 
 }  // namespace sicoop::run_log

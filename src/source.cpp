@@ -169,7 +169,11 @@ PGconn* open_connection() {
     keywords[i] = "fallback_application_name", values[i++] = "sicoop_etl";
     // A predictable session on the source, as postgres_fdw sets up its own: ISO dates for the
     // values read back as text, and only pg_catalog on the search path.
-    keywords[i] = "options", values[i++] = "-c datestyle=ISO -c search_path=pg_catalog";
+    // Every statement bounded by sicoop.source_timeout, lock waits included: a table held in
+    // ACCESS EXCLUSIVE at the source fails the run in time instead of hanging it.
+    keywords[i] = "options",
+    values[i++] = psprintf("-c datestyle=ISO -c search_path=pg_catalog -c statement_timeout=%d -c lock_timeout=%d",
+                           source_timeout_setting, source_timeout_setting);
     // Binary COPY text fields are decoded with this session's client encoding: send in it.
     keywords[i] = "client_encoding", values[i++] = pg_get_client_encoding_name();
     keywords[i] = nullptr;

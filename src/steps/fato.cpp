@@ -157,6 +157,9 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
     actions.push_back(sql_action(
         "DELETE FROM sicoop.raw_tombstone\n"
         "WHERE run_id <= (SELECT min(last_run_id) FROM sicoop.step_state HAVING count(*) = 5)"));
+    // The books: per movement day, the source's count and sum against the fact's plus the
+    // rejects' (sicoop.reconciliation, sicoop.dq_result).
+    actions.push_back(sql_action("SELECT sicoop._reconcile($2)"));
     return actions;
 }
 

@@ -1,21 +1,31 @@
-// Step load_raw: the four source tables, as they are, into raw_*.
+// Step load_raw: the four source tables, as they are, into raw_* -- each source row either
+// enters raw or is kept out, in sicoop.reject, by the data-quality rules (sicoop.dq_rule).
 //
-// Every table streams from the source with COPY (bulk path, src/bulk_copy.cpp):
-//   - into an empty raw table (a first load), straight into raw_* at COPY speed;
-//   - otherwise into its unlogged stage_* table, then merged into raw_*: new rows inserted,
-//     changed rows updated (and stamped with the run id, which later steps follow), rows gone
-//     from the source deleted with a tombstone, identical rows left alone.
+// Every table streams from the source with COPY (bulk path, src/bulk_copy.cpp) into its
+// unlogged stage_* table, read with wide types (text, unbounded numeric) so that every row
+// arrives as it is; all copies of a table share one source snapshot. Then:
+//   - sicoop._apply_row_rules() moves the rows that break a 'reject' rule to sicoop.reject
+//     (every copy of a duplicated key, a value too long or too precise, a date out of range,
+//     ...), and counts every rule's findings in sicoop.dq_result;
+//   - the rest is merged into raw_*: new rows inserted, changed rows updated (and stamped with
+//     the run id, which later steps follow), rows gone from the source -- or now rejected --
+//     deleted with a tombstone, identical rows left alone.
+// The keys rejected so far are read again by every run, so a row fixed at the source loads.
 // associado, conta and cartao are read incrementally by the source rows' xmin: the rows
 // written since the snapshot of the previous copy (sicoop.source_sync); their deletions are
 // found by comparing per-bucket checksums of the keys, then reading only the keys of the
 // buckets that differ. (The source tables must be tables, not views: xmin is a system column.)
 // movimentacao_cartao, the big one, is read incrementally: only the source rows whose
 // data_movimentacao is at or after the window start ($5: the watermark, the latest movement
-// time the previous copy saw in the source, minus the lookback sicoop.lookback, default 3 days). Rows of that window missing from
-// the source's answer are looked up again by id before being deleted, so a movement whose
-// time was edited out of the window is updated, not lost. Changes older than the window (a
-// late insert or an edit of an old movement) and deletions older than it are caught by a full
-// run, CALL sicoop.run_pipeline(full => true), which compares the whole table.
+// time the previous copy saw in the source, minus the lookback sicoop.lookback, default 3
+// days). Rows of that window missing from the source's answer are looked up again by id before
+// being deleted, so a movement whose time was edited out of the window is updated, not lost.
+// Changes older than the window (a late insert or an edit of an old movement) and deletions
+// older than it are caught by a full run, CALL sicoop.run_pipeline(full => true), which
+// compares the whole table; the reconciliation after load_fato finds them (per day, count and
+// sum) and makes the next run a full one.
+// Without a unique index on a source table's key, the source rows sharing a key with a changed
+// row are read too, so that a duplicate is seen with its older copy.
 // The source needs an index on movimentacao_cartao(data_movimentacao) for the window query.
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
@@ -67,8 +77,8 @@ namespace {
 // card numbers, which raw keeps masked to their last four characters, never in clear (PCI DSS
 // 3); a change shows in the masked number, which is all any later layer holds. (A keyed hash
 // of the whole number beside it would let whoever owns raw -- and so reads the key and feeds
-// the stage -- recover numbers from their last four digits by trying candidates.) Tables with
-// such columns go through the stage, which the step empties in the same transaction.
+// the stage -- recover numbers from their last four digits by trying candidates.) The stage
+// is emptied in the same transaction.
 std::vector<Column> raw_columns(const SourceTable& t) {
     std::vector<Column> columns;
     for (const auto& [col, type] : t.columns) {
@@ -82,20 +92,50 @@ std::vector<Column> raw_columns(const SourceTable& t) {
     return columns;
 }
 
-bool kept_as_is(const SourceTable& t) {
-    for (const auto& [col, type] : t.columns)
-        if (col == "numero_cartao") return false;
-    return true;
+// The type a source column is read as: wide enough for anything the source may have widened
+// to (text, numeric without limits), so that every row reaches the stage as it is and the
+// data-quality rules -- not a cast -- decide what a value that does not fit becomes.
+std::string stage_type(const std::string& warehouse_type) {
+    if (warehouse_type.rfind("varchar", 0) == 0) return "text";
+    if (warehouse_type.rfind("numeric", 0) == 0) return "numeric";
+    return warehouse_type;
 }
 
-BulkCopy copy_of(const SourceTable& t, const std::string& target) {
+BulkCopy copy_of(const SourceTable& t) {
     BulkCopy copy;
     copy.source_table = "src_" + t.name;
-    copy.target_table = target;
+    copy.target_table = "stage_" + t.name;
     for (const auto& [col, type] : t.columns) {
         copy.columns.push_back(col);
-        copy.types.push_back(type);
+        copy.types.push_back(stage_type(type));
     }
+    return copy;
+}
+
+// The source rows that share a key with the stage's, every copy of them: without a unique index
+// on the source's key, a new copy of an old key must be seen with the old one (both are
+// rejected) rather than overwrite it. Nothing is read when the source's index guarantees it.
+BulkCopy all_copies_of_staged_keys(const SourceTable& t) {
+    BulkCopy copy = copy_of(t);
+    copy.rows = BulkCopy::Rows::Keys;
+    copy.key_column = t.key;
+    copy.keys_query = "SELECT CASE WHEN (SELECT bool_or(k.unique_key) FROM sicoop.stage_source_column k\n"
+                      "                  WHERE k.table_name = '" + t.name + "' AND k.column_name = '" + t.key + "')\n"
+                      "            THEN NULL ELSE array_agg(DISTINCT s." + t.key + ") END\n"
+                      "FROM sicoop.stage_" + t.name + " s";
+    return copy;
+}
+
+// The source rows of the keys rejected so far (NULL keys included), read again whatever their
+// age: a row fixed at the source, or whose duplicate was deleted, loads; a row deleted there
+// leaves the rejects.
+BulkCopy rejected_keys(const SourceTable& t) {
+    BulkCopy copy = copy_of(t);
+    copy.truncate_first = false;
+    copy.replace_keys = true;
+    copy.rows = BulkCopy::Rows::Keys;
+    copy.key_column = t.key;
+    copy.keys_query = "SELECT array_agg(DISTINCT j.record_id) FROM sicoop.reject j WHERE j.table_name = '" + t.name + "'";
     return copy;
 }
 
@@ -103,82 +143,88 @@ BulkCopy copy_of(const SourceTable& t, const std::string& target) {
 
 std::vector<Action> plan_raw(const RunContext& ctx) {
     std::vector<Action> actions;
+    actions.push_back(sql_action("TRUNCATE sicoop.stage_source_column"));
     for (const SourceTable& t : source_tables()) {
         const std::string raw_table = "raw_" + t.name;
         const std::string raw = "sicoop." + raw_table;
         const std::string stage = "sicoop.stage_" + t.name;
         const bool movements = t.name == "movimentacao_cartao";
+        const bool first_load = ctx.is_empty(raw_table);
+        const bool whole = first_load || ctx.full || (movements && !ctx.has_window);
         const std::vector<Column> columns = raw_columns(t);
         const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
 
-        if (ctx.is_empty(raw_table) && !kept_as_is(t)) {
-            // First load through the stage, so that what raw must not keep never lands there.
-            BulkCopy copy = copy_of(t, "stage_" + t.name);
-            copy.capture_snapshot = true;
-            actions.push_back(bulk_action(copy, t.name));
-            actions.push_back(dml_action(insert_all_sql(raw, t.key, columns, stamps, stage + " s"), "rows_inserted", t.name));
-            actions.push_back(sql_action("SELECT sicoop._summarize('" + raw + "')", t.name));
-            continue;
-        }
-        if (ctx.is_empty(raw_table)) {
-            // First load: straight into raw, the rows stamped with the run id on the way.
-            BulkCopy copy = copy_of(t, raw_table);
-            copy.truncate_first = false;
-            copy.rows_are_inserts = true;
-            copy.stamp_run_id = true;
-            copy.capture_snapshot = true;
-            if (movements) copy.watermark_column = "data_movimentacao";
-            actions.push_back(bulk_action(copy, t.name));
-            actions.push_back(sql_action("SELECT sicoop._summarize('" + raw + "')", t.name));
-            continue;
-        }
+        // The source's catalog, first: it opens the table's source session (one snapshot for
+        // every copy below, recorded for the next run), and says whether the key is unique there.
+        BulkCopy catalog;
+        catalog.source_table = "src_" + t.name;
+        catalog.target_table = "stage_source_column";
+        catalog.columns = {"table_name", "column_name", "source_type", "unique_key"};
+        catalog.rows = BulkCopy::Rows::ColumnTypes;
+        catalog.table_label = t.name;
+        catalog.truncate_first = false;
+        catalog.capture_snapshot = true;
+        if (movements) catalog.watermark_column = "data_movimentacao";
+        actions.push_back(bulk_action(catalog, t.name));
+        actions.push_back(sql_action("SELECT sicoop._check_source_drift('" + t.name + "', $2)", t.name));
 
-        const std::string merge = merge_changed_sql(raw, t.key, columns, stamps, stage + " s");
+        // The rows to look at: all of them, or what changed since the last copy.
+        BulkCopy rows = copy_of(t);
+        if (!whole && movements) {
+            // The window after the watermark.
+            rows.rows = BulkCopy::Rows::Window;
+            rows.window_column = "data_movimentacao";
+        } else if (!whole) {
+            // Rows written in the source since the last copy's snapshot (by their xmin).
+            rows.rows = BulkCopy::Rows::ChangedSinceSnapshot;
+        }
+        actions.push_back(bulk_action(rows, t.name));
         const std::string not_in_stage = "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
-
-        if (ctx.full) {
-            // Everything, compared whole.
-            BulkCopy copy = copy_of(t, "stage_" + t.name);
-            copy.capture_snapshot = true;
-            if (movements) copy.watermark_column = "data_movimentacao";
-            actions.push_back(bulk_action(copy, t.name));
-            actions.push_back(sql_action("ANALYZE " + stage, t.name));
-            actions.push_back(sql_action(merge, t.name));
-            actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage), t.name));
-        } else if (movements) {
-            // The window after the watermark (all of it when there is none yet).
-            BulkCopy copy = copy_of(t, "stage_" + t.name);
-            copy.capture_snapshot = true;
-            copy.watermark_column = "data_movimentacao";
-            if (ctx.has_window) {
-                copy.rows = BulkCopy::Rows::Window;
-                copy.window_column = "data_movimentacao";
-            }
-            actions.push_back(bulk_action(copy, t.name));
-            const std::string missing = (ctx.has_window ? "r.data_movimentacao >= $5 AND " : "") + not_in_stage;
-            if (ctx.has_window) {
+        const std::string missing = "r.data_movimentacao >= $5 AND " + not_in_stage;
+        if (!whole) {
+            actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
+            if (movements) {
                 // Rows of the window the source did not return: fetch them by id, in case their
                 // time moved out of the window; what still is not found was deleted.
-                BulkCopy recheck = copy_of(t, "stage_" + t.name);
+                BulkCopy recheck = copy_of(t);
                 recheck.truncate_first = false;
                 recheck.rows = BulkCopy::Rows::Keys;
                 recheck.key_column = t.key;
                 recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw + " r WHERE " + missing;
                 actions.push_back(bulk_action(recheck, t.name));
             }
-            actions.push_back(sql_action("ANALYZE " + stage, t.name));
-            actions.push_back(sql_action(merge, t.name));
+            actions.push_back(bulk_action(rejected_keys(t), t.name));
+        }
+        if (movements) {
+            // The source's count and sum per movement day, in the same snapshot: what the
+            // reconciliation after load_fato compares the fact with.
+            BulkCopy totals;
+            totals.source_table = "src_" + t.name;
+            totals.target_table = "source_day_total";
+            totals.columns = {"dia", "source_rows", "source_valor"};
+            totals.rows = BulkCopy::Rows::DayTotals;
+            totals.window_column = "data_movimentacao";
+            actions.push_back(bulk_action(totals, t.name));
+        }
+
+        // The data-quality rules: what breaks a 'reject' rule leaves the stage for sicoop.reject.
+        actions.push_back(sql_action("SELECT * FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date)", t.name));
+
+        if (first_load) {
+            actions.push_back(dml_action(insert_all_sql(raw, t.key, columns, stamps, stage + " s"), "rows_inserted", t.name));
+            actions.push_back(sql_action("SELECT sicoop._summarize('" + raw + "')", t.name));
+            continue;
+        }
+        actions.push_back(sql_action("ANALYZE " + stage, t.name));
+        actions.push_back(sql_action(merge_changed_sql(raw, t.key, columns, stamps, stage + " s"), t.name));
+        if (whole) {
+            // Everything, compared whole.
+            actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage), t.name));
+        } else if (movements) {
             actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
         } else {
-            // Rows written in the source since the last copy's snapshot (by their xmin)...
-            BulkCopy changed = copy_of(t, "stage_" + t.name);
-            changed.rows = BulkCopy::Rows::ChangedSinceSnapshot;
-            changed.capture_snapshot = true;
-            actions.push_back(bulk_action(changed, t.name));
-            actions.push_back(sql_action("ANALYZE " + stage, t.name));
-            actions.push_back(sql_action(merge, t.name));
-            // ...and deletions: key checksums per bucket on both sides; only the keys of the
-            // buckets that differ are read, and raw keys missing from them were deleted.
+            // Deletions: key checksums per bucket on both sides; only the keys of the buckets
+            // that differ are read, and raw keys missing from them were deleted.
             BulkCopy checksums;
             checksums.source_table = "src_" + t.name;
             checksums.target_table = "stage_key_checksum";
@@ -187,13 +233,13 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             checksums.key_column = t.key;
             actions.push_back(bulk_action(checksums, t.name));
             actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
-            actions.push_back(sql_action(
-                "INSERT INTO sicoop.stage_bucket (bucket)\n"
-                "SELECT bucket FROM sicoop.stage_key_checksum s\n"
-                "FULL JOIN (SELECT " + key_bucket_sql("r." + t.key) + " AS bucket, count(*) AS keys,\n"
-                "                  sum(" + key_hash_sql("r." + t.key) + ")::numeric AS key_hash_sum\n"
-                "           FROM " + raw + " r GROUP BY 1) l USING (bucket)\n"
-                "WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum)", t.name));
+            actions.push_back(sql_action(R"sql(
+INSERT INTO sicoop.stage_bucket (bucket)
+SELECT bucket FROM sicoop.stage_key_checksum s
+FULL JOIN (SELECT )sql" + key_bucket_sql("r." + t.key) + R"sql( AS bucket, count(*) AS keys,
+                  sum()sql" + key_hash_sql("r." + t.key) + R"sql()::numeric AS key_hash_sum
+           FROM )sql" + raw + R"sql( r GROUP BY 1) l USING (bucket)
+WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
             BulkCopy keys;
             keys.source_table = "src_" + t.name;
             keys.target_table = "stage_key";
@@ -207,11 +253,17 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
                 key_bucket_sql("r." + t.key) + " IN (SELECT bucket FROM sicoop.stage_bucket)\n"
                 "    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r." + t.key + ")"), t.name));
         }
+        // A row now rejected (a duplicate of it appeared, or it was changed into a bad one)
+        // leaves raw, and so every later layer.
+        actions.push_back(sql_action(delete_with_tombstones_sql(
+            t.name, t.key, "r." + t.key + " IN (SELECT j.record_id FROM sicoop.reject j WHERE j.table_name = '" + t.name + "')"),
+            t.name));
     }
     // Nothing stays in the stage after the step: it held source rows, full card numbers included.
     actions.push_back(sql_action(R"sql(
 TRUNCATE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao,
-         sicoop.stage_key_checksum, sicoop.stage_bucket, sicoop.stage_key)sql"));
+         sicoop.stage_key_checksum, sicoop.stage_bucket, sicoop.stage_key, sicoop.stage_reject,
+         sicoop.stage_source_column)sql"));
     return actions;
 }
 

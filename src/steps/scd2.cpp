@@ -43,6 +43,20 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     // Runs go forward in time: closing a version before it started would be a lie.
     actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
 
+    // A canonical value is a label, not a change in the member's life: when sicoop.canonical_value
+    // is edited, every version takes the new label in place (no new version), before the
+    // comparison with trusted (which load_trusted re-labelled the same way).
+    actions.push_back(sql_action(R"sql(
+WITH relabelled AS (
+  UPDATE sicoop.dim_associado d
+  SET estado_civil_associado = sicoop._canonical('estado_civil', d.estado_civil_associado),
+      escolaridade_associado = sicoop._canonical('escolaridade', d.escolaridade_associado)
+  WHERE d.id_associado IS NOT NULL
+    AND (d.estado_civil_associado, d.escolaridade_associado) IS DISTINCT FROM
+        (sicoop._canonical('estado_civil', d.estado_civil_associado), sicoop._canonical('escolaridade', d.escolaridade_associado))
+  RETURNING 1)
+SELECT count(*) AS rows_updated FROM relabelled)sql"));
+
     // Read and unchanged are counted before anything changes.
     actions.push_back(sql_action(
         "SELECT count(*) AS rows_read,\n"

@@ -49,14 +49,20 @@ struct BulkCopy {
         ChangedSinceSnapshot,  // rows written since the source snapshot of the last copy (xmin)
         KeyChecksums,          // per key bucket: bucket, count and sum of key hashes (no rows)
         KeysInBuckets,         // the keys of the buckets in the int[] `keys_query` returns
+        ColumnTypes,           // the source's catalog: column, type, unique key (`table_label`)
+        DayTotals,             // per date of `window_column`: count and sum of valor_movimentacao
     } rows = Rows::All;
+    // Keys: the stage's rows of the keys asked for are deleted first (they are read again).
+    bool replace_keys = false;
+    std::string table_label;  // ColumnTypes: the pipeline's name of the table
     std::string window_column;
     // A local query, run with the run's parameters; nothing is copied when it returns NULL.
     std::string keys_query;
     std::string key_column;
     // Remember the source snapshot this copy read (its xmin, in sicoop.source_sync), so that
-    // the next ChangedSinceSnapshot copy of the table starts from it; and, if set, the
-    // greatest value of `watermark_column` in that snapshot (the movements' watermark).
+    // the next ChangedSinceSnapshot copy of the table starts from it; and, if set on the
+    // table's first copy, the greatest value of `watermark_column` in that snapshot (the
+    // movements' watermark).
     bool capture_snapshot = false;
     std::string watermark_column;
     // The rows carry this run's id in column run_id (straight into raw_*).
