@@ -262,6 +262,13 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
                                 errmsg("sicoop: the movements' window has no finite start"),
                                 errhint("Check sicoop.as_of and sicoop.lookback.")));
             tail = psprintf(" WHERE %s >= %s::timestamp", quote_identifier(window_column), quote_literal_cstr(from));
+            // ...and the whole of the days asked for (days before the window that changed).
+            char* days = keys_query[0] ? spi_text_value(keys_query, params) : nullptr;
+            if (days != nullptr) {
+                tail = psprintf("%s OR %s::date = ANY (%s::date[])", tail, quote_identifier(window_column),
+                                quote_literal_cstr(days));
+                if (has_null_element(days)) tail = psprintf("%s OR %s IS NULL", tail, quote_identifier(window_column));
+            }
         } else if (mode == BulkCopy::Rows::Keys) {
             char* keys = spi_text_value(keys_query, params);
             if (keys == nullptr) return;  // no key asked for: nothing to copy

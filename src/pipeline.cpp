@@ -458,12 +458,19 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
         }
         current = "run_pipeline";
         try {
-            // What the steps committed but a 'fail' rule forbids (an unbalanced reconciliation)
-            // fails the run; otherwise a full run has paid what was owed.
-            spi::Param id{INT8OID, Int64GetDatum(run_id), false};
-            spi::exec("SELECT sicoop._check_run_quality($1)", &id, 1);
-            if (full) spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = NULL", nullptr, 0);
-            run_log::succeeded(run_id, "run_pipeline", total);
+            spi::SubTransaction sub;
+            try {
+                // What the steps committed but a 'fail' rule forbids (an unbalanced
+                // reconciliation) fails the run; otherwise a full run has paid what was owed.
+                spi::Param id{INT8OID, Int64GetDatum(run_id), false};
+                spi::exec("SELECT sicoop._check_run_quality($1)", &id, 1);
+                if (full) spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = NULL", nullptr, 0);
+                run_log::succeeded(run_id, "run_pipeline", total);
+                sub.release();
+            } catch (PgError&) {
+                sub.rollback();
+                throw;
+            }
             commit();
         } catch (PgError& e) {
             run_log::failed(run_id, "run_pipeline", reference_time, e.edata);

@@ -168,19 +168,50 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         actions.push_back(bulk_action(catalog, t.name));
         actions.push_back(sql_action("SELECT sicoop._check_source_drift('" + t.name + "', $2)", t.name));
 
+        if (movements) {
+            // The source's count and sum per movement day, in the same snapshot: what the
+            // reconciliation after load_fato compares the fact with, and what tells an
+            // incremental load which older days changed.
+            BulkCopy totals;
+            totals.source_table = "src_" + t.name;
+            totals.target_table = "source_day_total";
+            totals.columns = {"dia", "source_rows", "source_valor"};
+            totals.rows = BulkCopy::Rows::DayTotals;
+            totals.window_column = "data_movimentacao";
+            actions.push_back(bulk_action(totals, t.name));
+        }
+        if (movements && !whole) {
+            // Days before the window whose totals differ from raw's plus the rejects' (an old
+            // movement inserted, edited or deleted at the source) are read whole too.
+            actions.push_back(sql_action("TRUNCATE sicoop.stage_day", t.name));
+            actions.push_back(sql_action(R"sql(
+INSERT INTO sicoop.stage_day (dia)
+SELECT dia FROM (
+  SELECT s.dia, s.source_rows AS n, s.source_valor AS v FROM sicoop.source_day_total s
+  UNION ALL
+  SELECT r.data_movimentacao::date, -count(*), -sum(r.valor_movimentacao) FROM sicoop.raw_movimentacao_cartao r GROUP BY 1
+  UNION ALL
+  SELECT (j.record->>'data_movimentacao')::timestamp::date, -count(*), -coalesce(sum((j.record->>'valor_movimentacao')::numeric), 0)
+  FROM sicoop.reject j WHERE j.table_name = 'movimentacao_cartao' GROUP BY 1) d
+WHERE dia IS NULL OR dia < $5::date
+GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
+        }
+
         // The rows to look at: all of them, or what changed since the last copy.
         BulkCopy rows = copy_of(t);
         if (!whole && movements) {
-            // The window after the watermark.
+            // The window after the watermark, and the days that differ.
             rows.rows = BulkCopy::Rows::Window;
             rows.window_column = "data_movimentacao";
+            rows.keys_query = "SELECT array_agg(dia)::text FROM sicoop.stage_day";
         } else if (!whole) {
             // Rows written in the source since the last copy's snapshot (by their xmin).
             rows.rows = BulkCopy::Rows::ChangedSinceSnapshot;
         }
         actions.push_back(bulk_action(rows, t.name));
         const std::string not_in_stage = "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
-        const std::string missing = "r.data_movimentacao >= $5 AND " + not_in_stage;
+        const std::string missing = "(r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))\n"
+                                    "    AND " + not_in_stage;
         if (!whole) {
             actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
             if (movements) {
@@ -195,18 +226,6 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             }
             actions.push_back(bulk_action(rejected_keys(t), t.name));
         }
-        if (movements) {
-            // The source's count and sum per movement day, in the same snapshot: what the
-            // reconciliation after load_fato compares the fact with.
-            BulkCopy totals;
-            totals.source_table = "src_" + t.name;
-            totals.target_table = "source_day_total";
-            totals.columns = {"dia", "source_rows", "source_valor"};
-            totals.rows = BulkCopy::Rows::DayTotals;
-            totals.window_column = "data_movimentacao";
-            actions.push_back(bulk_action(totals, t.name));
-        }
-
         // The data-quality rules: what breaks a 'reject' rule leaves the stage for sicoop.reject.
         actions.push_back(sql_action("SELECT * FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date)", t.name));
 
@@ -263,7 +282,7 @@ WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t
     actions.push_back(sql_action(R"sql(
 TRUNCATE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao,
          sicoop.stage_key_checksum, sicoop.stage_bucket, sicoop.stage_key, sicoop.stage_reject,
-         sicoop.stage_source_column)sql"));
+         sicoop.stage_source_column, sicoop.stage_day)sql"));
     return actions;
 }
 

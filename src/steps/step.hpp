@@ -44,7 +44,7 @@ struct BulkCopy {
     // Which source rows, and what of them, the copy reads:
     enum class Rows {
         All,                   // every row
-        Window,                // rows whose `window_column` >= the run's window start ($5)
+        Window,                // rows whose `window_column` >= the run's window start ($5), or whose date is in the date[] `keys_query` returns
         Keys,                  // rows whose key is in the text[] `keys_query` returns
         ChangedSinceSnapshot,  // rows written since the source snapshot of the last copy (xmin)
         KeyChecksums,          // per key bucket: bucket, count and sum of key hashes (no rows)

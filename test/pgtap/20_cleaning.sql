@@ -5,7 +5,7 @@
 -- The source is changed through the foreign tables sicoop.src_* (autocommit: the pipeline reads
 -- the source over its own connection, so no BEGIN/ROLLBACK here).
 \ir helpers/reset.sql
-SELECT plan(61);
+SELECT plan(62);
 
 ------------------------------------------------------------------------------------------
 -- 1. The sample, through the whole pipeline (sicoop.as_of = 2025-08-15).
@@ -23,9 +23,9 @@ SELECT is((SELECT nome::text FROM sicoop.trusted_associado WHERE id_associado = 
 SELECT is((SELECT escolaridade::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-001'),
   'ENSINO SUPERIOR COMPLETO', ''' Ensino superior Completo'' -> ''ENSINO SUPERIOR COMPLETO'' (leading space trimmed)');
 SELECT is((SELECT estado_civil::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-002'),
-  'CASADO', '''Casado '' -> ''CASADO'' (trailing space trimmed)');
+  'CASADO(A)', '''Casado '' -> ''CASADO'' (trailing space trimmed), canonical ''CASADO(A)''');
 SELECT is((SELECT estado_civil::text FROM sicoop.trusted_associado WHERE id_associado = 'ASSOC-005'),
-  'VIÚVO', '''viúvo'' -> ''VIÚVO''');
+  'VIÚVO(A)', '''viúvo'' -> ''VIÚVO'', canonical ''VIÚVO(A)''');
 SELECT is((SELECT tipo_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'CONTA-102'),
   'POUPANÇA', '''Poupança'' -> ''POUPANÇA''');
 SELECT is((SELECT numero_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = 'CARTAO-211'),
@@ -35,16 +35,16 @@ SELECT results_eq(
   $$SELECT id_associado::text, nome::text, sobrenome::text, data_nascimento, idade_atual_associado,
            estado_civil::text, escolaridade::text
     FROM sicoop.trusted_associado ORDER BY id_associado$$,
-  $$VALUES ('ASSOC-001', 'ANA', 'SILVA', date '1985-05-10', 40, 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO'),
-           ('ASSOC-002', 'JOÃO', 'OLIVEIRA', '1992-11-25', 32, 'CASADO', 'ENSINO SUPERIOR'),
-           ('ASSOC-003', 'MARIA', 'SOUZA', '1978-02-18', 47, 'DIVORCIADO', 'ENSINO MEDIO'),
-           ('ASSOC-004', 'PEDRO', 'SANTOS', '1995-07-03', 30, 'SOLTEIRO', 'ENSINO SUPERIOR'),
-           ('ASSOC-005', 'JULIA', 'LIMA', '1989-09-12', 35, 'VIÚVO', 'ENSINO MÉDIO COMPLETO'),
-           ('ASSOC-006', 'CARLOS', 'MENDES', '1980-04-20', 45, 'CASADO', 'ENSINO SUPERIOR'),
-           ('ASSOC-007', 'MARIANA', 'COSTA', '1998-08-05', 27, 'SOLTEIRA', 'ENSINO SUPERIOR COMPLETO'),
-           ('ASSOC-008', 'RICARDO', 'PEREIRA', '1975-01-30', 50, 'CASADO', 'POS-GRADUACAO'),
-           ('ASSOC-009', 'FERNANDA', 'ALVES', '1990-06-22', 35, 'SOLTEIRA', 'ENSINO SUPERIOR'),
-           ('ASSOC-010', 'LUCAS', 'MARTINS', '1983-12-15', 41, 'DIVORCIADO', 'ENSINO SUPERIOR')$$,
+  $$VALUES ('ASSOC-001', 'ANA', 'SILVA', date '1985-05-10', 40, 'SOLTEIRO(A)', 'ENSINO SUPERIOR COMPLETO'),
+           ('ASSOC-002', 'JOÃO', 'OLIVEIRA', '1992-11-25', 32, 'CASADO(A)', 'ENSINO SUPERIOR'),
+           ('ASSOC-003', 'MARIA', 'SOUZA', '1978-02-18', 47, 'DIVORCIADO(A)', 'ENSINO MÉDIO'),
+           ('ASSOC-004', 'PEDRO', 'SANTOS', '1995-07-03', 30, 'SOLTEIRO(A)', 'ENSINO SUPERIOR'),
+           ('ASSOC-005', 'JULIA', 'LIMA', '1989-09-12', 35, 'VIÚVO(A)', 'ENSINO MÉDIO COMPLETO'),
+           ('ASSOC-006', 'CARLOS', 'MENDES', '1980-04-20', 45, 'CASADO(A)', 'ENSINO SUPERIOR'),
+           ('ASSOC-007', 'MARIANA', 'COSTA', '1998-08-05', 27, 'SOLTEIRO(A)', 'ENSINO SUPERIOR COMPLETO'),
+           ('ASSOC-008', 'RICARDO', 'PEREIRA', '1975-01-30', 50, 'CASADO(A)', 'PÓS-GRADUAÇÃO'),
+           ('ASSOC-009', 'FERNANDA', 'ALVES', '1990-06-22', 35, 'SOLTEIRO(A)', 'ENSINO SUPERIOR'),
+           ('ASSOC-010', 'LUCAS', 'MARTINS', '1983-12-15', 41, 'DIVORCIADO(A)', 'ENSINO SUPERIOR')$$,
   'trusted_associado: the sample members cleaned, split and aged on 2025-08-15');
 
 SELECT results_eq(
@@ -212,7 +212,7 @@ SELECT results_eq(
   'estado_civil and escolaridade: blank (spaces, a tab) -> NULL');
 SELECT results_eq(
   $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'conta  t1 '$$,
-  $$VALUES ('CONTA POUPANÇA', 'AGÊNCIA SÉ 1', 'EM ANÁLISE')$$,
+  $$VALUES ('POUPANÇA', 'AGÊNCIA SÉ 1', 'EM ANÁLISE')$$,
   'tipo_conta, agencia and situacao_conta cleaned, accents kept');
 SELECT results_eq(
   $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'T-CONTA-2'$$,
@@ -247,7 +247,7 @@ SELECT is(
 -- ids, natural and foreign, are carried unchanged (spaces, case and accents included)
 SELECT set_eq(
   'SELECT id_associado::text FROM sicoop.trusted_associado',
-  'SELECT id_associado::text FROM sicoop.src_associado',
+  'SELECT id_associado::text FROM sicoop.src_associado EXCEPT SELECT record_id FROM sicoop.reject',
   'trusted_associado ids are the source''s, unchanged');
 SELECT set_eq(
   'SELECT id_conta::text, id_associado::text FROM sicoop.trusted_conta',
@@ -312,7 +312,7 @@ SELECT results_eq(
            des_transacao_movimento::text, numero_cartao::text, nome_impresso_cartao::text,
            data_criacao_cartao, tipo_conta::text, data_criacao_conta
     FROM sicoop.vw_movimentacao_flat WHERE data_movimentacao >= '2025-08-15 10:00'$$,
-  $$VALUES ('LÚCIA', 'VENTURA', 65, 99.99, 'COMPRA ONLINE AÇAÍ', '************5678', 'JOÃO DA SILVA', date '2024-03-01', 'CONTA POUPANÇA', date '2024-02-29'),
+  $$VALUES ('LÚCIA', 'VENTURA', 65, 99.99, 'COMPRA ONLINE AÇAÍ', '************5678', 'JOÃO DA SILVA', date '2024-03-01', 'POUPANÇA', date '2024-02-29'),
            ('JOÃO', NULL, NULL, 1.00, NULL, '9876', NULL, '2024-05-06', NULL, '2024-05-05'),
            ('JOÃO', NULL, NULL, 2.00, 'PÃO DE QUEIJO', '123', 'TRÊS', '2024-05-07', NULL, '2024-05-05'),
            ('JOÃO', NULL, NULL, 3.00, 'CAFÉ', '*2345', 'QUATRO', '2024-05-08', NULL, '2024-05-05'),
@@ -328,8 +328,10 @@ SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_a
   'born 2000-08-14: 25 on 2025-08-15, the day after the birthday');
 SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME1'), NULL,
   'no birth date: idade NULL');
-SELECT is((SELECT idade_atual_associado FROM sicoop.trusted_associado WHERE id_associado = 'T-AGE-FUTURE'), NULL,
-  'a birth date after the reference date: idade NULL (as sicoop.age_years documents)');
+SELECT results_eq(
+  $$SELECT rule_name, record->>'data_nascimento' FROM sicoop.reject WHERE record_id = 'T-AGE-FUTURE'$$,
+  $$VALUES ('associado_nascimento_range', '2025-08-16')$$,
+  'a birth date after the reference date is rejected (rule associado_nascimento_range), not loaded with no age');
 SELECT is((SELECT idade_atual_associado FROM sicoop.dim_associado
            WHERE id_associado = 'T-AGE-BEFORE' AND registro_ativo_associado), 24,
   'dim_associado takes the trusted age (24 the day before the birthday)');
@@ -381,17 +383,21 @@ INSERT INTO sicoop.src_associado (id_associado, nome) VALUES ('T-BLANK', '   '),
 SELECT * FROM sicoop.load_raw();
 \o
 SELECT results_eq(
-  $$SELECT rows_rejected FROM sicoop.load_trusted()$$, ARRAY[1::bigint],
-  'load_trusted succeeds and counts the member whose nome is blank as rejected');
+  $$SELECT rows_rejected FROM sicoop.load_raw()$$, ARRAY[1::bigint],
+  'load_raw succeeds and counts the member whose nome is blank as rejected (the future-born member now loads: 2025-08-16 is no longer after the run''s date)');
+\o /dev/null
+SELECT * FROM sicoop.load_trusted();
+\o
 SELECT results_eq(
-  $$SELECT table_name, record_id, reason, record->>'nome' FROM sicoop.reject$$,
-  $$VALUES ('associado', 'T-BLANK', 'nome is blank', '   ')$$,
-  'sicoop.reject holds the rejected row, its reason and its raw values');
-SELECT is((SELECT count(*)::int FROM sicoop.trusted_associado WHERE id_associado IN ('T-BLANK', 'T-OK')), 1,
-  'the other new member loads; the rejected one is not in trusted');
+  $$SELECT table_name, record_id, rule_name, reason, record->>'nome' FROM sicoop.reject$$,
+  $$VALUES ('associado', 'T-BLANK', 'associado_nome_not_blank', 'nome is blank', '   ')$$,
+  'sicoop.reject holds the rejected row, its rule, its reason and its source values');
+SELECT is((SELECT count(*)::int FROM sicoop.trusted_associado WHERE id_associado IN ('T-BLANK', 'T-OK', 'T-AGE-FUTURE')), 2,
+  'the other new member, and the one born on the run''s date, load; the rejected one is not in raw nor trusted');
+SELECT is((SELECT count(*)::int FROM sicoop.raw_associado WHERE id_associado = 'T-BLANK'), 0, 'nor in raw');
 SELECT results_eq(
-  $$SELECT rows_rejected FROM sicoop.load_trusted()$$, ARRAY[0::bigint],
-  'a rerun does not count a reject that did not change again');
+  $$SELECT rows_rejected FROM sicoop.load_raw()$$, ARRAY[1::bigint],
+  'a rerun checks the reject again (still rejected)');
 UPDATE sicoop.src_associado SET nome = ' zé  ninguém' WHERE id_associado = 'T-BLANK';
 \o /dev/null
 SELECT * FROM sicoop.load_raw();

@@ -16,6 +16,11 @@
 --   T4 2025-09-12 10:00  Julia turns 36; Lucas is back; Ana's nome corrected
 --      2025-09-12 18:00  nothing changes
 \ir helpers/reset.sql
+-- The versions are followed on the cleaned values themselves: no canonical mapping here
+-- (20_cleaning and 90_quality test it).
+\o /dev/null
+DELETE FROM sicoop.canonical_value;
+\o
 SELECT plan(41);
 
 -- The member versions and the facts with the version they point to, with comparable types.

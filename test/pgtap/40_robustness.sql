@@ -14,6 +14,11 @@
 -- per-step commits, and the rollback of its exception block would take run_log's rows along.)
 -- Sections build on each other; sicoop.as_of moves forward within 2025-08-15 (ages stay put).
 \ir helpers/reset.sql
+-- The versions are followed on the cleaned values themselves: no canonical mapping here
+-- (20_cleaning and 90_quality test it).
+\o /dev/null
+DELETE FROM sicoop.canonical_value;
+\o
 SELECT plan(69);
 
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', current_database(), current_user) AS selfconn \gset

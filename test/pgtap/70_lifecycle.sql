@@ -35,7 +35,8 @@ INSERT INTO pg_temp.kept SELECT * FROM pg_temp.snapshot();
 SELECT set_eq($$SELECT c.relname::text FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
                 WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace$$,
               ARRAY['stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao', 'stage_key_checksum',
-                    'stage_bucket', 'stage_key', 'deferred_index', 'operator_handover'],
+                    'stage_bucket', 'stage_key', 'stage_reject', 'stage_source_column', 'stage_day', 'source_day_total',
+                    'deferred_index', 'operator_handover'],
               'the only relations the extension owns are the steps'' scratch tables and the handover record');
 SELECT is((SELECT count(*)::int FROM sicoop.stage_associado) + (SELECT count(*)::int FROM sicoop.stage_cartao)
           + (SELECT count(*)::int FROM sicoop.stage_movimentacao_cartao) + (SELECT count(*)::int FROM sicoop.stage_key), 0,
@@ -60,9 +61,9 @@ SELECT lives_ok('CALL sicoop.run_pipeline()', 'the re-created extension runs on 
 SELECT is((SELECT rows_inserted + rows_updated + rows_deleted FROM sicoop.run_log
            WHERE step = 'load_fato' ORDER BY run_id DESC LIMIT 1), 0::bigint,
           'incrementally: with no source change, no fact is written');
-SELECT set_eq($$SELECT * FROM pg_temp.snapshot() WHERE rel NOT IN ('run_log', 'step_state', 'source_sync')$$,
-              $$SELECT * FROM pg_temp.kept WHERE rel NOT IN ('run_log', 'step_state', 'source_sync')$$,
-              'and every layer is as it was (only the run log and the incremental state moved on)');
+SELECT set_eq($$SELECT * FROM pg_temp.snapshot() WHERE rel NOT IN ('run_log', 'step_state', 'source_sync', 'dq_result', 'reconciliation')$$,
+              $$SELECT * FROM pg_temp.kept WHERE rel NOT IN ('run_log', 'step_state', 'source_sync', 'dq_result', 'reconciliation')$$,
+              'and every layer is as it was (only the run log, the data-quality results and the incremental state moved on)');
 DELETE FROM pg_temp.kept;
 INSERT INTO pg_temp.kept SELECT * FROM pg_temp.snapshot();
 
@@ -101,7 +102,7 @@ SELECT throws_like('CREATE EXTENSION sicoop_etl', '%layout 9.0, which this versi
                    'a warehouse of a later layout is refused');
 UPDATE sicoop.warehouse_info SET layout_version = '1.0';
 SELECT throws_like('CREATE EXTENSION sicoop_etl', '%older layout 1.0%', 'a warehouse of an older layout is refused');
-UPDATE sicoop.warehouse_info SET layout_version = '1.1';
+UPDATE sicoop.warehouse_info SET layout_version = '1.2';
 ALTER TABLE sicoop.reject RENAME TO reject_moved;
 SELECT throws_like('CREATE EXTENSION sicoop_etl', '%incomplete: reject missing%', 'an incomplete warehouse is refused, naming what is missing');
 ALTER TABLE sicoop.reject_moved RENAME TO reject;
