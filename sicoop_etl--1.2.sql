@@ -1071,6 +1071,9 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   m text[];
 BEGIN
+  IF typ NOT IN ('date', 'numeric') THEN
+    RAISE EXCEPTION 'sicoop: range bounds are dates or numbers, not %', typ USING ERRCODE = 'invalid_parameter_value';
+  END IF;
   IF bound IS NULL THEN
     RETURN NULL;
   END IF;
@@ -1606,7 +1609,10 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop.run_step(text, boolean), sicoop.load_raw(), sicoop.load_trusted(), sicoop.load_dims(),
                  sicoop.scd2_associado(), sicoop.load_fato(), sicoop.export_flat(text),
                  sicoop._defer_indexes(regclass), sicoop._restore_indexes(regclass), sicoop._summarize(regclass),
-                 sicoop._empty_tables(text[]), sicoop._create_source_objects()'::text
+                 sicoop._empty_tables(text[]), sicoop._create_source_objects(),
+                 sicoop._apply_row_rules(text, bigint, date), sicoop._check_source_drift(text, bigint),
+                 sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint), sicoop._check_run_quality(bigint),
+                 sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date)'::text
 $$;
 
 -- Gives every relation of schema sicoop owned by `from_owner` (all of them if NULL) to
@@ -1766,7 +1772,10 @@ REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, te
   sicoop.revoke_operator(regrole), sicoop.grant_reader(regrole), sicoop.revoke_reader(regrole),
   sicoop._set_warehouse_owner(regrole, regrole), sicoop._create_flat_view(), sicoop._create_warehouse(),
   sicoop._create_source_objects(), sicoop._defer_indexes(regclass), sicoop._restore_indexes(regclass),
-  sicoop._summarize(regclass), sicoop._empty_tables(text[]) FROM PUBLIC;
+  sicoop._summarize(regclass), sicoop._empty_tables(text[]), sicoop._create_quality_tables(),
+  sicoop._apply_row_rules(text, bigint, date), sicoop._check_source_drift(text, bigint), sicoop._check_canonical(text, bigint),
+  sicoop._reconcile(bigint), sicoop._check_run_quality(bigint), sicoop._mark_aborted_runs(),
+  sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 -- End of privileges
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Versioned upgrades: the real 1.0 -- its install script and library as released, built from
 # the git history -- loads a source and a change; then the current build is installed and
-# ALTER EXTENSION sicoop_etl UPDATE runs. The data and history are intact, no data object is
+# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2, each script in turn). The data and history are intact, no data object is
 # an extension member any more, the next incremental run equals a from-scratch load, the
 # upgraded install has the same schema as a fresh one (pg_dump --schema-only and the catalog),
 # and it survives a dump/restore and a DROP EXTENSION.
@@ -26,6 +26,8 @@ make -C "$WORK/v1.0" -s -j2 >/dev/null 2>&1
 as_root make -C "$WORK/v1.0" -s install >/dev/null
 
 make_source "$SRC" "$N"
+# A member 1.0 rejects (nome blank): its reject is carried over by the upgrade.
+q -d "$SRC" -c "INSERT INTO associado VALUES ('ASSOC-BLANK', '   ', '1990-01-01', 'Casado', 'Ensino Medio')" >/dev/null
 make_warehouse "$UP" "$SRC" 1.0
 is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.0 'the released 1.0 is installed'
 run_pipeline "$UP" '2025-08-16 10:00:00-03'
@@ -49,12 +51,22 @@ fingerprint "$UP" | grep -v '^raw_cartao ' >"$WORK/after_refusal"
 same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
-is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.1 'the extension is now 1.1'
-is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.1 'and its data is marked as layout 1.1'
-fingerprint "$UP" | grep -v -e '^warehouse_info ' -e '^raw_cartao ' >"$WORK/after"
-show_fingerprint '1.0     ' "$WORK/before"
+is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.2 'the extension is now 1.2'
+is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.2 'and its data is marked as layout 1.2'
+# What 1.2 adds (the rules, their results, the canonical values, the reconciliation; reject
+# has a new shape) is not in the 1.0 warehouse to compare with.
+fingerprint "$UP" | grep -v -e '^warehouse_info ' -e '^raw_cartao ' -e '^dq_rule ' -e '^dq_result ' -e '^canonical_value ' \
+                            -e '^reconciliation ' -e '^reject ' >"$WORK/after"
+is "$(val "$UP" "SELECT full_run_owed_by IS NOT NULL FROM sicoop.warehouse_info")" t \
+  'and the next run is owed as a full one (the rows loaded before the rules existed are checked by them)'
+grep -v '^reject ' "$WORK/before" >"$WORK/before_kept"
+show_fingerprint '1.0     ' "$WORK/before_kept"
 show_fingerprint 'upgraded' "$WORK/after"
-same_file "$WORK/before" "$WORK/after" 'every relation, row, sequence position and source option is as it was'
+same_file "$WORK/before_kept" "$WORK/after" 'every relation, row, sequence position and source option is as it was'
+is "$(val "$UP" "SELECT count(*) FROM sicoop.reject")" "$(grep '^reject ' "$WORK/before" | sed 's/.*rows=\([0-9]*\).*/\1/')" \
+  'and the rejects are carried over'
+is "$(val "$UP" "SELECT record_id || ' ' || rule_name || ' ' || (record->>'nome') FROM sicoop.reject")" 'ASSOC-BLANK associado_nome_not_blank    ' \
+  'with the rule that now rejects them'
 is "$(cards_masked "$UP" numero_cartao)" "$cards_before" \
    'raw_cartao: the same cards, their numbers now masked (the rest of each row as it was)'
 numbers=$(val "$SRC" "SELECT string_agg(numero_cartao, ',') FROM cartao WHERE length(numero_cartao) > 4")
@@ -62,33 +74,45 @@ is "$(val "$UP" "SELECT count(*) FROM sicoop.raw_cartao r WHERE r.numero_cartao 
    'no full card number is left in raw'
 is "$(val "$UP" "SELECT count(*) FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
                  WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace
-                   AND c.relname NOT LIKE 'stage\_%' AND c.relname NOT IN ('deferred_index', 'operator_handover')")" 0 \
+                   AND c.relname NOT LIKE 'stage\_%' AND c.relname NOT IN ('deferred_index', 'operator_handover', 'source_day_total')")" 0 \
    'no table, sequence or view of the warehouse is an extension member any more (only the scratch tables and the handover record are)'
 
-# The next run is incremental and converges to a from-scratch load of the same source.
+# The first run after the upgrade is the full one owed; the next is incremental; both converge
+# to a from-scratch load of the same source.
 q -d "$SRC" -f "$LIFE/change_again.sql" >/dev/null
 ok_run 'the upgraded warehouse runs' run_pipeline "$UP" '2025-08-18 10:00:00-03'
-echo "# upgraded run, step:read/written: $(last_run "$UP")"
-raw_read=$(val "$UP" "SELECT rows_read FROM sicoop.run_log WHERE step = 'load_raw' ORDER BY run_id DESC LIMIT 1")
 source_rows=$(val "$SRC" "SELECT (SELECT count(*) FROM associado) + (SELECT count(*) FROM conta)
                                  + (SELECT count(*) FROM cartao) + (SELECT count(*) FROM movimentacao_cartao)")
+raw_read=$(val "$UP" "SELECT rows_read FROM sicoop.run_log WHERE step = 'load_raw' ORDER BY run_id DESC LIMIT 1")
+ok_if '[ "$raw_read" -ge "$source_rows" ] && [ "$(val "$UP" "SELECT full_run_owed_by IS NULL FROM sicoop.warehouse_info")" = t ]' \
+  "the first run after the upgrade is the full one owed: load_raw read $raw_read of $source_rows source rows, and nothing is owed any more"
+q -d "$SRC" -c "UPDATE movimentacao_cartao SET valor_movimentacao = valor_movimentacao + 1
+                WHERE id_movimentacao_cartao IN (SELECT id_movimentacao_cartao FROM movimentacao_cartao
+                                                 ORDER BY data_movimentacao DESC LIMIT 5)" >/dev/null
+ok_run 'and runs again' run_pipeline "$UP" '2025-08-18 11:00:00-03'
+echo "# upgraded run, step:read/written: $(last_run "$UP")"
+raw_read=$(val "$UP" "SELECT rows_read FROM sicoop.run_log WHERE step = 'load_raw' ORDER BY run_id DESC LIMIT 1")
 ok_if '[ "$raw_read" -lt $((source_rows / 5)) ]' "incrementally: load_raw read $raw_read of $source_rows source rows"
 make_warehouse "$REF" "$SRC"
-run_pipeline "$REF" '2025-08-18 10:00:00-03'
+run_pipeline "$REF" '2025-08-18 11:00:00-03'
 layers "$REF" >"$WORK/ref_layers"
 layers "$UP" >"$WORK/up_layers"
 same_file "$WORK/ref_layers" "$WORK/up_layers" 'every layer equals a from-scratch load (history aside)'
+is "$(val "$UP" "SELECT count(*) FROM sicoop.reconciliation WHERE NOT balanced")" 0 'and every movement day balances with the source'
 
-# A fresh 1.1 install, connected to the same source and run, has the same schema.
+# A fresh 1.2 install, connected to the same source and run, has the same schema.
 make_warehouse "$FRESH" "$SRC"
-run_pipeline "$FRESH" '2025-08-18 10:00:00-03'
+run_pipeline "$FRESH" '2025-08-18 11:00:00-03'
 schema() {
   "$PGBIN/pg_dump" --schema-only "$1" | grep -v -e '^\\restrict ' -e '^\\unrestrict ' -e '^-- Dumped' >"$WORK/schema_$1"
   q -d "$1" -At -f "$LIFE/catalog.sql" >"$WORK/catalog_$1"
 }
 schema "$UP"
 schema "$FRESH"
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.1 and an upgraded 1.0 are the same'
+defaults="SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT q::text AS t FROM sicoop.dq_rule q
+          UNION ALL SELECT c::text FROM sicoop.canonical_value c) x"
+is "$(val "$UP" "$defaults")" "$(val "$FRESH" "$defaults")" 'the upgrade brings the same default rules and canonical values as a fresh install'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.2 and an upgraded 1.0 are the same'
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP" \
   'the catalog: same extension members, function definitions, privileges and column order'
 
