@@ -198,7 +198,10 @@ CREATE TABLE sicoop.warehouse_info (
     created_at      timestamptz NOT NULL DEFAULT now(),
     -- A full run (full => true) that started and has not finished yet, or one a failed
     -- reconciliation asked for: the next run is a full one.
-    full_run_owed_by bigint
+    full_run_owed_by bigint,
+    -- The row rules (sicoop.dq_rule) every row was last checked against: when they change,
+    -- the next run is a full one, so that every row is checked by the rules as they are.
+    rules_signature text
 );
 INSERT INTO sicoop.warehouse_info (layout_version) VALUES (sicoop._layout_version());
 
@@ -563,6 +566,7 @@ INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, 
   ('movimentacao_cartao_references', 'movimentacao_cartao', 'id_cartao', 'references', 'warn', NULL, NULL, NULL, 'cartao', 'the movement''s card is not (yet) in the source: the fact goes to the unknown member'),
   ('movimentacao_source_drift', 'movimentacao_cartao', NULL, 'source_drift', 'warn', NULL, NULL, NULL, NULL, 'a source column''s type differs from the warehouse''s'),
   ('movimentacao_reconciliation', 'movimentacao_cartao', NULL, 'reconciliation', 'fail', NULL, NULL, NULL, NULL, 'per movement day, the source''s count and sum of valor_movimentacao differ from the fact''s plus the rejects''');
+UPDATE ONLY sicoop.warehouse_info SET rules_signature = sicoop._rules_signature();
 
 -- Every rule's outcome, per run.
 CREATE TABLE sicoop.dq_result (
@@ -1440,6 +1444,24 @@ BEGIN
   END IF;
 END
 $fn$;
+
+-- The row rules as they are now (what a row is checked against as it enters raw).
+CREATE FUNCTION _rules_signature() RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT md5(coalesce(string_agg(q::text, ',' ORDER BY q.rule_name), ''))
+FROM ONLY sicoop.dq_rule q WHERE q.enabled AND q.kind NOT IN ('source_drift', 'canonical', 'reconciliation')
+$$;
+
+-- Why the next run must be a full one, or NULL: a full run started or asked for (by a failed
+-- reconciliation, or by the upgrade to 1.2) has not completed, or the row rules changed since
+-- every row was last checked by them.
+CREATE FUNCTION _full_run_owed() RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN w.full_run_owed_by IS NOT NULL
+              THEN format('the full run that run %s started or asked for has not completed', w.full_run_owed_by)
+            WHEN w.rules_signature IS DISTINCT FROM sicoop._rules_signature()
+              THEN 'the data-quality rules changed since every row was last checked by them'
+       END
+FROM ONLY sicoop.warehouse_info w
+$$;
 
 -- Marks 'running' rows of runs whose backend no longer holds the pipeline's lock (a crash, a
 -- shutdown, a terminated backend) as 'aborted'. Each run calls it once it holds the lock.

@@ -403,14 +403,16 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
 
     // Runs whose backend died (crash, shutdown, terminated) are recorded as such.
     spi::exec("SELECT sicoop._mark_aborted_runs()");
-    // A full run that did not finish, or that a failed reconciliation asked for, is owed: this
-    // run is that full run.
-    const int64 owed_by = spi::exec("SELECT coalesce((SELECT full_run_owed_by FROM ONLY sicoop.warehouse_info), 0)");
-    if (owed_by != 0 && !full) {
+    // A full run that did not finish, that a failed reconciliation asked for, or that changed
+    // rules call for, is owed: this run is that full run.
+    const std::string owed = spi::exec_text("SELECT coalesce(sicoop._full_run_owed(), '')");
+    // The rules this run checks rows against (recorded as checked once a full run succeeds).
+    const std::string rules_signature = spi::exec_text("SELECT sicoop._rules_signature()");
+    if (!owed.empty() && !full) {
         full = true;
+        const char* why = owed.c_str();
         pg_call([&] {
-            ereport(NOTICE, (errmsg("sicoop: run %lld is a full run (full => true): the one run %lld started or asked for "
-                                    "has not completed", static_cast<long long>(run_id), static_cast<long long>(owed_by))));
+            ereport(NOTICE, (errmsg("sicoop: run %lld is a full run (full => true): %s", static_cast<long long>(run_id), why)));
         });
     }
     if (full) {
@@ -464,7 +466,13 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
                 // reconciliation) fails the run; otherwise a full run has paid what was owed.
                 spi::Param id{INT8OID, Int64GetDatum(run_id), false};
                 spi::exec("SELECT sicoop._check_run_quality($1)", &id, 1);
-                if (full) spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = NULL", nullptr, 0);
+                if (full) {
+                    spi::Param signature{TEXTOID, (Datum) 0, false};
+                    const char* sig = rules_signature.c_str();
+                    pg_call([&] { signature.value = CStringGetTextDatum(sig); });
+                    spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = NULL, rules_signature = $1",
+                              &signature, 1);
+                }
                 run_log::succeeded(run_id, "run_pipeline", total);
                 sub.release();
             } catch (PgError&) {
