@@ -59,7 +59,8 @@ const std::vector<TrustedTable>& trusted_tables() {
          {{"id_cartao", "s.id_cartao"},
           {"descricao_movimentacao", "sicoop.clean_text(s.descricao_movimentacao)"},
           {"valor_movimentacao", "s.valor_movimentacao"},
-          {"data_movimentacao", "s.data_movimentacao"}}},
+          {"data_movimentacao", "s.data_movimentacao"}},
+         {}},
     };
     return tables;
 }

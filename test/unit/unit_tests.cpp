@@ -78,19 +78,26 @@ void test_statements_use_only_run_parameters() {
 }
 
 void test_raw_plans() {
-    std::set<std::string> straight_into_raw;
-    bool watermark = false;
+    std::set<std::string> staged, gated;
+    bool watermark = false, wide = true;
     for (const auto& a : plan("load_raw", first_load())) {
+        if (a.kind == sicoop::Action::Kind::Sql && contains(a.sql, "sicoop._apply_row_rules('")) gated.insert(a.label);
         if (a.kind != sicoop::Action::Kind::Bulk) continue;
-        if (a.bulk.rows_are_inserts && !a.bulk.truncate_first && a.bulk.stamp_run_id && a.bulk.capture_snapshot)
-            straight_into_raw.insert(a.bulk.target_table);
-        if (a.bulk.watermark_column == "data_movimentacao") watermark = true;
+        if (a.bulk.rows == sicoop::BulkCopy::Rows::All) {
+            staged.insert(a.bulk.target_table);
+            for (const auto& type : a.bulk.types)
+                if (contains(type, "varchar") || contains(type, "numeric(")) wide = false;
+        }
+        if (a.bulk.watermark_column == "data_movimentacao" && a.bulk.capture_snapshot) watermark = true;
     }
-    ok(straight_into_raw == std::set<std::string>{"raw_associado", "raw_conta", "raw_movimentacao_cartao"},
-       "a first load copies the source tables straight into raw, stamped with the run, remembering the snapshot...");
+    ok(staged == std::set<std::string>{"stage_associado", "stage_conta", "stage_cartao", "stage_movimentacao_cartao"},
+       "a first load copies every source table into its stage, never straight into raw");
+    ok(wide, "the stage reads source columns as text and unbounded numeric: no value is cut or rounded on the way");
+    ok(gated == std::set<std::string>{"associado", "conta", "cartao", "movimentacao_cartao"},
+       "every table's rows pass the data-quality rules before they enter raw");
     const std::string first_raw = all_sql(plan("load_raw", first_load()));
     ok(contains(first_raw, "INSERT INTO sicoop.raw_cartao") && contains(first_raw, "sicoop.mask_card(s.numero_cartao)"),
-       "...but cards, which go through the stage: raw keeps their numbers masked, never in clear");
+       "raw keeps card numbers masked, never in clear");
     ok(contains(all_sql(plan("load_raw", incremental())), "sicoop.mask_card(s.numero_cartao)"),
        "an incremental run compares cards by their masked numbers");
     ok(contains(first_raw, "TRUNCATE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao"),
@@ -99,28 +106,43 @@ void test_raw_plans() {
     ok(contains(all_sql(plan("load_trusted", first_load())), "sicoop._restore_indexes('sicoop.trusted_movimentacao_cartao')"),
        "a first load builds trusted's secondary indexes after the insert");
 
-    int windowed = 0, rechecks = 0, by_xmin = 0, checksums = 0, keys_in_buckets = 0, whole = 0;
+    int windowed = 0, keys = 0, by_xmin = 0, checksums = 0, keys_in_buckets = 0, whole = 0, catalogs = 0, totals = 0;
+    int rejected_rechecks = 0;
     for (const auto& a : plan("load_raw", incremental())) {
         if (a.kind != sicoop::Action::Kind::Bulk) continue;
-        ok(contains(a.bulk.target_table, "stage_"), "an incremental run copies " + a.bulk.source_table + " into a stage table");
         switch (a.bulk.rows) {
-            case sicoop::BulkCopy::Rows::Window: windowed += a.bulk.window_column == "data_movimentacao"; break;
-            case sicoop::BulkCopy::Rows::Keys: ++rechecks; break;
-            case sicoop::BulkCopy::Rows::ChangedSinceSnapshot: by_xmin += a.bulk.capture_snapshot; break;
+            case sicoop::BulkCopy::Rows::Window:
+                windowed += a.bulk.window_column == "data_movimentacao" && contains(a.bulk.keys_query, "stage_day");
+                break;
+            case sicoop::BulkCopy::Rows::Keys:
+                ++keys;
+                rejected_rechecks += a.bulk.replace_keys && contains(a.bulk.keys_query, "sicoop.reject");
+                break;
+            case sicoop::BulkCopy::Rows::ChangedSinceSnapshot: ++by_xmin; break;
             case sicoop::BulkCopy::Rows::KeyChecksums: ++checksums; break;
             case sicoop::BulkCopy::Rows::KeysInBuckets: ++keys_in_buckets; break;
             case sicoop::BulkCopy::Rows::All: ++whole; break;
+            case sicoop::BulkCopy::Rows::ColumnTypes: catalogs += a.bulk.capture_snapshot; break;
+            case sicoop::BulkCopy::Rows::DayTotals: ++totals; break;
         }
     }
-    ok(windowed == 1 && rechecks == 1, "an incremental run reads movements by window, plus a recheck by id");
+    ok(windowed == 1, "an incremental run reads movements by window, and the older days whose totals differ");
     ok(by_xmin == 3 && checksums == 3 && keys_in_buckets == 3 && whole == 0,
        "an incremental run reads the other tables by xmin, and finds their deletions by key checksums");
+    ok(keys == 9 && rejected_rechecks == 4,
+       "it reads again by key: the window's missing movements, every copy of a changed key, and every rejected key");
+    ok(catalogs == 4 && totals == 1,
+       "each table's session opens with the source's catalog (drift, unique keys) and records its snapshot; the movements' day totals");
     int partial_in_full = 0;
     for (const auto& a : plan("load_raw", full_run()))
-        if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.rows != sicoop::BulkCopy::Rows::All) ++partial_in_full;
+        if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.rows != sicoop::BulkCopy::Rows::All &&
+            a.bulk.rows != sicoop::BulkCopy::Rows::ColumnTypes && a.bulk.rows != sicoop::BulkCopy::Rows::DayTotals)
+            ++partial_in_full;
     ok(partial_in_full == 0, "a full run reads every table whole");
     ok(contains(all_sql(plan("load_raw", incremental())), "INSERT INTO sicoop.raw_tombstone"),
        "deletions from raw leave tombstones");
+    ok(contains(all_sql(plan("load_raw", incremental())), "SELECT j.record_id FROM sicoop.reject j"),
+       "a row now rejected leaves raw (and so every later layer)");
 }
 
 void test_downstream_plans() {
