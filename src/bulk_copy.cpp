@@ -30,6 +30,8 @@ void release_buffer() {
     stream.length = stream.offset = 0;
 }
 
+[[noreturn]] void source_error(PGconn* conn, PGresult* res, const char* what);
+
 // Waits for the next CopyData message without blocking interrupts (pg_cancel_backend works).
 bool next_message() {
     release_buffer();
@@ -44,17 +46,11 @@ bool next_message() {
             return true;
         }
         if (n == -1) return false;  // end of the copy
-        if (n == -2)
-            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                            errmsg("sicoop: the source connection failed during the copy"),
-                            errdetail_internal("%s", pchomp(PQerrorMessage(stream.conn)))));
+        if (n == -2) source_error(stream.conn, PQgetResult(stream.conn), "finish the copy");
         (void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
                                  PQsocket(stream.conn), -1L, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
-        if (PQconsumeInput(stream.conn) == 0)
-            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                            errmsg("sicoop: the source connection failed during the copy"),
-                            errdetail_internal("%s", pchomp(PQerrorMessage(stream.conn)))));
+        if (PQconsumeInput(stream.conn) == 0) source_error(stream.conn, nullptr, "read the copy");
     }
 }
 
@@ -96,19 +92,39 @@ char* spi_text_value(const char* sql, const spi::RunParams& params) {
     return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
+// Raises the error of a failed source statement, saying what really happened: the connection
+// lost (the source session terminated, the server gone), the statement cancelled by
+// sicoop.source_timeout (or by someone at the source), a lock held there past it, or a refusal.
+// `res` may be null (no result came back).
+[[noreturn]] void source_error(PGconn* conn, PGresult* res, const char* what) {
+    const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+    char* detail = pchomp(res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+    const bool lost = PQstatus(conn) == CONNECTION_BAD || (state && strncmp(state, "57P", 3) == 0);
+    PQclear(res);
+    if (lost)
+        ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
+                        errmsg("sicoop: the connection to the source was lost while trying to %s", what),
+                        errdetail_internal("%s", detail)));
+    if (state && strcmp(state, "55P03") == 0)
+        ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                        errmsg("sicoop: trying to %s, the source waited for a lock longer than sicoop.source_timeout (%d ms)",
+                               what, source_timeout_setting),
+                        errdetail_internal("%s", detail),
+                        errhint("A session at the source holds a lock on the table: see pg_locks there.")));
+    if (state && strcmp(state, "57014") == 0)
+        ereport(ERROR, (errcode(ERRCODE_QUERY_CANCELED),
+                        errmsg("sicoop: trying to %s, the source cancelled the statement: it ran longer than "
+                               "sicoop.source_timeout (%d ms), or was cancelled there", what, source_timeout_setting),
+                        errdetail_internal("%s", detail)));
+    ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION), errmsg("sicoop: the source refused to %s", what),
+                    errdetail_internal("%s", detail)));
+    pg_unreachable();
+}
+
 // Runs a simple statement on the source and returns its first value (palloc'd), or nullptr.
 char* remote_value(PGconn* conn, const char* sql, const char* what) {
     PGresult* res = libpqsrv_exec(conn, sql, PG_WAIT_EXTENSION);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) {
-        char* detail = pchomp(PQerrorMessage(conn));
-        PQclear(res);
-        if (PQstatus(conn) == CONNECTION_BAD)
-            ereport(ERROR, (errcode(ERRCODE_CONNECTION_FAILURE),
-                            errmsg("sicoop: the connection to the source was lost (while trying to %s)", what),
-                            errdetail_internal("%s", detail)));
-        ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION), errmsg("sicoop: the source refused to %s", what),
-                        errdetail_internal("%s", detail)));
-    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK) source_error(conn, res, what);
     char* value = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? pstrdup(PQgetvalue(res, 0, 0)) : nullptr;
     PQclear(res);
     return value;
@@ -331,14 +347,8 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         PGresult* res = nullptr;
         if (PQsendQuery(stream.conn, command))
             res = libpqsrv_get_result(stream.conn, PG_WAIT_EXTENSION);  // interruptible wait
-        if (PQresultStatus(res) != PGRES_COPY_OUT) {
-            char* detail = pchomp(PQerrorMessage(stream.conn));
-            PQclear(res);
-            ereport(ERROR, (errcode(PQstatus(stream.conn) == CONNECTION_BAD ? ERRCODE_CONNECTION_FAILURE
-                                                                            : ERRCODE_CONNECTION_EXCEPTION),
-                            errmsg("sicoop: the source refused to copy %s.%s", remote_schema, remote_table),
-                            errdetail_internal("%s", detail)));
-        }
+        if (PQresultStatus(res) != PGRES_COPY_OUT)
+            source_error(stream.conn, res, psprintf("copy %s.%s", remote_schema, remote_table));
         PQclear(res);
 
         // What COPY FROM checks before it writes (DoCopy): the caller may insert into the
@@ -362,14 +372,8 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
 
         // The source's verdict on its side of the copy.
         res = PQgetResult(stream.conn);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            char* detail = pchomp(PQerrorMessage(stream.conn));
-            PQclear(res);
-            ereport(ERROR, (errcode(PQstatus(stream.conn) == CONNECTION_BAD ? ERRCODE_CONNECTION_FAILURE
-                                                                            : ERRCODE_CONNECTION_EXCEPTION),
-                            errmsg("sicoop: copying %s.%s from the source failed", remote_schema, remote_table),
-                            errdetail_internal("%s", detail)));
-        }
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            source_error(stream.conn, res, psprintf("copy %s.%s", remote_schema, remote_table));
         PQclear(res);
         // Drain to the end of the command before anything else is sent.
         while ((res = PQgetResult(stream.conn)) != nullptr) PQclear(res);

@@ -145,7 +145,8 @@ SELECT dblink_exec('op', $$DELETE FROM sicoop.warehouse_info;
   ALTER TABLE sicoop.warehouse_info DROP CONSTRAINT warehouse_info_pkey$$);
 SELECT dblink_exec('op', 'VACUUM sicoop.warehouse_info');
 SELECT dblink_exec('op', $$CREATE RULE "_RETURN" AS ON SELECT TO sicoop.warehouse_info DO INSTEAD
-    SELECT true AS singleton, '1.2'::text AS layout_version, now() AS created_at, NULL::bigint AS full_run_owed_by
+    SELECT true AS singleton, '1.2'::text AS layout_version, now() AS created_at, NULL::bigint AS full_run_owed_by,
+           NULL::text AS rules_signature
     WHERE pg_advisory_lock(424242) IS NOT NULL$$);
 \o
 SELECT is((SELECT relkind::text FROM pg_class WHERE oid = 'sicoop.warehouse_info'::regclass), 'v',
@@ -165,7 +166,8 @@ CREATE TABLE sicoop.warehouse_info (
     singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     layout_version  text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    full_run_owed_by bigint
+    full_run_owed_by bigint,
+    rules_signature text
 );
 INSERT INTO sicoop.warehouse_info (layout_version) VALUES ('1.2');
 ALTER TABLE sicoop.warehouse_info OWNER TO sicoop_test_operator;
