@@ -148,6 +148,35 @@ bool counts_as_read(const BulkCopy& copy) {
     return copy.rows != BulkCopy::Rows::ColumnTypes && copy.rows != BulkCopy::Rows::DayTotals;
 }
 
+// Runs one action of a step: its rows and seconds are added to the step's counts and to its
+// label's timing; an error names the step, the table and the statement (error_context).
+void run_action(const Step& step, const Action& action, const spi::RunParams& params, StepCounts& counts,
+                std::vector<Timing>& timings) {
+    pg_call([] { CHECK_FOR_INTERRUPTS(); });
+    TimestampTz start = GetCurrentTimestamp();
+    int64 copied = 0;
+    ActionContext context{step.name.c_str(), action.label.c_str(), describe(action)};
+    {
+        ErrorContextGuard guard(&context);
+        if (action.kind == Action::Kind::Bulk) {
+            copied = bulk_copy(action.bulk, params);
+            if (!counts_as_read(action.bulk)) copied = 0;
+            counts.rows_read += copied;
+            if (action.bulk.rows_are_inserts) counts.rows_inserted += copied;
+        } else {
+            spi::run_counting(action.sql, params, counts, action.processed_counter);
+        }
+    }
+    if (action.label.empty()) return;
+    double seconds = static_cast<double>(GetCurrentTimestamp() - start) / USECS_PER_SEC;
+    Timing* timing = nullptr;
+    for (auto& t : timings)
+        if (t.label == action.label) timing = &t;
+    if (timing == nullptr) timing = &timings.emplace_back(Timing{action.label, 0, 0});
+    timing->rows += copied;
+    timing->seconds += seconds;
+}
+
 StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full) {
     StepOutcome outcome;
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
@@ -159,32 +188,8 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
               " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
     std::vector<Timing> timings;
     try {
-    for (const Action& action : step.plan(ctx)) {
-        pg_call([] { CHECK_FOR_INTERRUPTS(); });
-        TimestampTz start = GetCurrentTimestamp();
-        int64 copied = 0;
-        ActionContext context{step.name.c_str(), action.label.c_str(), describe(action)};
-        {
-            ErrorContextGuard guard(&context);
-            if (action.kind == Action::Kind::Bulk) {
-                copied = bulk_copy(action.bulk, params);
-                if (!counts_as_read(action.bulk)) copied = 0;
-                outcome.counts.rows_read += copied;
-                if (action.bulk.rows_are_inserts) outcome.counts.rows_inserted += copied;
-            } else {
-                spi::run_counting(action.sql, params, outcome.counts, action.processed_counter);
-            }
-        }
-        if (action.label.empty()) continue;
-        double seconds = static_cast<double>(GetCurrentTimestamp() - start) / USECS_PER_SEC;
-        Timing* timing = nullptr;
-        for (auto& t : timings)
-            if (t.label == action.label) timing = &t;
-        if (timing == nullptr) timing = &timings.emplace_back(Timing{action.label, 0, 0});
-        timing->rows += copied;
-        timing->seconds += seconds;
-    }
-    end_source_session();
+        for (const Action& action : step.plan(ctx)) run_action(step, action, params, outcome.counts, timings);
+        end_source_session();
     } catch (...) {
         abort_source_session();  // and cancel what it runs on the source
         throw;
