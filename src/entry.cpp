@@ -35,7 +35,7 @@ const char* password_arg(FunctionCallInfo fcinfo, int argno) {
 }
 }  // namespace
 
-int source_timeout_setting = 30 * 60 * 1000;
+int source_timeout_setting = 10 * 60 * 1000;
 int max_run_time_setting = 2 * 60 * 60;
 
 MemoryContext error_context() { return current_error_context; }
@@ -66,7 +66,7 @@ void _PG_init(void) {
         "sicoop.source_timeout", "The longest a statement of a run may take on the source, lock waits included.",
         "Applied as statement_timeout and lock_timeout to every session sicoop opens on the source; a run that "
         "times out fails with the source's error. 0: no limit.",
-        &sicoop::source_timeout_setting, 30 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
+        &sicoop::source_timeout_setting, 10 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
         nullptr);
     DefineCustomIntVariable(
         "sicoop.max_run_time", "How long a run may go on before a run it makes skip reports an error.",
