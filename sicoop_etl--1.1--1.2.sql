@@ -99,8 +99,8 @@ CREATE TABLE sicoop.warehouse_info (
     -- A full run (full => true) that started and has not finished yet, or one a failed
     -- reconciliation asked for: the next run is a full one.
     full_run_owed_by bigint,
-    -- The row rules (sicoop.dq_rule) every row was last checked against: when they change,
-    -- the next run is a full one, so that every row is checked by the rules as they are.
+    -- The row rules (sicoop.dq_rule) and canonical values every row was last checked against
+    -- and labelled with: when they change, the next run is a full one.
     rules_signature text
 );
 INSERT INTO sicoop.warehouse_info (layout_version) VALUES (sicoop._layout_version());
@@ -441,7 +441,6 @@ INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, 
   ('movimentacao_cartao_references', 'movimentacao_cartao', 'id_cartao', 'references', 'warn', NULL, NULL, NULL, 'cartao', 'the movement''s card is not (yet) in the source: the fact goes to the unknown member'),
   ('movimentacao_source_drift', 'movimentacao_cartao', NULL, 'source_drift', 'warn', NULL, NULL, NULL, NULL, 'a source column''s type differs from the warehouse''s'),
   ('movimentacao_reconciliation', 'movimentacao_cartao', NULL, 'reconciliation', 'fail', NULL, NULL, NULL, NULL, 'per movement day, the source''s count and sum of valor_movimentacao differ from the fact''s plus the rejects''');
-UPDATE ONLY sicoop.warehouse_info SET rules_signature = sicoop._rules_signature();
 
 -- Every rule's outcome, per run.
 CREATE TABLE sicoop.dq_result (
@@ -477,7 +476,8 @@ REVOKE ALL ON sicoop.reject FROM PUBLIC;
 -- Canonical values of the descriptive columns (as cleaned: upper case, single spaces): a value
 -- found in source_value is replaced by its canonical one in trusted and the star schema. A value
 -- found nowhere (neither as a source_value nor as a canonical one) is kept as it is, and counted
--- by the column's 'canonical' rule. Editing this table re-labels every layer on the next run.
+-- by the column's 'canonical' rule. Editing this table re-labels every layer on the next run
+-- (a full one).
 CREATE TABLE sicoop.canonical_value (
     domain        text NOT NULL CHECK (domain IN ('estado_civil', 'escolaridade', 'tipo_conta', 'bandeira_cartao')),
     source_value  text NOT NULL,
@@ -503,6 +503,7 @@ INSERT INTO sicoop.canonical_value (domain, source_value, canonical) VALUES
   ('tipo_conta', 'SALARIO', 'SALÁRIO'), ('tipo_conta', 'CONTA SALÁRIO', 'SALÁRIO'),
   ('bandeira_cartao', 'MASTER', 'MASTERCARD'), ('bandeira_cartao', 'MASTER CARD', 'MASTERCARD'),
   ('bandeira_cartao', 'AMEX', 'AMERICAN EXPRESS');
+UPDATE ONLY sicoop.warehouse_info SET rules_signature = sicoop._rules_signature();
 
 -- The latest reconciliation of the movements, per movement day (local): the source's count and
 -- sum of valor_movimentacao, in the snapshot the load read, against the fact's plus the rejects'.
@@ -682,6 +683,8 @@ DECLARE
   reject_labels text;
   record_expr text;
   missing text;
+  found bigint;
+  any_rejected boolean := false;
 BEGIN
   -- The rules the warehouse's tables rely on (a key, unique, and values that fit) cannot be
   -- disabled or made warnings: the rows would fail the load or be cut.
@@ -697,16 +700,26 @@ BEGIN
             HINT = 'The tables cannot hold rows without a key, with a duplicated key, or with values longer or more precise than their columns. Re-enable the rules in sicoop.dq_rule.';
   END IF;
 
-  -- One pass over the stage: rows examined, and the rows each rule finds.
+  -- One pass over the stage counts the rows examined and what the plain rules find; a rule
+  -- that reads another table (references, unique) counts in a query of its own, where the
+  -- planner makes it a join rather than a lookup per row.
   SELECT array_agg(c.rule_name ORDER BY c.rule_name), array_agg(c.severity ORDER BY c.rule_name),
          array_agg(c.predicate ORDER BY c.rule_name)
   INTO rules, severities, rule_preds
   FROM (SELECT x.rule_name, min(x.severity) AS severity, '(' || string_agg(x.predicate, ') OR (') || ')' AS predicate
         FROM sicoop._row_rule_checks(tbl, ref_date) x GROUP BY x.rule_name) c;
   EXECUTE format('SELECT ARRAY[count(*)%s] FROM %s s',
-                 (SELECT string_agg(format(', count(*) FILTER (WHERE %s)', p), '' ORDER BY o)
+                 (SELECT string_agg(CASE WHEN p ~* '\mSELECT\M' THEN ', 0::bigint'
+                                         ELSE format(', count(*) FILTER (WHERE %s)', p) END, '' ORDER BY o)
                   FROM unnest(rule_preds) WITH ORDINALITY u(p, o)), stage)
   INTO counts;
+  FOR i IN 1 .. coalesce(array_length(rules, 1), 0) LOOP
+    IF rule_preds[i] ~* '\mSELECT\M' THEN
+      EXECUTE format('SELECT count(*) FROM %s s WHERE %s', stage, rule_preds[i]) INTO found;
+      counts[i + 1] := found;
+    END IF;
+    any_rejected := any_rejected OR (severities[i] = 'reject' AND counts[i + 1] > 0);
+  END LOOP;
   FOR i IN 1 .. coalesce(array_length(rules, 1), 0) LOOP
     sample := NULL;
     IF counts[i + 1] > 0 THEN
@@ -730,7 +743,7 @@ BEGIN
          string_agg(format('CASE WHEN %s THEN %L END', x.predicate, x.rule_name || coalesce('(' || x.part || ')', '')), ', ')
   INTO reject_pred, reject_labels
   FROM sicoop._row_rule_checks(tbl, ref_date) x WHERE x.severity = 'reject';
-  IF reject_pred IS NOT NULL THEN
+  IF reject_pred IS NOT NULL AND any_rejected THEN
     SELECT string_agg(format('%L, %s', a.attname,
                              CASE WHEN a.attname = 'numero_cartao' THEN format('sicoop.mask_card(b.%I)', a.attname)
                                   WHEN a.atttypid = 'text'::regtype THEN format('sicoop._redact_card_numbers(b.%I)', a.attname)
@@ -821,16 +834,16 @@ BEGIN
                       r.rule_name, tbl, r.column_name
         USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Each distinct value is looked up once (a descriptive column has few of them).
     EXECUTE format($q$
-      SELECT count(*), count(*) FILTER (WHERE NOT x.known),
-             (SELECT jsonb_agg(v) FROM (SELECT DISTINCT y.v FROM (SELECT t.%1$I AS v FROM sicoop.%2$I t) y
-                                        WHERE y.v IS NOT NULL AND NOT EXISTS (
-                                          SELECT 1 FROM sicoop.canonical_value c
-                                          WHERE c.domain = %3$L AND (c.source_value = y.v OR c.canonical = y.v))
-                                        ORDER BY 1 LIMIT 5) z)
-      FROM (SELECT t.%1$I IS NULL OR EXISTS (SELECT 1 FROM sicoop.canonical_value c
-                                             WHERE c.domain = %3$L AND (c.source_value = t.%1$I OR c.canonical = t.%1$I)) AS known
-            FROM sicoop.%2$I t) x$q$, r.column_name, 'trusted_' || tbl, r.column_name)
+      WITH d AS (
+        SELECT g.v, g.n,
+               g.v IS NULL OR EXISTS (SELECT 1 FROM sicoop.canonical_value c
+                                      WHERE c.domain = %3$L AND (c.source_value = g.v OR c.canonical = g.v)) AS known
+        FROM (SELECT t.%1$I AS v, count(*) AS n FROM sicoop.%2$I t GROUP BY 1) g)
+      SELECT coalesce(sum(d.n), 0)::bigint, coalesce(sum(d.n) FILTER (WHERE NOT d.known), 0)::bigint,
+             (SELECT jsonb_agg(x.v ORDER BY x.v) FROM (SELECT u.v FROM d u WHERE NOT u.known ORDER BY u.v LIMIT 5) x)
+      FROM d$q$, r.column_name, 'trusted_' || tbl, r.column_name)
     INTO checked, unmapped, sample;
     INSERT INTO sicoop.dq_result (run_id, rule_name, table_name, severity, rows_checked, rows_failed, sample)
     VALUES (_check_canonical.run_id, r.rule_name, tbl, r.severity, checked, unmapped, sample);
@@ -907,20 +920,23 @@ BEGIN
 END
 $fn$;
 
--- The row rules as they are now (what a row is checked against as it enters raw).
+-- The row rules and the canonical values as they are now: what every row is checked against
+-- as it enters raw, and labelled with in trusted.
 CREATE OR REPLACE FUNCTION sicoop._rules_signature() RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT md5(coalesce(string_agg(q::text, ',' ORDER BY q.rule_name), ''))
-FROM ONLY sicoop.dq_rule q WHERE q.enabled AND q.kind NOT IN ('source_drift', 'canonical', 'reconciliation')
+SELECT md5(coalesce((SELECT string_agg(q::text, ',' ORDER BY q.rule_name) FROM ONLY sicoop.dq_rule q
+                     WHERE q.enabled AND q.kind NOT IN ('source_drift', 'canonical', 'reconciliation')), '')
+           || '|' ||
+           coalesce((SELECT string_agg(c::text, ',' ORDER BY c.domain, c.source_value) FROM ONLY sicoop.canonical_value c), ''))
 $$;
 
 -- Why the next run must be a full one, or NULL: a full run started or asked for (by a failed
--- reconciliation, or by the upgrade to 1.2) has not completed, or the row rules changed since
--- every row was last checked by them.
+-- reconciliation, or by the upgrade to 1.2) has not completed, or the row rules or the
+-- canonical values changed since every row was last checked and labelled by them.
 CREATE OR REPLACE FUNCTION sicoop._full_run_owed() RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 SELECT CASE WHEN w.full_run_owed_by IS NOT NULL
               THEN format('the full run that run %s started or asked for has not completed', w.full_run_owed_by)
             WHEN w.rules_signature IS DISTINCT FROM sicoop._rules_signature()
-              THEN 'the data-quality rules changed since every row was last checked by them'
+              THEN 'the data-quality rules or the canonical values changed since every row was last checked and labelled by them'
        END
 FROM ONLY sicoop.warehouse_info w
 $$;

@@ -44,9 +44,9 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
 
     // A canonical value is a label, not a change in the member's life: when sicoop.canonical_value
-    // is edited, every version takes the new label in place (no new version), before the
-    // comparison with trusted (which load_trusted re-labelled the same way).
-    actions.push_back(sql_action(R"sql(
+    // is edited (the next run is then a full one), every version takes the new label in place
+    // (no new version), before the comparison with trusted (which load_trusted re-labelled).
+    if (ctx.everything()) actions.push_back(sql_action(R"sql(
 WITH relabelled AS (
   UPDATE sicoop.dim_associado d
   SET estado_civil_associado = sicoop._canonical('estado_civil', d.estado_civil_associado),

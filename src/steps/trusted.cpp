@@ -6,7 +6,8 @@
 // Identifiers are carried unchanged: they are keys, and cleaning them could merge two rows.
 // Descriptive values (estado_civil, escolaridade, tipo_conta, bandeira_cartao) take their
 // canonical form from sicoop.canonical_value (sicoop._canonical); values it does not know are
-// kept as they are and counted by the 'canonical' rules in sicoop.dq_result. Rows that cannot be
+// kept as they are and counted by the 'canonical' rules in sicoop.dq_result. (An edit of the
+// canonical values makes the next run a full one, which relabels every row.) Rows that cannot be
 // cleaned never get here: the data-quality rules keep them out of raw (src/steps/raw.cpp).
 //
 // Only raw rows changed since this step's last run ($4, by their run_id) are cleaned again,
@@ -65,25 +66,8 @@ const std::vector<TrustedTable>& trusted_tables() {
     return tables;
 }
 
-// Canonical values follow sicoop.canonical_value as it is now: a row whose stored value
-// differs from what the mapping makes of its raw value (the mapping was edited) is re-labelled.
-// Only the small tables have such columns.
-void relabel(std::vector<Action>& actions, const TrustedTable& t) {
-    std::string set, differs, mapped;
-    for (const auto& c : t.canonical_columns) {
-        set += "    " + c + " = " + canonical_sql(c, "r") + ",\n";
-        differs += std::string(differs.empty() ? "" : ", ") + "t." + c;
-        mapped += std::string(mapped.empty() ? "" : ", ") + canonical_sql(c, "r");
-    }
-    actions.push_back(sql_action(R"sql(
-WITH relabelled AS (
-  UPDATE sicoop.trusted_)sql" + t.name + R"sql( t SET
-)sql" + set + R"sql(    run_id = $2, updated_at = $1
-  FROM sicoop.raw_)sql" + t.name + R"sql( r
-  WHERE r.)sql" + t.key + " = t." + t.key + R"sql(
-    AND ROW()sql" + differs + R"sql() IS DISTINCT FROM ROW()sql" + mapped + R"sql()
-  RETURNING 1)
-SELECT count(*) AS rows_updated FROM relabelled)sql", t.name));
+// The 'canonical' rules: values with no canonical form, counted in sicoop.dq_result.
+void check_canonical(std::vector<Action>& actions, const TrustedTable& t) {
     actions.push_back(sql_action("SELECT sicoop._check_canonical('" + t.name + "', $2)", t.name));
 }
 
@@ -106,7 +90,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
             actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + trusted + "')", t.name));
         } else
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));
-        if (!t.canonical_columns.empty()) relabel(actions, t);
+        if (!t.canonical_columns.empty()) check_canonical(actions, t);
         if (ctx.is_empty(trusted_table)) continue;  // nothing to delete from an empty table
         // Deletions: everything not in raw on a full run, else what the tombstones tell.
         const std::string deleted =

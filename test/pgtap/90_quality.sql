@@ -4,7 +4,7 @@
 -- to the cent; a 'fail' rule stops its step; fixed at the source, the rows load and the
 -- rejects empty.
 \ir helpers/reset.sql
-SELECT plan(30);
+SELECT plan(31);
 SELECT current_database() || '_src' AS srcdb \gset
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'srcdb', current_user) AS srcconn \gset
 
@@ -161,6 +161,20 @@ SELECT is((SELECT count(*)::int FROM sicoop.reject WHERE rule_name = 'movimentac
                                                          AND id_movimentacao_cartao LIKE ''MOV-OK-%''') AS t(x int)),
           'a rule added with INSERT applies on the next run');
 DELETE FROM sicoop.dq_rule WHERE rule_name = 'movimentacao_valor_limite';
+
+-- Canonical values are data too: a mapping added relabels trusted and the member's version in
+-- place, on the next run (a full one).
+INSERT INTO sicoop.canonical_value VALUES ('estado_civil', 'AMASIADO', 'UNIÃO ESTÁVEL');
+SET sicoop.as_of = '2025-08-15 14:30:00-03';
+CALL sicoop.run_pipeline();
+SELECT results_eq(
+  $$SELECT t.estado_civil::text,
+           (SELECT count(*)::int FROM sicoop.dim_associado d WHERE d.id_associado = 'ASSOC-AMASIADO'),
+           (SELECT d.estado_civil_associado::text FROM sicoop.dim_associado d
+            WHERE d.id_associado = 'ASSOC-AMASIADO' AND d.registro_ativo_associado)
+    FROM sicoop.trusted_associado t WHERE t.id_associado = 'ASSOC-AMASIADO'$$,
+  $$VALUES ('UNIÃO ESTÁVEL', 1, 'UNIÃO ESTÁVEL')$$,
+  'a canonical value added relabels trusted and the member''s version in place (no new version)');
 
 -- Fixed at the source, the rows load on the next run and leave the rejects.
 \o /dev/null
