@@ -13,6 +13,12 @@
 --   - 1.2's functions.
 \echo Use "ALTER EXTENSION sicoop_etl UPDATE TO '1.2'" to load this file. \quit
 
+-- Whether an operator's warehouse is still as it was handed over (read before anything here
+-- changes it): if so, it is handed over again below with 1.2's definition.
+CREATE TEMP TABLE sicoop_1_2_handover_unchanged AS
+SELECT h.role_name FROM sicoop.operator_handover h
+WHERE to_regclass('sicoop.warehouse_info') IS NOT NULL AND h.signature = sicoop._warehouse_signature();
+
 -- The stage (the extension's own, empty between runs): wide types, nothing required.
 DROP TABLE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao, sicoop.stage_movimentacao_cartao,
            sicoop.stage_key;
@@ -1016,8 +1022,7 @@ BEGIN
   SELECT c.relowner::regrole INTO owner FROM pg_class c WHERE c.oid = 'sicoop.warehouse_info'::regclass;
   -- An operator's warehouse whose definition is still the one handed over is handed over
   -- again with 1.2's definition below (what the operator changed, if anything, stays refused).
-  SELECT h.signature = sicoop._warehouse_signature() INTO handed_unchanged
-  FROM sicoop.operator_handover h WHERE h.role_name = owner::text;
+  handed_unchanged := EXISTS (SELECT 1 FROM sicoop_1_2_handover_unchanged u WHERE u.role_name = owner::text);
 
   ALTER TABLE sicoop.run_log DROP CONSTRAINT run_log_status_check;
   ALTER TABLE sicoop.run_log ADD CONSTRAINT run_log_status_check
@@ -1052,3 +1057,6 @@ BEGIN
   END IF;
 END
 $migrate$;
+-- (A table made by an extension script is the extension's, a temporary one too.)
+ALTER EXTENSION sicoop_etl DROP TABLE pg_temp.sicoop_1_2_handover_unchanged;
+DROP TABLE pg_temp.sicoop_1_2_handover_unchanged;

@@ -127,5 +127,33 @@ q -d "$UP" -c "DROP EXTENSION sicoop_etl"
 fingerprint "$UP" >"$WORK/up_dropped"
 same_file "$WORK/up_now" "$WORK/up_dropped" 'DROP EXTENSION on the upgraded install keeps every row'
 
+# An operator's warehouse (made by grant_operator under 1.1) stays the operator's through the
+# update: the new tables are its own, it may run the new functions, runs the pipeline, and
+# revoke_operator takes the warehouse back (the handover record follows the new definition).
+OPDB=sicoop_up_operator_dw
+recreate_db "$OPDB"
+q -d postgres -c "DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sicoop_up_operator') THEN CREATE ROLE sicoop_up_operator LOGIN; END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sicoop_test_source_reader') THEN
+    CREATE ROLE sicoop_test_source_reader LOGIN PASSWORD 'reader-pw';
+  END IF; END \$\$" >/dev/null
+q -d "$SRC" -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_source_reader" >/dev/null
+q -d "$OPDB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.1' CASCADE" \
+  -c "SELECT sicoop.grant_operator('sicoop_up_operator')" >/dev/null
+ok_run "an operator's 1.1 warehouse updates to 1.2" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
+is "$(val "$OPDB" "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c
+                   WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'v', 'S', 'f')
+                     AND c.relowner <> 'sicoop_up_operator'::regrole AND c.relname <> 'operator_handover'")" '' \
+   'every relation of the warehouse, the new ones included, is the operator'"'"'s'
+ok_run 'the operator connects the source and runs the pipeline on 1.2' \
+  q -d "$OPDB" -U sicoop_up_operator -o /dev/null -c "SET client_min_messages = warning" \
+    -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'sicoop_test_source_reader', 'reader-pw')" \
+    -c "CALL sicoop.run_pipeline()"
+is "$(val "$OPDB" "SELECT count(*) > 0 FROM sicoop.dq_result")" t 'its run applied the data-quality rules'
+ok_run 'revoke_operator takes the updated warehouse back' q -d "$OPDB" -o /dev/null -c "SELECT sicoop.revoke_operator('sicoop_up_operator')"
+drop_db "$OPDB"
+q -d "$SRC" -c "REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM sicoop_test_source_reader" >/dev/null
+q -d postgres -c "DROP ROLE sicoop_up_operator" >/dev/null
+
 for db in "$UP" "$FRESH" "$REF" "$RESTORED" "$SRC"; do drop_db "$db"; done
 finish
