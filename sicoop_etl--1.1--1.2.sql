@@ -533,7 +533,7 @@ $fn$;
 -- (src/steps/raw.cpp calls _apply_row_rules for each table once its rows are in the stage).
 ------------------------------------------------------------------------------------------
 -- The key column of a source table.
-CREATE OR REPLACE FUNCTION sicoop._source_key(tbl text) RETURNS text LANGUAGE sql IMMUTABLE AS
+CREATE OR REPLACE FUNCTION sicoop._source_key(tbl text) RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS
 $$ SELECT CASE tbl WHEN 'associado' THEN 'id_associado' WHEN 'conta' THEN 'id_conta'
                    WHEN 'cartao' THEN 'id_cartao' WHEN 'movimentacao_cartao' THEN 'id_movimentacao_cartao' END $$;
 
