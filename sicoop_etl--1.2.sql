@@ -1479,22 +1479,47 @@ SELECT CASE WHEN w.full_run_owed_by IS NOT NULL
 FROM ONLY sicoop.warehouse_info w
 $$;
 
--- Marks 'running' rows of runs whose backend no longer holds the pipeline's lock (a crash, a
--- shutdown, a terminated backend) as 'aborted'. Each run calls it once it holds the lock.
-CREATE FUNCTION _mark_aborted_runs() RETURNS bigint
+-- Tells whoever listens on channel sicoop_alerts (LISTEN sicoop_alerts) about a run's step: a
+-- JSON payload with the run, the step, its status, error and counts, from run_log. Sent when the
+-- caller's transaction commits. Runs call it for a failed or aborted step, and for a skip
+-- behind a run older than sicoop.max_run_time.
+CREATE FUNCTION _alert(run_id bigint, step text) RETURNS void
 LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
-WITH aborted AS (
-  UPDATE sicoop.run_log l
-  SET status = 'aborted', finished_at = clock_timestamp(),
-      error_message = format('the run''s backend (pid %s) ended before the run did: a server crash or shutdown, or a terminated backend', l.backend_pid)
-  WHERE l.status = 'running'
-    AND NOT EXISTS (SELECT 1 FROM pg_locks k
-                    WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid
-                      AND k.classid = 1936286576::oid AND k.objid = 7338001::oid AND k.objsubid = 4
-                      AND k.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
-  RETURNING 1)
-SELECT count(*) FROM aborted
+SELECT pg_notify('sicoop_alerts', json_build_object(
+         'database', current_database(), 'run_id', l.run_id, 'step', l.step, 'status', l.status,
+         'sqlstate', l.error_sqlstate, 'error', left(l.error_message, 2000), 'as_of', l.as_of,
+         'started_at', l.started_at, 'finished_at', l.finished_at,
+         'counts', json_build_object('read', l.rows_read, 'inserted', l.rows_inserted, 'updated', l.rows_updated,
+                                     'deleted', l.rows_deleted, 'rejected', l.rows_rejected))::text)
+FROM sicoop.run_log l WHERE l.run_id = $1 AND l.step = $2
 $$;
+
+-- Marks 'running' rows of runs whose backend no longer holds the pipeline's lock (a crash, a
+-- shutdown, a terminated backend) as 'aborted', and alerts once per run (naming the step that
+-- was running). Each run calls it once it holds the lock.
+CREATE FUNCTION _mark_aborted_runs() RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  runs bigint[];
+BEGIN
+  WITH aborted AS (
+    UPDATE sicoop.run_log l
+    SET status = 'aborted', finished_at = clock_timestamp(),
+        error_message = format('the run''s backend (pid %s) ended before the run did: a server crash or shutdown, or a terminated backend', l.backend_pid)
+    WHERE l.status = 'running'
+      AND NOT EXISTS (SELECT 1 FROM pg_locks k
+                      WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid
+                        AND k.classid = 1936286576::oid AND k.objid = 7338001::oid AND k.objsubid = 4
+                        AND k.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+    RETURNING l.run_id)
+  SELECT array_agg(DISTINCT a.run_id) INTO runs FROM aborted a;
+  PERFORM sicoop._alert(a.run_id, a.step)
+  FROM (SELECT DISTINCT ON (l.run_id) l.run_id, l.step FROM sicoop.run_log l
+        WHERE l.run_id = ANY (runs) AND l.status = 'aborted'
+        ORDER BY l.run_id, l.step = 'run_pipeline', l.started_at DESC) a;
+  RETURN coalesce(cardinality(runs), 0);
+END
+$fn$;
 
 -- The run log as a reader should see it: a 'running' row whose backend no longer holds the
 -- pipeline's lock (a crash, a shutdown, a terminated backend) is 'aborted' at once, before the
@@ -1650,7 +1675,8 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._empty_tables(text[]), sicoop._create_source_objects(),
                  sicoop._apply_row_rules(text, bigint, date), sicoop._check_source_drift(text, bigint),
                  sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint), sicoop._check_run_quality(bigint),
-                 sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date)'::text
+                 sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date),
+                 sicoop._alert(bigint, text)'::text
 $$;
 
 -- Gives every relation of schema sicoop owned by `from_owner` (all of them if NULL) to
@@ -1813,7 +1839,7 @@ REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, te
   sicoop._summarize(regclass), sicoop._empty_tables(text[]), sicoop._create_quality_tables(),
   sicoop._apply_row_rules(text, bigint, date), sicoop._check_source_drift(text, bigint), sicoop._check_canonical(text, bigint),
   sicoop._reconcile(bigint), sicoop._check_run_quality(bigint), sicoop._mark_aborted_runs(),
-  sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date) FROM PUBLIC;
+  sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date), sicoop._alert(bigint, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 -- End of privileges
 

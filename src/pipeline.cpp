@@ -391,6 +391,7 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
             message += ", running for " + std::to_string(running_for) + " s, longer than sicoop.max_run_time (" +
                        std::to_string(max_run_time_seconds) + " s)";
         run_log::skipped(run_id, reference_time, message.c_str());
+        if (overdue) run_log::alert(run_id, "run_pipeline");
         commit();
         const char* m = message.c_str();
         pg_call([&] {
@@ -452,6 +453,7 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
                 // The failure stays in the log, committed in a transaction of its own.
                 run_log::failed(run_id, current, reference_time, e.edata);
                 run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
+                run_log::alert(run_id, current);
                 commit();
                 throw;
             }
@@ -487,6 +489,7 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
             commit();
         } catch (PgError& e) {
             run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
+            run_log::alert(run_id, "run_pipeline");
             commit();
             throw;
         }

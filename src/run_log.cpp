@@ -55,6 +55,11 @@ void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* 
               p, 7);
 }
 
+void alert(int64 run_id, const char* step) {
+    spi::Param p[] = {int8_param(run_id), text_param(step)};
+    spi::exec("SELECT sicoop._alert($1, $2)", p, 2);
+}
+
 void skipped(int64 run_id, TimestampTz as_of, const char* message) {
     spi::Param p[] = {int8_param(run_id), timestamptz_param(as_of), text_param(message)};
     spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of, finished_at, error_message)"

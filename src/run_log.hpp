@@ -12,5 +12,7 @@ void started(int64 run_id, const char* step, TimestampTz as_of);
 void succeeded(int64 run_id, const char* step, const StepCounts& counts, const char* detail_json = nullptr);
 void failed(int64 run_id, const char* step, TimestampTz as_of, const ErrorData* error);
 void skipped(int64 run_id, TimestampTz as_of, const char* message);
+// NOTIFY sicoop_alerts with the step's run_log row as JSON (sent when the transaction commits).
+void alert(int64 run_id, const char* step);
 
 }  // namespace sicoop::run_log

@@ -200,6 +200,25 @@ val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query L
 wait "$SRC_BLOCKER" 2>/dev/null || true
 recovers 'source locked, timeout and cancel'
 
+# Alerts: a client LISTENing on sicoop_alerts (psql prints what arrives after each command)
+# hears of a failed run, an aborted one, and a skip behind a run older than max_run_time.
+{ echo "LISTEN sicoop_alerts;"; for _ in $(seq 1500); do echo "SELECT pg_sleep(0.2);"; done; } >"$WORK/listen.sql"
+q -d "$DW" -At -f "$WORK/listen.sql" >"$WORK/alerts.out" 2>&1 &
+LISTENER=$!
+sleep 1
+ROUND=$((ROUND + 1)); change_source
+block fato_movimentacao_cartao
+start_run -c "SET statement_timeout = '3s'"
+wait "$RUNNER" || true
+release
+failed_run=$(faulted_run)
+block fato_movimentacao_cartao
+start_run; wait_blocked load_fato
+aborted_run=$(faulted_run)
+val "$DW" "SELECT pg_terminate_backend($(run_pid))" >/dev/null
+wait "$RUNNER" || true
+release
+recovers 'alerts'
 # Two runs at once (two schedules firing together): one runs, the other is skipped; a skip
 # behind a run older than sicoop.max_run_time is an error.
 ROUND=$((ROUND + 1)); change_source
@@ -219,6 +238,20 @@ wait "$RUNNER" || true
 is "$(val "$DW" "SELECT status FROM sicoop.run_log WHERE step = 'run_pipeline' AND run_id = (SELECT min(run_id) FROM sicoop.run_log WHERE status = 'running' OR (step = 'run_pipeline' AND run_id > $(faulted_run) - 3))")" succeeded \
    'the run that held the lock finishes'
 recovers 'two runs at once'
+sleep 1
+kill "$LISTENER" 2>/dev/null || true
+wait "$LISTENER" 2>/dev/null || true
+alerts() { grep -o 'payload "{.*}" received' "$WORK/alerts.out" | sed 's/^payload "//; s/" received$//'; }
+alert_of() {  # alert_of <run id> <step>: the alert's status and SQLSTATE, as JSON text
+  alerts | python3 -c "import sys, json
+for line in sys.stdin:
+    a = json.loads(line)
+    if a['run_id'] == $1 and a['step'] == '$2': print(a['status'], a['sqlstate'] or '-', 'counts' in a and 'error' in a)"
+}
+echo "# alerts heard: $(alerts | wc -l)"
+is "$(alert_of "$failed_run" load_fato)" 'failed 57014 True' 'a listening client hears of the failed run: its step, status, SQLSTATE and counts, as JSON'
+is "$(alert_of "$aborted_run" load_fato)" 'aborted - True' 'and of the aborted one (sent by the next run, naming the step that was running)'
+ok_if "alerts | grep -q 'longer than sicoop.max_run_time'" 'and of a skip behind a run older than sicoop.max_run_time'
 
 for db in "$DW" "$REF" "$SRC"; do drop_db "$db"; done
 finish
