@@ -81,6 +81,12 @@ CREATE UNLOGGED TABLE sicoop.stage_day (dia date);
 -- The layout of the warehouse's data this version creates and reads.
 CREATE OR REPLACE FUNCTION sicoop._layout_version() RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT '1.2'::text $$;
 
+-- The views that answer analysts' first questions (sicoop._create_bi_views()).
+CREATE OR REPLACE FUNCTION sicoop._analyst_views() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+SELECT ARRAY['vw_gasto_mensal_faixa_etaria', 'vw_gasto_escolaridade_estado_civil', 'vw_gasto_bandeira_tipo_cartao',
+             'vw_gasto_tipo_conta_agencia', 'vw_associados_ativos_mes']
+$$;
+
 -- Every relation of the warehouse (schema sicoop), as this layout has it.
 CREATE OR REPLACE FUNCTION sicoop._warehouse_relations() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
 SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 'raw_tombstone',
@@ -88,7 +94,48 @@ SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 
              'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
              'dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao',
              'vw_movimentacao_flat', 'dq_rule', 'dq_result', 'canonical_value', 'reconciliation']
+       || sicoop._analyst_views()
 $$;
+
+-- Refuses a warehouse whose relations could run code of their owner's when another role reads
+-- or writes them: a table turned into a view or given rules, triggers, row-level security or
+-- inheritance children; a flat view with rules of its own. (The extension's own code never
+-- needs any of these. A superuser may add triggers to a warehouse a superuser owns.)
+CREATE OR REPLACE FUNCTION sicoop._check_warehouse_shape() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  odd text[];
+  views text[] := ARRAY['vw_movimentacao_flat'] || sicoop._analyst_views();
+BEGIN
+  SELECT array_agg(format('%s (%s)', c.relname, why) ORDER BY c.relname) INTO odd
+  FROM pg_class c
+  CROSS JOIN LATERAL (
+    SELECT CASE
+      WHEN c.relname = ANY (views) AND c.relkind <> 'v' THEN 'not a view'
+      WHEN c.relname = 'run_id_seq' AND c.relkind <> 'S' THEN 'not a sequence'
+      WHEN c.relname <> ALL (views) AND c.relkind NOT IN ('r', 'S') THEN 'not a plain table'
+      WHEN EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND NOT (c.relkind = 'v' AND r.rulename = '_RETURN'))
+        THEN 'has rules'
+      WHEN c.relrowsecurity THEN 'has row-level security'
+      WHEN EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid OR i.inhrelid = c.oid) THEN 'has inheritance'
+      WHEN EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal)
+           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.oid = c.relowner) THEN 'has triggers'
+      -- (reading a column of a type someone else defined can run its casts and functions)
+      WHEN EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                   WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                     AND t.typnamespace <> 'pg_catalog'::regnamespace) THEN 'has a column of a type outside pg_catalog'
+    END AS why) w
+  WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relname NOT LIKE 'src\_%' AND c.relkind <> 'i'
+    AND (c.relname = ANY (sicoop._warehouse_relations()) OR c.relkind IN ('r', 'v', 'S'))
+    AND w.why IS NOT NULL;
+  IF odd IS NOT NULL THEN
+    RAISE EXCEPTION 'sicoop: the warehouse has been altered so that reading or writing it could run its owner''s code: %',
+                    array_to_string(odd, ', ')
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Nothing was read. A superuser reviews these objects and drops what sicoop did not create.';
+  END IF;
+END
+$fn$;
 
 -- Creates the warehouse's tables (every layer, the run log and the incremental state), with
 -- their sequences, indexes, the unknown members and the flat view. connect_source() calls it
@@ -374,6 +421,204 @@ IF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND obji
            AND deptype = 'e') THEN
   RAISE EXCEPTION 'sicoop._create_warehouse() must not run inside an extension script: the data would belong to the extension';
 END IF;
+END
+$fn$;
+
+-- The flat file's view, as sicoop defines it (revoke_operator puts it back so, whatever the
+-- operator made of it).
+CREATE OR REPLACE FUNCTION sicoop._create_flat_view() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+CREATE OR REPLACE VIEW sicoop.vw_movimentacao_flat AS
+SELECT a.nome_associado,
+       a.sobrenome_associado,
+       a.idade_atual_associado    AS idade_associado,
+       f.valor_movimentacao       AS vlr_transacao_movimento,
+       f.descricao_movimentacao   AS des_transacao_movimento,
+       f.data_hora_movimentacao   AS data_movimentacao,
+       c.numero_cartao,
+       c.nome_impresso_cartao,
+       c.data_emissao_cartao      AS data_criacao_cartao,
+       co.tipo_conta,
+       co.data_criacao_conta
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
+JOIN sicoop.dim_cartao c    ON c.sk_cartao = f.sk_cartao
+JOIN sicoop.dim_conta co    ON co.sk_conta = f.sk_conta
+ORDER BY f.data_hora_movimentacao, f.id_movimentacao_cartao;
+PERFORM sicoop._create_bi_views();
+PERFORM sicoop._comment_warehouse();
+END
+$fn$;
+
+-- The views that answer the first questions analysts ask (readers may read them). Spend is the
+-- fact's valor_movimentacao; a member's attributes are those of the version valid at the
+-- movement (the fact's sk_associado), as the SCD2 dimension keeps them.
+CREATE OR REPLACE FUNCTION sicoop._create_bi_views() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+CREATE OR REPLACE VIEW sicoop.vw_gasto_mensal_faixa_etaria AS
+SELECT date_trunc('month', f.data_hora_movimentacao)::date AS mes,
+       CASE WHEN i.idade IS NULL THEN 'DESCONHECIDA'
+            WHEN i.idade < 18 THEN 'ATÉ 17' WHEN i.idade < 25 THEN '18 A 24' WHEN i.idade < 35 THEN '25 A 34'
+            WHEN i.idade < 45 THEN '35 A 44' WHEN i.idade < 55 THEN '45 A 54' WHEN i.idade < 65 THEN '55 A 64'
+            ELSE '65 OU MAIS' END AS faixa_etaria,
+       count(*) AS movimentacoes,
+       sum(f.valor_movimentacao) AS valor_total,
+       round(avg(f.valor_movimentacao), 2) AS ticket_medio
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
+CROSS JOIN LATERAL (SELECT date_part('year', age(f.data_hora_movimentacao::date, a.data_nascimento_associado))::int AS idade) i
+GROUP BY 1, 2;
+
+CREATE OR REPLACE VIEW sicoop.vw_gasto_escolaridade_estado_civil AS
+SELECT coalesce(a.escolaridade_associado, 'DESCONHECIDA') AS escolaridade,
+       coalesce(a.estado_civil_associado, 'DESCONHECIDO') AS estado_civil,
+       count(*) AS movimentacoes,
+       sum(f.valor_movimentacao) AS valor_total,
+       round(avg(f.valor_movimentacao), 2) AS ticket_medio
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
+GROUP BY 1, 2;
+
+CREATE OR REPLACE VIEW sicoop.vw_gasto_bandeira_tipo_cartao AS
+SELECT coalesce(c.bandeira_cartao, 'DESCONHECIDA') AS bandeira_cartao,
+       coalesce(c.tipo_cartao, 'DESCONHECIDO') AS tipo_cartao,
+       count(*) AS movimentacoes,
+       sum(f.valor_movimentacao) AS valor_total,
+       round(avg(f.valor_movimentacao), 2) AS ticket_medio
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_cartao c ON c.sk_cartao = f.sk_cartao
+GROUP BY 1, 2;
+
+CREATE OR REPLACE VIEW sicoop.vw_gasto_tipo_conta_agencia AS
+SELECT coalesce(co.tipo_conta, 'DESCONHECIDO') AS tipo_conta,
+       coalesce(co.agencia_conta, 'DESCONHECIDA') AS agencia,
+       count(*) AS movimentacoes,
+       sum(f.valor_movimentacao) AS valor_total,
+       round(avg(f.valor_movimentacao), 2) AS ticket_medio
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_conta co ON co.sk_conta = f.sk_conta
+GROUP BY 1, 2;
+
+CREATE OR REPLACE VIEW sicoop.vw_associados_ativos_mes AS
+SELECT date_trunc('month', f.data_hora_movimentacao)::date AS mes,
+       count(DISTINCT a.id_associado) AS associados_ativos,
+       count(*) AS movimentacoes,
+       sum(f.valor_movimentacao) AS valor_total
+FROM sicoop.fato_movimentacao_cartao f
+JOIN sicoop.dim_associado a ON a.sk_associado = f.sk_associado
+WHERE a.id_associado IS NOT NULL
+GROUP BY 1;
+END
+$fn$;
+
+-- What BI tools show of the star schema, the flat file's view and the analysts' views: a
+-- description of every table, view and column, in the cooperative's words.
+CREATE OR REPLACE FUNCTION sicoop._comment_warehouse() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  c record;
+BEGIN
+  FOR c IN SELECT * FROM (VALUES
+    ('dim_data', NULL, 'Dimensão calendário: um dia por linha, do primeiro ao último dia com movimentação.'),
+    ('dim_data', 'sk_data', 'Chave do dia no formato AAAAMMDD (-1: data desconhecida).'),
+    ('dim_data', 'data', 'O dia.'),
+    ('dim_data', 'dia', 'Dia do mês.'),
+    ('dim_data', 'mes', 'Mês (1 a 12).'),
+    ('dim_data', 'ano', 'Ano.'),
+    ('dim_data', 'trimestre', 'Trimestre (1 a 4).'),
+    ('dim_data', 'dia_da_semana', 'Nome do dia da semana.'),
+    ('dim_data', 'fim_de_semana', 'Verdadeiro aos sábados e domingos.'),
+    ('dim_conta', NULL, 'Dimensão conta corrente, poupança ou outra, do associado (tipo 1: alterações sobrescrevem).'),
+    ('dim_conta', 'sk_conta', 'Chave substituta da conta (-1: conta desconhecida).'),
+    ('dim_conta', 'id_conta', 'Identificador da conta no sistema de origem.'),
+    ('dim_conta', 'id_associado', 'Identificador do associado titular no sistema de origem.'),
+    ('dim_conta', 'tipo_conta', 'Tipo de conta, na forma canônica (CORRENTE, POUPANÇA, ...).'),
+    ('dim_conta', 'agencia_conta', 'Agência da conta.'),
+    ('dim_conta', 'situacao_conta', 'Situação da conta (ATIVA, INATIVA, ...).'),
+    ('dim_conta', 'data_criacao_conta', 'Data de abertura da conta.'),
+    ('dim_conta', 'data_hora_atualizacao_registro', 'Quando o registro foi gravado ou alterado pela última vez.'),
+    ('dim_conta', 'run_id', 'Execução do pipeline que gravou o registro por último.'),
+    ('dim_cartao', NULL, 'Dimensão cartão (tipo 1: alterações sobrescrevem).'),
+    ('dim_cartao', 'sk_cartao', 'Chave substituta do cartão (-1: cartão desconhecido).'),
+    ('dim_cartao', 'id_cartao', 'Identificador do cartão no sistema de origem.'),
+    ('dim_cartao', 'id_conta', 'Identificador da conta do cartão no sistema de origem.'),
+    ('dim_cartao', 'numero_cartao', 'Número do cartão mascarado: só os quatro últimos dígitos são visíveis.'),
+    ('dim_cartao', 'nome_impresso_cartao', 'Nome impresso no cartão.'),
+    ('dim_cartao', 'bandeira_cartao', 'Bandeira, na forma canônica (VISA, MASTERCARD, ELO, ...).'),
+    ('dim_cartao', 'tipo_cartao', 'Tipo de cartão (CRÉDITO, DÉBITO, ...).'),
+    ('dim_cartao', 'data_emissao_cartao', 'Data de emissão do cartão.'),
+    ('dim_cartao', 'data_hora_atualizacao_registro', 'Quando o registro foi gravado ou alterado pela última vez.'),
+    ('dim_cartao', 'run_id', 'Execução do pipeline que gravou o registro por último.'),
+    ('dim_associado', NULL, 'Dimensão associado, histórica (SCD tipo 2): uma versão por período em que estado civil, escolaridade e idade ficaram iguais.'),
+    ('dim_associado', 'sk_associado', 'Chave substituta da versão do associado (-1: associado desconhecido).'),
+    ('dim_associado', 'id_associado', 'Identificador do associado no sistema de origem.'),
+    ('dim_associado', 'nome_associado', 'Primeiro nome do associado.'),
+    ('dim_associado', 'sobrenome_associado', 'Sobrenome do associado.'),
+    ('dim_associado', 'data_nascimento_associado', 'Data de nascimento do associado.'),
+    ('dim_associado', 'idade_atual_associado', 'Idade em anos completos na data de referência da versão (histórica).'),
+    ('dim_associado', 'estado_civil_associado', 'Estado civil na forma canônica (histórico).'),
+    ('dim_associado', 'escolaridade_associado', 'Escolaridade na forma canônica (histórica).'),
+    ('dim_associado', 'inicio_vigencia_registro_associado', 'Início da vigência da versão (incluído).'),
+    ('dim_associado', 'fim_vigencia_registro_associado', 'Fim da vigência da versão (excluído); 9999-12-31 para a versão atual.'),
+    ('dim_associado', 'registro_ativo_associado', 'Verdadeiro para a versão atual do associado.'),
+    ('dim_associado', 'data_hora_atualizacao_registro', 'Quando a versão foi gravada ou alterada pela última vez.'),
+    ('dim_associado', 'run_id', 'Execução do pipeline que gravou a versão por último.'),
+    ('fato_movimentacao_cartao', NULL, 'Fato: uma linha por movimentação de cartão, ligada às dimensões vigentes no momento da movimentação.'),
+    ('fato_movimentacao_cartao', 'id_movimentacao_cartao', 'Identificador da movimentação no sistema de origem.'),
+    ('fato_movimentacao_cartao', 'sk_associado', 'Versão do associado vigente no momento da movimentação (dim_associado).'),
+    ('fato_movimentacao_cartao', 'sk_cartao', 'Cartão da movimentação (dim_cartao).'),
+    ('fato_movimentacao_cartao', 'sk_conta', 'Conta do cartão (dim_conta).'),
+    ('fato_movimentacao_cartao', 'sk_data', 'Dia da movimentação (dim_data).'),
+    ('fato_movimentacao_cartao', 'descricao_movimentacao', 'Descrição da movimentação (estabelecimento).'),
+    ('fato_movimentacao_cartao', 'valor_movimentacao', 'Valor da movimentação em reais (negativo: estorno).'),
+    ('fato_movimentacao_cartao', 'data_hora_movimentacao', 'Data e hora da movimentação, no horário local da cooperativa.'),
+    ('fato_movimentacao_cartao', 'data_hora_atualizacao_registro', 'Quando o fato foi gravado ou alterado pela última vez (para leituras incrementais).'),
+    ('vw_movimentacao_flat', NULL, 'Arquivo plano para ciência de dados: uma linha por movimentação, com associado, cartão e conta.'),
+    ('vw_movimentacao_flat', 'nome_associado', 'Primeiro nome do associado.'),
+    ('vw_movimentacao_flat', 'sobrenome_associado', 'Sobrenome do associado.'),
+    ('vw_movimentacao_flat', 'idade_associado', 'Idade do associado em anos completos.'),
+    ('vw_movimentacao_flat', 'vlr_transacao_movimento', 'Valor da movimentação em reais.'),
+    ('vw_movimentacao_flat', 'des_transacao_movimento', 'Descrição da movimentação.'),
+    ('vw_movimentacao_flat', 'data_movimentacao', 'Data e hora da movimentação.'),
+    ('vw_movimentacao_flat', 'numero_cartao', 'Número do cartão mascarado.'),
+    ('vw_movimentacao_flat', 'nome_impresso_cartao', 'Nome impresso no cartão.'),
+    ('vw_movimentacao_flat', 'data_criacao_cartao', 'Data de emissão do cartão.'),
+    ('vw_movimentacao_flat', 'tipo_conta', 'Tipo de conta.'),
+    ('vw_movimentacao_flat', 'data_criacao_conta', 'Data de abertura da conta.'),
+    ('vw_gasto_mensal_faixa_etaria', NULL, 'Gasto por mês e faixa etária do associado na data da movimentação.'),
+    ('vw_gasto_mensal_faixa_etaria', 'mes', 'Primeiro dia do mês.'),
+    ('vw_gasto_mensal_faixa_etaria', 'faixa_etaria', 'Faixa de idade do associado na data da movimentação.'),
+    ('vw_gasto_escolaridade_estado_civil', NULL, 'Gasto por escolaridade e estado civil do associado, como eram na data da movimentação.'),
+    ('vw_gasto_escolaridade_estado_civil', 'escolaridade', 'Escolaridade na data da movimentação.'),
+    ('vw_gasto_escolaridade_estado_civil', 'estado_civil', 'Estado civil na data da movimentação.'),
+    ('vw_gasto_bandeira_tipo_cartao', NULL, 'Gasto por bandeira e tipo de cartão.'),
+    ('vw_gasto_bandeira_tipo_cartao', 'bandeira_cartao', 'Bandeira do cartão.'),
+    ('vw_gasto_bandeira_tipo_cartao', 'tipo_cartao', 'Tipo de cartão.'),
+    ('vw_gasto_tipo_conta_agencia', NULL, 'Gasto por tipo de conta e agência.'),
+    ('vw_gasto_tipo_conta_agencia', 'tipo_conta', 'Tipo de conta.'),
+    ('vw_gasto_tipo_conta_agencia', 'agencia', 'Agência da conta.'),
+    ('vw_associados_ativos_mes', NULL, 'Associados ativos por mês: os que movimentaram algum cartão no mês.'),
+    ('vw_associados_ativos_mes', 'mes', 'Primeiro dia do mês.'),
+    ('vw_associados_ativos_mes', 'associados_ativos', 'Associados distintos com ao menos uma movimentação no mês.')
+  ) AS t(rel, col, note)
+  UNION ALL
+  -- The measures the analysts' views share.
+  SELECT v.rel, m.col, m.note
+  FROM unnest(ARRAY['vw_gasto_mensal_faixa_etaria', 'vw_gasto_escolaridade_estado_civil', 'vw_gasto_bandeira_tipo_cartao',
+                    'vw_gasto_tipo_conta_agencia', 'vw_associados_ativos_mes']) AS v(rel)
+  CROSS JOIN (VALUES ('movimentacoes', 'Quantidade de movimentações.'), ('valor_total', 'Soma dos valores, em reais.'),
+                     ('ticket_medio', 'Valor médio por movimentação, em reais.')) AS m(col, note)
+  WHERE EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = format('sicoop.%I', v.rel)::regclass AND a.attname = m.col)
+  LOOP
+    IF c.col IS NULL THEN
+      EXECUTE format('COMMENT ON %s sicoop.%I IS %L',
+                     CASE WHEN c.rel LIKE 'vw\_%' THEN 'VIEW' ELSE 'TABLE' END, c.rel, c.note);
+    ELSE
+      EXECUTE format('COMMENT ON COLUMN sicoop.%I.%I IS %L', c.rel, c.col, c.note);
+    END IF;
+  END LOOP;
 END
 $fn$;
 
@@ -1028,12 +1273,21 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._alert(bigint, text)'::text
 $$;
 
+-- The star schema a reader (a BI tool, an analyst) may query: the dimensions, the fact and
+-- the flat view, nothing else -- no raw or stage (source values), no rejects, no source
+-- tables, no run control.
+CREATE OR REPLACE FUNCTION sicoop._reader_relations() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+SELECT ARRAY['dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao', 'vw_movimentacao_flat']
+       || sicoop._analyst_views()
+$$;
+
 
 -- 1.2's functions that write the warehouse are the operator's (grant_operator), never PUBLIC's.
 REVOKE ALL ON FUNCTION sicoop._create_quality_tables(), sicoop._apply_row_rules(text, bigint, date),
   sicoop._check_source_drift(text, bigint), sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint),
   sicoop._check_run_quality(bigint), sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date),
-  sicoop._rule_bound(text, text, text, date), sicoop._alert(bigint, text) FROM PUBLIC;
+  sicoop._rule_bound(text, text, text, date), sicoop._alert(bigint, text),
+  sicoop._create_bi_views(), sicoop._comment_warehouse() FROM PUBLIC;
 
 -- The warehouse's data (if there is a warehouse yet: connect_source() or grant_operator()
 -- creates it). Nothing is copied but the rejects, which are few.
@@ -1041,6 +1295,7 @@ DO $migrate$
 DECLARE
   owner regrole;
   handed_unchanged boolean;
+  reader text;
 BEGIN
   IF to_regclass('sicoop.warehouse_info') IS NULL THEN
     RETURN;
@@ -1062,6 +1317,21 @@ BEGIN
   ALTER EXTENSION sicoop_etl DROP TABLE sicoop.reject;
   ALTER EXTENSION sicoop_etl DROP TABLE sicoop.canonical_value;
   ALTER EXTENSION sicoop_etl DROP TABLE sicoop.reconciliation;
+  -- The analysts' views, and the descriptions BI tools show; readers of the flat view may read them.
+  PERFORM sicoop._create_bi_views();
+  ALTER EXTENSION sicoop_etl DROP VIEW sicoop.vw_gasto_mensal_faixa_etaria;
+  ALTER EXTENSION sicoop_etl DROP VIEW sicoop.vw_gasto_escolaridade_estado_civil;
+  ALTER EXTENSION sicoop_etl DROP VIEW sicoop.vw_gasto_bandeira_tipo_cartao;
+  ALTER EXTENSION sicoop_etl DROP VIEW sicoop.vw_gasto_tipo_conta_agencia;
+  ALTER EXTENSION sicoop_etl DROP VIEW sicoop.vw_associados_ativos_mes;
+  PERFORM sicoop._comment_warehouse();
+  FOR reader IN SELECT DISTINCT g.grantee FROM information_schema.role_table_grants g
+                WHERE g.table_schema = 'sicoop' AND g.table_name = 'vw_movimentacao_flat' AND g.privilege_type = 'SELECT'
+                  AND g.grantee <> owner::text LOOP
+    EXECUTE format('GRANT SELECT ON sicoop.vw_gasto_mensal_faixa_etaria, sicoop.vw_gasto_escolaridade_estado_civil,
+                      sicoop.vw_gasto_bandeira_tipo_cartao, sicoop.vw_gasto_tipo_conta_agencia, sicoop.vw_associados_ativos_mes TO %I',
+                   reader);
+  END LOOP;
   -- 1.1 rejected members whose nome was blank (in trusted): the same rule, now at the entry.
   INSERT INTO sicoop.reject (table_name, record_id, copy_no, rule_name, rules, reason, record, run_id, last_run_id, rejected_at)
   SELECT o.table_name, o.record_id, 1, 'associado_nome_not_blank', '{associado_nome_not_blank}', 'nome is blank',
