@@ -22,7 +22,8 @@ DW_DB=sicooperativedw
 export PGHOST=localhost PGPORT=$PORT PGUSER=postgres
 
 PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib postgresql-15-pgtap
-          libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron libpq-dev make g++ perl python3)
+          libtap-parser-sourcehandler-pgtap-perl postgresql-15-cron libpq-dev make g++ perl python3
+          python3-psycopg libpostgresql-jdbc-java default-jdk-headless)
 
 log() { printf '\033[1m[sicoop]\033[0m %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
