@@ -1656,6 +1656,7 @@ CREATE FUNCTION _full_run_owed() RETURNS text LANGUAGE sql STABLE SET search_pat
 SELECT CASE WHEN w.full_run_owed_by IS NOT NULL
               THEN format('the full run that run %s started or asked for has not completed', w.full_run_owed_by)
             WHEN w.rules_signature IS DISTINCT FROM sicoop._rules_signature()
+                 AND EXISTS (SELECT 1 FROM sicoop.run_log l WHERE l.step = 'run_pipeline' AND l.status = 'succeeded')
               THEN 'the data-quality rules or the canonical values changed since every row was last checked and labelled by them'
        END
 FROM ONLY sicoop.warehouse_info w
@@ -1844,6 +1845,91 @@ CREATE PROCEDURE run_pipeline("full" boolean DEFAULT false)
 LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_pipeline';
 
 ------------------------------------------------------------------------------------------
+-- Scheduling with pg_cron, in one call. pg_cron lives in the database cron.database_name
+-- names; with the warehouse there (the usual setup), the jobs run the pipeline here as the
+-- role that scheduled them (the operator).
+------------------------------------------------------------------------------------------
+-- The names of this warehouse's jobs: incremental runs, and the optional full run.
+CREATE FUNCTION _job_names() RETURNS text[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT ARRAY['sicoop_pipeline@' || current_database(), 'sicoop_full@' || current_database()] $$;
+
+-- Refuses when pg_cron is not in this database, saying what to run where it is.
+CREATE FUNCTION _check_cron(what text, cron text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF to_regprocedure('cron.schedule(text, text, text)') IS NULL THEN
+    RAISE EXCEPTION 'sicoop.%: pg_cron is not installed in database %', what, current_database()
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = format('pg_cron runs jobs from the database cron.database_name names (%s). There, a superuser runs: SELECT cron.schedule_in_database(%L, %L, %L, %L);',
+                          coalesce(current_setting('cron.database_name', true), 'postgres'), (sicoop._job_names())[1],
+                          coalesce(cron, '*/15 * * * *'), 'CALL sicoop.run_pipeline()', current_database());
+  END IF;
+END
+$fn$;
+
+-- Schedules the pipeline: CALL sicoop.run_pipeline() on `cron` (pg_cron's syntax), and, if
+-- full_cron is given, CALL sicoop.run_pipeline(full => true) on it. Replaces this warehouse's
+-- earlier jobs. Returns the jobs.
+CREATE FUNCTION schedule(cron text DEFAULT '*/15 * * * *', full_cron text DEFAULT NULL)
+RETURNS TABLE (jobid bigint, jobname text, schedule text, command text)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM sicoop._check_cron('schedule', cron);
+  IF cron IS NULL THEN
+    RAISE EXCEPTION 'sicoop.schedule: a schedule is required' USING ERRCODE = 'null_value_not_allowed',
+      HINT = 'pg_cron''s syntax, such as ''*/15 * * * *'' (every 15 minutes); sicoop.unschedule() removes the jobs.';
+  END IF;
+  PERFORM sicoop.unschedule();
+  PERFORM cron.schedule((sicoop._job_names())[1], cron, 'CALL sicoop.run_pipeline()');
+  IF full_cron IS NOT NULL THEN
+    PERFORM cron.schedule((sicoop._job_names())[2], full_cron, 'CALL sicoop.run_pipeline(full => true)');
+  END IF;
+  RETURN QUERY SELECT j.jobid, j.jobname::text, j.schedule, j.command FROM cron.job j
+               WHERE j.jobname = ANY (sicoop._job_names()) ORDER BY j.jobname DESC;
+END
+$fn$;
+
+-- Removes this warehouse's jobs (those its caller may see); returns how many.
+CREATE FUNCTION unschedule() RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  n int := 0;
+  j record;
+BEGIN
+  PERFORM sicoop._check_cron('unschedule', NULL);
+  FOR j IN SELECT c.jobid FROM cron.job c WHERE c.jobname = ANY (sicoop._job_names()) LOOP
+    PERFORM cron.unschedule(j.jobid);
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$fn$;
+
+-- This warehouse's jobs, their latest run in pg_cron (cron.job_run_details), and the latest run
+-- in the run log (aborted runs shown so at once). A function, not a view: a view of pg_cron's
+-- tables would be data that DROP EXTENSION pg_cron must drop or be refused by.
+CREATE FUNCTION schedule_status()
+RETURNS TABLE (jobname text, schedule text, command text, active boolean, cron_status text, cron_started timestamptz,
+               cron_finished timestamptz, cron_message text, run_id bigint, run_status text, run_started timestamptz,
+               run_finished timestamptz, run_error text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM sicoop._check_cron('schedule_status', NULL);
+  RETURN QUERY
+  SELECT j.jobname::text, j.schedule, j.command, j.active, d.status, d.start_time, d.end_time, d.return_message,
+         r.run_id, r.status, r.started_at, r.finished_at, r.error_message
+  FROM cron.job j
+  LEFT JOIN LATERAL (SELECT x.status, x.start_time, x.end_time, x.return_message FROM cron.job_run_details x
+                     WHERE x.jobid = j.jobid ORDER BY x.runid DESC LIMIT 1) d ON true
+  LEFT JOIN LATERAL (SELECT s.run_id, s.status, s.started_at, s.finished_at, s.error_message FROM sicoop.run_status() s
+                     WHERE s.step = 'run_pipeline' ORDER BY s.run_id DESC LIMIT 1) r ON true
+  WHERE j.jobname = ANY (sicoop._job_names())
+  ORDER BY j.jobname DESC;
+END
+$fn$;
+
+
+------------------------------------------------------------------------------------------
 -- Roles. A superuser installs the extension, names the operator and the readers.
 ------------------------------------------------------------------------------------------
 -- The operator's functions: what grant_operator grants and revoke_operator takes back.
@@ -1858,7 +1944,8 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._apply_row_rules(text, bigint, date), sicoop._check_source_drift(text, bigint),
                  sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint), sicoop._check_run_quality(bigint),
                  sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date),
-                 sicoop._alert(bigint, text)'::text
+                 sicoop._alert(bigint, text), sicoop.schedule(text, text), sicoop.unschedule(),
+                 sicoop.schedule_status()'::text
 $$;
 
 -- Gives every relation of schema sicoop owned by `from_owner` (all of them if NULL) to
@@ -2023,7 +2110,8 @@ REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, te
   sicoop._apply_row_rules(text, bigint, date), sicoop._check_source_drift(text, bigint), sicoop._check_canonical(text, bigint),
   sicoop._reconcile(bigint), sicoop._check_run_quality(bigint), sicoop._mark_aborted_runs(),
   sicoop._row_rule_checks(text, date), sicoop._rule_bound(text, text, text, date), sicoop._alert(bigint, text),
-  sicoop._create_bi_views(), sicoop._comment_warehouse() FROM PUBLIC;
+  sicoop._create_bi_views(), sicoop._comment_warehouse(), sicoop.schedule(text, text), sicoop.unschedule(),
+  sicoop.schedule_status() FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 -- End of privileges
 

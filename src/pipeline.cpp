@@ -434,6 +434,7 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
         total.rows_unchanged = 0;
         for (const Step& step : pipeline_steps()) {
             current = step.name.c_str();
+            const TimestampTz step_start = GetCurrentTimestamp();
             run_log::started(run_id, current, reference_time);
             commit();
             StepCounts counts;
@@ -456,6 +457,20 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
                 run_log::alert(run_id, current);
                 commit();
                 throw;
+            }
+            // psql shows each step as it finishes (pg_cron keeps the last message).
+            {
+                const double seconds = seconds_since(step_start);
+                pg_call([&] {
+                    ereport(NOTICE, (errmsg("sicoop run %lld: %s done in %.2f s: read %lld, inserted %lld, updated %lld, "
+                                            "deleted %lld, rejected %lld",
+                                            static_cast<long long>(run_id), current, seconds,
+                                            static_cast<long long>(counts.rows_read),
+                                            static_cast<long long>(counts.rows_inserted),
+                                            static_cast<long long>(counts.rows_updated),
+                                            static_cast<long long>(counts.rows_deleted),
+                                            static_cast<long long>(counts.rows_rejected))));
+                });
             }
             total.rows_read += counts.rows_read;
             total.rows_inserted += counts.rows_inserted;

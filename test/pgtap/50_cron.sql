@@ -1,9 +1,10 @@
 -- pg_cron: the pipeline scheduled with pg_cron (which lives in SiCooperativeDW, the cluster's
 -- cron.database_name) runs in this warehouse and succeeds, within about a minute; and a job
 -- that fires while a run has gone on for longer than sicoop.max_run_time fails in
--- cron.job_run_details (a hung run does not hide behind quiet skips).
+-- cron.job_run_details (a hung run does not hide behind quiet skips); sicoop.schedule(),
+-- schedule_status() and unschedule() in pg_cron's database.
 \ir helpers/reset.sql
-SELECT plan(8);
+SELECT plan(13);
 
 SELECT format('host=localhost port=%s dbname=sicooperativedw user=%s', :'pgport', current_user) AS cronconn \gset
 
@@ -52,6 +53,33 @@ ALTER DATABASE :"thisdb" RESET sicoop.max_run_time;
 SELECT dblink_exec('blocker', 'ROLLBACK');
 SELECT * FROM dblink_get_result('runner') AS t(r text);
 SELECT dblink_disconnect('runner'), dblink_disconnect('blocker');
+\o
+
+-- sicoop.schedule(): one call, in the database pg_cron lives in (here the demo warehouse,
+-- sicooperativedw, connected to the sample); elsewhere it says what to run where.
+SELECT throws_like($$SELECT * FROM sicoop.schedule()$$, '%pg_cron is not installed in database%',
+                   'sicoop.schedule() outside pg_cron''s database says so (the hint gives the call to run there)');
+\o /dev/null
+SELECT dblink_connect('cronwh', :'cronconn');
+\o
+SELECT results_eq(
+  $$SELECT jobname, schedule, command FROM dblink('cronwh',
+      'SELECT jobname, schedule, command FROM sicoop.schedule(''* * * * *'', ''0 3 * * 0'')')
+      AS t(jobname text, schedule text, command text)$$,
+  $$VALUES ('sicoop_pipeline@sicooperativedw', '* * * * *', 'CALL sicoop.run_pipeline()'),
+           ('sicoop_full@sicooperativedw', '0 3 * * 0', 'CALL sicoop.run_pipeline(full => true)')$$,
+  'sicoop.schedule(cron, full_cron) schedules an incremental and a full run with pg_cron');
+SELECT jobid AS pipejob FROM dblink('cronwh', $$SELECT jobid FROM cron.job WHERE jobname = 'sicoop_pipeline@sicooperativedw'$$)
+  AS t(jobid bigint) \gset
+SELECT is(pg_temp.wait_for_job(:'cronconn', :pipejob), 'succeeded: CALL', 'the scheduled incremental run succeeds');
+SELECT results_eq(
+  $$SELECT jobname, cron_status, run_status FROM dblink('cronwh',
+      'SELECT jobname, cron_status, run_status FROM sicoop.schedule_status()') AS t(jobname text, cron_status text, run_status text)$$,
+  $$VALUES ('sicoop_pipeline@sicooperativedw', 'succeeded', 'succeeded'), ('sicoop_full@sicooperativedw', NULL, 'succeeded')$$,
+  'sicoop.schedule_status() shows the jobs, their latest run in pg_cron and the latest run in run_log');
+SELECT is((SELECT n FROM dblink('cronwh', 'SELECT sicoop.unschedule()') AS t(n int)), 2, 'sicoop.unschedule() removes both jobs');
+\o /dev/null
+SELECT dblink_disconnect('cronwh');
 \o
 
 SELECT * FROM finish();
