@@ -43,7 +43,7 @@ SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 
              'source_sync', 'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
              'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
              'dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao',
-             'vw_movimentacao_flat', 'dq_rule', 'dq_result', 'canonical_value', 'reconciliation']
+             'vw_movimentacao_flat', 'dq_rule', 'dq_result', 'canonical_value', 'reconciliation', 'progress']
        || sicoop._analyst_views()
 $$;
 
@@ -55,7 +55,7 @@ CREATE FUNCTION _check_warehouse_shape() RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   odd text[];
-  views text[] := ARRAY['vw_movimentacao_flat'] || sicoop._analyst_views();
+  views text[] := ARRAY['vw_movimentacao_flat', 'progress'] || sicoop._analyst_views();
 BEGIN
   SELECT array_agg(format('%s (%s)', c.relname, why) ORDER BY c.relname) INTO odd
   FROM pg_class c
@@ -506,8 +506,8 @@ PERFORM sicoop._comment_warehouse();
 END
 $fn$;
 
--- The views that answer the first questions analysts ask (readers may read them). Spend is the
--- fact's valor_movimentacao; a member's attributes are those of the version valid at the
+-- The views that answer the first questions analysts ask (readers may read them), and the view
+-- of the runs in progress (the owner's). Spend is the fact's valor_movimentacao; a member's attributes are those of the version valid at the
 -- movement (the fact's sk_associado), as the SCD2 dimension keeps them.
 CREATE FUNCTION _create_bi_views() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -555,6 +555,31 @@ SELECT coalesce(co.tipo_conta, 'DESCONHECIDO') AS tipo_conta,
 FROM sicoop.fato_movimentacao_cartao f
 JOIN sicoop.dim_conta co ON co.sk_conta = f.sk_conta
 GROUP BY 1, 2;
+
+-- Where the runs in progress are, readable from any session while they run: the step and
+-- table each is at (what its session publishes as application_name), since when, the rows
+-- copied so far when it is copying from the source (pg_stat_progress_copy: the caller's own
+-- sessions, or all with pg_read_all_stats), their rate, and the rows the same step and table
+-- took in the latest successful run, as an estimate of what is to come.
+CREATE OR REPLACE VIEW sicoop.progress AS
+SELECT a.pid AS backend_pid,
+       split_part(a.application_name, ' ', 3)::bigint AS run_id,
+       split_part(a.application_name, ' ', 4) AS step,
+       nullif(split_part(a.application_name, ' ', 5), '') AS table_name,
+       a.xact_start AS step_started_at,
+       date_trunc('second', clock_timestamp() - a.xact_start) AS step_elapsed,
+       p.tuples_processed AS rows_done,
+       round(p.tuples_processed / greatest(extract(epoch FROM clock_timestamp() - a.xact_start), 0.001)) AS rows_per_second,
+       e.rows_last_run AS rows_expected,
+       greatest(e.rows_last_run - p.tuples_processed, 0) AS rows_to_go
+FROM pg_stat_activity a
+LEFT JOIN pg_stat_progress_copy p ON p.pid = a.pid
+LEFT JOIN LATERAL (
+  SELECT (l.detail -> split_part(a.application_name, ' ', 5) ->> 'rows')::bigint AS rows_last_run
+  FROM sicoop.run_log l
+  WHERE l.step = split_part(a.application_name, ' ', 4) AND l.status = 'succeeded'
+  ORDER BY l.run_id DESC LIMIT 1) e ON true
+WHERE a.datname = current_database() AND a.application_name ~ '^sicoop_etl run [0-9]+ ';
 
 CREATE OR REPLACE VIEW sicoop.vw_associados_ativos_mes AS
 SELECT date_trunc('month', f.data_hora_movimentacao)::date AS mes,

@@ -150,9 +150,25 @@ bool counts_as_read(const BulkCopy& copy) {
 
 // Runs one action of a step: its rows and seconds are added to the step's counts and to its
 // label's timing; an error names the step, the table and the statement (error_context).
+// Where a run is, for any session to see (the view sicoop.progress reads it from
+// pg_stat_activity): the session's application_name says "sicoop_etl run <id> <step> <table>"
+// for the length of the step (set at the run's settings level, so it ends with the step, as a
+// function's SET clause would). 63 bytes at most, which these fit.
+void publish_progress(int64 run_id, const std::string& step, const std::string& label) {
+    static std::string published;
+    const std::string now = "sicoop_etl run " + std::to_string(run_id) + " " + step + (label.empty() ? "" : " " + label);
+    if (now == published && std::string(GetConfigOption("application_name", false, false)) == now) return;
+    published = now;
+    const char* value = published.c_str();
+    pg_call([&] {
+        (void) set_config_option("application_name", value, PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    });
+}
+
 void run_action(const Step& step, const Action& action, const spi::RunParams& params, StepCounts& counts,
                 std::vector<Timing>& timings) {
     pg_call([] { CHECK_FOR_INTERRUPTS(); });
+    publish_progress(params.run_id, step.name, action.label);
     TimestampTz start = GetCurrentTimestamp();
     int64 copied = 0;
     ActionContext context{step.name.c_str(), action.label.c_str(), describe(action)};

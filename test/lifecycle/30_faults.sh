@@ -200,6 +200,22 @@ val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query L
 wait "$SRC_BLOCKER" 2>/dev/null || true
 recovers 'source locked, timeout and cancel'
 
+# Progress: while a run is in load_raw (held at its last table), another session reads
+# sicoop.progress; psql got a NOTICE for each step that finished.
+ROUND=$((ROUND + 1)); change_source
+block raw_movimentacao_cartao
+q -d "$DW" -c "SET sicoop.as_of = '$(as_of)'" -c "CALL sicoop.run_pipeline()" >"$WORK/run.out" 2>&1 &
+RUNNER=$!
+wait_blocked load_raw
+is "$(val "$DW" "SELECT concat_ws(' ', run_id = (SELECT max(run_id) FROM sicoop.run_log), step, table_name,
+                                   rows_expected > 0, step_elapsed IS NOT NULL) FROM sicoop.progress")" \
+   't load_raw movimentacao_cartao t t' \
+   'sicoop.progress, read from another session mid-run: the run, its step and table, time elapsed, rows expected (the latest run)'
+release
+wait "$RUNNER"
+is "$(grep -c 'NOTICE:  sicoop run [0-9]*: [a-z_0-9]* done in' "$WORK/run.out")" 5 'psql got one NOTICE per finished step, with its figures'
+is "$(val "$DW" "SELECT count(*) FROM sicoop.progress")" 0 'and once the run is over, sicoop.progress is empty'
+
 # Alerts: a client LISTENing on sicoop_alerts (psql prints what arrives after each command)
 # hears of a failed run, an aborted one, and a skip behind a run older than max_run_time.
 { echo "LISTEN sicoop_alerts;"; for _ in $(seq 1500); do echo "SELECT pg_sleep(0.2);"; done; } >"$WORK/listen.sql"

@@ -12,7 +12,7 @@ SELECT tables_are('sicoop', ARRAY[
   'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
   'dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao']);
 SELECT foreign_tables_are('sicoop', ARRAY['src_associado', 'src_conta', 'src_cartao', 'src_movimentacao_cartao']);
-SELECT views_are('sicoop', ARRAY['vw_movimentacao_flat', 'vw_gasto_mensal_faixa_etaria', 'vw_gasto_escolaridade_estado_civil',
+SELECT views_are('sicoop', ARRAY['vw_movimentacao_flat', 'progress', 'vw_gasto_mensal_faixa_etaria', 'vw_gasto_escolaridade_estado_civil',
                                  'vw_gasto_bandeira_tipo_cartao', 'vw_gasto_tipo_conta_agencia', 'vw_associados_ativos_mes']);
 
 -- Primary keys
