@@ -239,7 +239,6 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         if (copy.types.size() != copy.columns.size()) throw std::logic_error("bulk copy of " + copy.source_table + ": one type per column");
         for (size_t i = 0; i < copy.columns.size(); ++i)
             select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
-        if (copy.stamp_run_id) select_list += ", " + std::to_string(params.run_id) + "::bigint";
     }
     const std::string bucket_of_key = key_bucket_sql(key);
     const char* select_c = select_list.c_str();
@@ -255,7 +254,6 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     const bool replace_keys = copy.replace_keys;
     std::vector<const char*> column_vector;
     for (const auto& c : copy.columns) column_vector.push_back(c.c_str());
-    if (copy.stamp_run_id) column_vector.push_back("run_id");
     column_vector.push_back(nullptr);
     const char* const* column_names = column_vector.data();
     int64 rows = 0;

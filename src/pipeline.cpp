@@ -178,7 +178,6 @@ void run_action(const Step& step, const Action& action, const spi::RunParams& pa
             copied = bulk_copy(action.bulk, params);
             if (!counts_as_read(action.bulk)) copied = 0;
             counts.rows_read += copied;
-            if (action.bulk.rows_are_inserts) counts.rows_inserted += copied;
         } else {
             spi::run_counting(action.sql, params, counts, action.processed_counter);
         }

@@ -39,7 +39,6 @@ struct BulkCopy {
     std::vector<std::string> columns;  // column list, in order, with their SQL types
     std::vector<std::string> types;
     bool truncate_first = true;        // empty the target first (stage tables)
-    bool rows_are_inserts = false;     // the copied rows count as inserted too (straight into raw)
 
     // Which source rows, and what of them, the copy reads:
     enum class Rows {
@@ -65,8 +64,6 @@ struct BulkCopy {
     // movements' watermark).
     bool capture_snapshot = false;
     std::string watermark_column;
-    // The rows carry this run's id in column run_id (straight into raw_*).
-    bool stamp_run_id = false;
 };
 
 // Keys are spread over buckets to find deleted source rows without reading every key:
