@@ -28,15 +28,16 @@ compose() {
 cleanup() {
   compose --profile pipeline down -v --remove-orphans >/dev/null 2>&1 || compose down -v >/dev/null 2>&1 || true
 
-# The plain `docker compose up` (bridge networking, with docker-compose.override.yml) is valid
-# and publishes the port on the host's loopback only.
-(cd "$DOCKER_DIR" && SICOOP_PORT=$PORT "${compose_bin[@]}" config) >"$WORK/default.yml" 2>&1 || true
-ok_if "grep -q '127.0.0.1:$PORT:5432' '$WORK/default.yml'" "the default compose files are valid and publish 127.0.0.1:$PORT only"
   [ "$started_engine" = 1 ] && bash "$REPO/test/docker/docker-sandbox" stop >&2
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 compose down -v >/dev/null 2>&1 || true
+
+# The plain `docker compose up` (bridge networking, with docker-compose.override.yml) is valid
+# and publishes the port on the host's loopback only.
+(cd "$DOCKER_DIR" && SICOOP_PORT=$PORT "${compose_bin[@]}" config) >"$WORK/default.yml" 2>&1 || true
+ok_if "grep -q '127.0.0.1:$PORT:5432' '$WORK/default.yml'" "the default compose files are valid and publish 127.0.0.1:$PORT only"
 
 t0=$(date +%s)
 ok_run "the image builds from the repository on debian:bookworm-slim" compose build -q db
