@@ -233,6 +233,8 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         select_list = key_bucket_sql(key) + "::int, count(*)::bigint, sum(" + key_hash_sql(key) + ")::numeric";
     } else if (copy.rows == BulkCopy::Rows::KeysInBuckets) {
         select_list = key + "::text";
+    } else if (copy.rows == BulkCopy::Rows::RowChecksums) {
+        select_list = row_bucket_sql(key, copy.bucket_bits) + "::int, count(*)::bigint, sum(" + copy.row_hash + ")::numeric";
     } else if (copy.rows == BulkCopy::Rows::DayTotals) {
         select_list = copy.window_column + "::date, count(*)::bigint, coalesce(sum(valor_movimentacao::numeric), 0)::numeric";
     } else if (copy.rows != BulkCopy::Rows::ColumnTypes) {
@@ -240,7 +242,8 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         for (size_t i = 0; i < copy.columns.size(); ++i)
             select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
     }
-    const std::string bucket_of_key = key_bucket_sql(key);
+    const std::string bucket_of_key = copy.rows == BulkCopy::Rows::RowsInBuckets ? row_bucket_sql(key, copy.bucket_bits)
+                                                                                : key_bucket_sql(key);
     const char* select_c = select_list.c_str();
     const char* bucket_c = bucket_of_key.c_str();
     const char* foreign_table = copy.source_table.c_str();
@@ -293,14 +296,15 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
             tail = psprintf(" WHERE %s", asked);
             if (replace_keys)  // read again: what the stage holds of these keys goes first
                 run_local(psprintf("DELETE FROM %s WHERE %s", target, asked));
-        } else if (mode == BulkCopy::Rows::KeysInBuckets) {
+        } else if (mode == BulkCopy::Rows::KeysInBuckets || mode == BulkCopy::Rows::RowsInBuckets) {
             char* buckets = spi_text_value(keys_query, params);
             if (buckets == nullptr) {  // no bucket differs: no key to read
                 run_local(psprintf("TRUNCATE %s", target));
                 return;
             }
             tail = psprintf(" WHERE %s = ANY (%s::int[])", bucket_c, quote_literal_cstr(buckets));
-        } else if (mode == BulkCopy::Rows::KeyChecksums || mode == BulkCopy::Rows::DayTotals) {
+        } else if (mode == BulkCopy::Rows::KeyChecksums || mode == BulkCopy::Rows::RowChecksums ||
+                   mode == BulkCopy::Rows::DayTotals) {
             tail = " GROUP BY 1";
         } else if (mode == BulkCopy::Rows::ChangedSinceSnapshot) {
             // Rows whose xmin is at or after the snapshot xmin the previous copy recorded

@@ -37,6 +37,7 @@ const char* password_arg(FunctionCallInfo fcinfo, int argno) {
 
 int source_timeout_setting = 10 * 60 * 1000;
 int max_run_time_setting = 2 * 60 * 60;
+int full_run_setting = FULL_RUN_COMPARE;
 
 MemoryContext error_context() { return current_error_context; }
 void set_error_context(MemoryContext cxt) { current_error_context = cxt; }
@@ -73,6 +74,15 @@ void _PG_init(void) {
         "A run_pipeline() call that finds another run in progress for longer than this fails (pg_cron shows the job "
         "failed) instead of skipping quietly. 0: never.",
         &sicoop::max_run_time_setting, 2 * 60 * 60, 0, INT_MAX, PGC_USERSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    static const struct config_enum_entry full_run_options[] = {
+        {"compare", sicoop::FULL_RUN_COMPARE, false}, {"rebuild", sicoop::FULL_RUN_REBUILD, false}, {nullptr, 0, false}};
+    DefineCustomEnumVariable(
+        "sicoop.full_run", "What run_pipeline(full => true) does: compare or rebuild.",
+        "compare: the whole source is compared with raw by row checksums per bucket of keys, only the rows of the "
+        "buckets that differ are copied, and the later layers follow what changed. rebuild: every source row is "
+        "copied and re-checked, and every layer recomputed (what a full run owed after a rule change does).",
+        &sicoop::full_run_setting, sicoop::FULL_RUN_COMPARE, full_run_options, PGC_USERSET, 0, nullptr, nullptr,
+        nullptr);
     MarkGUCPrefixReserved("sicoop");
 }
 

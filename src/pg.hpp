@@ -66,6 +66,8 @@ public:
 // Settings (src/entry.cpp): sicoop.source_timeout (ms) and sicoop.max_run_time (s).
 extern int source_timeout_setting;
 extern int max_run_time_setting;
+enum FullRun { FULL_RUN_COMPARE, FULL_RUN_REBUILD };
+extern int full_run_setting;  // sicoop.full_run
 MemoryContext error_context();
 void set_error_context(MemoryContext cxt);
 

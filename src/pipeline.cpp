@@ -60,13 +60,26 @@ void check_installation() {
 
 // What the step needs to know before it plans: full or incremental, what it last processed,
 // which tables are still empty, and the movements' window.
-RunContext load_context(const Step& step, bool full, spi::RunParams& params) {
+RunContext load_context(const Step& step, bool full, bool rebuild, spi::RunParams& params) {
     RunContext ctx;
-    ctx.full = full;
+    ctx.full = full || rebuild;
+    ctx.rebuild = rebuild;
     spi::Param name{TEXTOID, (Datum) 0, false};
     const char* step_name = step.name.c_str();
     pg_call([&] { name.value = CStringGetTextDatum(step_name); });
-    ctx.since_run_id = full ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
+    ctx.since_run_id = rebuild ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
+    if (ctx.full && !rebuild) {
+        // How big raw is: a full comparison spreads its rows over buckets of some 16 rows.
+        for (const SourceTable& t : source_tables()) {
+            const std::string raw = "raw_" + t.name;
+            spi::Param table{TEXTOID, (Datum) 0, false};
+            const char* raw_c = raw.c_str();
+            pg_call([&] { table.value = CStringGetTextDatum(raw_c); });
+            ctx.table_rows.emplace_back(
+                raw, spi::exec("SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c"
+                               " WHERE c.oid = pg_catalog.to_regclass('sicoop.' || $1)", &table, 1));
+        }
+    }
 
     std::string list = "{";
     for (const auto& t : step.first_load_tables) list += (list.size() > 1 ? "," : "") + t;
@@ -145,7 +158,8 @@ private:
 };
 
 bool counts_as_read(const BulkCopy& copy) {
-    return copy.rows != BulkCopy::Rows::ColumnTypes && copy.rows != BulkCopy::Rows::DayTotals;
+    return copy.rows != BulkCopy::Rows::ColumnTypes && copy.rows != BulkCopy::Rows::DayTotals &&
+           copy.rows != BulkCopy::Rows::RowChecksums;
 }
 
 // Runs one action of a step: its rows and seconds are added to the step's counts and to its
@@ -192,10 +206,10 @@ void run_action(const Step& step, const Action& action, const spi::RunParams& pa
     timing->seconds += seconds;
 }
 
-StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full) {
+StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full, bool rebuild) {
     StepOutcome outcome;
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
-    const RunContext ctx = load_context(step, full, params);
+    const RunContext ctx = load_context(step, full, rebuild, params);
     // For this step's transaction: no JIT (compiling costs more than it buys for set-based
     // loads), and fixed memory budgets, so the backend's memory does not grow with the data:
     // hash joins and sorts bigger than these spill to disk instead.
@@ -352,7 +366,8 @@ Datum run_step(FunctionCallInfo fcinfo) {
     run_log::started(run_id, step->name.c_str(), reference_time);
     StepOutcome outcome;
     try {
-        outcome = execute_step(*step, reference_time, run_id, full);
+        // A single step's full run recomputes it whole.
+        outcome = execute_step(*step, reference_time, run_id, full, full);
     } catch (PgError& e) {
         add_error_context(e.edata, run_id, step->name.c_str());
         throw;
@@ -429,6 +444,9 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
     const std::string owed = spi::exec_text("SELECT coalesce(sicoop._full_run_owed(), '')");
     // The rules this run checks rows against (recorded as checked once a full run succeeds).
     const std::string rules_signature = spi::exec_text("SELECT sicoop._rules_signature()");
+    // A full run compares, unless it is owed (the rules must see every row again) or
+    // sicoop.full_run = 'rebuild'.
+    const bool rebuild = !owed.empty() || (full && full_run_setting == FULL_RUN_REBUILD);
     if (!owed.empty() && !full) {
         full = true;
         const char* why = owed.c_str();
@@ -456,7 +474,7 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
             try {
                 spi::SubTransaction sub;
                 try {
-                    StepOutcome outcome = as_pg_error([&] { return execute_step(step, reference_time, run_id, full); });
+                    StepOutcome outcome = as_pg_error([&] { return execute_step(step, reference_time, run_id, full, rebuild); });
                     counts = outcome.counts;
                     run_log::succeeded(run_id, current, counts, outcome.detail.c_str());
                     sub.release();

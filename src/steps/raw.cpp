@@ -20,10 +20,13 @@
 // time the previous copy saw in the source, minus the lookback sicoop.lookback, default 3
 // days). Rows of that window missing from the source's answer are looked up again by id before
 // being deleted, so a movement whose time was edited out of the window is updated, not lost.
-// Changes older than the window (a late insert or an edit of an old movement) and deletions
-// older than it are caught by a full run, CALL sicoop.run_pipeline(full => true), which
-// compares the whole table; the reconciliation after load_fato finds them (per day, count and
-// sum) and makes the next run a full one.
+// Changes older than the window that keep their day's count and sum (an old description
+// edited) are caught by a full run, CALL sicoop.run_pipeline(full => true), which compares
+// every table whole without copying it: the source sums a 64-bit hash of every row per bucket
+// of keys (some 16 rows each), raw does the same, and only the rows of the buckets that differ
+// are copied and merged -- an insert, edit or deletion of any age changes its bucket. A
+// rebuild (a full run the warehouse owes: the rules changed, a full run failed half-way, or
+// SET sicoop.full_run = 'rebuild') copies every row again instead, so the rules see them all.
 // Without a unique index on a source table's key, the source rows sharing a key with a changed
 // row are read too, so that a duplicate is seen with its older copy.
 // The source needs an index on movimentacao_cartao(data_movimentacao) for the window query.
@@ -101,6 +104,34 @@ std::string stage_type(const std::string& warehouse_type) {
     return warehouse_type;
 }
 
+// A column's value as text for the row hash: the same text from the source's column (read as
+// the stage reads it) and from raw's, whatever either side's DateStyle; card numbers masked on
+// the source side as raw holds them (as sicoop.mask_card does).
+std::string hashed_value(const std::string& column, const std::string& type, const std::string& row, bool source_side) {
+    const std::string value = source_side ? "(" + column + ")::" + stage_type(type) : row + "." + column;
+    if (type == "date") return "pg_catalog.to_char(" + value + ", 'YYYY-MM-DD')";
+    if (type == "timestamp") return "pg_catalog.to_char(" + value + ", 'YYYY-MM-DD HH24:MI:SS.US')";
+    if (column == "numero_cartao" && source_side)
+        return "nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(n.v) OPERATOR(pg_catalog.-) 4, 0))"
+               " OPERATOR(pg_catalog.||) pg_catalog.right(n.v, 4), '') FROM (SELECT pg_catalog.regexp_replace(" + value +
+               ", '^\\s+|\\s+$', '', 'g') AS v) n";
+    return value + "::text";
+}
+
+}  // namespace
+
+std::string row_hash_sql(const SourceTable& t, const std::string& row, bool source_side) {
+    std::string values;
+    for (const auto& [col, type] : t.columns) {
+        std::string v = hashed_value(col, type, row, source_side);
+        if (v.find(" FROM ") != std::string::npos) v = "(SELECT " + v + ")";
+        values += (values.empty() ? "" : ", ") + v;
+    }
+    return "pg_catalog.hashtextextended(ROW(" + values + ")::text, 0)";
+}
+
+namespace {
+
 BulkCopy copy_of(const SourceTable& t) {
     BulkCopy copy;
     copy.source_table = "src_" + t.name;
@@ -150,7 +181,12 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         const std::string stage = "sicoop.stage_" + t.name;
         const bool movements = t.name == "movimentacao_cartao";
         const bool first_load = ctx.is_empty(raw_table);
-        const bool whole = first_load || ctx.full || (movements && !ctx.has_window);
+        const bool whole = first_load || ctx.rebuild || (movements && !ctx.has_window);
+        // A full run that is no rebuild: compared by row checksums, only what differs is read.
+        const bool compare = ctx.full && !whole;
+        const int bits = row_bucket_bits(ctx.rows_of(raw_table));
+        const std::string in_differing_buckets =
+            row_bucket_sql("r." + t.key, bits) + " IN (SELECT b.bucket FROM sicoop.stage_bucket b)";
         const std::vector<Column> columns = raw_columns(t);
         const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
 
@@ -180,7 +216,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             totals.window_column = "data_movimentacao";
             actions.push_back(bulk_action(totals, t.name));
         }
-        if (movements && !whole) {
+        if (movements && !whole && !compare) {
             // Days before the window whose totals differ from raw's plus the rejects' (an old
             // movement inserted, edited or deleted at the source) are read whole too.
             actions.push_back(sql_action("TRUNCATE sicoop.stage_day", t.name));
@@ -199,7 +235,31 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
 
         // The rows to look at: all of them, or what changed since the last copy.
         BulkCopy rows = copy_of(t);
-        if (!whole && movements) {
+        if (compare) {
+            // Per bucket of keys, the source's row count and sum of row hashes against raw's;
+            // then the rows of the buckets that differ, and nothing else.
+            BulkCopy checksums;
+            checksums.source_table = "src_" + t.name;
+            checksums.target_table = "stage_key_checksum";
+            checksums.columns = {"bucket", "keys", "key_hash_sum"};
+            checksums.rows = BulkCopy::Rows::RowChecksums;
+            checksums.key_column = t.key;
+            checksums.bucket_bits = bits;
+            checksums.row_hash = row_hash_sql(t, "", true);
+            actions.push_back(bulk_action(checksums, t.name));
+            actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
+            actions.push_back(sql_action(R"sql(
+INSERT INTO sicoop.stage_bucket (bucket)
+SELECT bucket FROM sicoop.stage_key_checksum s
+FULL JOIN (SELECT )sql" + row_bucket_sql("r." + t.key, bits) + R"sql( AS bucket, count(*) AS keys,
+                  sum()sql" + row_hash_sql(t, "r", false) + R"sql()::numeric AS key_hash_sum
+           FROM )sql" + raw + R"sql( r GROUP BY 1) l USING (bucket)
+WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
+            rows.rows = BulkCopy::Rows::RowsInBuckets;
+            rows.key_column = t.key;
+            rows.bucket_bits = bits;
+            rows.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
+        } else if (!whole && movements) {
             // The window after the watermark, and the days that differ.
             rows.rows = BulkCopy::Rows::Window;
             rows.window_column = "data_movimentacao";
@@ -212,7 +272,10 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
         const std::string not_in_stage = "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
         const std::string missing = "(r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))\n"
                                     "    AND " + not_in_stage;
-        if (!whole) {
+        if (compare) {
+            // Every copy of a key is in its key's bucket: all of them are in the stage already.
+            actions.push_back(bulk_action(rejected_keys(t), t.name));
+        } else if (!whole) {
             actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
             if (movements) {
                 // Rows of the window the source did not return: fetch them by id, in case their
@@ -239,6 +302,10 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
         if (whole) {
             // Everything, compared whole.
             actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage), t.name));
+        } else if (compare) {
+            // What raw holds in a bucket that differs and the source no longer has.
+            actions.push_back(sql_action(
+                delete_with_tombstones_sql(t.name, t.key, in_differing_buckets + "\n    AND " + not_in_stage), t.name));
         } else if (movements) {
             actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
         } else {

@@ -47,6 +47,22 @@ std::string key_hash_sql(const std::string& key_column) {
     return "hashtext(" + key_column + "::text)::bigint";
 }
 
+std::string row_bucket_sql(const std::string& key_column, int bits) {
+    return "(hashtext(" + key_column + "::text) & " + std::to_string((1L << bits) - 1) + ")";
+}
+
+int row_bucket_bits(int64_t rows) {
+    int bits = 12;
+    while (bits < 22 && (int64_t{1} << bits) * 16 < rows) ++bits;
+    return bits;
+}
+
+int64_t RunContext::rows_of(const std::string& table) const {
+    for (const auto& [t, n] : table_rows)
+        if (t == table) return n;
+    return 0;
+}
+
 bool RunContext::is_empty(const std::string& table) const {
     for (const auto& t : empty_tables)
         if (t == table) return true;

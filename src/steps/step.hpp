@@ -50,6 +50,8 @@ struct BulkCopy {
         KeysInBuckets,         // the keys of the buckets in the int[] `keys_query` returns
         ColumnTypes,           // the source's catalog: column, type, unique key (`table_label`)
         DayTotals,             // per date of `window_column`: count and sum of valor_movimentacao
+        RowChecksums,          // per row bucket (`bucket_bits`): bucket, count and sum of `row_hash` (no rows)
+        RowsInBuckets,         // the rows of the row buckets in the int[] `keys_query` returns
     } rows = Rows::All;
     // Keys: the stage's rows of the keys asked for are deleted first (they are read again).
     bool replace_keys = false;
@@ -64,12 +66,21 @@ struct BulkCopy {
     // movements' watermark).
     bool capture_snapshot = false;
     std::string watermark_column;
+    // RowChecksums, RowsInBuckets: how many bits of the key's hash make a row bucket, and the
+    // row hash, as the source computes it (see row_hash_sql).
+    int bucket_bits = 12;
+    std::string row_hash;
 };
 
 // Keys are spread over buckets to find deleted source rows without reading every key:
 // the same expressions on both sides (PostgreSQL's hashtext), compared bucket by bucket.
 std::string key_bucket_sql(const std::string& key_column);  // int bucket of a key
 std::string key_hash_sql(const std::string& key_column);    // bigint hash of a key
+// Rows, likewise, for a full run's comparison: the bucket of a row by its key's hash (`bits` of
+// it), and each row's 64-bit hash (row_hash_sql in raw.cpp), summed per bucket on both sides.
+std::string row_bucket_sql(const std::string& key_column, int bits);
+// Bits for a table of about `rows` rows: some 16 rows per bucket, from 2^12 to 2^22 buckets.
+int row_bucket_bits(int64_t rows);
 
 // One unit of work inside a step: a bulk copy, or a SQL statement. Statements take
 // $1 = the run's reference time (timestamptz), $2 = the run id (bigint), $3 = the
@@ -87,14 +98,20 @@ struct Action {
 
 // What a run knows before a step starts, read from the warehouse (src/pipeline.cpp).
 struct RunContext {
-    bool full = false;                  // full reconciliation asked for
+    // A full run compares the whole source with raw (rows by checksums per bucket: only the
+    // buckets that differ travel) and the later layers follow what changed; a rebuild re-reads
+    // every source row (the rules re-check all of them) and recomputes every layer.
+    bool full = false;
+    bool rebuild = false;
     int64_t since_run_id = 0;           // the last run this step processed (0: none)
+    std::vector<std::pair<std::string, int64_t>> table_rows;  // raw_* row estimates (load_raw)
     std::vector<std::string> empty_tables;  // warehouse tables (sicoop.*) that are empty
     bool has_window = false;            // raw movements have a watermark (window start in $5)
 
     bool is_empty(const std::string& table) const;
+    int64_t rows_of(const std::string& table) const;  // 0 when unknown
     // Process everything rather than what changed since the last run.
-    bool everything() const { return full || since_run_id == 0; }
+    bool everything() const { return rebuild || since_run_id == 0; }
 };
 
 // Per label: rows and seconds, for the run log's detail.
@@ -129,6 +146,10 @@ struct SourceTable {
     std::vector<std::pair<std::string, std::string>> columns;  // name, SQL type; key first
 };
 const std::vector<SourceTable>& source_tables();
+// A row's 64-bit hash for a full run's comparison (raw.cpp): on the source side (`row` empty)
+// from its columns read as the stage reads them, card numbers masked; on raw's side from raw
+// row `row`. Equal rows give equal hashes on both sides.
+std::string row_hash_sql(const SourceTable& t, const std::string& row, bool source_side);
 
 // Given the (table, column) pairs a source schema has, what the pipeline needs and misses:
 // one message per missing table or column, empty if the source is complete.

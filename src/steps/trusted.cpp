@@ -85,9 +85,10 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         const std::string taken = "(SELECT * FROM " + raw + " r WHERE " + changed + ") s";
         actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + raw + " r WHERE " + changed, t.name));
         if (ctx.is_empty(trusted_table)) {
-            actions.push_back(sql_action("SELECT sicoop._defer_indexes('" + trusted + "')", t.name));
+            // Indexes stay in place (no ACCESS EXCLUSIVE lock for the step's length); BRIN
+            // ranges are summarized after the insert.
             actions.push_back(dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), "rows_inserted", t.name));
-            actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + trusted + "')", t.name));
+            actions.push_back(sql_action("SELECT sicoop._summarize('" + trusted + "')", t.name));
         } else
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));
         if (!t.canonical_columns.empty()) check_canonical(actions, t);

@@ -4,16 +4,23 @@
 #   1. builds a synthetic source at N (test/bench/generate_source.sql);
 #   2. measures the limit: a plain `COPY ... TO STDOUT | COPY ... FROM STDIN` pipe of the four
 #      source tables into a third database with the same tables;
-#   3. runs a full load (CALL sicoop.run_pipeline()) into a fresh warehouse;
-#   4. applies a 1% change to the source (test/bench/change_source.sql) and runs an incremental load;
-#   5. prints per step: rows, seconds, rows/s and the backend's peak memory, and the ratios.
+#   3. runs the peer: an honest hand-written SQL pipeline over postgres_fdw (test/bench/peer.sql),
+#      full refresh, what users would otherwise write;
+#   4. runs a full load (CALL sicoop.run_pipeline()) into a fresh warehouse;
+#   5. applies a 1% change to the source (test/bench/change_source.sql) and runs an incremental load;
+#   6. applies a change the watermark cannot see (test/bench/change_old.sql: old movements
+#      edited, deleted, inserted late) and runs the full check, run_pipeline(full => true);
+#   7. prints per step: rows, seconds, rows/s and the backend's peak memory, and the ratios.
+# Through every load a BI reader (test/bench/readers.py) queries the star schema; its latency is
+# printed next to the same queries on the idle warehouse (SICOOP_BENCH_READERS=0: no readers).
 # With several N it ends with the scaling ratios (memory and time per row, largest N vs smallest).
 # Figures are printed, never asserted: this machine is shared and noisy.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 export PGHOST=localhost PGPORT=${SICOOP_PGPORT:-5499} PGUSER=postgres
-SRC=sicoop_bench_src PIPE=sicoop_bench_pipe DW=sicoop_bench_dw
+SRC=sicoop_bench_src PIPE=sicoop_bench_pipe PEER=sicoop_bench_peer DW=sicoop_bench_dw
+READERS=${SICOOP_BENCH_READERS:-1}
 WORK=$(mktemp -d /tmp/sicoop_bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -43,6 +50,21 @@ run_sampled() {
     sleep 0.05
   done
   wait "$client"
+}
+
+# The BI reader loop (readers.py) in the background until readers_stop; readers_stop prints its line.
+readers_start() {
+  [ "$READERS" = 1 ] || return 0
+  rm -f "$WORK/readers_stop"
+  /usr/bin/python3 "$REPO/test/bench/readers.py" "host=$PGHOST port=$PGPORT dbname=$DW user=$PGUSER" \
+    "$WORK/readers_stop" "$1" >"$WORK/readers_$1" &
+  READERS_PID=$!
+  sleep 0.5
+}
+readers_stop() {
+  [ "$READERS" = 1 ] || return 0
+  touch "$WORK/readers_stop"; wait "$READERS_PID"
+  cat "$WORK/readers_$1"
 }
 
 # Per step of the latest run with this label: rows, seconds, rows/s, peak memory from the samples.
@@ -95,14 +117,28 @@ bench_one() {
   printf "  %-20s %12d %9.2f\n" total "$pipe_rows" "$pipe_total"
   recreate_db "$PIPE"  # give the disk back
 
+  echo "--- the peer: hand-written SQL over postgres_fdw, full refresh (test/bench/peer.sql)"
+  recreate_db "$PEER"
+  q -d "$PEER" -v src="$SRC" -v port="$PGPORT" -v user="$PGUSER" -f "$REPO/test/bench/peer_setup.sql" >/dev/null
+  q -d postgres -c "CHECKPOINT"
+  t0=$(now); q -d "$PEER" -v ref="$(date -u +%F)" -f "$REPO/test/bench/peer.sql" >/dev/null; t1=$(now)
+  local peer_seconds; peer_seconds=$(secs "$t0" "$t1")
+  echo "  peer full refresh: $peer_seconds s ($(q -d "$PEER" -Atc "SELECT count(*) FROM dw.fato_movimentacao_cartao") facts)"
+  recreate_db "$PEER"
+
   echo "--- full load: CALL sicoop.run_pipeline() into a fresh warehouse"
   recreate_db "$DW"
   q -d "$DW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
     -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'postgres')" >/dev/null
   q -d postgres -c "CHECKPOINT"
   printf "  %-15s %12s %12s %9s %12s %12s %12s\n" step rows_read rows_written seconds rows/s "private MB" "peak RSS MB"
+  readers_start "during the first load"
   run_sampled full "CALL sicoop.run_pipeline()"
+  readers_stop "during the first load"
   report_run full
+  if [ "$READERS" = 1 ]; then
+    readers_start "idle warehouse"; sleep 5; readers_stop "idle warehouse"
+  fi
   local full_seconds raw_mov_rate
   full_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_full")
   raw_mov_rate=$(q -d "$DW" -Atc "SELECT (detail->'movimentacao_cartao'->>'rows')::numeric / nullif((detail->'movimentacao_cartao'->>'seconds')::numeric, 0)
@@ -112,22 +148,42 @@ bench_one() {
   t0=$(now); q -d "$SRC" -v n="$n" -f "$REPO/test/bench/change_source.sql" >/dev/null; t1=$(now)
   echo "  change applied in $(secs "$t0" "$t1") s"
   printf "  %-15s %12s %12s %9s %12s %12s %12s\n" step rows_read rows_written seconds rows/s "private MB" "peak RSS MB"
+  readers_start "during the incremental load"
   run_sampled incremental "CALL sicoop.run_pipeline()"
+  readers_stop "during the incremental load"
   report_run incremental
   local incr_seconds
   incr_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_incremental")
 
+  echo "--- old movements edited, deleted and inserted late (0.2%), then the full check: run_pipeline(full => true)"
+  q -d "$SRC" -v n="$n" -f "$REPO/test/bench/change_old.sql" >/dev/null
+  printf "  %-15s %12s %12s %9s %12s %12s %12s\n" step rows_read rows_written seconds rows/s "private MB" "peak RSS MB"
+  readers_start "during the full check"
+  run_sampled check "CALL sicoop.run_pipeline(full => true)"
+  readers_stop "during the full check"
+  report_run check
+  local check_seconds
+  check_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_check")
+
   local peak
-  peak=$(awk '{ if ($2 > p) p = $2 } END { print p / 1024 }' "$WORK/mem_full" "$WORK/mem_incremental")
+  peak=$(awk '{ if ($2 > p) p = $2 } END { print p / 1024 }' "$WORK/mem_full" "$WORK/mem_incremental" "$WORK/mem_check")
   PEAK_ANON[$n]=$peak
   SECONDS_PER_ROW[$n]=$(awk -v s="$full_seconds" -v n="$n" 'BEGIN {print s / n}')
   echo "--- ratios (targets in brackets)"
-  awk -v f="$full_seconds" -v p="$pipe_total" -v i="$incr_seconds" -v rr="${raw_mov_rate:-0}" -v pr="$PIPE_MOV_RATE" -v m="$peak" 'BEGIN {
-    printf "  full load / COPY pipe of the source tables:        %6.2f x  [<= 3]\n", f / p
+  awk -v f="$full_seconds" -v p="$pipe_total" -v i="$incr_seconds" -v rr="${raw_mov_rate:-0}" -v pr="$PIPE_MOV_RATE" -v m="$peak" \
+      -v peer="$peer_seconds" -v c="$check_seconds" 'BEGIN {
+    printf "  full load / hand-written SQL peer:                 %6.2f x  [<= 1]  (%.2f s vs %.2f s)\n", f / peer, f, peer
+    printf "  full load / COPY pipe of the source tables:        %6.2f x  [toward 3]  (pipe %.2f s)\n", f / p, p
+    printf "  peer / COPY pipe:                                  %6.2f x\n", peer / p
     printf "  raw movimentacao_cartao rows/s / COPY pipe rows/s: %6.2f    [>= 0.9]  (%.0f vs %.0f rows/s)\n", (pr > 0 ? rr / pr : 0), rr, pr
     printf "  incremental run / full load:                       %6.2f %%  [<= 5 %%]  (%.2f s vs %.2f s)\n", 100 * i / f, i, f
+    printf "  full check after a 0.2%% old change / COPY pipe:    %6.2f x  [<= 1]  (%.2f s)\n", c / p, c
     printf "  backend peak private memory:                       %6.1f MB\n", m
   }'
+  if [ "$READERS" = 1 ]; then
+    echo "  BI reader latency (max must stay under 1 s: no reader waits on a lock):"
+    cat "$WORK"/readers_*
+  fi
 }
 
 for n in "$@"; do bench_one "$n"; done

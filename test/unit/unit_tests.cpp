@@ -49,6 +49,13 @@ sicoop::RunContext incremental() {
 sicoop::RunContext full_run() {
     sicoop::RunContext ctx = incremental();
     ctx.full = true;
+    ctx.table_rows = {{"raw_movimentacao_cartao", 1000000}};
+    return ctx;
+}
+sicoop::RunContext rebuild() {
+    sicoop::RunContext ctx = full_run();
+    ctx.rebuild = true;
+    ctx.since_run_id = 0;
     return ctx;
 }
 
@@ -103,8 +110,12 @@ void test_raw_plans() {
     ok(contains(first_raw, "TRUNCATE sicoop.stage_associado, sicoop.stage_conta, sicoop.stage_cartao"),
        "the stage is emptied in the step's own transaction");
     ok(watermark, "a first load records the movements' watermark");
-    ok(contains(all_sql(plan("load_trusted", first_load())), "sicoop._restore_indexes('sicoop.trusted_movimentacao_cartao')"),
-       "a first load builds trusted's secondary indexes after the insert");
+    bool drops_indexes = false;
+    for (const auto& step : sicoop::pipeline_steps())
+        for (const auto& ctx : {first_load(), incremental(), full_run(), rebuild()})
+            drops_indexes = drops_indexes || contains(all_sql(step.plan(ctx)), "_defer_indexes");
+    ok(!drops_indexes && contains(all_sql(plan("load_trusted", first_load())), "sicoop._summarize('sicoop.trusted_movimentacao_cartao')"),
+       "no load drops an index (its ACCESS EXCLUSIVE lock would hold BI readers for the step); BRIN is summarized after a first load");
 
     int windowed = 0, keys = 0, by_xmin = 0, checksums = 0, keys_in_buckets = 0, whole = 0, catalogs = 0, totals = 0;
     int rejected_rechecks = 0;
@@ -121,6 +132,8 @@ void test_raw_plans() {
             case sicoop::BulkCopy::Rows::ChangedSinceSnapshot: ++by_xmin; break;
             case sicoop::BulkCopy::Rows::KeyChecksums: ++checksums; break;
             case sicoop::BulkCopy::Rows::KeysInBuckets: ++keys_in_buckets; break;
+            case sicoop::BulkCopy::Rows::RowChecksums:
+            case sicoop::BulkCopy::Rows::RowsInBuckets: ++whole; break;  // a full run's only
             case sicoop::BulkCopy::Rows::All: ++whole; break;
             case sicoop::BulkCopy::Rows::ColumnTypes: catalogs += a.bulk.capture_snapshot; break;
             case sicoop::BulkCopy::Rows::DayTotals: ++totals; break;
@@ -133,12 +146,33 @@ void test_raw_plans() {
        "it reads again by key: the window's missing movements, every copy of a changed key, and every rejected key");
     ok(catalogs == 4 && totals == 1,
        "each table's session opens with the source's catalog (drift, unique keys) and records its snapshot; the movements' day totals");
-    int partial_in_full = 0;
-    for (const auto& a : plan("load_raw", full_run()))
+    int partial_in_rebuild = 0;
+    for (const auto& a : plan("load_raw", rebuild()))
         if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.rows != sicoop::BulkCopy::Rows::All &&
             a.bulk.rows != sicoop::BulkCopy::Rows::ColumnTypes && a.bulk.rows != sicoop::BulkCopy::Rows::DayTotals)
-            ++partial_in_full;
-    ok(partial_in_full == 0, "a full run reads every table whole");
+            ++partial_in_rebuild;
+    ok(partial_in_rebuild == 0, "a rebuild reads every table whole");
+    int row_checksums = 0, rows_in_buckets = 0, copied_whole = 0, movement_bits = 0;
+    for (const auto& a : plan("load_raw", full_run())) {
+        if (a.kind != sicoop::Action::Kind::Bulk) continue;
+        row_checksums += a.bulk.rows == sicoop::BulkCopy::Rows::RowChecksums;
+        rows_in_buckets += a.bulk.rows == sicoop::BulkCopy::Rows::RowsInBuckets;
+        copied_whole += a.bulk.rows == sicoop::BulkCopy::Rows::All;
+        if (a.bulk.rows == sicoop::BulkCopy::Rows::RowChecksums && a.bulk.source_table == "src_movimentacao_cartao")
+            movement_bits = a.bulk.bucket_bits;
+    }
+    ok(row_checksums == 4 && rows_in_buckets == 4 && copied_whole == 0,
+       "a full run compares every table by row checksums and copies only the buckets that differ");
+    ok(movement_bits == 16 && sicoop::row_bucket_bits(0) == 12 && sicoop::row_bucket_bits(int64_t{1} << 40) == 22,
+       "row buckets hold some 16 rows (2^16 buckets for a million movements), from 2^12 to 2^22 buckets");
+    const std::string hash_source = sicoop::row_hash_sql(sicoop::source_tables()[2], "", true);
+    const std::string hash_raw = sicoop::row_hash_sql(sicoop::source_tables()[2], "r", false);
+    ok(contains(hash_source, "pg_catalog.right(") && !contains(hash_raw, "pg_catalog.right(") &&
+           contains(hash_raw, "r.numero_cartao") && contains(hash_raw, "to_char(r.data_emissao, 'YYYY-MM-DD')"),
+       "the row hash masks card numbers on the source side, as raw holds them, and formats dates the same on both");
+    ok(contains(all_sql(plan("load_trusted", full_run())), "r.run_id > $4") &&
+           !contains(all_sql(plan("load_trusted", rebuild())), "r.run_id > $4"),
+       "after a full comparison the later layers follow what changed; a rebuild recomputes them");
     ok(contains(all_sql(plan("load_raw", incremental())), "INSERT INTO sicoop.raw_tombstone"),
        "deletions from raw leave tombstones");
     ok(contains(all_sql(plan("load_raw", incremental())), "SELECT j.record_id FROM sicoop.reject j"),
@@ -156,7 +190,7 @@ void test_downstream_plans() {
     ok(contains(fato_incremental, "sicoop_fato_candidates") && contains(fato_incremental, "sk_associado = -1"),
        "load_fato re-keys changed movements and facts on an unknown member");
     ok(!contains(all_sql(plan("load_fato", first_load())), "ON CONFLICT"), "a first load inserts the facts plainly");
-    ok(!contains(all_sql(plan("load_fato", full_run())), "sicoop_fato_candidates"), "a full run recomputes every fact");
+    ok(!contains(all_sql(plan("load_fato", rebuild())), "sicoop_fato_candidates"), "a rebuild recomputes every fact");
     ok(contains(all_sql(plan("scd2_associado", incremental())), "s.run_id > $4"),
        "SCD2 compares only members changed since its last run");
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/python3
+"""BI readers for the benchmark: loops over dashboard-style queries on the star schema until
+the stop file appears, and prints how long each took (count, p50, p99, max, in ms) as one line.
+
+    readers.py "<libpq conninfo>" <stop file> <label>
+
+Run with Debian's python3 (python3-psycopg). Lock waits show up as latency: the same queries
+on an idle warehouse are the baseline."""
+import os
+import sys
+import time
+
+import psycopg
+
+QUERIES = [
+    ("fact by key", "SELECT * FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = %s", ("MOV-0000000042",)),
+    ("member's current version", "SELECT * FROM sicoop.dim_associado WHERE id_associado = %s AND registro_ativo_associado", ("ASSOC-00000042",)),
+    ("cards by brand", "SELECT bandeira_cartao, count(*) FROM sicoop.dim_cartao GROUP BY 1", None),
+    ("accounts by type", "SELECT tipo_conta, count(*) FROM sicoop.dim_conta GROUP BY 1", None),
+    ("latest days", "SELECT sk_data, dia_da_semana FROM sicoop.dim_data ORDER BY sk_data DESC LIMIT 7", None),
+    ("flat file head", "SELECT * FROM sicoop.vw_movimentacao_flat LIMIT 10", None),
+]
+
+
+def main():
+    conninfo, stop_file, label = sys.argv[1:4]
+    latencies = []
+    worst = ("", 0.0)
+    with psycopg.connect(conninfo, autocommit=True, application_name="sicoop_bench_reader") as conn:
+        while not os.path.exists(stop_file):
+            for name, sql, params in QUERIES:
+                t0 = time.perf_counter()
+                conn.execute(sql, params).fetchall()
+                ms = (time.perf_counter() - t0) * 1000
+                latencies.append(ms)
+                if ms > worst[1]:
+                    worst = (name, ms)
+            time.sleep(0.01)
+    latencies.sort()
+    n = len(latencies)
+    pick = lambda q: latencies[min(n - 1, int(q * n))] if n else 0.0
+    print(f"  readers {label:<28} {n:8d} queries  p50 {pick(0.5):8.1f} ms  p99 {pick(0.99):8.1f} ms  "
+          f"max {latencies[-1] if n else 0.0:8.1f} ms  ({worst[0]})")
+
+
+if __name__ == "__main__":
+    main()
