@@ -251,6 +251,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     const char* window_column = copy.window_column.c_str();
     const char* keys_query = copy.keys_query.c_str();
     const char* key_column = copy.key_column.c_str();
+    const char* while_source_works = copy.while_source_works.c_str();
     const char* table_label = copy.table_label.c_str();
     const BulkCopy::Rows mode = copy.rows;
     const bool truncate_first = copy.truncate_first;
@@ -352,6 +353,8 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         if (PQresultStatus(res) != PGRES_COPY_OUT)
             source_error(stream.conn, res, psprintf("copy %s.%s", remote_schema, remote_table));
         PQclear(res);
+        if (while_source_works[0] && SPI_execute(while_source_works, false, 0) < 0)
+            elog(ERROR, "sicoop: could not run %s", while_source_works);
 
         // What COPY FROM checks before it writes (DoCopy): the caller may insert into the
         // table, and no row-level security applies to it (COPY FROM refuses RLS too).

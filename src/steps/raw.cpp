@@ -104,30 +104,37 @@ std::string stage_type(const std::string& warehouse_type) {
     return warehouse_type;
 }
 
-// A column's value as text for the row hash: the same text from the source's column (read as
-// the stage reads it) and from raw's, whatever either side's DateStyle; card numbers masked on
-// the source side as raw holds them (as sicoop.mask_card does).
-std::string hashed_value(const std::string& column, const std::string& type, const std::string& row, bool source_side) {
-    const std::string value = source_side ? "(" + column + ")::" + stage_type(type) : row + "." + column;
-    if (type == "date") return "pg_catalog.to_char(" + value + ", 'YYYY-MM-DD')";
-    if (type == "timestamp") return "pg_catalog.to_char(" + value + ", 'YYYY-MM-DD HH24:MI:SS.US')";
-    if (column == "numero_cartao" && source_side)
-        return "nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(n.v) OPERATOR(pg_catalog.-) 4, 0))"
-               " OPERATOR(pg_catalog.||) pg_catalog.right(n.v, 4), '') FROM (SELECT pg_catalog.regexp_replace(" + value +
-               ", '^\\s+|\\s+$', '', 'g') AS v) n";
-    return value + "::text";
+// A column's 64-bit hash for the row hash, seeded by its position: the same from the source's
+// column (read as the stage reads it) and from raw's, by value (55.7 and 55.70 hash alike), with
+// card numbers masked on the source side as raw holds them (as sicoop.mask_card does); NULL
+// hashes to the column's own constant.
+std::string column_hash(const std::string& column, const std::string& type, const std::string& row, bool source_side,
+                        int position) {
+    const std::string seed = std::to_string(position);
+    std::string value = source_side ? "(" + column + ")::" + stage_type(type) : row + "." + column;
+    std::string hash;
+    if (type == "date" || type == "timestamp") {
+        hash = "pg_catalog.timestamp_hash_extended(" + value + "::timestamp, " + seed + ")";
+    } else if (type.rfind("numeric", 0) == 0) {
+        hash = "pg_catalog.hash_numeric_extended(" + value + "::numeric, " + seed + ")";
+    } else {
+        if (column == "numero_cartao" && source_side)
+            value = "nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(pg_catalog.btrim(" + value +
+                    ", E' \\t\\n\\r\\f\\v')) OPERATOR(pg_catalog.-) 4, 0)) OPERATOR(pg_catalog.||) pg_catalog.right(pg_catalog.btrim(" +
+                    value + ", E' \\t\\n\\r\\f\\v'), 4), '')";
+        hash = "pg_catalog.hashtextextended(" + value + "::text, " + seed + ")";
+    }
+    return "coalesce(" + hash + ", -" + seed + ")";
 }
 
 }  // namespace
 
 std::string row_hash_sql(const SourceTable& t, const std::string& row, bool source_side) {
-    std::string values;
-    for (const auto& [col, type] : t.columns) {
-        std::string v = hashed_value(col, type, row, source_side);
-        if (v.find(" FROM ") != std::string::npos) v = "(SELECT " + v + ")";
-        values += (values.empty() ? "" : ", ") + v;
-    }
-    return "pg_catalog.hashtextextended(ROW(" + values + ")::text, 0)";
+    std::string hash;
+    int position = 1;
+    for (const auto& [col, type] : t.columns)
+        hash += (hash.empty() ? "" : " OPERATOR(pg_catalog.#) ") + column_hash(col, type, row, source_side, position++);
+    return "(" + hash + ")";
 }
 
 namespace {
@@ -238,6 +245,11 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
         if (compare) {
             // Per bucket of keys, the source's row count and sum of row hashes against raw's;
             // then the rows of the buckets that differ, and nothing else.
+            // Raw's side is summed into a temporary table while the source sums its own.
+            actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_raw_checksum') IS NOT NULL THEN\n"
+                                         "  DROP TABLE pg_temp.sicoop_raw_checksum;\nEND IF; END $$", t.name));
+            actions.push_back(sql_action("CREATE TEMP TABLE sicoop_raw_checksum (bucket int, keys bigint, key_hash_sum numeric)"
+                                         " ON COMMIT DROP", t.name));
             BulkCopy checksums;
             checksums.source_table = "src_" + t.name;
             checksums.target_table = "stage_key_checksum";
@@ -246,14 +258,15 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
             checksums.key_column = t.key;
             checksums.bucket_bits = bits;
             checksums.row_hash = row_hash_sql(t, "", true);
+            checksums.while_source_works = R"sql(
+INSERT INTO pg_temp.sicoop_raw_checksum
+SELECT )sql" + row_bucket_sql("r." + t.key, bits) + R"sql(, count(*), sum()sql" + row_hash_sql(t, "r", false) + R"sql()
+FROM )sql" + raw + R"sql( r GROUP BY 1)sql";
             actions.push_back(bulk_action(checksums, t.name));
             actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
             actions.push_back(sql_action(R"sql(
 INSERT INTO sicoop.stage_bucket (bucket)
-SELECT bucket FROM sicoop.stage_key_checksum s
-FULL JOIN (SELECT )sql" + row_bucket_sql("r." + t.key, bits) + R"sql( AS bucket, count(*) AS keys,
-                  sum()sql" + row_hash_sql(t, "r", false) + R"sql()::numeric AS key_hash_sum
-           FROM )sql" + raw + R"sql( r GROUP BY 1) l USING (bucket)
+SELECT bucket FROM sicoop.stage_key_checksum s FULL JOIN pg_temp.sicoop_raw_checksum l USING (bucket)
 WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
             rows.rows = BulkCopy::Rows::RowsInBuckets;
             rows.key_column = t.key;

@@ -70,6 +70,9 @@ struct BulkCopy {
     // row hash, as the source computes it (see row_hash_sql).
     int bucket_bits = 12;
     std::string row_hash;
+    // A local statement run once the source has started on the copy, while it computes (the
+    // two sides of a checksum comparison at once, on two cores).
+    std::string while_source_works;
 };
 
 // Keys are spread over buckets to find deleted source rows without reading every key:
