@@ -3,6 +3,7 @@
 -- for raw and trusted, an SCD2 update and insert, dimensions and a fact with joins and keys.
 -- No data-quality gate, no rejects, no run log, no incremental state. psql variable: ref (the
 -- reference time).
+SET client_min_messages = warning;
 BEGIN;
 DROP TABLE IF EXISTS dw.raw_associado, dw.raw_conta, dw.raw_cartao, dw.raw_movimentacao_cartao,
   dw.trusted_associado, dw.trusted_conta, dw.trusted_cartao, dw.trusted_movimentacao_cartao,
