@@ -233,6 +233,11 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         select_list = key_bucket_sql(key) + "::int, count(*)::bigint, sum(" + key_hash_sql(key) + ")::numeric";
     } else if (copy.rows == BulkCopy::Rows::KeysInBuckets) {
         select_list = key + "::text";
+    } else if (copy.rows == BulkCopy::Rows::RowChecksumsAndDayTotals) {
+        // One scan of the source for both: grouping sets, told apart by GROUPING().
+        select_list = "GROUPING(b, d)::int, b, d, count(*)::bigint, sum(h)::numeric, coalesce(sum(v), 0)::numeric FROM (SELECT " +
+                      row_bucket_sql(key, copy.bucket_bits) + " AS b, " + copy.window_column + "::date AS d, " + copy.row_hash +
+                      " AS h, valor_movimentacao::numeric AS v";
     } else if (copy.rows == BulkCopy::Rows::RowChecksums) {
         select_list = row_bucket_sql(key, copy.bucket_bits) + "::int, count(*)::bigint, sum(" + copy.row_hash + ")::numeric";
     } else if (copy.rows == BulkCopy::Rows::DayTotals) {
@@ -248,6 +253,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     const char* bucket_c = bucket_of_key.c_str();
     const char* foreign_table = copy.source_table.c_str();
     const char* target_table = copy.target_table.c_str();
+    const char* target_schema = copy.target_schema.c_str();
     const char* window_column = copy.window_column.c_str();
     const char* keys_query = copy.keys_query.c_str();
     const char* key_column = copy.key_column.c_str();
@@ -269,7 +275,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         const char* remote = quote_qualified_identifier(remote_schema, remote_table);
         open_session(copy, remote);
         if (copy.capture_snapshot) session.record_snapshot = true;
-        const char* target = quote_qualified_identifier("sicoop", target_table);
+        const char* target = quote_qualified_identifier(target_schema, target_table);
         // Which rows (see BulkCopy::Rows); literals are quoted, identifiers are the extension's.
         const char* tail = "";
         if (mode == BulkCopy::Rows::Window && params.has_window) {
@@ -304,6 +310,8 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
                 return;
             }
             tail = psprintf(" WHERE %s = ANY (%s::int[])", bucket_c, quote_literal_cstr(buckets));
+        } else if (mode == BulkCopy::Rows::RowChecksumsAndDayTotals) {
+            tail = ") s GROUP BY GROUPING SETS ((b), (d))";
         } else if (mode == BulkCopy::Rows::KeyChecksums || mode == BulkCopy::Rows::RowChecksums ||
                    mode == BulkCopy::Rows::DayTotals) {
             tail = " GROUP BY 1";
@@ -339,8 +347,9 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
             command = psprintf("COPY (SELECT %s FROM %s%s) TO STDOUT (FORMAT binary)", select_c, remote, tail);
         }
 
-        Oid target_oid = get_relname_relid(target_table, get_namespace_oid("sicoop", false));
-        if (!OidIsValid(target_oid)) elog(ERROR, "sicoop: table sicoop.%s is missing", target_table);
+        // ("pg_temp" names this session's temporary schema.)
+        Oid target_oid = RangeVarGetRelid(makeRangeVar(pstrdup(target_schema), pstrdup(target_table), -1), NoLock, true);
+        if (!OidIsValid(target_oid)) elog(ERROR, "sicoop: table %s.%s is missing", target_schema, target_table);
         if (truncate_first) run_local(psprintf("TRUNCATE %s", target));
         // The target's columns this copy fills (raw_* also has run_id and loaded_at, from defaults).
         List* attnames = NIL;

@@ -159,7 +159,7 @@ private:
 
 bool counts_as_read(const BulkCopy& copy) {
     return copy.rows != BulkCopy::Rows::ColumnTypes && copy.rows != BulkCopy::Rows::DayTotals &&
-           copy.rows != BulkCopy::Rows::RowChecksums;
+           copy.rows != BulkCopy::Rows::RowChecksums && copy.rows != BulkCopy::Rows::RowChecksumsAndDayTotals;
 }
 
 // Runs one action of a step: its rows and seconds are added to the step's counts and to its
@@ -312,6 +312,37 @@ auto as_pg_error(F&& f) -> decltype(f()) {
     throw std::logic_error("unreachable");
 }
 
+// A first load inserts into trusted and the fact without their secondary indexes and builds
+// them after the insert (10 million facts: about 80 s so, 250 s maintaining them row by row).
+// The indexes are dropped here, while the table is still empty, in a short transaction that
+// the caller commits before the step starts -- a DROP INDEX inside the step would hold its
+// ACCESS EXCLUSIVE lock, and every BI reader of the table, for the whole step -- and the step
+// builds them again after its insert (CREATE INDEX takes SHARE: readers pass). A drop that
+// cannot have its lock within 200 ms (a long query, a backup reading the table) is skipped:
+// the step then keeps the indexes, slower. What a failed step leaves dropped is built again at
+// the start of the next run (sicoop.deferred_index).
+void defer_first_load_indexes(const Step& step) {
+    for (const std::string& table : step.first_load_tables) {
+        if (table.rfind("trusted_", 0) != 0 && table.rfind("fato_", 0) != 0) continue;
+        spi::Param name{TEXTOID, (Datum) 0, false};
+        const std::string qualified = "sicoop." + table;
+        const char* qualified_c = qualified.c_str();
+        pg_call([&] { name.value = CStringGetTextDatum(qualified_c); });
+        if (spi::exec_text("SELECT (NOT EXISTS (SELECT 1 FROM sicoop.deferred_index d WHERE d.table_name = $1)"
+                           " AND cardinality(sicoop._empty_tables(ARRAY[split_part($1, '.', 2)])) = 1)::text",
+                           &name, 1) != "true")
+            continue;
+        spi::SubTransaction sub;
+        try {
+            spi::exec("SELECT set_config('lock_timeout', '200ms', true)");
+            spi::exec("SELECT sicoop._defer_indexes($1::regclass)", &name, 1);
+            sub.release();
+        } catch (PgError&) {
+            sub.rollback();  // kept: the step maintains them as it inserts
+        }
+    }
+}
+
 void spi_connect(bool nonatomic) {
     pg_call([&] {
         if (SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0) != SPI_OK_CONNECT)
@@ -439,6 +470,9 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
 
     // Runs whose backend died (crash, shutdown, terminated) are recorded as such.
     spi::exec("SELECT sicoop._mark_aborted_runs()");
+    // Indexes a failed first load left dropped are built again (on tables still empty).
+    spi::exec("SELECT count(*) FROM (SELECT sicoop._restore_indexes(t.table_name::regclass)"
+              " FROM (SELECT DISTINCT d.table_name FROM sicoop.deferred_index d) t) r");
     // A full run that did not finish, that a failed reconciliation asked for, or that changed
     // rules call for, is owed: this run is that full run.
     const std::string owed = spi::exec_text("SELECT coalesce(sicoop._full_run_owed(), '')");
@@ -468,6 +502,7 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
         for (const Step& step : pipeline_steps()) {
             current = step.name.c_str();
             const TimestampTz step_start = GetCurrentTimestamp();
+            if (nonatomic) defer_first_load_indexes(step);
             run_log::started(run_id, current, reference_time);
             commit();
             StepCounts counts;

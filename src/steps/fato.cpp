@@ -117,12 +117,12 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
     if (ctx.is_empty("fato_movimentacao_cartao")) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
         add_card_keys(actions);
-        // Indexes stay in place: dropping one takes an ACCESS EXCLUSIVE lock until the step
-        // commits, and BI readers of the fact would wait for the whole step.
+        // Secondary indexes the run dropped before the step (pipeline.cpp) are built after the
+        // insert; none is dropped here (its lock would hold BI readers for the whole step).
         actions.push_back(dml_action(
             insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao", true)),
             "rows_inserted"));
-        actions.push_back(sql_action("SELECT sicoop._summarize('" + fato + "')"));
+        actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + fato + "')"));
     } else if (ctx.everything()) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
         add_card_keys(actions);

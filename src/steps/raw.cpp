@@ -211,7 +211,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         actions.push_back(bulk_action(catalog, t.name));
         actions.push_back(sql_action("SELECT sicoop._check_source_drift('" + t.name + "', $2)", t.name));
 
-        if (movements) {
+        if (movements && !compare) {
             // The source's count and sum per movement day, in the same snapshot: what the
             // reconciliation after load_fato compares the fact with, and what tells an
             // incremental load which older days changed.
@@ -262,7 +262,30 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
 INSERT INTO pg_temp.sicoop_raw_checksum
 SELECT )sql" + row_bucket_sql("r." + t.key, bits) + R"sql(, count(*), sum()sql" + row_hash_sql(t, "r", false) + R"sql()
 FROM )sql" + raw + R"sql( r GROUP BY 1)sql";
-            actions.push_back(bulk_action(checksums, t.name));
+            if (movements) {
+                // The day totals the reconciliation needs come from the same scan of the source.
+                actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_source_sums') IS NOT NULL THEN\n"
+                                             "  DROP TABLE pg_temp.sicoop_source_sums;\nEND IF; END $$", t.name));
+                actions.push_back(sql_action("CREATE TEMP TABLE sicoop_source_sums (kind int, bucket int, dia date, rows bigint,"
+                                             " hash_sum numeric, valor_sum numeric) ON COMMIT DROP", t.name));
+                checksums.rows = BulkCopy::Rows::RowChecksumsAndDayTotals;
+                checksums.target_schema = "pg_temp";
+                checksums.target_table = "sicoop_source_sums";
+                checksums.columns = {"kind", "bucket", "dia", "rows", "hash_sum", "valor_sum"};
+                checksums.window_column = "data_movimentacao";
+                actions.push_back(bulk_action(checksums, t.name));
+                actions.push_back(sql_action("TRUNCATE sicoop.stage_key_checksum, sicoop.source_day_total", t.name));
+                actions.push_back(sql_action(R"sql(
+WITH buckets AS (
+  INSERT INTO sicoop.stage_key_checksum (bucket, keys, key_hash_sum)
+  SELECT bucket, rows, hash_sum FROM pg_temp.sicoop_source_sums WHERE kind = 1),
+days AS (
+  INSERT INTO sicoop.source_day_total (dia, source_rows, source_valor)
+  SELECT dia, rows, valor_sum FROM pg_temp.sicoop_source_sums WHERE kind = 2)
+SELECT)sql", t.name));
+            } else {
+                actions.push_back(bulk_action(checksums, t.name));
+            }
             actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
             actions.push_back(sql_action(R"sql(
 INSERT INTO sicoop.stage_bucket (bucket)

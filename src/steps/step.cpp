@@ -47,8 +47,10 @@ std::string key_hash_sql(const std::string& key_column) {
     return "hashtext(" + key_column + "::text)::bigint";
 }
 
+// A NULL key (a row the rules reject) falls in bucket -1, which raw never has: a full run
+// always reads such rows, so that they reach the rejects.
 std::string row_bucket_sql(const std::string& key_column, int bits) {
-    return "(hashtext(" + key_column + "::text) & " + std::to_string((1L << bits) - 1) + ")";
+    return "coalesce(hashtext(" + key_column + "::text) & " + std::to_string((1L << bits) - 1) + ", -1)";
 }
 
 int row_bucket_bits(int64_t rows) {

@@ -52,7 +52,9 @@ struct BulkCopy {
         DayTotals,             // per date of `window_column`: count and sum of valor_movimentacao
         RowChecksums,          // per row bucket (`bucket_bits`): bucket, count and sum of `row_hash` (no rows)
         RowsInBuckets,         // the rows of the row buckets in the int[] `keys_query` returns
+        RowChecksumsAndDayTotals,  // one scan, both: kind (1 bucket, 2 day), bucket, day, rows, hash sum, valor sum
     } rows = Rows::All;
+    std::string target_schema = "sicoop";  // or pg_temp
     // Keys: the stage's rows of the keys asked for are deleted first (they are read again).
     bool replace_keys = false;
     std::string table_label;  // ColumnTypes: the pipeline's name of the table

@@ -85,9 +85,11 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         const std::string taken = "(SELECT * FROM " + raw + " r WHERE " + changed + ") s";
         actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + raw + " r WHERE " + changed, t.name));
         if (ctx.is_empty(trusted_table)) {
-            // Indexes stay in place (no ACCESS EXCLUSIVE lock for the step's length); BRIN
-            // ranges are summarized after the insert.
+            // Secondary indexes the run dropped before the step (pipeline.cpp) are built after
+            // the insert, and BRIN ranges summarized; none is dropped here (its lock would hold
+            // readers for the whole step).
             actions.push_back(dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), "rows_inserted", t.name));
+            actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + trusted + "')", t.name));
             actions.push_back(sql_action("SELECT sicoop._summarize('" + trusted + "')", t.name));
         } else
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));

@@ -15,8 +15,8 @@ import psycopg
 QUERIES = [
     ("fact by key", "SELECT * FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = %s", ("MOV-0000000042",)),
     ("member's current version", "SELECT * FROM sicoop.dim_associado WHERE id_associado = %s AND registro_ativo_associado", ("ASSOC-00000042",)),
-    ("cards by brand", "SELECT bandeira_cartao, count(*) FROM sicoop.dim_cartao GROUP BY 1", None),
-    ("accounts by type", "SELECT tipo_conta, count(*) FROM sicoop.dim_conta GROUP BY 1", None),
+    ("a card", "SELECT * FROM sicoop.dim_cartao WHERE id_cartao = %s", ("CARTAO-00000042",)),
+    ("an account", "SELECT * FROM sicoop.dim_conta WHERE id_conta = %s", ("CONTA-00000042",)),
     ("latest days", "SELECT sk_data, dia_da_semana FROM sicoop.dim_data ORDER BY sk_data DESC LIMIT 7", None),
     ("a card's spend", "SELECT count(*), sum(valor_movimentacao) FROM sicoop.fato_movimentacao_cartao WHERE sk_cartao = %s", (42,)),
     ("recent updates", "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE data_hora_atualizacao_registro > now() + interval '1 day'", None),

@@ -4,7 +4,7 @@
 -- to the cent; a 'fail' rule stops its step; fixed at the source, the rows load and the
 -- rejects empty.
 \ir helpers/reset.sql
-SELECT plan(31);
+SELECT plan(33);
 SELECT current_database() || '_src' AS srcdb \gset
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'srcdb', current_user) AS srcconn \gset
 
@@ -125,6 +125,24 @@ SELECT results_eq(
 SET sicoop.as_of = '2025-08-15 12:00:00-03';
 SELECT lives_ok('CALL sicoop.run_pipeline(full => true)', 'a full run succeeds with duplicated keys in the source');
 SELECT is((SELECT count(*)::int FROM sicoop.reject), 14, 'the same rows are rejected');
+-- A row without a key that appears after the first load: a full run (which compares row
+-- checksums per bucket of keys) reads it all the same -- its bucket, -1, is one raw never
+-- has -- and rejects it; deleted at the source, it leaves the rejects.
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$ALTER TABLE movimentacao_cartao ALTER COLUMN id_movimentacao_cartao DROP NOT NULL$$);
+SELECT dblink_exec(:'srcconn', $$INSERT INTO movimentacao_cartao VALUES (NULL, 'CARTAO-201', 'sem chave', 3.00, '2025-08-14 09:00')$$);
+\o
+SET sicoop.as_of = '2025-08-15 12:10:00-03';
+CALL sicoop.run_pipeline(full => true);
+SELECT ok(EXISTS (SELECT 1 FROM sicoop.reject WHERE table_name = 'movimentacao_cartao' AND record_id IS NULL
+                  AND rule_name = 'movimentacao_id_not_null'),
+          'a keyless movement added after the first load is read by a full run and rejected');
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao IS NULL$$);
+\o
+SET sicoop.as_of = '2025-08-15 12:20:00-03';
+CALL sicoop.run_pipeline(full => true);
+SELECT is((SELECT count(*)::int FROM sicoop.reject), 14, 'deleted at the source, it leaves the rejects');
 
 -- A 'fail' rule stops its step, which leaves nothing; the run log says why and where. (A
 -- changed rule makes the next run a full one: every row is checked by the rules as they are.)
