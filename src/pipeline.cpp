@@ -322,24 +322,33 @@ auto as_pg_error(F&& f) -> decltype(f()) {
 // the step then keeps the indexes, slower. What a failed step leaves dropped is built again at
 // the start of the next run (sicoop.deferred_index).
 void defer_first_load_indexes(const Step& step) {
-    for (const std::string& table : step.first_load_tables) {
-        if (table.rfind("trusted_", 0) != 0 && table.rfind("fato_", 0) != 0) continue;
-        spi::Param name{TEXTOID, (Datum) 0, false};
-        const std::string qualified = "sicoop." + table;
-        const char* qualified_c = qualified.c_str();
-        pg_call([&] { name.value = CStringGetTextDatum(qualified_c); });
-        if (spi::exec_text("SELECT (NOT EXISTS (SELECT 1 FROM sicoop.deferred_index d WHERE d.table_name = $1)"
-                           " AND cardinality(sicoop._empty_tables(ARRAY[split_part($1, '.', 2)])) = 1)::text",
-                           &name, 1) != "true")
-            continue;
-        spi::SubTransaction sub;
-        try {
-            spi::exec("SELECT set_config('lock_timeout', '200ms', true)");
-            spi::exec("SELECT sicoop._defer_indexes($1::regclass)", &name, 1);
-            sub.release();
-        } catch (PgError&) {
-            sub.rollback();  // kept: the step maintains them as it inserts
+    // Its own subtransaction: an error here (a cancel while it waits for the table) leaves the
+    // run's transaction usable, for the step's failure to be logged.
+    spi::SubTransaction all;
+    try {
+        for (const std::string& table : step.first_load_tables) {
+            if (table.rfind("trusted_", 0) != 0 && table.rfind("fato_", 0) != 0) continue;
+            spi::Param name{TEXTOID, (Datum) 0, false};
+            const std::string qualified = "sicoop." + table;
+            const char* qualified_c = qualified.c_str();
+            pg_call([&] { name.value = CStringGetTextDatum(qualified_c); });
+            if (spi::exec_text("SELECT (NOT EXISTS (SELECT 1 FROM sicoop.deferred_index d WHERE d.table_name = $1)"
+                               " AND cardinality(sicoop._empty_tables(ARRAY[split_part($1, '.', 2)])) = 1)::text",
+                               &name, 1) != "true")
+                continue;
+            spi::SubTransaction sub;
+            try {
+                spi::exec("SELECT set_config('lock_timeout', '200ms', true)");
+                spi::exec("SELECT sicoop._defer_indexes($1::regclass)", &name, 1);
+                sub.release();
+            } catch (PgError&) {
+                sub.rollback();  // kept: the step maintains them as it inserts
+            }
         }
+        all.release();
+    } catch (PgError&) {
+        all.rollback();
+        throw;
     }
 }
 
@@ -502,11 +511,14 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
         for (const Step& step : pipeline_steps()) {
             current = step.name.c_str();
             const TimestampTz step_start = GetCurrentTimestamp();
-            if (nonatomic) defer_first_load_indexes(step);
             run_log::started(run_id, current, reference_time);
             commit();
             StepCounts counts;
             try {
+                if (nonatomic) {
+                    defer_first_load_indexes(step);
+                    commit();
+                }
                 spi::SubTransaction sub;
                 try {
                     StepOutcome outcome = as_pg_error([&] { return execute_step(step, reference_time, run_id, full, rebuild); });
