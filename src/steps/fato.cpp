@@ -84,8 +84,7 @@ WHERE m.id_movimentacao_cartao IN (
 
 // Card and account keys per card, for a bulk keying (a temporary table, with statistics).
 void add_card_keys(std::vector<Action>& actions) {
-    actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_card_keys') IS NOT NULL THEN\n"
-                                 "  DROP TABLE pg_temp.sicoop_card_keys;\nEND IF; END $$"));
+    actions.push_back(sql_action(drop_temp_table_sql("sicoop_card_keys")));
     actions.push_back(sql_action(
         "CREATE TEMP TABLE sicoop_card_keys ON COMMIT DROP AS\n"
         "SELECT dc.id_cartao, dc.sk_cartao, dco.sk_conta, dco.id_associado\n"

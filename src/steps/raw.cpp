@@ -177,6 +177,61 @@ BulkCopy rejected_keys(const SourceTable& t) {
     return copy;
 }
 
+// A full run's comparison of table `t` (raw_<t>, `bits` of key hash per bucket): the source's
+// row count and sum of row hashes per bucket against raw's, summed at the same time on both
+// sides (raw's into a temporary table, while the source computes); the buckets that differ go
+// to sicoop.stage_bucket, and `rows` becomes the copy of their rows, and of nothing else. The
+// movements' day totals, for the reconciliation, come from the same scan of the source.
+void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows) {
+    const bool movements = t.name == "movimentacao_cartao";
+    actions.push_back(sql_action(drop_temp_table_sql("sicoop_raw_checksum"), t.name));
+    actions.push_back(sql_action("CREATE TEMP TABLE sicoop_raw_checksum (bucket int, keys bigint, key_hash_sum numeric)"
+                                 " ON COMMIT DROP", t.name));
+    BulkCopy checksums;
+    checksums.source_table = "src_" + t.name;
+    checksums.key_column = t.key;
+    checksums.bucket_bits = bits;
+    checksums.row_hash = row_hash_sql(t, "", true);
+    checksums.while_source_works = R"sql(
+INSERT INTO pg_temp.sicoop_raw_checksum
+SELECT )sql" + row_bucket_sql("r." + t.key, bits) + R"sql(, count(*), sum()sql" + row_hash_sql(t, "r", false) + R"sql()
+FROM sicoop.raw_)sql" + t.name + R"sql( r GROUP BY 1)sql";
+    if (movements) {
+        actions.push_back(sql_action(drop_temp_table_sql("sicoop_source_sums"), t.name));
+        actions.push_back(sql_action("CREATE TEMP TABLE sicoop_source_sums (kind int, bucket int, dia date, rows bigint,"
+                                     " hash_sum numeric, valor_sum numeric) ON COMMIT DROP", t.name));
+        checksums.rows = BulkCopy::Rows::RowChecksumsAndDayTotals;
+        checksums.target_schema = "pg_temp";
+        checksums.target_table = "sicoop_source_sums";
+        checksums.columns = {"kind", "bucket", "dia", "rows", "hash_sum", "valor_sum"};
+        checksums.window_column = "data_movimentacao";
+        actions.push_back(bulk_action(checksums, t.name));
+        actions.push_back(sql_action("TRUNCATE sicoop.stage_key_checksum, sicoop.source_day_total", t.name));
+        actions.push_back(sql_action(R"sql(
+WITH buckets AS (
+  INSERT INTO sicoop.stage_key_checksum (bucket, keys, key_hash_sum)
+  SELECT bucket, rows, hash_sum FROM pg_temp.sicoop_source_sums WHERE kind = 1),
+days AS (
+  INSERT INTO sicoop.source_day_total (dia, source_rows, source_valor)
+  SELECT dia, rows, valor_sum FROM pg_temp.sicoop_source_sums WHERE kind = 2)
+SELECT)sql", t.name));
+    } else {
+        checksums.rows = BulkCopy::Rows::RowChecksums;
+        checksums.target_table = "stage_key_checksum";
+        checksums.columns = {"bucket", "keys", "key_hash_sum"};
+        actions.push_back(bulk_action(checksums, t.name));
+    }
+    actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
+    actions.push_back(sql_action(R"sql(
+INSERT INTO sicoop.stage_bucket (bucket)
+SELECT bucket FROM sicoop.stage_key_checksum s FULL JOIN pg_temp.sicoop_raw_checksum l USING (bucket)
+WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
+    rows.rows = BulkCopy::Rows::RowsInBuckets;
+    rows.key_column = t.key;
+    rows.bucket_bits = bits;
+    rows.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
+}
+
 }  // namespace
 
 std::vector<Action> plan_raw(const RunContext& ctx) {
@@ -243,58 +298,7 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
         // The rows to look at: all of them, or what changed since the last copy.
         BulkCopy rows = copy_of(t);
         if (compare) {
-            // Per bucket of keys, the source's row count and sum of row hashes against raw's;
-            // then the rows of the buckets that differ, and nothing else.
-            // Raw's side is summed into a temporary table while the source sums its own.
-            actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_raw_checksum') IS NOT NULL THEN\n"
-                                         "  DROP TABLE pg_temp.sicoop_raw_checksum;\nEND IF; END $$", t.name));
-            actions.push_back(sql_action("CREATE TEMP TABLE sicoop_raw_checksum (bucket int, keys bigint, key_hash_sum numeric)"
-                                         " ON COMMIT DROP", t.name));
-            BulkCopy checksums;
-            checksums.source_table = "src_" + t.name;
-            checksums.target_table = "stage_key_checksum";
-            checksums.columns = {"bucket", "keys", "key_hash_sum"};
-            checksums.rows = BulkCopy::Rows::RowChecksums;
-            checksums.key_column = t.key;
-            checksums.bucket_bits = bits;
-            checksums.row_hash = row_hash_sql(t, "", true);
-            checksums.while_source_works = R"sql(
-INSERT INTO pg_temp.sicoop_raw_checksum
-SELECT )sql" + row_bucket_sql("r." + t.key, bits) + R"sql(, count(*), sum()sql" + row_hash_sql(t, "r", false) + R"sql()
-FROM )sql" + raw + R"sql( r GROUP BY 1)sql";
-            if (movements) {
-                // The day totals the reconciliation needs come from the same scan of the source.
-                actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_source_sums') IS NOT NULL THEN\n"
-                                             "  DROP TABLE pg_temp.sicoop_source_sums;\nEND IF; END $$", t.name));
-                actions.push_back(sql_action("CREATE TEMP TABLE sicoop_source_sums (kind int, bucket int, dia date, rows bigint,"
-                                             " hash_sum numeric, valor_sum numeric) ON COMMIT DROP", t.name));
-                checksums.rows = BulkCopy::Rows::RowChecksumsAndDayTotals;
-                checksums.target_schema = "pg_temp";
-                checksums.target_table = "sicoop_source_sums";
-                checksums.columns = {"kind", "bucket", "dia", "rows", "hash_sum", "valor_sum"};
-                checksums.window_column = "data_movimentacao";
-                actions.push_back(bulk_action(checksums, t.name));
-                actions.push_back(sql_action("TRUNCATE sicoop.stage_key_checksum, sicoop.source_day_total", t.name));
-                actions.push_back(sql_action(R"sql(
-WITH buckets AS (
-  INSERT INTO sicoop.stage_key_checksum (bucket, keys, key_hash_sum)
-  SELECT bucket, rows, hash_sum FROM pg_temp.sicoop_source_sums WHERE kind = 1),
-days AS (
-  INSERT INTO sicoop.source_day_total (dia, source_rows, source_valor)
-  SELECT dia, rows, valor_sum FROM pg_temp.sicoop_source_sums WHERE kind = 2)
-SELECT)sql", t.name));
-            } else {
-                actions.push_back(bulk_action(checksums, t.name));
-            }
-            actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
-            actions.push_back(sql_action(R"sql(
-INSERT INTO sicoop.stage_bucket (bucket)
-SELECT bucket FROM sicoop.stage_key_checksum s FULL JOIN pg_temp.sicoop_raw_checksum l USING (bucket)
-WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
-            rows.rows = BulkCopy::Rows::RowsInBuckets;
-            rows.key_column = t.key;
-            rows.bucket_bits = bits;
-            rows.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
+            add_full_comparison(actions, t, bits, rows);
         } else if (!whole && movements) {
             // The window after the watermark, and the days that differ.
             rows.rows = BulkCopy::Rows::Window;

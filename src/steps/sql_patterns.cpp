@@ -70,6 +70,11 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
            "SELECT count(*) AS rows_deleted FROM buried";
 }
 
+std::string drop_temp_table_sql(const std::string& name) {
+    return "DO $$ BEGIN IF to_regclass('pg_temp." + name + "') IS NOT NULL THEN\n"
+           "  DROP TABLE pg_temp." + name + ";\nEND IF; END $$";
+}
+
 std::string count_read_sql(const std::string& relation) {
     return "SELECT count(*) AS rows_read FROM " + relation;
 }

@@ -36,6 +36,11 @@ std::string insert_all_sql(const std::string& target, const std::string& key, co
 std::string delete_with_tombstones_sql(const std::string& table, const std::string& key,
                                        const std::string& condition);
 
+// Drops temporary table pg_temp.<name> if this session has one, without the NOTICE that
+// DROP TABLE IF EXISTS would send the caller (a step's temporary tables are ON COMMIT DROP, so
+// one is left only by a failed statement of the same transaction).
+std::string drop_temp_table_sql(const std::string& name);
+
 // SELECT count(*) AS rows_read FROM relation.
 std::string count_read_sql(const std::string& relation);
 
