@@ -247,6 +247,11 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
         for (size_t i = 0; i < copy.columns.size(); ++i)
             select_list += (i ? ", " : "") + copy.columns[i] + "::" + copy.types[i];
     }
+    std::vector<std::string> target_columns = copy.columns;
+    if (copy.stamp_run_id) {  // the run's id, a number of ours: the rows land in raw stamped
+        select_list += ", " + std::to_string(params.run_id) + "::bigint";
+        target_columns.push_back("run_id");
+    }
     const std::string bucket_of_key = copy.rows == BulkCopy::Rows::RowsInBuckets ? row_bucket_sql(key, copy.bucket_bits)
                                                                                 : key_bucket_sql(key);
     const char* select_c = select_list.c_str();
@@ -259,16 +264,21 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
     const char* key_column = copy.key_column.c_str();
     const char* while_source_works = copy.while_source_works.c_str();
     const char* table_label = copy.table_label.c_str();
+    const char* only_if = copy.only_if.c_str();
     const BulkCopy::Rows mode = copy.rows;
     const bool truncate_first = copy.truncate_first;
     const bool replace_keys = copy.replace_keys;
     std::vector<const char*> column_vector;
-    for (const auto& c : copy.columns) column_vector.push_back(c.c_str());
+    for (const auto& c : target_columns) column_vector.push_back(c.c_str());
     column_vector.push_back(nullptr);
     const char* const* column_names = column_vector.data();
     int64 rows = 0;
 
     pg_call([&] {
+        if (only_if[0]) {
+            char* wanted = spi_text_value(only_if, params);
+            if (wanted == nullptr || strcmp(wanted, "t") != 0) return;  // this copy is not the one wanted
+        }
         char* remote_schema;
         char* remote_table;
         remote_name(foreign_table, &remote_schema, &remote_table);
@@ -339,7 +349,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
             command = psprintf(
                 "COPY (SELECT %s::text, a.attname::text, format_type(a.atttypid, a.atttypmod),"
                 " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid"
-                " AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL)"
+                " AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL), a.attnotnull"
                 " FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped)"
                 " TO STDOUT (FORMAT binary)",
                 quote_literal_cstr(table_label), quote_literal_cstr(remote));

@@ -139,6 +139,50 @@ std::string row_hash_sql(const SourceTable& t, const std::string& row, bool sour
 
 namespace {
 
+bool has_card_numbers(const SourceTable& t) {
+    for (const auto& column : t.columns)
+        if (column.first == "numero_cartao") return true;
+    return false;
+}
+
+// A first load's copy straight into raw_<t>, at COPY speed: the columns in raw's own types,
+// stamped with the run. Only when direct_load_decision_sql says so.
+BulkCopy direct_copy_of(const SourceTable& t) {
+    BulkCopy copy;
+    copy.source_table = "src_" + t.name;
+    copy.target_table = "raw_" + t.name;
+    copy.truncate_first = false;
+    for (const auto& [col, type] : t.columns) {
+        copy.columns.push_back(col);
+        copy.types.push_back(type);
+    }
+    copy.stamp_run_id = true;
+    copy.only_if = "SELECT direct FROM pg_temp.sicoop_direct_load";
+    return copy;
+}
+
+// Whether this first load copies `t` straight into raw (pg_temp.sicoop_direct_load.direct):
+// raw is empty, and the source's catalog, read by this run, says that no source row can be
+// refused by raw or changed on its way in -- every column the load reads has raw's very type
+// (so nothing is too long, cut or rounded), is NOT NULL at the source where raw requires a
+// value, and a unique index guarantees the key. The rules then check the rows in raw. Else
+// the rows go through the stage, where nothing is refused.
+std::string direct_load_decision_sql(const SourceTable& t) {
+    std::string columns;
+    for (const auto& column : t.columns) columns += (columns.empty() ? "'" : ", '") + column.first + "'";
+    return R"sql(
+CREATE TEMP TABLE sicoop_direct_load ON COMMIT DROP AS
+SELECT NOT EXISTS (SELECT 1 FROM sicoop.raw_)sql" + t.name + R"sql()
+       AND (SELECT count(*) = )sql" + std::to_string(t.columns.size()) + R"sql(
+                   AND bool_and(k.source_type = pg_catalog.format_type(r.atttypid, r.atttypmod)
+                                AND (k.not_null OR NOT r.attnotnull)
+                                AND (k.unique_key OR k.column_name <> ')sql" + t.key + R"sql('))
+            FROM sicoop.stage_source_column k
+            JOIN pg_catalog.pg_attribute r ON r.attrelid = 'sicoop.raw_)sql" + t.name + R"sql('::regclass
+                                          AND r.attname = k.column_name AND r.attnum > 0 AND NOT r.attisdropped
+            WHERE k.table_name = ')sql" + t.name + "' AND k.column_name IN (" + columns + R"sql()) AS direct)sql";
+}
+
 BulkCopy copy_of(const SourceTable& t) {
     BulkCopy copy;
     copy.source_table = "src_" + t.name;
@@ -257,7 +301,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         BulkCopy catalog;
         catalog.source_table = "src_" + t.name;
         catalog.target_table = "stage_source_column";
-        catalog.columns = {"table_name", "column_name", "source_type", "unique_key"};
+        catalog.columns = {"table_name", "column_name", "source_type", "unique_key", "not_null"};
         catalog.rows = BulkCopy::Rows::ColumnTypes;
         catalog.table_label = t.name;
         catalog.truncate_first = false;
@@ -295,8 +339,18 @@ WHERE dia IS NULL OR dia < $5::date
 GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
         }
 
+        // A first load of a table whose rows raw keeps as they are may copy them straight into
+        // raw, when the run finds the source's columns can hold nothing raw would refuse.
+        const bool may_go_direct = first_load && !has_card_numbers(t);
+        if (may_go_direct) {
+            actions.push_back(sql_action(drop_temp_table_sql("sicoop_direct_load"), t.name));
+            actions.push_back(sql_action(direct_load_decision_sql(t), t.name));
+            actions.push_back(bulk_action(direct_copy_of(t), t.name));
+        }
+
         // The rows to look at: all of them, or what changed since the last copy.
         BulkCopy rows = copy_of(t);
+        if (may_go_direct) rows.only_if = "SELECT NOT direct FROM pg_temp.sicoop_direct_load";
         if (compare) {
             add_full_comparison(actions, t, bits, rows);
         } else if (!whole && movements) {
@@ -329,10 +383,21 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
             }
             actions.push_back(bulk_action(rejected_keys(t), t.name));
         }
-        // The data-quality rules: what breaks a 'reject' rule leaves the stage for sicoop.reject.
-        actions.push_back(sql_action("SELECT * FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date)", t.name));
+        // The data-quality rules: what breaks a 'reject' rule leaves the stage (or raw, after a
+        // direct copy) for sicoop.reject.
+        if (may_go_direct) {
+            actions.push_back(sql_action(R"sql(
+SELECT r.rows_rejected, CASE WHEN d.direct THEN r.rows_checked - r.rows_rejected ELSE 0 END AS rows_inserted
+FROM pg_temp.sicoop_direct_load d,
+     sicoop._apply_row_rules(')sql" + t.name + R"sql(', $2, ($1 AT TIME ZONE $3)::date,
+                             CASE WHEN d.direct THEN ')sql" + raw + "' ELSE '" + stage + R"sql(' END::regclass) r)sql", t.name));
+        } else {
+            actions.push_back(sql_action(
+                "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date) r", t.name));
+        }
 
         if (first_load) {
+            // (After a direct copy, the stage is empty.)
             actions.push_back(dml_action(insert_all_sql(raw, t.key, columns, stamps, stage + " s"), "rows_inserted", t.name));
             actions.push_back(sql_action("SELECT sicoop._summarize('" + raw + "')", t.name));
             continue;

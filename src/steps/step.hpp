@@ -72,6 +72,11 @@ struct BulkCopy {
     // row hash, as the source computes it (see row_hash_sql).
     int bucket_bits = 12;
     std::string row_hash;
+    // A local query (run with the run's parameters) deciding at run time whether the copy
+    // happens: unless it returns true, nothing is copied. Empty: always.
+    std::string only_if;
+    // The rows are stamped with the run's id in column run_id (a copy straight into raw).
+    bool stamp_run_id = false;
     // A local statement run once the source has started on the copy, while it computes (the
     // two sides of a checksum comparison at once, on two cores).
     std::string while_source_works;

@@ -85,20 +85,39 @@ void test_statements_use_only_run_parameters() {
 }
 
 void test_raw_plans() {
-    std::set<std::string> staged, gated;
-    bool watermark = false, wide = true;
+    std::set<std::string> staged, direct, gated;
+    bool watermark = false, wide = true, staged_unless_direct = true, direct_when_decided = true;
     for (const auto& a : plan("load_raw", first_load())) {
         if (a.kind == sicoop::Action::Kind::Sql && contains(a.sql, "sicoop._apply_row_rules('")) gated.insert(a.label);
         if (a.kind != sicoop::Action::Kind::Bulk) continue;
-        if (a.bulk.rows == sicoop::BulkCopy::Rows::All) {
+        if (a.bulk.rows == sicoop::BulkCopy::Rows::All && a.bulk.target_table.rfind("stage_", 0) == 0) {
             staged.insert(a.bulk.target_table);
             for (const auto& type : a.bulk.types)
                 if (contains(type, "varchar") || contains(type, "numeric(")) wide = false;
+            if (a.bulk.target_table != "stage_cartao" &&
+                a.bulk.only_if != "SELECT NOT direct FROM pg_temp.sicoop_direct_load")
+                staged_unless_direct = false;
+        } else if (a.bulk.rows == sicoop::BulkCopy::Rows::All) {
+            direct.insert(a.bulk.target_table);
+            if (a.bulk.only_if != "SELECT direct FROM pg_temp.sicoop_direct_load" || !a.bulk.stamp_run_id) direct_when_decided = false;
         }
         if (a.bulk.watermark_column == "data_movimentacao" && a.bulk.capture_snapshot) watermark = true;
     }
     ok(staged == std::set<std::string>{"stage_associado", "stage_conta", "stage_cartao", "stage_movimentacao_cartao"},
-       "a first load copies every source table into its stage, never straight into raw");
+       "a first load copies every source table into its stage...");
+    ok(direct == std::set<std::string>{"raw_associado", "raw_conta", "raw_movimentacao_cartao"} && direct_when_decided &&
+           staged_unless_direct,
+       "...or, for the tables raw keeps as they are (not the cards), straight into raw, stamped with the run, "
+       "when the run decides the source can hold nothing raw refuses; never both");
+    const std::string first_sql = all_sql(plan("load_raw", first_load()));
+    ok(contains(first_sql, "k.source_type = pg_catalog.format_type(r.atttypid, r.atttypmod)") &&
+           contains(first_sql, "(k.not_null OR NOT r.attnotnull)") &&
+           contains(first_sql, "(k.unique_key OR k.column_name <> 'id_movimentacao_cartao')") &&
+           contains(first_sql, "NOT EXISTS (SELECT 1 FROM sicoop.raw_movimentacao_cartao)"),
+       "the direct copy needs raw empty, raw's very types at the source, NOT NULL where raw needs a value and a unique key");
+    ok(!contains(all_sql(plan("load_raw", incremental())), "sicoop_direct_load") &&
+           !contains(all_sql(plan("load_raw", full_run())), "sicoop_direct_load"),
+       "only first loads copy straight into raw");
     ok(wide, "the stage reads source columns as text and unbounded numeric: no value is cut or rounded on the way");
     ok(gated == std::set<std::string>{"associado", "conta", "cartao", "movimentacao_cartao"},
        "every table's rows pass the data-quality rules before they enter raw");
