@@ -201,9 +201,10 @@ void run_action(const Step& step, const Action& action, const spi::RunParams& pa
     Timing* timing = nullptr;
     for (auto& t : timings)
         if (t.label == action.label) timing = &t;
-    if (timing == nullptr) timing = &timings.emplace_back(Timing{action.label, 0, 0});
+    if (timing == nullptr) timing = &timings.emplace_back(Timing{action.label, 0, 0, 0});
     timing->rows += copied;
     timing->seconds += seconds;
+    if (action.kind == Action::Kind::Bulk && counts_as_read(action.bulk)) timing->copy_seconds += seconds;
 }
 
 StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full, bool rebuild) {

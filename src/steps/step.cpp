@@ -73,10 +73,10 @@ bool RunContext::is_empty(const std::string& table) const {
 
 std::string timings_json(const std::vector<Timing>& timings) {
     std::string out = "{";
-    char buf[64];
+    char buf[128];
     for (size_t i = 0; i < timings.size(); ++i) {
-        snprintf(buf, sizeof buf, "{\"rows\": %lld, \"seconds\": %.3f}", static_cast<long long>(timings[i].rows),
-                 timings[i].seconds);
+        snprintf(buf, sizeof buf, "{\"rows\": %lld, \"seconds\": %.3f, \"copy_seconds\": %.3f}",
+                 static_cast<long long>(timings[i].rows), timings[i].seconds, timings[i].copy_seconds);
         // Labels are the extension's own table names: no quoting needed beyond the quotes.
         out += (i ? ", \"" : "\"") + timings[i].label + "\": " + buf;
     }

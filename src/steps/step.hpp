@@ -124,11 +124,13 @@ struct RunContext {
     bool everything() const { return rebuild || since_run_id == 0; }
 };
 
-// Per label: rows and seconds, for the run log's detail.
+// Per label: rows and seconds, for the run log's detail; copy_seconds: the part of the
+// seconds spent copying rows from the source (the ingestion, without the rules and merges).
 struct Timing {
     std::string label;
     int64_t rows = 0;
     double seconds = 0;
+    double copy_seconds = 0;
 };
 std::string timings_json(const std::vector<Timing>& timings);
 

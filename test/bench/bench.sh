@@ -139,8 +139,12 @@ bench_one() {
   if [ "$READERS" = 1 ]; then
     readers_start "idle warehouse"; sleep 5; readers_stop "idle warehouse"
   fi
-  local full_seconds raw_mov_rate
+  local full_seconds raw_mov_rate raw_mov_copy_rate
   full_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_full")
+  # The movements' rows/s into raw: the copy from the source alone (the ingestion), and the
+  # whole table in load_raw (the copy, the source's day totals, the rules, the statistics).
+  raw_mov_copy_rate=$(q -d "$DW" -Atc "SELECT (detail->'movimentacao_cartao'->>'rows')::numeric / nullif((detail->'movimentacao_cartao'->>'copy_seconds')::numeric, 0)
+      FROM sicoop.run_log WHERE step = 'load_raw' ORDER BY run_id LIMIT 1" 2>/dev/null || echo 0)
   raw_mov_rate=$(q -d "$DW" -Atc "SELECT (detail->'movimentacao_cartao'->>'rows')::numeric / nullif((detail->'movimentacao_cartao'->>'seconds')::numeric, 0)
       FROM sicoop.run_log WHERE step = 'load_raw' ORDER BY run_id LIMIT 1" 2>/dev/null || echo 0)
 
@@ -170,12 +174,13 @@ bench_one() {
   PEAK_ANON[$n]=$peak
   SECONDS_PER_ROW[$n]=$(awk -v s="$full_seconds" -v n="$n" 'BEGIN {print s / n}')
   echo "--- ratios (targets in brackets)"
-  awk -v f="$full_seconds" -v p="$pipe_total" -v i="$incr_seconds" -v rr="${raw_mov_rate:-0}" -v pr="$PIPE_MOV_RATE" -v m="$peak" \
+  awk -v f="$full_seconds" -v p="$pipe_total" -v i="$incr_seconds" -v rr="${raw_mov_rate:-0}" -v rc="${raw_mov_copy_rate:-0}" -v pr="$PIPE_MOV_RATE" -v m="$peak" \
       -v peer="$peer_seconds" -v c="$check_seconds" 'BEGIN {
     printf "  full load / hand-written SQL peer:                 %6.2f x  [<= 1]  (%.2f s vs %.2f s)\n", f / peer, f, peer
     printf "  full load / COPY pipe of the source tables:        %6.2f x  [toward 3]  (pipe %.2f s)\n", f / p, p
     printf "  peer / COPY pipe:                                  %6.2f x\n", peer / p
-    printf "  raw movimentacao_cartao rows/s / COPY pipe rows/s: %6.2f    [>= 0.9]  (%.0f vs %.0f rows/s)\n", (pr > 0 ? rr / pr : 0), rr, pr
+    printf "  raw movements ingestion rows/s / COPY pipe rows/s: %6.2f    [>= 0.9]  (%.0f vs %.0f rows/s: the copy from the source into raw)\n", (pr > 0 ? rc / pr : 0), rc, pr
+    printf "  raw movements whole table rows/s / COPY pipe:      %6.2f              (%.0f rows/s: the copy, day totals, rules and statistics)\n", (pr > 0 ? rr / pr : 0), rr
     printf "  incremental run / full load:                       %6.2f %%  [<= 5 %%]  (%.2f s vs %.2f s)\n", 100 * i / f, i, f
     printf "  full check after a 0.2%% old change / COPY pipe:    %6.2f x  [<= 1]  (%.2f s)\n", c / p, c
     printf "  backend peak private memory:                       %6.1f MB\n", m

@@ -274,9 +274,10 @@ void test_collapse_whitespace() {
 }
 
 void test_timings_json() {
-    ok(sicoop::timings_json({{"conta", 10, 0.5}, {"cartao", 0, 1.25}}) ==
-           "{\"conta\": {\"rows\": 10, \"seconds\": 0.500}, \"cartao\": {\"rows\": 0, \"seconds\": 1.250}}",
-       "timings are reported as JSON per label");
+    ok(sicoop::timings_json({{"conta", 10, 0.5, 0.25}, {"cartao", 0, 1.25, 0}}) ==
+           "{\"conta\": {\"rows\": 10, \"seconds\": 0.500, \"copy_seconds\": 0.250}, "
+           "\"cartao\": {\"rows\": 0, \"seconds\": 1.250, \"copy_seconds\": 0.000}}",
+       "timings are reported as JSON per label, with the seconds spent copying rows from the source");
 }
 
 void test_merge_sql_shape() {
