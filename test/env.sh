@@ -122,6 +122,10 @@ create_databases() {
     psql_q -d postgres -c "CREATE DATABASE $DW_DB"
     psql_q -d "$DW_DB" -c "CREATE EXTENSION sicoop_etl CASCADE" -c "CREATE EXTENSION pg_cron" \
       -c "SELECT sicoop.connect_source('localhost', $PORT, '$SRC_DB', 'postgres')" >/dev/null
+  else
+    # A warehouse made by an older build: its SQL objects follow the library just installed
+    # (the update keeps the data), as a user's would.
+    psql_q -d "$DW_DB" -c "ALTER EXTENSION sicoop_etl UPDATE" >/dev/null
   fi
 }
 
