@@ -42,7 +42,10 @@ run_sampled() {
   local client=$! backend=""
   while kill -0 "$client" 2>/dev/null; do
     if [ -z "$backend" ]; then
-      backend=$(q -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE application_name = 'sicoop_bench_$label'" || true)
+      # (A run names its backend after what it does: "sicoop_etl run <id> <step> <table>".)
+      backend=$(q -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '$DW' AND backend_type = 'client backend'
+                                    AND (application_name = 'sicoop_bench_$label' OR application_name LIKE 'sicoop\_etl run %')
+                                    ORDER BY application_name = 'sicoop_bench_$label' DESC LIMIT 1" || true)
     fi
     if [ -n "$backend" ] && [ -r "/proc/$backend/status" ]; then
       awk -v t="$(now)" '/^RssAnon:/ {a = $2} /^VmHWM:/ {h = $2} END {if (a) print t, a, h}' "/proc/$backend/status" >>"$samples" 2>/dev/null || true
@@ -76,7 +79,7 @@ report_run() {
     FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log WHERE step = 'run_pipeline')
     ORDER BY started_at" >"$WORK/steps_$label"
   awk -v label="$label" '
-    NR == FNR { t[NR] = $1; anon[NR] = $2; hwm[NR] = $3; n = NR; next }
+    FILENAME == ARGV[1] { t[FNR] = $1; anon[FNR] = $2; hwm[FNR] = $3; n = FNR; next }
     {
       peak_anon = 0; peak_hwm = 0
       for (i = 1; i <= n; i++) if (t[i] >= $4 - 0.05 && t[i] <= $5 + 0.05) {
