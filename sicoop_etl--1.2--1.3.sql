@@ -6,6 +6,8 @@
 --   - the row rules can check the rows where a first load put them, raw_<table>, rather than
 --     only the stage: _row_rule_checks and _apply_row_rules take the relation to check
 --     (and _apply_row_rules also returns the rows it checked);
+--   - pg_dump keeps sicoop.deferred_index's rows (the definitions of the indexes a first load
+--     has dropped until its insert is done), so a dump taken then restores them;
 --   - an operator's warehouse stays handed over, and its operator may run the new functions.
 \echo Use "ALTER EXTENSION sicoop_etl UPDATE TO '1.3'" to load this file. \quit
 
@@ -16,6 +18,10 @@ SELECT h.role_name FROM sicoop.operator_handover h
 WHERE to_regclass('sicoop.warehouse_info') IS NOT NULL AND h.signature = sicoop._warehouse_signature();
 
 ALTER TABLE sicoop.stage_source_column ADD COLUMN not_null boolean;
+
+-- pg_dump keeps the definitions of the indexes a first load has dropped for the time of its
+-- insert: a dump taken in that window restores with them, and the next run builds them.
+SELECT pg_catalog.pg_extension_config_dump('sicoop.deferred_index', '');
 
 DROP FUNCTION sicoop._apply_row_rules(text, bigint, date);
 DROP FUNCTION sicoop._row_rule_checks(text, date);

@@ -1115,13 +1115,16 @@ CREATE TABLE operator_handover (
 REVOKE ALL ON operator_handover FROM PUBLIC;
 
 -- First loads build secondary indexes after the rows are in (faster than maintaining them
--- row by row): their definitions wait here meanwhile (within the load's transaction).
+-- row by row): their definitions wait here meanwhile (from the short transaction that drops
+-- them before the step to the end of the step's insert). pg_dump keeps its rows: a dump taken
+-- in that window restores with the definitions, and the next run builds the indexes.
 CREATE TABLE deferred_index (
     table_name  text NOT NULL,    -- the table, schema-qualified
     index_name  name NOT NULL,
     definition  text NOT NULL,
     PRIMARY KEY (table_name, index_name)
 );
+SELECT pg_catalog.pg_extension_config_dump('deferred_index', '');
 
 -- What every step function returns.
 CREATE TYPE step_result AS (
