@@ -324,17 +324,30 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         }
         if (movements && !whole && !compare) {
             // Days before the window whose totals differ from raw's plus the rejects' (an old
-            // movement inserted, edited or deleted at the source) are read whole too.
+            // movement inserted, edited or deleted at the source) are read whole too. What raw
+            // and the rejects hold per day is what the source held at the last run, when that
+            // run's reconciliation balanced every day and no load_raw ran after it: then the
+            // reconciliation's source totals stand for them, and raw is not scanned (its scan
+            // grows with the history, not with the change). Otherwise raw and the rejects are
+            // summed. (A change made to raw outside the pipeline is the full check's to find.)
             actions.push_back(sql_action("TRUNCATE sicoop.stage_day", t.name));
             actions.push_back(sql_action(R"sql(
+WITH last_run AS (
+  SELECT coalesce((SELECT st.last_run_id FROM sicoop.step_state st WHERE st.step = 'load_raw')
+                    = (SELECT max(c.run_id) FROM sicoop.reconciliation c)
+                  AND NOT EXISTS (SELECT 1 FROM sicoop.reconciliation c WHERE NOT c.balanced), false) AS balanced)
 INSERT INTO sicoop.stage_day (dia)
 SELECT dia FROM (
   SELECT s.dia, s.source_rows AS n, s.source_valor AS v FROM sicoop.source_day_total s
   UNION ALL
-  SELECT r.data_movimentacao::date, -count(*), -sum(r.valor_movimentacao) FROM sicoop.raw_movimentacao_cartao r GROUP BY 1
+  SELECT c.dia, -c.source_rows, -c.source_valor FROM sicoop.reconciliation c
+  WHERE (SELECT l.balanced FROM last_run l)
+  UNION ALL
+  SELECT r.data_movimentacao::date, -count(*), -sum(r.valor_movimentacao) FROM sicoop.raw_movimentacao_cartao r
+  WHERE NOT (SELECT l.balanced FROM last_run l) GROUP BY 1
   UNION ALL
   SELECT (j.record->>'data_movimentacao')::timestamp::date, -count(*), -coalesce(sum((j.record->>'valor_movimentacao')::numeric), 0)
-  FROM sicoop.reject j WHERE j.table_name = 'movimentacao_cartao' GROUP BY 1) d
+  FROM sicoop.reject j WHERE j.table_name = 'movimentacao_cartao' AND NOT (SELECT l.balanced FROM last_run l) GROUP BY 1) d
 WHERE dia IS NULL OR dia < $5::date
 GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
         }
