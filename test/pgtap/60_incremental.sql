@@ -260,17 +260,21 @@ SELECT is_empty('SELECT 1 FROM sicoop.reconciliation WHERE NOT balanced', 'and e
 -- Those runs took the totals raw and the rejects hold from the last run's balanced
 -- reconciliation. When it does not describe raw any more -- a load_raw ran after it, or it
 -- was emptied -- raw is summed, and old changes are still seen.
-SELECT id AS old_edit2 FROM dblink(:'srcconn', 'SELECT id_movimentacao_cartao FROM movimentacao_cartao
-                                               ORDER BY data_movimentacao, id_movimentacao_cartao OFFSET 2 LIMIT 1') AS t(id text) \gset
+SELECT id AS old_edit2, v AS old_value2
+FROM dblink(:'srcconn', 'SELECT id_movimentacao_cartao, valor_movimentacao FROM movimentacao_cartao
+                         ORDER BY data_movimentacao, id_movimentacao_cartao OFFSET 2 LIMIT 1') AS t(id text, v numeric) \gset
+-- An old amount edited and loaded into raw by a load_raw of its own, then edited back: the
+-- source's day is again what the reconciliation recorded, but raw's is not.
 \o /dev/null
+SELECT dblink_exec(:'srcconn', format('UPDATE movimentacao_cartao SET valor_movimentacao = 777.77 WHERE id_movimentacao_cartao = %L', :'old_edit2'));
 SET sicoop.as_of = '2025-08-17 13:30:00-03';
 SELECT * FROM sicoop.run_step('load_raw');
-SELECT dblink_exec(:'srcconn', format('UPDATE movimentacao_cartao SET valor_movimentacao = 777.77 WHERE id_movimentacao_cartao = %L', :'old_edit2'));
+SELECT dblink_exec(:'srcconn', format('UPDATE movimentacao_cartao SET valor_movimentacao = %s WHERE id_movimentacao_cartao = %L', :'old_value2', :'old_edit2'));
 \o
 SET sicoop.as_of = '2025-08-17 14:00:00-03';
 CALL sicoop.run_pipeline();
-SELECT is((SELECT valor_movimentacao FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = :'old_edit2'), 777.77,
-          'after a load_raw of its own (the reconciliation a run behind), an old amount edit is seen: raw is summed');
+SELECT is((SELECT valor_movimentacao FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = :'old_edit2'), :'old_value2'::numeric,
+          'after a load_raw of its own (the reconciliation a run behind), an old edit undone at the source is seen: raw is summed');
 \o /dev/null
 DELETE FROM sicoop.reconciliation;
 SELECT dblink_exec(:'srcconn', format('UPDATE movimentacao_cartao SET valor_movimentacao = 666.66 WHERE id_movimentacao_cartao = %L', :'old_edit2'));
