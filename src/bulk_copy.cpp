@@ -173,6 +173,11 @@ void open_session(const BulkCopy& copy, const char* remote) {
     session.conn = conn;
     session.source_table = copy.source_table;
     remote_value(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "open a transaction");
+    // The table's definition holds until the session ends (as pg_dump holds its tables): the
+    // catalog the first copy reads is the one every later copy's casts rely on, so a column
+    // altered at the source in between cannot be cut or rounded on its way into raw. Waits at
+    // most sicoop.source_timeout behind a DDL that holds the table.
+    remote_value(conn, psprintf("LOCK TABLE %s IN ACCESS SHARE MODE", remote), "lock the table against changes to its definition");
     char* xmin = remote_value(conn, "SELECT txid_snapshot_xmin(txid_current_snapshot())::text", "report its snapshot");
     session.snapshot_xmin = xmin ? xmin : "0";
     if (!copy.watermark_column.empty()) {
