@@ -139,25 +139,38 @@ std::string row_hash_sql(const SourceTable& t, const std::string& row, bool sour
 
 namespace {
 
+// A table's copy into its stage: every column read in the stage's wide type.
+BulkCopy copy_of(const SourceTable& t) {
+    BulkCopy copy;
+    copy.source_table = "src_" + t.name;
+    copy.target_table = "stage_" + t.name;
+    for (const auto& [col, type] : t.columns) {
+        copy.columns.push_back(col);
+        copy.types.push_back(stage_type(type));
+    }
+    return copy;
+}
+
 bool has_card_numbers(const SourceTable& t) {
     for (const auto& column : t.columns)
         if (column.first == "numero_cartao") return true;
     return false;
 }
 
+// What direct_load_decision_sql decided for the table being loaded.
+const char* const kDirect = "SELECT direct FROM pg_temp.sicoop_direct_load";
+const char* const kNotDirect = "SELECT NOT direct FROM pg_temp.sicoop_direct_load";
+
 // A first load's copy straight into raw_<t>, at COPY speed: the columns in raw's own types,
 // stamped with the run. Only when direct_load_decision_sql says so.
 BulkCopy direct_copy_of(const SourceTable& t) {
-    BulkCopy copy;
-    copy.source_table = "src_" + t.name;
+    BulkCopy copy = copy_of(t);
     copy.target_table = "raw_" + t.name;
     copy.truncate_first = false;
-    for (const auto& [col, type] : t.columns) {
-        copy.columns.push_back(col);
-        copy.types.push_back(type);
-    }
+    copy.types.clear();
+    for (const auto& column : t.columns) copy.types.push_back(column.second);
     copy.stamp_run_id = true;
-    copy.only_if = "SELECT direct FROM pg_temp.sicoop_direct_load";
+    copy.only_if = kDirect;
     return copy;
 }
 
@@ -181,17 +194,6 @@ SELECT NOT EXISTS (SELECT 1 FROM sicoop.raw_)sql" + t.name + R"sql()
             JOIN pg_catalog.pg_attribute r ON r.attrelid = 'sicoop.raw_)sql" + t.name + R"sql('::regclass
                                           AND r.attname = k.column_name AND r.attnum > 0 AND NOT r.attisdropped
             WHERE k.table_name = ')sql" + t.name + "' AND k.column_name IN (" + columns + R"sql()) AS direct)sql";
-}
-
-BulkCopy copy_of(const SourceTable& t) {
-    BulkCopy copy;
-    copy.source_table = "src_" + t.name;
-    copy.target_table = "stage_" + t.name;
-    for (const auto& [col, type] : t.columns) {
-        copy.columns.push_back(col);
-        copy.types.push_back(stage_type(type));
-    }
-    return copy;
 }
 
 // The source rows that share a key with the stage's, every copy of them: without a unique index
@@ -363,7 +365,7 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
 
         // The rows to look at: all of them, or what changed since the last copy.
         BulkCopy rows = copy_of(t);
-        if (may_go_direct) rows.only_if = "SELECT NOT direct FROM pg_temp.sicoop_direct_load";
+        if (may_go_direct) rows.only_if = kNotDirect;
         if (compare) {
             add_full_comparison(actions, t, bits, rows);
         } else if (!whole && movements) {
