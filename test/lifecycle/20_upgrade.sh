@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Versioned upgrades: the real 1.0 -- its install script and library as released, built from
 # the git history -- loads a source and a change; then the current build is installed and
-# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3, each script in turn). The data and history are intact, no data object is
+# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4, each script in turn). The data and history are intact, no data object is
 # an extension member any more, the next incremental run equals a from-scratch load, the
 # upgraded install has the same schema as a fresh one (pg_dump --schema-only and the catalog),
 # and it survives a dump/restore and a DROP EXTENSION.
@@ -51,8 +51,8 @@ fingerprint "$UP" | grep -v '^raw_cartao ' >"$WORK/after_refusal"
 same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
-is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.3 'the extension is now 1.3'
-is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.2 'and its data is marked as layout 1.2 (1.3 changed no warehouse table)'
+is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.4 'the extension is now 1.4'
+is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.2 'and its data is marked as layout 1.2 (1.3 and 1.4 changed no warehouse table)'
 # What 1.2 adds (the rules, their results, the canonical values, the reconciliation, the
 # analysts' views; reject has a new shape) is not in the 1.0 warehouse to compare with.
 fingerprint "$UP" | grep -v -e '^warehouse_info ' -e '^raw_cartao ' -e '^dq_rule ' -e '^dq_result ' -e '^canonical_value ' \
@@ -100,7 +100,7 @@ layers "$UP" >"$WORK/up_layers"
 same_file "$WORK/ref_layers" "$WORK/up_layers" 'every layer equals a from-scratch load (history aside)'
 is "$(val "$UP" "SELECT count(*) FROM sicoop.reconciliation WHERE NOT balanced")" 0 'and every movement day balances with the source'
 
-# A fresh 1.3 install, connected to the same source and run, has the same schema.
+# A fresh 1.4 install, connected to the same source and run, has the same schema.
 make_warehouse "$FRESH" "$SRC"
 run_pipeline "$FRESH" '2025-08-18 11:00:00-03'
 schema() {
@@ -112,7 +112,7 @@ schema "$FRESH"
 defaults="SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT q::text AS t FROM sicoop.dq_rule q
           UNION ALL SELECT c::text FROM sicoop.canonical_value c) x"
 is "$(val "$UP" "$defaults")" "$(val "$FRESH" "$defaults")" 'the upgrade brings the same default rules and canonical values as a fresh install'
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.3 and an upgraded 1.0 are the same'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.4 and an upgraded 1.0 are the same'
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP" \
   'the catalog: same extension members, function definitions, privileges and column order'
 
@@ -140,12 +140,12 @@ q -d postgres -c "DO \$\$ BEGIN
 q -d "$SRC" -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_source_reader" >/dev/null
 q -d "$OPDB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.1' CASCADE" \
   -c "SELECT sicoop.grant_operator('sicoop_up_operator')" >/dev/null
-ok_run "an operator's 1.1 warehouse updates to 1.3" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
+ok_run "an operator's 1.1 warehouse updates to 1.4" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$OPDB" "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c
                    WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'v', 'S', 'f')
                      AND c.relowner <> 'sicoop_up_operator'::regrole AND c.relname <> 'operator_handover'")" '' \
    'every relation of the warehouse, the new ones included, is the operator'"'"'s'
-ok_run 'the operator connects the source and runs the pipeline on 1.3' \
+ok_run 'the operator connects the source and runs the pipeline on 1.4' \
   q -d "$OPDB" -U sicoop_up_operator -o /dev/null -c "SET client_min_messages = warning" \
     -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'sicoop_test_source_reader', 'reader-pw')" \
     -c "CALL sicoop.run_pipeline()"
