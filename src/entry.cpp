@@ -3,6 +3,7 @@
 #include "export.hpp"
 #include "pg.hpp"
 #include "pipeline.hpp"
+#include "schedule.hpp"
 #include "source.hpp"
 
 extern "C" {
@@ -14,11 +15,13 @@ PGDLLEXPORT Datum sicoop_run_pipeline(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_check_source(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_connect_source(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_export_flat(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum sicoop_cron_connection_error(PG_FUNCTION_ARGS);
 PG_FUNCTION_INFO_V1(sicoop_run_step);
 PG_FUNCTION_INFO_V1(sicoop_run_pipeline);
 PG_FUNCTION_INFO_V1(sicoop_check_source);
 PG_FUNCTION_INFO_V1(sicoop_connect_source);
 PG_FUNCTION_INFO_V1(sicoop_export_flat);
+PG_FUNCTION_INFO_V1(sicoop_cron_connection_error);
 }
 
 namespace sicoop {
@@ -120,4 +123,8 @@ Datum sicoop_connect_source(PG_FUNCTION_ARGS) {
 
 Datum sicoop_export_flat(PG_FUNCTION_ARGS) {
     return sicoop::sql_entry([&] { return sicoop::export_flat(fcinfo); });
+}
+
+Datum sicoop_cron_connection_error(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::cron_connection_error(fcinfo); });
 }

@@ -8,6 +8,11 @@
 // The query runs with the caller's own privileges (the executor checks them as for any
 // query); only COPY's role check for server files is replaced by the directory rule above,
 // which is why this calls BeginCopyTo() itself rather than COPY.
+//
+// How it writes: into a new temporary file beside the target (created exclusively, never
+// through a link), renamed over the target once complete and flushed. A reader never sees a
+// half-written file, and a symlink or anything but a regular file at the target is refused:
+// the export never writes through a link into some other file the server may write.
 #include "export.hpp"
 
 #include "steps/text_rules.hpp"
@@ -15,10 +20,16 @@
 extern "C" {
 #include "catalog/pg_authid_d.h"
 #include "catalog/pg_class.h"
+#include "common/file_perm.h"
 #include "parser/parser.h"
+#include "storage/fd.h"
 #include "utils/acl.h"
 #include "utils/syscache.h"
 }
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -65,6 +76,43 @@ std::string export_target(const std::string& path) {
     return dir + "/" + path;
 }
 
+// Refuses a target that exists and is not a regular file: a symbolic link (looked at as
+// itself, not followed), a directory, a FIFO, a device.
+void refuse_unsafe_target(const char* target) {
+    struct stat st;
+    if (lstat(target, &st) != 0) {
+        if (errno == ENOENT) return;
+        ereport(ERROR, (errcode_for_file_access(), errmsg("sicoop.export_flat: could not look at \"%s\": %m", target)));
+    }
+    if (S_ISREG(st.st_mode)) return;
+    const char* kind = S_ISLNK(st.st_mode) ? "a symbolic link" : S_ISDIR(st.st_mode) ? "a directory" : "not a regular file";
+    ereport(ERROR, (errcode(ERRCODE_WRONG_OBJECT_TYPE),
+                    errmsg("sicoop.export_flat: \"%s\" is %s", target, kind),
+                    errdetail("The flat file replaces a regular file or none; it is never written through a link."),
+                    errhint("Remove it, or export to another file name.")));
+}
+
+// COPY (SELECT * FROM sicoop.vw_movimentacao_flat) TO `file`: CSV with a header, ';', UTF-8,
+// ISO dates, names resolved in pg_catalog only. Returns the rows written.
+uint64 copy_flat_view_to(const char* file) {
+    int level = NewGUCNestLevel();
+    (void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                             false);
+    RawStmt* query = linitial_node(RawStmt, raw_parser(kFlatQuery, RAW_PARSE_DEFAULT));
+    ParseState* pstate = make_parsestate(nullptr);
+    pstate->p_sourcetext = kFlatQuery;
+    List* options = list_make4(makeDefElem(pstrdup("format"), (Node*) makeString(pstrdup("csv")), -1),
+                               makeDefElem(pstrdup("header"), (Node*) makeString(pstrdup("true")), -1),
+                               makeDefElem(pstrdup("delimiter"), (Node*) makeString(pstrdup(";")), -1),
+                               makeDefElem(pstrdup("encoding"), (Node*) makeString(pstrdup("UTF8")), -1));
+    CopyToState cstate = BeginCopyTo(pstate, nullptr, query, InvalidOid, file, false, NIL, options);
+    uint64 rows = DoCopyTo(cstate);
+    EndCopyTo(cstate);
+    AtEOXact_GUC(true, level);
+    return rows;
+}
+
 }  // namespace
 
 Datum export_flat(FunctionCallInfo fcinfo) {
@@ -98,25 +146,46 @@ Datum export_flat(FunctionCallInfo fcinfo) {
                                     quote_identifier(GetUserNameFromId(owner, false)))));
     });
     const std::string target = export_target(path);
-    const char* target_c = target.c_str();
+    const std::string directory = target.substr(0, target.rfind('/') > 0 ? target.rfind('/') : 1);
     uint64 rows = 0;
     pg_call([&] {
-        // ISO dates, and names resolved in pg_catalog only, for this call.
-        int level = NewGUCNestLevel();
-        (void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-        (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
-                                 false);
-        RawStmt* query = linitial_node(RawStmt, raw_parser(kFlatQuery, RAW_PARSE_DEFAULT));
-        ParseState* pstate = make_parsestate(nullptr);
-        pstate->p_sourcetext = kFlatQuery;
-        List* options = list_make4(makeDefElem(pstrdup("format"), (Node*) makeString(pstrdup("csv")), -1),
-                                   makeDefElem(pstrdup("header"), (Node*) makeString(pstrdup("true")), -1),
-                                   makeDefElem(pstrdup("delimiter"), (Node*) makeString(pstrdup(";")), -1),
-                                   makeDefElem(pstrdup("encoding"), (Node*) makeString(pstrdup("UTF8")), -1));
-        CopyToState cstate = BeginCopyTo(pstate, nullptr, query, InvalidOid, target_c, false, NIL, options);
-        rows = DoCopyTo(cstate);
-        EndCopyTo(cstate);
-        AtEOXact_GUC(true, level);
+        refuse_unsafe_target(target.c_str());
+        // The temporary file: a name no one else uses (this backend's pid and a random part),
+        // created exclusively and not through a link; closed at abort with the transaction.
+        uint32 nonce = 0;
+        if (!pg_strong_random(&nonce, sizeof nonce)) nonce = static_cast<uint32>(MyStartTime);
+        const char* temporary = psprintf("%s/.%s.sicoop-%d-%08x.tmp", directory.c_str(),
+                                         target.substr(target.rfind('/') + 1).c_str(), MyProcPid, nonce);
+        volatile int fd = OpenTransientFile(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | PG_BINARY);
+        if (fd < 0)
+            ereport(ERROR, (errcode_for_file_access(),
+                            errmsg("sicoop.export_flat: could not create the temporary file \"%s\": %m", temporary)));
+        PG_TRY();
+        {
+            // COPY opens the file by name: /proc/self/fd names the one just created, whatever
+            // is done to the directory meanwhile.
+            rows = copy_flat_view_to(psprintf("/proc/self/fd/%d", fd));
+            if (pg_fsync(fd) != 0)
+                ereport(ERROR, (errcode_for_file_access(),
+                                errmsg("sicoop.export_flat: could not flush \"%s\": %m", temporary)));
+            if (CloseTransientFile(fd) != 0)
+                ereport(ERROR, (errcode_for_file_access(),
+                                errmsg("sicoop.export_flat: could not close \"%s\": %m", temporary)));
+            fd = -1;
+            refuse_unsafe_target(target.c_str());
+            if (rename(temporary, target.c_str()) != 0)
+                ereport(ERROR, (errcode_for_file_access(),
+                                errmsg("sicoop.export_flat: could not rename \"%s\" to \"%s\": %m", temporary,
+                                       target.c_str())));
+            fsync_fname(directory.c_str(), true);
+        }
+        PG_CATCH();
+        {
+            if (fd >= 0) (void) CloseTransientFile(fd);
+            (void) unlink(temporary);
+            PG_RE_THROW();
+        }
+        PG_END_TRY();
     });
     return Int64GetDatum(static_cast<int64>(rows));
 }

@@ -49,9 +49,12 @@ void check(const char* host, int port, const char* dbname, const char* user, con
     std::vector<std::pair<std::string, std::string>> present;
     std::string where;
     pg_call([&] {
-        if (host == nullptr || dbname == nullptr || user == nullptr || schema == nullptr || port <= 0)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+        if (host == nullptr || dbname == nullptr || user == nullptr || schema == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                             errmsg("sicoop.connect_source: host, port, dbname, username and schema are required")));
+        if (port < 1 || port > 65535)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("sicoop.connect_source: port %d is not a TCP port: it must be between 1 and 65535", port)));
     });
     char port_text[16];
     snprintf(port_text, sizeof port_text, "%d", port);

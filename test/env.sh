@@ -96,17 +96,23 @@ EOF
   grep -q "^include_if_exists = 'sicoop_env.conf'" "$PGDATA_DIR/postgresql.conf" ||
     echo "include_if_exists = 'sicoop_env.conf'" >>"$PGDATA_DIR/postgresql.conf"
   sed -i "/^port = /d" "$PGDATA_DIR/postgresql.conf"
-  # The security tests' source reader authenticates with a password, as non-superusers must
-  # (postgres_fdw, sicoop.connect_source); every other role keeps trust on this throwaway cluster.
-  if ! grep -q 'sicoop_test_source_reader' "$PGDATA_DIR/pg_hba.conf"; then
-    sed -i '0,/^\(local\|host\)/s//host all sicoop_test_source_reader 127.0.0.1\/32 scram-sha-256\nhost all sicoop_test_source_reader ::1\/128 scram-sha-256\n&/' \
-      "$PGDATA_DIR/pg_hba.conf"
-    as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" reload >/dev/null 2>&1 || true
-  fi
+  # The security tests' source reader and the scheduling test's operator authenticate with a
+  # password, as non-superusers must (postgres_fdw, sicoop.connect_source) and as production
+  # does; every other role keeps trust on this throwaway cluster.
+  for role in sicoop_test_source_reader sicoop_test_cron_operator; do
+    if ! grep -q "$role" "$PGDATA_DIR/pg_hba.conf"; then
+      sed -i "0,/^\(local\|host\)/s//host all $role 127.0.0.1\/32 scram-sha-256\nhost all $role ::1\/128 scram-sha-256\n&/" \
+        "$PGDATA_DIR/pg_hba.conf"
+      as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" reload >/dev/null 2>&1 || true
+    fi
+  done
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$PGDATA_DIR/sicoop_env.conf"
   if ! as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
     log "starting PostgreSQL on port $PORT"
-    as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 start >/dev/null
+    # The server's password file (libpq's, for the connections pg_cron makes to start jobs)
+    # is one the tests may write: $PGDATA/sicoop_pgpass.
+    as_server_user env PGPASSFILE="$PGDATA_DIR/sicoop_pgpass" "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" \
+      -w -t 60 start >/dev/null
   fi
   create_databases
 }

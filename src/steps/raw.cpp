@@ -82,17 +82,42 @@ namespace {
 // of the whole number beside it would let whoever owns raw -- and so reads the key and feeds
 // the stage -- recover numbers from their last four digits by trying candidates.) The stage
 // is emptied in the same transaction.
+//
+// Free text (every other text column but the keys) keeps no card number either: one typed
+// into a description or a name is masked as sicoop._redact_card_numbers does. Keys are not
+// masked -- an id cannot be, without breaking it -- but a rule of their own rejects a card-like
+// one (sicoop.dq_rule, kind no_card_number).
+bool is_free_text(const SourceTable& t, const std::string& column, const std::string& type) {
+    return type.rfind("varchar", 0) == 0 && column != t.key && column != "numero_cartao" && column.rfind("id_", 0) != 0;
+}
+
 std::vector<Column> raw_columns(const SourceTable& t) {
     std::vector<Column> columns;
     for (const auto& [col, type] : t.columns) {
         if (col == t.key) continue;
         if (col == "numero_cartao") {
             columns.push_back({"numero_cartao", "sicoop.mask_card(s.numero_cartao)"});
+        } else if (is_free_text(t, col, type)) {
+            columns.push_back({col, "sicoop._redact_card_numbers(s." + col + ")"});
         } else {
             columns.push_back({col, "s." + col});
         }
     }
     return columns;
+}
+
+// After a direct copy into raw (a first load), the free text that holds a card number is masked
+// in place: the few rows that do are rewritten, before the step commits.
+std::string mask_free_text_in_raw_sql(const SourceTable& t) {
+    std::string sets, any;
+    for (const auto& [col, type] : t.columns) {
+        if (!is_free_text(t, col, type)) continue;
+        sets += (sets.empty() ? "" : ", ") + col + " = sicoop._redact_card_numbers(r." + col + ")";
+        any += (any.empty() ? "" : " OR ") + std::string("sicoop.contains_card_number(r.") + col + ")";
+    }
+    if (sets.empty()) return "";
+    return "UPDATE sicoop.raw_" + t.name + " r SET " + sets + "\nWHERE (SELECT d.direct FROM pg_temp.sicoop_direct_load d) AND (" +
+           any + ")";
 }
 
 // The type a source column is read as: wide enough for anything the source may have widened
@@ -108,10 +133,21 @@ std::string stage_type(const std::string& warehouse_type) {
 // column (read as the stage reads it) and from raw's, by value (55.7 and 55.70 hash alike), with
 // card numbers masked on the source side as raw holds them (as sicoop.mask_card does); NULL
 // hashes to the column's own constant.
+//
+// Free text is masked in raw (raw_columns), which the source cannot do as sicoop does: both sides
+// hash a value that holds what looks like a card number (13 or more digits or '*', at most four
+// other characters between two) with its digits and '*' made '#', so that a masked number and
+// the source's hash alike. The price: an edit of such a value that changes digits only goes
+// unseen by the comparison (the lookback's re-reads still see it); where the two sides judge a
+// value differently (a digit of another script), its row is read again at each full run, and
+// found unchanged.
 std::string column_hash(const std::string& column, const std::string& type, const std::string& row, bool source_side,
-                        int position) {
+                        int position, bool free_text) {
     const std::string seed = std::to_string(position);
     std::string value = source_side ? "(" + column + ")::" + stage_type(type) : row + "." + column;
+    if (free_text)
+        value = "(CASE WHEN (" + value + ")::text OPERATOR(pg_catalog.~) '[0-9*]([^[:alnum:]*]{0,4}[0-9*]){12,}' "
+                "THEN pg_catalog.translate((" + value + ")::text, '0123456789*', '###########') ELSE (" + value + ")::text END)";
     std::string hash;
     if (type == "date" || type == "timestamp") {
         hash = "pg_catalog.timestamp_hash_extended(" + value + "::timestamp, " + seed + ")";
@@ -133,7 +169,8 @@ std::string row_hash_sql(const SourceTable& t, const std::string& row, bool sour
     std::string hash;
     int position = 1;
     for (const auto& [col, type] : t.columns)
-        hash += (hash.empty() ? "" : " OPERATOR(pg_catalog.#) ") + column_hash(col, type, row, source_side, position++);
+        hash += (hash.empty() ? "" : " OPERATOR(pg_catalog.#) ") +
+                column_hash(col, type, row, source_side, position++, is_free_text(t, col, type));
     return "(" + hash + ")";
 }
 
@@ -348,8 +385,10 @@ SELECT dia FROM (
   SELECT r.data_movimentacao::date, -count(*), -sum(r.valor_movimentacao) FROM sicoop.raw_movimentacao_cartao r
   WHERE NOT (SELECT l.balanced FROM last_run l) GROUP BY 1
   UNION ALL
-  SELECT (j.record->>'data_movimentacao')::timestamp::date, -count(*), -coalesce(sum((j.record->>'valor_movimentacao')::numeric), 0)
-  FROM sicoop.reject j WHERE j.table_name = 'movimentacao_cartao' AND NOT (SELECT l.balanced FROM last_run l) GROUP BY 1) d
+  SELECT (j.record->>'data_movimentacao')::timestamp::date, -count(*),
+         -coalesce(sum(v.valor) FILTER (WHERE abs(v.valor) < 'Infinity'::numeric), 0)  -- as the source's sum: finite amounts
+  FROM sicoop.reject j, LATERAL (SELECT (j.record->>'valor_movimentacao')::numeric AS valor) v
+  WHERE j.table_name = 'movimentacao_cartao' AND NOT (SELECT l.balanced FROM last_run l) GROUP BY 1) d
 WHERE dia IS NULL OR dia < $5::date
 GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
         }
@@ -361,6 +400,8 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
             actions.push_back(sql_action(drop_temp_table_sql("sicoop_direct_load"), t.name));
             actions.push_back(sql_action(direct_load_decision_sql(t), t.name));
             actions.push_back(bulk_action(direct_copy_of(t), t.name));
+            const std::string mask = mask_free_text_in_raw_sql(t);
+            if (!mask.empty()) actions.push_back(sql_action(mask, t.name));
         }
 
         // The rows to look at: all of them, or what changed since the last copy.

@@ -52,7 +52,7 @@ same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.4 'the extension is now 1.4'
-is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.2 'and its data is marked as layout 1.2 (1.3 and 1.4 changed no warehouse table)'
+is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.4 'and its data is marked as layout 1.4 (the key rules)'
 # What 1.2 adds (the rules, their results, the canonical values, the reconciliation, the
 # analysts' views; reject has a new shape) is not in the 1.0 warehouse to compare with.
 fingerprint "$UP" | grep -v -e '^warehouse_info ' -e '^raw_cartao ' -e '^dq_rule ' -e '^dq_result ' -e '^canonical_value ' \
@@ -74,8 +74,8 @@ is "$(val "$UP" "SELECT count(*) FROM sicoop.raw_cartao r WHERE r.numero_cartao 
    'no full card number is left in raw'
 is "$(val "$UP" "SELECT count(*) FROM pg_depend d JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
                  WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace
-                   AND c.relname NOT LIKE 'stage\_%' AND c.relname NOT IN ('deferred_index', 'operator_handover', 'source_day_total')")" 0 \
-   'no table, sequence or view of the warehouse is an extension member any more (only the scratch tables and the handover record are)'
+                   AND c.relname NOT LIKE 'stage\_%' AND c.relname NOT IN ('deferred_index', 'source_day_total')")" 0 \
+   'no table, sequence or view of the warehouse is an extension member any more (only the scratch tables are)'
 
 # The first run after the upgrade is the full one owed; the next is incremental; both converge
 # to a from-scratch load of the same source.
@@ -143,7 +143,7 @@ q -d "$OPDB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_
 ok_run "an operator's 1.1 warehouse updates to 1.4" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$OPDB" "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c
                    WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'v', 'S', 'f')
-                     AND c.relowner <> 'sicoop_up_operator'::regrole AND c.relname <> 'operator_handover'")" '' \
+                     AND c.relowner <> 'sicoop_up_operator'::regrole")" '' \
    'every relation of the warehouse, the new ones included, is the operator'"'"'s'
 ok_run 'the operator connects the source and runs the pipeline on 1.4' \
   q -d "$OPDB" -U sicoop_up_operator -o /dev/null -c "SET client_min_messages = warning" \

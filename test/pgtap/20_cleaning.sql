@@ -146,7 +146,7 @@ INSERT INTO sicoop.src_associado VALUES
   ('T-NOME1', 'joão', NULL, '   ', E'\t'),
   ('T-PAD2', '   ana   beatriz  ', '1991-01-01', 'solteira', 'ensino médio'),
   ('T-PAD1', '  zé  ', '1992-01-01', 'solteiro', 'ensino médio'),
-  (' t-Id  Mixé ', E'lúcia\tventura', '1960-02-29', 'viúva', 'doutorado'),
+  ('t-Id  Mixé', E'lúcia\tventura', '1960-02-29', 'viúva', 'doutorado'),
   ('T-AGE-BEFORE', 'Dia Antes', '2000-08-16', NULL, NULL),
   ('T-AGE-ON', 'Dia Certo', '2000-08-15', NULL, NULL),
   ('T-AGE-AFTER', 'Dia Depois', '2000-08-14', NULL, NULL),
@@ -155,16 +155,16 @@ INSERT INTO sicoop.src_associado VALUES
   ('T-AGE-MAR01', 'Março', '2000-03-01', NULL, NULL),
   ('T-AGE-FUTURE', 'Futuro', '2025-08-16', NULL, NULL);
 INSERT INTO sicoop.src_conta VALUES
-  ('conta  t1 ', ' t-Id  Mixé ', '  conta  poupança ', E'agência  sé\t1', 'em   análise', '2024-02-29'),
+  ('conta  t1', 't-Id  Mixé', '  conta  poupança ', E'agência  sé\t1', 'em   análise', '2024-02-29'),
   ('T-CONTA-2', 'T-NOME1', '', '   ', E'\t \t', '2024-05-05');
 INSERT INTO sicoop.src_cartao VALUES
-  (' cartão-t1', 'conta  t1 ', '5502093412345678', ' joão  da   silva ', E'máster\tcard', ' crédito  internacional', '2024-03-01'),
+  ('cartão-t1', 'conta  t1', '5502093412345678', ' joão  da   silva ', E'máster\tcard', ' crédito  internacional', '2024-03-01'),
   ('T-CARTAO-2', 'T-CONTA-2', '9876', '', ' ', E'\t', '2024-05-06'),
   ('T-CARTAO-3', 'T-CONTA-2', '123', 'três', 'elo', 'débito', '2024-05-07'),
   ('T-CARTAO-4', 'T-CONTA-2', '12345', 'quatro', 'elo', 'débito', '2024-05-08'),
   ('T-CARTAO-5', 'T-CONTA-2', '4111 1111 1111 1111', 'cinco', 'visa', 'crédito', '2024-05-09');
 INSERT INTO sicoop.src_movimentacao_cartao VALUES
-  ('mov t1 ', ' cartão-t1', E'  compra\t\tonline   açaí  ', 99.99, '2025-08-15 10:00:00'),
+  ('mov  t1', 'cartão-t1', E'  compra\t\tonline   açaí  ', 99.99, '2025-08-15 10:00:00'),
   ('T-MOV-2', 'T-CARTAO-2', '   ', 1.00, '2025-08-15 10:05:00'),
   ('T-MOV-3', 'T-CARTAO-3', 'pão de queijo', 2.00, '2025-08-15 10:10:00'),
   ('T-MOV-4', 'T-CARTAO-4', 'café', 3.00, '2025-08-15 10:15:00'),
@@ -192,7 +192,7 @@ SELECT results_eq(
   $$VALUES ('ZÉ', NULL::text)$$,
   '''  zé  '' -> ZÉ, sobrenome NULL (not an empty string)');
 SELECT results_eq(
-  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = ' t-Id  Mixé '$$,
+  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 't-Id  Mixé'$$,
   $$VALUES ('LÚCIA', 'VENTURA')$$,
   'a tab separates first and last name too: LÚCIA / VENTURA');
 SELECT is(
@@ -211,7 +211,7 @@ SELECT results_eq(
   $$VALUES (NULL::text, NULL::text)$$,
   'estado_civil and escolaridade: blank (spaces, a tab) -> NULL');
 SELECT results_eq(
-  $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'conta  t1 '$$,
+  $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'conta  t1'$$,
   $$VALUES ('POUPANÇA', 'AGÊNCIA SÉ 1', 'EM ANÁLISE')$$,
   'tipo_conta, agencia and situacao_conta cleaned, accents kept');
 SELECT results_eq(
@@ -219,14 +219,14 @@ SELECT results_eq(
   $$VALUES (NULL::text, NULL::text, NULL::text)$$,
   'tipo_conta, agencia and situacao_conta: empty / blank -> NULL');
 SELECT results_eq(
-  $$SELECT nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = ' cartão-t1'$$,
+  $$SELECT nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = 'cartão-t1'$$,
   $$VALUES ('JOÃO DA SILVA', 'MÁSTER CARD', 'CRÉDITO INTERNACIONAL')$$,
   'nome_impresso_cartao, bandeira_cartao and tipo_cartao cleaned, accents kept');
 SELECT results_eq(
   $$SELECT nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = 'T-CARTAO-2'$$,
   $$VALUES (NULL::text, NULL::text, NULL::text)$$,
   'nome_impresso_cartao, bandeira_cartao and tipo_cartao: empty / blank -> NULL');
-SELECT is((SELECT descricao_movimentacao::text FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = 'mov t1 '),
+SELECT is((SELECT descricao_movimentacao::text FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = 'mov  t1'),
   'COMPRA ONLINE AÇAÍ', 'descricao_movimentacao cleaned, accents kept');
 SELECT is((SELECT descricao_movimentacao::text FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = 'T-MOV-2'),
   NULL, 'descricao_movimentacao: blank -> NULL');
@@ -265,20 +265,20 @@ SELECT set_eq(
 -- card numbers
 SELECT results_eq(
   $$SELECT r.id_cartao::text, r.numero_cartao::text FROM sicoop.raw_cartao r
-    WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
-  $$VALUES (' cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
+    WHERE id_cartao IN ('cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+  $$VALUES ('cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
            ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
   'raw_cartao keeps card numbers masked to their last four characters, never in clear (PCI DSS 3)');
 SELECT results_eq(
   $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.trusted_cartao
-    WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
-  $$VALUES (' cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
+    WHERE id_cartao IN ('cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+  $$VALUES ('cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
            ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
   'trusted_cartao: all but the last four characters masked; numbers of 4 characters or fewer unchanged');
 SELECT results_eq(
   $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.dim_cartao
-    WHERE id_cartao IN (' cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
-  $$VALUES (' cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
+    WHERE id_cartao IN ('cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+  $$VALUES ('cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
            ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
   'dim_cartao carries the masked numbers');
 SELECT is(

@@ -4,11 +4,35 @@
 -- cron.job_run_details (a hung run does not hide behind quiet skips); sicoop.schedule(),
 -- schedule_status() and unschedule() in pg_cron's database.
 \ir helpers/reset.sql
-SELECT plan(13);
+SELECT plan(19);
 
 SELECT format('host=localhost port=%s dbname=sicooperativedw user=%s', :'pgport', current_user) AS cronconn \gset
 
 \ir helpers/cron.sql
+\ir helpers/error_of.sql
+\o /dev/null
+SELECT format('host=localhost port=%s dbname=sicooperativedb user=%s', :'pgport', current_user) AS demosrc \gset
+-- Undoes what the password-authentication block below does to the demo warehouse and its source, also after an interrupted
+-- run of this test: the warehouse back to its owner first, then the role's grants and the role.
+CREATE FUNCTION pg_temp.forget_cron_operator(cronconn text, demosrc text) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sicoop_test_cron_operator') THEN
+    PERFORM dblink_exec(cronconn, $q$DO $d$
+      BEGIN
+        IF (SELECT c.relowner::regrole::text FROM pg_class c WHERE c.oid = to_regclass('sicoop.warehouse_info')) = 'sicoop_test_cron_operator' THEN
+          PERFORM sicoop.unschedule();
+          PERFORM sicoop.revoke_operator('sicoop_test_cron_operator');
+        END IF;
+      END $d$$q$);
+    PERFORM dblink_exec(cronconn, 'DROP OWNED BY sicoop_test_cron_operator');
+    PERFORM dblink_exec(demosrc, 'DROP OWNED BY sicoop_test_cron_operator');
+    DROP OWNED BY sicoop_test_cron_operator;
+    DROP ROLE sicoop_test_cron_operator;
+  END IF;
+END
+$f$;
+SELECT pg_temp.forget_cron_operator(:'cronconn', :'demosrc');
+\o
 
 SELECT job AS jobid FROM dblink(:'cronconn', format(
   $$SELECT cron.schedule_in_database('sicoop_pipeline_test_%s', '* * * * *', 'CALL sicoop.run_pipeline()', %L)$$,
@@ -80,6 +104,45 @@ SELECT results_eq(
 SELECT is((SELECT n FROM dblink('cronwh', 'SELECT sicoop.unschedule()') AS t(n int)), 2, 'sicoop.unschedule() removes both jobs');
 \o /dev/null
 SELECT dblink_disconnect('cronwh');
+\o
+
+-- Under password authentication: the operator's role has scram-sha-256 in pg_hba.conf
+-- (test/env.sh), and this cluster runs pg_cron without background workers, so pg_cron starts
+-- each job over a connection that has no password. sicoop.schedule() refuses such jobs with
+-- the fix; once the server's password file (PGPASSFILE, test/env.sh) has the role's line, it
+-- schedules them, and they run.
+\o /dev/null
+CREATE ROLE sicoop_test_cron_operator LOGIN PASSWORD 'cron-pw';
+SELECT dblink_exec(:'demosrc', 'GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_cron_operator');
+SELECT dblink_connect('cronwh', :'cronconn');
+SELECT * FROM dblink('cronwh', $$SELECT sicoop.grant_operator('sicoop_test_cron_operator')$$) AS t(x text);
+SELECT dblink_connect('cronop', format('host=localhost port=%s dbname=sicooperativedw user=sicoop_test_cron_operator password=cron-pw', :'pgport'));
+SELECT * FROM dblink('cronop', format($$SELECT sicoop.connect_source('localhost', %s, 'sicooperativedb', 'sicoop_test_cron_operator', 'cron-pw')$$, :'pgport')) AS t(x text);
+\o
+SELECT is((SELECT x FROM dblink('cronwh', 'SHOW cron.use_background_workers') AS t(x text)), 'off',
+          '(this cluster runs pg_cron''s jobs over libpq connections, its default)');
+SELECT (pg_temp.error_of($$SELECT * FROM dblink('cronop', 'SELECT jobname FROM sicoop.schedule(''* * * * *'')') AS t(j text)$$)) AS refusal \gset
+SELECT alike((:'refusal'::text[])[2], '%pg_cron could not start the jobs: its connection for sicoop_test_cron_operator fails%',
+             'sicoop.schedule() refuses jobs pg_cron could not start under password authentication');
+SELECT alike((:'refusal'::text[])[4], '%cron.use_background_workers = on%localhost:' || :'pgport' || ':sicooperativedw:sicoop_test_cron_operator:<password>%',
+             'and says the fix: background workers, or the exact line for the server''s password file');
+\o /dev/null
+SELECT format('COPY (SELECT %L) TO %L', format('localhost:%s:sicooperativedw:sicoop_test_cron_operator:cron-pw', :'pgport'),
+              current_setting('data_directory') || '/sicoop_pgpass') \gexec
+\o
+SELECT results_eq($$SELECT j FROM dblink('cronop', 'SELECT jobname FROM sicoop.schedule(''* * * * *'')') AS t(j text)$$,
+                  $$VALUES ('sicoop_pipeline@sicooperativedw')$$,
+                  'with the password file''s line, the operator schedules the pipeline');
+SELECT jobid AS opjob FROM dblink('cronwh', $$SELECT jobid FROM cron.job WHERE jobname = 'sicoop_pipeline@sicooperativedw'$$)
+  AS t(jobid bigint) \gset
+SELECT is(pg_temp.wait_for_job(:'cronconn', :opjob), 'succeeded: CALL',
+          'and the job, run by pg_cron as the operator under scram-sha-256, succeeds in cron.job_run_details');
+SELECT is((SELECT n FROM dblink('cronop', 'SELECT sicoop.unschedule()') AS t(n int)), 1, 'the operator unschedules it');
+\o /dev/null
+COPY (SELECT 1) TO PROGRAM 'rm -f sicoop_pgpass';
+SELECT dblink_disconnect('cronop');
+SELECT dblink_disconnect('cronwh');
+SELECT pg_temp.forget_cron_operator(:'cronconn', :'demosrc');
 \o
 
 SELECT * FROM finish();

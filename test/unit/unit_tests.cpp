@@ -254,6 +254,209 @@ void test_redact_card_numbers() {
     ok(redact_card_numbers("x4111111111111111") == "x************1111", "digits glued to letters are still redacted");
 }
 
+// The UTF-8 of one code point, to write test text in other scripts.
+std::string utf8(char32_t c) {
+    std::string out;
+    if (c < 0x80) {
+        out += static_cast<char>(c);
+    } else if (c < 0x800) {
+        out += static_cast<char>(0xC0 | (c >> 6));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    } else if (c < 0x10000) {
+        out += static_cast<char>(0xE0 | (c >> 12));
+        out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (c >> 18));
+        out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (c & 0x3F));
+    }
+    return out;
+}
+
+// `ascii` with each ASCII digit written in the script whose zero is `zero`.
+std::string in_script(const std::string& ascii, char32_t zero) {
+    std::string out;
+    for (char c : ascii) out += (c >= '0' && c <= '9') ? utf8(zero + static_cast<char32_t>(c - '0')) : std::string(1, c);
+    return out;
+}
+
+bool is_valid_utf8(const std::string& text) {
+    for (size_t i = 0; i < text.size();) {
+        const unsigned char lead = static_cast<unsigned char>(text[i]);
+        const size_t size = lead < 0x80 ? 1 : lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3
+                          : lead >= 0xF0 && lead <= 0xF4 ? 4 : 0;
+        if (size == 0 || i + size > text.size()) return false;
+        for (size_t k = 1; k < size; ++k)
+            if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) return false;
+        i += size;
+    }
+    return true;
+}
+
+void test_redact_separators() {
+    using sicoop::redact_card_numbers;
+    ok(redact_card_numbers("PAGTO CARTAO 4111,1111,1111,1111") == "PAGTO CARTAO ****,****,****,1111",
+       "a Luhn-valid card number with commas between its groups is redacted");
+    ok(redact_card_numbers("4111 : 1111 : 1111 : 1111 or 5500:0000:0000:0004") ==
+           "**** : **** : **** : 1111 or ****:****:****:0004",
+       "colons between the groups, spaced or not, too");
+    ok(redact_card_numbers("3782, 822463, 10005") == "****, ******, *0005", "an Amex listed 4-6-5 too");
+    ok(redact_card_numbers("ids 4111, 1111, 1111, 1112") == "ids 4111, 1111, 1111, 1112",
+       "a list that fails the Luhn check is a list of numbers, not a card number");
+    ok(redact_card_numbers("(12345, 678, 90123) (12345, 678, 90128)") == "(12345, 678, 90123) (12345, 678, 90128)",
+       "a row of short numbers stays readable, Luhn-valid or not: a 3-digit item is no card group");
+    ok(redact_card_numbers("(12345, 6789, 0128)") == "(*****, ****, 0128)",
+       "a Luhn-valid list of 13 digits in groups of four or more is masked (the documented cost of the rule)");
+    ok(redact_card_numbers("ids 12, 4111, 1111, 1111, 1111, 7") == "ids 12, ****, ****, ****, 1111, 7",
+       "a listed card number among other numbers is found and only it is masked");
+    ok(redact_card_numbers("Failing row contains (1, 2025-08-15 10:30:00-03, 4111111111111111, 12).") ==
+           "Failing row contains (1, 2025-08-15 10:30:00-03, ************1111, 12).",
+       "in a row of numbers and times only the card number is masked");
+    ok(redact_card_numbers("4111 1111 1111 1112 and 4111-1111-1111-1") == "**** **** **** 1112 and ****-****-*111-1",
+       "groups joined by spaces or dashes are masked at 13 digits, Luhn-valid or not (a mistyped PAN)");
+    ok(redact_card_numbers("4111/1111/1111/1111; 4111 \u2013 1111 \u2014 1111 \u2212 1111") ==
+           "****/****/****/1111; **** \u2013 **** \u2014 **** \u2212 1111",
+       "slashes, en and em dashes and the minus sign join groups too");
+    ok(redact_card_numbers("4111\u20071111\u202f1111\u30001111; 4111\u2009\u00a01111\u20031111\u205f1111") ==
+           "****\u2007****\u202f****\u30001111; ****\u2009\u00a0****\u2003****\u205f1111",
+       "any Unicode space joins groups: figure, narrow no-break, ideographic, thin, em");
+    ok(redact_card_numbers("4111     1111 1111 1111") == "4111     1111 1111 1111",
+       "more than four separators between groups break the number");
+    ok(redact_card_numbers("4111 -- 1111 -- 1111 -- 1111") == "**** -- **** -- **** -- 1111", "four join");
+    ok(redact_card_numbers("4111;1111;1111;1111 (4111)(1111)(1111)(1111) 4111#1111#1111#1111") ==
+           "4111;1111;1111;1111 (4111)(1111)(1111)(1111) 4111#1111#1111#1111",
+       "';', parentheses and other symbols break");
+}
+
+void test_redact_times_dates_amounts() {
+    using sicoop::redact_card_numbers;
+    ok(redact_card_numbers("as of 2025-08-15 10:30:01-03, run 42") == "as of 2025-08-15 10:30:01-03, run 42",
+       "a time whose 16 digits happen to pass the Luhn check is left alone (its 2-digit runs are no card groups)");
+    ok(redact_card_numbers("at 2025-08-15 10:30:00.123456-03:00 and 15/08/2025 10:30") ==
+           "at 2025-08-15 10:30:00.123456-03:00 and 15/08/2025 10:30",
+       "timestamps with fractions and offsets, and day-first dates, are left alone");
+    ok(redact_card_numbers("R$ 1.234.567,89 e 1234.56, 99, 1234,56") == "R$ 1.234.567,89 e 1234.56, 99, 1234,56",
+       "amounts are left alone");
+    ok(redact_card_numbers("id 123456789012 e 1234 5678 9012") == "id 123456789012 e 1234 5678 9012",
+       "12 digits are left alone, in one run or in groups");
+}
+
+void test_redact_unicode_digits() {
+    using sicoop::redact_card_numbers;
+    const std::string stars(12, '*');
+    const std::pair<const char*, char32_t> scripts[] = {
+        {"full-width", 0xFF10},        {"Arabic-Indic", 0x0660}, {"extended Arabic-Indic", 0x06F0},
+        {"Devanagari", 0x0966},        {"Bengali", 0x09E6},      {"Thai", 0x0E50},
+        {"Myanmar", 0x1040},           {"Mongolian", 0x1810},    {"mathematical bold", 0x1D7CE},
+        {"mathematical monospace", 0x1D7F6}, {"Kawi (Unicode 15)", 0x11F50}, {"Nag Mundari (Unicode 15)", 0x1E4F0}};
+    for (const auto& [name, zero] : scripts) {
+        const std::string pan = in_script("4111111111111111", zero);
+        ok(redact_card_numbers("PAGTO " + pan + ".") == "PAGTO " + stars + in_script("1111", zero) + ".",
+           std::string(name) + " digits: each masked digit becomes one '*', the last four are kept");
+    }
+    ok(redact_card_numbers(in_script("4111", 0xFF10) + "1111" + in_script("1111", 0x0660) + "1111") ==
+           stars + "1111",
+       "a run mixing full-width, Arabic-Indic and ASCII digits is one run");
+    ok(redact_card_numbers(in_script("4111", 0xFF10) + "\uff0d" + in_script("1111", 0xFF10) + "\uff0e" +
+                           in_script("1111", 0xFF10) + "\uff0f" + in_script("1111", 0xFF10)) ==
+           "****\uff0d****\uff0e****\uff0f" + in_script("1111", 0xFF10),
+       "full-width dash, dot and slash join full-width groups");
+    ok(redact_card_numbers(in_script("4111\uff0c1111\uff0c1111\uff1a1111", 0xFF10)) ==
+           "****\uff0c****\uff0c****\uff1a" + in_script("1111", 0xFF10),
+       "full-width comma and colon list them");
+    ok(redact_card_numbers(in_script("123456789012", 0x0660)) == in_script("123456789012", 0x0660),
+       "12 Arabic-Indic digits are left alone");
+    ok(redact_card_numbers("\u00b2\u00b3\u00b9\u2460\u2461\u2462\u2463\u2464\u2465\u2466\u2467\u2468\u2469") ==
+           "\u00b2\u00b3\u00b9\u2460\u2461\u2462\u2463\u2464\u2465\u2466\u2467\u2468\u2469",
+       "superscripts and circled numbers are not decimal digits");
+    const std::string masked = redact_card_numbers("x" + in_script("4111 1111 1111 1111", 0x1D7CE) + "y");
+    ok(masked == "x**** **** **** " + in_script("1111", 0x1D7CE) + "y" && is_valid_utf8(masked),
+       "masking 4-byte digits leaves valid UTF-8");
+}
+
+void test_redact_invisible_characters() {
+    using sicoop::redact_card_numbers;
+    ok(redact_card_numbers("4111\u200b1111\u200b1111\u200b1111") == "****\u200b****\u200b****\u200b1111",
+       "zero-width spaces between digits do not split a card number");
+    ok(redact_card_numbers("41\u200b\u200b\u200b\u200b\u200b\u200b11111111\u00ad1111\ufeff11\u206011") ==
+           "**\u200b\u200b\u200b\u200b\u200b\u200b********\u00ad****\ufeff11\u206011",
+       "invisible characters are transparent, however many: soft hyphen, BOM, word joiner");
+    ok(redact_card_numbers("4111, \u200e1111, \u202e1111, \u20661111") == "****, \u200e****, \u202e****, \u20661111",
+       "bidirectional marks do not count towards the four separators");
+    ok(redact_card_numbers("4\ufe0f\u20e31\ufe0f\u20e31\ufe0f\u20e31\ufe0f\u20e31111111111111") ==
+           "*\ufe0f\u20e3*\ufe0f\u20e3*\ufe0f\u20e3*\ufe0f\u20e3*********1111",
+       "keycap digits (variation selector, combining keycap) are digits");
+}
+
+void test_redact_invalid_utf8() {
+    using sicoop::redact_card_numbers;
+    ok(redact_card_numbers("\xff\xfe" "4111111111111111\x80") == "\xff\xfe************1111\x80",
+       "invalid bytes around a card number are kept as they are");
+    ok(redact_card_numbers("4111\xa0" "1111\xa0" "1111\xa0" "1111") == "****\xa0****\xa0****\xa0" "1111",
+       "an invalid byte between groups (LATIN1's non-breaking space) joins them: when in doubt, mask");
+    ok(redact_card_numbers("4111111111111111\xe2\x80") == "************1111\xe2\x80" &&
+           redact_card_numbers("4111111111111111\xf0\x9d\x9f") == "************1111\xf0\x9d\x9f" &&
+           redact_card_numbers("\xef\xbc") == "\xef\xbc" && redact_card_numbers("\xf0") == "\xf0",
+       "a multi-byte sequence cut short at the end is read byte by byte, never past the end");
+    ok(redact_card_numbers("411111111111\xc0\xb4") == "411111111111\xc0\xb4" &&
+           redact_card_numbers("411111111111\xe0\x80\xb4") == "411111111111\xe0\x80\xb4",
+       "an overlong '4' is no digit");
+    ok(redact_card_numbers("411111111111\xef\xbc") == "411111111111\xef\xbc" &&
+           redact_card_numbers("411111111111\xef\xbc\x31") == "*********111\xef\xbc\x31",
+       "a full-width digit missing its last byte is no digit, and the byte after it is read again (here a "
+       "13th digit, joined by the two invalid bytes)");
+    ok(redact_card_numbers("\xed\xa0\x80\xf4\x90\x80\x80\xf8\x88\x80\x80\x80") ==
+           "\xed\xa0\x80\xf4\x90\x80\x80\xf8\x88\x80\x80\x80",
+       "surrogates, code points past U+10FFFF and 5-byte forms pass through");
+    // Every text of up to three bytes from a set of awkward ones, after and before digits.
+    const std::string bytes[] = {"1", "4", " ", ",", ":", "\x80", "\xbf", "\xc2", "\xe2", "\xef", "\xf0", "\xff",
+                                 "\xa0", "\x8b", "\xbc", "\x91", "\x9d"};
+    bool sane = true;
+    for (const auto& a : bytes)
+        for (const auto& b : bytes)
+            for (const auto& c : bytes) {
+                const std::string text = "411111111111" + a + b + c;
+                const std::string out = redact_card_numbers(text);
+                const bool changed = out != text;
+                sane = sane && out.size() <= text.size() && changed == sicoop::contains_card_number(text) &&
+                       (!is_valid_utf8(text) || is_valid_utf8(out));
+            }
+    ok(sane, "no crash on arbitrary bytes; valid UTF-8 stays valid; contains_card_number agrees with redact");
+}
+
+void test_contains_card_number() {
+    using sicoop::contains_card_number;
+    ok(contains_card_number("4111111111111111") && contains_card_number("CARD-4111 1111 1111 1111") &&
+           contains_card_number("4111,1111,1111,1111") && contains_card_number(in_script("4111111111111111", 0xFF10)),
+       "a key holding a card-like run is found, in any writing");
+    ok(!contains_card_number("CONTA-1") && !contains_card_number("123456789012") && !contains_card_number("") &&
+           !contains_card_number("4111,1111,1111,1112") && !contains_card_number("2025-08-15 10:30:01-03"),
+       "ordinary keys, 12 digits, Luhn-invalid lists and times are not");
+}
+
+void test_strip_format_characters() {
+    using sicoop::strip_format_characters;
+    ok(strip_format_characters("") == "" && strip_format_characters("plain ASCII, 1234") == "plain ASCII, 1234",
+       "ASCII passes untouched");
+    ok(strip_format_characters("\ufeffJO\u200bAO\u200c\u200d\u200e\u200f") == "JOAO",
+       "BOM, zero-width space, ZWNJ, ZWJ, LRM and RLM are removed");
+    ok(strip_format_characters("\u202a\u202b\u202c\u202d\u202eevil\u2060\u2061\u2062\u2063\u2064") == "evil",
+       "bidirectional embeddings and overrides, word joiner and invisible operators are removed");
+    ok(strip_format_characters("\u2066a\u2067b\u2068c\u2069d\u206a\u206b\u206c\u206d\u206e\u206f") == "abcd",
+       "bidirectional isolates and the deprecated format characters are removed");
+    ok(strip_format_characters("pou\u00adpan\u00e7a \u180e\u061c") == "poupan\u00e7a ",
+       "soft hyphen, Mongolian vowel separator and Arabic letter mark are removed");
+    ok(strip_format_characters("jo\u00e3o\u00a0\u2065\u2764\ufe0f \u4e2d") == "jo\u00e3o\u00a0\u2065\u2764\ufe0f \u4e2d",
+       "accents, NBSP, emoji variation selectors and other text are kept");
+    ok(strip_format_characters("a\xe2\x80\x8b\xe2\x80" "b\xff") == "a\xe2\x80" "b\xff",
+       "invalid bytes and a cut zero-width space are kept");
+    ok(sicoop::redact_card_numbers(sicoop::collapse_whitespace(strip_format_characters(
+           "\ufeff PAGTO\u00a0\u00a0 4111\u200b1111\u200b1111\u200b1111 "))) == "PAGTO ************1111",
+       "as clean_text: format characters stripped, spaces collapsed, the card number masked");
+}
+
 void test_is_plain_file_name() {
     using sicoop::is_plain_file_name;
     ok(is_plain_file_name("movimentacao_flat.csv") && is_plain_file_name("flat-2025-08-15.csv"), "plain file names pass");
@@ -271,6 +474,10 @@ void test_collapse_whitespace() {
     ok(collapse_whitespace("maria \t da\n\n silva") == "maria da silva", "inner runs of white space collapse to one space");
     ok(collapse_whitespace(" \t\r\n ").empty(), "blank becomes empty");
     ok(collapse_whitespace("joão  poupança") == "joão poupança", "UTF-8 bytes pass through untouched");
+    ok(collapse_whitespace("\u3000maria\u00a0\u00a0da\u2007silva\u202f\u2003souza\u2028\u0085") ==
+           "maria da silva souza",
+       "Unicode white space (NBSP, figure, narrow, em, ideographic, line separator, NEL) collapses too");
+    ok(collapse_whitespace("a\xa0 b\xc2") == "a\xa0 b\xc2", "invalid bytes are no white space and are kept");
 }
 
 void test_timings_json() {
@@ -337,6 +544,13 @@ int main() {
     test_timings_json();
     test_collapse_whitespace();
     test_redact_card_numbers();
+    test_redact_separators();
+    test_redact_times_dates_amounts();
+    test_redact_unicode_digits();
+    test_redact_invisible_characters();
+    test_redact_invalid_utf8();
+    test_contains_card_number();
+    test_strip_format_characters();
     test_is_plain_file_name();
     test_merge_sql_shape();
     test_counts();
