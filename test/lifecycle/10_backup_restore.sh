@@ -101,5 +101,40 @@ is "$(val "$RM" "$fact_indexes")" "$(val "$REF" "$fact_indexes")" \
    'the first run after the restore builds the indexes the dump kept: the fact has every index a fresh warehouse has'
 is "$(val "$RM" "SELECT count(*) FROM sicoop.deferred_index")" 0 'and nothing waits in sicoop.deferred_index'
 
+# An operator's warehouse, in which the operator planted a CHECK that calls its own function
+# (it records who runs it). Restored as the README says -- the schema as a superuser, the rows
+# and the rest as the operator -- the CHECK runs as the operator only, never as the superuser;
+# and the superuser's grant_operator then refuses the warehouse, naming the CHECK.
+OPW=sicoop_life_operator_dw OPR=sicoop_life_operator_restored
+q -d postgres -c "DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sicoop_life_operator') THEN CREATE ROLE sicoop_life_operator LOGIN; END IF;
+  END \$\$" >/dev/null
+recreate_db "$OPW"
+q -d "$OPW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
+  -c "SELECT sicoop.grant_operator('sicoop_life_operator')" \
+  -c "CREATE TABLE public.sicoop_life_trap (who text, superuser boolean)" -c "GRANT INSERT ON public.sicoop_life_trap TO PUBLIC" \
+  -c "GRANT CREATE ON SCHEMA public TO sicoop_life_operator" >/dev/null
+q -d "$OPW" -c "SET ROLE sicoop_life_operator" -c "CREATE FUNCTION public.sicoop_life_evil(text) RETURNS boolean LANGUAGE plpgsql AS
+  \$f\$ BEGIN INSERT INTO public.sicoop_life_trap SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user; RETURN true; END \$f\$" \
+  -c "INSERT INTO sicoop.raw_associado (id_associado, nome, run_id) VALUES ('ASSOC-TRAP', 'Trap', 1)" \
+  -c "ALTER TABLE sicoop.raw_associado ADD CONSTRAINT sicoop_life_check CHECK (public.sicoop_life_evil(nome))" >/dev/null
+q -d "$OPW" -c "TRUNCATE public.sicoop_life_trap" >/dev/null
+"$PGBIN/pg_dump" -Fc -f "$WORK/operator.dump" "$OPW"
+recreate_db "$OPR"
+ok_run "the schema of an operator's warehouse restores as a superuser (pre-data: no row, no code of the operator's runs)" \
+  "$PGBIN/pg_restore" --exit-on-error --section=pre-data -d "$OPR" "$WORK/operator.dump"
+ok_run 'its rows restore as the operator (pg_restore --role)' \
+  "$PGBIN/pg_restore" --exit-on-error --section=data --role=sicoop_life_operator -d "$OPR" "$WORK/operator.dump"
+ok_run 'and the rest (indexes, constraints) too' \
+  "$PGBIN/pg_restore" --exit-on-error --section=post-data --role=sicoop_life_operator -d "$OPR" "$WORK/operator.dump"
+is "$(val "$OPR" "SELECT count(*) FROM sicoop.raw_associado WHERE id_associado = 'ASSOC-TRAP'")" 1 'the rows are back'
+is "$(val "$OPR" "SELECT coalesce(string_agg(DISTINCT who || ':' || superuser, ','), 'none') FROM public.sicoop_life_trap")" \
+   'sicoop_life_operator:false' 'the planted CHECK ran during the restore as the operator only, never as a superuser'
+out=$(q -d "$OPR" -c "SELECT sicoop.grant_operator('sicoop_life_operator')" 2>&1) && st=0 || st=$?
+ok_if '[ $st != 0 ] && grep -q "constraint sicoop.raw_associado.sicoop_life_check.*DROP CONSTRAINT sicoop_life_check" <<<"$out"' \
+  "and the superuser's grant_operator refuses the restored warehouse, naming the CHECK and its DROP"
+for db in "$OPW" "$OPR"; do drop_db "$db"; done
+q -d postgres -c "DROP ROLE sicoop_life_operator" >/dev/null
+
 for db in "$DW" "$RC" "$RP" "$REF" "$SRC" "$MID" "$RM"; do drop_db "$db"; done
 finish

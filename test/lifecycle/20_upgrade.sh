@@ -7,6 +7,7 @@
 # and it survives a dump/restore and a DROP EXTENSION.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RELEASE_1_0=b3d7fea  # the commit 1.0 was released at
+RELEASE_1_3=5631738  # the commit 1.3 was released at
 N=20000
 SRC=sicoop_up_src UP=sicoop_up_dw FRESH=sicoop_up_fresh REF=sicoop_up_ref RESTORED=sicoop_up_restored
 
@@ -126,6 +127,47 @@ same_file "$WORK/up_now" "$WORK/up_restored" 'and the restored copy holds the sa
 q -d "$UP" -c "DROP EXTENSION sicoop_etl"
 fingerprint "$UP" >"$WORK/up_dropped"
 same_file "$WORK/up_now" "$WORK/up_dropped" 'DROP EXTENSION on the upgraded install keeps every row'
+
+# The released 1.3, as 1.3's users run it: its incremental runs ANALYZE the stage while it holds
+# the source's card numbers (typed into descriptions too, which 1.3's raw keeps in clear). The
+# update clears those statistics, masks raw's free text, and gives what a fresh 1.4 is.
+echo "# building sicoop_etl 1.3 from $RELEASE_1_3"
+mkdir -p "$WORK/v1.3"
+git -C "$REPO" archive "$RELEASE_1_3" | tar -x -C "$WORK/v1.3"
+make -C "$WORK/v1.3" -s -j2 >/dev/null 2>&1
+as_root make -C "$WORK/v1.3" -s install >/dev/null
+UP13=sicoop_up13_dw
+q -d "$SRC" -c "INSERT INTO movimentacao_cartao (id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao)
+                SELECT 'MOV-UP13-PAN', min(id_cartao), 'PAGTO 4111 1111 1111 1111', 9.99, '2025-08-17 09:00' FROM cartao" >/dev/null
+make_warehouse "$UP13" "$SRC" 1.3
+run_pipeline "$UP13" '2025-08-18 10:00:00-03'
+q -d "$SRC" -v n="$N" -f "$REPO/test/bench/change_source.sql" >/dev/null
+run_pipeline "$UP13" '2025-08-18 10:30:00-03'
+long_digit_stats="SELECT count(*) FROM pg_stats s, unnest(coalesce(s.most_common_vals::text::text[], '{}')
+                    || coalesce(s.histogram_bounds::text::text[], '{}')) v
+                  WHERE s.schemaname = 'sicoop' AND s.tablename LIKE 'stage\_%'
+                    AND regexp_replace(v, '[ .:/_-]+', '', 'g') ~ '[0-9]{13,}'"
+ok_if "[ \"\$(val '$UP13' \"$long_digit_stats\")\" -gt 0 ]" \
+  "1.3's incremental runs left full card numbers in the stage's statistics ($(val "$UP13" "$long_digit_stats") values)"
+is "$(val "$UP13" "SELECT descricao_movimentacao FROM sicoop.raw_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'")" \
+   'PAGTO 4111 1111 1111 1111' "and 1.3's raw kept a number typed into a description in clear"
+install_current
+ok_run 'ALTER EXTENSION sicoop_etl UPDATE from 1.3 succeeds' q -d "$UP13" -c "ALTER EXTENSION sicoop_etl UPDATE"
+is "$(val "$UP13" "$long_digit_stats")" 0 'the update cleared the stage statistics that held card numbers'
+is "$(val "$UP13" "SELECT count(*) FROM pg_statistic s JOIN pg_class c ON c.oid = s.starelid
+                   WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relname LIKE 'stage\_%'
+                     AND (SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = s.starelid AND a.attnum = s.staattnum)
+                         IN ('text'::regtype, 'jsonb'::regtype)")" 0 'and every statistic of the stage'"'"'s text columns'
+is "$(val "$UP13" "SELECT descricao_movimentacao FROM sicoop.raw_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'")" \
+   'PAGTO **** **** **** 1111' 'and masked the number in raw'"'"'s description'
+ok_run 'the updated 1.3 warehouse runs (the full run the new rules owe)' run_pipeline "$UP13" '2025-08-18 12:00:00-03'
+ok_run 'and runs again' run_pipeline "$UP13" '2025-08-18 12:30:00-03'
+is "$(val "$UP13" "$long_digit_stats")" 0 'and its runs leave no card number in statistics'
+schema "$UP13"
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" 'pg_dump --schema-only: a fresh 1.4 and an updated 1.3 are the same'
+same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP13" 'and so is the catalog'
+drop_db "$UP13"
+q -d "$SRC" -c "DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'" >/dev/null
 
 # An operator's warehouse (made by grant_operator under 1.1) stays the operator's through the
 # update: the new tables are its own, it may run the new functions, runs the pipeline, and

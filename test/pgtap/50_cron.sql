@@ -32,6 +32,7 @@ BEGIN
 END
 $f$;
 SELECT pg_temp.forget_cron_operator(:'cronconn', :'demosrc');
+COPY (SELECT 1) TO PROGRAM 'rm -f sicoop_pgpass';
 \o
 
 SELECT job AS jobid FROM dblink(:'cronconn', format(
@@ -129,6 +130,8 @@ SELECT alike((:'refusal'::text[])[4], '%cron.use_background_workers = on%localho
 \o /dev/null
 SELECT format('COPY (SELECT %L) TO %L', format('localhost:%s:sicooperativedw:sicoop_test_cron_operator:cron-pw', :'pgport'),
               current_setting('data_directory') || '/sicoop_pgpass') \gexec
+-- (libpq reads no password file that others may read; COPY writes files mode 0644.)
+COPY (SELECT 1) TO PROGRAM 'chmod 600 sicoop_pgpass';
 \o
 SELECT results_eq($$SELECT j FROM dblink('cronop', 'SELECT jobname FROM sicoop.schedule(''* * * * *'')') AS t(j text)$$,
                   $$VALUES ('sicoop_pipeline@sicooperativedw')$$,
