@@ -1739,6 +1739,178 @@ END
 $grant$;
 
 ------------------------------------------------------------------------------------------
+-- The data-quality tables as 1.4 creates them (the key rules, kinds no_card_number and
+-- trimmed): what a warehouse created from now on gets
+------------------------------------------------------------------------------------------
+-- The data-quality tables: the rules, their results per run, the rejects, the canonical values
+-- and the reconciliation of the movements with the source. Part of the warehouse (created by
+-- _create_warehouse(), and by the 1.1 -> 1.2 upgrade), so the rules users edit are theirs.
+CREATE OR REPLACE FUNCTION _create_quality_tables() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+-- What a source row must satisfy to enter the warehouse (checked as it enters raw, so a row is
+-- either in every layer or in sicoop.reject), and the checks of whole tables and runs.
+-- Users add, change and disable rules with INSERT and UPDATE; sicoop.dq_rule_kinds() says what
+-- each kind does. Severity: 'reject' keeps the row out (in sicoop.reject, with the reason) and
+-- loads the rest; 'warn' loads it and counts it in sicoop.dq_result; 'fail' stops the step.
+CREATE TABLE sicoop.dq_rule (
+    rule_name        text PRIMARY KEY,
+    table_name       text NOT NULL CHECK (table_name IN ('associado', 'conta', 'cartao', 'movimentacao_cartao')),
+    column_name      text,         -- NULL: every column the kind applies to (fits, no_control_chars)
+    kind             text NOT NULL CHECK (kind IN ('not_null', 'not_blank', 'unique', 'references', 'accepted_values',
+                                                   'range', 'no_control_chars', 'fits', 'source_drift', 'canonical',
+                                                   'reconciliation', 'no_card_number', 'trimmed')),
+    severity         text NOT NULL CHECK (severity IN ('reject', 'warn', 'fail')),
+    min_value        text,         -- range: a literal of the column's type, or today[+-N] (days)
+    max_value        text,
+    accepted_values  text[],       -- accepted_values: the values, as cleaned (upper case)
+    ref_table        text CHECK (ref_table IN ('associado', 'conta', 'cartao')),  -- references
+    enabled          boolean NOT NULL DEFAULT true,
+    description      text NOT NULL,
+    -- Checks of a table or a run have no row to keep out.
+    CHECK (severity <> 'reject' OR kind NOT IN ('source_drift', 'canonical', 'reconciliation')),
+    CHECK ((kind = 'range') = (min_value IS NOT NULL OR max_value IS NOT NULL)),
+    CHECK ((kind = 'accepted_values') = (accepted_values IS NOT NULL)),
+    CHECK ((kind = 'references') = (ref_table IS NOT NULL)),
+    CHECK (column_name IS NOT NULL OR kind IN ('fits', 'no_control_chars', 'source_drift', 'reconciliation'))
+);
+INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, min_value, max_value, accepted_values, ref_table, description) VALUES
+  ('associado_id_not_null', 'associado', 'id_associado', 'not_null', 'reject', NULL, NULL, NULL, NULL, 'id_associado is missing'),
+  ('associado_id_unique', 'associado', 'id_associado', 'unique', 'reject', NULL, NULL, NULL, NULL, 'id_associado is not unique in the source: every copy is kept out'),
+  ('associado_fits', 'associado', NULL, 'fits', 'reject', NULL, NULL, NULL, NULL, 'a value is longer than the warehouse''s column'),
+  ('associado_no_control_chars', 'associado', NULL, 'no_control_chars', 'reject', NULL, NULL, NULL, NULL, 'a text holds control characters'),
+  ('associado_nome_not_blank', 'associado', 'nome', 'not_blank', 'reject', NULL, NULL, NULL, NULL, 'nome is blank'),
+  ('associado_nascimento_range', 'associado', 'data_nascimento', 'range', 'reject', '1900-01-01', 'today', NULL, NULL, 'data_nascimento is before 1900 or after the run''s date'),
+  ('associado_estado_civil_canonical', 'associado', 'estado_civil', 'canonical', 'warn', NULL, NULL, NULL, NULL, 'estado_civil has no canonical value in sicoop.canonical_value'),
+  ('associado_escolaridade_canonical', 'associado', 'escolaridade', 'canonical', 'warn', NULL, NULL, NULL, NULL, 'escolaridade has no canonical value in sicoop.canonical_value'),
+  ('associado_source_drift', 'associado', NULL, 'source_drift', 'warn', NULL, NULL, NULL, NULL, 'a source column''s type differs from the warehouse''s'),
+  ('conta_id_not_null', 'conta', 'id_conta', 'not_null', 'reject', NULL, NULL, NULL, NULL, 'id_conta is missing'),
+  ('conta_id_unique', 'conta', 'id_conta', 'unique', 'reject', NULL, NULL, NULL, NULL, 'id_conta is not unique in the source: every copy is kept out'),
+  ('conta_fits', 'conta', NULL, 'fits', 'reject', NULL, NULL, NULL, NULL, 'a value is longer than the warehouse''s column'),
+  ('conta_no_control_chars', 'conta', NULL, 'no_control_chars', 'reject', NULL, NULL, NULL, NULL, 'a text holds control characters'),
+  ('conta_criacao_range', 'conta', 'data_criacao_conta', 'range', 'reject', '1900-01-01', 'today+31', NULL, NULL, 'data_criacao_conta is before 1900 or more than a month after the run''s date'),
+  ('conta_associado_references', 'conta', 'id_associado', 'references', 'warn', NULL, NULL, NULL, 'associado', 'the account''s member is not (yet) in the source: its facts go to the unknown member'),
+  ('conta_situacao_accepted', 'conta', 'situacao_conta', 'accepted_values', 'warn', NULL, NULL, '{ATIVA,INATIVA,ENCERRADA,BLOQUEADA}', NULL, 'situacao_conta is not one of the known states'),
+  ('conta_tipo_canonical', 'conta', 'tipo_conta', 'canonical', 'warn', NULL, NULL, NULL, NULL, 'tipo_conta has no canonical value in sicoop.canonical_value'),
+  ('conta_source_drift', 'conta', NULL, 'source_drift', 'warn', NULL, NULL, NULL, NULL, 'a source column''s type differs from the warehouse''s'),
+  ('cartao_id_not_null', 'cartao', 'id_cartao', 'not_null', 'reject', NULL, NULL, NULL, NULL, 'id_cartao is missing'),
+  ('cartao_id_unique', 'cartao', 'id_cartao', 'unique', 'reject', NULL, NULL, NULL, NULL, 'id_cartao is not unique in the source: every copy is kept out'),
+  ('cartao_fits', 'cartao', NULL, 'fits', 'reject', NULL, NULL, NULL, NULL, 'a value is longer than the warehouse''s column'),
+  ('cartao_no_control_chars', 'cartao', NULL, 'no_control_chars', 'reject', NULL, NULL, NULL, NULL, 'a text holds control characters'),
+  ('cartao_emissao_range', 'cartao', 'data_emissao', 'range', 'reject', '1900-01-01', 'today+31', NULL, NULL, 'data_emissao is before 1900 or more than a month after the run''s date'),
+  ('cartao_conta_references', 'cartao', 'id_conta', 'references', 'warn', NULL, NULL, NULL, 'conta', 'the card''s account is not (yet) in the source: its facts go to the unknown member'),
+  ('cartao_bandeira_canonical', 'cartao', 'bandeira_cartao', 'canonical', 'warn', NULL, NULL, NULL, NULL, 'bandeira_cartao has no canonical value in sicoop.canonical_value'),
+  ('cartao_source_drift', 'cartao', NULL, 'source_drift', 'warn', NULL, NULL, NULL, NULL, 'a source column''s type differs from the warehouse''s'),
+  ('movimentacao_id_not_null', 'movimentacao_cartao', 'id_movimentacao_cartao', 'not_null', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao is missing'),
+  ('movimentacao_id_unique', 'movimentacao_cartao', 'id_movimentacao_cartao', 'unique', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao is not unique in the source: every copy is kept out'),
+  ('movimentacao_fits', 'movimentacao_cartao', NULL, 'fits', 'reject', NULL, NULL, NULL, NULL, 'a value does not fit the warehouse''s column (too long, too large, or more decimals than it keeps)'),
+  ('movimentacao_no_control_chars', 'movimentacao_cartao', NULL, 'no_control_chars', 'reject', NULL, NULL, NULL, NULL, 'a text holds control characters'),
+  ('movimentacao_valor_not_null', 'movimentacao_cartao', 'valor_movimentacao', 'not_null', 'reject', NULL, NULL, NULL, NULL, 'valor_movimentacao is missing'),
+  ('movimentacao_data_not_null', 'movimentacao_cartao', 'data_movimentacao', 'not_null', 'reject', NULL, NULL, NULL, NULL, 'data_movimentacao is missing'),
+  ('movimentacao_data_range', 'movimentacao_cartao', 'data_movimentacao', 'range', 'reject', '1990-01-01', 'today+31', NULL, NULL, 'data_movimentacao is outside the cooperative''s life (1990 to a month after the run''s date)'),
+  ('movimentacao_valor_non_negative', 'movimentacao_cartao', 'valor_movimentacao', 'range', 'warn', '0', NULL, NULL, NULL, 'valor_movimentacao is negative (a refund or reversal?)'),
+  ('movimentacao_cartao_references', 'movimentacao_cartao', 'id_cartao', 'references', 'warn', NULL, NULL, NULL, 'cartao', 'the movement''s card is not (yet) in the source: the fact goes to the unknown member'),
+  ('movimentacao_source_drift', 'movimentacao_cartao', NULL, 'source_drift', 'warn', NULL, NULL, NULL, NULL, 'a source column''s type differs from the warehouse''s'),
+  ('movimentacao_reconciliation', 'movimentacao_cartao', NULL, 'reconciliation', 'fail', NULL, NULL, NULL, NULL, 'per movement day, the source''s count and sum of valor_movimentacao differ from the fact''s plus the rejects''');
+-- Keys (1.4): no card number, no padding. A key is never cleaned: '  MOV-1 ' cleaned would
+-- become a second copy of 'MOV-1', so a key that is not clean is kept out, with its reason.
+INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, min_value, max_value, accepted_values, ref_table, description) VALUES
+  ('associado_id_no_card_number', 'associado', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('associado_id_trimmed', 'associado', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('conta_id_no_card_number', 'conta', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('conta_id_trimmed', 'conta', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('conta_associado_no_card_number', 'conta', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('conta_associado_trimmed', 'conta', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('cartao_id_no_card_number', 'cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('cartao_id_trimmed', 'cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('cartao_conta_no_card_number', 'cartao', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('cartao_conta_trimmed', 'cartao', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('movimentacao_id_no_card_number', 'movimentacao_cartao', 'id_movimentacao_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('movimentacao_id_trimmed', 'movimentacao_cartao', 'id_movimentacao_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('movimentacao_cartao_no_card_number', 'movimentacao_cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('movimentacao_cartao_trimmed', 'movimentacao_cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all');
+
+-- Every rule's outcome, per run.
+CREATE TABLE sicoop.dq_result (
+    run_id        bigint NOT NULL,
+    rule_name     text NOT NULL,
+    table_name    text NOT NULL,
+    severity      text NOT NULL,
+    rows_checked  bigint NOT NULL,     -- rows (or columns, or days) the rule looked at
+    rows_failed   bigint NOT NULL,
+    sample        jsonb,               -- a few of the failing keys (or columns, values, days)
+    checked_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (run_id, rule_name)
+);
+
+-- Source rows kept out of the warehouse: one row per source row (every copy of a duplicated
+-- key), with the rules it breaks, why, and its values (card numbers masked). Rechecked by every
+-- run: a row fixed at the source loads and leaves; one deleted there leaves.
+CREATE TABLE sicoop.reject (
+    table_name   text NOT NULL,
+    record_id    text,                 -- NULL: the source row has no key
+    copy_no      int NOT NULL,         -- 1, 2, ... for the copies of a duplicated key
+    rule_name    text NOT NULL,        -- the first rule it breaks (rules: all of them)
+    rules        text[] NOT NULL,
+    reason       text NOT NULL,
+    record       jsonb NOT NULL,
+    run_id       bigint NOT NULL,      -- the run that first kept it out
+    last_run_id  bigint NOT NULL,      -- the latest run that checked it again
+    rejected_at  timestamptz NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (table_name, record_id, copy_no)
+);
+REVOKE ALL ON sicoop.reject FROM PUBLIC;
+
+-- Canonical values of the descriptive columns (as cleaned: upper case, single spaces): a value
+-- found in source_value is replaced by its canonical one in trusted and the star schema. A value
+-- found nowhere (neither as a source_value nor as a canonical one) is kept as it is, and counted
+-- by the column's 'canonical' rule. Editing this table re-labels every layer on the next run
+-- (a full one).
+CREATE TABLE sicoop.canonical_value (
+    domain        text NOT NULL CHECK (domain IN ('estado_civil', 'escolaridade', 'tipo_conta', 'bandeira_cartao')),
+    source_value  text NOT NULL,
+    canonical     text NOT NULL,
+    PRIMARY KEY (domain, source_value)
+);
+INSERT INTO sicoop.canonical_value (domain, source_value, canonical) VALUES
+  ('estado_civil', 'SOLTEIRO', 'SOLTEIRO(A)'), ('estado_civil', 'SOLTEIRA', 'SOLTEIRO(A)'),
+  ('estado_civil', 'CASADO', 'CASADO(A)'), ('estado_civil', 'CASADA', 'CASADO(A)'),
+  ('estado_civil', 'DIVORCIADO', 'DIVORCIADO(A)'), ('estado_civil', 'DIVORCIADA', 'DIVORCIADO(A)'),
+  ('estado_civil', 'SEPARADO', 'SEPARADO(A)'), ('estado_civil', 'SEPARADA', 'SEPARADO(A)'),
+  ('estado_civil', 'VIÚVO', 'VIÚVO(A)'), ('estado_civil', 'VIÚVA', 'VIÚVO(A)'),
+  ('estado_civil', 'VIUVO', 'VIÚVO(A)'), ('estado_civil', 'VIUVA', 'VIÚVO(A)'),
+  ('estado_civil', 'UNIAO ESTAVEL', 'UNIÃO ESTÁVEL'),
+  ('escolaridade', 'ENSINO FUNDAMENTAL', 'ENSINO FUNDAMENTAL'),
+  ('escolaridade', 'ENSINO MEDIO', 'ENSINO MÉDIO'), ('escolaridade', 'ENSINO MEDIO COMPLETO', 'ENSINO MÉDIO COMPLETO'),
+  ('escolaridade', 'ENSINO MÉDIO INCOMPLETO', 'ENSINO MÉDIO INCOMPLETO'), ('escolaridade', 'ENSINO MEDIO INCOMPLETO', 'ENSINO MÉDIO INCOMPLETO'),
+  ('escolaridade', 'ENSINO SUPERIOR INCOMPLETO', 'ENSINO SUPERIOR INCOMPLETO'),
+  ('escolaridade', 'POS-GRADUACAO', 'PÓS-GRADUAÇÃO'), ('escolaridade', 'POS GRADUACAO', 'PÓS-GRADUAÇÃO'),
+  ('escolaridade', 'PÓS GRADUAÇÃO', 'PÓS-GRADUAÇÃO'),
+  ('tipo_conta', 'CONTA CORRENTE', 'CORRENTE'), ('tipo_conta', 'POUPANCA', 'POUPANÇA'),
+  ('tipo_conta', 'CONTA POUPANÇA', 'POUPANÇA'), ('tipo_conta', 'CONTA POUPANCA', 'POUPANÇA'),
+  ('tipo_conta', 'SALARIO', 'SALÁRIO'), ('tipo_conta', 'CONTA SALÁRIO', 'SALÁRIO'),
+  ('bandeira_cartao', 'MASTER', 'MASTERCARD'), ('bandeira_cartao', 'MASTER CARD', 'MASTERCARD'),
+  ('bandeira_cartao', 'AMEX', 'AMERICAN EXPRESS');
+UPDATE ONLY sicoop.warehouse_info SET rules_signature = sicoop._rules_signature();
+
+-- The latest reconciliation of the movements, per movement day (local): the source's count and
+-- sum of valor_movimentacao, in the snapshot the load read, against the fact's plus the rejects'.
+CREATE TABLE sicoop.reconciliation (
+    run_id        bigint NOT NULL,
+    dia           date,                -- NULL: movements without a date
+    source_rows   bigint NOT NULL,
+    source_valor  numeric NOT NULL,
+    fato_rows     bigint NOT NULL,
+    fato_valor    numeric NOT NULL,
+    reject_rows   bigint NOT NULL,
+    reject_valor  numeric NOT NULL,
+    balanced      boolean NOT NULL
+);
+
+END
+$fn$;
+
+------------------------------------------------------------------------------------------
 -- Privileges of the new functions: a superuser's only
 ------------------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION sicoop._warehouse_objects(), sicoop._check_warehouse_definition(text),

@@ -141,7 +141,8 @@ q -d "$SRC" -c "INSERT INTO movimentacao_cartao (id_movimentacao_cartao, id_cart
                 SELECT 'MOV-UP13-PAN', min(id_cartao), 'PAGTO 4111 1111 1111 1111', 9.99, '2025-08-17 09:00' FROM cartao" >/dev/null
 make_warehouse "$UP13" "$SRC" 1.3
 run_pipeline "$UP13" '2025-08-18 10:00:00-03'
-q -d "$SRC" -v n="$N" -f "$REPO/test/bench/change_source.sql" >/dev/null
+q -d "$SRC" -c "UPDATE movimentacao_cartao SET valor_movimentacao = valor_movimentacao + 1 WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'" \
+  -c "UPDATE cartao SET tipo_cartao = tipo_cartao WHERE id_cartao <= 'CARTAO-00000020'" >/dev/null  # copied again, by their xmin
 run_pipeline "$UP13" '2025-08-18 10:30:00-03'
 long_digit_stats="SELECT count(*) FROM pg_stats s, unnest(coalesce(s.most_common_vals::text::text[], '{}')
                     || coalesce(s.histogram_bounds::text::text[], '{}')) v
