@@ -1911,6 +1911,21 @@ END
 $fn$;
 
 ------------------------------------------------------------------------------------------
+-- Signatures independent of the collation (issue 17): no spurious full run after a restore
+------------------------------------------------------------------------------------------
+-- The row rules and the canonical values as they are now: what every row is checked against
+-- as it enters raw, and labelled with in trusted. Ordered byte-wise (COLLATE "C"), so that the
+-- same rules give the same signature in a database of another collation (a restore into libc
+-- C.UTF-8, an ICU or glibc upgrade): only a real change owes the full run that checks every row.
+CREATE OR REPLACE FUNCTION _rules_signature() RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT md5(coalesce((SELECT string_agg(q::text, ',' ORDER BY q.rule_name COLLATE "C") FROM ONLY sicoop.dq_rule q
+                     WHERE q.enabled AND q.kind NOT IN ('source_drift', 'canonical', 'reconciliation')), '')
+           || '|' ||
+           coalesce((SELECT string_agg(c::text, ',' ORDER BY c.domain COLLATE "C", c.source_value COLLATE "C")
+                     FROM ONLY sicoop.canonical_value c), ''))
+$$;
+
+------------------------------------------------------------------------------------------
 -- Privileges of the new functions: a superuser's only
 ------------------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION sicoop._warehouse_objects(), sicoop._check_warehouse_definition(text),

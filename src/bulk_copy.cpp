@@ -8,6 +8,7 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 extern "C" {
 #include "commands/copyfrom_internal.h"  // cur_attname, cur_lineno: where a conversion failed
+#include "storage/ipc.h"
 #include "utils/acl.h"
 #include "utils/rls.h"
 }
@@ -281,6 +282,22 @@ bool is_number(const std::string& type) {
     pg_unreachable();
 }
 
+// Sends libpq's cancel for the statement the source session is running, if any. Never raises.
+void cancel_source_statement() {
+    if (session.conn == nullptr || PQtransactionStatus(session.conn) != PQTRANS_ACTIVE) return;
+    if (PGcancel* cancel = PQgetCancel(session.conn)) {
+        char errbuf[256];
+        (void) PQcancel(cancel, errbuf, sizeof errbuf);
+        PQfreeCancel(cancel);
+    }
+}
+
+// At backend exit (pg_terminate_backend, a FATAL error, the end of the session), when no error
+// handling ran: the source's statement is cancelled, so the source session ends with this
+// backend instead of waiting on there until sicoop.source_timeout. (A crash runs no exit
+// callback: then the source-side timeout alone ends it.)
+void cancel_source_at_exit(int, Datum) { cancel_source_statement(); }
+
 // Ends the session: closes the source transaction and records what the next run starts from.
 void finish_session() {
     if (session.conn == nullptr) return;
@@ -306,6 +323,11 @@ void finish_session() {
 void open_session(const BulkCopy& copy, const char* remote, const char* remote_label) {
     if (session.conn != nullptr && session.source_table == copy.source_table) return;
     finish_session();
+    static bool exit_callback_registered = false;
+    if (!exit_callback_registered) {
+        before_shmem_exit(cancel_source_at_exit, (Datum) 0);
+        exit_callback_registered = true;
+    }
     PGconn* conn = source::open_connection();
     session.conn = conn;
     session.source_table = copy.source_table;
@@ -697,13 +719,7 @@ void abort_source_session() {
     stream = CopyStream{};
     // A statement still running on the source (a COPY, or one waiting on a lock) is cancelled
     // there too, not left to run on after the run has given up.
-    if (PQtransactionStatus(session.conn) == PQTRANS_ACTIVE) {
-        if (PGcancel* cancel = PQgetCancel(session.conn)) {
-            char errbuf[256];
-            (void) PQcancel(cancel, errbuf, sizeof errbuf);
-            PQfreeCancel(cancel);
-        }
-    }
+    cancel_source_statement();
     close_session();
 }
 

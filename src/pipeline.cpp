@@ -461,7 +461,7 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
         if (overdue)
             message += ", running for " + std::to_string(running_for) + " s, longer than sicoop.max_run_time (" +
                        std::to_string(max_run_time_seconds) + " s)";
-        run_log::skipped(run_id, reference_time, message.c_str());
+        run_log::skipped(run_id, reference_time, message.c_str(), overdue ? "55P03" : nullptr);
         if (overdue) run_log::alert(run_id, "run_pipeline");
         commit();
         const char* m = message.c_str();

@@ -60,11 +60,13 @@ void alert(int64 run_id, const char* step) {
     spi::exec("SELECT sicoop._alert($1, $2)", p, 2);
 }
 
-void skipped(int64 run_id, TimestampTz as_of, const char* message) {
-    spi::Param p[] = {int8_param(run_id), timestamptz_param(as_of), text_param(message)};
-    spi::exec("INSERT INTO sicoop.run_log (run_id, step, status, as_of, finished_at, error_message)"
-              " VALUES ($1, 'run_pipeline', 'skipped', $2, clock_timestamp(), $3)",
-              p, 3);
+void skipped(int64 run_id, TimestampTz as_of, const char* message, const char* sqlstate) {
+    spi::Param p[] = {int8_param(run_id), timestamptz_param(as_of), text_param(message),
+                      sqlstate ? text_param(sqlstate) : spi::Param{TEXTOID, (Datum) 0, true}};
+    spi::exec(R"sql(
+INSERT INTO sicoop.run_log (run_id, step, status, as_of, finished_at, error_message, error_sqlstate)
+VALUES ($1, 'run_pipeline', 'skipped', $2, clock_timestamp(), $3, $4))sql",
+              p, 4);
 }
 
 }  // namespace sicoop::run_log

@@ -132,7 +132,25 @@ create_databases() {
     # A warehouse made by an older build: its SQL objects follow the library just installed
     # (the update keeps the data), as a user's would.
     psql_q -d "$DW_DB" -c "ALTER EXTENSION sicoop_etl UPDATE" >/dev/null
+    # A development build that changed the current version's scripts without a new version
+    # number: the update above cannot know, so the demo warehouse is made anew in place (the
+    # database stays, with pg_cron's launcher connected to it).
+    if [ "$(psql_q -d "$DW_DB" -Atc "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database
+                                       WHERE datname = current_database()")" != "sicoop_etl build $(installed_build)" ]; then
+      log "remaking the demo warehouse: the installed build of sicoop_etl changed"
+      psql_q -d "$DW_DB" -c "SET client_min_messages = warning" -c "DROP EXTENSION IF EXISTS sicoop_etl CASCADE" \
+        -c "DROP SCHEMA IF EXISTS sicoop CASCADE" -c "DROP SERVER IF EXISTS sicoop_source CASCADE" \
+        -c "CREATE EXTENSION sicoop_etl CASCADE" \
+        -c "SELECT sicoop.connect_source('localhost', $PORT, '$SRC_DB', 'postgres')" >/dev/null
+    fi
   fi
+  psql_q -d "$DW_DB" -c "COMMENT ON DATABASE $DW_DB IS 'sicoop_etl build $(installed_build)'" >/dev/null
+}
+
+# A fingerprint of the installed extension: its scripts and library.
+installed_build() {
+  cat "$("$PGBIN/pg_config" --sharedir)"/extension/sicoop_etl* "$("$PGBIN/pg_config" --pkglibdir)/sicoop_etl.so" 2>/dev/null |
+    md5sum | cut -c1-32
 }
 
 cmd_stop() {

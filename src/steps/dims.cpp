@@ -41,6 +41,9 @@ void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, co
         "  INSERT INTO " + dim + " (" + key + ", " + insert_cols + ", data_hora_atualizacao_registro, run_id)\n"
         "  SELECT s." + key + ", " + insert_values + ", $1, $2 FROM " + trusted + " s\n"
         "  WHERE " + changed + " AND NOT EXISTS (SELECT 1 FROM " + dim + " d WHERE d." + key + " = s." + key + ")\n"
+        // Surrogate keys in business-key order, byte-wise: the same rows get the same keys in
+        // every copy of the warehouse (a restore, another collation), whatever the scan order.
+        "  ORDER BY s." + key + " COLLATE \"C\"\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_inserted FROM added", label));
 }

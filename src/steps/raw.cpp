@@ -145,9 +145,14 @@ std::string column_hash(const std::string& column, const std::string& type, cons
                         int position, bool free_text) {
     const std::string seed = std::to_string(position);
     std::string value = source_side ? "(" + column + ")::" + stage_type(type) : row + "." + column;
-    if (free_text)
-        value = "(CASE WHEN (" + value + ")::text OPERATOR(pg_catalog.~) '[0-9*]([^[:alnum:]*]{0,4}[0-9*]){12,}' "
-                "THEN pg_catalog.translate((" + value + ")::text, '0123456789*', '###########') ELSE (" + value + ")::text END)";
+    if (free_text) {
+        // (The count of digits and '*' first: most values have too few, and skip the regex.)
+        const std::string v = "(" + value + ")::text";
+        const std::string blanked = "pg_catalog.translate(" + v + ", '0123456789*', '###########')";
+        value = "(CASE WHEN pg_catalog.length(" + v + ") OPERATOR(pg_catalog.-) pg_catalog.length(pg_catalog.translate(" + v +
+                ", '0123456789*', '')) OPERATOR(pg_catalog.>=) 13 AND " + v +
+                " OPERATOR(pg_catalog.~) '[0-9*]([^[:alnum:]*]{0,4}[0-9*]){12,}' THEN " + blanked + " ELSE " + v + " END)";
+    }
     std::string hash;
     if (type == "date" || type == "timestamp") {
         hash = "pg_catalog.timestamp_hash_extended(" + value + "::timestamp, " + seed + ")";

@@ -151,6 +151,8 @@ SELECT count(*) AS rows_updated FROM relabelled)sql"));
         "  FROM sicoop.trusted_associado s\n"
         "  WHERE true" + changed + " AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d\n"
         "                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)\n"
+        // Surrogate keys in business-key order, byte-wise (as dims.cpp): deterministic.
+        "  ORDER BY s.id_associado COLLATE \"C\"\n"
         "  RETURNING 1)\n"
         "SELECT count(*) AS rows_inserted FROM opened"));
     // Whatever happened above, no two versions of a changed member may overlap.

@@ -56,6 +56,19 @@ ok_if '[ "$raw_read" -lt $((source_rows / 5)) ]' \
 ok_if '[ "$trusted_read" -lt 200 ] && [ "$fato_written" -lt 200 ]' \
   "and later steps touched only what changed (trusted read $trusted_read rows, facts written $fato_written)"
 
+# Restored into a database of another supported collation (libc C.UTF-8 instead of ICU pt-BR),
+# the same rules and canonical values are the same signature: the first run is incremental,
+# not a full one owed to rules that did not change.
+RL=sicoop_life_restored_libc
+drop_db "$RL"
+q -d postgres -c "CREATE DATABASE $RL TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER libc LOCALE 'C.UTF-8'"
+ok_run 'the dump restores into a libc C.UTF-8 database' "$PGBIN/pg_restore" --exit-on-error -d "$RL" "$WORK/dw.dump"
+is "$(val "$RL" "SELECT sicoop._full_run_owed() IS NULL")" t 'no full run is owed there: the rules'"'"' signature does not depend on the collation'
+run_pipeline "$RL" '2025-08-18 10:00:00-03'
+raw_read=$(step_figure "$RL" load_raw rows_read)
+ok_if '[ "$raw_read" -lt $((source_rows / 5)) ]' "and its first run is incremental (load_raw read $raw_read rows)"
+drop_db "$RL"
+
 # A lost password (or a dump without the user mapping) is re-entered with connect_source():
 # same source, so the incremental state stays.
 q -d "$RP" -c "DROP USER MAPPING FOR CURRENT_USER SERVER sicoop_source"

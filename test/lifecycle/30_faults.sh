@@ -196,6 +196,23 @@ wait "$RUNNER" || true
 sleep 1
 is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 \
    'cancelled in the warehouse, it no longer waits at the source (libpq cancel)'
+# Terminated rather than cancelled (pg_terminate_backend: the backend exits, no error handling
+# runs): its exit still cancels the statement at the source.
+start_run -c "SET sicoop.source_timeout = 0"
+for _ in $(seq 100); do
+  [ "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl' AND wait_event_type = 'Lock'")" = 1 ] && break
+  sleep 0.1
+done
+is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl' AND wait_event_type = 'Lock'")" 1 \
+   'a second run waits on the locked source table'
+val "$DW" "SELECT pg_terminate_backend($(run_pid))" >/dev/null
+wait "$RUNNER" || true
+for _ in $(seq 50); do
+  [ "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" = 0 ] && break
+  sleep 0.1
+done
+is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 \
+   'terminated in the warehouse, it leaves no session at the source within 5 s (its exit sends the cancel)'
 val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE%'" >/dev/null
 wait "$SRC_BLOCKER" 2>/dev/null || true
 recovers 'source locked, timeout and cancel'
@@ -267,7 +284,8 @@ for line in sys.stdin:
 echo "# alerts heard: $(alerts | wc -l)"
 is "$(alert_of "$failed_run" load_fato)" 'failed 57014 True' 'a listening client hears of the failed run: its step, status, SQLSTATE and counts, as JSON (no error text: any role may LISTEN)'
 is "$(alert_of "$aborted_run" load_fato)" 'aborted - True' 'and of the aborted one (sent by the next run, naming the step that was running)'
-ok_if "alerts | grep -q '\"status\" : \"skipped\"'" 'and of a skip behind a run older than sicoop.max_run_time'
+ok_if "alerts | grep '\"status\" : \"skipped\"' | grep -q '\"sqlstate\" : \"55P03\"'" \
+  'and of a skip behind a run older than sicoop.max_run_time, with the SQLSTATE of the error it raised (55P03)'
 
 for db in "$DW" "$REF" "$SRC"; do drop_db "$db"; done
 finish
