@@ -1659,6 +1659,102 @@ ALTER FUNCTION sicoop.reference_time() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION sicoop.run_step(text, boolean) SET search_path = pg_catalog, pg_temp;
 
 ------------------------------------------------------------------------------------------
+-- Retention of the run log and the data-quality results (issue 17): sicoop.log_retention
+------------------------------------------------------------------------------------------
+-- Retention (sicoop.log_retention): deletes, in one batch of at most `batch` runs, the run log
+-- and the data-quality results of runs that ended longer than `retention` ago. Never a run
+-- still going, nor the latest successful run: the next runs read it (its reference time, its
+-- figures, the tables' rows for sicoop.progress). Returns the runs deleted; the caller commits
+-- between batches, so that no purge holds many rows locked or bloats one transaction.
+CREATE OR REPLACE FUNCTION _purge_logs(retention interval, batch int DEFAULT 500) RETURNS int
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+WITH latest_success AS (
+  SELECT max(l.run_id) AS run_id FROM sicoop.run_log l WHERE l.step = 'run_pipeline' AND l.status = 'succeeded'
+),
+old_runs AS (
+  SELECT l.run_id FROM sicoop.run_log l
+  WHERE l.run_id IS DISTINCT FROM (SELECT s.run_id FROM latest_success s)
+  GROUP BY l.run_id
+  HAVING bool_and(l.status <> 'running') AND max(coalesce(l.finished_at, l.started_at)) < now() - retention
+  ORDER BY l.run_id
+  LIMIT batch
+),
+results_gone AS (
+  DELETE FROM sicoop.dq_result q USING old_runs o WHERE q.run_id = o.run_id
+),
+runs_gone AS (
+  DELETE FROM sicoop.run_log l USING old_runs o WHERE l.run_id = o.run_id RETURNING l.run_id
+)
+SELECT count(DISTINCT g.run_id)::int FROM runs_gone g
+$$;
+
+-- The run's reference time (sicoop.as_of, empty = now()), once every setting a run reads is
+-- checked: a finite reference time, not earlier than the latest successful run's (runs go
+-- forward; replaying history in order works) nor later than now() plus five minutes (a typo
+-- must not poison every later run); a time zone PostgreSQL knows; a lookback from 0 to 10
+-- years; a log retention that is a positive interval (or empty). SQLSTATE 22023 otherwise, before anything is read or written.
+CREATE OR REPLACE FUNCTION _run_settings() RETURNS timestamptz
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  as_of text := current_setting('sicoop.as_of', true);
+  zone text := current_setting('sicoop.timezone', true);
+  lookback_text text := coalesce(nullif(current_setting('sicoop.lookback', true), ''), '3 days');
+  ref timestamptz;
+  latest timestamptz;
+  lookback interval;
+  retention interval;
+BEGIN
+  BEGIN
+    ref := coalesce(nullif(as_of, '')::timestamptz, now());
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'sicoop.as_of is not a time: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Set a timestamptz such as ''2025-08-15 10:00-03'', or leave it empty for now().';
+  END;
+  IF NOT isfinite(ref) THEN
+    RAISE EXCEPTION 'sicoop.as_of must be a finite time, not %', ref
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave sicoop.as_of empty for now().';
+  END IF;
+  IF ref > now() + interval '5 minutes' THEN
+    RAISE EXCEPTION 'sicoop.as_of (%) is in the future (now is %)', ref, now()
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Leave sicoop.as_of empty for now(), or set a past time to replay history.';
+  END IF;
+  SELECT max(r.as_of) INTO latest FROM sicoop.run_log r WHERE r.status = 'succeeded';
+  IF ref < latest THEN
+    RAISE EXCEPTION 'sicoop.as_of (%) is earlier than the reference time of the latest successful run (%)', ref, latest
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Runs go forward in time: replay history in order, or leave sicoop.as_of empty for now().';
+  END IF;
+  BEGIN
+    PERFORM now() AT TIME ZONE zone;
+  EXCEPTION WHEN data_exception OR invalid_parameter_value OR feature_not_supported THEN
+    RAISE EXCEPTION 'sicoop.timezone is not a time zone: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a name such as America/Sao_Paulo (pg_timezone_names).';
+  END;
+  BEGIN
+    lookback := lookback_text::interval;
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'sicoop.lookback is not an interval: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an interval such as ''3 days''.';
+  END;
+  IF lookback < interval '0' OR lookback > interval '10 years' THEN
+    RAISE EXCEPTION 'sicoop.lookback must be between 0 and 10 years, not %', lookback
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is ''3 days''.';
+  END IF;
+  BEGIN
+    retention := nullif(current_setting('sicoop.log_retention', true), '')::interval;
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'sicoop.log_retention is not an interval: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an interval such as ''90 days'', or empty to keep the logs forever.';
+  END;
+  IF retention <= interval '0' THEN
+    RAISE EXCEPTION 'sicoop.log_retention must be a positive interval, not %', retention
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is ''90 days''; empty keeps the logs forever.';
+  END IF;
+  RETURN ref;
+END
+$fn$;
+
+------------------------------------------------------------------------------------------
 -- Schedules that run (finding 6): sicoop.schedule() refuses jobs pg_cron could not start
 ------------------------------------------------------------------------------------------
 -- Whether pg_cron could start this role's jobs here (C++, src/schedule.cpp): with background
@@ -1722,18 +1818,18 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint), sicoop._check_run_quality(bigint),
                  sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date, regclass), sicoop._rule_bound(text, text, text, date),
                  sicoop._alert(bigint, text), sicoop.schedule(text, text), sicoop.unschedule(),
-                 sicoop.schedule_status(), sicoop._cron_connection_error()'::text
+                 sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer)'::text
 $$;
 
-REVOKE ALL ON FUNCTION sicoop._cron_connection_error() FROM PUBLIC;
--- An operator already in place may call the new check (schedule() does).
+REVOKE ALL ON FUNCTION sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer) FROM PUBLIC;
+-- An operator already in place may call the new functions (schedule() and its runs do).
 DO $grant$
 DECLARE
   operator regrole;
 BEGIN
   SELECT c.relowner::regrole INTO operator FROM pg_class c WHERE c.oid = to_regclass('sicoop.warehouse_info');
   IF operator IS NOT NULL AND operator::oid <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'sicoop_etl') THEN
-    EXECUTE format('GRANT EXECUTE ON FUNCTION sicoop._cron_connection_error() TO %s', operator);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer) TO %s', operator);
   END IF;
 END
 $grant$;

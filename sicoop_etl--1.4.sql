@@ -1909,7 +1909,7 @@ $$ SELECT coalesce(nullif(pg_catalog.current_setting('sicoop.as_of', true), ''):
 -- checked: a finite reference time, not earlier than the latest successful run's (runs go
 -- forward; replaying history in order works) nor later than now() plus five minutes (a typo
 -- must not poison every later run); a time zone PostgreSQL knows; a lookback from 0 to 10
--- years. SQLSTATE 22023 otherwise, before anything is read or written.
+-- years; a log retention that is a positive interval (or empty). SQLSTATE 22023 otherwise, before anything is read or written.
 CREATE FUNCTION _run_settings() RETURNS timestamptz
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -1919,6 +1919,7 @@ DECLARE
   ref timestamptz;
   latest timestamptz;
   lookback interval;
+  retention interval;
 BEGIN
   BEGIN
     ref := coalesce(nullif(as_of, '')::timestamptz, now());
@@ -1955,6 +1956,16 @@ BEGIN
   IF lookback < interval '0' OR lookback > interval '10 years' THEN
     RAISE EXCEPTION 'sicoop.lookback must be between 0 and 10 years, not %', lookback
       USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is ''3 days''.';
+  END IF;
+  BEGIN
+    retention := nullif(current_setting('sicoop.log_retention', true), '')::interval;
+  EXCEPTION WHEN data_exception THEN
+    RAISE EXCEPTION 'sicoop.log_retention is not an interval: %', SQLERRM
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an interval such as ''90 days'', or empty to keep the logs forever.';
+  END;
+  IF retention <= interval '0' THEN
+    RAISE EXCEPTION 'sicoop.log_retention must be a positive interval, not %', retention
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is ''90 days''; empty keeps the logs forever.';
   END IF;
   RETURN ref;
 END
@@ -2599,6 +2610,33 @@ CREATE FUNCTION load_fato() RETURNS step_result LANGUAGE sql SET search_path = p
 CREATE PROCEDURE run_pipeline("full" boolean DEFAULT false)
 LANGUAGE c AS 'MODULE_PATHNAME', 'sicoop_run_pipeline';
 
+-- Retention (sicoop.log_retention): deletes, in one batch of at most `batch` runs, the run log
+-- and the data-quality results of runs that ended longer than `retention` ago. Never a run
+-- still going, nor the latest successful run: the next runs read it (its reference time, its
+-- figures, the tables' rows for sicoop.progress). Returns the runs deleted; the caller commits
+-- between batches, so that no purge holds many rows locked or bloats one transaction.
+CREATE FUNCTION _purge_logs(retention interval, batch int DEFAULT 500) RETURNS int
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+WITH latest_success AS (
+  SELECT max(l.run_id) AS run_id FROM sicoop.run_log l WHERE l.step = 'run_pipeline' AND l.status = 'succeeded'
+),
+old_runs AS (
+  SELECT l.run_id FROM sicoop.run_log l
+  WHERE l.run_id IS DISTINCT FROM (SELECT s.run_id FROM latest_success s)
+  GROUP BY l.run_id
+  HAVING bool_and(l.status <> 'running') AND max(coalesce(l.finished_at, l.started_at)) < now() - retention
+  ORDER BY l.run_id
+  LIMIT batch
+),
+results_gone AS (
+  DELETE FROM sicoop.dq_result q USING old_runs o WHERE q.run_id = o.run_id
+),
+runs_gone AS (
+  DELETE FROM sicoop.run_log l USING old_runs o WHERE l.run_id = o.run_id RETURNING l.run_id
+)
+SELECT count(DISTINCT g.run_id)::int FROM runs_gone g
+$$;
+
 ------------------------------------------------------------------------------------------
 -- Scheduling with pg_cron, in one call. pg_cron lives in the database cron.database_name
 -- names; with the warehouse there (the usual setup), the jobs run the pipeline here as the
@@ -2726,7 +2764,7 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint), sicoop._check_run_quality(bigint),
                  sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date, regclass), sicoop._rule_bound(text, text, text, date),
                  sicoop._alert(bigint, text), sicoop.schedule(text, text), sicoop.unschedule(),
-                 sicoop.schedule_status(), sicoop._cron_connection_error()'::text
+                 sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer)'::text
 $$;
 
 -- Gives every relation of schema sicoop owned by `from_owner` (all of them if NULL) to
@@ -2886,7 +2924,7 @@ REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, te
   sicoop._reconcile(bigint), sicoop._check_run_quality(bigint), sicoop._mark_aborted_runs(),
   sicoop._row_rule_checks(text, date, regclass), sicoop._rule_bound(text, text, text, date), sicoop._alert(bigint, text),
   sicoop._create_bi_views(), sicoop._comment_warehouse(), sicoop.schedule(text, text), sicoop.unschedule(),
-  sicoop.schedule_status(), sicoop._cron_connection_error() FROM PUBLIC;
+  sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 -- End of privileges
 

@@ -31,6 +31,7 @@ char* as_of_setting = nullptr;
 char* timezone_setting = nullptr;
 char* lookback_setting = nullptr;
 char* export_directory_setting = nullptr;
+char* log_retention_setting = nullptr;
 
 // The password argument of a call, for scrubbing from its errors (NULL if none).
 const char* password_arg(FunctionCallInfo fcinfo, int argno) {
@@ -61,6 +62,12 @@ void _PG_init(void) {
         "Movements edited or inserted within this interval of the latest one are picked up; older changes "
         "need CALL sicoop.run_pipeline(full => true).",
         &sicoop::lookback_setting, "3 days", PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "sicoop.log_retention", "How long the run log and the data-quality results of a run are kept.",
+        "At the end of every successful run, the runs that ended longer ago than this are deleted from "
+        "sicoop.run_log and sicoop.dq_result, in small batches (the latest successful run is always kept). Empty: "
+        "kept forever.",
+        &sicoop::log_retention_setting, "90 days", PGC_USERSET, 0, nullptr, nullptr, nullptr);
     DefineCustomStringVariable(
         "sicoop.export_directory", "The server directory sicoop.export_flat(file_name) writes into.",
         "Set by a superuser (ALTER SYSTEM or ALTER DATABASE ... SET): a non-superuser operator exports there, by "

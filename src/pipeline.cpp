@@ -12,6 +12,9 @@ namespace sicoop {
 
 namespace {
 
+// Runs whose logs one purge statement deletes at most (sicoop._purge_logs).
+constexpr int64 kPurgeBatch = 500;
+
 // The lock that keeps runs apart (per database): an advisory lock of a class SQL cannot
 // reach (pg_advisory_lock() and friends use classes 1 and 2), so that no role -- with or
 // without rights on the warehouse -- can take it and make every run skip. As Citus does.
@@ -583,6 +586,11 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
                 throw;
             }
             commit();
+            // Retention (sicoop.log_retention, checked by sicoop._run_settings()): the run log
+            // and the data-quality results of old runs go, a batch of runs per transaction.
+            for (int64 purged = kPurgeBatch; purged == kPurgeBatch; commit())
+                purged = spi::exec(R"sql(
+SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retention', true), '')::pg_catalog.interval, 500))sql");
         } catch (PgError& e) {
             run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
             run_log::alert(run_id, "run_pipeline");
