@@ -1496,7 +1496,8 @@ BEGIN
   DELETE FROM sicoop.reconciliation;
   -- Sums of finite amounts only, on every side: NaN = NaN is true for numeric, so one NaN in a
   -- day's sum would make any fact amount of that day look balanced (a NaN row still counts in
-  -- the day's rows, and the source's totals leave it out of the sum the same way).
+  -- the day's rows, and the source's totals leave it out of the sum the same way). NaN sorts
+  -- above every number, Infinity included: two comparisons leave out NaN and both infinities.
   INSERT INTO sicoop.reconciliation (run_id, dia, source_rows, source_valor, fato_rows, fato_valor, reject_rows, reject_valor, balanced)
   SELECT _reconcile.run_id, dia, sum(source_rows), sum(source_valor), sum(fato_rows), sum(fato_valor),
          sum(reject_rows), sum(reject_valor),
@@ -1505,11 +1506,11 @@ BEGIN
         FROM sicoop.source_day_total s
         UNION ALL
         SELECT f.data_hora_movimentacao::date, 0, 0, count(*),
-               coalesce(sum(f.valor_movimentacao) FILTER (WHERE abs(f.valor_movimentacao) < 'Infinity'::numeric), 0), 0, 0
+               coalesce(sum(f.valor_movimentacao) FILTER (WHERE f.valor_movimentacao < 'Infinity'::numeric AND f.valor_movimentacao > '-Infinity'::numeric), 0), 0, 0
         FROM sicoop.fato_movimentacao_cartao f GROUP BY 1
         UNION ALL
         SELECT (j.record->>'data_movimentacao')::timestamp::date, 0, 0, 0, 0, count(*),
-               coalesce(sum(v.valor) FILTER (WHERE abs(v.valor) < 'Infinity'::numeric), 0)
+               coalesce(sum(v.valor) FILTER (WHERE v.valor < 'Infinity'::numeric AND v.valor > '-Infinity'::numeric), 0)
         FROM sicoop.reject j, LATERAL (SELECT (j.record->>'valor_movimentacao')::numeric AS valor) v
         WHERE j.table_name = 'movimentacao_cartao' GROUP BY 1) d
   GROUP BY dia;

@@ -452,7 +452,7 @@ constexpr const char* kTimeHint = "Give the column type timestamp at the source.
 constexpr const char* kAmountHint = "Give the column a numeric type at the source.";
 // The sum of a day's amounts: the finite ones (NaN and +-Infinity are left out of the sum, as
 // sicoop._reconcile sums the fact's and the rejects'; their rows still count).
-constexpr const char* kFiniteSum = "coalesce(sum(v) FILTER (WHERE abs(v) < 'Infinity'::numeric), 0)::numeric";
+constexpr const char* kFiniteSum = "coalesce(sum(v) FILTER (WHERE v < 'Infinity'::numeric AND v > '-Infinity'::numeric), 0)::numeric";
 
 RemoteRead plan_read(const BulkCopy& copy, int64 run_id) {
     using Rows = BulkCopy::Rows;
@@ -587,7 +587,7 @@ void explain_conversion_error(const ConversionSite& site, const char* attname, u
 void sum_day_amounts(const char* target, const std::vector<std::string>& columns, const ConversionSite& site) {
     const char* sql = psprintf(R"sql(
 INSERT INTO %s (%s, %s, %s)
-SELECT a.dia, sum(a.n), coalesce(sum(v.valor * a.n) FILTER (WHERE abs(v.valor) < 'Infinity'::numeric), 0)
+SELECT a.dia, sum(a.n), coalesce(sum(v.valor * a.n) FILTER (WHERE v.valor < 'Infinity'::numeric AND v.valor > '-Infinity'::numeric), 0)
 FROM pg_temp.sicoop_day_amounts a, LATERAL (SELECT a.valor::numeric AS valor) v
 GROUP BY a.dia)sql", target, quote_identifier(columns[0].c_str()), quote_identifier(columns[1].c_str()),
                                quote_identifier(columns[2].c_str()));

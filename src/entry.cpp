@@ -41,6 +41,7 @@ const char* password_arg(FunctionCallInfo fcinfo, int argno) {
 
 int source_timeout_setting = 10 * 60 * 1000;
 int max_run_time_setting = 2 * 60 * 60;
+int lock_timeout_setting = 5 * 60 * 1000;
 int full_run_setting = FULL_RUN_COMPARE;
 
 MemoryContext error_context() { return current_error_context; }
@@ -79,6 +80,11 @@ void _PG_init(void) {
         "times out fails with the source's error. 0: no limit.",
         &sicoop::source_timeout_setting, 10 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
         nullptr);
+    DefineCustomIntVariable(
+        "sicoop.lock_timeout", "The longest a step of a run may wait for a lock in the warehouse.",
+        "Applied as lock_timeout to every step (the session's own lock_timeout, if shorter, wins): a step held "
+        "behind a lock fails with SQLSTATE 55P03 instead of waiting for as long as the lock is held. 0: no limit.",
+        &sicoop::lock_timeout_setting, 5 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "sicoop.max_run_time", "How long a run may go on before a run it makes skip reports an error.",
         "A run_pipeline() call that finds another run in progress for longer than this fails (pg_cron shows the job "

@@ -1,5 +1,9 @@
 #include "pipeline.hpp"
 
+extern "C" {
+#include "storage/proc.h"  // LockTimeout
+}
+
 #include "bulk_copy.hpp"
 #include "run_log.hpp"
 #include "spi_session.hpp"
@@ -219,6 +223,15 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
     // hash joins and sorts bigger than these spill to disk instead.
     spi::exec("SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
               " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
+    // No lock wait in the warehouse lasts longer than sicoop.lock_timeout (or the session's own
+    // lock_timeout, if shorter): a step held behind a lock fails with 55P03 and says where,
+    // instead of hanging for as long as the lock is held.
+    const int lock_timeout_ms = LockTimeout == 0 ? lock_timeout_setting
+                                : lock_timeout_setting == 0 ? LockTimeout : Min(LockTimeout, lock_timeout_setting);
+    spi::Param lock_timeout{TEXTOID, (Datum) 0, false};
+    const std::string lock_timeout_text = std::to_string(lock_timeout_ms);
+    pg_call([&] { lock_timeout.value = CStringGetTextDatum(lock_timeout_text.c_str()); });
+    spi::exec("SELECT set_config('lock_timeout', $1, true)", &lock_timeout, 1);
     std::vector<Timing> timings;
     try {
         for (const Action& action : step.plan(ctx)) run_action(step, action, params, outcome.counts, timings);

@@ -146,12 +146,12 @@ std::string column_hash(const std::string& column, const std::string& type, cons
     const std::string seed = std::to_string(position);
     std::string value = source_side ? "(" + column + ")::" + stage_type(type) : row + "." + column;
     if (free_text) {
-        // (The count of digits and '*' first: most values have too few, and skip the regex.)
+        // (Whether it has a digit at all first: most values have none, and skip the longer match.
+        // A masked number keeps its last four digits, so both sides agree on it.)
         const std::string v = "(" + value + ")::text";
-        const std::string blanked = "pg_catalog.translate(" + v + ", '0123456789*', '###########')";
-        value = "(CASE WHEN pg_catalog.length(" + v + ") OPERATOR(pg_catalog.-) pg_catalog.length(pg_catalog.translate(" + v +
-                ", '0123456789*', '')) OPERATOR(pg_catalog.>=) 13 AND " + v +
-                " OPERATOR(pg_catalog.~) '[0-9*]([^[:alnum:]*]{0,4}[0-9*]){12,}' THEN " + blanked + " ELSE " + v + " END)";
+        value = "(CASE WHEN " + v + " OPERATOR(pg_catalog.~) '[0-9]' AND " + v +
+                " OPERATOR(pg_catalog.~) '[0-9*]([^[:alnum:]*]{0,4}[0-9*]){12,}' THEN pg_catalog.translate(" + v +
+                ", '0123456789*', '###########') ELSE " + v + " END)";
     }
     std::string hash;
     if (type == "date" || type == "timestamp") {
@@ -391,7 +391,7 @@ SELECT dia FROM (
   WHERE NOT (SELECT l.balanced FROM last_run l) GROUP BY 1
   UNION ALL
   SELECT (j.record->>'data_movimentacao')::timestamp::date, -count(*),
-         -coalesce(sum(v.valor) FILTER (WHERE abs(v.valor) < 'Infinity'::numeric), 0)  -- as the source's sum: finite amounts
+         -coalesce(sum(v.valor) FILTER (WHERE v.valor < 'Infinity'::numeric AND v.valor > '-Infinity'::numeric), 0)  -- as the source's sum: finite amounts
   FROM sicoop.reject j, LATERAL (SELECT (j.record->>'valor_movimentacao')::numeric AS valor) v
   WHERE j.table_name = 'movimentacao_cartao' AND NOT (SELECT l.balanced FROM last_run l) GROUP BY 1) d
 WHERE dia IS NULL OR dia < $5::date
