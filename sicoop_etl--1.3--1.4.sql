@@ -1756,6 +1756,73 @@ END
 $fn$;
 
 ------------------------------------------------------------------------------------------
+-- No hung run unseen (issue 17): the watchdog job, 'overdue' in run_status()
+------------------------------------------------------------------------------------------
+-- The names of this warehouse's jobs: incremental runs, the optional full run, and the watchdog.
+CREATE OR REPLACE FUNCTION _job_names() RETURNS text[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT ARRAY['sicoop_pipeline@' || current_database(), 'sicoop_full@' || current_database(),
+                'sicoop_watchdog@' || current_database()] $$;
+
+-- The runs in the log, as they are now: a run whose backend is gone (crash, shutdown,
+-- terminated) is 'aborted' at once (the next run records it so); a run still going for longer
+-- than sicoop.max_run_time is 'overdue' (its steps are as they are).
+CREATE OR REPLACE FUNCTION run_status()
+RETURNS TABLE (run_id bigint, step text, status text, as_of timestamptz, started_at timestamptz,
+               finished_at timestamptz, rows_read bigint, rows_rejected bigint, error_sqlstate text,
+               error_message text, error_context text, backend_pid int)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT l.run_id, l.step,
+       CASE WHEN l.status = 'running' AND NOT EXISTS (
+                   SELECT 1 FROM pg_locks k
+                   WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid
+                     AND k.classid = 1936286576::oid AND k.objid = 7338001::oid AND k.objsubid = 4
+                     AND k.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+            THEN 'aborted'
+            WHEN l.status = 'running' AND l.step = 'run_pipeline'
+                 AND nullif(current_setting('sicoop.max_run_time'), '0')::interval < clock_timestamp() - l.started_at
+            THEN 'overdue'
+            ELSE l.status END,
+       l.as_of, l.started_at, l.finished_at, l.rows_read, l.rows_rejected, l.error_sqlstate,
+       l.error_message, l.error_context, l.backend_pid
+FROM sicoop.run_log l
+ORDER BY l.run_id, l.started_at
+$$;
+
+-- The watchdog, a pg_cron job of its own that sicoop.schedule() makes (every minute): pg_cron
+-- queues a job's next run behind one still going, so a hung run would stop the schedule in
+-- silence, with no later run to notice it. This looks for runs going on for longer than
+-- sicoop.max_run_time ('overdue' in sicoop.run_status() and schedule_status()) and alerts once
+-- for each (NOTIFY sicoop_alerts: status 'overdue', SQLSTATE 55P03, the step it is at),
+-- recording the alert in the run's run_log detail (overdue_alerted_at). Returns how many runs
+-- are overdue.
+CREATE OR REPLACE FUNCTION watchdog() RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  r record;
+  overdue int := 0;
+BEGIN
+  FOR r IN SELECT s.run_id, s.started_at, l.detail ? 'overdue_alerted_at' AS alerted,
+                  (SELECT x.step FROM sicoop.run_log x WHERE x.run_id = s.run_id AND x.step <> 'run_pipeline'
+                   ORDER BY x.started_at DESC LIMIT 1) AS current_step
+           FROM sicoop.run_status() s
+           JOIN sicoop.run_log l ON l.run_id = s.run_id AND l.step = s.step
+           WHERE s.step = 'run_pipeline' AND s.status = 'overdue'
+  LOOP
+    overdue := overdue + 1;
+    CONTINUE WHEN r.alerted;
+    UPDATE sicoop.run_log l SET detail = coalesce(l.detail, '{}') || jsonb_build_object('overdue_alerted_at', clock_timestamp())
+    WHERE l.run_id = r.run_id AND l.step = 'run_pipeline';
+    PERFORM pg_notify('sicoop_alerts', json_build_object(
+              'database', current_database(), 'run_id', r.run_id, 'step', coalesce(r.current_step, 'run_pipeline'),
+              'status', 'overdue', 'sqlstate', '55P03', 'started_at', r.started_at,
+              'running_seconds', round(extract(epoch FROM clock_timestamp() - r.started_at)),
+              'max_run_time', current_setting('sicoop.max_run_time'))::text);
+  END LOOP;
+  RETURN overdue;
+END
+$fn$;
+
+------------------------------------------------------------------------------------------
 -- Schedules that run (finding 6): sicoop.schedule() refuses jobs pg_cron could not start
 ------------------------------------------------------------------------------------------
 -- Whether pg_cron could start this role's jobs here (C++, src/schedule.cpp): with background
@@ -1768,10 +1835,10 @@ CREATE OR REPLACE FUNCTION _cron_connection_error(OUT background_workers boolean
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'sicoop_cron_connection_error';
 
 -- Schedules the pipeline: CALL sicoop.run_pipeline() on `cron` (pg_cron's syntax), and, if
--- full_cron is given, CALL sicoop.run_pipeline(full => true) on it. Replaces this warehouse's
--- earlier jobs. Returns the jobs. Refuses jobs pg_cron could not start: with pg_cron's
--- background workers off, its connection for the caller must work (see
--- sicoop._cron_connection_error()); the error says what to change.
+-- full_cron is given, CALL sicoop.run_pipeline(full => true) on it, and the watchdog every
+-- minute (sicoop.watchdog()). Replaces this warehouse's earlier jobs. Returns the jobs.
+-- Refuses jobs pg_cron could not start: with pg_cron's background workers off, its connection
+-- for the caller must work (see sicoop._cron_connection_error()); the error says what to change.
 CREATE OR REPLACE FUNCTION schedule(cron text DEFAULT '*/15 * * * *', full_cron text DEFAULT NULL)
 RETURNS TABLE (jobid bigint, jobname text, schedule text, command text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -1801,6 +1868,7 @@ BEGIN
   IF full_cron IS NOT NULL THEN
     PERFORM cron.schedule((sicoop._job_names())[2], full_cron, 'CALL sicoop.run_pipeline(full => true)');
   END IF;
+  PERFORM cron.schedule((sicoop._job_names())[3], '* * * * *', 'SELECT sicoop.watchdog()');
   RETURN QUERY SELECT j.jobid, j.jobname::text, j.schedule, j.command FROM cron.job j
                WHERE j.jobname = ANY (sicoop._job_names()) ORDER BY j.jobname DESC;
 END
@@ -1819,10 +1887,11 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint), sicoop._check_run_quality(bigint),
                  sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date, regclass), sicoop._rule_bound(text, text, text, date),
                  sicoop._alert(bigint, text), sicoop.schedule(text, text), sicoop.unschedule(),
-                 sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer)'::text
+                 sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer),
+                 sicoop.watchdog()'::text
 $$;
 
-REVOKE ALL ON FUNCTION sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer), sicoop.watchdog() FROM PUBLIC;
 -- An operator already in place may call the new functions (schedule() and its runs do).
 DO $grant$
 DECLARE
@@ -1830,7 +1899,7 @@ DECLARE
 BEGIN
   SELECT c.relowner::regrole INTO operator FROM pg_class c WHERE c.oid = to_regclass('sicoop.warehouse_info');
   IF operator IS NOT NULL AND operator::oid <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'sicoop_etl') THEN
-    EXECUTE format('GRANT EXECUTE ON FUNCTION sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer) TO %s', operator);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer), sicoop.watchdog() TO %s', operator);
   END IF;
 END
 $grant$;

@@ -2464,9 +2464,9 @@ BEGIN
 END
 $fn$;
 
--- The run log as a reader should see it: a 'running' row whose backend no longer holds the
--- pipeline's lock (a crash, a shutdown, a terminated backend) is 'aborted' at once, before the
--- next run records it so. Runs with the caller's rights: it shows what the caller may read.
+-- The runs in the log, as they are now: a run whose backend is gone (crash, shutdown,
+-- terminated) is 'aborted' at once (the next run records it so); a run still going for longer
+-- than sicoop.max_run_time is 'overdue' (its steps are as they are).
 CREATE FUNCTION run_status()
 RETURNS TABLE (run_id bigint, step text, status text, as_of timestamptz, started_at timestamptz,
                finished_at timestamptz, rows_read bigint, rows_rejected bigint, error_sqlstate text,
@@ -2478,7 +2478,11 @@ SELECT l.run_id, l.step,
                    WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid
                      AND k.classid = 1936286576::oid AND k.objid = 7338001::oid AND k.objsubid = 4
                      AND k.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
-            THEN 'aborted' ELSE l.status END,
+            THEN 'aborted'
+            WHEN l.status = 'running' AND l.step = 'run_pipeline'
+                 AND nullif(current_setting('sicoop.max_run_time'), '0')::interval < clock_timestamp() - l.started_at
+            THEN 'overdue'
+            ELSE l.status END,
        l.as_of, l.started_at, l.finished_at, l.rows_read, l.rows_rejected, l.error_sqlstate,
        l.error_message, l.error_context, l.backend_pid
 FROM sicoop.run_log l
@@ -2643,9 +2647,10 @@ $$;
 -- names; with the warehouse there (the usual setup), the jobs run the pipeline here as the
 -- role that scheduled them (the operator).
 ------------------------------------------------------------------------------------------
--- The names of this warehouse's jobs: incremental runs, and the optional full run.
+-- The names of this warehouse's jobs: incremental runs, the optional full run, and the watchdog.
 CREATE FUNCTION _job_names() RETURNS text[] LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT ARRAY['sicoop_pipeline@' || current_database(), 'sicoop_full@' || current_database()] $$;
+$$ SELECT ARRAY['sicoop_pipeline@' || current_database(), 'sicoop_full@' || current_database(),
+                'sicoop_watchdog@' || current_database()] $$;
 
 -- Refuses when pg_cron is not in this database, saying what to run where it is.
 CREATE FUNCTION _check_cron(what text, cron text) RETURNS void
@@ -2661,6 +2666,40 @@ BEGIN
 END
 $fn$;
 
+-- The watchdog, a pg_cron job of its own that sicoop.schedule() makes (every minute): pg_cron
+-- queues a job's next run behind one still going, so a hung run would stop the schedule in
+-- silence, with no later run to notice it. This looks for runs going on for longer than
+-- sicoop.max_run_time ('overdue' in sicoop.run_status() and schedule_status()) and alerts once
+-- for each (NOTIFY sicoop_alerts: status 'overdue', SQLSTATE 55P03, the step it is at),
+-- recording the alert in the run's run_log detail (overdue_alerted_at). Returns how many runs
+-- are overdue.
+CREATE FUNCTION watchdog() RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  r record;
+  overdue int := 0;
+BEGIN
+  FOR r IN SELECT s.run_id, s.started_at, l.detail ? 'overdue_alerted_at' AS alerted,
+                  (SELECT x.step FROM sicoop.run_log x WHERE x.run_id = s.run_id AND x.step <> 'run_pipeline'
+                   ORDER BY x.started_at DESC LIMIT 1) AS current_step
+           FROM sicoop.run_status() s
+           JOIN sicoop.run_log l ON l.run_id = s.run_id AND l.step = s.step
+           WHERE s.step = 'run_pipeline' AND s.status = 'overdue'
+  LOOP
+    overdue := overdue + 1;
+    CONTINUE WHEN r.alerted;
+    UPDATE sicoop.run_log l SET detail = coalesce(l.detail, '{}') || jsonb_build_object('overdue_alerted_at', clock_timestamp())
+    WHERE l.run_id = r.run_id AND l.step = 'run_pipeline';
+    PERFORM pg_notify('sicoop_alerts', json_build_object(
+              'database', current_database(), 'run_id', r.run_id, 'step', coalesce(r.current_step, 'run_pipeline'),
+              'status', 'overdue', 'sqlstate', '55P03', 'started_at', r.started_at,
+              'running_seconds', round(extract(epoch FROM clock_timestamp() - r.started_at)),
+              'max_run_time', current_setting('sicoop.max_run_time'))::text);
+  END LOOP;
+  RETURN overdue;
+END
+$fn$;
+
 -- Whether pg_cron could start this role's jobs here (C++, src/schedule.cpp): with background
 -- workers (cron.use_background_workers) it can; else it starts each job over a connection to
 -- cron.host as the job's role with no password, and only the server's environment (its
@@ -2671,10 +2710,10 @@ CREATE FUNCTION _cron_connection_error(OUT background_workers boolean, OUT host 
 LANGUAGE c VOLATILE SET search_path = pg_catalog, pg_temp AS 'MODULE_PATHNAME', 'sicoop_cron_connection_error';
 
 -- Schedules the pipeline: CALL sicoop.run_pipeline() on `cron` (pg_cron's syntax), and, if
--- full_cron is given, CALL sicoop.run_pipeline(full => true) on it. Replaces this warehouse's
--- earlier jobs. Returns the jobs. Refuses jobs pg_cron could not start: with pg_cron's
--- background workers off, its connection for the caller must work (see
--- sicoop._cron_connection_error()); the error says what to change.
+-- full_cron is given, CALL sicoop.run_pipeline(full => true) on it, and the watchdog every
+-- minute (sicoop.watchdog()). Replaces this warehouse's earlier jobs. Returns the jobs.
+-- Refuses jobs pg_cron could not start: with pg_cron's background workers off, its connection
+-- for the caller must work (see sicoop._cron_connection_error()); the error says what to change.
 CREATE FUNCTION schedule(cron text DEFAULT '*/15 * * * *', full_cron text DEFAULT NULL)
 RETURNS TABLE (jobid bigint, jobname text, schedule text, command text)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -2704,6 +2743,7 @@ BEGIN
   IF full_cron IS NOT NULL THEN
     PERFORM cron.schedule((sicoop._job_names())[2], full_cron, 'CALL sicoop.run_pipeline(full => true)');
   END IF;
+  PERFORM cron.schedule((sicoop._job_names())[3], '* * * * *', 'SELECT sicoop.watchdog()');
   RETURN QUERY SELECT j.jobid, j.jobname::text, j.schedule, j.command FROM cron.job j
                WHERE j.jobname = ANY (sicoop._job_names()) ORDER BY j.jobname DESC;
 END
@@ -2765,7 +2805,8 @@ SELECT 'FUNCTION sicoop.connect_source(text, integer, text, text, text, text),
                  sicoop._check_canonical(text, bigint), sicoop._reconcile(bigint), sicoop._check_run_quality(bigint),
                  sicoop._mark_aborted_runs(), sicoop._row_rule_checks(text, date, regclass), sicoop._rule_bound(text, text, text, date),
                  sicoop._alert(bigint, text), sicoop.schedule(text, text), sicoop.unschedule(),
-                 sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer)'::text
+                 sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer),
+                 sicoop.watchdog()'::text
 $$;
 
 -- Gives every relation of schema sicoop owned by `from_owner` (all of them if NULL) to
@@ -2925,7 +2966,7 @@ REVOKE ALL ON FUNCTION sicoop.connect_source(text, integer, text, text, text, te
   sicoop._reconcile(bigint), sicoop._check_run_quality(bigint), sicoop._mark_aborted_runs(),
   sicoop._row_rule_checks(text, date, regclass), sicoop._rule_bound(text, text, text, date), sicoop._alert(bigint, text),
   sicoop._create_bi_views(), sicoop._comment_warehouse(), sicoop.schedule(text, text), sicoop.unschedule(),
-  sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer) FROM PUBLIC;
+  sicoop.schedule_status(), sicoop._cron_connection_error(), sicoop._purge_logs(interval, integer), sicoop.watchdog() FROM PUBLIC;
 REVOKE ALL ON PROCEDURE sicoop.run_pipeline(boolean) FROM PUBLIC;
 -- End of privileges
 

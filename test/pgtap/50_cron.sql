@@ -4,7 +4,7 @@
 -- cron.job_run_details (a hung run does not hide behind quiet skips); sicoop.schedule(),
 -- schedule_status() and unschedule() in pg_cron's database.
 \ir helpers/reset.sql
-SELECT plan(19);
+SELECT plan(25);
 
 SELECT format('host=localhost port=%s dbname=sicooperativedw user=%s', :'pgport', current_user) AS cronconn \gset
 
@@ -57,7 +57,11 @@ SELECT dblink_connect('blocker', :'selfconn');
 SELECT dblink_exec('blocker', 'BEGIN');
 SELECT dblink_exec('blocker', 'LOCK TABLE sicoop.fato_movimentacao_cartao IN EXCLUSIVE MODE');
 SELECT dblink_connect('runner', :'selfconn');
+-- (A run that waits without end: with no lock timeout of its own either.)
+SELECT dblink_exec('runner', 'SET sicoop.lock_timeout = 0');
 SELECT dblink_send_query('runner', 'CALL sicoop.run_pipeline(full => true)');
+SELECT dblink_connect('listener', :'selfconn');
+SELECT dblink_exec('listener', 'LISTEN sicoop_alerts');
 \o
 -- (Settings for scheduled runs go on the database or role: a job's command of several
 -- statements runs as one transaction, in which the steps cannot commit on their own.)
@@ -73,11 +77,36 @@ FROM dblink(:'cronconn', format('SELECT cron.unschedule(%s)', :jobid)) AS t(done
 SELECT alike((SELECT error_message FROM sicoop.run_log WHERE status = 'skipped' ORDER BY run_id DESC LIMIT 1),
             'skipped: another run holds the pipeline lock (backend pid %), running for % s, longer than sicoop.max_run_time (1 s)',
             'run_log records the skip and why');
+-- The watchdog, a pg_cron job of its own (sicoop.schedule() makes it): the hung run is seen
+-- without any other run of the pipeline starting, as pg_cron only queues a job behind itself.
+SELECT job AS watchjob FROM dblink(:'cronconn', format(
+  $$SELECT cron.schedule_in_database('sicoop_watchdog_test_%s', '* * * * *', 'SELECT sicoop.watchdog()', %L)$$,
+  current_database(), current_database())) AS t(job bigint) \gset
+SELECT is(pg_temp.wait_for_job(:'cronconn', :watchjob), 'succeeded: 1 row', 'pg_cron runs the watchdog');
+SELECT ok(done, 'the watchdog job is unscheduled')
+FROM dblink(:'cronconn', format('SELECT cron.unschedule(%s)', :watchjob)) AS t(done boolean);
+-- (This session started before the database's setting: it takes it too.)
+SET sicoop.max_run_time = 1;
+SELECT is((SELECT status FROM sicoop.run_status() WHERE step = 'run_pipeline' AND status NOT IN ('succeeded', 'skipped', 'failed')),
+          'overdue', 'run_status() shows the hung run as overdue');
+\o /dev/null
+SELECT * FROM dblink('listener', 'SELECT 1') AS t(x int);
+CREATE TEMP TABLE heard AS SELECT * FROM dblink_get_notify('listener');
+\o
+SELECT is((SELECT count(*)::int FROM heard WHERE extra::jsonb ->> 'status' = 'overdue' AND extra::jsonb ->> 'sqlstate' = '55P03'
+                                             AND extra::jsonb ->> 'step' = 'load_fato'), 1,
+          'a listening client hears it once: overdue, 55P03, at load_fato');
+SELECT is(sicoop.watchdog(), 1, 'the watchdog run again still counts it');
+\o /dev/null
+SELECT * FROM dblink('listener', 'SELECT 1') AS t(x int);
+\o
+SELECT is((SELECT count(*)::int FROM dblink_get_notify('listener')), 0, 'but alerts only once');
+RESET sicoop.max_run_time;
 ALTER DATABASE :"thisdb" RESET sicoop.max_run_time;
 \o /dev/null
 SELECT dblink_exec('blocker', 'ROLLBACK');
 SELECT * FROM dblink_get_result('runner') AS t(r text);
-SELECT dblink_disconnect('runner'), dblink_disconnect('blocker');
+SELECT dblink_disconnect('runner'), dblink_disconnect('blocker'), dblink_disconnect('listener');
 \o
 
 -- sicoop.schedule(): one call, in the database pg_cron lives in (here the demo warehouse,
@@ -91,18 +120,20 @@ SELECT results_eq(
   $$SELECT jobname, schedule, command FROM dblink('cronwh',
       'SELECT jobname, schedule, command FROM sicoop.schedule(''* * * * *'', ''0 3 * * 0'')')
       AS t(jobname text, schedule text, command text)$$,
-  $$VALUES ('sicoop_pipeline@sicooperativedw', '* * * * *', 'CALL sicoop.run_pipeline()'),
+  $$VALUES ('sicoop_watchdog@sicooperativedw', '* * * * *', 'SELECT sicoop.watchdog()'),
+           ('sicoop_pipeline@sicooperativedw', '* * * * *', 'CALL sicoop.run_pipeline()'),
            ('sicoop_full@sicooperativedw', '0 3 * * 0', 'CALL sicoop.run_pipeline(full => true)')$$,
-  'sicoop.schedule(cron, full_cron) schedules an incremental and a full run with pg_cron');
+  'sicoop.schedule(cron, full_cron) schedules an incremental and a full run with pg_cron, and the watchdog');
 SELECT jobid AS pipejob FROM dblink('cronwh', $$SELECT jobid FROM cron.job WHERE jobname = 'sicoop_pipeline@sicooperativedw'$$)
   AS t(jobid bigint) \gset
 SELECT is(pg_temp.wait_for_job(:'cronconn', :pipejob), 'succeeded: CALL', 'the scheduled incremental run succeeds');
 SELECT results_eq(
   $$SELECT jobname, cron_status, run_status FROM dblink('cronwh',
-      'SELECT jobname, cron_status, run_status FROM sicoop.schedule_status()') AS t(jobname text, cron_status text, run_status text)$$,
+      'SELECT jobname, cron_status, run_status FROM sicoop.schedule_status()') AS t(jobname text, cron_status text, run_status text)
+    WHERE jobname <> 'sicoop_watchdog@sicooperativedw'$$,
   $$VALUES ('sicoop_pipeline@sicooperativedw', 'succeeded', 'succeeded'), ('sicoop_full@sicooperativedw', NULL, 'succeeded')$$,
   'sicoop.schedule_status() shows the jobs, their latest run in pg_cron and the latest run in run_log');
-SELECT is((SELECT n FROM dblink('cronwh', 'SELECT sicoop.unschedule()') AS t(n int)), 2, 'sicoop.unschedule() removes both jobs');
+SELECT is((SELECT n FROM dblink('cronwh', 'SELECT sicoop.unschedule()') AS t(n int)), 3, 'sicoop.unschedule() removes the three jobs');
 \o /dev/null
 SELECT dblink_disconnect('cronwh');
 \o
@@ -134,13 +165,13 @@ SELECT format('COPY (SELECT %L) TO %L', format('localhost:%s:sicooperativedw:sic
 COPY (SELECT 1) TO PROGRAM 'chmod 600 sicoop_pgpass';
 \o
 SELECT results_eq($$SELECT j FROM dblink('cronop', 'SELECT jobname FROM sicoop.schedule(''* * * * *'')') AS t(j text)$$,
-                  $$VALUES ('sicoop_pipeline@sicooperativedw')$$,
+                  $$VALUES ('sicoop_watchdog@sicooperativedw'), ('sicoop_pipeline@sicooperativedw')$$,
                   'with the password file''s line, the operator schedules the pipeline');
 SELECT jobid AS opjob FROM dblink('cronwh', $$SELECT jobid FROM cron.job WHERE jobname = 'sicoop_pipeline@sicooperativedw'$$)
   AS t(jobid bigint) \gset
 SELECT is(pg_temp.wait_for_job(:'cronconn', :opjob), 'succeeded: CALL',
           'and the job, run by pg_cron as the operator under scram-sha-256, succeeds in cron.job_run_details');
-SELECT is((SELECT n FROM dblink('cronop', 'SELECT sicoop.unschedule()') AS t(n int)), 1, 'the operator unschedules it');
+SELECT is((SELECT n FROM dblink('cronop', 'SELECT sicoop.unschedule()') AS t(n int)), 2, 'the operator unschedules it (and the watchdog)');
 \o /dev/null
 COPY (SELECT 1) TO PROGRAM 'rm -f sicoop_pgpass';
 SELECT dblink_disconnect('cronop');
