@@ -162,6 +162,11 @@ Datum export_flat(FunctionCallInfo fcinfo) {
                             errmsg("sicoop.export_flat: could not create the temporary file \"%s\": %m", temporary)));
         PG_TRY();
         {
+            // Readable by others, as COPY TO a file makes it (the server's umask would make it
+            // 0600): the flat file is for the data scientists, its card numbers masked.
+            if (fchmod(fd, S_IRUSR | S_IWUSR | S_IRGRP | S_IROTH) != 0)
+                ereport(ERROR, (errcode_for_file_access(),
+                                errmsg("sicoop.export_flat: could not set the mode of \"%s\": %m", temporary)));
             // COPY opens the file by name: /proc/self/fd names the one just created, whatever
             // is done to the directory meanwhile.
             rows = copy_flat_view_to(psprintf("/proc/self/fd/%d", fd));

@@ -55,8 +55,8 @@ is "$health" healthy "the database is healthy (source loaded, warehouse connecte
 
 dbq() { compose exec -T db psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
 is "$(dbq -d sicooperativedw -c "SELECT string_agg(jobname || ' ' || schedule || ' ' || username, ', ' ORDER BY jobname) FROM cron.job")" \
-  "sicoop_full@sicooperativedw 0 3 * * 0 etl_operator, sicoop_pipeline@sicooperativedw */15 * * * * etl_operator" \
-  "the schedule: incremental every 15 min and a weekly full run, as the operator"
+  "sicoop_full@sicooperativedw 0 3 * * 0 etl_operator, sicoop_pipeline@sicooperativedw */15 * * * * etl_operator, sicoop_watchdog@sicooperativedw * * * * * etl_operator" \
+  "the schedule: incremental every 15 min, a weekly full run and the watchdog, as the operator"
 is "$(dbq -d sicooperativedw -c "SELECT upper('joão poupança')")" "JOÃO POUPANÇA" "the cluster upper-cases accents"
 is "$(dbq -d sicooperativedw -c "SELECT rolsuper FROM pg_roles WHERE rolname = 'etl_operator'")" f "the operator is not a superuser"
 
@@ -92,9 +92,12 @@ for _ in $(seq 60); do
 done
 rc=0; compose run --rm pipeline >"$WORK/pipeline2.out" 2>&1 || rc=$?
 is "$rc" 0 "a second run after a restart succeeds"
-is "$(dbq -d sicooperativedw -c "SELECT count(*) || ' runs, ' || sum(rows_inserted) FILTER (WHERE run_id = 2) || ' inserted by the second'
-  FROM sicoop.run_log WHERE step = 'run_pipeline' AND status = 'succeeded'")" "2 runs, 0 inserted by the second" \
-  "the warehouse survived the restart: the second run added nothing"
+# (The schedule's own job may also have run, at a quarter hour: runs after the first, whoever
+# made them, find nothing new.)
+is "$(dbq -d sicooperativedw -c "SELECT (count(*) >= 2) || ' runs, ' || sum(rows_inserted) FILTER (WHERE run_id > min_run) || ' inserted after the first'
+  FROM sicoop.run_log, (SELECT min(run_id) AS min_run FROM sicoop.run_log WHERE step = 'run_pipeline' AND status = 'succeeded') f
+  WHERE step = 'run_pipeline' AND status = 'succeeded'")" "true runs, 0 inserted after the first" \
+  "the warehouse survived the restart: the runs after the first added nothing"
 
 for db in "$DW" "$SRC"; do drop_db "$db"; done
 finish

@@ -9,7 +9,7 @@
 --   7. export_flat writes through a temporary file and refuses links
 -- (Scheduling under password authentication: 50_cron.sql.)
 \ir helpers/reset.sql
-SELECT plan(54);
+SELECT plan(55);
 
 \o /dev/null
 SET client_min_messages = warning;
@@ -306,6 +306,11 @@ SELECT is(sicoop.export_flat(:'exports' || '/flat.csv'), (SELECT count(*) FROM s
           'export_flat writes the flat file');
 SELECT is(array_length(string_to_array(rtrim(pg_read_file(:'exports' || '/flat.csv'), E'\n'), E'\n'), 1)::bigint,
           (SELECT count(*) + 1 FROM sicoop.vw_movimentacao_flat), 'all of it, with its header');
+\o /dev/null
+CREATE TEMP TABLE flat_mode (mode text);
+COPY flat_mode FROM PROGRAM 'stat -c %a sicoop_test_h_exports/flat.csv';
+\o
+SELECT is((SELECT mode FROM flat_mode), '644', 'readable by others, as COPY TO a file makes it (the data scientists read it)');
 -- A failed export (its query waits on a lock past lock_timeout) leaves the previous file whole.
 \o /dev/null
 SELECT dblink_connect('locker', format('host=localhost port=%s dbname=%s user=%s', :'pgport', current_database(), current_user));
