@@ -183,13 +183,21 @@ ok_if '[ $took -lt 30 ] && grep -q "sicoop.source_timeout" <<<"$message"' \
   "a source table locked past sicoop.source_timeout fails the run in $took s, saying so ($message)"
 is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 'and leaves no session on the source'
 
+# How many of sicoop's sessions at the source wait on a lock; with an argument, first waits up to
+# 10 s for that many.
+source_lock_waits() {
+  local n
+  for _ in $(seq 100); do
+    n=$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl' AND wait_event_type = 'Lock'")
+    [ -z "${1:-}" ] || [ "$n" = "$1" ] && break
+    sleep 0.1
+  done
+  [ -n "${1:-}" ] || echo "$n"
+}
 # A run cancelled while it waits on the source: its statement there is cancelled too.
 start_run -c "SET sicoop.source_timeout = 0"
-for _ in $(seq 100); do
-  [ "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl' AND wait_event_type = 'Lock'")" = 1 ] && break
-  sleep 0.1
-done
-is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl' AND wait_event_type = 'Lock'")" 1 \
+source_lock_waits 1
+is "$(source_lock_waits)" 1 \
    'a run with no source timeout waits on the locked source table'
 val "$DW" "SELECT pg_cancel_backend($(run_pid))" >/dev/null
 wait "$RUNNER" || true
@@ -199,11 +207,8 @@ is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name =
 # Terminated rather than cancelled (pg_terminate_backend: the backend exits, no error handling
 # runs): its exit still cancels the statement at the source.
 start_run -c "SET sicoop.source_timeout = 0"
-for _ in $(seq 100); do
-  [ "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl' AND wait_event_type = 'Lock'")" = 1 ] && break
-  sleep 0.1
-done
-is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl' AND wait_event_type = 'Lock'")" 1 \
+source_lock_waits 1
+is "$(source_lock_waits)" 1 \
    'a second run waits on the locked source table'
 val "$DW" "SELECT pg_terminate_backend($(run_pid))" >/dev/null
 wait "$RUNNER" || true
