@@ -42,6 +42,7 @@ const char* password_arg(FunctionCallInfo fcinfo, int argno) {
 int source_timeout_setting = 10 * 60 * 1000;
 int max_run_time_setting = 2 * 60 * 60;
 int lock_timeout_setting = 5 * 60 * 1000;
+int step_timeout_setting = 60 * 60 * 1000;
 int full_run_setting = FULL_RUN_COMPARE;
 
 MemoryContext error_context() { return current_error_context; }
@@ -85,6 +86,11 @@ void _PG_init(void) {
         "Applied as lock_timeout to every step (the session's own lock_timeout, if shorter, wins): a step held "
         "behind a lock fails with SQLSTATE 55P03 instead of waiting for as long as the lock is held. 0: no limit.",
         &sicoop::lock_timeout_setting, 5 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.step_timeout", "The longest one step of a run may take in the warehouse.",
+        "A step still going after this is cancelled with SQLSTATE 57014 and the run fails, logged with the step (the "
+        "session's own statement_timeout, if it ends sooner, wins). 0: no limit.",
+        &sicoop::step_timeout_setting, 60 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "sicoop.max_run_time", "How long a run may go on before a run it makes skip reports an error.",
         "A run_pipeline() call that finds another run in progress for longer than this fails (pg_cron shows the job "

@@ -2,6 +2,7 @@
 
 extern "C" {
 #include "storage/proc.h"  // LockTimeout
+#include "utils/timeout.h"
 }
 
 #include "bulk_copy.hpp"
@@ -214,6 +215,44 @@ void run_action(const Step& step, const Action& action, const spi::RunParams& pa
     if (action.kind == Action::Kind::Bulk && counts_as_read(action.bulk)) timing->copy_seconds += seconds;
 }
 
+// A step's time bound (sicoop.step_timeout), armed on the backend's own statement timer: the
+// cancel then says "statement timeout" and every wait (locks, I/O, the source) honours it. The
+// session's statement_timeout, armed for the whole CALL, wins if it ends sooner, and is put back
+// when the step ends.
+class StepTimeout {
+public:
+    explicit StepTimeout(int timeout_ms) {
+        if (timeout_ms <= 0) return;
+        pg_call([&] {
+            session_armed_ = get_timeout_active(STATEMENT_TIMEOUT);
+            session_finish_ = session_armed_ ? get_timeout_finish_time(STATEMENT_TIMEOUT) : 0;
+            deadline_ = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+            if (session_armed_ && session_finish_ <= deadline_) return;
+            enable_timeout_at(STATEMENT_TIMEOUT, deadline_);
+            armed_ = true;
+        });
+    }
+    ~StepTimeout() {
+        if (!armed_) return;
+        if (session_armed_)
+            enable_timeout_at(STATEMENT_TIMEOUT, session_finish_);
+        else
+            disable_timeout(STATEMENT_TIMEOUT, false);
+    }
+    // Whether `e` is this bound's cancel (so its message can name the setting).
+    bool fired(const PgError& e) const {
+        return armed_ && e.edata->sqlerrcode == ERRCODE_QUERY_CANCELED && GetCurrentTimestamp() >= deadline_;
+    }
+    StepTimeout(const StepTimeout&) = delete;
+    StepTimeout& operator=(const StepTimeout&) = delete;
+
+private:
+    bool armed_ = false;
+    bool session_armed_ = false;
+    TimestampTz session_finish_ = 0;
+    TimestampTz deadline_ = 0;
+};
+
 StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full, bool rebuild) {
     StepOutcome outcome;
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
@@ -233,9 +272,23 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
     pg_call([&] { lock_timeout.value = CStringGetTextDatum(lock_timeout_text.c_str()); });
     spi::exec("SELECT set_config('lock_timeout', $1, true)", &lock_timeout, 1);
     std::vector<Timing> timings;
+    StepTimeout step_timeout(step_timeout_setting);
     try {
         for (const Action& action : step.plan(ctx)) run_action(step, action, params, outcome.counts, timings);
         end_source_session();
+    } catch (PgError& e) {
+        abort_source_session();
+        if (step_timeout.fired(e)) {
+            const std::string detail = "The step " + step.name + " ran longer than sicoop.step_timeout (" +
+                                       std::to_string(step_timeout_setting) + " ms).";
+            pg_call([&] {
+                e.edata->detail = MemoryContextStrdup(error_context(), detail.c_str());
+                e.edata->hint = MemoryContextStrdup(error_context(),
+                                                    "Raise sicoop.step_timeout if the step needs longer, or find what "
+                                                    "held it in pg_stat_activity.");
+            });
+        }
+        throw;
     } catch (...) {
         abort_source_session();  // and cancel what it runs on the source
         throw;

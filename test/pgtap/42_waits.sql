@@ -1,8 +1,9 @@
 -- Every wait a run makes in the warehouse is bounded: a step held behind a lock fails after
 -- sicoop.lock_timeout with SQLSTATE 55P03, logged with its step, instead of waiting for as long
--- as the lock is held (lock_timeout and statement_timeout of the session both 0).
+-- as the lock is held (lock_timeout and statement_timeout of the session both 0). And with no
+-- lock bound at all, sicoop.step_timeout still ends the step, with SQLSTATE 57014.
 \ir helpers/reset.sql
-SELECT plan(4);
+SELECT plan(7);
 
 \o /dev/null
 CALL sicoop.run_pipeline();
@@ -26,10 +27,34 @@ SELECT results_eq($$SELECT step, status, error_sqlstate FROM sicoop.run_log
                     WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log) AND step IN ('load_fato', 'run_pipeline') ORDER BY step$$,
                   $$VALUES ('load_fato', 'failed', '55P03'), ('run_pipeline', 'failed', '55P03')$$,
                   'the step held behind the lock fails with 55P03 after sicoop.lock_timeout, in run_log');
+
+-- No lock bound (sicoop.lock_timeout 0): the step's own time bound ends it.
 \o /dev/null
+SET sicoop.lock_timeout = 0;
+SET sicoop.step_timeout = '1s';
+SET sicoop.as_of = '2025-08-15 12:05:00-03';
+SELECT clock_timestamp() AS started \gset
+\o
+-- (not throws_like: PL/pgSQL's WHEN OTHERS does not catch a cancel, 57014)
+\set ON_ERROR_STOP 0
+CALL sicoop.run_pipeline();
+\set ON_ERROR_STOP 1
+SELECT is((SELECT error_message FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log) AND step = 'load_fato'),
+          'canceling statement due to statement timeout',
+          'a step held with no lock bound is cancelled by sicoop.step_timeout');
+SELECT cmp_ok(extract(epoch FROM clock_timestamp() - :'started'::timestamptz)::numeric, '<', 30::numeric,
+              'within seconds of the bound');
+SELECT results_eq($$SELECT step, status, error_sqlstate, error_detail LIKE '%sicoop.step_timeout%' FROM sicoop.run_log
+                    WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log) AND step IN ('load_fato', 'run_pipeline') ORDER BY step$$,
+                  $$VALUES ('load_fato', 'failed', '57014', true), ('run_pipeline', 'failed', '57014', true)$$,
+                  'logged as 57014 with the step, and the detail names sicoop.step_timeout');
+\o /dev/null
+RESET sicoop.step_timeout;
+SET sicoop.lock_timeout = '500ms';
 SELECT dblink_exec('blocker', 'ROLLBACK');
 SELECT dblink_disconnect('blocker');
 SET sicoop.as_of = '2025-08-15 12:10:00-03';
+RESET sicoop.lock_timeout;
 \o
 SELECT lives_ok('CALL sicoop.run_pipeline()', 'once the lock is gone, the next run succeeds');
 SELECT is((SELECT count(*)::int FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-WAIT'), 1,
