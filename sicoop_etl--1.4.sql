@@ -2343,27 +2343,48 @@ BEGIN
   IF NOT FOUND OR NOT EXISTS (SELECT 1 FROM sicoop.source_day_total) THEN
     RETURN;  -- disabled, or no load has read the source's totals yet
   END IF;
-  DELETE FROM sicoop.reconciliation;
+  -- Only the days whose figures changed are written (their run_id is the run that changed
+  -- them): an incremental run rewrites a handful of rows, not the whole history's days.
   -- Sums of finite amounts only, on every side: NaN = NaN is true for numeric, so one NaN in a
   -- day's sum would make any fact amount of that day look balanced (a NaN row still counts in
   -- the day's rows, and the source's totals leave it out of the sum the same way). NaN sorts
   -- above every number, Infinity included: two comparisons leave out NaN and both infinities.
+  -- Days compare as coalesce(dia, '-infinity'), an equality a hash join can use (dia is NULL
+  -- for movements without a date).
+  WITH computed AS (
+    SELECT dia, sum(source_rows) AS source_rows, sum(source_valor) AS source_valor,
+           sum(fato_rows) AS fato_rows, sum(fato_valor) AS fato_valor,
+           sum(reject_rows) AS reject_rows, sum(reject_valor) AS reject_valor,
+           sum(source_rows) = sum(fato_rows) + sum(reject_rows) AND sum(source_valor) = sum(fato_valor) + sum(reject_valor) AS balanced
+    FROM (SELECT s.dia, s.source_rows, s.source_valor, 0 AS fato_rows, 0 AS fato_valor, 0 AS reject_rows, 0 AS reject_valor
+          FROM sicoop.source_day_total s
+          UNION ALL
+          SELECT f.data_hora_movimentacao::date, 0, 0, count(*),
+                 coalesce(sum(f.valor_movimentacao) FILTER (WHERE f.valor_movimentacao < 'Infinity'::numeric AND f.valor_movimentacao > '-Infinity'::numeric), 0), 0, 0
+          FROM sicoop.fato_movimentacao_cartao f GROUP BY 1
+          UNION ALL
+          SELECT (j.record->>'data_movimentacao')::timestamp::date, 0, 0, 0, 0, count(*),
+                 coalesce(sum(v.valor) FILTER (WHERE v.valor < 'Infinity'::numeric AND v.valor > '-Infinity'::numeric), 0)
+          FROM sicoop.reject j, LATERAL (SELECT (j.record->>'valor_movimentacao')::numeric AS valor) v
+          WHERE j.table_name = 'movimentacao_cartao' GROUP BY 1) d
+    GROUP BY dia),
+  gone AS (
+    DELETE FROM sicoop.reconciliation c
+    WHERE NOT EXISTS (SELECT 1 FROM computed n WHERE coalesce(n.dia, '-infinity'::date) = coalesce(c.dia, '-infinity'::date))),
+  changed AS (
+    UPDATE sicoop.reconciliation c
+    SET run_id = _reconcile.run_id, source_rows = n.source_rows, source_valor = n.source_valor,
+        fato_rows = n.fato_rows, fato_valor = n.fato_valor, reject_rows = n.reject_rows,
+        reject_valor = n.reject_valor, balanced = n.balanced
+    FROM computed n
+    WHERE coalesce(n.dia, '-infinity'::date) = coalesce(c.dia, '-infinity'::date)
+      AND (c.source_rows, c.source_valor, c.fato_rows, c.fato_valor, c.reject_rows, c.reject_valor, c.balanced)
+          IS DISTINCT FROM (n.source_rows, n.source_valor, n.fato_rows, n.fato_valor, n.reject_rows, n.reject_valor, n.balanced))
   INSERT INTO sicoop.reconciliation (run_id, dia, source_rows, source_valor, fato_rows, fato_valor, reject_rows, reject_valor, balanced)
-  SELECT _reconcile.run_id, dia, sum(source_rows), sum(source_valor), sum(fato_rows), sum(fato_valor),
-         sum(reject_rows), sum(reject_valor),
-         sum(source_rows) = sum(fato_rows) + sum(reject_rows) AND sum(source_valor) = sum(fato_valor) + sum(reject_valor)
-  FROM (SELECT s.dia, s.source_rows, s.source_valor, 0 AS fato_rows, 0 AS fato_valor, 0 AS reject_rows, 0 AS reject_valor
-        FROM sicoop.source_day_total s
-        UNION ALL
-        SELECT f.data_hora_movimentacao::date, 0, 0, count(*),
-               coalesce(sum(f.valor_movimentacao) FILTER (WHERE f.valor_movimentacao < 'Infinity'::numeric AND f.valor_movimentacao > '-Infinity'::numeric), 0), 0, 0
-        FROM sicoop.fato_movimentacao_cartao f GROUP BY 1
-        UNION ALL
-        SELECT (j.record->>'data_movimentacao')::timestamp::date, 0, 0, 0, 0, count(*),
-               coalesce(sum(v.valor) FILTER (WHERE v.valor < 'Infinity'::numeric AND v.valor > '-Infinity'::numeric), 0)
-        FROM sicoop.reject j, LATERAL (SELECT (j.record->>'valor_movimentacao')::numeric AS valor) v
-        WHERE j.table_name = 'movimentacao_cartao' GROUP BY 1) d
-  GROUP BY dia;
+  SELECT _reconcile.run_id, n.dia, n.source_rows, n.source_valor, n.fato_rows, n.fato_valor, n.reject_rows, n.reject_valor, n.balanced
+  FROM computed n
+  WHERE NOT EXISTS (SELECT 1 FROM sicoop.reconciliation c
+                    WHERE coalesce(c.dia, '-infinity'::date) = coalesce(n.dia, '-infinity'::date));
   SELECT count(*), count(*) FILTER (WHERE NOT balanced),
          (SELECT jsonb_agg(x) FROM (SELECT coalesce(c.dia::text, 'no date') AS x FROM sicoop.reconciliation c
                                     WHERE NOT c.balanced ORDER BY c.dia LIMIT 5) y)

@@ -4,7 +4,7 @@
 -- to the cent; a 'fail' rule stops its step; fixed at the source, the rows load and the
 -- rejects empty.
 \ir helpers/reset.sql
-SELECT plan(33);
+SELECT plan(34);
 SELECT current_database() || '_src' AS srcdb \gset
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'srcdb', current_user) AS srcconn \gset
 
@@ -120,6 +120,14 @@ SELECT results_eq(
   $$SELECT severity, rows_failed FROM sicoop.dq_result WHERE rule_name = 'movimentacao_reconciliation'
     AND run_id = (SELECT max(run_id) FROM sicoop.dq_result)$$,
   $$VALUES ('fail', 0::bigint)$$, 'and says so in sicoop.dq_result');
+-- A run that changes nothing rewrites no day of the reconciliation (only changed days are written).
+SELECT string_agg(xmin::text, ',' ORDER BY dia) AS recon_versions FROM sicoop.reconciliation \gset
+SET sicoop.as_of = '2025-08-15 11:00:00-03';
+\o /dev/null
+CALL sicoop.run_pipeline();
+\o
+SELECT is((SELECT string_agg(xmin::text, ',' ORDER BY dia) FROM sicoop.reconciliation), :'recon_versions',
+          'a run with nothing new rewrites no row of sicoop.reconciliation');
 
 -- A full run works with the duplicates present, and a rerun changes nothing.
 SET sicoop.as_of = '2025-08-15 12:00:00-03';
