@@ -48,3 +48,10 @@ bench:
 	bash test/bench/bench.sh $(N)
 
 .PHONY: bench
+
+# The soak (test/bench/soak.sh): make soak N=300000 RUNS=200
+RUNS ?= 200
+soak:
+	bash test/bench/soak.sh $(if $(filter command line,$(origin N)),$(N),300000) $(RUNS)
+
+.PHONY: soak
