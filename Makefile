@@ -1,10 +1,15 @@
 # sicoop_etl: built with PGXS against Debian's PostgreSQL 15 (pg_config).
 MODULE_big = sicoop_etl
 EXTENSION  = sicoop_etl
-# Every install script and every upgrade script ever released (sicoop_etl--A--B.sql).
-DATA       = $(wildcard sicoop_etl--*.sql)
 # The version this build is: the SQL objects it expects (checked at every run).
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" sicoop_etl.control)
+# Every install and update script released, frozen as it shipped: never edited.
+DATA       = $(wildcard src/sql/released/sicoop_etl--*.sql)
+# This version's install script and its updates, assembled from the SQL sources in src/sql/
+# (src/sql/assemble.sh; git-ignored): one update per src/sql/updates/FROM--$(EXTVERSION).sql.
+UPDATES_FROM = $(patsubst src/sql/updates/%--$(EXTVERSION).sql,%,$(wildcard src/sql/updates/*--$(EXTVERSION).sql))
+DATA_built   = sicoop_etl--$(EXTVERSION).sql $(foreach v,$(UPDATES_FROM),sicoop_etl--$(v)--$(EXTVERSION).sql)
+SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sql src/sql/updates/*.sql) sicoop_etl.control
 
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
 PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp \
@@ -26,6 +31,11 @@ override with_llvm = no
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+sicoop_etl--$(EXTVERSION).sql: $(SQL_SOURCES)
+	bash src/sql/assemble.sh install $(EXTVERSION) $@
+sicoop_etl--%--$(EXTVERSION).sql: $(SQL_SOURCES)
+	bash src/sql/assemble.sh update $* $(EXTVERSION) $@
 
 # PGXS compiles C++ with CXXFLAGS; make sure ours win.
 override CXXFLAGS += $(PG_CXXFLAGS)

@@ -168,6 +168,15 @@ schema "$UP13"
 same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" 'pg_dump --schema-only: a fresh 1.4 and an updated 1.3 are the same'
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP13" 'and so is the catalog'
 drop_db "$UP13"
+# A 1.3 install that never connected a source has no warehouse yet: the update changes the
+# extension only, and the first connect_source makes a 1.4 warehouse.
+BARE13=sicoop_up13_bare
+recreate_db "$BARE13"
+q -d "$BARE13" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.3' CASCADE" >/dev/null
+ok_run 'a 1.3 install with no warehouse yet updates to 1.4' q -d "$BARE13" -c "ALTER EXTENSION sicoop_etl UPDATE"
+q -d "$BARE13" -o /dev/null -c "SET client_min_messages = warning" -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'postgres')"
+is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" 1.4 'and connect_source then makes a 1.4 warehouse'
+drop_db "$BARE13"
 q -d "$SRC" -c "DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'" >/dev/null
 
 # An operator's warehouse (made by grant_operator under 1.1) stays the operator's through the

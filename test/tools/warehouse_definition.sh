@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Writes sicoop._warehouse_definition() anew, in the install script and the latest upgrade
-# script: the signature of a warehouse as the current build makes it (a fresh install in a
+# Writes sicoop._warehouse_definition() anew, in src/sql/warehouse_definition.sql (make then
+# assembles it into the install and update scripts): the signature of a warehouse as the current build makes it (a fresh install in a
 # scratch database, connected to the sample source). Run it after changing what the
 # warehouse or the extension's own tables are; test/pgtap/10_schema.sql fails until then.
 #   bash test/tools/warehouse_definition.sh
@@ -12,9 +12,7 @@ DB=sicoop_definition
 bash test/env.sh tapdb "$DB" >/dev/null
 (cd test/pgtap && "$PGBIN/psql" -d "$DB" -X -q -v ON_ERROR_STOP=1 -f helpers/reset.sql >/dev/null)
 "$PGBIN/psql" -d "$DB" -X -At -v ON_ERROR_STOP=1 -c "SELECT l FROM unnest(sicoop._warehouse_signature()) l" >"$DB.lines"
-version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" sicoop_etl.control)
-upgrade=$(ls sicoop_etl--*--"$version".sql)
-python3 - "$DB.lines" "sicoop_etl--$version.sql" "$upgrade" <<'PY'
+python3 - "$DB.lines" src/sql/warehouse_definition.sql <<'PY'
 import re, sys
 lines = open(sys.argv[1]).read().strip('\n')
 for path in sys.argv[2:]:
@@ -26,3 +24,4 @@ for path in sys.argv[2:]:
     print(f'{path}: {lines.count(chr(10)) + 1} lines')
 PY
 rm -f "$DB.lines"
+make -s >/dev/null

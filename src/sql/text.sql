@@ -1,0 +1,49 @@
+-- The cleaning functions the trusted layer applies, for analysts to reuse: text, names, ages
+-- and card numbers (masking, detection).
+
+------------------------------------------------------------------------------------------
+-- Cleaning rules (the trusted layer). Kept as SQL functions so analysts can reuse them.
+------------------------------------------------------------------------------------------
+-- Trim, collapse inner runs of white space, mask card numbers (a number typed into a
+-- description), upper-case with accents kept; blank -> NULL.
+-- (C++, src/sql_functions.cpp: it runs on every text field of every row.)
+CREATE OR REPLACE FUNCTION clean_text(value text) RETURNS text
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_clean_text';
+
+-- First word of the cleaned name.
+CREATE OR REPLACE FUNCTION first_name(nome text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT pg_catalog.split_part(sicoop.clean_text(nome), ' ', 1) $$;
+
+-- Everything after the first word, NULL if there is none.
+CREATE OR REPLACE FUNCTION last_name(nome text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT nullif(pg_catalog.substr(n, pg_catalog.strpos(n, ' ') OPERATOR(pg_catalog.+) 1), n)
+   FROM (SELECT sicoop.clean_text(nome) AS n) s $$;
+
+-- Whole years lived on a date (birthday-aware; someone born on 29 February turns a year
+-- older on 1 March in common years). NULL without a birth date or for a future one.
+CREATE OR REPLACE FUNCTION age_years(birth date, on_date date) RETURNS int
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT CASE WHEN birth OPERATOR(pg_catalog.<=) on_date
+               THEN pg_catalog.date_part('year', pg_catalog.age(on_date::pg_catalog.timestamp, birth::pg_catalog.timestamp))::pg_catalog.int4
+          END $$;
+
+-- The text with every possible card number masked to its last four digits, as sicoop does to
+-- every error it reports or logs and to the trusted layer's free text: 13 or more decimal
+-- digits of any script, in groups joined by spaces, dashes, dots, slashes or invisible
+-- characters; joined by commas or colons, only a Luhn-valid 13-19 digit number in groups of
+-- four or more (a list of small numbers is not a card). C++: src/steps/text_rules.cpp.
+CREATE OR REPLACE FUNCTION _redact_card_numbers(value text) RETURNS text
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_redact_card_numbers';
+
+-- Whether the text holds what could be a card number: what _redact_card_numbers masks.
+CREATE OR REPLACE FUNCTION contains_card_number(value text) RETURNS boolean
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_contains_card_number';
+
+-- Every character but the last four replaced by '*' (white space around it ignored; blank -> NULL).
+CREATE OR REPLACE FUNCTION mask_card(numero text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(n) OPERATOR(pg_catalog.-) 4, 0))
+                            OPERATOR(pg_catalog.||) pg_catalog.right(n, 4), '')
+   FROM (SELECT pg_catalog.regexp_replace(numero, '^\s+|\s+$', '', 'g') AS n) s $$;
