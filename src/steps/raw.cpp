@@ -30,6 +30,8 @@
 // Without a unique index on a source table's key, the source rows sharing a key with a changed
 // row are read too, so that a duplicate is seen with its older copy.
 // The source needs an index on movimentacao_cartao(data_movimentacao) for the window query.
+#include "steps/pure_cpp.hpp"
+
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 

@@ -18,6 +18,8 @@
 // load_fato follows to re-key the movements from that time on.
 // sicoop.check_vigencia() at the end and the partial unique index guarantee, whatever
 // happens, no overlapping versions and at most one current version per member.
+#include "steps/pure_cpp.hpp"
+
 #include "steps/step.hpp"
 
 namespace sicoop {

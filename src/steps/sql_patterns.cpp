@@ -1,3 +1,5 @@
+#include "steps/pure_cpp.hpp"
+
 #include "steps/sql_patterns.hpp"
 
 namespace sicoop {
