@@ -77,6 +77,25 @@ std::string drop_temp_table_sql(const std::string& name) {
            "  DROP TABLE pg_temp." + name + ";\nEND IF; END $$";
 }
 
+std::string fill(const std::string& sql, const std::vector<std::pair<std::string, std::string>>& values) {
+    std::string out;
+    for (size_t i = 0; i < sql.size(); ++i) {
+        const std::pair<std::string, std::string>* match = nullptr;
+        if (sql[i] == '{')
+            for (const auto& v : values)
+                if (sql.compare(i + 1, v.first.size(), v.first) == 0 && i + 1 + v.first.size() < sql.size() &&
+                    sql[i + 1 + v.first.size()] == '}')
+                    match = &v;
+        if (match == nullptr) {
+            out += sql[i];
+            continue;
+        }
+        out += match->second;
+        i += match->first.size() + 1;
+    }
+    return out;
+}
+
 std::string count_read_sql(const std::string& relation) {
     return "SELECT count(*) AS rows_read FROM " + relation;
 }

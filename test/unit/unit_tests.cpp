@@ -773,6 +773,36 @@ void test_remote_copies() {
        "SELECT max(data_movimentacao)::text FROM public.movimentacao_cartao", "the watermark's query");
 }
 
+void test_fill() {
+    is(sicoop::fill("SELECT {a} FROM t WHERE x ~ '[0-9]{2,}' AND y = '{b}{a}'", {{"a", "{b}"}, {"b", "2"}}),
+       "SELECT {b} FROM t WHERE x ~ '[0-9]{2,}' AND y = '2{b}'",
+       "fill() substitutes named points once, and leaves other braces");
+    is(sicoop::fill("{a", {{"a", "x"}}), "{a", "fill() leaves an unclosed brace");
+}
+
+// The raw step's fifth path: movements without a watermark (incremental, no window) are read
+// whole and compared whole; the other tables stay keyed.
+void test_raw_whole_without_window() {
+    sicoop::RunContext ctx = incremental();
+    ctx.has_window = false;
+    bool movements_whole = false, others_keyed = true, deleted_whole = false;
+    for (const auto& a : plan("load_raw", ctx)) {
+        const auto& b = a.bulk;
+        if (a.kind == sicoop::Action::Kind::Bulk && b.target_table.rfind("stage_", 0) == 0 &&
+            b.target_table != "stage_source_column" && b.target_table != "stage_key_checksum" &&
+            b.target_table != "stage_key") {
+            if (a.label == "movimentacao_cartao" && b.rows == sicoop::BulkCopy::Rows::All) movements_whole = true;
+            if (a.label == "movimentacao_cartao" && b.rows == sicoop::BulkCopy::Rows::Window) movements_whole = false;
+            if (a.label != "movimentacao_cartao" && b.rows == sicoop::BulkCopy::Rows::All) others_keyed = false;
+        }
+        if (a.label == "movimentacao_cartao" && contains(a.sql, "DELETE FROM sicoop.raw_movimentacao_cartao r WHERE NOT EXISTS"))
+            deleted_whole = true;
+    }
+    ok(movements_whole, "without a window, the movements are read whole");
+    ok(deleted_whole, "...and what the stage lacks is deleted");
+    ok(others_keyed, "...while the other tables are still read by xmin");
+}
+
 }  // namespace
 
 int main() {
@@ -798,6 +828,8 @@ int main() {
     test_remote_quoting();
     test_remote_rows_asked();
     test_remote_copies();
+    test_fill();
+    test_raw_whole_without_window();
     std::printf("1..%d\n", tests_run);
     return tests_failed == 0 ? 0 : 1;
 }
