@@ -12,7 +12,7 @@ DATA_built   = sicoop_etl--$(EXTVERSION).sql $(foreach v,$(UPDATES_FROM),sicoop_
 SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sql src/sql/updates/*.sql) sicoop_etl.control
 
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
-PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp \
+PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp src/steps/remote_query.cpp \
             src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp src/steps/text_rules.cpp
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
 PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \

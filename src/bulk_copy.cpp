@@ -1,6 +1,7 @@
 #include "bulk_copy.hpp"
 
 #include "source.hpp"
+#include "steps/remote_query.hpp"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -14,6 +15,8 @@ extern "C" {
 }
 #pragma GCC diagnostic pop
 
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -253,21 +256,12 @@ void close_session() {
     libpqsrv_disconnect(conn);
 }
 
-// A source column's type (format_type, no typmod), or "" if the source has no such column.
-std::string source_type(const std::string& column) {
-    PGresult* types = session.column_types;
-    for (int i = 0; types != nullptr && i < PQntuples(types); ++i)
-        if (column == PQgetvalue(types, i, 0)) return PQgetvalue(types, i, 1);
-    return "";
-}
-
-bool is_time(const std::string& type) {
-    return type == "timestamp without time zone" || type == "timestamp with time zone" || type == "date";
-}
-
-bool is_number(const std::string& type) {
-    return type == "numeric" || type == "smallint" || type == "integer" || type == "bigint" || type == "real" ||
-           type == "double precision";
+// The table's columns at the source, as the session read them.
+remote::ColumnTypes session_column_types() {
+    remote::ColumnTypes types;
+    PGresult* r = session.column_types;
+    for (int i = 0; r != nullptr && i < PQntuples(r); ++i) types.emplace_back(PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+    return types;
 }
 
 // Refuses, before anything is sent, a copy that would need the source to cast a value in a way
@@ -301,7 +295,7 @@ void cancel_source_at_exit(int, Datum) { cancel_source_statement(); }
 // Ends the session: closes the source transaction and records what the next run starts from.
 void finish_session() {
     if (session.conn == nullptr) return;
-    remote_value(session.conn, "COMMIT", "commit");
+    remote_value(session.conn, remote::kCommitSql, "commit");
     if (session.record_snapshot) {
         Oid argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
         Datum args[3] = {CStringGetTextDatum(session.source_table.c_str()),
@@ -319,9 +313,25 @@ void finish_session() {
     close_session();
 }
 
-// Opens the session of a source table (ending another table's first).
-void open_session(const BulkCopy& copy, const char* remote, const char* remote_label) {
-    if (session.conn != nullptr && session.source_table == copy.source_table) return;
+// The source table a copy reads: as the source's statements name it (quoted), and as its errors
+// do (schema.table).
+struct RemoteTable {
+    std::string quoted;
+    std::string label;
+};
+
+// Foreign table sicoop.<name>'s remote schema and table, as connect_source() set them.
+RemoteTable remote_table_of(const BulkCopy& copy) {
+    char* schema = nullptr;
+    char* table = nullptr;
+    const char* foreign_table = copy.source_table.c_str();
+    pg_call([&] { remote_name(foreign_table, &schema, &table); });
+    return {remote::quote_qualified_identifier(schema, table, quote_all_identifiers), std::string(schema) + "." + table};
+}
+
+// Opens the session of a source table and its transaction, locks the table there and reads its
+// column types and snapshot (ending another table's session first).
+void start_session(const BulkCopy& copy, const char* remote, const char* lock_table) {
     finish_session();
     static bool exit_callback_registered = false;
     if (!exit_callback_registered) {
@@ -331,176 +341,37 @@ void open_session(const BulkCopy& copy, const char* remote, const char* remote_l
     PGconn* conn = source::open_connection();
     session.conn = conn;
     session.source_table = copy.source_table;
-    remote_value(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "open a transaction");
+    remote_value(conn, remote::kBeginSql, "open a transaction");
     // The table's definition holds until the session ends (as pg_dump holds its tables): the
     // catalog the first copy reads is the one every later copy's casts rely on, so a column
     // altered at the source in between cannot be cut or rounded on its way into raw. Waits at
     // most sicoop.source_timeout behind a DDL that holds the table.
-    remote_value(conn, psprintf("LOCK TABLE %s IN ACCESS SHARE MODE", remote), "lock the table against changes to its definition");
-    session.column_types = remote_exec(conn, R"sql(
-SELECT a.attname::text, format_type(a.atttypid, NULL) FROM pg_attribute a
-WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped)sql", remote, "read the table's column types");
-    char* xmin = remote_value(conn, "SELECT txid_snapshot_xmin(txid_current_snapshot())::text", "report its snapshot");
+    remote_value(conn, lock_table, "lock the table against changes to its definition");
+    session.column_types = remote_exec(conn, remote::kColumnTypesSql, remote, "read the table's column types");
+    char* xmin = remote_value(conn, remote::kSnapshotXminSql, "report its snapshot");
     session.snapshot_xmin = xmin ? xmin : "0";
-    if (!copy.watermark_column.empty()) {
-        const char* column = copy.watermark_column.c_str();
-        // max() of a time, as text: total (the warehouse reads it back as a timestamp).
-        if (!is_time(source_type(column)))
-            refuse_type(remote_label, column, source_type(column).c_str(), "a date or time",
+}
+
+// The movements' watermark: the latest time of `column` in the session's snapshot.
+void read_watermark(const RemoteTable& table, const std::string& column) {
+    const std::string type = remote::type_of(session_column_types(), column);
+    const std::string latest = remote::latest_value_sql(column, table.quoted, quote_all_identifiers);
+    pg_call([&] {
+        if (!remote::is_time(type))
+            refuse_type(table.label.c_str(), column.c_str(), type.c_str(), "a date or time",
                         "take the movements' latest time", "Give the column type timestamp at the source.");
-        char* watermark = remote_value(conn, psprintf("SELECT max(%s)::text FROM %s", quote_identifier(column), remote),
-                                       "report its latest movement time");
+        char* watermark = remote_value(session.conn, latest.c_str(), "report its latest movement time");
         session.has_watermark = watermark != nullptr;
         if (watermark) session.watermark = watermark;
-    }
+    });
 }
 
-// ------------------------------------------------------------------------------------------
-// What the source is asked: expressions that cannot fail on a value
-// ------------------------------------------------------------------------------------------
-
-// A type without its typmod: "varchar(50)" -> "varchar".
-std::string base_type(const std::string& type) { return type.substr(0, type.find('(')); }
-
-// Whether the source casts a value of its type `from` (format_type, no typmod) to `to` (a base
-// type) without ever failing: then the cast runs at the source, and the value travels in the
-// warehouse's binary format. The total casts, and why:
-//   - to text, varchar: every type has an output function, which renders any value;
-//   - to numeric (no typmod): from numeric of any typmod (nothing rounded, no limit), the
-//     integers, and real / double precision (NaN and +-Infinity are numerics too);
-//   - to date: from date; from timestamp and timestamptz, their day (+-infinity stays so; every
-//     timestamptz has a day in any time zone, the ends of the range included);
-//   - to timestamp: from timestamp alone (a date after 294276 AD has no timestamp, nor has a
-//     timestamptz near the ends of the range in every time zone).
-// No typmod is cast to at the source: the warehouse's column applies its own where the copy
-// lands (a direct copy into raw, raw_*'s varchar(n) and numeric(p,s), refuses what does not
-// fit). Anything else travels as text and the warehouse converts it.
-bool total_cast(const std::string& from, const std::string& to) {
-    if (to == "text" || to == "varchar") return true;
-    if (to == "numeric") return is_number(from);
-    if (to == "date") return is_time(from);
-    if (to == "timestamp") return from == "timestamp without time zone";
-    return false;
-}
-
-// A column the warehouse converts itself: it travels as text.
-struct Conversion {
-    std::string column;
-    std::string from;  // its type at the source
-    std::string to;    // the warehouse's
-};
-
-// What the source is asked for one copy: COPY (SELECT <select> FROM <table> <rows> <suffix>).
-struct RemoteRead {
-    std::string select;
-    std::string suffix;                  // after the rows asked for: grouping
-    bool as_text = false;                // COPY in text format (a column travels as text)
-    std::vector<Conversion> converted;   // those columns
-    // Day totals whose amounts are no numbers at the source: it counts the rows per day and
-    // amount as written (the amount as text), and the warehouse sums them (sum_day_amounts).
-    bool day_amounts = false;
-    // Nothing is sent: the copy is refused, saying which column makes it impossible.
-    std::string refused_column, refused_type, refused_need, refused_purpose, refused_hint;
-};
-
-// The source's column `column` read as warehouse type `type`: the cast, if it is total; else
-// the column as text, converted in the warehouse.
-std::string read_as(const std::string& column, const std::string& type, RemoteRead& read) {
-    const std::string from = source_type(column);
-    if (total_cast(from, base_type(type))) return column + "::" + base_type(type);
-    read.as_text = true;
-    read.converted.push_back({column, from, type});
-    return column + "::text";
-}
-
-// Refuses the copy unless `column`'s type at the source passes `ok` (the first refusal stands).
-void require(RemoteRead& read, const std::string& column, bool (*ok)(const std::string&), const char* need,
-             const char* purpose, const char* hint) {
-    if (!read.refused_column.empty() || ok(source_type(column))) return;
-    read.refused_column = column;
-    read.refused_type = source_type(column);
-    read.refused_need = need;
-    read.refused_purpose = purpose;
-    read.refused_hint = hint;
-}
-
-// The source table a copy reads, as the pipeline describes it (src_<name>).
-const SourceTable* table_of(const BulkCopy& copy) {
-    for (const SourceTable& t : source_tables())
-        if ("src_" + t.name == copy.source_table) return &t;
-    return nullptr;
-}
-
-// A row checksum hashes every column of the table as the stage reads it (row_hash_sql):
-// each must reach its stage type by a total cast.
-void require_hashable(RemoteRead& read, const BulkCopy& copy) {
-    const SourceTable* t = table_of(copy);
-    for (size_t i = 0; t != nullptr && i < t->columns.size() && read.refused_column.empty(); ++i) {
-        const auto& [column, type] = t->columns[i];
-        const std::string wide = type.rfind("varchar", 0) == 0 ? "text" : base_type(type);  // raw.cpp's stage_type
-        if (total_cast(source_type(column), wide)) continue;
-        read.refused_column = column;
-        read.refused_type = source_type(column);
-        read.refused_need = wide;
-        read.refused_purpose = "compare the table by row checksums (a full run)";
-        read.refused_hint = "SET sicoop.full_run = 'rebuild' for the run: it reads every row, and the warehouse converts "
-                            "them. Or give the column the warehouse's type at the source.";
-    }
-}
-
-constexpr const char* kTimeHint = "Give the column type timestamp at the source.";
-constexpr const char* kAmountHint = "Give the column a numeric type at the source.";
-// The sum of a day's amounts: the finite ones (NaN and +-Infinity are left out of the sum, as
-// sicoop._reconcile sums the fact's and the rejects'; their rows still count).
-constexpr const char* kFiniteSum = "coalesce(sum(v) FILTER (WHERE v < 'Infinity'::numeric AND v > '-Infinity'::numeric), 0)::numeric";
-
-RemoteRead plan_read(const BulkCopy& copy, int64 run_id) {
-    using Rows = BulkCopy::Rows;
-    RemoteRead read;
-    const std::string& key = copy.key_column;
-    const std::string& day = copy.window_column;
-    // Hashes of key::text (hashtext is total), counts, and sums of bigints as numeric: total.
-    if (copy.rows == Rows::KeyChecksums) {
-        read.select = key_bucket_sql(key) + "::int, count(*)::bigint, sum(" + key_hash_sql(key) + ")::numeric";
-        read.suffix = " GROUP BY 1";
-    } else if (copy.rows == Rows::KeysInBuckets) {
-        read.select = key + "::text";
-    } else if (copy.rows == Rows::RowChecksumsAndDayTotals) {
-        // One scan of the source for both: grouping sets, told apart by GROUPING().
-        require(read, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
-        require(read, "valor_movimentacao", is_number, "a number", "sum the movements per day", kAmountHint);
-        require_hashable(read, copy);
-        read.select = "GROUPING(b, d)::int, b, d, count(*)::bigint, sum(h)::numeric, " + std::string(kFiniteSum) +
-                      " FROM (SELECT " + row_bucket_sql(key, copy.bucket_bits) + " AS b, " + day + "::date AS d, " +
-                      copy.row_hash + " AS h, valor_movimentacao::numeric AS v";
-        read.suffix = ") s GROUP BY GROUPING SETS ((b), (d))";
-    } else if (copy.rows == Rows::RowChecksums) {
-        require_hashable(read, copy);
-        read.select = row_bucket_sql(key, copy.bucket_bits) + "::int, count(*)::bigint, sum(" + copy.row_hash + ")::numeric";
-        read.suffix = " GROUP BY 1";
-    } else if (copy.rows == Rows::DayTotals) {
-        require(read, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
-        if (is_number(source_type("valor_movimentacao"))) {
-            read.select = day + "::date, count(*)::bigint, " + std::string(kFiniteSum) + " FROM (SELECT " + day +
-                          ", valor_movimentacao::numeric AS v";
-            read.suffix = ") s GROUP BY 1";
-        } else {
-            read.day_amounts = true;
-            read.as_text = true;
-            read.converted.push_back({"valor_movimentacao", source_type("valor_movimentacao"), "numeric"});
-            read.select = day + "::date, valor_movimentacao::text, count(*)::bigint";
-            read.suffix = " GROUP BY 1, 2";
-        }
-    } else if (copy.rows != Rows::ColumnTypes) {
-        if (copy.rows == Rows::Window)  // compared with a timestamp, and its day with dates
-            require(read, day, is_time, "a date or time", "read the movements' window", kTimeHint);
-        if (copy.types.size() != copy.columns.size()) throw std::logic_error("bulk copy of " + copy.source_table + ": one type per column");
-        for (size_t i = 0; i < copy.columns.size(); ++i)
-            read.select += (i ? ", " : "") + read_as(copy.columns[i], copy.types[i], read);
-    }
-    if (copy.stamp_run_id)  // the run's id, a number of ours: the rows land in raw stamped
-        read.select += ", " + std::to_string(run_id) + "::bigint";
-    return read;
+// Opens the session of a source table, unless it is open already.
+void open_session(const BulkCopy& copy, const RemoteTable& table) {
+    if (session.conn != nullptr && session.source_table == copy.source_table) return;
+    const std::string lock_table = remote::lock_table_sql(table.quoted);
+    pg_call([&] { start_session(copy, table.quoted.c_str(), lock_table.c_str()); });
+    if (!copy.watermark_column.empty()) read_watermark(table, copy.watermark_column);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -558,7 +429,7 @@ char* without_values(const char* message) {
 // Where the warehouse converts columns a copy carries as text (RemoteRead::converted).
 struct ConversionSite {
     const char* table;           // the source's schema.table
-    const Conversion* columns;
+    const remote::Conversion* columns;
     size_t count;
 };
 
@@ -569,7 +440,7 @@ void explain_conversion_error(const ConversionSite& site, const char* attname, u
     MemoryContext error_cxt = MemoryContextSwitchTo(cxt);
     ErrorData* e = CopyErrorData();
     MemoryContextSwitchTo(error_cxt);
-    const Conversion* c = nullptr;
+    const remote::Conversion* c = nullptr;
     for (size_t i = 0; i < site.count; ++i)
         if (attname == nullptr ? site.count == 1 : site.columns[i].column == attname) c = &site.columns[i];
     if (c == nullptr || stream.failed || ERRCODE_TO_CATEGORY(e->sqlerrcode) != ERRCODE_DATA_EXCEPTION) return;
@@ -622,78 +493,88 @@ int64 copy_from_stream(Relation rel, List* attnames, bool as_text, const Convers
     return rows;
 }
 
-// The rows the copy asks for: the WHERE clause after the table (literals quoted; identifiers
-// are the extension's). Every expression in it is total: comparisons of the key as text, of a
-// time with a timestamp, of a time's day with dates, of xmin's age with a number of ours.
-// Returns nullptr when nothing is to be copied.
-const char* rows_asked(const BulkCopy& copy, const spi::RunParams& params, const char* target) {
-    using Rows = BulkCopy::Rows;
-    const char* window_column = quote_identifier(copy.window_column.c_str());
-    const char* key_column = quote_identifier(copy.key_column.c_str());
+// ------------------------------------------------------------------------------------------
+// The rows the copy asks for: the values the WHERE clause quotes, read in the warehouse
+// (remote_query.cpp builds the clause). Each returns std::nullopt when nothing is to be copied.
+// ------------------------------------------------------------------------------------------
+
+// Rows::Window: from the window start ($5), and the days before it that changed.
+std::optional<std::string> window_asked(const BulkCopy& copy, const spi::RunParams& params) {
+    char* from = nullptr;
+    char* days = nullptr;
+    bool days_have_null = false;
     const char* keys_query = copy.keys_query.c_str();
-    if (copy.rows == Rows::Window && params.has_window) {
-        // ±infinity has no to_char(): NULL, which must never reach quote_literal_cstr().
-        char* from = spi_text_value("SELECT to_char($5, 'YYYY-MM-DD HH24:MI:SS.US')", params);
+    pg_call([&] {
+        // ±infinity has no to_char(): NULL, which must never be quoted as a literal.
+        from = spi_text_value("SELECT to_char($5, 'YYYY-MM-DD HH24:MI:SS.US')", params);
         if (from == nullptr)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("sicoop: the movements' window has no finite start"),
                             errhint("Check sicoop.as_of and sicoop.lookback.")));
-        const char* tail = psprintf(" WHERE %s >= %s::timestamp", window_column, quote_literal_cstr(from));
-        // ...and the whole of the days asked for (days before the window that changed).
-        char* days = keys_query[0] ? spi_text_value(keys_query, params) : nullptr;
-        if (days != nullptr) {
-            tail = psprintf("%s OR %s::date = ANY (%s::date[])", tail, window_column, quote_literal_cstr(days));
-            if (has_null_element(days)) tail = psprintf("%s OR %s IS NULL", tail, window_column);
-        }
-        return tail;
+        days = keys_query[0] ? spi_text_value(keys_query, params) : nullptr;
+        if (days != nullptr) days_have_null = has_null_element(days);
+    });
+    const std::optional<std::string> day_list = days ? std::optional<std::string>(days) : std::nullopt;
+    return remote::window_rows(copy.window_column, from, day_list, days_have_null, quote_all_identifiers);
+}
+
+// Rows::Keys: the keys `keys_query` returns; the landing table's rows of them go first if the
+// copy reads them again.
+std::optional<std::string> keys_asked(const BulkCopy& copy, const spi::RunParams& params, const std::string& landing) {
+    char* keys = nullptr;
+    bool keys_have_null = false;
+    const char* keys_query = copy.keys_query.c_str();
+    pg_call([&] {
+        keys = spi_text_value(keys_query, params);
+        if (keys != nullptr) keys_have_null = has_null_element(keys);
+    });
+    if (keys == nullptr) return std::nullopt;  // no key asked for: nothing to copy
+    const std::string asked = remote::keys_condition(copy.key_column, keys, keys_have_null, quote_all_identifiers);
+    if (copy.replace_keys) {  // read again: what the stage holds of these keys goes first
+        const std::string replaced = "DELETE FROM " + landing + " WHERE " + asked;
+        pg_call([&] { run_local(replaced.c_str()); });
     }
-    if (copy.rows == Rows::Keys) {
-        char* keys = spi_text_value(keys_query, params);
-        if (keys == nullptr) return nullptr;  // no key asked for: nothing to copy
-        const char* asked = psprintf("%s::text = ANY (%s::text[])%s", key_column, quote_literal_cstr(keys),
-                                     has_null_element(keys) ? psprintf(" OR %s IS NULL", key_column) : "");
-        if (copy.replace_keys)  // read again: what the stage holds of these keys goes first
-            run_local(psprintf("DELETE FROM %s WHERE %s", target, asked));
-        return psprintf(" WHERE %s", asked);
-    }
-    if (copy.rows == Rows::KeysInBuckets || copy.rows == Rows::RowsInBuckets) {
-        char* buckets = spi_text_value(keys_query, params);
-        if (buckets == nullptr) {  // no bucket differs: no key to read
-            run_local(psprintf("TRUNCATE %s", target));
-            return nullptr;
-        }
-        const std::string& key = copy.key_column;
-        const char* bucket = copy.rows == Rows::RowsInBuckets ? pstrdup(row_bucket_sql(key, copy.bucket_bits).c_str())
-                                                              : pstrdup(key_bucket_sql(key).c_str());
-        return psprintf(" WHERE %s = ANY (%s::int[])", bucket, quote_literal_cstr(buckets));
-    }
-    if (copy.rows == Rows::ChangedSinceSnapshot) {
-        // Rows whose xmin is at or after the snapshot xmin the previous copy recorded
-        // (frozen rows are old: their age is the largest there is).
+    return remote::where(asked);
+}
+
+// Rows::KeysInBuckets, Rows::RowsInBuckets: the buckets `keys_query` returns.
+std::optional<std::string> buckets_asked(const BulkCopy& copy, const spi::RunParams& params,
+                                         const std::string& landing) {
+    char* buckets = nullptr;
+    const char* keys_query = copy.keys_query.c_str();
+    const std::string empty_landing = "TRUNCATE " + landing;
+    pg_call([&] {
+        buckets = spi_text_value(keys_query, params);
+        if (buckets == nullptr) run_local(empty_landing.c_str());  // no bucket differs: no key to read
+    });
+    if (buckets == nullptr) return std::nullopt;
+    return remote::buckets_rows(copy, buckets);
+}
+
+// Rows::ChangedSinceSnapshot: the rows whose xmin is at or after the snapshot xmin the previous
+// copy recorded; every row if none was.
+std::string changed_since_asked(const BulkCopy& copy) {
+    char* since = nullptr;
+    const char* source_table = copy.source_table.c_str();
+    pg_call([&] {
         Oid argtypes[1] = {TEXTOID};
-        Datum args[1] = {CStringGetTextDatum(copy.source_table.c_str())};
+        Datum args[1] = {CStringGetTextDatum(source_table)};
         if (SPI_execute_with_args("SELECT snapshot_xmin::text FROM sicoop.source_sync WHERE table_name = $1", 1, argtypes,
                                   args, nullptr, false, 1) != SPI_OK_SELECT)
             elog(ERROR, "sicoop: could not read sicoop.source_sync");
-        if (SPI_processed != 1) return "";
-        char* since = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-        // Both ages count back from the same transaction id; a recorded snapshot the source
-        // has not reached yet (another source, or a restore) means "read all".
-        return psprintf(" WHERE %s::bigint >= txid_snapshot_xmax(txid_current_snapshot())"
-                        " OR age(xmin) <= age((%s::bigint %% 4294967296)::text::xid)",
-                        quote_literal_cstr(since), quote_literal_cstr(since));
-    }
-    return "";
+        if (SPI_processed == 1) since = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    });
+    return since == nullptr ? std::string() : remote::changed_since_rows(since);
 }
 
-// The source's catalog: each column's type, and whether a unique index (total, valid, on that
-// column alone) guarantees its values. (The literals are ours; format_type is total.)
-char* column_types_command(const char* table_label, const char* remote) {
-    return psprintf(R"sql(COPY (SELECT %s::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
- EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid
- AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL), a.attnotnull
- FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped) TO STDOUT (FORMAT binary))sql",
-                    quote_literal_cstr(table_label), quote_literal_cstr(remote));
+// The rows the copy asks for: the WHERE clause after the table ("" for every row).
+std::optional<std::string> rows_asked(const BulkCopy& copy, const spi::RunParams& params, const std::string& landing) {
+    using Rows = BulkCopy::Rows;
+    if (copy.rows == Rows::Window && params.has_window) return window_asked(copy, params);
+    if (copy.rows == Rows::Keys) return keys_asked(copy, params, landing);
+    if (copy.rows == Rows::KeysInBuckets || copy.rows == Rows::RowsInBuckets) return buckets_asked(copy, params, landing);
+    if (copy.rows == Rows::ChangedSinceSnapshot) return changed_since_asked(copy);
+    return std::string();
 }
 
 // What COPY FROM checks before it writes (DoCopy): the caller may insert into the table, and no
@@ -705,6 +586,96 @@ void check_may_copy_into(Oid target_oid, const char* target_table) {
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("sicoop: table sicoop.%s has row-level security enabled, which the bulk copy "
                                "(as COPY FROM) does not support", target_table)));
+}
+
+// ------------------------------------------------------------------------------------------
+// One copy
+// ------------------------------------------------------------------------------------------
+
+// Whether this copy is wanted (its only_if query, run with the run's parameters, says true).
+bool copy_wanted(const BulkCopy& copy, const spi::RunParams& params) {
+    if (copy.only_if.empty()) return true;
+    bool wanted = true;
+    const char* only_if = copy.only_if.c_str();
+    pg_call([&] {
+        char* answer = spi_text_value(only_if, params);
+        wanted = answer != nullptr && strcmp(answer, "t") == 0;
+    });
+    return wanted;
+}
+
+// Refuses the copy (RemoteRead::refused) before anything is sent.
+[[noreturn]] void refuse(const RemoteTable& table, const remote::Refusal& r) {
+    pg_call([&] {
+        refuse_type(table.label.c_str(), r.column.c_str(), r.type.c_str(), r.need.c_str(), r.purpose.c_str(),
+                    r.hint.c_str());
+    });
+    throw std::logic_error("unreachable");
+}
+
+// Where a copy's rows land: its target table, or, for day totals the warehouse sums itself
+// (RemoteRead::day_amounts), a temporary table of the rows per day and amount.
+struct Landing {
+    std::string schema;
+    std::string table;
+    std::vector<std::string> columns;  // the columns the copy fills
+    std::string quoted;                // schema.table, quoted
+    std::string target;                // the copy's own target, quoted
+};
+
+Landing landing_of(const BulkCopy& copy, const remote::RemoteRead& read) {
+    Landing landing;
+    landing.schema = read.day_amounts ? "pg_temp" : copy.target_schema;
+    landing.table = read.day_amounts ? "sicoop_day_amounts" : copy.target_table;
+    landing.columns = copy.columns;
+    if (copy.stamp_run_id) landing.columns.push_back("run_id");
+    if (read.day_amounts) landing.columns = {"dia", "valor", "n"};
+    landing.quoted = remote::quote_qualified_identifier(landing.schema, landing.table, quote_all_identifiers);
+    landing.target = remote::quote_qualified_identifier(copy.target_schema, copy.target_table, quote_all_identifiers);
+    return landing;
+}
+
+// Sends `command` (a COPY TO STDOUT) to the source and streams its rows into the landing table
+// by COPY FROM; returns the rows copied. The raw_* table's other columns (run_id, loaded_at)
+// come from their defaults.
+int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const Landing& landing,
+                  const std::string& command, const RemoteTable& table) {
+    std::vector<const char*> column_names;
+    for (const auto& c : landing.columns) column_names.push_back(c.c_str());
+    const ConversionSite site{table.label.c_str(), read.converted.data(), read.converted.size()};
+    int64 rows = 0;
+    pg_call([&] {
+        const char* target_schema = landing.schema.c_str();
+        const char* target_table = landing.table.c_str();
+        // ("pg_temp" names this session's temporary schema.)
+        Oid target_oid = RangeVarGetRelid(makeRangeVar(pstrdup(target_schema), pstrdup(target_table), -1), NoLock, true);
+        if (!OidIsValid(target_oid)) elog(ERROR, "sicoop: table %s.%s is missing", target_schema, target_table);
+        if (copy.truncate_first) run_local(psprintf("TRUNCATE %s", landing.target.c_str()));
+        List* attnames = NIL;
+        for (const char* c : column_names) attnames = lappend(attnames, makeString(pstrdup(c)));
+
+        const char* what = psprintf("copy %s", table.label.c_str());
+        stream = CopyStream{session.conn, what, nullptr, 0, 0, false, false};
+        statement_sent_at = GetCurrentTimestamp();
+        PGresult* res = nullptr;
+        if (PQsendQuery(stream.conn, command.c_str()))
+            res = libpqsrv_get_result(stream.conn, PG_WAIT_EXTENSION);  // interruptible wait
+        if (PQresultStatus(res) != PGRES_COPY_OUT) source_error(stream.conn, res, what);
+        PQclear(res);
+        if (!copy.while_source_works.empty() && SPI_execute(copy.while_source_works.c_str(), false, 0) < 0)
+            elog(ERROR, "sicoop: could not run %s", copy.while_source_works.c_str());
+
+        check_may_copy_into(target_oid, target_table);
+        Relation rel = table_open(target_oid, RowExclusiveLock);
+        rows = copy_from_stream(rel, attnames, read.as_text, site);
+        table_close(rel, NoLock);
+        release_buffer();
+        // COPY FROM reads to the end of the stream, where the source's verdict was taken.
+        if (!stream.done) elog(ERROR, "sicoop: the copy from %s ended before the source's data did", site.table);
+        stream = CopyStream{};
+        if (read.day_amounts) sum_day_amounts(landing.target.c_str(), copy.columns, site);
+    });
+    return rows;
 }
 
 }  // namespace
@@ -724,87 +695,27 @@ void abort_source_session() {
 }
 
 int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params) {
-    using Rows = BulkCopy::Rows;
-    // Whether this copy is wanted; then the table's source session, and its column types.
-    bool wanted = true;
-    char* remote_schema = nullptr;
-    char* remote_table = nullptr;
-    const char* remote = nullptr;
-    const char* remote_label = nullptr;
-    pg_call([&] {
-        if (!copy.only_if.empty()) {
-            char* answer = spi_text_value(copy.only_if.c_str(), params);
-            wanted = answer != nullptr && strcmp(answer, "t") == 0;
-        }
-        if (!wanted) return;  // this copy is not the one wanted
-        remote_name(copy.source_table.c_str(), &remote_schema, &remote_table);
-        remote = quote_qualified_identifier(remote_schema, remote_table);
-        remote_label = psprintf("%s.%s", remote_schema, remote_table);
-        open_session(copy, remote, remote_label);
-        if (copy.capture_snapshot) session.record_snapshot = true;
-    });
-    if (!wanted) return 0;
+    if (!copy_wanted(copy, params)) return 0;
+    // The table's source session (one snapshot for all its copies), and its column types there.
+    const RemoteTable table = remote_table_of(copy);
+    open_session(copy, table);
+    if (copy.capture_snapshot) session.record_snapshot = true;
 
     // What the source is asked: from the extension's own column list, and its types there.
-    const RemoteRead read = plan_read(copy, params.run_id);
-    if (!read.refused_column.empty())
-        pg_call([&] {
-            refuse_type(remote_label, read.refused_column.c_str(), read.refused_type.c_str(), read.refused_need.c_str(),
-                        read.refused_purpose.c_str(), read.refused_hint.c_str());
-        });
-    std::vector<std::string> target_columns = copy.columns;
-    if (copy.stamp_run_id) target_columns.push_back("run_id");
-    const char* target_schema = read.day_amounts ? "pg_temp" : copy.target_schema.c_str();
-    const char* target_table = read.day_amounts ? "sicoop_day_amounts" : copy.target_table.c_str();
-    if (read.day_amounts) target_columns = {"dia", "valor", "n"};
-    std::vector<const char*> column_names;
-    for (const auto& c : target_columns) column_names.push_back(c.c_str());
-    const ConversionSite site{remote_label, read.converted.data(), read.converted.size()};
-    int64 rows = 0;
-
-    pg_call([&] {
-        const char* target = quote_qualified_identifier(copy.target_schema.c_str(), copy.target_table.c_str());
-        const char* landing = quote_qualified_identifier(target_schema, target_table);
-        if (read.day_amounts)
+    const remote::RemoteRead read = remote::plan_read(copy, params.run_id, session_column_types());
+    if (!read.refused.empty()) refuse(table, read.refused);
+    const Landing landing = landing_of(copy, read);
+    if (read.day_amounts)
+        pg_call([] {
             run_local("DROP TABLE IF EXISTS pg_temp.sicoop_day_amounts;"
                       " CREATE TEMP TABLE sicoop_day_amounts (dia date, valor text, n bigint) ON COMMIT DROP");
-        const char* tail = copy.rows == Rows::ColumnTypes ? "" : rows_asked(copy, params, landing);
-        if (tail == nullptr) return;  // nothing asked for
-        char* command = copy.rows == Rows::ColumnTypes
-                            ? column_types_command(copy.table_label.c_str(), remote)
-                            : psprintf("COPY (SELECT %s FROM %s%s%s) TO STDOUT%s", read.select.c_str(), remote, tail,
-                                       read.suffix.c_str(), read.as_text ? "" : " (FORMAT binary)");
-
-        // ("pg_temp" names this session's temporary schema.)
-        Oid target_oid = RangeVarGetRelid(makeRangeVar(pstrdup(target_schema), pstrdup(target_table), -1), NoLock, true);
-        if (!OidIsValid(target_oid)) elog(ERROR, "sicoop: table %s.%s is missing", target_schema, target_table);
-        if (copy.truncate_first) run_local(psprintf("TRUNCATE %s", target));
-        // The target's columns this copy fills (raw_* also has run_id and loaded_at, from defaults).
-        List* attnames = NIL;
-        for (const char* c : column_names) attnames = lappend(attnames, makeString(pstrdup(c)));
-
-        const char* what = psprintf("copy %s", remote_label);
-        stream = CopyStream{session.conn, what, nullptr, 0, 0, false, false};
-        statement_sent_at = GetCurrentTimestamp();
-        PGresult* res = nullptr;
-        if (PQsendQuery(stream.conn, command))
-            res = libpqsrv_get_result(stream.conn, PG_WAIT_EXTENSION);  // interruptible wait
-        if (PQresultStatus(res) != PGRES_COPY_OUT) source_error(stream.conn, res, what);
-        PQclear(res);
-        if (!copy.while_source_works.empty() && SPI_execute(copy.while_source_works.c_str(), false, 0) < 0)
-            elog(ERROR, "sicoop: could not run %s", copy.while_source_works.c_str());
-
-        check_may_copy_into(target_oid, target_table);
-        Relation rel = table_open(target_oid, RowExclusiveLock);
-        rows = copy_from_stream(rel, attnames, read.as_text, site);
-        table_close(rel, NoLock);
-        release_buffer();
-        // COPY FROM reads to the end of the stream, where the source's verdict was taken.
-        if (!stream.done) elog(ERROR, "sicoop: the copy from %s ended before the source's data did", remote_label);
-        stream = CopyStream{};
-        if (read.day_amounts) sum_day_amounts(target, copy.columns, site);
-    });
-    return rows;
+        });
+    const bool catalog = copy.rows == BulkCopy::Rows::ColumnTypes;
+    const std::optional<std::string> rows = catalog ? std::string() : rows_asked(copy, params, landing.quoted);
+    if (!rows) return 0;  // nothing asked for
+    const std::string command = catalog ? remote::column_types_copy_sql(copy.table_label, table.quoted)
+                                        : remote::copy_sql(read, table.quoted, *rows);
+    return stream_copy(copy, read, landing, command, table);
 }
 
 }  // namespace sicoop

@@ -3,6 +3,10 @@
 // Only src/*.cpp include this; src/steps/ is pure C++ and refuses it.
 #pragma once
 
+#ifdef SICOOP_PURE_CPP_FILE
+#error "pg.hpp in a pure C++ file (src/steps/): PostgreSQL headers stay in the boundary layer"
+#endif
+
 // PostgreSQL's headers are C: their inline functions trip C++ warnings we cannot fix there.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"

@@ -72,17 +72,13 @@ RunContext load_context(const Step& step, bool full, bool rebuild, spi::RunParam
     RunContext ctx;
     ctx.full = full || rebuild;
     ctx.rebuild = rebuild;
-    spi::Param name{TEXTOID, (Datum) 0, false};
-    const char* step_name = step.name.c_str();
-    pg_call([&] { name.value = CStringGetTextDatum(step_name); });
+    spi::Param name = spi::text_param(step.name.c_str());
     ctx.since_run_id = rebuild ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
     if (ctx.full && !rebuild) {
         // How big raw is: a full comparison spreads its rows over buckets of some 16 rows.
         for (const SourceTable& t : source_tables()) {
             const std::string raw = "raw_" + t.name;
-            spi::Param table{TEXTOID, (Datum) 0, false};
-            const char* raw_c = raw.c_str();
-            pg_call([&] { table.value = CStringGetTextDatum(raw_c); });
+            spi::Param table = spi::text_param(raw.c_str());
             ctx.table_rows.emplace_back(
                 raw, spi::exec("SELECT greatest(c.reltuples, 0)::bigint FROM pg_class c"
                                " WHERE c.oid = pg_catalog.to_regclass('sicoop.' || $1)", &table, 1));
@@ -92,9 +88,7 @@ RunContext load_context(const Step& step, bool full, bool rebuild, spi::RunParam
     std::string list = "{";
     for (const auto& t : step.first_load_tables) list += (list.size() > 1 ? "," : "") + t;
     list += "}";
-    spi::Param tables{TEXTOID, (Datum) 0, false};
-    const char* list_c = list.c_str();
-    pg_call([&] { tables.value = CStringGetTextDatum(list_c); });
+    spi::Param tables = spi::text_param(list.c_str());
     std::string empty = spi::exec_text("SELECT array_to_string(sicoop._empty_tables($1::text[]), ',')", &tables, 1);
     for (size_t start = 0; start < empty.size();) {
         size_t comma = empty.find(',', start);
@@ -104,10 +98,7 @@ RunContext load_context(const Step& step, bool full, bool rebuild, spi::RunParam
     }
 
     params.since_run_id = ctx.since_run_id;
-    spi::Param local[2] = {{TIMESTAMPTZOID, TimestampTzGetDatum(params.reference_time), false},
-                           {TEXTOID, (Datum) 0, false}};
-    const char* tz = params.timezone;
-    pg_call([&] { local[1].value = CStringGetTextDatum(tz); });
+    spi::Param local[2] = {spi::timestamptz_param(params.reference_time), spi::text_param(params.timezone)};
     params.has_window =
         spi::exec_timestamp("SELECT sicoop.movement_window_start($1 AT TIME ZONE $2)", &params.window_start, local, 2);
     ctx.has_window = params.has_window;
@@ -267,9 +258,8 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
     // instead of hanging for as long as the lock is held.
     const int lock_timeout_ms = LockTimeout == 0 ? lock_timeout_setting
                                 : lock_timeout_setting == 0 ? LockTimeout : Min(LockTimeout, lock_timeout_setting);
-    spi::Param lock_timeout{TEXTOID, (Datum) 0, false};
     const std::string lock_timeout_text = std::to_string(lock_timeout_ms);
-    pg_call([&] { lock_timeout.value = CStringGetTextDatum(lock_timeout_text.c_str()); });
+    spi::Param lock_timeout = spi::text_param(lock_timeout_text.c_str());
     spi::exec("SELECT set_config('lock_timeout', $1, true)", &lock_timeout, 1);
     std::vector<Timing> timings;
     StepTimeout step_timeout(step_timeout_setting);
@@ -294,9 +284,7 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
         throw;
     }
     // What this step has now processed: the next run takes it from here.
-    spi::Param state[2] = {{TEXTOID, (Datum) 0, false}, {INT8OID, Int64GetDatum(run_id), false}};
-    const char* step_name = step.name.c_str();
-    pg_call([&] { state[0].value = CStringGetTextDatum(step_name); });
+    spi::Param state[2] = {spi::text_param(step.name.c_str()), spi::int8_param(run_id)};
     spi::exec("INSERT INTO sicoop.step_state (step, last_run_id) VALUES ($1, $2)"
               " ON CONFLICT (step) DO UPDATE SET last_run_id = EXCLUDED.last_run_id, updated_at = now()",
               state, 2);
@@ -393,33 +381,27 @@ auto as_pg_error(F&& f) -> decltype(f()) {
 // the start of the next run (sicoop.deferred_index).
 void defer_first_load_indexes(const Step& step) {
     // Its own subtransaction: an error here (a cancel while it waits for the table) leaves the
-    // run's transaction usable, for the step's failure to be logged.
+    // run's transaction usable, for the step's failure to be logged (rolled back by its
+    // destructor when an error leaves the loop).
     spi::SubTransaction all;
-    try {
-        for (const std::string& table : step.first_load_tables) {
-            if (table.rfind("trusted_", 0) != 0 && table.rfind("fato_", 0) != 0) continue;
-            spi::Param name{TEXTOID, (Datum) 0, false};
-            const std::string qualified = "sicoop." + table;
-            const char* qualified_c = qualified.c_str();
-            pg_call([&] { name.value = CStringGetTextDatum(qualified_c); });
-            if (spi::exec_text("SELECT (NOT EXISTS (SELECT 1 FROM sicoop.deferred_index d WHERE d.table_name = $1)"
-                               " AND cardinality(sicoop._empty_tables(ARRAY[split_part($1, '.', 2)])) = 1)::text",
-                               &name, 1) != "true")
-                continue;
-            spi::SubTransaction sub;
-            try {
-                spi::exec("SELECT set_config('lock_timeout', '200ms', true)");
-                spi::exec("SELECT sicoop._defer_indexes($1::regclass)", &name, 1);
-                sub.release();
-            } catch (PgError&) {
-                sub.rollback();  // kept: the step maintains them as it inserts
-            }
+    for (const std::string& table : step.first_load_tables) {
+        if (table.rfind("trusted_", 0) != 0 && table.rfind("fato_", 0) != 0) continue;
+        const std::string qualified = "sicoop." + table;
+        spi::Param name = spi::text_param(qualified.c_str());
+        if (spi::exec_text("SELECT (NOT EXISTS (SELECT 1 FROM sicoop.deferred_index d WHERE d.table_name = $1)"
+                           " AND cardinality(sicoop._empty_tables(ARRAY[split_part($1, '.', 2)])) = 1)::text",
+                           &name, 1) != "true")
+            continue;
+        spi::SubTransaction sub;
+        try {
+            spi::exec("SELECT set_config('lock_timeout', '200ms', true)");
+            spi::exec("SELECT sicoop._defer_indexes($1::regclass)", &name, 1);
+            sub.release();
+        } catch (PgError&) {
+            sub.rollback();  // kept: the step maintains them as it inserts
         }
-        all.release();
-    } catch (PgError&) {
-        all.rollback();
-        throw;
     }
+    all.release();
 }
 
 void spi_connect(bool nonatomic) {
@@ -488,65 +470,76 @@ Datum run_step(FunctionCallInfo fcinfo) {
     return step_result_datum(fcinfo, run_id, step->name.c_str(), outcome.counts, seconds_since(start));
 }
 
-Datum run_pipeline(FunctionCallInfo fcinfo) {
-    // Steps commit on their own only in a non-atomic CALL (not inside BEGIN ... COMMIT).
-    const bool nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
-                           !castNode(CallContext, fcinfo->context)->atomic;
-    bool full = false;
-    pg_call([&] { full = PG_NARGS() > 0 && !PG_ARGISNULL(0) && PG_GETARG_BOOL(0); });
-    const int64 max_run_time_seconds = max_run_time_setting;
+namespace {
 
-    spi_connect(nonatomic);
-    int settings_level = pin_search_path();
-    // A commit ends the pinned settings with the transaction: pin them again for the next.
-    auto commit = [&] {
-        if (!nonatomic) return;
-        restore_settings(settings_level);
+// The run's transactions: in a non-atomic CALL every step commits on its own (not inside
+// BEGIN ... COMMIT). A commit ends the pinned settings with the transaction: they are pinned
+// again for the next.
+class RunTransaction {
+public:
+    explicit RunTransaction(bool nonatomic) : nonatomic_(nonatomic), settings_level_(pin_search_path()) {}
+    bool nonatomic() const { return nonatomic_; }
+    void commit() {
+        if (!nonatomic_) return;
+        restore_settings(settings_level_);
         try {
             spi::commit();
         } catch (PgError&) {
             // A failed commit leaves a new transaction (SPI_commit starts one): pinned again,
             // for the failure's own bookkeeping.
-            settings_level = pin_search_path();
+            settings_level_ = pin_search_path();
             throw;
         }
-        settings_level = pin_search_path();
-    };
-    check_installation();
-    TimestampTz reference_time = spi::reference_time();
-    int64 run_id = run_log::next_run_id();
+        settings_level_ = pin_search_path();
+    }
+    // The caller's settings back, at the end of the call.
+    void restore() { restore_settings(settings_level_); }
 
-    // A second run while one is going is skipped, not queued: pg_cron jobs must not pile up.
-    // But not in silence when the run in the way has gone on for longer than sicoop.max_run_time:
-    // then the skip is an error (pg_cron shows the job failed), so a hung run gets noticed.
-    if (!try_lock(true)) {
-        int pid = lock_holder_pid();
-        spi::Param holder{INT4OID, Int32GetDatum(pid), false};
-        const int64 running_for = spi::exec(R"sql(
+private:
+    bool nonatomic_;
+    int settings_level_;
+};
+
+// What every step of a run shares.
+struct Run {
+    int64 id;
+    TimestampTz reference_time;
+    bool full;
+    bool rebuild;
+    std::string rules_signature;  // the rules this run checks rows against
+};
+
+// A second run while one is going is skipped, not queued: pg_cron jobs must not pile up. But
+// not in silence when the run in the way has gone on for longer than sicoop.max_run_time: then
+// the skip is an error (pg_cron shows the job failed), so a hung run gets noticed.
+void skip_run(int64 run_id, TimestampTz reference_time, int64 max_run_time_seconds, RunTransaction& tx) {
+    int pid = lock_holder_pid();
+    spi::Param holder{INT4OID, Int32GetDatum(pid), false};
+    const int64 running_for = spi::exec(R"sql(
 SELECT coalesce(extract(epoch FROM clock_timestamp() - min(started_at))::bigint, 0) FROM sicoop.run_log
 WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &holder, 1);
-        const bool overdue = max_run_time_seconds > 0 && running_for > max_run_time_seconds;
-        std::string message = "skipped: another run holds the pipeline lock (backend pid " + std::to_string(pid) + ")";
+    const bool overdue = max_run_time_seconds > 0 && running_for > max_run_time_seconds;
+    std::string message = "skipped: another run holds the pipeline lock (backend pid " + std::to_string(pid) + ")";
+    if (overdue)
+        message += ", running for " + std::to_string(running_for) + " s, longer than sicoop.max_run_time (" +
+                   std::to_string(max_run_time_seconds) + " s)";
+    run_log::skipped(run_id, reference_time, message.c_str(), overdue ? "55P03" : nullptr);
+    if (overdue) run_log::alert(run_id, "run_pipeline");
+    tx.commit();
+    const char* m = message.c_str();
+    pg_call([&] {
         if (overdue)
-            message += ", running for " + std::to_string(running_for) + " s, longer than sicoop.max_run_time (" +
-                       std::to_string(max_run_time_seconds) + " s)";
-        run_log::skipped(run_id, reference_time, message.c_str(), overdue ? "55P03" : nullptr);
-        if (overdue) run_log::alert(run_id, "run_pipeline");
-        commit();
-        const char* m = message.c_str();
-        pg_call([&] {
-            if (overdue)
-                ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-                                errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m),
-                                errhint("The run in the way may hang: see pg_stat_activity for pid %d, and end it with "
-                                        "pg_cancel_backend(%d) if it does.", pid, pid)));
-            ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m)));
-        });
-        restore_settings(settings_level);
-        spi_finish();
-        PG_RETURN_VOID();
-    }
+            ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                            errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m),
+                            errhint("The run in the way may hang: see pg_stat_activity for pid %d, and end it with "
+                                    "pg_cancel_backend(%d) if it does.", pid, pid)));
+        ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m)));
+    });
+}
 
+// Before the steps: what earlier runs left behind, and whether this run is a full run (asked
+// for, or owed) and a rebuild.
+Run prepare_run(int64 run_id, TimestampTz reference_time, bool full) {
     // Runs whose backend died (crash, shutdown, terminated) are recorded as such.
     spi::exec("SELECT sicoop._mark_aborted_runs()");
     // Indexes a failed first load left dropped are built again (on tables still empty).
@@ -568,101 +561,140 @@ WHERE status = 'running' AND step = 'run_pipeline' AND backend_pid = $1)sql", &h
         });
     }
     if (full) {
-        spi::Param id{INT8OID, Int64GetDatum(run_id), false};
+        spi::Param id = spi::int8_param(run_id);
         spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = coalesce(full_run_owed_by, $1)", &id, 1);
     }
+    return Run{run_id, reference_time, full, rebuild, rules_signature};
+}
+
+// The step in a subtransaction: a failure rolls its writes back (SubTransaction's destructor),
+// leaving the run's transaction usable for the failure's log.
+StepCounts execute_step_alone(const Run& run, const Step& step) {
+    spi::SubTransaction sub;
+    StepOutcome outcome = as_pg_error([&] { return execute_step(step, run.reference_time, run.id, run.full, run.rebuild); });
+    run_log::succeeded(run.id, step.name.c_str(), outcome.counts, outcome.detail.c_str());
+    sub.release();
+    return outcome.counts;
+}
+
+// psql shows each step as it finishes (pg_cron keeps the last message).
+void notice_step_done(int64 run_id, const char* step, double seconds, const StepCounts& counts) {
+    pg_call([&] {
+        ereport(NOTICE, (errmsg("sicoop run %lld: %s done in %.2f s: read %lld, inserted %lld, updated %lld, "
+                                "deleted %lld, rejected %lld",
+                                static_cast<long long>(run_id), step, seconds, static_cast<long long>(counts.rows_read),
+                                static_cast<long long>(counts.rows_inserted), static_cast<long long>(counts.rows_updated),
+                                static_cast<long long>(counts.rows_deleted),
+                                static_cast<long long>(counts.rows_rejected))));
+    });
+}
+
+// One step of the run, logged as it starts and committed with its log row; a failure stays in
+// the log, committed in a transaction of its own, and ends the run.
+StepCounts run_pipeline_step(const Run& run, const Step& step, RunTransaction& tx) {
+    const char* name = step.name.c_str();
+    const TimestampTz step_start = GetCurrentTimestamp();
+    run_log::started(run.id, name, run.reference_time);
+    tx.commit();
+    StepCounts counts;
+    try {
+        if (tx.nonatomic()) {
+            defer_first_load_indexes(step);
+            tx.commit();
+        }
+        counts = execute_step_alone(run, step);
+        tx.commit();  // a commit-time error (deferred constraint, serialization) lands below too
+    } catch (PgError& e) {
+        run_log::failed(run.id, name, run.reference_time, e.edata);
+        run_log::failed(run.id, "run_pipeline", run.reference_time, e.edata);
+        run_log::alert(run.id, name);
+        tx.commit();
+        throw;
+    }
+    notice_step_done(run.id, name, seconds_since(step_start), counts);
+    return counts;
+}
+
+// Every step in order; `current` names the step running (for the error's context).
+StepCounts run_pipeline_steps(const Run& run, RunTransaction& tx, const char*& current) {
+    StepCounts total;
+    total.rows_unchanged = 0;
+    for (const Step& step : pipeline_steps()) {
+        current = step.name.c_str();
+        const StepCounts counts = run_pipeline_step(run, step, tx);
+        total.rows_read += counts.rows_read;
+        total.rows_inserted += counts.rows_inserted;
+        total.rows_updated += counts.rows_updated;
+        total.rows_deleted += counts.rows_deleted;
+        total.rows_unchanged += counts.rows_unchanged;
+        total.rows_rejected += counts.rows_rejected;
+        total.rows_unknown = counts.rows_unknown;  // the fact's, after the last step
+    }
+    return total;
+}
+
+// What the steps committed but a 'fail' rule forbids (an unbalanced reconciliation) fails the
+// run; otherwise a full run has paid what was owed. In a subtransaction: a failure rolls it back.
+void record_run_success(const Run& run, const StepCounts& total) {
+    spi::SubTransaction sub;
+    spi::Param id = spi::int8_param(run.id);
+    spi::exec("SELECT sicoop._check_run_quality($1)", &id, 1);
+    if (run.full) {
+        spi::Param signature = spi::text_param(run.rules_signature.c_str());
+        spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = NULL, rules_signature = $1", &signature, 1);
+    }
+    run_log::succeeded(run.id, "run_pipeline", total);
+    sub.release();
+}
+
+// The run's end: its quality checked and its success logged, then the retention
+// (sicoop.log_retention, checked by sicoop._run_settings()): the run log and the data-quality
+// results of old runs go, a batch of runs per transaction. A failure is logged and alerted.
+void end_run(const Run& run, const StepCounts& total, RunTransaction& tx) {
+    try {
+        record_run_success(run, total);
+        tx.commit();
+        for (int64 purged = kPurgeBatch; purged == kPurgeBatch; tx.commit())
+            purged = spi::exec(R"sql(
+SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retention', true), '')::pg_catalog.interval, 500))sql");
+    } catch (PgError& e) {
+        run_log::failed(run.id, "run_pipeline", run.reference_time, e.edata);
+        run_log::alert(run.id, "run_pipeline");
+        tx.commit();
+        throw;
+    }
+}
+
+}  // namespace
+
+Datum run_pipeline(FunctionCallInfo fcinfo) {
+    // Steps commit on their own only in a non-atomic CALL (not inside BEGIN ... COMMIT).
+    const bool nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
+                           !castNode(CallContext, fcinfo->context)->atomic;
+    bool full = false;
+    pg_call([&] { full = PG_NARGS() > 0 && !PG_ARGISNULL(0) && PG_GETARG_BOOL(0); });
+    const int64 max_run_time_seconds = max_run_time_setting;
+
+    spi_connect(nonatomic);
+    RunTransaction tx(nonatomic);
+    check_installation();
+    TimestampTz reference_time = spi::reference_time();
+    int64 run_id = run_log::next_run_id();
+    if (!try_lock(true)) {
+        skip_run(run_id, reference_time, max_run_time_seconds, tx);
+        tx.restore();
+        spi_finish();
+        PG_RETURN_VOID();
+    }
+    const Run run = prepare_run(run_id, reference_time, full);
 
     const char* current = "run_pipeline";
     try {
         run_log::started(run_id, "run_pipeline", reference_time);
-        commit();
-        StepCounts total;
-        total.rows_unchanged = 0;
-        for (const Step& step : pipeline_steps()) {
-            current = step.name.c_str();
-            const TimestampTz step_start = GetCurrentTimestamp();
-            run_log::started(run_id, current, reference_time);
-            commit();
-            StepCounts counts;
-            try {
-                if (nonatomic) {
-                    defer_first_load_indexes(step);
-                    commit();
-                }
-                spi::SubTransaction sub;
-                try {
-                    StepOutcome outcome = as_pg_error([&] { return execute_step(step, reference_time, run_id, full, rebuild); });
-                    counts = outcome.counts;
-                    run_log::succeeded(run_id, current, counts, outcome.detail.c_str());
-                    sub.release();
-                } catch (PgError&) {
-                    sub.rollback();  // the step's writes go
-                    throw;
-                }
-                commit();  // a commit-time error (deferred constraint, serialization) lands below too
-            } catch (PgError& e) {
-                // The failure stays in the log, committed in a transaction of its own.
-                run_log::failed(run_id, current, reference_time, e.edata);
-                run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
-                run_log::alert(run_id, current);
-                commit();
-                throw;
-            }
-            // psql shows each step as it finishes (pg_cron keeps the last message).
-            {
-                const double seconds = seconds_since(step_start);
-                pg_call([&] {
-                    ereport(NOTICE, (errmsg("sicoop run %lld: %s done in %.2f s: read %lld, inserted %lld, updated %lld, "
-                                            "deleted %lld, rejected %lld",
-                                            static_cast<long long>(run_id), current, seconds,
-                                            static_cast<long long>(counts.rows_read),
-                                            static_cast<long long>(counts.rows_inserted),
-                                            static_cast<long long>(counts.rows_updated),
-                                            static_cast<long long>(counts.rows_deleted),
-                                            static_cast<long long>(counts.rows_rejected))));
-                });
-            }
-            total.rows_read += counts.rows_read;
-            total.rows_inserted += counts.rows_inserted;
-            total.rows_updated += counts.rows_updated;
-            total.rows_deleted += counts.rows_deleted;
-            total.rows_unchanged += counts.rows_unchanged;
-            total.rows_rejected += counts.rows_rejected;
-            total.rows_unknown = counts.rows_unknown;  // the fact's, after the last step
-        }
+        tx.commit();
+        const StepCounts total = run_pipeline_steps(run, tx, current);
         current = "run_pipeline";
-        try {
-            spi::SubTransaction sub;
-            try {
-                // What the steps committed but a 'fail' rule forbids (an unbalanced
-                // reconciliation) fails the run; otherwise a full run has paid what was owed.
-                spi::Param id{INT8OID, Int64GetDatum(run_id), false};
-                spi::exec("SELECT sicoop._check_run_quality($1)", &id, 1);
-                if (full) {
-                    spi::Param signature{TEXTOID, (Datum) 0, false};
-                    const char* sig = rules_signature.c_str();
-                    pg_call([&] { signature.value = CStringGetTextDatum(sig); });
-                    spi::exec("UPDATE ONLY sicoop.warehouse_info SET full_run_owed_by = NULL, rules_signature = $1",
-                              &signature, 1);
-                }
-                run_log::succeeded(run_id, "run_pipeline", total);
-                sub.release();
-            } catch (PgError&) {
-                sub.rollback();
-                throw;
-            }
-            commit();
-            // Retention (sicoop.log_retention, checked by sicoop._run_settings()): the run log
-            // and the data-quality results of old runs go, a batch of runs per transaction.
-            for (int64 purged = kPurgeBatch; purged == kPurgeBatch; commit())
-                purged = spi::exec(R"sql(
-SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retention', true), '')::pg_catalog.interval, 500))sql");
-        } catch (PgError& e) {
-            run_log::failed(run_id, "run_pipeline", reference_time, e.edata);
-            run_log::alert(run_id, "run_pipeline");
-            commit();
-            throw;
-        }
+        end_run(run, total, tx);
     } catch (PgError& e) {
         add_error_context(e.edata, run_id, current);
         unlock_session();
@@ -672,7 +704,7 @@ SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retentio
         throw;
     }
     unlock_session();
-    restore_settings(settings_level);
+    tx.restore();
     spi_finish();
     PG_RETURN_VOID();
 }

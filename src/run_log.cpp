@@ -4,17 +4,9 @@
 
 namespace sicoop::run_log {
 
-namespace {
-
-spi::Param int8_param(int64 v) { return {INT8OID, Int64GetDatum(v), false}; }
-spi::Param timestamptz_param(TimestampTz t) { return {TIMESTAMPTZOID, TimestampTzGetDatum(t), false}; }
-spi::Param text_param(const char* s) {
-    spi::Param p{TEXTOID, (Datum) 0, s == nullptr};
-    if (s) pg_call([&] { p.value = CStringGetTextDatum(s); });
-    return p;
-}
-
-}  // namespace
+using spi::int8_param;
+using spi::text_param;
+using spi::timestamptz_param;
 
 int64 next_run_id() {
     return spi::exec("SELECT nextval('sicoop.run_id_seq')");

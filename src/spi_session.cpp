@@ -77,6 +77,14 @@ void run_counting(const std::string& sql, const RunParams& params, StepCounts& c
             throw std::runtime_error(std::string("step statement returned an unknown counter: ") + names[i]);
 }
 
+Param int8_param(int64 value) { return {INT8OID, Int64GetDatum(value), false}; }
+Param timestamptz_param(TimestampTz value) { return {TIMESTAMPTZOID, TimestampTzGetDatum(value), false}; }
+Param text_param(const char* value) {
+    Param p{TEXTOID, (Datum) 0, value == nullptr};
+    if (value) pg_call([&] { p.value = CStringGetTextDatum(value); });
+    return p;
+}
+
 int64 exec(const char* sql, const Param* params, int nparams) {
     int64 result = 0;
     pg_call([&] {
@@ -142,7 +150,9 @@ void SubTransaction::rollback() {
 }
 
 SubTransaction::~SubTransaction() {
-    // Only reached open on a C++ exception path; PostgreSQL errors are handled by callers.
+    // Reached open when an exception (a PgError too) leaves the scope before release(): the
+    // subtransaction's writes are rolled back, as rollback() does. An error of the rollback
+    // itself is not thrown from a destructor: the exception in flight stands.
     if (open_) {
         try {
             rollback();

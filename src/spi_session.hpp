@@ -35,6 +35,11 @@ struct Param {
     bool is_null;
 };
 int64 exec(const char* sql, const Param* params = nullptr, int nparams = 0);
+// Parameters of the usual types. text_param(nullptr) is a NULL; otherwise the text is copied
+// into a text datum (in the current memory context).
+Param int8_param(int64 value);
+Param timestamptz_param(TimestampTz value);
+Param text_param(const char* value);
 
 // The first column of the first row as text ("" if none or NULL).
 std::string exec_text(const char* sql, const Param* params = nullptr, int nparams = 0);

@@ -6,6 +6,8 @@
 // facts may still point at them.
 // dim_data covers every day from the earliest to the latest movement, extended as new
 // movements arrive. Only trusted rows changed since this step's last run ($4) are looked at.
+#include "steps/pure_cpp.hpp"
+
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 

@@ -10,6 +10,8 @@
 // (dimension rows carry the run that last changed them). Changed facts are
 // updated and re-stamped with the reference time; facts of deleted movements are deleted.
 // Nothing else is touched, so a rerun with no change changes nothing.
+#include "steps/pure_cpp.hpp"
+
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 

@@ -30,6 +30,8 @@
 // Without a unique index on a source table's key, the source rows sharing a key with a changed
 // row are read too, so that a duplicate is seen with its older copy.
 // The source needs an index on movimentacao_cartao(data_movimentacao) for the window query.
+#include "steps/pure_cpp.hpp"
+
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 
@@ -245,10 +247,10 @@ BulkCopy all_copies_of_staged_keys(const SourceTable& t) {
     BulkCopy copy = copy_of(t);
     copy.rows = BulkCopy::Rows::Keys;
     copy.key_column = t.key;
-    copy.keys_query = "SELECT CASE WHEN (SELECT bool_or(k.unique_key) FROM sicoop.stage_source_column k\n"
-                      "                  WHERE k.table_name = '" + t.name + "' AND k.column_name = '" + t.key + "')\n"
-                      "            THEN NULL ELSE array_agg(DISTINCT s." + t.key + ") END\n"
-                      "FROM sicoop.stage_" + t.name + " s";
+    copy.keys_query = fill(R"sql(SELECT CASE WHEN (SELECT bool_or(k.unique_key) FROM sicoop.stage_source_column k
+                  WHERE k.table_name = '{table}' AND k.column_name = '{key}')
+            THEN NULL ELSE array_agg(DISTINCT s.{key}) END
+FROM sicoop.stage_{table} s)sql", {{"table", t.name}, {"key", t.key}});
     return copy;
 }
 
@@ -320,62 +322,49 @@ WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, 
     rows.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
 }
 
-}  // namespace
+bool is_movements(const SourceTable& t) { return t.name == "movimentacao_cartao"; }
+std::string raw_of(const SourceTable& t) { return "sicoop.raw_" + t.name; }
+std::string stage_of(const SourceTable& t) { return "sicoop.stage_" + t.name; }
 
-std::vector<Action> plan_raw(const RunContext& ctx) {
-    std::vector<Action> actions;
-    actions.push_back(sql_action("TRUNCATE sicoop.stage_source_column"));
-    for (const SourceTable& t : source_tables()) {
-        const std::string raw_table = "raw_" + t.name;
-        const std::string raw = "sicoop." + raw_table;
-        const std::string stage = "sicoop.stage_" + t.name;
-        const bool movements = t.name == "movimentacao_cartao";
-        const bool first_load = ctx.is_empty(raw_table);
-        const bool whole = first_load || ctx.rebuild || (movements && !ctx.has_window);
-        // A full run that is no rebuild: compared by row checksums, only what differs is read.
-        const bool compare = ctx.full && !whole;
-        const int bits = row_bucket_bits(ctx.rows_of(raw_table));
-        const std::string in_differing_buckets =
-            row_bucket_sql("r." + t.key, bits) + " IN (SELECT b.bucket FROM sicoop.stage_bucket b)";
-        const std::vector<Column> columns = raw_columns(t);
-        const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
+// The source's catalog, first: it opens the table's source session (one snapshot for every
+// copy after it, recorded for the next run), and says whether the key is unique there.
+void add_catalog(std::vector<Action>& actions, const SourceTable& t) {
+    BulkCopy catalog;
+    catalog.source_table = "src_" + t.name;
+    catalog.target_table = "stage_source_column";
+    catalog.columns = {"table_name", "column_name", "source_type", "unique_key", "not_null"};
+    catalog.rows = BulkCopy::Rows::ColumnTypes;
+    catalog.table_label = t.name;
+    catalog.truncate_first = false;
+    catalog.capture_snapshot = true;
+    if (is_movements(t)) catalog.watermark_column = "data_movimentacao";
+    actions.push_back(bulk_action(catalog, t.name));
+    actions.push_back(sql_action("SELECT sicoop._check_source_drift('" + t.name + "', $2)", t.name));
+}
 
-        // The source's catalog, first: it opens the table's source session (one snapshot for
-        // every copy below, recorded for the next run), and says whether the key is unique there.
-        BulkCopy catalog;
-        catalog.source_table = "src_" + t.name;
-        catalog.target_table = "stage_source_column";
-        catalog.columns = {"table_name", "column_name", "source_type", "unique_key", "not_null"};
-        catalog.rows = BulkCopy::Rows::ColumnTypes;
-        catalog.table_label = t.name;
-        catalog.truncate_first = false;
-        catalog.capture_snapshot = true;
-        if (movements) catalog.watermark_column = "data_movimentacao";
-        actions.push_back(bulk_action(catalog, t.name));
-        actions.push_back(sql_action("SELECT sicoop._check_source_drift('" + t.name + "', $2)", t.name));
+// The source's count and sum per movement day, in the same snapshot: what the reconciliation
+// after load_fato compares the fact with, and what tells an incremental load which older days
+// changed. (A full comparison reads them in its own scan.)
+void add_day_totals(std::vector<Action>& actions, const SourceTable& t) {
+    BulkCopy totals;
+    totals.source_table = "src_" + t.name;
+    totals.target_table = "source_day_total";
+    totals.columns = {"dia", "source_rows", "source_valor"};
+    totals.rows = BulkCopy::Rows::DayTotals;
+    totals.window_column = "data_movimentacao";
+    actions.push_back(bulk_action(totals, t.name));
+}
 
-        if (movements && !compare) {
-            // The source's count and sum per movement day, in the same snapshot: what the
-            // reconciliation after load_fato compares the fact with, and what tells an
-            // incremental load which older days changed.
-            BulkCopy totals;
-            totals.source_table = "src_" + t.name;
-            totals.target_table = "source_day_total";
-            totals.columns = {"dia", "source_rows", "source_valor"};
-            totals.rows = BulkCopy::Rows::DayTotals;
-            totals.window_column = "data_movimentacao";
-            actions.push_back(bulk_action(totals, t.name));
-        }
-        if (movements && !whole && !compare) {
-            // Days before the window whose totals differ from raw's plus the rejects' (an old
-            // movement inserted, edited or deleted at the source) are read whole too. What raw
-            // and the rejects hold per day is what the source held at the last run, when that
-            // run's reconciliation balanced every day and no load_raw ran after it: then the
-            // reconciliation's source totals stand for them, and raw is not scanned (its scan
-            // grows with the history, not with the change). Otherwise raw and the rejects are
-            // summed. (A change made to raw outside the pipeline is the full check's to find.)
-            actions.push_back(sql_action("TRUNCATE sicoop.stage_day", t.name));
-            actions.push_back(sql_action(R"sql(
+// Days before the window whose totals differ from raw's plus the rejects' (an old movement
+// inserted, edited or deleted at the source) are read whole too. What raw and the rejects hold
+// per day is what the source held at the last run, when that run's reconciliation balanced
+// every day and no load_raw ran after it: then the reconciliation's source totals stand for
+// them, and raw is not scanned (its scan grows with the history, not with the change).
+// Otherwise raw and the rejects are summed. (A change made to raw outside the pipeline is the
+// full check's to find.)
+void add_changed_days(std::vector<Action>& actions, const SourceTable& t) {
+    actions.push_back(sql_action("TRUNCATE sicoop.stage_day", t.name));
+    actions.push_back(sql_action(R"sql(
 WITH last_run AS (
   SELECT coalesce((SELECT st.last_run_id FROM sicoop.step_state st WHERE st.step = 'load_raw')
                     = (SELECT max(c.run_id) FROM sicoop.reconciliation c)
@@ -396,120 +385,203 @@ SELECT dia FROM (
   WHERE j.table_name = 'movimentacao_cartao' AND NOT (SELECT l.balanced FROM last_run l) GROUP BY 1) d
 WHERE dia IS NULL OR dia < $5::date
 GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
-        }
+}
 
-        // A first load of a table whose rows raw keeps as they are may copy them straight into
-        // raw, when the run finds the source's columns can hold nothing raw would refuse.
-        const bool may_go_direct = first_load && !has_card_numbers(t);
-        if (may_go_direct) {
-            actions.push_back(sql_action(drop_temp_table_sql("sicoop_direct_load"), t.name));
-            actions.push_back(sql_action(direct_load_decision_sql(t), t.name));
-            actions.push_back(bulk_action(direct_copy_of(t), t.name));
-            const std::string mask = mask_free_text_in_raw_sql(t);
-            if (!mask.empty()) actions.push_back(sql_action(mask, t.name));
-        }
+// A first load's copy straight into raw, when the run finds the source's columns can hold
+// nothing raw would refuse (direct_load_decision_sql); its free text masked after.
+void add_direct_load(std::vector<Action>& actions, const SourceTable& t) {
+    actions.push_back(sql_action(drop_temp_table_sql("sicoop_direct_load"), t.name));
+    actions.push_back(sql_action(direct_load_decision_sql(t), t.name));
+    actions.push_back(bulk_action(direct_copy_of(t), t.name));
+    const std::string mask = mask_free_text_in_raw_sql(t);
+    if (!mask.empty()) actions.push_back(sql_action(mask, t.name));
+}
 
-        // The rows to look at: all of them, or what changed since the last copy.
-        BulkCopy rows = copy_of(t);
-        if (may_go_direct) rows.only_if = kNotDirect;
-        if (compare) {
-            add_full_comparison(actions, t, bits, rows);
-        } else if (!whole && movements) {
-            // The window after the watermark, and the days that differ.
-            rows.rows = BulkCopy::Rows::Window;
-            rows.window_column = "data_movimentacao";
-            rows.keys_query = "SELECT array_agg(dia)::text FROM sicoop.stage_day";
-        } else if (!whole) {
-            // Rows written in the source since the last copy's snapshot (by their xmin).
-            rows.rows = BulkCopy::Rows::ChangedSinceSnapshot;
-        }
-        actions.push_back(bulk_action(rows, t.name));
-        const std::string not_in_stage = "NOT EXISTS (SELECT 1 FROM " + stage + " s WHERE s." + t.key + " = r." + t.key + ")";
-        const std::string missing = "(r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))\n"
-                                    "    AND " + not_in_stage;
-        if (compare) {
-            // Every copy of a key is in its key's bucket: all of them are in the stage already.
-            actions.push_back(bulk_action(rejected_keys(t), t.name));
-        } else if (!whole) {
-            actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
-            if (movements) {
-                // Rows of the window the source did not return: fetch them by id, in case their
-                // time moved out of the window; what still is not found was deleted.
-                BulkCopy recheck = copy_of(t);
-                recheck.truncate_first = false;
-                recheck.rows = BulkCopy::Rows::Keys;
-                recheck.key_column = t.key;
-                recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw + " r WHERE " + missing;
-                actions.push_back(bulk_action(recheck, t.name));
-            }
-            actions.push_back(bulk_action(rejected_keys(t), t.name));
-        }
-        // The data-quality rules: what breaks a 'reject' rule leaves the stage (or raw, after a
-        // direct copy) for sicoop.reject.
-        if (may_go_direct) {
-            actions.push_back(sql_action(R"sql(
+// The data-quality rules: what breaks a 'reject' rule leaves the stage for sicoop.reject.
+Action apply_rules(const SourceTable& t) {
+    return sql_action(
+        "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date) r", t.name);
+}
+
+// ...or raw, after a direct copy.
+Action apply_rules_after_direct_load(const SourceTable& t) {
+    return sql_action(fill(R"sql(
 SELECT r.rows_rejected, CASE WHEN d.direct THEN r.rows_checked - r.rows_rejected ELSE 0 END AS rows_inserted
 FROM pg_temp.sicoop_direct_load d,
-     sicoop._apply_row_rules(')sql" + t.name + R"sql(', $2, ($1 AT TIME ZONE $3)::date,
-                             CASE WHEN d.direct THEN ')sql" + raw + "' ELSE '" + stage + R"sql(' END::regclass) r)sql", t.name));
-        } else {
-            actions.push_back(sql_action(
-                "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date) r", t.name));
-        }
+     sicoop._apply_row_rules('{table}', $2, ($1 AT TIME ZONE $3)::date,
+                             CASE WHEN d.direct THEN '{raw}' ELSE '{stage}' END::regclass) r)sql",
+                           {{"table", t.name}, {"raw", raw_of(t)}, {"stage", stage_of(t)}}),
+                      t.name);
+}
 
-        if (first_load) {
-            // (After a direct copy, the stage is empty.)
-            actions.push_back(dml_action(insert_all_sql(raw, t.key, columns, stamps, stage + " s"), "rows_inserted", t.name));
-            actions.push_back(sql_action("SELECT sicoop._summarize('" + raw + "')", t.name));
-            continue;
-        }
-        actions.push_back(sql_action("ANALYZE " + stage, t.name));
-        actions.push_back(sql_action(merge_changed_sql(raw, t.key, columns, stamps, stage + " s"), t.name));
-        if (whole) {
-            // Everything, compared whole.
-            actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage), t.name));
-        } else if (compare) {
-            // What raw holds in a bucket that differs and the source no longer has.
-            actions.push_back(sql_action(
-                delete_with_tombstones_sql(t.name, t.key, in_differing_buckets + "\n    AND " + not_in_stage), t.name));
-        } else if (movements) {
-            actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
-        } else {
-            // Deletions: key checksums per bucket on both sides; only the keys of the buckets
-            // that differ are read, and raw keys missing from them were deleted.
-            BulkCopy checksums;
-            checksums.source_table = "src_" + t.name;
-            checksums.target_table = "stage_key_checksum";
-            checksums.columns = {"bucket", "keys", "key_hash_sum"};
-            checksums.rows = BulkCopy::Rows::KeyChecksums;
-            checksums.key_column = t.key;
-            actions.push_back(bulk_action(checksums, t.name));
-            actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
-            actions.push_back(sql_action(R"sql(
+// The stage merged into raw: new rows inserted, changed rows updated.
+void add_merge(std::vector<Action>& actions, const SourceTable& t) {
+    const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
+    actions.push_back(sql_action("ANALYZE " + stage_of(t), t.name));
+    actions.push_back(sql_action(merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), t.name));
+}
+
+// Raw's row `r` has no copy in the stage.
+std::string not_in_stage(const SourceTable& t) {
+    return "NOT EXISTS (SELECT 1 FROM " + stage_of(t) + " s WHERE s." + t.key + " = r." + t.key + ")";
+}
+
+// A row now rejected (a duplicate of it appeared, or it was changed into a bad one) leaves raw,
+// and so every later layer.
+Action delete_rejected(const SourceTable& t) {
+    return sql_action(delete_with_tombstones_sql(t.name, t.key,
+                                                 "r." + t.key + " IN (SELECT j.record_id FROM sicoop.reject j WHERE "
+                                                 "j.table_name = '" + t.name + "')"),
+                      t.name);
+}
+
+// ------------------------------------------------------------------------------------------
+// The paths a table takes: first load, whole, full comparison, window, keyed
+// ------------------------------------------------------------------------------------------
+
+// A first load (raw is empty): every row, inserted plainly -- or copied straight into raw.
+void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
+    add_catalog(actions, t);
+    if (is_movements(t)) add_day_totals(actions, t);
+    // A table whose rows raw keeps as they are may be copied straight into raw.
+    const bool may_go_direct = !has_card_numbers(t);
+    if (may_go_direct) add_direct_load(actions, t);
+    BulkCopy rows = copy_of(t);
+    if (may_go_direct) rows.only_if = kNotDirect;
+    actions.push_back(bulk_action(rows, t.name));
+    actions.push_back(may_go_direct ? apply_rules_after_direct_load(t) : apply_rules(t));
+    // (After a direct copy, the stage is empty.)
+    const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
+    actions.push_back(
+        dml_action(insert_all_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), "rows_inserted", t.name));
+    actions.push_back(sql_action("SELECT sicoop._summarize('" + raw_of(t) + "')", t.name));
+}
+
+// A rebuild, or movements without a watermark: every row read, and compared whole.
+void plan_whole(std::vector<Action>& actions, const SourceTable& t) {
+    add_catalog(actions, t);
+    if (is_movements(t)) add_day_totals(actions, t);
+    actions.push_back(bulk_action(copy_of(t), t.name));
+    actions.push_back(apply_rules(t));
+    add_merge(actions, t);
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t)), t.name));
+    actions.push_back(delete_rejected(t));
+}
+
+// A full run that is no rebuild: compared by row checksums, only what differs is read.
+void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits) {
+    add_catalog(actions, t);
+    BulkCopy rows = copy_of(t);
+    add_full_comparison(actions, t, bits, rows);
+    actions.push_back(bulk_action(rows, t.name));
+    // Every copy of a key is in its key's bucket: all of them are in the stage already.
+    actions.push_back(bulk_action(rejected_keys(t), t.name));
+    actions.push_back(apply_rules(t));
+    add_merge(actions, t);
+    // What raw holds in a bucket that differs and the source no longer has.
+    const std::string in_differing_buckets =
+        row_bucket_sql("r." + t.key, bits) + " IN (SELECT b.bucket FROM sicoop.stage_bucket b)";
+    actions.push_back(sql_action(
+        delete_with_tombstones_sql(t.name, t.key, in_differing_buckets + "\n    AND " + not_in_stage(t)), t.name));
+    actions.push_back(delete_rejected(t));
+}
+
+// Movements, incrementally: the window after the watermark, and the days that differ.
+void plan_window(std::vector<Action>& actions, const SourceTable& t) {
+    add_catalog(actions, t);
+    add_day_totals(actions, t);
+    add_changed_days(actions, t);
+    BulkCopy rows = copy_of(t);
+    rows.rows = BulkCopy::Rows::Window;
+    rows.window_column = "data_movimentacao";
+    rows.keys_query = "SELECT array_agg(dia)::text FROM sicoop.stage_day";
+    actions.push_back(bulk_action(rows, t.name));
+    actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
+    // Rows of the window the source did not return: fetch them by id, in case their time moved
+    // out of the window; what still is not found was deleted.
+    const std::string missing = fill(R"sql((r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))
+    AND {not_in_stage})sql", {{"not_in_stage", not_in_stage(t)}});
+    BulkCopy recheck = copy_of(t);
+    recheck.truncate_first = false;
+    recheck.rows = BulkCopy::Rows::Keys;
+    recheck.key_column = t.key;
+    recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw_of(t) + " r WHERE " + missing;
+    actions.push_back(bulk_action(recheck, t.name));
+    actions.push_back(bulk_action(rejected_keys(t), t.name));
+    actions.push_back(apply_rules(t));
+    add_merge(actions, t);
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
+    actions.push_back(delete_rejected(t));
+}
+
+// Deletions, for a table read by xmin: key checksums per bucket on both sides; only the keys of
+// the buckets that differ are read, and raw keys missing from them were deleted.
+void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
+    BulkCopy checksums;
+    checksums.source_table = "src_" + t.name;
+    checksums.target_table = "stage_key_checksum";
+    checksums.columns = {"bucket", "keys", "key_hash_sum"};
+    checksums.rows = BulkCopy::Rows::KeyChecksums;
+    checksums.key_column = t.key;
+    actions.push_back(bulk_action(checksums, t.name));
+    actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
+    actions.push_back(sql_action(fill(R"sql(
 INSERT INTO sicoop.stage_bucket (bucket)
 SELECT bucket FROM sicoop.stage_key_checksum s
-FULL JOIN (SELECT )sql" + key_bucket_sql("r." + t.key) + R"sql( AS bucket, count(*) AS keys,
-                  sum()sql" + key_hash_sql("r." + t.key) + R"sql()::numeric AS key_hash_sum
-           FROM )sql" + raw + R"sql( r GROUP BY 1) l USING (bucket)
-WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
-            BulkCopy keys;
-            keys.source_table = "src_" + t.name;
-            keys.target_table = "stage_key";
-            keys.columns = {"record_id"};
-            keys.rows = BulkCopy::Rows::KeysInBuckets;
-            keys.key_column = t.key;
-            keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
-            actions.push_back(bulk_action(keys, t.name));
-            actions.push_back(sql_action(delete_with_tombstones_sql(
-                t.name, t.key,
-                key_bucket_sql("r." + t.key) + " IN (SELECT bucket FROM sicoop.stage_bucket)\n"
-                "    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r." + t.key + ")"), t.name));
-        }
-        // A row now rejected (a duplicate of it appeared, or it was changed into a bad one)
-        // leaves raw, and so every later layer.
-        actions.push_back(sql_action(delete_with_tombstones_sql(
-            t.name, t.key, "r." + t.key + " IN (SELECT j.record_id FROM sicoop.reject j WHERE j.table_name = '" + t.name + "')"),
-            t.name));
+FULL JOIN (SELECT {bucket} AS bucket, count(*) AS keys,
+                  sum({hash})::numeric AS key_hash_sum
+           FROM {raw} r GROUP BY 1) l USING (bucket)
+WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
+                                      {{"bucket", key_bucket_sql("r." + t.key)},
+                                       {"hash", key_hash_sql("r." + t.key)},
+                                       {"raw", raw_of(t)}}),
+                                 t.name));
+    BulkCopy keys;
+    keys.source_table = "src_" + t.name;
+    keys.target_table = "stage_key";
+    keys.columns = {"record_id"};
+    keys.rows = BulkCopy::Rows::KeysInBuckets;
+    keys.key_column = t.key;
+    keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
+    actions.push_back(bulk_action(keys, t.name));
+    const std::string gone = fill(R"sql({bucket} IN (SELECT bucket FROM sicoop.stage_bucket)
+    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r.{key}))sql",
+                                  {{"bucket", key_bucket_sql("r." + t.key)}, {"key", t.key}});
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
+}
+
+// associado, conta and cartao, incrementally: the rows written in the source since the last
+// copy's snapshot (by their xmin).
+void plan_keyed(std::vector<Action>& actions, const SourceTable& t) {
+    add_catalog(actions, t);
+    BulkCopy rows = copy_of(t);
+    rows.rows = BulkCopy::Rows::ChangedSinceSnapshot;
+    actions.push_back(bulk_action(rows, t.name));
+    actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
+    actions.push_back(bulk_action(rejected_keys(t), t.name));
+    actions.push_back(apply_rules(t));
+    add_merge(actions, t);
+    add_keyed_deletions(actions, t);
+    actions.push_back(delete_rejected(t));
+}
+
+}  // namespace
+
+std::vector<Action> plan_raw(const RunContext& ctx) {
+    std::vector<Action> actions;
+    actions.push_back(sql_action("TRUNCATE sicoop.stage_source_column"));
+    for (const SourceTable& t : source_tables()) {
+        const std::string raw_table = "raw_" + t.name;
+        if (ctx.is_empty(raw_table))
+            plan_first_load(actions, t);
+        else if (ctx.rebuild || (is_movements(t) && !ctx.has_window))
+            plan_whole(actions, t);
+        else if (ctx.full)
+            plan_compared(actions, t, row_bucket_bits(ctx.rows_of(raw_table)));
+        else if (is_movements(t))
+            plan_window(actions, t);
+        else
+            plan_keyed(actions, t);
     }
     // Nothing stays in the stage after the step: it held source rows, full card numbers included.
     actions.push_back(sql_action(R"sql(

@@ -1,3 +1,5 @@
+#include "steps/pure_cpp.hpp"
+
 #include "steps/sql_patterns.hpp"
 
 namespace sicoop {
@@ -73,6 +75,25 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 std::string drop_temp_table_sql(const std::string& name) {
     return "DO $$ BEGIN IF to_regclass('pg_temp." + name + "') IS NOT NULL THEN\n"
            "  DROP TABLE pg_temp." + name + ";\nEND IF; END $$";
+}
+
+std::string fill(const std::string& sql, const std::vector<std::pair<std::string, std::string>>& values) {
+    std::string out;
+    for (size_t i = 0; i < sql.size(); ++i) {
+        const std::pair<std::string, std::string>* match = nullptr;
+        if (sql[i] == '{')
+            for (const auto& v : values)
+                if (sql.compare(i + 1, v.first.size(), v.first) == 0 && i + 1 + v.first.size() < sql.size() &&
+                    sql[i + 1 + v.first.size()] == '}')
+                    match = &v;
+        if (match == nullptr) {
+            out += sql[i];
+            continue;
+        }
+        out += match->second;
+        i += match->first.size() + 1;
+    }
+    return out;
 }
 
 std::string count_read_sql(const std::string& relation) {

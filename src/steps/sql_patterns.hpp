@@ -41,6 +41,11 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 // one is left only by a failed statement of the same transaction).
 std::string drop_temp_table_sql(const std::string& name);
 
+// A statement written whole, with named substitution points: each "{name}" in `sql` becomes
+// its value, in one pass (a value is never scanned again; other braces stay as they are). The
+// values are the extension's own names and SQL fragments, never input.
+std::string fill(const std::string& sql, const std::vector<std::pair<std::string, std::string>>& values);
+
 // SELECT count(*) AS rows_read FROM relation.
 std::string count_read_sql(const std::string& relation);
 

@@ -1,3 +1,5 @@
+#include "steps/pure_cpp.hpp"
+
 #include "steps/step.hpp"
 
 #include <cstdio>

@@ -1,3 +1,5 @@
+#include "steps/pure_cpp.hpp"
+
 #include "steps/text_rules.hpp"
 
 #include <vector>

@@ -13,6 +13,8 @@
 // Only raw rows changed since this step's last run ($4, by their run_id) are cleaned again,
 // and tombstones tell which were deleted; ages are refreshed for every member whose age moved
 // on with the reference date.
+#include "steps/pure_cpp.hpp"
+
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 

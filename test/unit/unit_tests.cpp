@@ -1,11 +1,14 @@
 // Unit tests of the pure C++ layer (src/steps/): no server, no PostgreSQL headers.
 // Prints TAP, so `prove` runs it alongside the pgTAP suites.
+#include "steps/remote_query.hpp"
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 #include "steps/text_rules.hpp"
 
 #include <cstdio>
+#include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 
 namespace {
@@ -533,6 +536,273 @@ void test_source_check() {
        "the messages name the table and the column");
 }
 
+// ------------------------------------------------------------------------------------------
+// What the bulk copy asks the source (remote_query.cpp): the exact text sent, as the
+// boundary layer built it with psprintf, quote_identifier and quote_literal_cstr before.
+// ------------------------------------------------------------------------------------------
+
+namespace remote = sicoop::remote;
+
+void is(const std::string& got, const std::string& expected, const std::string& name) {
+    ok(got == expected, name);
+    if (got != expected) std::printf("#   got:      %s\n#   expected: %s\n", got.c_str(), expected.c_str());
+}
+
+void test_remote_quoting() {
+    is(remote::quote_identifier("data_movimentacao"), "data_movimentacao", "a plain identifier is not quoted");
+    is(remote::quote_identifier("_x9"), "_x9", "underscores and digits are plain");
+    is(remote::quote_identifier("Movimentacao"), "\"Movimentacao\"", "upper case is quoted");
+    is(remote::quote_identifier("9lives"), "\"9lives\"", "a leading digit is quoted");
+    is(remote::quote_identifier("a\"b c"), "\"a\"\"b c\"", "double quotes are doubled");
+    is(remote::quote_identifier(""), "\"\"", "the empty name is quoted");
+    is(remote::quote_identifier("order"), "\"order\"", "a reserved keyword is quoted");
+    is(remote::quote_identifier("user"), "\"user\"", "a reserved keyword is quoted (user)");
+    is(remote::quote_identifier("numeric"), "\"numeric\"", "a column-name keyword is quoted");
+    is(remote::quote_identifier("left"), "\"left\"", "a type-function-name keyword is quoted");
+    is(remote::quote_identifier("name"), "name", "an unreserved keyword is not quoted");
+    is(remote::quote_identifier("xmltable"), "\"xmltable\"", "the last keyword of the list is quoted");
+    is(remote::quote_identifier("all"), "\"all\"", "the first keyword of the list is quoted");
+    is(remote::quote_identifier("caf\xc3\xa9"), "\"caf\xc3\xa9\"", "non-ASCII letters are quoted");
+    is(remote::quote_identifier("conta", true), "\"conta\"", "quote_all_identifiers quotes everything");
+    is(remote::quote_qualified_identifier("public", "movimentacao_cartao"), "public.movimentacao_cartao",
+       "a qualified name, plain");
+    is(remote::quote_qualified_identifier("My Schema", "table"), "\"My Schema\".\"table\"", "a qualified name, quoted");
+    is(remote::quote_literal("2025-08-12 00:00:00"), "'2025-08-12 00:00:00'", "a literal");
+    is(remote::quote_literal("{O'Brien,x}"), "'{O''Brien,x}'", "single quotes are doubled");
+    is(remote::quote_literal("a\\b'c"), "E'a\\\\b''c'", "a backslash doubles and makes an E'' literal");
+    is(remote::quote_literal(""), "''", "the empty literal");
+}
+
+void test_remote_rows_asked() {
+    is(remote::window_rows("data_movimentacao", "2025-08-12 00:00:00.000000", std::nullopt, false),
+       " WHERE data_movimentacao >= '2025-08-12 00:00:00.000000'::timestamp", "the window alone");
+    is(remote::window_rows("data_movimentacao", "2025-08-12 00:00:00.000000", std::string("{2024-01-02,2024-03-04}"), false),
+       " WHERE data_movimentacao >= '2025-08-12 00:00:00.000000'::timestamp"
+       " OR data_movimentacao::date = ANY ('{2024-01-02,2024-03-04}'::date[])",
+       "the window and the days that changed");
+    is(remote::window_rows("data_movimentacao", "2025-08-12 00:00:00.000000", std::string("{2024-01-02,NULL}"), true),
+       " WHERE data_movimentacao >= '2025-08-12 00:00:00.000000'::timestamp"
+       " OR data_movimentacao::date = ANY ('{2024-01-02,NULL}'::date[]) OR data_movimentacao IS NULL",
+       "the window, the days that changed and the NULL day");
+    is(remote::keys_condition("id_conta", "{c1,\"c'2\"}", false), "id_conta::text = ANY ('{c1,\"c''2\"}'::text[])",
+       "keys, quoted as a literal");
+    is(remote::keys_condition("id_conta", "{c1,NULL}", true), "id_conta::text = ANY ('{c1,NULL}'::text[]) OR id_conta IS NULL",
+       "keys with a NULL key");
+    is(remote::where("x = 1"), " WHERE x = 1", "where()");
+    sicoop::BulkCopy keys;
+    keys.rows = sicoop::BulkCopy::Rows::KeysInBuckets;
+    keys.key_column = "id_conta";
+    is(remote::buckets_rows(keys, "{1,17}"), " WHERE (hashtext(id_conta::text) & 4095) = ANY ('{1,17}'::int[])",
+       "the keys of key buckets");
+    sicoop::BulkCopy rows = keys;
+    rows.rows = sicoop::BulkCopy::Rows::RowsInBuckets;
+    rows.bucket_bits = 16;
+    is(remote::buckets_rows(rows, "{-1,3}"), " WHERE coalesce(hashtext(id_conta::text) & 65535, -1) = ANY ('{-1,3}'::int[])",
+       "the rows of row buckets");
+    is(remote::changed_since_rows("123456"),
+       " WHERE '123456'::bigint >= txid_snapshot_xmax(txid_current_snapshot())"
+       " OR age(xmin) <= age(('123456'::bigint % 4294967296)::text::xid)",
+       "the rows changed since a snapshot");
+}
+
+// conta as the source has it, every column in the warehouse's type.
+remote::ColumnTypes conta_types(const std::string& data_criacao_type = "date") {
+    return {{"id_conta", "character varying"}, {"id_associado", "character varying"}, {"tipo_conta", "character varying"},
+            {"agencia", "character varying"}, {"situacao_conta", "character varying"},
+            {"data_criacao_conta", data_criacao_type}};
+}
+remote::ColumnTypes movement_types(const std::string& time_type = "timestamp without time zone",
+                                   const std::string& amount_type = "numeric") {
+    return {{"id_movimentacao_cartao", "character varying"}, {"id_cartao", "character varying"},
+            {"descricao_movimentacao", "character varying"}, {"valor_movimentacao", amount_type},
+            {"data_movimentacao", time_type}};
+}
+
+sicoop::BulkCopy stage_copy(const std::string& table) {
+    for (const auto& a : plan("load_raw", incremental()))
+        if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.source_table == "src_" + table &&
+            a.bulk.target_table == "stage_" + table)
+            return a.bulk;
+    return {};
+}
+
+void test_remote_copies() {
+    using Rows = sicoop::BulkCopy::Rows;
+    const std::string conta_rows = "id_conta::text, id_associado::text, tipo_conta::text, agencia::text, "
+                                   "situacao_conta::text";
+    sicoop::BulkCopy conta = stage_copy("conta");
+    conta.rows = Rows::All;
+    remote::RemoteRead read = remote::plan_read(conta, 42, conta_types());
+    is(remote::copy_sql(read, "public.conta", ""),
+       "COPY (SELECT " + conta_rows + ", data_criacao_conta::date FROM public.conta) TO STDOUT (FORMAT binary)",
+       "a whole table, every cast total: binary");
+    ok(read.refused.empty() && read.converted.empty() && !read.as_text, "...nothing refused or converted");
+
+    read = remote::plan_read(conta, 42, conta_types("text"));
+    is(remote::copy_sql(read, "public.conta", remote::where("id_conta::text = ANY ('{a}'::text[])")),
+       "COPY (SELECT " + conta_rows + ", data_criacao_conta::text FROM public.conta WHERE id_conta::text = ANY "
+       "('{a}'::text[])) TO STDOUT",
+       "a column whose cast may fail travels as text, in text format");
+    ok(read.as_text && read.converted.size() == 1 && read.converted[0].column == "data_criacao_conta" &&
+           read.converted[0].from == "text" && read.converted[0].to == "date",
+       "...and the warehouse converts it");
+
+    sicoop::BulkCopy direct;
+    for (const auto& a : plan("load_raw", first_load()))
+        if (a.kind == sicoop::Action::Kind::Bulk && a.bulk.target_table == "raw_conta") direct = a.bulk;
+    read = remote::plan_read(direct, 42, conta_types());
+    is(read.select, "id_conta::varchar, id_associado::varchar, tipo_conta::varchar, agencia::varchar, "
+                    "situacao_conta::varchar, data_criacao_conta::date, 42::bigint",
+       "a direct copy into raw: raw's types, without typmods, stamped with the run");
+
+    sicoop::BulkCopy checksums;
+    checksums.rows = Rows::KeyChecksums;
+    checksums.key_column = "id_conta";
+    is(remote::copy_sql(remote::plan_read(checksums, 42, conta_types()), "public.conta", ""),
+       "COPY (SELECT (hashtext(id_conta::text) & 4095)::int, count(*)::bigint, sum(hashtext(id_conta::text)::bigint)::numeric "
+       "FROM public.conta GROUP BY 1) TO STDOUT (FORMAT binary)",
+       "key checksums per bucket");
+
+    sicoop::BulkCopy keys = checksums;
+    keys.rows = Rows::KeysInBuckets;
+    is(remote::copy_sql(remote::plan_read(keys, 42, conta_types()), "public.conta", remote::buckets_rows(keys, "{7}")),
+       "COPY (SELECT id_conta::text FROM public.conta WHERE (hashtext(id_conta::text) & 4095) = ANY ('{7}'::int[])) TO "
+       "STDOUT (FORMAT binary)",
+       "the keys of the buckets that differ");
+
+    sicoop::BulkCopy rows_checksums = checksums;
+    rows_checksums.rows = Rows::RowChecksums;
+    rows_checksums.source_table = "src_conta";
+    rows_checksums.bucket_bits = 13;
+    rows_checksums.row_hash = "(h)";
+    read = remote::plan_read(rows_checksums, 42, conta_types());
+    is(remote::copy_sql(read, "public.conta", ""),
+       "COPY (SELECT coalesce(hashtext(id_conta::text) & 8191, -1)::int, count(*)::bigint, sum((h))::numeric FROM "
+       "public.conta GROUP BY 1) TO STDOUT (FORMAT binary)",
+       "row checksums per bucket");
+    read = remote::plan_read(rows_checksums, 42, conta_types("text"));
+    ok(read.refused.column == "data_criacao_conta" && read.refused.type == "text" && read.refused.need == "date" &&
+           read.refused.purpose == "compare the table by row checksums (a full run)",
+       "row checksums are refused when a column's cast to its stage type may fail");
+
+    const std::string finite_sum =
+        "coalesce(sum(v) FILTER (WHERE v < 'Infinity'::numeric AND v > '-Infinity'::numeric), 0)::numeric";
+    sicoop::BulkCopy totals;
+    totals.source_table = "src_movimentacao_cartao";
+    totals.rows = Rows::DayTotals;
+    totals.window_column = "data_movimentacao";
+    read = remote::plan_read(totals, 42, movement_types());
+    is(remote::copy_sql(read, "public.movimentacao_cartao", ""),
+       "COPY (SELECT data_movimentacao::date, count(*)::bigint, " + finite_sum +
+           " FROM (SELECT data_movimentacao, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao) s GROUP BY 1) "
+           "TO STDOUT (FORMAT binary)",
+       "day totals, summed at the source");
+    read = remote::plan_read(totals, 42, movement_types("timestamp without time zone", "text"));
+    is(remote::copy_sql(read, "public.movimentacao_cartao", ""),
+       "COPY (SELECT data_movimentacao::date, valor_movimentacao::text, count(*)::bigint FROM public.movimentacao_cartao "
+       "GROUP BY 1, 2) TO STDOUT",
+       "day totals of amounts that are no numbers: counted per amount, summed in the warehouse");
+    ok(read.day_amounts && read.as_text && read.converted.size() == 1 && read.converted[0].to == "numeric",
+       "...as day amounts");
+    read = remote::plan_read(totals, 42, movement_types("text"));
+    ok(read.refused.column == "data_movimentacao" && read.refused.need == "a date or time" &&
+           read.refused.purpose == "sum the movements per day" &&
+           read.refused.hint == "Give the column type timestamp at the source.",
+       "day totals are refused when the day is no time");
+
+    sicoop::BulkCopy both = totals;
+    both.rows = Rows::RowChecksumsAndDayTotals;
+    both.key_column = "id_movimentacao_cartao";
+    both.bucket_bits = 12;
+    both.row_hash = "(h)";
+    read = remote::plan_read(both, 42, movement_types());
+    is(remote::copy_sql(read, "public.movimentacao_cartao", ""),
+       "COPY (SELECT GROUPING(b, d)::int, b, d, count(*)::bigint, sum(h)::numeric, " + finite_sum +
+           " FROM (SELECT coalesce(hashtext(id_movimentacao_cartao::text) & 4095, -1) AS b, data_movimentacao::date AS d, "
+           "(h) AS h, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao) s GROUP BY GROUPING SETS ((b), (d))) "
+           "TO STDOUT (FORMAT binary)",
+       "row checksums and day totals in one scan");
+    read = remote::plan_read(both, 42, movement_types("timestamp without time zone", "text"));
+    ok(read.refused.column == "valor_movimentacao" && read.refused.need == "a number" &&
+           read.refused.hint == "Give the column a numeric type at the source.",
+       "...refused when the amounts are no numbers");
+
+    sicoop::BulkCopy window = stage_copy("movimentacao_cartao");
+    read = remote::plan_read(window, 42, movement_types());
+    ok(window.rows == Rows::Window && read.refused.empty() &&
+           read.select == "id_movimentacao_cartao::text, id_cartao::text, descricao_movimentacao::text, "
+                          "valor_movimentacao::numeric, data_movimentacao::timestamp",
+       "the window's rows");
+    read = remote::plan_read(window, 42, movement_types("date"));
+    ok(read.refused.empty() && read.as_text && read.converted.size() == 1 &&
+           read.converted[0].column == "data_movimentacao",
+       "a window on a date: allowed, converted in the warehouse");
+    read = remote::plan_read(window, 42, movement_types("text"));
+    ok(read.refused.column == "data_movimentacao" && read.refused.purpose == "read the movements' window",
+       "a window on a column that is no time is refused");
+
+    sicoop::BulkCopy broken = conta;
+    broken.types.pop_back();
+    bool threw = false;
+    try {
+        remote::plan_read(broken, 42, conta_types());
+    } catch (const std::logic_error& e) {
+        threw = std::string(e.what()) == "bulk copy of src_conta: one type per column";
+    }
+    ok(threw, "a copy without one type per column is a bug, said so");
+
+    sicoop::BulkCopy catalog;
+    catalog.rows = Rows::ColumnTypes;
+    ok(remote::plan_read(catalog, 42, conta_types()).select.empty(), "the catalog's copy has no select list of its own");
+    is(remote::column_types_copy_sql("conta", "public.conta"),
+       "COPY (SELECT 'conta'::text, a.attname::text, format_type(a.atttypid, a.atttypmod),\n"
+       " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid\n"
+       " AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL), a.attnotnull\n"
+       " FROM pg_attribute a WHERE a.attrelid = 'public.conta'::regclass AND a.attnum > 0 AND NOT a.attisdropped) TO "
+       "STDOUT (FORMAT binary)",
+       "the source's catalog of the table");
+    is(remote::column_types_copy_sql("conta", "\"My\".\"T'x\""),
+       "COPY (SELECT 'conta'::text, a.attname::text, format_type(a.atttypid, a.atttypmod),\n"
+       " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indisvalid\n"
+       " AND i.indnatts = 1 AND i.indkey[0] = a.attnum AND i.indpred IS NULL), a.attnotnull\n"
+       " FROM pg_attribute a WHERE a.attrelid = '\"My\".\"T''x\"'::regclass AND a.attnum > 0 AND NOT a.attisdropped) TO "
+       "STDOUT (FORMAT binary)",
+       "...a quoted table name quoted again as a literal");
+    is(remote::lock_table_sql("public.conta"), "LOCK TABLE public.conta IN ACCESS SHARE MODE", "the table's lock");
+    is(remote::latest_value_sql("data_movimentacao", "public.movimentacao_cartao"),
+       "SELECT max(data_movimentacao)::text FROM public.movimentacao_cartao", "the watermark's query");
+}
+
+void test_fill() {
+    is(sicoop::fill("SELECT {a} FROM t WHERE x ~ '[0-9]{2,}' AND y = '{b}{a}'", {{"a", "{b}"}, {"b", "2"}}),
+       "SELECT {b} FROM t WHERE x ~ '[0-9]{2,}' AND y = '2{b}'",
+       "fill() substitutes named points once, and leaves other braces");
+    is(sicoop::fill("{a", {{"a", "x"}}), "{a", "fill() leaves an unclosed brace");
+}
+
+// The raw step's fifth path: movements without a watermark (incremental, no window) are read
+// whole and compared whole; the other tables stay keyed.
+void test_raw_whole_without_window() {
+    sicoop::RunContext ctx = incremental();
+    ctx.has_window = false;
+    bool movements_whole = false, others_keyed = true, deleted_whole = false;
+    for (const auto& a : plan("load_raw", ctx)) {
+        const auto& b = a.bulk;
+        if (a.kind == sicoop::Action::Kind::Bulk && b.target_table.rfind("stage_", 0) == 0 &&
+            b.target_table != "stage_source_column" && b.target_table != "stage_key_checksum" &&
+            b.target_table != "stage_key") {
+            if (a.label == "movimentacao_cartao" && b.rows == sicoop::BulkCopy::Rows::All) movements_whole = true;
+            if (a.label == "movimentacao_cartao" && b.rows == sicoop::BulkCopy::Rows::Window) movements_whole = false;
+            if (a.label != "movimentacao_cartao" && b.rows == sicoop::BulkCopy::Rows::All) others_keyed = false;
+        }
+        if (a.label == "movimentacao_cartao" && contains(a.sql, "DELETE FROM sicoop.raw_movimentacao_cartao r WHERE NOT EXISTS"))
+            deleted_whole = true;
+    }
+    ok(movements_whole, "without a window, the movements are read whole");
+    ok(deleted_whole, "...and what the stage lacks is deleted");
+    ok(others_keyed, "...while the other tables are still read by xmin");
+}
+
 }  // namespace
 
 int main() {
@@ -555,6 +825,11 @@ int main() {
     test_merge_sql_shape();
     test_counts();
     test_source_check();
+    test_remote_quoting();
+    test_remote_rows_asked();
+    test_remote_copies();
+    test_fill();
+    test_raw_whole_without_window();
     std::printf("1..%d\n", tests_run);
     return tests_failed == 0 ? 0 : 1;
 }
