@@ -686,10 +686,11 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
         spi_finish();
         PG_RETURN_VOID();
     }
-    const Run run = prepare_run(run_id, reference_time, full);
-
     const char* current = "run_pipeline";
     try {
+        // (Inside the try: a failure while preparing must release the session's lock too, or a
+        // pooled session would keep every other run skipped.)
+        const Run run = prepare_run(run_id, reference_time, full);
         run_log::started(run_id, "run_pipeline", reference_time);
         tx.commit();
         const StepCounts total = run_pipeline_steps(run, tx, current);

@@ -3,7 +3,7 @@
 -- as the lock is held (lock_timeout and statement_timeout of the session both 0). And with no
 -- lock bound at all, sicoop.step_timeout still ends the step, with SQLSTATE 57014.
 \ir helpers/reset.sql
-SELECT plan(7);
+SELECT plan(9);
 
 \o /dev/null
 CALL sicoop.run_pipeline();
@@ -59,5 +59,15 @@ RESET sicoop.lock_timeout;
 SELECT lives_ok('CALL sicoop.run_pipeline()', 'once the lock is gone, the next run succeeds');
 SELECT is((SELECT count(*)::int FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-WAIT'), 1,
           'and loads what the held run could not');
+
+-- A run that fails before its first step (here an index definition a failed first load left
+-- behind that cannot be built) releases the pipeline lock: the session's next run is not
+-- skipped, and no other session is kept out.
+INSERT INTO sicoop.deferred_index VALUES ('sicoop.fato_movimentacao_cartao', 'sicoop_waits_bogus', 'SELECT 1/0');
+SET sicoop.as_of = '2025-08-15 12:20:00-03';
+SELECT throws_ok('CALL sicoop.run_pipeline()', '22012', NULL, 'a run fails while it prepares');
+SELECT is((SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()), 0,
+          'and holds no pipeline lock afterwards');
+DELETE FROM sicoop.deferred_index WHERE index_name = 'sicoop_waits_bogus';
 
 SELECT * FROM finish();
