@@ -4,11 +4,54 @@
 
 namespace sicoop {
 
-static std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+namespace {
+
+// The statements, written whole. Their substitution points are filled with the extension's
+// own table and column names, and the lists made of them (comma-separated).
+const char* const kMergeChanged = R"sql(WITH merged AS (
+  INSERT INTO {target} AS t ({names})
+  SELECT {expressions}
+  FROM {source}
+  ON CONFLICT ({key}) DO UPDATE SET {sets}
+  WHERE ({old_values}) IS DISTINCT FROM ({new_values})
+  RETURNING (t.xmax = 0) AS inserted)
+SELECT count(*) FILTER (WHERE inserted) AS rows_inserted,
+       count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged)sql";
+
+// {extra}: nothing, or " AND " and the caller's extra condition.
+const char* const kDeleteMissing = R"sql(WITH gone AS (
+  DELETE FROM {target} t
+  WHERE NOT EXISTS (SELECT 1 FROM {source} s WHERE s.{key} = t.{key}){extra}
+  RETURNING 1)
+SELECT count(*) AS rows_deleted FROM gone)sql";
+
+const char* const kInsertAll = R"sql(INSERT INTO {target} ({names})
+SELECT {expressions}
+FROM {source})sql";
+
+const char* const kDeleteWithTombstones = R"sql(WITH gone AS (
+  DELETE FROM sicoop.raw_{table} r WHERE {condition}
+  RETURNING r.{key} AS record_id),
+buried AS (
+  INSERT INTO sicoop.raw_tombstone AS b (table_name, record_id, run_id)
+  SELECT '{table}', record_id, $2 FROM gone
+  ON CONFLICT (table_name, record_id) DO UPDATE SET run_id = EXCLUDED.run_id
+  RETURNING 1)
+SELECT count(*) AS rows_deleted FROM buried)sql";
+
+const char* const kDropTempTable = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.{name}') IS NOT NULL THEN
+  DROP TABLE pg_temp.{name};
+END IF; END $$)sql";
+
+const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM {relation})sql";
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
     std::string out;
     for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
     return out;
 }
+
+}  // namespace
 
 std::string merge_changed_sql(const std::string& target, const std::string& key,
                               const std::vector<Column>& columns,
@@ -28,25 +71,22 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
         exprs.push_back(c.expression);
         sets.push_back(c.name + " = EXCLUDED." + c.name);
     }
-    return "WITH merged AS (\n"
-           "  INSERT INTO " + target + " AS t (" + join(names, ", ") + ")\n"
-           "  SELECT " + join(exprs, ", ") + "\n"
-           "  FROM " + source + "\n"
-           "  ON CONFLICT (" + key + ") DO UPDATE SET " + join(sets, ", ") + "\n"
-           "  WHERE (" + join(old_values, ", ") + ") IS DISTINCT FROM (" + join(new_values, ", ") + ")\n"
-           "  RETURNING (t.xmax = 0) AS inserted)\n"
-           "SELECT count(*) FILTER (WHERE inserted) AS rows_inserted,\n"
-           "       count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged";
+    return fill(kMergeChanged, {{"target", target},
+                                {"names", join(names, ", ")},
+                                {"expressions", join(exprs, ", ")},
+                                {"source", source},
+                                {"key", key},
+                                {"sets", join(sets, ", ")},
+                                {"old_values", join(old_values, ", ")},
+                                {"new_values", join(new_values, ", ")}});
 }
 
 std::string delete_missing_sql(const std::string& target, const std::string& key,
                                const std::string& source_relation, const std::string& extra_condition) {
-    return "WITH gone AS (\n"
-           "  DELETE FROM " + target + " t\n"
-           "  WHERE NOT EXISTS (SELECT 1 FROM " + source_relation + " s WHERE s." + key + " = t." + key + ")" +
-           (extra_condition.empty() ? "" : " AND " + extra_condition) + "\n"
-           "  RETURNING 1)\n"
-           "SELECT count(*) AS rows_deleted FROM gone";
+    return fill(kDeleteMissing, {{"target", target},
+                                 {"source", source_relation},
+                                 {"key", key},
+                                 {"extra", extra_condition.empty() ? "" : " AND " + extra_condition}});
 }
 
 std::string insert_all_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
@@ -54,28 +94,16 @@ std::string insert_all_sql(const std::string& target, const std::string& key, co
     std::vector<std::string> names{key}, exprs{"s." + key};
     for (const auto& c : columns) names.push_back(c.name), exprs.push_back(c.expression);
     for (const auto& c : stamps) names.push_back(c.name), exprs.push_back(c.expression);
-    return "INSERT INTO " + target + " (" + join(names, ", ") + ")\n"
-           "SELECT " + join(exprs, ", ") + "\n"
-           "FROM " + source;
+    return fill(kInsertAll,
+                {{"target", target}, {"names", join(names, ", ")}, {"expressions", join(exprs, ", ")}, {"source", source}});
 }
 
 std::string delete_with_tombstones_sql(const std::string& table, const std::string& key,
                                        const std::string& condition) {
-    return "WITH gone AS (\n"
-           "  DELETE FROM sicoop.raw_" + table + " r WHERE " + condition + "\n"
-           "  RETURNING r." + key + " AS record_id),\n"
-           "buried AS (\n"
-           "  INSERT INTO sicoop.raw_tombstone AS b (table_name, record_id, run_id)\n"
-           "  SELECT '" + table + "', record_id, $2 FROM gone\n"
-           "  ON CONFLICT (table_name, record_id) DO UPDATE SET run_id = EXCLUDED.run_id\n"
-           "  RETURNING 1)\n"
-           "SELECT count(*) AS rows_deleted FROM buried";
+    return fill(kDeleteWithTombstones, {{"table", table}, {"key", key}, {"condition", condition}});
 }
 
-std::string drop_temp_table_sql(const std::string& name) {
-    return "DO $$ BEGIN IF to_regclass('pg_temp." + name + "') IS NOT NULL THEN\n"
-           "  DROP TABLE pg_temp." + name + ";\nEND IF; END $$";
-}
+std::string drop_temp_table_sql(const std::string& name) { return fill(kDropTempTable, {{"name", name}}); }
 
 std::string fill(const std::string& sql, const std::vector<std::pair<std::string, std::string>>& values) {
     std::string out;
@@ -96,8 +124,6 @@ std::string fill(const std::string& sql, const std::vector<std::pair<std::string
     return out;
 }
 
-std::string count_read_sql(const std::string& relation) {
-    return "SELECT count(*) AS rows_read FROM " + relation;
-}
+std::string count_read_sql(const std::string& relation) { return fill(kCountRead, {{"relation", relation}}); }
 
 }  // namespace sicoop
