@@ -15,54 +15,36 @@ namespace sicoop {
 
 namespace {
 
-// Type 1 load of one dimension from its trusted table.
-void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, const std::string& dim,
-                         const std::string& trusted, const std::string& key, const std::vector<Column>& columns) {
-    const std::string changed = ctx.everything() ? "true" : "s.run_id > $4";
-    const std::string label = dim.substr(dim.find('.') + 1);  // timings per table, as elsewhere
-    std::string set_list, old_values, new_values, insert_cols, insert_values;
-    for (size_t i = 0; i < columns.size(); ++i) {
-        const std::string sep = i ? ", " : "";
-        set_list += sep + columns[i].name + " = " + columns[i].expression;
-        old_values += sep + "d." + columns[i].name;
-        new_values += sep + columns[i].expression;
-        insert_cols += sep + columns[i].name;
-        insert_values += sep + columns[i].expression;
-    }
-    actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + trusted + " s WHERE " + changed, label));
-    actions.push_back(sql_action(
-        "WITH changed AS (\n"
-        "  UPDATE " + dim + " d SET " + set_list + ", data_hora_atualizacao_registro = $1, run_id = $2\n"
-        "  FROM " + trusted + " s\n"
-        "  WHERE d." + key + " = s." + key + " AND " + changed + "\n"
-        "    AND (" + old_values + ") IS DISTINCT FROM (" + new_values + ")\n"
-        "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_updated FROM changed", label));
-    actions.push_back(sql_action(
-        "WITH added AS (\n"
-        "  INSERT INTO " + dim + " (" + key + ", " + insert_cols + ", data_hora_atualizacao_registro, run_id)\n"
-        "  SELECT s." + key + ", " + insert_values + ", $1, $2 FROM " + trusted + " s\n"
-        "  WHERE " + changed + " AND NOT EXISTS (SELECT 1 FROM " + dim + " d WHERE d." + key + " = s." + key + ")\n"
-        // Surrogate keys in business-key order, byte-wise: the same rows get the same keys in
-        // every copy of the warehouse (a restore, another collation), whatever the scan order.
-        "  ORDER BY s." + key + " COLLATE \"C\"\n"
-        "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_inserted FROM added", label));
-}
+// The statements, written whole. A type 1 dimension's: {dim} (from its trusted table {trusted},
+// aliased s) by business key {key}; {changed} is the filter on the trusted rows changed since
+// this step last ran ("true" on a full run); {sets}, {dim_values}, {names} and {expressions}
+// are its attribute columns (name = expression; d.name; name; expression), comma-separated.
+const char* const kType1CountRead = R"sql(SELECT count(*) AS rows_read FROM {trusted} s WHERE {changed})sql";
 
-}  // namespace
+const char* const kType1Update = R"sql(WITH changed AS (
+  UPDATE {dim} d SET {sets}, data_hora_atualizacao_registro = $1, run_id = $2
+  FROM {trusted} s
+  WHERE d.{key} = s.{key} AND {changed}
+    AND ({dim_values}) IS DISTINCT FROM ({expressions})
+  RETURNING 1)
+SELECT count(*) AS rows_updated FROM changed)sql";
 
-std::vector<Action> plan_dims(const RunContext& ctx) {
-    std::vector<Action> actions;
-    // The days the new or changed movements need (the whole span on a full run).
-    // (On a full run raw's index on data_movimentacao gives the span at once; movements keep
-    // their times from raw to trusted.)
-    const std::string changed_movements =
-        ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
-    actions.push_back(sql_action(R"SQL(
+// Surrogate keys in business-key order, byte-wise: the same rows get the same keys in every
+// copy of the warehouse (a restore, another collation), whatever the scan order.
+const char* const kType1Insert = R"sql(WITH added AS (
+  INSERT INTO {dim} ({key}, {names}, data_hora_atualizacao_registro, run_id)
+  SELECT s.{key}, {expressions}, $1, $2 FROM {trusted} s
+  WHERE {changed} AND NOT EXISTS (SELECT 1 FROM {dim} d WHERE d.{key} = s.{key})
+  ORDER BY s.{key} COLLATE "C"
+  RETURNING 1)
+SELECT count(*) AS rows_inserted FROM added)sql";
+
+// The days the new or changed movements need (the whole span on a full run), from
+// {changed_movements}.
+const char* const kDimData = R"sql(
 WITH changed AS (
   SELECT min(data_movimentacao)::date AS first_day, max(data_movimentacao)::date AS last_day
-  FROM )SQL" + changed_movements + R"SQL(),
+  FROM {changed_movements}),
 known AS (SELECT min(data) AS first_day, max(data) AS last_day FROM sicoop.dim_data WHERE sk_data <> -1),
 span AS (  -- contiguous: from the days already there to the new movements, gaps filled
   SELECT least(changed.first_day, known.first_day) AS first_day, greatest(changed.last_day, known.last_day) AS last_day
@@ -78,7 +60,43 @@ added AS (
        LATERAL (SELECT g.day::date AS d) x
   WHERE NOT EXISTS (SELECT 1 FROM sicoop.dim_data dd WHERE dd.data = x.d)
   RETURNING 1)
-SELECT count(*) AS rows_inserted FROM added)SQL", "dim_data"));
+SELECT count(*) AS rows_inserted FROM added)sql";
+
+// Type 1 load of one dimension from its trusted table.
+void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, const std::string& dim,
+                         const std::string& trusted, const std::string& key, const std::vector<Column>& columns) {
+    const std::string label = dim.substr(dim.find('.') + 1);  // timings per table, as elsewhere
+    std::string sets, dim_values, names, expressions;
+    for (size_t i = 0; i < columns.size(); ++i) {
+        const std::string sep = i ? ", " : "";
+        sets += sep + columns[i].name + " = " + columns[i].expression;
+        dim_values += sep + "d." + columns[i].name;
+        names += sep + columns[i].name;
+        expressions += sep + columns[i].expression;
+    }
+    auto statement = [&](const char* sql) {
+        return sql_action(fill(sql, {{"dim", dim},
+                                     {"trusted", trusted},
+                                     {"key", key},
+                                     {"changed", ctx.everything() ? "true" : "s.run_id > $4"},
+                                     {"sets", sets},
+                                     {"dim_values", dim_values},
+                                     {"names", names},
+                                     {"expressions", expressions}}),
+                          label);
+    };
+    for (const char* sql : {kType1CountRead, kType1Update, kType1Insert}) actions.push_back(statement(sql));
+}
+
+}  // namespace
+
+std::vector<Action> plan_dims(const RunContext& ctx) {
+    std::vector<Action> actions;
+    // (On a full run raw's index on data_movimentacao gives the span at once; movements keep
+    // their times from raw to trusted.)
+    const std::string changed_movements =
+        ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
+    actions.push_back(sql_action(fill(kDimData, {{"changed_movements", changed_movements}}), "dim_data"));
 
     add_type1_dimension(actions, ctx, "sicoop.dim_conta", "sicoop.trusted_conta", "id_conta",
                         {{"id_associado", "s.id_associado"},
