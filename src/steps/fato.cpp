@@ -19,37 +19,41 @@ namespace sicoop {
 
 namespace {
 
-// The fact rows of the movements in `movements` (trusted_movimentacao_cartao, or the
+// The fact rows of the movements in {movements} (trusted_movimentacao_cartao, or the
 // candidates table with the same columns), with their keys looked up along the dimensions:
-// the card's dim_cartao row, its account's dim_conta row, the member version valid then.
-// `bulk`: every movement is keyed, so card and account keys come from sicoop_card_keys,
-// joined once per card (N/20 rows) rather than once per movement (see card_keys_actions).
+// the card's dim_cartao row, its account's dim_conta row ({card_keys}: kCardKeysBulk or
+// kCardKeysJoined), the member version valid then. A FROM item, aliased s.
+// The member's vigência in local time is computed once per version (OFFSET 0 keeps it so)
+// rather than once per movement.
+const char* const kKeyedMovements = R"sql((
+  SELECT m.id_movimentacao_cartao,
+         coalesce(a.sk_associado, -1) AS sk_associado,
+         coalesce(k.sk_cartao, -1) AS sk_cartao,
+         coalesce(k.sk_conta, -1) AS sk_conta,
+         (date_part('year', m.data_movimentacao) * 10000 + date_part('month', m.data_movimentacao) * 100
+          + date_part('day', m.data_movimentacao))::int AS sk_data,
+         m.descricao_movimentacao,
+         m.valor_movimentacao,
+         m.data_movimentacao
+  FROM {movements} m
+  LEFT JOIN {card_keys}
+  LEFT JOIN (SELECT sk_associado, id_associado,
+                    inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,
+                    fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local
+             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL OFFSET 0) a
+         ON a.id_associado = k.id_associado
+        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s)sql";
+
+// When every movement is keyed, card and account keys come from sicoop_card_keys, joined once
+// per card (N/20 rows) rather than once per movement (see add_card_keys).
+const char* const kCardKeysBulk = R"sql(sicoop_card_keys k ON k.id_cartao = m.id_cartao)sql";
+const char* const kCardKeysJoined = R"sql((SELECT dc.id_cartao, dc.sk_cartao, dco.sk_conta, dco.id_associado
+   FROM sicoop.dim_cartao dc LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta) k
+  ON k.id_cartao = m.id_cartao)sql";
+
+// `bulk`: every movement is keyed (see kCardKeysBulk).
 std::string keyed_movements(const std::string& movements, bool bulk) {
-    const std::string card_keys =
-        bulk ? "sicoop_card_keys k ON k.id_cartao = m.id_cartao\n"
-             : "(SELECT dc.id_cartao, dc.sk_cartao, dco.sk_conta, dco.id_associado\n"
-               "   FROM sicoop.dim_cartao dc LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta) k\n"
-               "  ON k.id_cartao = m.id_cartao\n";
-    return "(\n"
-           "  SELECT m.id_movimentacao_cartao,\n"
-           "         coalesce(a.sk_associado, -1) AS sk_associado,\n"
-           "         coalesce(k.sk_cartao, -1) AS sk_cartao,\n"
-           "         coalesce(k.sk_conta, -1) AS sk_conta,\n"
-           "         (date_part('year', m.data_movimentacao) * 10000 + date_part('month', m.data_movimentacao) * 100\n"
-           "          + date_part('day', m.data_movimentacao))::int AS sk_data,\n"
-           "         m.descricao_movimentacao,\n"
-           "         m.valor_movimentacao,\n"
-           "         m.data_movimentacao\n"
-           "  FROM " + movements + " m\n"
-           "  LEFT JOIN " + card_keys +
-           // Vigência in local time, computed once per version (OFFSET 0 keeps it so) rather
-           // than once per movement.
-           "  LEFT JOIN (SELECT sk_associado, id_associado,\n"
-           "                    inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,\n"
-           "                    fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local\n"
-           "             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL OFFSET 0) a\n"
-           "         ON a.id_associado = k.id_associado\n"
-           "        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s";
+    return fill(kKeyedMovements, {{"movements", movements}, {"card_keys", bulk ? kCardKeysBulk : kCardKeysJoined}});
 }
 
 // The movements whose fact can have changed since run $4, as trusted rows: changed in
@@ -84,14 +88,36 @@ WHERE m.id_movimentacao_cartao IN (
   JOIN sicoop.fato_movimentacao_cartao f ON f.sk_cartao = dc.sk_cartao AND f.data_hora_movimentacao >= a.moved_from)
 )SQL";
 
+// The candidates' table, made once per session (its rows go at commit).
+const char* const kCreateCandidates = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.sicoop_fato_candidates') IS NULL THEN
+  CREATE TEMP TABLE sicoop_fato_candidates (LIKE sicoop.trusted_movimentacao_cartao) ON COMMIT DELETE ROWS;
+  ALTER TABLE sicoop_fato_candidates DROP COLUMN run_id, DROP COLUMN updated_at;
+END IF; END $$)sql";
+
+// Facts of movements deleted since run $4 (their tombstones), unless trusted has them again.
+const char* const kDeleteTombstoned = R"sql(WITH gone AS (
+  DELETE FROM sicoop.fato_movimentacao_cartao f
+  WHERE f.id_movimentacao_cartao IN (SELECT record_id FROM sicoop.raw_tombstone
+                          WHERE table_name = 'movimentacao_cartao' AND run_id > $4)
+    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_movimentacao_cartao m WHERE m.id_movimentacao_cartao = f.id_movimentacao_cartao)
+  RETURNING 1)
+SELECT count(*) AS rows_deleted FROM gone)sql";
+
+// Facts that still point at an unknown member, after this run (a partial index keeps it cheap).
+const char* const kCountUnknown = R"sql(SELECT count(*) AS rows_unknown FROM sicoop.fato_movimentacao_cartao
+WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1)sql";
+
+// Tombstones every step has processed are no longer needed.
+const char* const kForgetTombstones = R"sql(DELETE FROM sicoop.raw_tombstone
+WHERE run_id <= (SELECT min(last_run_id) FROM sicoop.step_state HAVING count(*) = 5))sql";
+
 // Card and account keys per card, for a bulk keying (a temporary table, with statistics).
 void add_card_keys(std::vector<Action>& actions) {
     actions.push_back(sql_action(drop_temp_table_sql("sicoop_card_keys")));
-    actions.push_back(sql_action(
-        "CREATE TEMP TABLE sicoop_card_keys ON COMMIT DROP AS\n"
-        "SELECT dc.id_cartao, dc.sk_cartao, dco.sk_conta, dco.id_associado\n"
-        "FROM sicoop.dim_cartao dc LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta\n"
-        "WHERE dc.id_cartao IS NOT NULL"));
+    actions.push_back(sql_action(R"sql(CREATE TEMP TABLE sicoop_card_keys ON COMMIT DROP AS
+SELECT dc.id_cartao, dc.sk_cartao, dco.sk_conta, dco.id_associado
+FROM sicoop.dim_cartao dc LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta
+WHERE dc.id_cartao IS NOT NULL)sql"));
     actions.push_back(sql_action("ANALYZE sicoop_card_keys"));
 }
 
@@ -123,7 +149,7 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
         actions.push_back(dml_action(
             insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao", true)),
             "rows_inserted"));
-        actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + fato + "')"));
+        actions.push_back(sql_action(R"sql(SELECT sicoop._restore_indexes('sicoop.fato_movimentacao_cartao'))sql"));
     } else if (ctx.everything()) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
         add_card_keys(actions);
@@ -132,33 +158,16 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
         actions.push_back(sql_action(delete_missing_sql(fato, key, "sicoop.trusted_movimentacao_cartao")));
     } else {
         // The candidates are materialized once: counted, then keyed and merged.
-        actions.push_back(sql_action("DO $$ BEGIN IF to_regclass('pg_temp.sicoop_fato_candidates') IS NULL THEN\n"
-                                     "  CREATE TEMP TABLE sicoop_fato_candidates (LIKE sicoop.trusted_movimentacao_cartao)"
-                                     " ON COMMIT DELETE ROWS;\n"
-                                     "  ALTER TABLE sicoop_fato_candidates DROP COLUMN run_id, DROP COLUMN updated_at;\n"
-                                     "END IF; END $$"));
+        actions.push_back(sql_action(kCreateCandidates));
         actions.push_back(sql_action("TRUNCATE sicoop_fato_candidates"));
         actions.push_back(dml_action(kCandidates, "rows_read"));
         actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));
         actions.push_back(sql_action(
             merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop_fato_candidates", false))));
-        actions.push_back(sql_action(
-            "WITH gone AS (\n"
-            "  DELETE FROM " + fato + " f\n"
-            "  WHERE f." + key + " IN (SELECT record_id FROM sicoop.raw_tombstone\n"
-            "                          WHERE table_name = 'movimentacao_cartao' AND run_id > $4)\n"
-            "    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_movimentacao_cartao m WHERE m." + key + " = f." + key + ")\n"
-            "  RETURNING 1)\n"
-            "SELECT count(*) AS rows_deleted FROM gone"));
+        actions.push_back(sql_action(kDeleteTombstoned));
     }
-    // Facts that still point at an unknown member, after this run (a partial index keeps it cheap).
-    actions.push_back(sql_action(
-        "SELECT count(*) AS rows_unknown FROM " + fato + "\n"
-        "WHERE sk_associado = -1 OR sk_cartao = -1 OR sk_conta = -1"));
-    // Tombstones every step has processed are no longer needed.
-    actions.push_back(sql_action(
-        "DELETE FROM sicoop.raw_tombstone\n"
-        "WHERE run_id <= (SELECT min(last_run_id) FROM sicoop.step_state HAVING count(*) = 5)"));
+    actions.push_back(sql_action(kCountUnknown));
+    actions.push_back(sql_action(kForgetTombstones));
     // The books: per movement day, the source's count and sum against the fact's plus the
     // rejects' (sicoop.reconciliation, sicoop.dq_result).
     actions.push_back(sql_action("SELECT sicoop._reconcile($2)"));
