@@ -30,7 +30,7 @@ struct TrustedTable {
 
 // The cleaned value of a descriptive column in its canonical form (r: the raw row).
 std::string canonical_sql(const std::string& column, const std::string& row) {
-    return "sicoop._canonical('" + column + "', sicoop.clean_text(" + row + "." + column + "))";
+    return fill(R"sql(sicoop._canonical('{column}', sicoop.clean_text({row}.{column})))sql", {{"column", column}, {"row", row}});
 }
 
 const std::vector<TrustedTable>& trusted_tables() {
@@ -70,8 +70,39 @@ const std::vector<TrustedTable>& trusted_tables() {
 
 // The 'canonical' rules: values with no canonical form, counted in sicoop.dq_result.
 void check_canonical(std::vector<Action>& actions, const TrustedTable& t) {
-    actions.push_back(sql_action("SELECT sicoop._check_canonical('" + t.name + "', $2)", t.name));
+    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._check_canonical('{table}', $2))sql", {{"table", t.name}}), t.name));
 }
+
+// The statements of a table, written whole: {table} is its name (sicoop.raw_{table} cleaned into
+// sicoop.trusted_{table}), {key} its key, {changed} the filter on the raw rows to (re)clean:
+// "true" (all of them), or those changed since this step last ran.
+const char* const kTaken = R"sql((SELECT * FROM sicoop.raw_{table} r WHERE {changed}) s)sql";
+const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM sicoop.raw_{table} r WHERE {changed})sql";
+const char* const kRestoreIndexes = R"sql(SELECT sicoop._restore_indexes('sicoop.trusted_{table}'))sql";
+const char* const kSummarize = R"sql(SELECT sicoop._summarize('sicoop.trusted_{table}'))sql";
+
+// Deletions on a full run: every row no longer in raw.
+const char* const kDeleteMissing = R"sql(WITH gone AS (
+  DELETE FROM sicoop.trusted_{table} t WHERE NOT EXISTS (SELECT 1 FROM sicoop.raw_{table} r WHERE r.{key} = t.{key})
+  RETURNING 1)
+SELECT count(*) AS rows_deleted FROM gone)sql";
+
+// Deletions otherwise: what the tombstones since this step last ran tell, unless raw has the
+// row again.
+const char* const kDeleteTombstoned = R"sql(WITH gone AS (
+  DELETE FROM sicoop.trusted_{table} t WHERE t.{key} IN (SELECT b.record_id FROM sicoop.raw_tombstone b WHERE b.table_name = '{table}' AND b.run_id > $4)
+    AND NOT EXISTS (SELECT 1 FROM sicoop.raw_{table} r WHERE r.{key} = t.{key})
+  RETURNING 1)
+SELECT count(*) AS rows_deleted FROM gone)sql";
+
+// Ages move on with the reference date, whether or not the source changed.
+const char* const kAge = R"sql(WITH aged AS (
+  UPDATE sicoop.trusted_associado
+  SET idade_atual_associado = sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date),
+      run_id = $2, updated_at = $1
+  WHERE idade_atual_associado IS DISTINCT FROM sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date)
+  RETURNING 1)
+SELECT count(*) AS rows_updated FROM aged)sql";
 
 }  // namespace
 
@@ -79,44 +110,29 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
     std::vector<Action> actions;
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"updated_at", "$1"}};
     for (const TrustedTable& t : trusted_tables()) {
-        const std::string raw = "sicoop.raw_" + t.name;
         const std::string trusted_table = "trusted_" + t.name;
         const std::string trusted = "sicoop." + trusted_table;
         // The raw rows to (re)clean: all of them, or those changed since this step last ran.
-        const std::string changed = ctx.everything() ? "true" : "r.run_id > $4";
-        const std::string taken = "(SELECT * FROM " + raw + " r WHERE " + changed + ") s";
-        actions.push_back(sql_action("SELECT count(*) AS rows_read FROM " + raw + " r WHERE " + changed, t.name));
+        auto sql = [&](const char* text) {
+            return fill(text, {{"table", t.name}, {"key", t.key}, {"changed", ctx.everything() ? "true" : "r.run_id > $4"}});
+        };
+        actions.push_back(sql_action(sql(kCountRead), t.name));
         if (ctx.is_empty(trusted_table)) {
             // Secondary indexes the run dropped before the step (pipeline.cpp) are built after
             // the insert, and BRIN ranges summarized; none is dropped here (its lock would hold
             // readers for the whole step).
-            actions.push_back(dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), "rows_inserted", t.name));
-            actions.push_back(sql_action("SELECT sicoop._restore_indexes('" + trusted + "')", t.name));
-            actions.push_back(sql_action("SELECT sicoop._summarize('" + trusted + "')", t.name));
+            actions.push_back(
+                dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, sql(kTaken)), "rows_inserted", t.name));
+            actions.push_back(sql_action(sql(kRestoreIndexes), t.name));
+            actions.push_back(sql_action(sql(kSummarize), t.name));
         } else
-            actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));
+            actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, sql(kTaken)), t.name));
         if (!t.canonical_columns.empty()) check_canonical(actions, t);
         if (ctx.is_empty(trusted_table)) continue;  // nothing to delete from an empty table
         // Deletions: everything not in raw on a full run, else what the tombstones tell.
-        const std::string deleted =
-            ctx.everything()
-                ? "NOT EXISTS (SELECT 1 FROM " + raw + " r WHERE r." + t.key + " = t." + t.key + ")"
-                : "t." + t.key + " IN (SELECT b.record_id FROM sicoop.raw_tombstone b WHERE b.table_name = '" + t.name +
-                      "' AND b.run_id > $4)\n    AND NOT EXISTS (SELECT 1 FROM " + raw + " r WHERE r." + t.key +
-                      " = t." + t.key + ")";
-        actions.push_back(sql_action("WITH gone AS (\n  DELETE FROM " + trusted + " t WHERE " + deleted +
-                                         "\n  RETURNING 1)\nSELECT count(*) AS rows_deleted FROM gone",
-                                     t.name));
+        actions.push_back(sql_action(sql(ctx.everything() ? kDeleteMissing : kDeleteTombstoned), t.name));
     }
-    // Ages move on with the reference date, whether or not the source changed.
-    actions.push_back(sql_action(
-        "WITH aged AS (\n"
-        "  UPDATE sicoop.trusted_associado\n"
-        "  SET idade_atual_associado = sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date),\n"
-        "      run_id = $2, updated_at = $1\n"
-        "  WHERE idade_atual_associado IS DISTINCT FROM sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date)\n"
-        "  RETURNING 1)\n"
-        "SELECT count(*) AS rows_updated FROM aged", "associado"));
+    actions.push_back(sql_action(kAge, "associado"));
     return actions;
 }
 
