@@ -118,8 +118,9 @@ std::string mask_free_text_in_raw_sql(const SourceTable& t) {
         any += (any.empty() ? "" : " OR ") + std::string("sicoop.contains_card_number(r.") + col + ")";
     }
     if (sets.empty()) return "";
-    return "UPDATE sicoop.raw_" + t.name + " r SET " + sets + "\nWHERE (SELECT d.direct FROM pg_temp.sicoop_direct_load d) AND (" +
-           any + ")";
+    return fill(R"sql(UPDATE sicoop.raw_{table} r SET {sets}
+WHERE (SELECT d.direct FROM pg_temp.sicoop_direct_load d) AND ({any}))sql",
+                {{"table", t.name}, {"sets", sets}, {"any", any}});
 }
 
 // The type a source column is read as: wide enough for anything the source may have widened
@@ -479,10 +480,9 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits)
     actions.push_back(apply_rules(t));
     add_merge(actions, t);
     // What raw holds in a bucket that differs and the source no longer has.
-    const std::string in_differing_buckets =
-        row_bucket_sql("r." + t.key, bits) + " IN (SELECT b.bucket FROM sicoop.stage_bucket b)";
-    actions.push_back(sql_action(
-        delete_with_tombstones_sql(t.name, t.key, in_differing_buckets + "\n    AND " + not_in_stage(t)), t.name));
+    const std::string gone = fill(R"sql({bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b)
+    AND {not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t)}});
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
     actions.push_back(delete_rejected(t));
 }
 
