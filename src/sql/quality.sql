@@ -72,23 +72,7 @@ INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, 
   ('movimentacao_cartao_references', 'movimentacao_cartao', 'id_cartao', 'references', 'warn', NULL, NULL, NULL, 'cartao', 'the movement''s card is not (yet) in the source: the fact goes to the unknown member'),
   ('movimentacao_source_drift', 'movimentacao_cartao', NULL, 'source_drift', 'warn', NULL, NULL, NULL, NULL, 'a source column''s type differs from the warehouse''s'),
   ('movimentacao_reconciliation', 'movimentacao_cartao', NULL, 'reconciliation', 'fail', NULL, NULL, NULL, NULL, 'per movement day, the source''s count and sum of valor_movimentacao differ from the fact''s plus the rejects''');
--- Keys (1.4): no card number, no padding. A key is never cleaned: '  MOV-1 ' cleaned would
--- become a second copy of 'MOV-1', so a key that is not clean is kept out, with its reason.
-INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, min_value, max_value, accepted_values, ref_table, description) VALUES
-  ('associado_id_no_card_number', 'associado', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-  ('associado_id_trimmed', 'associado', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-  ('conta_id_no_card_number', 'conta', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-  ('conta_id_trimmed', 'conta', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-  ('conta_associado_no_card_number', 'conta', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-  ('conta_associado_trimmed', 'conta', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-  ('cartao_id_no_card_number', 'cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-  ('cartao_id_trimmed', 'cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-  ('cartao_conta_no_card_number', 'cartao', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-  ('cartao_conta_trimmed', 'cartao', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-  ('movimentacao_id_no_card_number', 'movimentacao_cartao', 'id_movimentacao_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-  ('movimentacao_id_trimmed', 'movimentacao_cartao', 'id_movimentacao_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-  ('movimentacao_cartao_no_card_number', 'movimentacao_cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-  ('movimentacao_cartao_trimmed', 'movimentacao_cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all');
+PERFORM sicoop._insert_key_rules();
 
 -- Every rule's outcome, per run.
 CREATE TABLE sicoop.dq_result (
@@ -170,6 +154,29 @@ CREATE TABLE sicoop.reconciliation (
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop._create_quality_tables() FROM PUBLIC;
+
+-- Keys (1.4): no card number, no padding. A key is never cleaned: '  MOV-1 ' cleaned would
+-- become a second copy of 'MOV-1', so a key that is not clean is kept out, with its reason.
+-- (Called by _create_quality_tables() and by the 1.3 -> 1.4 update.)
+CREATE OR REPLACE FUNCTION _insert_key_rules() RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp AS $$
+INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, min_value, max_value, accepted_values, ref_table, description) VALUES
+  ('associado_id_no_card_number', 'associado', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('associado_id_trimmed', 'associado', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('conta_id_no_card_number', 'conta', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('conta_id_trimmed', 'conta', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('conta_associado_no_card_number', 'conta', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('conta_associado_trimmed', 'conta', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('cartao_id_no_card_number', 'cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('cartao_id_trimmed', 'cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('cartao_conta_no_card_number', 'cartao', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('cartao_conta_trimmed', 'cartao', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('movimentacao_id_no_card_number', 'movimentacao_cartao', 'id_movimentacao_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('movimentacao_id_trimmed', 'movimentacao_cartao', 'id_movimentacao_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
+  ('movimentacao_cartao_no_card_number', 'movimentacao_cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
+  ('movimentacao_cartao_trimmed', 'movimentacao_cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all');
+$$;
+REVOKE ALL ON FUNCTION sicoop._insert_key_rules() FROM PUBLIC;
 
 ------------------------------------------------------------------------------------------
 -- Data quality: the rules of sicoop.dq_rule, applied to the source rows as they enter raw

@@ -31,21 +31,7 @@ BEGIN
     PERFORM sicoop._remake_sicoop_definitions(true);
     PERFORM sicoop._check_warehouse_definition('ALTER EXTENSION sicoop_etl UPDATE');
     -- Only now, the warehouse known to be sicoop's, are its rows written.
-    INSERT INTO sicoop.dq_rule (rule_name, table_name, column_name, kind, severity, min_value, max_value, accepted_values, ref_table, description) VALUES
-      ('associado_id_no_card_number', 'associado', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-      ('associado_id_trimmed', 'associado', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-      ('conta_id_no_card_number', 'conta', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-      ('conta_id_trimmed', 'conta', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-      ('conta_associado_no_card_number', 'conta', 'id_associado', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_associado holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-      ('conta_associado_trimmed', 'conta', 'id_associado', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_associado has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-      ('cartao_id_no_card_number', 'cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-      ('cartao_id_trimmed', 'cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-      ('cartao_conta_no_card_number', 'cartao', 'id_conta', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_conta holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-      ('cartao_conta_trimmed', 'cartao', 'id_conta', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_conta has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-      ('movimentacao_id_no_card_number', 'movimentacao_cartao', 'id_movimentacao_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-      ('movimentacao_id_trimmed', 'movimentacao_cartao', 'id_movimentacao_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_movimentacao_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all'),
-      ('movimentacao_cartao_no_card_number', 'movimentacao_cartao', 'id_cartao', 'no_card_number', 'reject', NULL, NULL, NULL, NULL, 'id_cartao holds what could be a card number (kept masked here): a key cannot be masked without breaking it'),
-      ('movimentacao_cartao_trimmed', 'movimentacao_cartao', 'id_cartao', 'trimmed', 'reject', NULL, NULL, NULL, NULL, 'id_cartao has white space or invisible characters at its ends or inside: a key is taken as it is or not at all');
+    PERFORM sicoop._insert_key_rules();
     -- Free text in raw keeps no card number from now on (src/steps/raw.cpp): the rows loaded
     -- before that have theirs masked here, only the rows that hold one rewritten.
     UPDATE ONLY sicoop.raw_associado r SET nome = sicoop._redact_card_numbers(r.nome),
