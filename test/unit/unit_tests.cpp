@@ -1,5 +1,6 @@
 // Unit tests of the pure C++ layer (src/steps/): no server, no PostgreSQL headers.
 // Prints TAP, so `prove` runs it alongside the pgTAP suites.
+#include "steps/pgoutput.hpp"
 #include "steps/remote_query.hpp"
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
@@ -805,7 +806,119 @@ void test_raw_whole_without_window() {
 
 }  // namespace
 
+
+// ------------------------------------------------------------------------------------------
+// pgoutput: the logical replication stream (src/steps/pgoutput.cpp)
+// ------------------------------------------------------------------------------------------
+struct Bytes {
+    std::string b;
+    Bytes& c(char v) { b.push_back(v); return *this; }
+    Bytes& i16(uint16_t v) { b.push_back(char(v >> 8)); b.push_back(char(v & 0xff)); return *this; }
+    Bytes& i32(uint32_t v) { for (int s = 24; s >= 0; s -= 8) b.push_back(char((v >> s) & 0xff)); return *this; }
+    Bytes& i64(uint64_t v) { for (int s = 56; s >= 0; s -= 8) b.push_back(char((v >> s) & 0xff)); return *this; }
+    Bytes& str(const std::string& v) { b += v; b.push_back('\0'); return *this; }
+    Bytes& text(const std::string& v) { c('t'); i32(uint32_t(v.size())); b += v; return *this; }
+};
+
+bool throws(const std::string& bytes, bool stream = false) {
+    try {
+        if (stream)
+            sicoop::pgoutput::decode_stream_message(bytes.data(), bytes.size());
+        else
+            sicoop::pgoutput::decode_message(bytes.data(), bytes.size());
+    } catch (const std::runtime_error&) {
+        return true;
+    }
+    return false;
+}
+
+void test_pgoutput() {
+    using namespace sicoop::pgoutput;
+    ok(format_lsn(0x16B374D848ull) == "16/B374D848", "an LSN prints as pg_lsn does");
+    ok(parse_lsn("16/B374D848") == std::optional<Lsn>(0x16B374D848ull), "and parses back");
+    ok(parse_lsn("0/0") == std::optional<Lsn>(0), "0/0 is an LSN");
+    ok(!parse_lsn("16B374D848") && !parse_lsn("/1") && !parse_lsn("1/") && !parse_lsn("1/G") && !parse_lsn("123456789/0"),
+       "what is not an LSN is refused");
+
+    Message b = decode_message(Bytes().c('B').i64(0x1000).i64(777).i32(42).b.data(), 21);
+    ok(b.kind == Message::Kind::Begin && b.lsn == 0x1000 && b.commit_time == 777 && b.xid == 42, "begin");
+    const std::string commit = Bytes().c('C').c(0).i64(0x1000).i64(0x1040).i64(777).b;
+    Message c = decode_message(commit.data(), commit.size());
+    ok(c.kind == Message::Kind::Commit && c.lsn == 0x1000 && c.end_lsn == 0x1040 && c.commit_time == 777, "commit");
+
+    const std::string rel = Bytes().c('R').i32(16384).str("public").str("movimentacao_cartao").c('d').i16(2)
+                                .c(1).str("id_movimentacao_cartao").i32(1043).i32(54)
+                                .c(0).str("valor_movimentacao").i32(1700).i32(-1).b;
+    Message r = decode_message(rel.data(), rel.size());
+    ok(r.kind == Message::Kind::Relation && r.relation_id == 16384 && r.schema == "public" &&
+       r.name == "movimentacao_cartao" && r.replica_identity == 'd' && r.columns.size() == 2,
+       "relation: the table, its replica identity and columns");
+    ok(r.columns[0].part_of_key && r.columns[0].name == "id_movimentacao_cartao" && r.columns[0].type_oid == 1043 &&
+       r.columns[0].type_modifier == 54 && !r.columns[1].part_of_key && r.columns[1].type_modifier == -1,
+       "relation: each column's key flag, name, type and modifier");
+
+    const std::string ins = Bytes().c('I').i32(16384).c('N').i16(3).text("MOV-1").c('n').c('u').b;
+    Message i = decode_message(ins.data(), ins.size());
+    ok(i.kind == Message::Kind::Insert && i.relation_id == 16384 && i.new_tuple.size() == 3 &&
+       i.new_tuple[0].kind == Column::Kind::Text && i.new_tuple[0].value == "MOV-1" &&
+       i.new_tuple[1].kind == Column::Kind::Null && i.new_tuple[2].kind == Column::Kind::UnchangedToast,
+       "insert: text, null and unchanged-TOAST columns");
+    std::string with_nul = Bytes().c('I').i32(1).c('N').i16(1).text(std::string("a\0b", 3)).b;
+    ok(decode_message(with_nul.data(), with_nul.size()).new_tuple[0].value == std::string("a\0b", 3),
+       "a value is taken by its length, not up to a NUL");
+
+    const std::string upd = Bytes().c('U').i32(7).c('K').i16(1).text("MOV-1").c('N').i16(1).text("MOV-2").b;
+    Message u = decode_message(upd.data(), upd.size());
+    ok(u.kind == Message::Kind::Update && u.old_kind == 'K' && u.old_tuple[0].value == "MOV-1" &&
+       u.new_tuple[0].value == "MOV-2", "update with the old key (a key changed)");
+    const std::string upd2 = Bytes().c('U').i32(7).c('N').i16(1).text("x").b;
+    Message u2 = decode_message(upd2.data(), upd2.size());
+    ok(u2.old_kind == 0 && u2.old_tuple.empty() && u2.new_tuple[0].value == "x", "update without an old row");
+    const std::string del = Bytes().c('D').i32(7).c('K').i16(1).text("MOV-1").b;
+    Message d = decode_message(del.data(), del.size());
+    ok(d.kind == Message::Kind::Delete && d.old_kind == 'K' && d.old_tuple[0].value == "MOV-1", "delete by key");
+    const std::string tru = Bytes().c('T').i32(2).c(1).i32(7).i32(8).b;
+    Message t = decode_message(tru.data(), tru.size());
+    ok(t.kind == Message::Kind::Truncate && t.truncated == std::vector<uint32_t>{7, 8} && t.truncate_cascade &&
+       !t.truncate_restart_identity, "truncate: its relations and options");
+    const std::string typ = Bytes().c('Y').i32(99).str("public").str("mood").b;
+    ok(decode_message(typ.data(), typ.size()).name == "mood", "type");
+    const std::string org = Bytes().c('O').i64(5).str("node_a").b;
+    ok(decode_message(org.data(), org.size()).name == "node_a", "origin");
+
+    const std::string w = Bytes().c('w').i64(0x2000).i64(0x3000).i64(555).b + ins;
+    StreamMessage sw = decode_stream_message(w.data(), w.size());
+    ok(sw.kind == StreamMessage::Kind::XLogData && sw.wal_start == 0x2000 && sw.wal_end == 0x3000 && sw.send_time == 555 &&
+       sw.message && sw.message->kind == Message::Kind::Insert && sw.message->new_tuple[0].value == "MOV-1",
+       "XLogData carries a pgoutput message");
+    const std::string k = Bytes().c('k').i64(0x3000).i64(556).c(1).b;
+    StreamMessage sk = decode_stream_message(k.data(), k.size());
+    ok(sk.kind == StreamMessage::Kind::Keepalive && sk.wal_end == 0x3000 && sk.reply_requested, "keepalive");
+
+    // Hostile or broken input: every prefix of a valid message, unknown kinds, lengths past
+    // the end, trailing bytes: an error each time, never a read past the buffer.
+    bool every_prefix_throws = true;
+    for (const std::string& m : {ins, upd, del, rel, commit, tru})
+        for (size_t n = 0; n < m.size(); ++n)
+            if (!throws(m.substr(0, n))) every_prefix_throws = false;
+    ok(every_prefix_throws, "every cut-short message is refused");
+    ok(throws(Bytes().c('I').i32(1).c('N').i16(1).c('t').i32(0xFFFFFFFFu).c('x').b), "a value longer than the message is refused");
+    ok(throws(Bytes().c('I').i32(1).c('N').i16(1).c('b').i32(1).c('x').b), "a binary value (not asked for) is refused");
+    ok(throws(Bytes().c('Z').b) && throws(Bytes().c('x').b, true), "unknown message kinds are refused");
+    ok(throws(ins + "x"), "trailing bytes are refused");
+    ok(throws(Bytes().c('T').i32(0x40000000u).c(0).i32(1).b), "a truncate naming more relations than it holds is refused");
+    ok(throws(Bytes().c('R').i32(1).str("public").b), "a string without its NUL is refused");
+    ok(throws(Bytes().c('D').i32(7).c('N').i16(0).b), "a delete without the old key is refused");
+
+    const std::string reply = standby_status_update(0x10, 0x20, 0x30, 999, false);
+    ok(reply.size() == 34 && reply[0] == 'r' && reply.substr(1, 8) == Bytes().i64(0x10).b &&
+       reply.substr(9, 8) == Bytes().i64(0x20).b && reply.substr(17, 8) == Bytes().i64(0x30).b &&
+       reply.substr(25, 8) == Bytes().i64(999).b && reply[33] == 0,
+       "the standby status update: written, flushed, applied, time, no reply asked");
+}
+
 int main() {
+    test_pgoutput();
     test_pipeline_order();
     test_statements_use_only_run_parameters();
     test_raw_plans();

@@ -1,0 +1,251 @@
+#include "steps/pure_cpp.hpp"
+
+#include "steps/pgoutput.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace sicoop::pgoutput {
+
+namespace {
+
+// A cursor over one message: every read checks what is left first.
+class Reader {
+public:
+    Reader(const char* data, size_t length) : data_(data), length_(length) {}
+
+    size_t left() const { return length_ - pos_; }
+    uint8_t byte() {
+        need(1, "a byte");
+        return static_cast<uint8_t>(data_[pos_++]);
+    }
+    uint16_t int16() { return static_cast<uint16_t>(big_endian(2, "an Int16")); }
+    uint32_t int32() { return static_cast<uint32_t>(big_endian(4, "an Int32")); }
+    uint64_t int64() { return big_endian(8, "an Int64"); }
+    // A NUL-terminated string.
+    std::string string() {
+        for (size_t end = pos_; end < length_; ++end)
+            if (data_[end] == '\0') {
+                std::string s(data_ + pos_, end - pos_);
+                pos_ = end + 1;
+                return s;
+            }
+        throw std::runtime_error("pgoutput: a string without its terminating NUL");
+    }
+    std::string bytes(size_t n) {
+        need(n, "a value");
+        std::string s(data_ + pos_, n);
+        pos_ += n;
+        return s;
+    }
+    void expect_end(const char* what) const {
+        if (pos_ != length_)
+            throw std::runtime_error(std::string("pgoutput: ") + std::to_string(length_ - pos_) +
+                                     " unexpected byte(s) after a " + what + " message");
+    }
+
+private:
+    void need(size_t n, const char* what) const {
+        if (left() < n)
+            throw std::runtime_error(std::string("pgoutput: the message ends where ") + what + " was expected");
+    }
+    uint64_t big_endian(size_t n, const char* what) {
+        need(n, what);
+        uint64_t v = 0;
+        for (size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<uint8_t>(data_[pos_++]);
+        return v;
+    }
+
+    const char* data_;
+    size_t length_;
+    size_t pos_ = 0;
+};
+
+Tuple read_tuple(Reader& r) {
+    const uint16_t ncols = r.int16();
+    Tuple tuple;
+    tuple.reserve(ncols);
+    for (uint16_t i = 0; i < ncols; ++i) {
+        Column c;
+        switch (const char kind = static_cast<char>(r.byte())) {
+            case 'n': c.kind = Column::Kind::Null; break;
+            case 'u': c.kind = Column::Kind::UnchangedToast; break;
+            case 't': {
+                c.kind = Column::Kind::Text;
+                const uint32_t len = r.int32();
+                c.value = r.bytes(len);
+                break;
+            }
+            default:
+                throw std::runtime_error(std::string("pgoutput: unknown column kind '") + kind +
+                                         "' (binary values are not asked for)");
+        }
+        tuple.push_back(std::move(c));
+    }
+    return tuple;
+}
+
+void put_int64(std::string& out, uint64_t v) {
+    for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+}  // namespace
+
+std::string format_lsn(Lsn lsn) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32), static_cast<unsigned>(lsn & 0xffffffffu));
+    return buf;
+}
+
+std::optional<Lsn> parse_lsn(const std::string& text) {
+    const size_t slash = text.find('/');
+    if (slash == std::string::npos || slash == 0 || slash + 1 == text.size()) return std::nullopt;
+    auto hex = [](const std::string& s, uint64_t& v) {
+        if (s.size() > 8) return false;
+        v = 0;
+        for (char c : s) {
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0) return false;
+            v = (v << 4) | static_cast<uint64_t>(d);
+        }
+        return true;
+    };
+    uint64_t hi = 0, lo = 0;
+    if (!hex(text.substr(0, slash), hi) || !hex(text.substr(slash + 1), lo)) return std::nullopt;
+    return (hi << 32) | lo;
+}
+
+Message decode_message(const char* data, size_t length) {
+    Reader r(data, length);
+    Message m;
+    switch (const char kind = static_cast<char>(r.byte())) {
+        case 'B':
+            m.kind = Message::Kind::Begin;
+            m.lsn = r.int64();
+            m.commit_time = static_cast<Timestamp>(r.int64());
+            m.xid = r.int32();
+            r.expect_end("begin");
+            break;
+        case 'C':
+            m.kind = Message::Kind::Commit;
+            r.byte();  // flags, unused
+            m.lsn = r.int64();
+            m.end_lsn = r.int64();
+            m.commit_time = static_cast<Timestamp>(r.int64());
+            r.expect_end("commit");
+            break;
+        case 'O':
+            m.kind = Message::Kind::Origin;
+            m.lsn = r.int64();
+            m.name = r.string();
+            r.expect_end("origin");
+            break;
+        case 'R': {
+            m.kind = Message::Kind::Relation;
+            m.relation_id = r.int32();
+            m.schema = r.string();
+            m.name = r.string();
+            m.replica_identity = static_cast<char>(r.byte());
+            const uint16_t ncols = r.int16();
+            for (uint16_t i = 0; i < ncols; ++i) {
+                RelationColumn c;
+                c.part_of_key = (r.byte() & 1) != 0;
+                c.name = r.string();
+                c.type_oid = r.int32();
+                c.type_modifier = static_cast<int32_t>(r.int32());
+                m.columns.push_back(std::move(c));
+            }
+            r.expect_end("relation");
+            break;
+        }
+        case 'Y':
+            m.kind = Message::Kind::Type;
+            m.relation_id = r.int32();
+            m.schema = r.string();
+            m.name = r.string();
+            r.expect_end("type");
+            break;
+        case 'I':
+            m.kind = Message::Kind::Insert;
+            m.relation_id = r.int32();
+            if (r.byte() != 'N') throw std::runtime_error("pgoutput: an insert without its new row");
+            m.new_tuple = read_tuple(r);
+            r.expect_end("insert");
+            break;
+        case 'U': {
+            m.kind = Message::Kind::Update;
+            m.relation_id = r.int32();
+            char next = static_cast<char>(r.byte());
+            if (next == 'K' || next == 'O') {
+                m.old_kind = next;
+                m.old_tuple = read_tuple(r);
+                next = static_cast<char>(r.byte());
+            }
+            if (next != 'N') throw std::runtime_error("pgoutput: an update without its new row");
+            m.new_tuple = read_tuple(r);
+            r.expect_end("update");
+            break;
+        }
+        case 'D': {
+            m.kind = Message::Kind::Delete;
+            m.relation_id = r.int32();
+            const char old_kind = static_cast<char>(r.byte());
+            if (old_kind != 'K' && old_kind != 'O')
+                throw std::runtime_error("pgoutput: a delete without the old row's key");
+            m.old_kind = old_kind;
+            m.old_tuple = read_tuple(r);
+            r.expect_end("delete");
+            break;
+        }
+        case 'T': {
+            m.kind = Message::Kind::Truncate;
+            const uint32_t nrels = r.int32();
+            const uint8_t options = r.byte();
+            m.truncate_cascade = (options & 1) != 0;
+            m.truncate_restart_identity = (options & 2) != 0;
+            if (nrels > r.left() / 4) throw std::runtime_error("pgoutput: a truncate names more relations than it holds");
+            for (uint32_t i = 0; i < nrels; ++i) m.truncated.push_back(r.int32());
+            r.expect_end("truncate");
+            break;
+        }
+        default:
+            throw std::runtime_error(std::string("pgoutput: unknown message kind '") + kind + "'");
+    }
+    return m;
+}
+
+StreamMessage decode_stream_message(const char* data, size_t length) {
+    Reader r(data, length);
+    StreamMessage s;
+    switch (const char kind = static_cast<char>(r.byte())) {
+        case 'w':
+            s.kind = StreamMessage::Kind::XLogData;
+            s.wal_start = r.int64();
+            s.wal_end = r.int64();
+            s.send_time = static_cast<Timestamp>(r.int64());
+            s.message = decode_message(data + (length - r.left()), r.left());
+            break;
+        case 'k':
+            s.kind = StreamMessage::Kind::Keepalive;
+            s.wal_end = r.int64();
+            s.send_time = static_cast<Timestamp>(r.int64());
+            s.reply_requested = r.byte() != 0;
+            r.expect_end("keepalive");
+            break;
+        default:
+            throw std::runtime_error(std::string("replication stream: unknown message kind '") + kind + "'");
+    }
+    return s;
+}
+
+std::string standby_status_update(Lsn written, Lsn flushed, Lsn applied, Timestamp now, bool reply_requested) {
+    std::string out(1, 'r');
+    put_int64(out, written);
+    put_int64(out, flushed);
+    put_int64(out, applied);
+    put_int64(out, static_cast<uint64_t>(now));
+    out.push_back(reply_requested ? 1 : 0);
+    return out;
+}
+
+}  // namespace sicoop::pgoutput

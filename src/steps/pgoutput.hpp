@@ -1,0 +1,89 @@
+// PostgreSQL's logical replication stream, as the built-in pgoutput plugin sends it (protocol
+// version 1, text values), decoded into plain C++ values: the first building block of
+// streaming (issue 19), which reads the source's changes over a libpq replication connection.
+//
+// What arrives in a CopyData message of START_REPLICATION:
+//   'w' XLogData: start LSN, end LSN, send time, then one pgoutput message;
+//   'k' primary keepalive: end of WAL, send time, whether a reply is asked for.
+// pgoutput messages (https://www.postgresql.org/docs/15/protocol-logicalrep-message-formats.html):
+//   'B' begin, 'C' commit, 'O' origin, 'R' relation, 'Y' type, 'I' insert, 'U' update,
+//   'D' delete, 'T' truncate. Each tuple column is null ('n'), an unchanged TOAST value ('u',
+//   sent for an update that left it alone: the warehouse keeps what it has), or text ('t').
+// Everything is big-endian. Input comes from another server: every length is checked, and a
+// message that is short, too long or of an unknown kind is an error (std::runtime_error), never
+// a read past the buffer.
+// Pure C++: no PostgreSQL headers (a boundary file turns the errors into ereport).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sicoop::pgoutput {
+
+using Lsn = uint64_t;
+// Microseconds since 2000-01-01 00:00:00 UTC, as PostgreSQL's TimestampTz.
+using Timestamp = int64_t;
+
+// "16/B374D848", as pg_lsn prints it; and back (nullopt if it is not an LSN).
+std::string format_lsn(Lsn lsn);
+std::optional<Lsn> parse_lsn(const std::string& text);
+
+struct Column {
+    enum class Kind { Null, UnchangedToast, Text };
+    Kind kind = Kind::Null;
+    std::string value;  // Text only
+};
+using Tuple = std::vector<Column>;
+
+struct RelationColumn {
+    bool part_of_key = false;  // in the replica identity
+    std::string name;
+    uint32_t type_oid = 0;
+    int32_t type_modifier = -1;
+};
+
+struct Message {
+    enum class Kind { Begin, Commit, Origin, Relation, Type, Insert, Update, Delete, Truncate };
+    Kind kind = Kind::Begin;
+    // Begin: the transaction's final (commit) LSN; Commit: the commit's LSN.
+    Lsn lsn = 0;
+    Lsn end_lsn = 0;             // Commit: the end of the commit record (where to resume after it)
+    Timestamp commit_time = 0;   // Begin, Commit
+    uint32_t xid = 0;            // Begin
+    uint32_t relation_id = 0;    // Relation, Type (the type's OID), Insert, Update, Delete
+    std::string schema;          // Relation, Type
+    std::string name;            // Relation (table), Type, Origin
+    char replica_identity = 0;   // Relation: 'd' default, 'n' nothing, 'f' full, 'i' index
+    std::vector<RelationColumn> columns;  // Relation
+    // Update, Delete: the old row ('K': its key columns only; 'O': the whole row), if sent.
+    char old_kind = 0;
+    Tuple old_tuple;
+    Tuple new_tuple;                        // Insert, Update
+    std::vector<uint32_t> truncated;        // Truncate: the relations
+    bool truncate_cascade = false;
+    bool truncate_restart_identity = false;
+};
+
+// One CopyData message of the replication stream.
+struct StreamMessage {
+    enum class Kind { XLogData, Keepalive };
+    Kind kind = Kind::XLogData;
+    Lsn wal_start = 0;     // XLogData: where the payload starts
+    Lsn wal_end = 0;       // the server's end of WAL
+    Timestamp send_time = 0;
+    bool reply_requested = false;  // Keepalive
+    std::optional<Message> message;  // XLogData: the pgoutput message
+};
+
+// Decodes one CopyData message (its bytes after the CopyData framing).
+StreamMessage decode_stream_message(const char* data, size_t length);
+// Decodes one pgoutput message.
+Message decode_message(const char* data, size_t length);
+
+// The standby status update the client sends back ('r'): what it has written, flushed and
+// applied, so the server may let go of the WAL before `flushed` (the slot's confirmed LSN).
+std::string standby_status_update(Lsn written, Lsn flushed, Lsn applied, Timestamp now, bool reply_requested);
+
+}  // namespace sicoop::pgoutput
