@@ -3,17 +3,6 @@
 #include "source.hpp"
 #include "steps/remote_query.hpp"
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-extern "C" {
-#include "commands/copyfrom_internal.h"  // cur_attname, cur_lineno: where a conversion failed
-#include "storage/ipc.h"
-#include "utils/acl.h"
-#include "utils/rls.h"
-}
-#pragma GCC diagnostic pop
 
 #include <optional>
 #include <stdexcept>

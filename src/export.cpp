@@ -17,16 +17,6 @@
 
 #include "steps/text_rules.hpp"
 
-extern "C" {
-#include "catalog/pg_authid_d.h"
-#include "catalog/pg_class.h"
-#include "common/file_perm.h"
-#include "parser/parser.h"
-#include "storage/fd.h"
-#include "utils/acl.h"
-#include "utils/syscache.h"
-}
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

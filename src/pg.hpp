@@ -45,6 +45,22 @@ extern "C" {
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
+#include "access/htup_details.h"
+#include "catalog/pg_authid_d.h"
+#include "catalog/pg_class.h"
+#include "commands/copyfrom_internal.h"  // cur_attname, cur_lineno: where a conversion failed
+#include "commands/dbcommands.h"
+#include "common/file_perm.h"
+#include "parser/parser.h"
+#include "postmaster/postmaster.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/proc.h"  // LockTimeout
+#include "utils/acl.h"
+#include "utils/rls.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+#include "utils/formatting.h"
 }
 #pragma GCC diagnostic pop
 

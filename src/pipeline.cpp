@@ -1,10 +1,5 @@
 #include "pipeline.hpp"
 
-extern "C" {
-#include "storage/proc.h"  // LockTimeout
-#include "utils/timeout.h"
-}
-
 #include "bulk_copy.hpp"
 #include "run_log.hpp"
 #include "spi_session.hpp"

@@ -10,14 +10,6 @@
 // they are read here, for the caller, and only these two.
 #include "schedule.hpp"
 
-extern "C" {
-#include "access/htup_details.h"
-#include "commands/dbcommands.h"
-#include "funcapi.h"
-#include "miscadmin.h"
-#include "postmaster/postmaster.h"
-}
-
 namespace sicoop {
 
 Datum cron_connection_error(FunctionCallInfo fcinfo) {

@@ -5,7 +5,6 @@
 #include "steps/text_rules.hpp"
 
 extern "C" {
-#include "utils/formatting.h"
 PGDLLEXPORT Datum sicoop_clean_text(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_redact_card_numbers(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_contains_card_number(PG_FUNCTION_ARGS);
