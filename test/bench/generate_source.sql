@@ -1,11 +1,15 @@
--- Synthetic SiCooperativeDB at any size: psql -v n=1000000 -f generate_source.sql
+-- Synthetic SiCooperativeDB at any size: psql -v n=1000000 [-v start=2023-08-15] -f generate_source.sql
 -- N movements, N/25 members with one account each, about 1.2 cards per account, movements over
--- the two years up to 2025-08-15, as messy as the sample (stray spaces, mixed case, accents).
+-- the two years from `start` (default: up to 2025-08-15), as messy as the sample (stray spaces, mixed case, accents).
 -- Deterministic for a given N: every "random" choice is hashint8 of the row number.
 \set ON_ERROR_STOP 1
 \if :{?n}
 \else
   \set n 100000
+\endif
+\if :{?start}
+\else
+  \set start 2023-08-15
 \endif
 SET client_min_messages = warning;
 DROP TABLE IF EXISTS movimentacao_cartao, cartao, conta, associado CASCADE;
@@ -63,7 +67,7 @@ SELECT 'MOV-' || lpad(i::text, 10, '0'),
                            'Restaurante Sabor', 'Farmácia Saúde', 'Livraria Cultura', 'Cinema Center', 'Uber *Trip',
                            'Cafeteria Grão', 'Mercado Livre', 'Açougue São João'])[pg_temp.pick(i, 32, 12) + 1], i),
        (pg_temp.pick(i, 33, 500000) / 100.0)::numeric(10, 2),
-       timestamp '2023-08-15 00:00:00' + (i::float8 / :n) * interval '730 days' + pg_temp.pick(i, 34, 3600) * interval '1 second'
+       timestamp :'start' + (i::float8 / :n) * interval '730 days' + pg_temp.pick(i, 34, 3600) * interval '1 second'
 FROM generate_series(1, :n) AS i;
 
 -- What an incremental warehouse needs of the source: an index on the movement time.
