@@ -54,9 +54,9 @@ SELECT 'MOV-' || :'tag' || lpad(i::text, 9, '0'),
             ELSE 'CARTAO-' || lpad((1 + (i::bigint * 104729) % :cards)::text, 8, '0') END,
        (ARRAY['Supermercado Bom Preço', ' posto ipiranga', 'Farmácia  Saúde'])[1 + i % 3],
        (i % 100000) / 100.0,
-       -- (a soak's rounds keep the source's own rate, N movements in 730 days, so that the
-       -- lookback window holds as many movements after 200 rounds as after one)
-       timestamp :'last_time' + i * CASE WHEN :round = 0 THEN interval '1 second' ELSE interval '730 days' / :n END
+       -- (a soak's round is a day of the source's time, so that the lookback window holds as
+       -- many movements after 200 rounds as after a few, and 200 rounds end before today)
+       timestamp :'last_time' + i * CASE WHEN :round = 0 THEN interval '1 second' ELSE interval '1 day' / :new_movements END
 FROM generate_series(1, :new_movements) AS i;
 COMMIT;
 ANALYZE movimentacao_cartao;

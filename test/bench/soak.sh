@@ -3,8 +3,9 @@
 # Months of scheduled runs, compressed: on the project's cluster (test/env.sh start), a synthetic
 # source at N movements (test/bench/generate_source.sql), a first load into a fresh warehouse,
 # then RUNS incremental runs, each after a ~1% change of its own (test/bench/change_source.sql
-# with -v round=R: new, edited and deleted movements, member changes, new members; the new
-# movements at the source's own rate, so a round is about 3.6 days of the source's time).
+# with -v round=R: new, edited and deleted movements, member changes, new members; a round is
+# a day of the source's time, and each run's time, sicoop.as_of, an hour after its latest
+# movement: 200 rounds end before today).
 # Every 20 runs it prints the runs' time (mean and slowest), the sizes of the tables that grow
 # and their dead tuples, so that a run cost or a table that grows with the number of runs (not
 # with the data) shows. It ends with the first 20 runs against the last 20.
@@ -30,9 +31,7 @@ echo "soak: N = $N movements, $RUNS incremental runs, sicoop.log_retention = '$R
 echo "autovacuum: $(q -d postgres -Atc "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings
                                        WHERE name IN ('autovacuum', 'autovacuum_naptime', 'autovacuum_vacuum_scale_factor')")"
 recreate_db "$SRC"
-# The history two years earlier than the benchmark's: the rounds then add two years at the
-# source's rate and still end before today (a run's time, sicoop.as_of, cannot be in the future).
-q -d "$SRC" -v n="$N" -v start=2021-08-15 -f "$REPO/test/bench/generate_source.sql" >/dev/null
+q -d "$SRC" -v n="$N" -f "$REPO/test/bench/generate_source.sql" >/dev/null
 recreate_db "$DW"
 q -d "$DW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
   -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'postgres')" \
