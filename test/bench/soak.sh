@@ -9,8 +9,8 @@
 # Every 20 runs it prints the runs' time (mean and slowest), the sizes of the tables that grow
 # and their dead tuples, so that a run cost or a table that grows with the number of runs (not
 # with the data) shows. It ends with the first 20 runs against the last 20.
-# The retention is compressed as well (SICOOP_SOAK_RETENTION, default 5 min: the soak's runs
-# are minutes apart, a schedule's are 15 minutes), so the purge runs as it would in production.
+# The retention is compressed as well (SICOOP_SOAK_RETENTION, default 1 min: the soak's runs
+# are a second or two apart, a schedule's 15 minutes), so the purge runs as it would in production.
 # Autovacuum runs as the cluster sets it (its settings are printed). Figures are printed, never
 # asserted: this machine is shared and noisy.
 set -euo pipefail
@@ -20,7 +20,7 @@ export PGHOST=localhost PGPORT=${SICOOP_PGPORT:-5499} PGUSER=postgres
 SRC=sicoop_soak_src DW=sicoop_soak_dw
 N=${1:-300000}
 RUNS=${2:-200}
-RETENTION=${SICOOP_SOAK_RETENTION:-5 min}
+RETENTION=${SICOOP_SOAK_RETENTION:-1 min}
 
 q() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 now() { date +%s.%N; }
