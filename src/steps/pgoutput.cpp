@@ -2,6 +2,7 @@
 
 #include "steps/pgoutput.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <stdexcept>
 
@@ -246,6 +247,98 @@ std::string standby_status_update(Lsn written, Lsn flushed, Lsn applied, Timesta
     put_int64(out, static_cast<uint64_t>(now));
     out.push_back(reply_requested ? 1 : 0);
     return out;
+}
+
+}  // namespace sicoop::pgoutput
+
+namespace sicoop::pgoutput {
+
+TransactionAssembler::TransactionAssembler(std::string source_schema, std::vector<std::string> tables, Lsn applied)
+    : source_schema_(std::move(source_schema)), tables_(std::move(tables)), applied_(applied) {}
+
+const TransactionAssembler::Relation& TransactionAssembler::relation(uint32_t id) const {
+    for (const auto& [rid, rel] : relations_)
+        if (rid == id) return rel;
+    throw std::runtime_error("replication stream: a change of relation " + std::to_string(id) +
+                             " that no Relation message described");
+}
+
+std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
+    using K = Message::Kind;
+    switch (m.kind) {
+        case K::Begin:
+            if (open_) throw std::runtime_error("replication stream: a transaction began inside another");
+            open_ = Transaction{m.xid, m.lsn, 0, m.commit_time, {}};
+            return std::nullopt;
+        case K::Commit: {
+            if (!open_) throw std::runtime_error("replication stream: a commit outside a transaction");
+            Transaction t = std::move(*open_);
+            open_.reset();
+            t.commit_lsn = m.lsn;
+            t.end_lsn = m.end_lsn;
+            t.commit_time = m.commit_time;
+            if (t.commit_lsn <= applied_) return std::nullopt;  // already in the warehouse
+            applied_ = t.commit_lsn;
+            return t;
+        }
+        case K::Relation: {
+            Relation rel;
+            const bool ours = m.schema == source_schema_ &&
+                              std::find(tables_.begin(), tables_.end(), m.name) != tables_.end();
+            if (ours) {
+                bool has_key = false;
+                for (const RelationColumn& c : m.columns) has_key = has_key || c.part_of_key;
+                if (m.replica_identity == 'n' || !has_key)
+                    throw std::runtime_error("replication stream: source table " + m.schema + "." + m.name +
+                                             " has no replica identity key, so its updates and deletes cannot be "
+                                             "applied: give it a primary key, or ALTER TABLE ... REPLICA IDENTITY "
+                                             "USING INDEX on a unique index of its key");
+                rel.table = m.name;
+                for (const RelationColumn& c : m.columns) rel.columns.push_back(c.name);
+            }
+            for (auto& [rid, known] : relations_)
+                if (rid == m.relation_id) {
+                    known = std::move(rel);
+                    return std::nullopt;
+                }
+            relations_.emplace_back(m.relation_id, std::move(rel));
+            return std::nullopt;
+        }
+        case K::Insert:
+        case K::Update:
+        case K::Delete:
+        case K::Truncate: {
+            if (!open_) throw std::runtime_error("replication stream: a change outside a transaction");
+            if (m.kind == K::Truncate) {
+                for (uint32_t id : m.truncated) {
+                    const Relation& rel = relation(id);
+                    if (rel.table.empty()) continue;
+                    open_->changes.push_back(Change{Change::Kind::Truncate, rel.table, rel.columns, {}, {}});
+                }
+                return std::nullopt;
+            }
+            const Relation& rel = relation(m.relation_id);
+            if (rel.table.empty()) return std::nullopt;
+            const Tuple& shape = m.kind == K::Delete ? m.old_tuple : m.new_tuple;
+            if (shape.size() != rel.columns.size())
+                throw std::runtime_error("replication stream: a change of " + rel.table + " with " +
+                                         std::to_string(shape.size()) + " columns, its relation has " +
+                                         std::to_string(rel.columns.size()));
+            Change c;
+            c.kind = m.kind == K::Insert ? Change::Kind::Insert : m.kind == K::Update ? Change::Kind::Update
+                                                                                       : Change::Kind::Delete;
+            c.table = rel.table;
+            c.columns = rel.columns;
+            c.old_key = m.old_tuple;
+            c.row = m.new_tuple;
+            open_->changes.push_back(std::move(c));
+            return std::nullopt;
+        }
+        case K::Origin:
+        case K::Type:
+            return std::nullopt;
+    }
+    return std::nullopt;
 }
 
 }  // namespace sicoop::pgoutput

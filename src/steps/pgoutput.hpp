@@ -87,3 +87,58 @@ Message decode_message(const char* data, size_t length);
 std::string standby_status_update(Lsn written, Lsn flushed, Lsn applied, Timestamp now, bool reply_requested);
 
 }  // namespace sicoop::pgoutput
+
+namespace sicoop::pgoutput {
+
+// One row change of a source table the pipeline reads, in the source's column order.
+struct Change {
+    enum class Kind { Insert, Update, Delete, Truncate };
+    Kind kind = Kind::Insert;
+    std::string table;          // the pipeline's name: associado, conta, cartao, movimentacao_cartao
+    std::vector<std::string> columns;  // the relation's columns, as its Relation message named them
+    Tuple old_key;              // Update (key changed) and Delete: the old row's key columns
+    Tuple row;                  // Insert, Update: the new row ('u' columns: keep the warehouse's)
+};
+
+// A source transaction, complete: what the warehouse applies in one transaction of its own,
+// together with `commit_lsn` (so that a restart resumes after it, exactly once).
+struct Transaction {
+    uint32_t xid = 0;
+    Lsn commit_lsn = 0;
+    Lsn end_lsn = 0;
+    Timestamp commit_time = 0;  // when the change happened at the source (SCD2 history)
+    std::vector<Change> changes;
+};
+
+// Turns the stream's messages into complete transactions, in commit order, and checks them:
+//   - a transaction whose commit LSN is at or before `applied` (what the warehouse already
+//     holds) is dropped whole: after a restart nothing is applied twice;
+//   - only tables of schema `source_schema` named in `tables` are kept (the publication may
+//     hold more); a relation must have a replica identity key, or its updates and deletes
+//     could not be applied (refused with the fix);
+//   - a change outside a transaction, of a relation never described, or a begin inside a
+//     transaction is an error: the stream is out of step and must restart from `applied`.
+class TransactionAssembler {
+public:
+    TransactionAssembler(std::string source_schema, std::vector<std::string> tables, Lsn applied);
+
+    // Feeds one message; returns the transaction it completes (a commit), if any.
+    std::optional<Transaction> feed(const Message& m);
+    Lsn applied() const { return applied_; }
+    bool in_transaction() const { return open_.has_value(); }
+
+private:
+    struct Relation {
+        std::string table;  // empty: a table the pipeline does not read
+        std::vector<std::string> columns;
+    };
+    std::string source_schema_;
+    std::vector<std::string> tables_;
+    Lsn applied_;
+    std::optional<Transaction> open_;
+    std::vector<std::pair<uint32_t, Relation>> relations_;
+
+    const Relation& relation(uint32_t id) const;
+};
+
+}  // namespace sicoop::pgoutput

@@ -917,8 +917,81 @@ void test_pgoutput() {
        "the standby status update: written, flushed, applied, time, no reply asked");
 }
 
+
+void test_transaction_assembler() {
+    using namespace sicoop::pgoutput;
+    auto msg = [](const std::string& bytes) { return decode_message(bytes.data(), bytes.size()); };
+    const std::string rel_mov = Bytes().c('R').i32(100).str("public").str("movimentacao_cartao").c('d').i16(2)
+                                    .c(1).str("id_movimentacao_cartao").i32(1043).i32(54)
+                                    .c(0).str("valor_movimentacao").i32(1700).i32(-1).b;
+    const std::string rel_other = Bytes().c('R').i32(200).str("public").str("audit").c('d').i16(1)
+                                      .c(1).str("id").i32(23).i32(-1).b;
+    auto begin = [](uint64_t lsn, uint32_t xid) { return Bytes().c('B').i64(lsn).i64(1000 + lsn).i32(xid).b; };
+    auto commit = [](uint64_t lsn) { return Bytes().c('C').c(0).i64(lsn).i64(lsn + 8).i64(1000 + lsn).b; };
+    const std::string ins = Bytes().c('I').i32(100).c('N').i16(2).text("MOV-1").text("9.99").b;
+    const std::string upd = Bytes().c('U').i32(100).c('N').i16(2).text("MOV-1").c('u').b;
+    const std::string del = Bytes().c('D').i32(100).c('K').i16(2).text("MOV-1").c('n').b;
+    const std::string other = Bytes().c('I').i32(200).c('N').i16(1).text("7").b;
+
+    TransactionAssembler a("public", {"associado", "conta", "cartao", "movimentacao_cartao"}, 0x500);
+    ok(!a.feed(msg(begin(0x400, 1))) && a.in_transaction(), "a begin opens a transaction");
+    a.feed(msg(rel_mov));
+    a.feed(msg(ins));
+    ok(!a.feed(msg(commit(0x400))) && !a.in_transaction() && a.applied() == 0x500,
+       "a transaction committed at or before the applied LSN is dropped whole (no change applied twice)");
+
+    a.feed(msg(begin(0x600, 2)));
+    a.feed(msg(rel_other));
+    a.feed(msg(ins));
+    a.feed(msg(other));
+    a.feed(msg(upd));
+    a.feed(msg(del));
+    std::optional<Transaction> t = a.feed(msg(commit(0x600)));
+    ok(t && t->xid == 2 && t->commit_lsn == 0x600 && t->end_lsn == 0x608 && t->commit_time == 1000 + 0x600 &&
+       a.applied() == 0x600, "a later transaction comes out whole at its commit, with its LSN and commit time");
+    ok(t && t->changes.size() == 3 && t->changes[0].kind == Change::Kind::Insert &&
+       t->changes[1].kind == Change::Kind::Update && t->changes[2].kind == Change::Kind::Delete,
+       "its changes in order; a table the pipeline does not read is left out");
+    ok(t && t->changes[0].table == "movimentacao_cartao" && t->changes[0].columns.size() == 2 &&
+       t->changes[0].columns[1] == "valor_movimentacao" && t->changes[0].row[1].value == "9.99",
+       "a change names its table and columns");
+    ok(t && t->changes[1].row[1].kind == Column::Kind::UnchangedToast && t->changes[2].old_key[0].value == "MOV-1",
+       "an unchanged TOAST value stays marked, a delete carries the key");
+
+    a.feed(msg(begin(0x700, 3)));
+    a.feed(msg(Bytes().c('T').i32(2).c(0).i32(100).i32(200).b));
+    t = a.feed(msg(commit(0x700)));
+    ok(t && t->changes.size() == 1 && t->changes[0].kind == Change::Kind::Truncate &&
+       t->changes[0].table == "movimentacao_cartao", "a truncate of a table read, and only of those");
+
+    auto refused = [&](const std::vector<std::string>& messages, Lsn applied = 0) {
+        TransactionAssembler b("public", {"movimentacao_cartao"}, applied);
+        try {
+            for (const std::string& m : messages) b.feed(msg(m));
+        } catch (const std::runtime_error&) {
+            return true;
+        }
+        return false;
+    };
+    ok(refused({ins}), "a change outside a transaction is refused");
+    ok(refused({commit(0x10)}), "a commit outside a transaction is refused");
+    ok(refused({begin(0x10, 1), begin(0x20, 2)}), "a begin inside a transaction is refused");
+    ok(refused({begin(0x10, 1), ins}), "a change of a relation never described is refused");
+    ok(refused({rel_mov, begin(0x10, 1), Bytes().c('I').i32(100).c('N').i16(1).text("x").b}),
+       "a change whose column count is not its relation's is refused");
+    ok(refused({Bytes().c('R').i32(100).str("public").str("movimentacao_cartao").c('n').i16(1)
+                    .c(0).str("id_movimentacao_cartao").i32(1043).i32(54).b}),
+       "a table the pipeline reads without a replica identity key is refused");
+    ok(!refused({Bytes().c('R').i32(300).str("public").str("audit").c('n').i16(1).c(0).str("id").i32(23).i32(-1).b}),
+       "one it does not read may lack one");
+    ok(!refused({Bytes().c('R').i32(100).str("other_schema").str("movimentacao_cartao").c('n').i16(1)
+                     .c(0).str("id").i32(23).i32(-1).b}),
+       "a table of the same name in another schema is not the source's");
+}
+
 int main() {
     test_pgoutput();
+    test_transaction_assembler();
     test_pipeline_order();
     test_statements_use_only_run_parameters();
     test_raw_plans();
