@@ -342,3 +342,85 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
 }
 
 }  // namespace sicoop::pgoutput
+
+namespace sicoop::pgoutput {
+
+namespace {
+
+// The text of the key column in `tuple`, or an error.
+std::string key_of(const Change& c, const Tuple& tuple, const std::string& key_column) {
+    for (size_t i = 0; i < c.columns.size() && i < tuple.size(); ++i)
+        if (c.columns[i] == key_column) {
+            if (tuple[i].kind != Column::Kind::Text)
+                throw std::runtime_error("replication stream: a change of " + c.table + " without its key " + key_column);
+            return tuple[i].value;
+        }
+    throw std::runtime_error("replication stream: table " + c.table + " has no column " + key_column);
+}
+
+TableBatch& batch_of(std::vector<TableBatch>& batches, const Change& c) {
+    for (TableBatch& b : batches)
+        if (b.table == c.table) {
+            b.columns = c.columns;
+            return b;
+        }
+    batches.push_back(TableBatch{c.table, c.columns, false, {}, {}});
+    return batches.back();
+}
+
+void set_state(TableBatch& b, KeyState s, bool with_versions) {
+    KeyState* known = nullptr;
+    for (KeyState& k : b.last)
+        if (k.key == s.key) known = &k;
+    // An unchanged TOAST value ('u') after an earlier state of this batch takes that state's
+    // value: only a key whose first state in the batch is an update keeps 'u' for the warehouse.
+    if (known && !s.deleted && !known->deleted)
+        for (size_t i = 0; i < s.row.size() && i < known->row.size(); ++i)
+            if (s.row[i].kind == Column::Kind::UnchangedToast) s.row[i] = known->row[i];
+    if (with_versions) b.versions.push_back(s);
+    if (known)
+        *known = std::move(s);
+    else
+        b.last.push_back(std::move(s));
+}
+
+}  // namespace
+
+std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
+                             const std::vector<std::pair<std::string, std::string>>& key_column,
+                             const std::vector<std::string>& with_versions) {
+    std::vector<TableBatch> batches;
+    for (const Transaction& t : transactions)
+        for (const Change& c : t.changes) {
+            std::string key_name;
+            for (const auto& [table, key] : key_column)
+                if (table == c.table) key_name = key;
+            if (key_name.empty()) throw std::runtime_error("replication stream: no key known for table " + c.table);
+            const bool versions = std::find(with_versions.begin(), with_versions.end(), c.table) != with_versions.end();
+            TableBatch& b = batch_of(batches, c);
+            switch (c.kind) {
+                case Change::Kind::Truncate:
+                    b.truncated = true;
+                    b.last.clear();
+                    if (versions) b.versions.clear();
+                    break;
+                case Change::Kind::Delete:
+                    set_state(b, KeyState{key_of(c, c.old_key, key_name), true, {}, t.commit_time, t.commit_lsn}, versions);
+                    break;
+                case Change::Kind::Insert:
+                case Change::Kind::Update: {
+                    const std::string key = key_of(c, c.row, key_name);
+                    // A key changed by an update: the old key is gone.
+                    if (c.kind == Change::Kind::Update && !c.old_key.empty()) {
+                        const std::string old_key = key_of(c, c.old_key, key_name);
+                        if (old_key != key) set_state(b, KeyState{old_key, true, {}, t.commit_time, t.commit_lsn}, versions);
+                    }
+                    set_state(b, KeyState{key, false, c.row, t.commit_time, t.commit_lsn}, versions);
+                    break;
+                }
+            }
+        }
+    return batches;
+}
+
+}  // namespace sicoop::pgoutput

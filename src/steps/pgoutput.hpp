@@ -142,3 +142,36 @@ private:
 };
 
 }  // namespace sicoop::pgoutput
+
+namespace sicoop::pgoutput {
+
+// What a micro-batch of source transactions leaves to apply, per table: the last state of
+// every key it touched (a row to upsert, or a key deleted), in commit order, so that the
+// warehouse applies one statement per table however often a row changed. A table truncated
+// in the batch starts over from that point (`truncated`).
+// Member history (SCD2) needs every state, not only the last: `versions` keeps each state of
+// each key with the commit time that made it (issue 19's "true history").
+struct KeyState {
+    std::string key;
+    bool deleted = false;
+    Tuple row;                  // not deleted: the row; 'u' columns keep the warehouse's value
+    Timestamp commit_time = 0;  // the commit that left the key so
+    Lsn commit_lsn = 0;
+};
+struct TableBatch {
+    std::string table;
+    std::vector<std::string> columns;  // the latest Relation's column names
+    bool truncated = false;            // the table was truncated at the source in this batch
+    std::vector<KeyState> last;        // one per key, in the order keys were first touched
+    std::vector<KeyState> versions;    // every state, in commit order (only when asked for)
+};
+
+// Folds transactions (in commit order) into per-table batches. `key_column` names each table's
+// key (the pipeline's source_tables()); `with_versions` the tables whose every state is kept.
+// A change whose key column is NULL, or whose row lacks the key column, is an error: the key
+// is what every later step finds a row by.
+std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
+                             const std::vector<std::pair<std::string, std::string>>& key_column,
+                             const std::vector<std::string>& with_versions);
+
+}  // namespace sicoop::pgoutput

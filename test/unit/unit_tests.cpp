@@ -989,9 +989,78 @@ void test_transaction_assembler() {
        "a table of the same name in another schema is not the source's");
 }
 
+
+void test_fold() {
+    using namespace sicoop::pgoutput;
+    const std::vector<std::string> mov_cols = {"id_movimentacao_cartao", "descricao_movimentacao"};
+    const std::vector<std::string> assoc_cols = {"id_associado", "estado_civil"};
+    auto text = [](const std::string& v) { return Column{Column::Kind::Text, v}; };
+    const Column toast{Column::Kind::UnchangedToast, ""};
+    auto change = [](Change::Kind k, const std::string& table, const std::vector<std::string>& cols, Tuple old_key, Tuple row) {
+        return Change{k, table, cols, std::move(old_key), std::move(row)};
+    };
+    std::vector<Transaction> txs = {
+        {1, 0x10, 0x18, 100, {change(Change::Kind::Insert, "movimentacao_cartao", mov_cols, {}, {text("M1"), text("a")}),
+                              change(Change::Kind::Insert, "associado", assoc_cols, {}, {text("A1"), text("SOLTEIRO")})}},
+        {2, 0x20, 0x28, 200, {change(Change::Kind::Update, "movimentacao_cartao", mov_cols, {}, {text("M1"), toast}),
+                              change(Change::Kind::Update, "associado", assoc_cols, {}, {text("A1"), text("CASADO")}),
+                              change(Change::Kind::Update, "movimentacao_cartao", mov_cols, {}, {text("M2"), toast})}},
+        {3, 0x30, 0x38, 300, {change(Change::Kind::Delete, "movimentacao_cartao", mov_cols, {text("M1"), Column{}}, {}),
+                              change(Change::Kind::Update, "movimentacao_cartao", mov_cols, {text("M3"), Column{}},
+                                     {text("M4"), text("renamed")})}},
+    };
+    const std::vector<std::pair<std::string, std::string>> keys = {{"movimentacao_cartao", "id_movimentacao_cartao"},
+                                                                   {"associado", "id_associado"}};
+    std::vector<TableBatch> b = fold(txs, keys, {"associado"});
+    ok(b.size() == 2 && b[0].table == "movimentacao_cartao" && b[1].table == "associado", "one batch per table touched");
+    const TableBatch& m = b[0];
+    ok(m.last.size() == 4 && m.last[0].key == "M1" && m.last[0].deleted && m.last[0].commit_time == 300,
+       "a key inserted, updated then deleted in the batch ends deleted, at the delete's commit");
+    ok(m.last[1].key == "M2" && !m.last[1].deleted && m.last[1].row[1].kind == Column::Kind::UnchangedToast,
+       "an update of a key first seen in the batch keeps 'unchanged' for the warehouse to fill");
+    ok(m.last[2].key == "M3" && m.last[2].deleted && m.last[3].key == "M4" && m.last[3].row[1].value == "renamed",
+       "an update that changes the key deletes the old key and writes the new one");
+    ok(m.versions.empty(), "no versions are kept for a table not asked for");
+    const TableBatch& a = b[1];
+    ok(a.last.size() == 1 && a.last[0].row[1].value == "CASADO" && a.last[0].commit_time == 200,
+       "a member's last state");
+    ok(a.versions.size() == 2 && a.versions[0].row[1].value == "SOLTEIRO" && a.versions[0].commit_time == 100 &&
+       a.versions[1].row[1].value == "CASADO" && a.versions[1].commit_time == 200,
+       "and every state with the commit time that made it: two changes between runs are two versions");
+
+    std::vector<Transaction> toast_txs = {
+        {1, 0x10, 0x18, 100, {change(Change::Kind::Insert, "movimentacao_cartao", mov_cols, {}, {text("M9"), text("long text")})}},
+        {2, 0x20, 0x28, 200, {change(Change::Kind::Update, "movimentacao_cartao", mov_cols, {}, {text("M9"), toast})}}};
+    std::vector<TableBatch> tb = fold(toast_txs, keys, {});
+    ok(tb[0].last[0].row[1].kind == Column::Kind::Text && tb[0].last[0].row[1].value == "long text",
+       "an unchanged TOAST value after an earlier state of the batch takes that state's value");
+
+    std::vector<Transaction> trunc = {
+        {1, 0x10, 0x18, 100, {change(Change::Kind::Insert, "movimentacao_cartao", mov_cols, {}, {text("M1"), text("a")})}},
+        {2, 0x20, 0x28, 200, {Change{Change::Kind::Truncate, "movimentacao_cartao", mov_cols, {}, {}},
+                              change(Change::Kind::Insert, "movimentacao_cartao", mov_cols, {}, {text("M5"), text("b")})}}};
+    std::vector<TableBatch> t = fold(trunc, keys, {});
+    ok(t[0].truncated && t[0].last.size() == 1 && t[0].last[0].key == "M5",
+       "a truncate empties the table at that point, and what follows it applies");
+
+    auto fold_throws = [&](const std::vector<Transaction>& x) {
+        try {
+            fold(x, keys, {});
+        } catch (const std::runtime_error&) {
+            return true;
+        }
+        return false;
+    };
+    ok(fold_throws({{1, 1, 1, 1, {change(Change::Kind::Insert, "movimentacao_cartao", mov_cols, {}, {Column{}, text("a")})}}}),
+       "a row without its key is refused");
+    ok(fold_throws({{1, 1, 1, 1, {change(Change::Kind::Insert, "conta", {"id_conta"}, {}, {text("C1")})}}}),
+       "a table with no key known is refused");
+}
+
 int main() {
     test_pgoutput();
     test_transaction_assembler();
+    test_fold();
     test_pipeline_order();
     test_statements_use_only_run_parameters();
     test_raw_plans();
