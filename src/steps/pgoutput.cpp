@@ -86,6 +86,59 @@ Tuple read_tuple(Reader& r) {
     return tuple;
 }
 
+void read_relation(Reader& r, Message& m) {
+    m.kind = Message::Kind::Relation;
+    m.relation_id = r.int32();
+    m.schema = r.string();
+    m.name = r.string();
+    m.replica_identity = static_cast<char>(r.byte());
+    const uint16_t ncols = r.int16();
+    for (uint16_t i = 0; i < ncols; ++i) {
+        RelationColumn c;
+        c.part_of_key = (r.byte() & 1) != 0;
+        c.name = r.string();
+        c.type_oid = r.int32();
+        c.type_modifier = static_cast<int32_t>(r.int32());
+        m.columns.push_back(std::move(c));
+    }
+    r.expect_end("relation");
+}
+
+void read_update(Reader& r, Message& m) {
+    m.kind = Message::Kind::Update;
+    m.relation_id = r.int32();
+    char next = static_cast<char>(r.byte());
+    if (next == 'K' || next == 'O') {  // the old row: its key ('K') or all of it ('O')
+        m.old_kind = next;
+        m.old_tuple = read_tuple(r);
+        next = static_cast<char>(r.byte());
+    }
+    if (next != 'N') throw std::runtime_error("pgoutput: an update without its new row");
+    m.new_tuple = read_tuple(r);
+    r.expect_end("update");
+}
+
+void read_delete(Reader& r, Message& m) {
+    m.kind = Message::Kind::Delete;
+    m.relation_id = r.int32();
+    const char old_kind = static_cast<char>(r.byte());
+    if (old_kind != 'K' && old_kind != 'O') throw std::runtime_error("pgoutput: a delete without the old row's key");
+    m.old_kind = old_kind;
+    m.old_tuple = read_tuple(r);
+    r.expect_end("delete");
+}
+
+void read_truncate(Reader& r, Message& m) {
+    m.kind = Message::Kind::Truncate;
+    const uint32_t nrels = r.int32();
+    const uint8_t options = r.byte();
+    m.truncate_cascade = (options & 1) != 0;
+    m.truncate_restart_identity = (options & 2) != 0;
+    if (nrels > r.left() / 4) throw std::runtime_error("pgoutput: a truncate names more relations than it holds");
+    for (uint32_t i = 0; i < nrels; ++i) m.truncated.push_back(r.int32());
+    r.expect_end("truncate");
+}
+
 void put_int64(std::string& out, uint64_t v) {
     for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
@@ -141,24 +194,9 @@ Message decode_message(const char* data, size_t length) {
             m.name = r.string();
             r.expect_end("origin");
             break;
-        case 'R': {
-            m.kind = Message::Kind::Relation;
-            m.relation_id = r.int32();
-            m.schema = r.string();
-            m.name = r.string();
-            m.replica_identity = static_cast<char>(r.byte());
-            const uint16_t ncols = r.int16();
-            for (uint16_t i = 0; i < ncols; ++i) {
-                RelationColumn c;
-                c.part_of_key = (r.byte() & 1) != 0;
-                c.name = r.string();
-                c.type_oid = r.int32();
-                c.type_modifier = static_cast<int32_t>(r.int32());
-                m.columns.push_back(std::move(c));
-            }
-            r.expect_end("relation");
+        case 'R':
+            read_relation(r, m);
             break;
-        }
         case 'Y':
             m.kind = Message::Kind::Type;
             m.relation_id = r.int32();
@@ -173,42 +211,15 @@ Message decode_message(const char* data, size_t length) {
             m.new_tuple = read_tuple(r);
             r.expect_end("insert");
             break;
-        case 'U': {
-            m.kind = Message::Kind::Update;
-            m.relation_id = r.int32();
-            char next = static_cast<char>(r.byte());
-            if (next == 'K' || next == 'O') {
-                m.old_kind = next;
-                m.old_tuple = read_tuple(r);
-                next = static_cast<char>(r.byte());
-            }
-            if (next != 'N') throw std::runtime_error("pgoutput: an update without its new row");
-            m.new_tuple = read_tuple(r);
-            r.expect_end("update");
+        case 'U':
+            read_update(r, m);
             break;
-        }
-        case 'D': {
-            m.kind = Message::Kind::Delete;
-            m.relation_id = r.int32();
-            const char old_kind = static_cast<char>(r.byte());
-            if (old_kind != 'K' && old_kind != 'O')
-                throw std::runtime_error("pgoutput: a delete without the old row's key");
-            m.old_kind = old_kind;
-            m.old_tuple = read_tuple(r);
-            r.expect_end("delete");
+        case 'D':
+            read_delete(r, m);
             break;
-        }
-        case 'T': {
-            m.kind = Message::Kind::Truncate;
-            const uint32_t nrels = r.int32();
-            const uint8_t options = r.byte();
-            m.truncate_cascade = (options & 1) != 0;
-            m.truncate_restart_identity = (options & 2) != 0;
-            if (nrels > r.left() / 4) throw std::runtime_error("pgoutput: a truncate names more relations than it holds");
-            for (uint32_t i = 0; i < nrels; ++i) m.truncated.push_back(r.int32());
-            r.expect_end("truncate");
+        case 'T':
+            read_truncate(r, m);
             break;
-        }
         default:
             throw std::runtime_error(std::string("pgoutput: unknown message kind '") + kind + "'");
     }
