@@ -9,6 +9,10 @@ DATA       = $(wildcard src/sql/released/sicoop_etl--*.sql)
 # (src/sql/assemble.sh; git-ignored): one update per src/sql/updates/FROM--$(EXTVERSION).sql.
 UPDATES_FROM = $(patsubst src/sql/updates/%--$(EXTVERSION).sql,%,$(wildcard src/sql/updates/*--$(EXTVERSION).sql))
 DATA_built   = sicoop_etl--$(EXTVERSION).sql $(foreach v,$(UPDATES_FROM),sicoop_etl--$(v)--$(EXTVERSION).sql)
+# A released version is never assembled again: bump default_version before changing src/sql/.
+ifneq ($(wildcard src/sql/released/sicoop_etl--$(EXTVERSION).sql),)
+$(error sicoop_etl $(EXTVERSION) is released (src/sql/released/): set default_version to the next version)
+endif
 SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sql src/sql/updates/*.sql) sicoop_etl.control
 
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)

@@ -220,10 +220,18 @@ public:
     }
     ~StepTimeout() {
         if (!armed_) return;
-        if (session_armed_)
-            enable_timeout_at(STATEMENT_TIMEOUT, session_finish_);
-        else
-            disable_timeout(STATEMENT_TIMEOUT, false);
+        // (A timer that fired just before this keeps its indicator, so the pending cancel says
+        // "statement timeout", not "user request". Neither call raises an ERROR; pg_call all
+        // the same, and nothing may leave a destructor.)
+        try {
+            pg_call([&] {
+                if (session_armed_)
+                    enable_timeout_at(STATEMENT_TIMEOUT, session_finish_);
+                else
+                    disable_timeout(STATEMENT_TIMEOUT, true);
+            });
+        } catch (...) {
+        }
     }
     // Whether `e` is this bound's cancel (so its message can name the setting).
     bool fired(const PgError& e) const {

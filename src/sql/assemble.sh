@@ -17,6 +17,16 @@ set -euo pipefail
 SQL=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 FUNCTION_SOURCES="warehouse definition warehouse_definition quality source loads scd2 run_log text bi schedule roles"
 
+# Every .sql file of src/sql/ is a function source, listed above (in its order): a file left
+# out of the list would be left out of the scripts, its functions and grants with it.
+listed=$(printf '%s\n' $FUNCTION_SOURCES | sort)
+present=$(cd "$SQL" && ls ./*.sql | sed 's#^\./##; s#\.sql$##' | sort)
+if [ "$listed" != "$present" ]; then
+  echo "assemble.sh: FUNCTION_SOURCES and src/sql/*.sql differ:" >&2
+  diff <(echo "$listed") <(echo "$present") >&2 || true
+  exit 1
+fi
+
 function_sources() {
   local f
   for f in $FUNCTION_SOURCES; do

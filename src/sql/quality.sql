@@ -561,13 +561,14 @@ BEGIN
     RETURN;  -- disabled, or no load has read the source's totals yet
   END IF;
   -- Only the days whose figures changed are written (their run_id is the run that changed
-  -- them): an incremental run rewrites a handful of rows, not the whole history's days.
+  -- them): an incremental run rewrites a handful of rows, not the whole history's days. (Which
+  -- run reconciled last is in sicoop.dq_result, with this rule's result.)
   -- Sums of finite amounts only, on every side: NaN = NaN is true for numeric, so one NaN in a
   -- day's sum would make any fact amount of that day look balanced (a NaN row still counts in
   -- the day's rows, and the source's totals leave it out of the sum the same way). NaN sorts
   -- above every number, Infinity included: two comparisons leave out NaN and both infinities.
-  -- Days compare as coalesce(dia, '-infinity'), an equality a hash join can use (dia is NULL
-  -- for movements without a date).
+  -- Days compare as (coalesce(dia, '-infinity'), dia IS NULL), equalities a hash join can use
+  -- (dia is NULL for movements without a date, and -infinity is a day of its own).
   WITH computed AS (
     SELECT dia, sum(source_rows) AS source_rows, sum(source_valor) AS source_valor,
            sum(fato_rows) AS fato_rows, sum(fato_valor) AS fato_valor,
@@ -587,21 +588,21 @@ BEGIN
     GROUP BY dia),
   gone AS (
     DELETE FROM sicoop.reconciliation c
-    WHERE NOT EXISTS (SELECT 1 FROM computed n WHERE coalesce(n.dia, '-infinity'::date) = coalesce(c.dia, '-infinity'::date))),
+    WHERE NOT EXISTS (SELECT 1 FROM computed n WHERE coalesce(n.dia, '-infinity'::date) = coalesce(c.dia, '-infinity'::date) AND (n.dia IS NULL) = (c.dia IS NULL))),
   changed AS (
     UPDATE sicoop.reconciliation c
     SET run_id = _reconcile.run_id, source_rows = n.source_rows, source_valor = n.source_valor,
         fato_rows = n.fato_rows, fato_valor = n.fato_valor, reject_rows = n.reject_rows,
         reject_valor = n.reject_valor, balanced = n.balanced
     FROM computed n
-    WHERE coalesce(n.dia, '-infinity'::date) = coalesce(c.dia, '-infinity'::date)
+    WHERE coalesce(n.dia, '-infinity'::date) = coalesce(c.dia, '-infinity'::date) AND (n.dia IS NULL) = (c.dia IS NULL)
       AND (c.source_rows, c.source_valor, c.fato_rows, c.fato_valor, c.reject_rows, c.reject_valor, c.balanced)
           IS DISTINCT FROM (n.source_rows, n.source_valor, n.fato_rows, n.fato_valor, n.reject_rows, n.reject_valor, n.balanced))
   INSERT INTO sicoop.reconciliation (run_id, dia, source_rows, source_valor, fato_rows, fato_valor, reject_rows, reject_valor, balanced)
   SELECT _reconcile.run_id, n.dia, n.source_rows, n.source_valor, n.fato_rows, n.fato_valor, n.reject_rows, n.reject_valor, n.balanced
   FROM computed n
   WHERE NOT EXISTS (SELECT 1 FROM sicoop.reconciliation c
-                    WHERE coalesce(c.dia, '-infinity'::date) = coalesce(n.dia, '-infinity'::date));
+                    WHERE coalesce(c.dia, '-infinity'::date) = coalesce(n.dia, '-infinity'::date) AND (c.dia IS NULL) = (n.dia IS NULL));
   SELECT count(*), count(*) FILTER (WHERE NOT balanced),
          (SELECT jsonb_agg(x) FROM (SELECT coalesce(c.dia::text, 'no date') AS x FROM sicoop.reconciliation c
                                     WHERE NOT c.balanced ORDER BY c.dia LIMIT 5) y)

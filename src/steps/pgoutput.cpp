@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <unordered_map>
 #include <stdexcept>
 
 namespace sicoop::pgoutput {
@@ -64,6 +65,7 @@ private:
 
 Tuple read_tuple(Reader& r) {
     const uint16_t ncols = r.int16();
+    if (ncols > r.left()) throw std::runtime_error("pgoutput: a row with more columns than its message holds");
     Tuple tuple;
     tuple.reserve(ncols);
     for (uint16_t i = 0; i < ncols; ++i) {
@@ -379,20 +381,21 @@ TableBatch& batch_of(std::vector<TableBatch>& batches, const Change& c) {
     return batches.back();
 }
 
-void set_state(TableBatch& b, KeyState s, bool with_versions) {
+void set_state(TableBatch& b, std::unordered_map<std::string, size_t>& index, KeyState s, bool with_versions) {
     KeyState* known = nullptr;
-    for (KeyState& k : b.last)
-        if (k.key == s.key) known = &k;
+    if (auto found = index.find(s.key); found != index.end()) known = &b.last[found->second];
     // An unchanged TOAST value ('u') after an earlier state of this batch takes that state's
     // value: only a key whose first state in the batch is an update keeps 'u' for the warehouse.
     if (known && !s.deleted && !known->deleted)
         for (size_t i = 0; i < s.row.size() && i < known->row.size(); ++i)
             if (s.row[i].kind == Column::Kind::UnchangedToast) s.row[i] = known->row[i];
     if (with_versions) b.versions.push_back(s);
-    if (known)
+    if (known) {
         *known = std::move(s);
-    else
+    } else {
+        index.emplace(s.key, b.last.size());
         b.last.push_back(std::move(s));
+    }
 }
 
 }  // namespace
@@ -401,6 +404,7 @@ std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
                              const std::vector<std::pair<std::string, std::string>>& key_column,
                              const std::vector<std::string>& with_versions) {
     std::vector<TableBatch> batches;
+    std::unordered_map<std::string, std::unordered_map<std::string, size_t>> key_index;  // table -> key -> position in last
     for (const Transaction& t : transactions)
         for (const Change& c : t.changes) {
             std::string key_name;
@@ -409,14 +413,16 @@ std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
             if (key_name.empty()) throw std::runtime_error("replication stream: no key known for table " + c.table);
             const bool versions = std::find(with_versions.begin(), with_versions.end(), c.table) != with_versions.end();
             TableBatch& b = batch_of(batches, c);
+            auto& index = key_index[c.table];
             switch (c.kind) {
                 case Change::Kind::Truncate:
                     b.truncated = true;
                     b.last.clear();
+                    index.clear();
                     if (versions) b.versions.clear();
                     break;
                 case Change::Kind::Delete:
-                    set_state(b, KeyState{key_of(c, c.old_key, key_name), true, {}, t.commit_time, t.commit_lsn}, versions);
+                    set_state(b, index, KeyState{key_of(c, c.old_key, key_name), true, {}, t.commit_time, t.commit_lsn}, versions);
                     break;
                 case Change::Kind::Insert:
                 case Change::Kind::Update: {
@@ -424,9 +430,9 @@ std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
                     // A key changed by an update: the old key is gone.
                     if (c.kind == Change::Kind::Update && !c.old_key.empty()) {
                         const std::string old_key = key_of(c, c.old_key, key_name);
-                        if (old_key != key) set_state(b, KeyState{old_key, true, {}, t.commit_time, t.commit_lsn}, versions);
+                        if (old_key != key) set_state(b, index, KeyState{old_key, true, {}, t.commit_time, t.commit_lsn}, versions);
                     }
-                    set_state(b, KeyState{key, false, c.row, t.commit_time, t.commit_lsn}, versions);
+                    set_state(b, index, KeyState{key, false, c.row, t.commit_time, t.commit_lsn}, versions);
                     break;
                 }
             }

@@ -360,7 +360,9 @@ void add_day_totals(std::vector<Action>& actions, const SourceTable& t) {
 // inserted, edited or deleted at the source) are read whole too. What raw and the rejects hold
 // per day is what the source held at the last run, when that run's reconciliation balanced
 // every day and no load_raw ran after it: then the reconciliation's source totals stand for
-// them, and raw is not scanned (its scan grows with the history, not with the change).
+// them, and raw is not scanned (its scan grows with the history, not with the change). The
+// run that reconciled last is the one with the reconciliation rule's latest result (a
+// reconciliation row keeps the run that last changed its day).
 // Otherwise raw and the rejects are summed. (A change made to raw outside the pipeline is the
 // full check's to find.)
 void add_changed_days(std::vector<Action>& actions, const SourceTable& t) {
@@ -368,7 +370,10 @@ void add_changed_days(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(sql_action(R"sql(
 WITH last_run AS (
   SELECT coalesce((SELECT st.last_run_id FROM sicoop.step_state st WHERE st.step = 'load_raw')
-                    = (SELECT max(c.run_id) FROM sicoop.reconciliation c)
+                    = (SELECT d.run_id FROM sicoop.dq_result d
+                       WHERE d.table_name = 'movimentacao_cartao'
+                         AND d.rule_name IN (SELECT q.rule_name FROM ONLY sicoop.dq_rule q WHERE q.kind = 'reconciliation')
+                       ORDER BY d.run_id DESC LIMIT 1)
                   AND NOT EXISTS (SELECT 1 FROM sicoop.reconciliation c WHERE NOT c.balanced), false) AS balanced)
 INSERT INTO sicoop.stage_day (dia)
 SELECT dia FROM (

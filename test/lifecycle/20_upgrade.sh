@@ -20,6 +20,16 @@ fi
 install_current() { as_root make -C "$REPO" -s install >/dev/null; }
 trap 'install_current; rm -rf "$WORK"' EXIT
 
+# The released scripts the build installs are the ones released, byte for byte.
+same_as_released() {  # same_as_released <commit> <file>
+  git -C "$REPO" show "$1:$2" | cmp -s - "$REPO/src/sql/released/$2"
+}
+ok_if 'same_as_released "$RELEASE_1_0" sicoop_etl--1.0.sql' 'src/sql/released/ holds 1.0 exactly as released'
+ok_if 'same_as_released "$RELEASE_1_3" sicoop_etl--1.3.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.2.sql &&
+       same_as_released "$RELEASE_1_3" sicoop_etl--1.1.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.0--1.1.sql &&
+       same_as_released "$RELEASE_1_3" sicoop_etl--1.1--1.2.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.2--1.3.sql' \
+  'and every script released up to 1.3 as it was at 1.3'"'"'s release'
+
 echo "# building sicoop_etl 1.0 from $RELEASE_1_0"
 mkdir -p "$WORK/v1.0"
 git -C "$REPO" archive "$RELEASE_1_0" | tar -x -C "$WORK/v1.0"

@@ -4,7 +4,7 @@
 -- to the cent; a 'fail' rule stops its step; fixed at the source, the rows load and the
 -- rejects empty.
 \ir helpers/reset.sql
-SELECT plan(34);
+SELECT plan(37);
 SELECT current_database() || '_src' AS srcdb \gset
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'srcdb', current_user) AS srcconn \gset
 
@@ -230,5 +230,30 @@ SELECT ok(EXISTS (SELECT 1 FROM sicoop.dim_cartao WHERE id_cartao = 'CARTAO-DUP'
 SELECT is((SELECT count(*)::int FROM sicoop.fato_movimentacao_cartao), :source_movements - 1,
           'every source movement is in the fact now (one duplicate copy was deleted at the source)');
 SELECT is_empty('SELECT 1 FROM sicoop.reconciliation WHERE NOT balanced', 'and the books still balance');
+
+-- A movement without a date and one at -infinity are two days of the reconciliation, not one
+-- (both rejected, each balancing with the source's own day).
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$
+  ALTER TABLE movimentacao_cartao ALTER COLUMN data_movimentacao DROP NOT NULL;
+  INSERT INTO movimentacao_cartao VALUES ('MOV-NO-DATE', 'CARTAO-205', 'sem data', 4.00, NULL),
+                                         ('MOV-NEG-INF', 'CARTAO-205', 'menos infinito', 6.00, '-infinity');
+$$);
+\o
+SET sicoop.as_of = '2025-08-15 15:10:00-03';
+SELECT lives_ok('CALL sicoop.run_pipeline()', 'a run with a movement without a date and one at -infinity');
+SELECT results_eq($$SELECT coalesce(dia::text, 'no date'), source_rows, reject_rows, balanced FROM sicoop.reconciliation
+                    WHERE dia IS NULL OR dia = '-infinity' ORDER BY dia NULLS FIRST$$,
+                  $$VALUES ('no date', 1::bigint, 1::bigint, true), ('-infinity', 1::bigint, 1::bigint, true)$$,
+                  'reconciles them as two days of their own');
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$UPDATE movimentacao_cartao SET valor_movimentacao = 5.00 WHERE id_movimentacao_cartao = 'MOV-NO-DATE'$$);
+SET sicoop.as_of = '2025-08-15 15:20:00-03';
+CALL sicoop.run_pipeline();
+\o
+SELECT results_eq($$SELECT coalesce(dia::text, 'no date'), source_valor, reject_valor, balanced FROM sicoop.reconciliation
+                    WHERE dia IS NULL OR dia = '-infinity' ORDER BY dia NULLS FIRST$$,
+                  $$VALUES ('no date', 5.00, 5.00, true), ('-infinity', 6.00, 6.00, true)$$,
+                  'and the next run updates each of them alone');
 
 SELECT * FROM finish();

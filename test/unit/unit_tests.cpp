@@ -909,6 +909,7 @@ void test_pgoutput() {
     ok(throws(Bytes().c('T').i32(0x40000000u).c(0).i32(1).b), "a truncate naming more relations than it holds is refused");
     ok(throws(Bytes().c('R').i32(1).str("public").b), "a string without its NUL is refused");
     ok(throws(Bytes().c('D').i32(7).c('N').i16(0).b), "a delete without the old key is refused");
+    ok(throws(Bytes().c('I').i32(1).c('N').i16(65535).c('n').b), "a row announcing more columns than its message holds is refused");
 
     const std::string reply = standby_status_update(0x10, 0x20, 0x30, 999, false);
     ok(reply.size() == 34 && reply[0] == 'r' && reply.substr(1, 8) == Bytes().i64(0x10).b &&
