@@ -441,3 +441,54 @@ std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
 }
 
 }  // namespace sicoop::pgoutput
+
+namespace sicoop::pgoutput {
+
+std::string copy_text_value(const Column& c) {
+    if (c.kind != Column::Kind::Text) return "\\N";
+    std::string out;
+    out.reserve(c.value.size());
+    for (char ch : c.value) {
+        switch (ch) {
+            case '\\': out += "\\\\"; break;
+            case '\t': out += "\\t"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            default: out += ch;
+        }
+    }
+    return out;
+}
+
+StageBatch stage_batch(const TableBatch& batch, const std::vector<std::string>& stage_columns) {
+    StageBatch out;
+    out.table = batch.table;
+    out.truncated = batch.truncated;
+    // Where each stage column is in the source's row.
+    std::vector<size_t> position;
+    for (const std::string& column : stage_columns) {
+        auto found = std::find(batch.columns.begin(), batch.columns.end(), column);
+        if (found == batch.columns.end())
+            throw std::runtime_error("replication stream: source table " + batch.table + " no longer sends column " +
+                                     column + " (its schema changed): restore the column at the source, or stop the "
+                                     "stream and run the batch pipeline, whose drift rule reports it");
+        position.push_back(static_cast<size_t>(found - batch.columns.begin()));
+    }
+    for (const KeyState& s : batch.last) {
+        if (s.deleted) {
+            out.deleted_keys.push_back(s.key);
+            continue;
+        }
+        for (size_t i = 0; i < position.size(); ++i) {
+            const Column& c = s.row.at(position[i]);
+            if (c.kind == Column::Kind::UnchangedToast) out.fill_from_raw.emplace_back(s.key, stage_columns[i]);
+            if (i > 0) out.copy_text += '\t';
+            out.copy_text += copy_text_value(c);
+        }
+        out.copy_text += '\n';
+        ++out.rows;
+    }
+    return out;
+}
+
+}  // namespace sicoop::pgoutput

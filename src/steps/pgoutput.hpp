@@ -175,3 +175,27 @@ std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
                              const std::vector<std::string>& with_versions);
 
 }  // namespace sicoop::pgoutput
+
+namespace sicoop::pgoutput {
+
+// A table batch laid out for the warehouse's stage table: rows in the stage's column order
+// (`stage_columns`, the pipeline's source columns), as COPY text lines, and the keys deleted.
+// A column the source no longer sends is an error naming it (the stream stops with the fix:
+// the source's schema drifted); a column the source has beyond the pipeline's is left out.
+// An unchanged TOAST value is sent as `\N` and its column listed in `fill_from_raw` for that
+// row's key, for the warehouse to take raw's value (it was not sent because it did not change).
+struct StageBatch {
+    std::string table;
+    bool truncated = false;
+    std::string copy_text;                    // COPY ... FROM STDIN (FORMAT text) lines
+    size_t rows = 0;
+    std::vector<std::string> deleted_keys;
+    std::vector<std::pair<std::string, std::string>> fill_from_raw;  // key, column
+};
+StageBatch stage_batch(const TableBatch& batch, const std::vector<std::string>& stage_columns);
+
+// A value as COPY's text format writes it: backslash, tab, newline and carriage return
+// escaped; NULL is \N.
+std::string copy_text_value(const Column& c);
+
+}  // namespace sicoop::pgoutput

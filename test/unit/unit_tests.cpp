@@ -1058,10 +1058,40 @@ void test_fold() {
        "a table with no key known is refused");
 }
 
+
+void test_stage_batch() {
+    using namespace sicoop::pgoutput;
+    auto text = [](const std::string& v) { return Column{Column::Kind::Text, v}; };
+    ok(copy_text_value(text("a\\b\tc\nd\re")) == "a\\\\b\\tc\\nd\\re" && copy_text_value(Column{}) == "\\N" &&
+       copy_text_value(Column{Column::Kind::UnchangedToast, ""}) == "\\N",
+       "COPY text: backslash, tab, newline and return escaped; NULL and unchanged as \\N");
+    TableBatch b;
+    b.table = "movimentacao_cartao";
+    // The source's own column order, and a column the pipeline does not read.
+    b.columns = {"valor_movimentacao", "id_movimentacao_cartao", "extra", "descricao_movimentacao"};
+    b.last = {KeyState{"M1", false, {text("9.99"), text("M1"), text("x"), text("café\tbar")}, 1, 1},
+              KeyState{"M2", true, {}, 2, 2},
+              KeyState{"M3", false, {Column{}, text("M3"), text("y"), Column{Column::Kind::UnchangedToast, ""}}, 3, 3}};
+    StageBatch sb = stage_batch(b, {"id_movimentacao_cartao", "descricao_movimentacao", "valor_movimentacao"});
+    ok(sb.rows == 2 && sb.copy_text == "M1\tcafé\\tbar\t9.99\nM3\t\\N\t\\N\n",
+       "rows in the stage's column order, the source's extra column left out");
+    ok(sb.deleted_keys == std::vector<std::string>{"M2"}, "deleted keys apart");
+    ok(sb.fill_from_raw.size() == 1 && sb.fill_from_raw[0].first == "M3" &&
+       sb.fill_from_raw[0].second == "descricao_movimentacao", "an unchanged TOAST value is to be taken from raw");
+    bool refused = false;
+    try {
+        stage_batch(b, {"id_movimentacao_cartao", "data_movimentacao"});
+    } catch (const std::runtime_error& e) {
+        refused = std::string(e.what()).find("data_movimentacao") != std::string::npos;
+    }
+    ok(refused, "a column the source no longer sends stops the stream, naming it");
+}
+
 int main() {
     test_pgoutput();
     test_transaction_assembler();
     test_fold();
+    test_stage_batch();
     test_pipeline_order();
     test_statements_use_only_run_parameters();
     test_raw_plans();
