@@ -3,15 +3,16 @@ MODULE_big = sicoop_etl
 EXTENSION  = sicoop_etl
 # The version this build is: the SQL objects it expects (checked at every run).
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" sicoop_etl.control)
-# Every install and update script released, frozen as it shipped: never edited.
-DATA       = $(wildcard src/sql/released/sicoop_etl--*.sql)
-# This version's install script and its updates, assembled from the SQL sources in src/sql/
-# (src/sql/assemble.sh; git-ignored): one update per src/sql/updates/FROM--$(EXTVERSION).sql.
+# Every install and update script released, frozen at the top level as it shipped: never
+# edited. A released version's scripts were assembled from src/sql/ at its release.
+DATA       = $(wildcard sicoop_etl--*.sql)
+# A version not released yet is assembled from the SQL sources in src/sql/ (src/sql/assemble.sh)
+# into build/ (git-ignored): its install script and one update per
+# src/sql/updates/FROM--$(EXTVERSION).sql. To release it, copy build/*.sql to the top level.
 UPDATES_FROM = $(patsubst src/sql/updates/%--$(EXTVERSION).sql,%,$(wildcard src/sql/updates/*--$(EXTVERSION).sql))
-DATA_built   = sicoop_etl--$(EXTVERSION).sql $(foreach v,$(UPDATES_FROM),sicoop_etl--$(v)--$(EXTVERSION).sql)
-# A released version is never assembled again: bump default_version before changing src/sql/.
-ifneq ($(wildcard src/sql/released/sicoop_etl--$(EXTVERSION).sql),)
-$(error sicoop_etl $(EXTVERSION) is released (src/sql/released/): set default_version to the next version)
+ASSEMBLED    = build/sicoop_etl--$(EXTVERSION).sql $(foreach v,$(UPDATES_FROM),build/sicoop_etl--$(v)--$(EXTVERSION).sql)
+ifeq ($(wildcard sicoop_etl--$(EXTVERSION).sql),)
+DATA_built   = $(ASSEMBLED)
 endif
 SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sql src/sql/updates/*.sql) sicoop_etl.control
 
@@ -36,10 +37,22 @@ override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-sicoop_etl--$(EXTVERSION).sql: $(SQL_SOURCES)
+build/sicoop_etl--$(EXTVERSION).sql: $(SQL_SOURCES)
+	@mkdir -p build
 	bash src/sql/assemble.sh install $(EXTVERSION) $@
-sicoop_etl--%--$(EXTVERSION).sql: $(SQL_SOURCES)
+build/sicoop_etl--%--$(EXTVERSION).sql: $(SQL_SOURCES)
+	@mkdir -p build
 	bash src/sql/assemble.sh update $* $(EXTVERSION) $@
+
+# The SQL sources assemble to exactly what is installed: for a released version, its frozen
+# scripts (so src/sql/ is what 1.4 shipped until the next version starts).
+sql-check: $(ASSEMBLED)
+	@for f in $(ASSEMBLED); do \
+	  if [ -f "$$(basename $$f)" ]; then cmp -s "$$f" "$$(basename $$f)" || \
+	    { echo "src/sql/ no longer assembles to the released $$(basename $$f): set default_version to the next version"; exit 1; }; fi; \
+	done
+
+.PHONY: sql-check
 
 # PGXS compiles C++ with CXXFLAGS; make sure ours win.
 override CXXFLAGS += $(PG_CXXFLAGS)

@@ -206,6 +206,8 @@ cmd_test() {
   log "unit tests (pure C++, no server)"
   make -C "$REPO" -s unit-tests >/dev/null
   prove --exec '' "$REPO/test/unit/unit_tests" || failed=1
+  log "the SQL sources assemble to the released scripts (make sql-check)"
+  make -C "$REPO" -s sql-check || failed=1
   log "pg_regress"
   make -C "$REPO" -s installcheck || { failed=1; cat "$REPO/regression.diffs" 2>/dev/null | head -100; }
   if [ $fast = 0 ]; then

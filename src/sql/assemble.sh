@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Writes an extension script from the SQL sources (the Makefile calls it; never edit its output).
+# Writes an extension script from the SQL sources (the Makefile calls it, into build/; never
+# edit its output: a released version's output is frozen at the top level).
 #
 #   assemble.sh install VERSION OUT                 sicoop_etl--VERSION.sql
 #   assemble.sh update  FROM VERSION OUT            sicoop_etl--FROM--VERSION.sql

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes sicoop._warehouse_definition() anew, in src/sql/warehouse_definition.sql (make then
-# assembles it into the install and update scripts): the signature of a warehouse as the current build makes it (a fresh install in a
+# assembles it into the next version's install and update scripts): the signature of a warehouse as the current build makes it (a fresh install in a
 # scratch database, connected to the sample source). Run it after changing what the
 # warehouse or the extension's own tables are; test/pgtap/10_schema.sql fails until then.
 #   bash test/tools/warehouse_definition.sh
