@@ -237,6 +237,10 @@ struct SourceSession {
 };
 SourceSession session;
 
+// The snapshot every source session imports, if set (a stream's initial sync: the one its new
+// replication slot exported, so the copy and the stream meet with no gap and no overlap).
+std::string imported_snapshot;
+
 // Closes the session's connection, as it was opened (libpqsrv_*: its external FD released).
 void close_session() {
     PQclear(session.column_types);
@@ -331,6 +335,10 @@ void start_session(const BulkCopy& copy, const char* remote, const char* lock_ta
     session.conn = conn;
     session.source_table = copy.source_table;
     remote_value(conn, remote::kBeginSql, "open a transaction");
+    if (!imported_snapshot.empty()) {
+        char* literal = quote_literal_cstr(imported_snapshot.c_str());
+        remote_value(conn, psprintf("SET TRANSACTION SNAPSHOT %s", literal), "import the stream's snapshot");
+    }
     // The table's definition holds until the session ends (as pg_dump holds its tables): the
     // catalog the first copy reads is the one every later copy's casts rely on, so a column
     // altered at the source in between cannot be cut or rounded on its way into raw. Waits at
@@ -463,11 +471,12 @@ GROUP BY a.dia)sql", target, quote_identifier(columns[0].c_str()), quote_identif
 }
 
 // The rows of the source's copy, streamed into `rel` by COPY FROM; conversion errors explained.
-int64 copy_from_stream(Relation rel, List* attnames, bool as_text, const ConversionSite& site) {
+int64 copy_from_stream(Relation rel, List* attnames, bool as_text, const ConversionSite& site,
+                       copy_data_source_cb source = read_source_stream) {
     ParseState* pstate = make_parsestate(nullptr);
     (void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, nullptr, false, false);
     List* options = as_text ? NIL : list_make1(makeDefElem(pstrdup("format"), (Node*) makeString(pstrdup("binary")), -1));
-    CopyFromState cstate = BeginCopyFrom(pstate, rel, nullptr, nullptr, false, read_source_stream, attnames, options);
+    CopyFromState cstate = BeginCopyFrom(pstate, rel, nullptr, nullptr, false, source, attnames, options);
     MemoryContext cxt = CurrentMemoryContext;
     int64 rows = 0;
     PG_TRY();
@@ -667,7 +676,41 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
     return rows;
 }
 
+// A stream's rows, from memory: COPY FROM's data-source callback has no user argument.
+struct MemoryText {
+    const std::string* text = nullptr;
+    size_t offset = 0;
+};
+MemoryText memory_text;
+
+extern "C" int read_memory_text(void* outbuf, int /*minread*/, int maxread) {
+    const size_t left = memory_text.text->size() - memory_text.offset;
+    const size_t n = Min(left, static_cast<size_t>(maxread));
+    memcpy(outbuf, memory_text.text->data() + memory_text.offset, n);
+    memory_text.offset += n;
+    return static_cast<int>(n);
+}
+
 }  // namespace
+
+int64 copy_text_into(const char* table, const std::vector<std::string>& columns, const std::string& text) {
+    int64 rows = 0;
+    pg_call([&] {
+        Oid target_oid = RangeVarGetRelid(makeRangeVar(pstrdup("sicoop"), pstrdup(table), -1), NoLock, false);
+        List* attnames = NIL;
+        for (const auto& c : columns) attnames = lappend(attnames, makeString(pstrdup(c.c_str())));
+        check_may_copy_into(target_oid, table);
+        Relation rel = table_open(target_oid, RowExclusiveLock);
+        memory_text = MemoryText{&text, 0};
+        const ConversionSite site{table, nullptr, 0};
+        rows = copy_from_stream(rel, attnames, true, site, read_memory_text);
+        memory_text = MemoryText{};
+        table_close(rel, NoLock);
+    });
+    return rows;
+}
+
+void import_source_snapshot(const char* name) { imported_snapshot = name ? name : ""; }
 
 void end_source_session() {
     pg_call([] { finish_session(); });

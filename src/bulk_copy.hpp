@@ -8,6 +8,9 @@
 #include "spi_session.hpp"
 #include "steps/step.hpp"
 
+#include <string>
+#include <vector>
+
 namespace sicoop {
 
 // Streams the source table (or its window, or the rows with the keys asked for, or what
@@ -24,5 +27,13 @@ void end_source_session();
 // On an error: cancels whatever the source session is running there (a COPY, a statement
 // waiting on a lock) and closes it. Never raises.
 void abort_source_session();
+
+// Rows in COPY's text format (a stream's micro-batch, src/stream.cpp) into table sicoop.<table>'s
+// `columns`; returns the rows copied.
+int64 copy_text_into(const char* table, const std::vector<std::string>& columns, const std::string& text);
+
+// Every source session from now on imports snapshot `name` (SET TRANSACTION SNAPSHOT), as a
+// replication slot exported it; nullptr: each takes its own again.
+void import_source_snapshot(const char* name);
 
 }  // namespace sicoop

@@ -5,6 +5,7 @@
 #include "pipeline.hpp"
 #include "schedule.hpp"
 #include "source.hpp"
+#include "stream.hpp"
 
 extern "C" {
 PG_MODULE_MAGIC;
@@ -16,6 +17,8 @@ PGDLLEXPORT Datum sicoop_check_source(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_connect_source(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_export_flat(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_cron_connection_error(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum sicoop_launch_stream_worker(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(sicoop_launch_stream_worker);
 PG_FUNCTION_INFO_V1(sicoop_run_step);
 PG_FUNCTION_INFO_V1(sicoop_run_pipeline);
 PG_FUNCTION_INFO_V1(sicoop_check_source);
@@ -44,6 +47,9 @@ int max_run_time_setting = 2 * 60 * 60;
 int lock_timeout_setting = 5 * 60 * 1000;
 int step_timeout_setting = 60 * 60 * 1000;
 int full_run_setting = FULL_RUN_COMPARE;
+int stream_interval_setting = 250;
+int stream_batch_changes_setting = 20000;
+int stream_lag_alert_setting = 60;
 
 MemoryContext error_context() { return current_error_context; }
 void set_error_context(MemoryContext cxt) { current_error_context = cxt; }
@@ -105,6 +111,20 @@ void _PG_init(void) {
         "copied and re-checked, and every layer recomputed (what a full run owed after a rule change does).",
         &sicoop::full_run_setting, sicoop::FULL_RUN_COMPARE, full_run_options, PGC_USERSET, 0, nullptr, nullptr,
         nullptr);
+    DefineCustomIntVariable(
+        "sicoop.stream_interval", "How long the stream gathers changes before it applies them as a micro-batch.",
+        "A micro-batch is applied this long after its first change arrived (or sooner, once it holds "
+        "sicoop.stream_batch_changes changes): the freshness a stream gives is about this plus the apply's time.",
+        &sicoop::stream_interval_setting, 250, 10, 60 * 60 * 1000, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.stream_batch_changes", "The most source changes the stream applies in one micro-batch.",
+        "A micro-batch holds whole source transactions: one larger than this is applied alone.",
+        &sicoop::stream_batch_changes_setting, 20000, 1, INT_MAX, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.stream_lag_alert", "How far behind the source the stream may be before the watchdog alerts.",
+        "sicoop.watchdog() (every minute, with sicoop.schedule()) sends NOTIFY sicoop_alerts once when the stream's lag "
+        "passes this, or when it failed.",
+        &sicoop::stream_lag_alert_setting, 60, 1, INT_MAX, PGC_USERSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("sicoop");
 }
 
@@ -146,4 +166,8 @@ Datum sicoop_export_flat(PG_FUNCTION_ARGS) {
 
 Datum sicoop_cron_connection_error(PG_FUNCTION_ARGS) {
     return sicoop::sql_entry([&] { return sicoop::cron_connection_error(fcinfo); });
+}
+
+Datum sicoop_launch_stream_worker(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::stream::launch_worker(fcinfo); });
 }

@@ -63,10 +63,11 @@ void check_installation() {
 
 // What the step needs to know before it plans: full or incremental, what it last processed,
 // which tables are still empty, and the movements' window.
-RunContext load_context(const Step& step, bool full, bool rebuild, spi::RunParams& params) {
+RunContext load_context(const Step& step, bool full, bool rebuild, bool stream, spi::RunParams& params) {
     RunContext ctx;
     ctx.full = full || rebuild;
     ctx.rebuild = rebuild;
+    ctx.stream = stream;
     spi::Param name = spi::text_param(step.name.c_str());
     ctx.since_run_id = rebuild ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
     if (ctx.full && !rebuild) {
@@ -247,10 +248,11 @@ private:
     TimestampTz deadline_ = 0;
 };
 
-StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full, bool rebuild) {
+StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full, bool rebuild,
+                         bool stream = false) {
     StepOutcome outcome;
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
-    const RunContext ctx = load_context(step, full, rebuild, params);
+    const RunContext ctx = load_context(step, full, rebuild, stream, params);
     // For this step's transaction: no JIT (compiling costs more than it buys for set-based
     // loads), and fixed memory budgets, so the backend's memory does not grow with the data:
     // hash joins and sorts bigger than these spill to disk instead.
@@ -668,7 +670,55 @@ SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retentio
     }
 }
 
+// While a stream keeps the warehouse current (src/stream.cpp), an incremental run has nothing
+// to do: it is skipped, with a notice (pg_cron's schedule may stay as it is). A full run still
+// runs -- the check -- and the stream waits for it (the pipeline lock), then goes on.
+bool stream_keeps_current(int64 run_id, TimestampTz reference_time, RunTransaction& tx) {
+    if (spi::exec_text("SELECT (to_regclass('sicoop.stream_state') IS NOT NULL AND sicoop._stream_worker_pid() IS NOT NULL"
+                       " AND EXISTS (SELECT 1 FROM sicoop.stream_state s WHERE s.wanted AND s.state = 'streaming'))::text") != "true")
+        return false;
+    const char* message = "skipped: the stream keeps the warehouse current (sicoop.stream_status()); a full run still runs";
+    run_log::skipped(run_id, reference_time, message, nullptr);
+    tx.commit();
+    pg_call([&] { ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), message))); });
+    return true;
+}
+
 }  // namespace
+
+// The stream worker's side (src/stream.cpp): the same steps, in the worker's transaction.
+namespace stream_steps {
+
+void check_ready() { check_installation(); }
+
+bool try_run_lock() { return try_lock(false); }
+
+StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail) {
+    StepCounts total;
+    total.rows_unchanged = 0;
+    detail = "{";
+    for (const Step& step : pipeline_steps()) {
+        // The initial sync is a full run (a first load on an empty warehouse), logged as one.
+        if (!stream) run_log::started(run_id, step.name.c_str(), reference_time);
+        StepOutcome outcome = as_pg_error([&] { return execute_step(step, reference_time, run_id, !stream, false, stream); });
+        if (!stream) run_log::succeeded(run_id, step.name.c_str(), outcome.counts, outcome.detail.c_str());
+        const StepCounts& c = outcome.counts;
+        detail += (detail.size() > 1 ? ", \"" : "\"") + step.name + "\": [" + std::to_string(c.rows_read) + ", " +
+                  std::to_string(c.rows_inserted) + ", " + std::to_string(c.rows_updated) + ", " +
+                  std::to_string(c.rows_deleted) + ", " + std::to_string(c.rows_rejected) + "]";
+        total.rows_read += c.rows_read;
+        total.rows_inserted += c.rows_inserted;
+        total.rows_updated += c.rows_updated;
+        total.rows_deleted += c.rows_deleted;
+        total.rows_unchanged += c.rows_unchanged;
+        total.rows_rejected += c.rows_rejected;
+        total.rows_unknown = c.rows_unknown;
+    }
+    detail += "}";
+    return total;
+}
+
+}  // namespace stream_steps
 
 Datum run_pipeline(FunctionCallInfo fcinfo) {
     // Steps commit on their own only in a non-atomic CALL (not inside BEGIN ... COMMIT).
@@ -693,6 +743,12 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
     try {
         // (Inside the try: a failure while preparing must release the session's lock too, or a
         // pooled session would keep every other run skipped.)
+        if (!full && stream_keeps_current(run_id, reference_time, tx)) {
+            unlock_session();
+            tx.restore();
+            spi_finish();
+            PG_RETURN_VOID();
+        }
         const Run run = prepare_run(run_id, reference_time, full);
         run_log::started(run_id, "run_pipeline", reference_time);
         tx.commit();

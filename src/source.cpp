@@ -145,10 +145,10 @@ Datum connect(FunctionCallInfo fcinfo) {
     return result;
 }
 
-PGconn* open_connection() {
+PGconn* open_connection(bool replication) {
     ForeignServer* server = GetForeignServerByName(kServerName, false);
     UserMapping* mapping = GetUserMapping(GetUserId(), server->serverid);
-    int n = list_length(server->options) + list_length(mapping->options) + 4;
+    int n = list_length(server->options) + list_length(mapping->options) + 5;
     const char** keywords = static_cast<const char**>(palloc0(sizeof(char*) * (n + 1)));
     const char** values = static_cast<const char**>(palloc0(sizeof(char*) * (n + 1)));
     int i = 0;
@@ -179,6 +179,8 @@ PGconn* open_connection() {
                            source_timeout_setting, source_timeout_setting);
     // Binary COPY text fields are decoded with this session's client encoding: send in it.
     keywords[i] = "client_encoding", values[i++] = pg_get_client_encoding_name();
+    // The stream's connection: a logical replication connection to the same database.
+    if (replication) keywords[i] = "replication", values[i++] = "database";
     keywords[i] = nullptr;
     char* where = psprintf("server %s", kServerName);
     return connect_checked(keywords, values, where);

@@ -93,6 +93,10 @@ work_mem = '64MB'
 maintenance_work_mem = '1GB'
 max_wal_size = '16GB'
 checkpoint_timeout = '30min'
+# Streaming (sicoop.start_stream()): the source side of logical replication.
+wal_level = logical
+max_replication_slots = 10
+max_wal_senders = 10
 EOF
   grep -q "^include_if_exists = 'sicoop_env.conf'" "$PGDATA_DIR/postgresql.conf" ||
     echo "include_if_exists = 'sicoop_env.conf'" >>"$PGDATA_DIR/postgresql.conf"
@@ -108,6 +112,12 @@ EOF
     fi
   done
   [ "$(id -u)" = 0 ] && chown postgres:postgres "$PGDATA_DIR/sicoop_env.conf"
+  # A cluster started before streaming's settings were added restarts to take them.
+  if as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1 &&
+     [ "$(psql_q -d postgres -Atc 'SHOW wal_level' 2>/dev/null)" != logical ]; then
+    log "restarting PostgreSQL for wal_level = logical"
+    as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop >/dev/null
+  fi
   if ! as_server_user "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
     log "starting PostgreSQL on port $PORT"
     # The server's password file (libpq's, for the connections pg_cron makes to start jobs)

@@ -340,7 +340,11 @@ REVOKE ALL ON FUNCTION sicoop._row_rule_checks(text, date, regclass) FROM PUBLIC
 -- numbers masked), which then holds exactly the rejects of this check (what was fixed or
 -- deleted at the source leaves). `rows_in` holds every row the run looks at again, rejected
 -- keys included (src/steps/raw.cpp). rows_checked: the rows it held before.
+-- `partial`: the stage holds only some keys (a stream's micro-batch): only the rejects of those
+-- keys are replaced, and only the rules that found something are recorded in dq_result (a
+-- micro-batch every second would otherwise write every rule's zero every second).
 CREATE OR REPLACE FUNCTION _apply_row_rules(tbl text, run_id bigint, ref_date date, rows_in regclass DEFAULT NULL,
+                                 partial boolean DEFAULT false,
                                  OUT rows_rejected bigint, OUT rows_checked bigint)
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -405,8 +409,10 @@ BEGIN
                      key, checked, rule_preds[i])
       INTO sample;
     END IF;
-    INSERT INTO sicoop.dq_result (run_id, rule_name, table_name, severity, rows_checked, rows_failed, sample)
-    VALUES (_apply_row_rules.run_id, rules[i], tbl, severities[i], counts[1], counts[i + 1], sample);
+    IF NOT partial OR counts[i + 1] > 0 THEN
+      INSERT INTO sicoop.dq_result (run_id, rule_name, table_name, severity, rows_checked, rows_failed, sample)
+      VALUES (_apply_row_rules.run_id, rules[i], tbl, severities[i], counts[1], counts[i + 1], sample);
+    END IF;
     IF severities[i] = 'fail' AND counts[i + 1] > 0 THEN
       RAISE EXCEPTION 'sicoop: data-quality rule % failed for % of % rows of source table % (keys %)',
                       rules[i], counts[i + 1], counts[1], tbl, sample
@@ -434,17 +440,24 @@ BEGIN
                    checked, reject_pred, reject_labels, key, record_expr);
   END IF;
 
-  -- Keys compare as (coalesce(key, ''), key IS NULL): equalities a hash join can use. (IS NOT
-  -- DISTINCT FROM cannot be hashed: with tens of thousands of rejects the anti-join compared
-  -- every pair, 690 million comparisons and 48 s in the soak.)
-  WITH found AS (
-    SELECT n.record_id, row_number() OVER (PARTITION BY n.record_id ORDER BY n.record::text) AS copy_no
-    FROM sicoop.stage_reject n)
-  DELETE FROM sicoop.reject j
-  WHERE j.table_name = tbl
-    AND NOT EXISTS (SELECT 1 FROM found f
-                    WHERE coalesce(f.record_id, '') = coalesce(j.record_id, '') AND (f.record_id IS NULL) = (j.record_id IS NULL)
-                      AND f.copy_no = j.copy_no);
+  IF partial THEN
+    -- A micro-batch checked only its own keys: those that passed (still in `checked`) leave the
+    -- rejects; those rejected again are replaced below.
+    EXECUTE format('DELETE FROM sicoop.reject j WHERE j.table_name = %L AND j.record_id IN (SELECT s.%I::text FROM %s s)',
+                   tbl, key, checked);
+  ELSE
+    -- Keys compare as (coalesce(key, ''), key IS NULL): equalities a hash join can use. (IS NOT
+    -- DISTINCT FROM cannot be hashed: with tens of thousands of rejects the anti-join compared
+    -- every pair, 690 million comparisons and 48 s in the soak.)
+    WITH found AS (
+      SELECT n.record_id, row_number() OVER (PARTITION BY n.record_id ORDER BY n.record::text) AS copy_no
+      FROM sicoop.stage_reject n)
+    DELETE FROM sicoop.reject j
+    WHERE j.table_name = tbl
+      AND NOT EXISTS (SELECT 1 FROM found f
+                      WHERE coalesce(f.record_id, '') = coalesce(j.record_id, '') AND (f.record_id IS NULL) = (j.record_id IS NULL)
+                        AND f.copy_no = j.copy_no);
+  END IF;
   INSERT INTO sicoop.reject AS j (table_name, record_id, copy_no, rule_name, rules, reason, record, run_id, last_run_id, rejected_at)
   SELECT tbl, n.record_id, row_number() OVER (PARTITION BY n.record_id ORDER BY n.record::text),
          regexp_replace(n.rules[1], '\(.*$', ''), n.rules,
@@ -459,7 +472,7 @@ BEGIN
   SELECT count(*) INTO rows_rejected FROM sicoop.stage_reject;
 END
 $fn$;
-REVOKE ALL ON FUNCTION sicoop._apply_row_rules(text, bigint, date, regclass) FROM PUBLIC;  -- operator
+REVOKE ALL ON FUNCTION sicoop._apply_row_rules(text, bigint, date, regclass, boolean) FROM PUBLIC;  -- operator
 
 -- The source's column types against the warehouse's (the stage_source_column rows the load
 -- read from the source's catalog), for the table's enabled source_drift rules.

@@ -38,6 +38,7 @@ DECLARE
   r record;
   overdue int := 0;
 BEGIN
+  PERFORM sicoop._watch_stream();  -- a stream whose worker is gone starts again (src/sql/stream.sql)
   FOR r IN SELECT s.run_id, s.started_at, l.detail ? 'overdue_alerted_at' AS alerted,
                   (SELECT x.step FROM sicoop.run_log x WHERE x.run_id = s.run_id AND x.step <> 'run_pipeline'
                    ORDER BY x.started_at DESC LIMIT 1) AS current_step

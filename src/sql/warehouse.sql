@@ -7,7 +7,7 @@
 -- The warehouse's data: created once, after CREATE EXTENSION, and never an extension member.
 ------------------------------------------------------------------------------------------
 -- The layout of the warehouse's data this version creates and reads.
-CREATE OR REPLACE FUNCTION _layout_version() RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT '1.4'::text $$;
+CREATE OR REPLACE FUNCTION _layout_version() RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT '1.5'::text $$;
 
 -- The views that answer analysts' first questions (sicoop._create_bi_views()).
 CREATE OR REPLACE FUNCTION _analyst_views() RETURNS text[] LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -18,7 +18,7 @@ $$;
 -- Every relation of the warehouse (schema sicoop), as this layout has it.
 CREATE OR REPLACE FUNCTION _warehouse_relations() RETURNS text[] LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 SELECT ARRAY['warehouse_info', 'run_id_seq', 'run_log', 'reject', 'step_state', 'raw_tombstone',
-             'source_sync', 'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
+             'source_sync', 'stream_state', 'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',
              'trusted_associado', 'trusted_conta', 'trusted_cartao', 'trusted_movimentacao_cartao',
              'dim_data', 'dim_conta', 'dim_cartao', 'dim_associado', 'fato_movimentacao_cartao',
              'vw_movimentacao_flat', 'dq_rule', 'dq_result', 'canonical_value', 'reconciliation', 'progress']
@@ -308,6 +308,7 @@ CREATE INDEX fato_movimentacao_cartao_unknown ON sicoop.fato_movimentacao_cartao
 ------------------------------------------------------------------------------------------
 PERFORM sicoop._create_flat_view();
 PERFORM sicoop._create_quality_tables();
+PERFORM sicoop._create_stream_state();
 
 IF EXISTS (SELECT 1 FROM pg_depend WHERE classid = 'pg_class'::regclass AND objid = 'sicoop.run_log'::regclass
            AND deptype = 'e') THEN

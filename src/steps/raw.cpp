@@ -570,6 +570,51 @@ void plan_keyed(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(delete_rejected(t));
 }
 
+// A stream's micro-batch: the stage holds the last state of every key the batch inserted or
+// updated, sicoop.stream_key every key it touched (src/stream.cpp). The columns the source did
+// not send (an unchanged TOAST value) are taken from raw; then the rules, the merge, and the
+// keys deleted at the source (or every key, after a truncate) leave raw with a tombstone.
+// Only the batch's keys are looked at: its cost follows the change, not the history.
+void plan_streamed(std::vector<Action>& actions, const SourceTable& t) {
+    std::string kept;
+    for (const auto& [col, type] : t.columns) {
+        if (col == t.key) continue;
+        kept += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY (k.keep_from_raw) THEN r.{col} ELSE s.{col} END)sql",
+                     {{"sep", kept.empty() ? "" : ",\n    "}, {"col", col}});
+    }
+    actions.push_back(sql_action(fill(R"sql(
+UPDATE {stage} s
+SET {kept}
+FROM sicoop.stream_key k, {raw} r
+WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> '{}' AND r.{key} = s.{key})sql",
+                                      {{"stage", stage_of(t)}, {"kept", kept}, {"raw", raw_of(t)}, {"table", t.name},
+                                       {"key", t.key}}),
+                                 t.name));
+    actions.push_back(sql_action(
+        "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date, NULL, true) r",
+        t.name));
+    add_merge(actions, t);
+    const std::string gone = fill(R"sql(r.{key} IN (SELECT k.record_id FROM sicoop.stream_key k
+                WHERE k.table_name = '{table}' AND k.deleted AND k.record_id IS NOT NULL)
+    OR (EXISTS (SELECT 1 FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.record_id IS NULL)
+        AND {not_in_stage}))sql",
+                                  {{"key", t.key}, {"table", t.name}, {"not_in_stage", not_in_stage(t)}});
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, "(" + gone + ")"), t.name));
+    // A key deleted at the source leaves the rejects too (or every rejected key, after a truncate).
+    actions.push_back(sql_action(fill(R"sql(
+DELETE FROM sicoop.reject j
+WHERE j.table_name = '{table}'
+  AND (j.record_id IN (SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.deleted)
+       OR EXISTS (SELECT 1 FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.record_id IS NULL))
+  AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
+                                      {{"table", t.name}}),
+                                 t.name));
+    // A row now rejected (changed into a bad one) leaves raw, and so every later layer.
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key,
+                                                            "r." + t.key + " IN (SELECT n.record_id FROM sicoop.stage_reject n)"),
+                                 t.name));
+}
+
 }  // namespace
 
 std::vector<Action> plan_raw(const RunContext& ctx) {
@@ -577,7 +622,9 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
     actions.push_back(sql_action("TRUNCATE sicoop.stage_source_column"));
     for (const SourceTable& t : source_tables()) {
         const std::string raw_table = "raw_" + t.name;
-        if (ctx.is_empty(raw_table))
+        if (ctx.stream)
+            plan_streamed(actions, t);
+        else if (ctx.is_empty(raw_table))
             plan_first_load(actions, t);
         else if (ctx.rebuild || (is_movements(t) && !ctx.has_window))
             plan_whole(actions, t);

@@ -81,7 +81,7 @@ const char* const kCorrectInPlace = R"sql(WITH corrected AS (
       data_hora_atualizacao_registro = $1, run_id = $2
   FROM sicoop.trusted_associado s
   WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado{changed}
-    AND d.inicio_vigencia_registro_associado = $1
+    AND d.inicio_vigencia_registro_associado = {at_s}
     AND {dim_historized} IS DISTINCT FROM {source_historized}
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM corrected)sql";
@@ -89,11 +89,11 @@ SELECT count(*) AS rows_updated FROM corrected)sql";
 // Changed members: close the current version at T (the new one is inserted below).
 const char* const kCloseChanged = R"sql(WITH closed AS (
   UPDATE sicoop.dim_associado d
-  SET fim_vigencia_registro_associado = $1, registro_ativo_associado = false,
+  SET fim_vigencia_registro_associado = {at_s}, registro_ativo_associado = false,
       data_hora_atualizacao_registro = $1, run_id = $2
   FROM sicoop.trusted_associado s
   WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado{changed}
-    AND d.inicio_vigencia_registro_associado < $1
+    AND d.inicio_vigencia_registro_associado < {at_s}
     AND {dim_historized} IS DISTINCT FROM {source_historized}
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM closed)sql";
@@ -103,8 +103,8 @@ SELECT count(*) AS rows_updated FROM closed)sql";
 // stamped so that load_fato re-keys the movements that pointed at it.
 const char* const kDropGoneOpenedNow = R"sql(WITH dropped AS (
   DELETE FROM sicoop.dim_associado d
-  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL
-    AND d.inicio_vigencia_registro_associado = $1
+  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL{gone_candidates}
+    AND d.inicio_vigencia_registro_associado = {at_d}
     AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)
   RETURNING d.id_associado),
 stamped AS (
@@ -114,10 +114,10 @@ stamped AS (
 SELECT count(*) AS rows_deleted FROM dropped)sql";
 const char* const kCloseGone = R"sql(WITH closed AS (
   UPDATE sicoop.dim_associado d
-  SET fim_vigencia_registro_associado = $1, registro_ativo_associado = false,
+  SET fim_vigencia_registro_associado = {at_d}, registro_ativo_associado = false,
       data_hora_atualizacao_registro = $1, run_id = $2
-  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL
-    AND d.inicio_vigencia_registro_associado < $1
+  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL{gone_candidates}
+    AND d.inicio_vigencia_registro_associado < {at_d}
     AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM closed)sql";
@@ -133,7 +133,7 @@ const char* const kOpen = R"sql(WITH opened AS (
          sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date), s.estado_civil, s.escolaridade,
          CASE WHEN s.id_associado IN (SELECT h.id_associado FROM sicoop.dim_associado h
                                       WHERE h.id_associado IS NOT NULL)
-              THEN $1 ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,
+              THEN {open_at} ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,
          timestamp '9999-12-31' AT TIME ZONE $3, true, $1, $2
   FROM sicoop.trusted_associado s
   WHERE true{changed} AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d
@@ -142,17 +142,38 @@ const char* const kOpen = R"sql(WITH opened AS (
   RETURNING 1)
 SELECT count(*) AS rows_inserted FROM opened)sql";
 
+// When a version opens or closes. A batch run: at its reference time ($1). A stream's
+// micro-batch (true history): at the commit time of the source transaction that changed the
+// member (sicoop.stream_key; a micro-batch holds at most one change per member), never before
+// the member's current version began -- a commit older than that (a batch run's version, clocks
+// apart) corrects the current version in place instead of making versions overlap.
+const char* const kStreamChangeTime = R"sql(coalesce((SELECT k.commit_time FROM sicoop.stream_key k
+                     WHERE k.table_name = 'associado' AND k.record_id = {member}), $1))sql";
+// Stream: only the members the batch touched can have gone (or every one, after a truncate).
+const char* const kStreamGoneCandidates = R"sql(
+    AND (d.id_associado IN (SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = 'associado')
+         OR EXISTS (SELECT 1 FROM sicoop.stream_key k WHERE k.table_name = 'associado' AND k.record_id IS NULL)))sql";
+
+std::vector<std::pair<std::string, std::string>> vigencia_times(const RunContext& ctx) {
+    if (!ctx.stream) return {{"at_s", "$1"}, {"at_d", "$1"}, {"open_at", "$1"}, {"gone_candidates", ""}};
+    const std::string of_s = fill(kStreamChangeTime, {{"member", "s.id_associado"}});
+    const std::string of_d = fill(kStreamChangeTime, {{"member", "d.id_associado"}});
+    return {{"at_s", "greatest(" + of_s + ", d.inicio_vigencia_registro_associado)"},
+            {"at_d", "greatest(" + of_d + ", d.inicio_vigencia_registro_associado)"},
+            {"open_at", "greatest(" + of_s + R"sql(, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
+                                 WHERE h.id_associado = s.id_associado)))sql"},
+            {"gone_candidates", kStreamGoneCandidates}};
+}
+
 }  // namespace
 
 std::vector<Action> plan_scd2(const RunContext& ctx) {
     // Members whose trusted row changed since this step last ran (load_trusted also stamps the
     // members whose age moved on); all of them on a full run.
     const std::string changed = ctx.everything() ? "" : " AND s.run_id > $4";
-    auto statement = [&](const char* sql) {
-        return sql_action(fill(sql, {{"changed", changed},
-                                     {"dim_historized", kDimHistorized},
-                                     {"source_historized", kSourceHistorized}}));
-    };
+    auto values = vigencia_times(ctx);
+    values.insert(values.end(), {{"changed", changed}, {"dim_historized", kDimHistorized}, {"source_historized", kSourceHistorized}});
+    auto statement = [&](const char* sql) { return sql_action(fill(sql, values)); };
     std::vector<Action> actions;
     // Runs go forward in time: closing a version before it started would be a lie.
     actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));

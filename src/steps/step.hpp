@@ -117,6 +117,10 @@ struct RunContext {
     std::vector<std::pair<std::string, int64_t>> table_rows;  // raw_* row estimates (load_raw)
     std::vector<std::string> empty_tables;  // warehouse tables (sicoop.*) that are empty
     bool has_window = false;            // raw movements have a watermark (window start in $5)
+    // A stream's micro-batch (src/stream.cpp): the stage already holds the batch's rows and
+    // sicoop.stream_key every key it touched; nothing is read from the source, and every later
+    // step follows what changed, whatever the history's size.
+    bool stream = false;
 
     bool is_empty(const std::string& table) const;
     int64_t rows_of(const std::string& table) const;  // 0 when unknown

@@ -58,6 +58,12 @@ CREATE TABLE source_day_total (dia date, source_rows bigint NOT NULL, source_val
 -- The movement days, before the incremental window, whose source totals differ from raw's plus
 -- the rejects': an old movement inserted, edited or deleted. The incremental load reads them too.
 CREATE UNLOGGED TABLE stage_day (dia date);
+-- A stream's micro-batch (src/stream.cpp): every key it touched, per table, with the source
+-- commit that left it so, whether it was deleted, and the columns whose unchanged TOAST value
+-- the source did not send (taken from raw). A row with no key: the table was truncated.
+CREATE UNLOGGED TABLE stream_key (table_name text NOT NULL, record_id text, deleted boolean NOT NULL,
+                                  commit_time timestamptz NOT NULL, keep_from_raw text[] NOT NULL DEFAULT '{}');
+CREATE INDEX stream_key_record ON stream_key (table_name, record_id);
 -- No statistics of the stage's text: it holds the source's values as they are -- full card
 -- numbers, numbers typed into descriptions, card-like keys about to be rejected -- and ANALYZE
 -- (the load's own, or autovacuum's) would copy a sample of them into pg_statistic, which
@@ -74,6 +80,8 @@ ALTER TABLE stage_movimentacao_cartao ALTER COLUMN id_movimentacao_cartao SET ST
   ALTER COLUMN id_cartao SET STATISTICS 0, ALTER COLUMN descricao_movimentacao SET STATISTICS 0;
 ALTER TABLE stage_reject ALTER COLUMN record_id SET STATISTICS 0, ALTER COLUMN record SET STATISTICS 0;
 ALTER TABLE stage_key ALTER COLUMN record_id SET STATISTICS 0;
+ALTER TABLE stream_key ALTER COLUMN record_id SET STATISTICS 0;
+REVOKE ALL ON stream_key FROM PUBLIC;
 
 -- First loads build secondary indexes after the rows are in (faster than maintaining them
 -- row by row): their definitions wait here meanwhile (from the short transaction that drops

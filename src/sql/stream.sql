@@ -1,0 +1,189 @@
+-- Streaming (issue 19): the source's changes followed on PostgreSQL's logical replication by a
+-- background worker of sicoop's own (src/stream.cpp), which applies them through the same
+-- data-quality gate and steps as a batch run, in micro-batches. ARCHITECTURE.md says why a
+-- worker and not a subscription. Here: the stream's state table, start_stream(),
+-- stop_stream(), resync_stream(), stream_status(), and what the watchdog does for the stream.
+
+-- The stream's state: one row, part of the warehouse (so the LSN it has applied is dumped,
+-- restored and owned with the data it covers). Written by start_stream()/stop_stream() and by
+-- the worker, in the same transaction as the changes it applies (exactly once).
+CREATE OR REPLACE FUNCTION _create_stream_state() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+CREATE TABLE sicoop.stream_state (
+    singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    slot_name        text NOT NULL,
+    publication      text NOT NULL,
+    -- Started and not stopped: the watchdog starts the worker again after a server restart.
+    wanted           boolean NOT NULL DEFAULT false,
+    state            text NOT NULL DEFAULT 'stopped'
+                     CHECK (state IN ('starting', 'syncing', 'streaming', 'paused', 'reconnecting', 'stopped', 'failed')),
+    -- The end of the last source transaction the warehouse holds: the stream resumes after it.
+    -- NULL: no snapshot taken yet (the worker's first start copies one, then streams from it).
+    applied_lsn      pg_lsn,
+    received_lsn     pg_lsn,         -- the latest position the source reported
+    changes_applied  bigint NOT NULL DEFAULT 0,
+    transactions_applied bigint NOT NULL DEFAULT 0,
+    batches_applied  bigint NOT NULL DEFAULT 0,
+    last_commit_time timestamptz,    -- the source commit of the last transaction applied
+    last_apply_at    timestamptz,
+    started_by       text,           -- the role the worker runs as
+    worker_pid       int,
+    started_at       timestamptz,
+    stopped_at       timestamptz,
+    lag_alerted_at   timestamptz,
+    error_sqlstate   text,
+    error_message    text,
+    error_hint       text
+);
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._create_stream_state() FROM PUBLIC;
+
+-- Starts the stream worker (src/stream.cpp) unless one runs for this database; its pid.
+CREATE OR REPLACE FUNCTION _launch_stream_worker() RETURNS int
+AS 'MODULE_PATHNAME', 'sicoop_launch_stream_worker' LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION sicoop._launch_stream_worker() FROM PUBLIC;  -- operator
+
+-- The worker of this database's stream, if it runs.
+CREATE OR REPLACE FUNCTION _stream_worker_pid() RETURNS int LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT a.pid FROM pg_catalog.pg_stat_activity a
+WHERE a.backend_type = 'sicoop_etl stream' AND a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+LIMIT 1
+$$;
+
+-- Starts following the source's changes: the publication `publication` at the source (the
+-- README gives its CREATE PUBLICATION), through replication slot `slot_name`, which the worker
+-- creates at its first start together with the snapshot the warehouse is brought to. Batch
+-- runs then skip (the stream keeps the warehouse current); full runs still check it. Returns
+-- the worker's pid. Called again, it starts a worker that is not running (same slot).
+CREATE OR REPLACE FUNCTION start_stream(slot_name text DEFAULT 'sicoop_stream', publication text DEFAULT 'sicoop_stream')
+RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  s record;
+BEGIN
+  PERFORM sicoop._check_ready();
+  -- A slot's name, as the source accepts it; the publication's, as an identifier.
+  IF slot_name IS NULL OR slot_name !~ '^[a-z0-9_]{1,63}$' THEN
+    RAISE EXCEPTION 'sicoop.start_stream: % is not a replication slot name', coalesce(quote_literal(slot_name), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Lower-case letters, digits and underscores, at most 63.';
+  END IF;
+  IF publication IS NULL OR publication !~ '^[A-Za-z_][A-Za-z0-9_$]{0,62}$' THEN
+    RAISE EXCEPTION 'sicoop.start_stream: % is not a publication name', coalesce(quote_literal(publication), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  SELECT * INTO s FROM sicoop.stream_state FOR UPDATE;
+  IF FOUND AND s.applied_lsn IS NOT NULL AND (s.slot_name, s.publication) IS DISTINCT FROM (start_stream.slot_name, start_stream.publication) THEN
+    RAISE EXCEPTION 'sicoop.start_stream: the stream follows slot % and publication %', s.slot_name, s.publication
+      USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Call sicoop.start_stream() with those, or sicoop.stop_stream() and sicoop.resync_stream() first to start over from a fresh snapshot (the history is kept).';
+  END IF;
+  INSERT INTO sicoop.stream_state AS t (slot_name, publication, wanted, state, started_by, started_at, stopped_at)
+  VALUES (start_stream.slot_name, start_stream.publication, true, 'starting', current_user, clock_timestamp(), NULL)
+  ON CONFLICT (singleton) DO UPDATE
+  SET slot_name = EXCLUDED.slot_name, publication = EXCLUDED.publication, wanted = true,
+      state = CASE WHEN sicoop._stream_worker_pid() IS NULL THEN 'starting' ELSE t.state END,
+      started_by = current_user, started_at = coalesce(t.started_at, EXCLUDED.started_at), stopped_at = NULL,
+      error_sqlstate = NULL, error_message = NULL, error_hint = NULL;
+  -- (The worker waits for this transaction to end before it reads the row.)
+  RETURN coalesce(sicoop._stream_worker_pid(), sicoop._launch_stream_worker());
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop.start_stream(text, text) FROM PUBLIC;  -- operator
+
+-- Stops the stream: the worker finishes the micro-batch it is applying and exits (within
+-- sicoop.stream_interval). The slot stays at the source, holding the changes since: a later
+-- start_stream() resumes from there, nothing lost. (Drop the slot at the source if the stream
+-- is given up for good: a slot left behind keeps the source's WAL.)
+CREATE OR REPLACE FUNCTION stop_stream() RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  UPDATE sicoop.stream_state SET wanted = false, stopped_at = clock_timestamp(),
+                                 state = CASE WHEN state IN ('failed') THEN state ELSE 'stopped' END;
+  IF NOT FOUND THEN
+    RETURN 'no stream was started';
+  END IF;
+  RETURN format('the stream stops (worker %s); sicoop.start_stream() resumes it where it stopped',
+                coalesce(sicoop._stream_worker_pid()::text, 'not running'));
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop.stop_stream() FROM PUBLIC;  -- operator
+
+-- After a stream failed for good (its slot invalidated at the source, wal_status 'lost', or
+-- dropped): the next start_stream() drops the slot if it is still there, creates it again and
+-- brings the warehouse to its snapshot with a full comparison (every table compared by
+-- checksums, only what differs read): the history is kept, nothing is loaded twice.
+CREATE OR REPLACE FUNCTION resync_stream() RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF sicoop._stream_worker_pid() IS NOT NULL THEN
+    RAISE EXCEPTION 'sicoop.resync_stream: the stream worker is running' USING ERRCODE = 'object_in_use',
+      HINT = 'Call sicoop.stop_stream() first.';
+  END IF;
+  UPDATE sicoop.stream_state SET applied_lsn = NULL, received_lsn = NULL, state = 'stopped', wanted = false,
+                                 error_sqlstate = NULL, error_message = NULL, error_hint = NULL;
+  RETURN 'the next sicoop.start_stream() takes a fresh snapshot';
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop.resync_stream() FROM PUBLIC;  -- operator
+
+-- The stream as it is: its state, slot, the LSNs applied and received, the lag in bytes and
+-- seconds (since the source committed the oldest change not applied yet, roughly: the last
+-- commit applied, when more was received), what it applied, and its last error.
+CREATE OR REPLACE FUNCTION stream_status(
+    OUT state text, OUT slot_name text, OUT publication text, OUT applied_lsn pg_lsn, OUT received_lsn pg_lsn,
+    OUT lag_bytes numeric, OUT lag_seconds numeric, OUT changes_applied bigint, OUT transactions_applied bigint,
+    OUT batches_applied bigint, OUT last_commit_time timestamptz, OUT last_apply_at timestamptz, OUT worker_pid int,
+    OUT error_sqlstate text, OUT error_message text, OUT error_hint text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT CASE WHEN s.wanted AND w.pid IS NULL AND s.state NOT IN ('failed') THEN 'not running' ELSE s.state END,
+       s.slot_name, s.publication, s.applied_lsn, s.received_lsn,
+       greatest(coalesce(s.received_lsn OPERATOR(pg_catalog.-) s.applied_lsn, 0), 0),
+       CASE WHEN s.received_lsn OPERATOR(pg_catalog.>) s.applied_lsn
+            THEN round(extract(epoch FROM clock_timestamp() - coalesce(s.last_commit_time, s.started_at))::numeric, 3)
+            ELSE 0 END,
+       s.changes_applied, s.transactions_applied, s.batches_applied, s.last_commit_time, s.last_apply_at, w.pid,
+       s.error_sqlstate, s.error_message, s.error_hint
+FROM sicoop.stream_state s LEFT JOIN (SELECT sicoop._stream_worker_pid() AS pid) w ON w.pid IS NOT NULL
+$$;
+REVOKE ALL ON FUNCTION sicoop.stream_status() FROM PUBLIC;  -- operator
+
+-- The watchdog's part for the stream (sicoop.watchdog(), every minute): a stream that should
+-- run and whose worker is gone (a server restart ends dynamic workers) is started again, and
+-- one whose lag is past sicoop.stream_lag_alert (seconds) or that failed is alerted
+-- (NOTIFY sicoop_alerts), once per condition. Returns what it did, or NULL.
+CREATE OR REPLACE FUNCTION _watch_stream() RETURNS text
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  s record;
+  limit_seconds numeric := coalesce(nullif(current_setting('sicoop.stream_lag_alert', true), '')::numeric, 60);
+BEGIN
+  IF to_regclass('sicoop.stream_state') IS NULL THEN
+    RETURN NULL;
+  END IF;
+  SELECT * INTO s FROM sicoop.stream_status() x;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  IF s.state = 'not running' THEN
+    PERFORM sicoop._launch_stream_worker();
+    RETURN 'started the stream worker again';
+  END IF;
+  IF s.state = 'failed' OR s.lag_seconds > limit_seconds THEN
+    IF (SELECT t.lag_alerted_at FROM sicoop.stream_state t) IS NULL THEN
+      UPDATE sicoop.stream_state SET lag_alerted_at = clock_timestamp();
+      PERFORM pg_notify('sicoop_alerts', json_build_object(
+                'database', current_database(), 'step', 'stream',
+                'status', CASE WHEN s.state = 'failed' THEN 'stream failed' ELSE 'stream lagging' END,
+                'sqlstate', s.error_sqlstate, 'lag_seconds', s.lag_seconds, 'lag_bytes', s.lag_bytes,
+                'stream_lag_alert', limit_seconds)::text);
+      RETURN 'alerted';
+    END IF;
+  ELSIF (SELECT t.lag_alerted_at FROM sicoop.stream_state t) IS NOT NULL THEN
+    UPDATE sicoop.stream_state SET lag_alerted_at = NULL;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._watch_stream() FROM PUBLIC;  -- operator

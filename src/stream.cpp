@@ -1,0 +1,705 @@
+// The stream worker: one dynamic background worker per warehouse database, started by
+// sicoop.start_stream() (and again by the watchdog after a server restart), running as the role
+// that started it -- the operator; no superuser, no shared_preload_libraries.
+//
+//   1. It waits for the transaction that launched it, then claims the stream (an advisory lock
+//      of a class SQL cannot take: one worker per database) and reads sicoop.stream_state.
+//   2. It opens a logical replication connection to the source (server sicoop_source and the
+//      role's user mapping; the source role needs REPLICATION).
+//   3. First start (no applied LSN): it creates the replication slot with an exported snapshot
+//      and runs every step as a full run -- a first load on an empty warehouse, else a
+//      comparison by checksums -- with every source session importing that snapshot, and
+//      stores the slot's consistent point as the applied LSN in the same transaction: the copy
+//      and the stream meet with no gap and no overlap.
+//   4. START_REPLICATION from the applied LSN (pgoutput, protocol 1, the publication). Whole
+//      source transactions are gathered (src/steps/pgoutput.cpp) into a micro-batch, applied
+//      when sicoop.stream_interval has passed since its first change, when it holds
+//      sicoop.stream_batch_changes changes, or before a second change of the same member (each
+//      change of a member is its own SCD2 version, from its commit time).
+//   5. A micro-batch is one warehouse transaction: its rows into the stage, its keys into
+//      sicoop.stream_key, every step over them (src/pipeline.cpp, RunContext::stream), its run
+//      log row, and the end LSN of its last source transaction in stream_state. Only then is
+//      that LSN confirmed to the source. A crash anywhere replays from the stored LSN; the
+//      assembler drops what is at or before it: exactly once.
+// Failures: a lost connection (a source restart, a killed walsender), a lock or serialization
+// conflict: the worker records it and exits with code 1; the postmaster starts it again after
+// 5 s, and it resumes from the stored LSN. Anything else (the slot invalidated or dropped, the
+// source's table changed so that a column the pipeline reads is gone, a bug): the stream
+// stops -- state 'failed', the error and its fix in stream_state, NOTIFY sicoop_alerts.
+#include "stream.hpp"
+
+#include "bulk_copy.hpp"
+#include "pipeline.hpp"
+#include "run_log.hpp"
+#include "source.hpp"
+#include "spi_session.hpp"
+#include "steps/pgoutput.hpp"
+#include "steps/step.hpp"
+
+extern "C" {
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/snapmgr.h"
+}
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace sicoop {
+// Settings (src/entry.cpp).
+extern int stream_interval_setting;
+extern int stream_batch_changes_setting;
+}  // namespace sicoop
+
+namespace sicoop::stream {
+
+namespace pgo = sicoop::pgoutput;
+
+namespace {
+
+// The stream worker's own lock, per database (one worker at a time), of the class the pipeline
+// lock uses (src/pipeline.cpp): no SQL function can take it.
+constexpr uint32 kStreamLockKey1 = 0x73696370;  // 'sicp'
+constexpr uint32 kStreamLockKey2 = 7338002;
+constexpr uint16 kLockClass = 4;
+
+// What bgw_extra carries from the launching session.
+struct LaunchArgs {
+    Oid role;
+    TransactionId launcher_xid;
+};
+
+// ------------------------------------------------------------------------------------------
+// Errors: transient ones restart the worker, the rest stop the stream.
+// ------------------------------------------------------------------------------------------
+
+// The connection to the source broke, or a conflict that a retry resolves.
+class Transient : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+bool is_transient(const PgError& e) {
+    const int code = e.edata->sqlerrcode;
+    return ERRCODE_TO_CATEGORY(code) == ERRCODE_CONNECTION_EXCEPTION || code == ERRCODE_LOCK_NOT_AVAILABLE ||
+           code == ERRCODE_T_R_SERIALIZATION_FAILURE || code == ERRCODE_T_R_DEADLOCK_DETECTED ||
+           code == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION || code == ERRCODE_ADMIN_SHUTDOWN ||
+           code == ERRCODE_CANNOT_CONNECT_NOW;
+}
+
+// A transaction of the worker's own, SPI connected and a snapshot set; rolled back unless
+// committed (the destructor runs on every C++ exit: PostgreSQL errors arrive as PgError).
+class WorkerTransaction {
+public:
+    WorkerTransaction() {
+        pg_call([] {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+            if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "sicoop: SPI_connect failed");
+            PushActiveSnapshot(GetTransactionSnapshot());
+        });
+        open_ = true;
+    }
+    void commit() {
+        pg_call([] {
+            SPI_finish();
+            PopActiveSnapshot();
+            CommitTransactionCommand();
+        });
+        open_ = false;
+    }
+    ~WorkerTransaction() {
+        if (!open_) return;
+        try {
+            pg_call([] { AbortCurrentTransaction(); });
+        } catch (...) {
+        }
+    }
+    WorkerTransaction(const WorkerTransaction&) = delete;
+    WorkerTransaction& operator=(const WorkerTransaction&) = delete;
+
+private:
+    bool open_ = false;
+};
+
+// ------------------------------------------------------------------------------------------
+// The stream's state row
+// ------------------------------------------------------------------------------------------
+
+struct StreamConfig {
+    std::string slot;
+    std::string publication;
+    std::string source_schema;
+    bool has_applied = false;
+    pgo::Lsn applied = 0;
+};
+
+// A slot's and a publication's names are checked again here (the row is the operator's to
+// write): they go into replication commands, which take no parameters.
+bool is_slot_name(const std::string& s) {
+    return !s.empty() && s.size() <= 63 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; });
+}
+bool is_plain_identifier(const std::string& s) {
+    if (s.empty() || s.size() > 63 || (s[0] >= '0' && s[0] <= '9') || s[0] == '$') return false;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$';
+    });
+}
+
+void set_state(const char* state, const PgError* error = nullptr, const char* message = nullptr) {
+    spi::Param p[5] = {spi::text_param(state), spi::text_param(nullptr), spi::text_param(message),
+                       spi::text_param(nullptr), spi::text_param(nullptr)};
+    std::string sqlstate;
+    if (error != nullptr) {
+        pg_call([&] { sqlstate = unpack_sql_state(error->edata->sqlerrcode); });
+        p[1] = spi::text_param(sqlstate.c_str());
+        p[2] = spi::text_param(error->edata->message);
+        p[3] = spi::text_param(error->edata->hint);
+    }
+    spi::exec(R"sql(
+UPDATE sicoop.stream_state
+SET state = $1, error_sqlstate = $2, error_message = sicoop._redact_card_numbers($3), error_hint = $4,
+    wanted = wanted AND $1 <> 'failed',
+    worker_pid = CASE WHEN $1 IN ('failed', 'stopped') THEN NULL ELSE pg_backend_pid() END,
+    stopped_at = CASE WHEN $1 IN ('failed', 'stopped') THEN clock_timestamp() ELSE stopped_at END)sql",
+              p, 4);
+    if (std::string(state) == "failed")
+        spi::exec(R"sql(
+SELECT pg_notify('sicoop_alerts', json_build_object('database', current_database(), 'step', 'stream',
+                 'status', 'stream failed', 'sqlstate', s.error_sqlstate)::text)
+FROM sicoop.stream_state s)sql");
+}
+
+// Records the error in a transaction of its own (the failed one is gone).
+void record_failure(const char* state, const PgError* error, const char* message) {
+    try {
+        WorkerTransaction tx;
+        set_state(state, error, message);
+        tx.commit();
+    } catch (...) {
+        // Nothing more to do: the server log has the error.
+    }
+}
+
+bool still_wanted() {
+    return spi::exec_text("SELECT coalesce((SELECT wanted::text FROM sicoop.stream_state), 'false')") == "true";
+}
+
+// Claims the stream for this worker and reads its configuration; nullopt: nothing to do (not
+// wanted, or another worker has it).
+std::optional<StreamConfig> claim() {
+    bool locked = false;
+    pg_call([&] {
+        LOCKTAG tag;
+        SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, kStreamLockKey1, kStreamLockKey2, kLockClass);
+        locked = LockAcquire(&tag, ExclusiveLock, true /* session */, true /* don't wait */) != LOCKACQUIRE_NOT_AVAIL;
+    });
+    if (!locked) return std::nullopt;
+    WorkerTransaction tx;
+    stream_steps::check_ready();
+    if (spi::exec_text("SELECT (to_regclass('sicoop.stream_state') IS NOT NULL)::text") != "true" || !still_wanted()) {
+        tx.commit();
+        return std::nullopt;
+    }
+    StreamConfig c;
+    c.slot = spi::exec_text("SELECT slot_name FROM sicoop.stream_state");
+    c.publication = spi::exec_text("SELECT publication FROM sicoop.stream_state");
+    c.source_schema = spi::exec_text(R"sql(
+SELECT o.option_value FROM pg_catalog.pg_foreign_table f, pg_catalog.pg_options_to_table(f.ftoptions) o
+WHERE f.ftrelid = 'sicoop.src_associado'::regclass AND o.option_name = 'schema_name')sql");
+    const std::string applied = spi::exec_text("SELECT applied_lsn::text FROM sicoop.stream_state");
+    if (!applied.empty()) {
+        auto lsn = pgo::parse_lsn(applied);
+        c.has_applied = lsn.has_value();
+        c.applied = lsn.value_or(0);
+    }
+    if (!is_slot_name(c.slot) || !is_plain_identifier(c.publication)) {
+        const char* m = "sicoop: sicoop.stream_state names a slot or a publication start_stream() would refuse";
+        pg_call([&] { ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", m))); });
+    }
+    set_state(c.has_applied ? "streaming" : "syncing");
+    tx.commit();
+    return c;
+}
+
+// ------------------------------------------------------------------------------------------
+// The replication connection
+// ------------------------------------------------------------------------------------------
+
+class Replication {
+public:
+    explicit Replication(PGconn* conn) : conn_(conn) {}
+    ~Replication() {
+        if (conn_ != nullptr) libpqsrv_disconnect(conn_);
+    }
+    Replication(const Replication&) = delete;
+    Replication& operator=(const Replication&) = delete;
+    PGconn* conn() const { return conn_; }
+
+    // A replication command or query; its result (the caller clears it).
+    PGresult* exec(const std::string& command, ExecStatusType expected, const char* what) {
+        PGresult* res = nullptr;
+        const char* c = command.c_str();
+        pg_call([&] { res = libpqsrv_exec(conn_, c, PG_WAIT_EXTENSION); });
+        if (PQresultStatus(res) != expected) {
+            std::string message = PQresultErrorMessage(res);
+            const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            std::string sqlstate = state ? state : "";
+            PQclear(res);
+            if (PQstatus(conn_) != CONNECTION_OK) throw Transient(std::string("the source closed the stream: ") + message);
+            fail(what, message, sqlstate);
+        }
+        return res;
+    }
+
+    // The source's error, raised as a PostgreSQL error: a slot that is lost or gone stops the
+    // stream with the fix.
+    [[noreturn]] void fail(const char* what, const std::string& message, const std::string& sqlstate) {
+        const bool lost = message.find("can no longer get changes") != std::string::npos ||
+                          message.find("invalidated") != std::string::npos;
+        const bool missing = message.find("does not exist") != std::string::npos;
+        const char* m = message.c_str();
+        const char* s = sqlstate.c_str();
+        pg_call([&] {
+            ereport(ERROR,
+                    (errcode(sqlstate.size() == 5 ? MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]) : ERRCODE_CONNECTION_EXCEPTION),
+                     errmsg("sicoop: the source refused to %s: %s", what, m),
+                     lost ? errhint("The slot lost the WAL the stream needs (max_slot_wal_keep_size): SELECT sicoop.stop_stream(); "
+                                    "SELECT sicoop.resync_stream(); SELECT sicoop.start_stream(); -- a fresh snapshot, "
+                                    "compared with the warehouse; the history is kept.")
+                     : missing ? errhint("Check the publication and the slot at the source (the README's Streaming section); "
+                                         "if the slot was dropped: SELECT sicoop.stop_stream(); SELECT sicoop.resync_stream(); "
+                                         "SELECT sicoop.start_stream();")
+                               : 0));
+        });
+        throw std::logic_error("unreachable");
+    }
+
+    void send(const std::string& bytes) {
+        if (PQputCopyData(conn_, bytes.data(), static_cast<int>(bytes.size())) != 1 || PQflush(conn_) != 0)
+            throw Transient(std::string("could not write to the source: ") + PQerrorMessage(conn_));
+    }
+
+private:
+    PGconn* conn_;
+};
+
+PGconn* connect_replication() {
+    PGconn* conn = nullptr;
+    WorkerTransaction tx;  // (the server and the user mapping are read from the catalog)
+    try {
+        pg_call([&] { conn = source::open_connection(true); });
+    } catch (PgError& e) {
+        if (is_transient(e)) throw Transient(e.edata->message ? e.edata->message : "cannot connect to the source");
+        throw;
+    }
+    tx.commit();
+    return conn;
+}
+
+// ------------------------------------------------------------------------------------------
+// Applying: the initial sync, and a micro-batch
+// ------------------------------------------------------------------------------------------
+
+// Waits, without holding anything, until the pipeline lock is free for this transaction.
+void take_run_lock() {
+    while (!stream_steps::try_run_lock()) {
+        pg_call([] {
+            (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+        });
+    }
+}
+
+// The slot, created with an exported snapshot, and the warehouse brought to that snapshot by a
+// full run; the applied LSN is the slot's consistent point, stored with the run's data.
+pgo::Lsn initial_sync(Replication& source, const StreamConfig& config) {
+    PGresult* existing = source.exec("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = '" + config.slot + "'",
+                                     PGRES_TUPLES_OK, "look for the replication slot");
+    const bool exists = PQntuples(existing) > 0;
+    PQclear(existing);
+    // A slot left by an earlier start (or resync_stream()): its position is not the
+    // warehouse's; a new one comes with its snapshot.
+    if (exists) PQclear(source.exec("DROP_REPLICATION_SLOT " + config.slot + " WAIT", PGRES_COMMAND_OK, "drop the old slot"));
+    PGresult* created = source.exec("CREATE_REPLICATION_SLOT " + config.slot + " LOGICAL pgoutput (SNAPSHOT 'export')",
+                                    PGRES_TUPLES_OK, "create the replication slot");
+    const std::string consistent_point = PQgetvalue(created, 0, 1);
+    const std::string snapshot = PQgetvalue(created, 0, 2);
+    PQclear(created);
+    const auto lsn = pgo::parse_lsn(consistent_point);
+    if (!lsn) throw std::runtime_error("the source gave the slot an unreadable position: " + consistent_point);
+
+    WorkerTransaction tx;
+    take_run_lock();
+    import_source_snapshot(snapshot.c_str());
+    const TimestampTz reference_time = spi::reference_time();
+    const int64 run_id = run_log::next_run_id();
+    run_log::started(run_id, "run_pipeline", reference_time);
+    std::string detail;
+    StepCounts total;
+    try {
+        total = stream_steps::run(run_id, reference_time, false, detail);
+    } catch (...) {
+        import_source_snapshot(nullptr);
+        throw;
+    }
+    import_source_snapshot(nullptr);
+    run_log::succeeded(run_id, "run_pipeline", total);
+    spi::Param p[1] = {spi::text_param(consistent_point.c_str())};
+    spi::exec("UPDATE sicoop.stream_state SET applied_lsn = $1::pg_lsn, received_lsn = $1::pg_lsn, state = 'streaming'", p, 1);
+    tx.commit();
+    return *lsn;
+}
+
+// The pipeline's tables and their keys, and each one's stage columns.
+std::vector<std::pair<std::string, std::string>> key_columns() {
+    std::vector<std::pair<std::string, std::string>> keys;
+    for (const SourceTable& t : source_tables()) keys.emplace_back(t.name, t.key);
+    return keys;
+}
+std::vector<std::string> stage_columns(const SourceTable& t) {
+    std::vector<std::string> columns;
+    for (const auto& c : t.columns) columns.push_back(c.first);
+    return columns;
+}
+
+// A source commit time (microseconds since 2000) as this session writes a timestamptz.
+std::string timestamp_text(pgo::Timestamp t) {
+    std::string out;
+    pg_call([&] { out = DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t))); });
+    return out;
+}
+
+// Every key the batch touched, as sicoop.stream_key's COPY text.
+std::string stream_keys_text(const pgo::TableBatch& batch, const pgo::StageBatch& staged) {
+    std::string text;
+    if (batch.truncated) {
+        pgo::Timestamp latest = 0;
+        for (const auto& s : batch.last) latest = std::max(latest, s.commit_time);
+        text += batch.table + "\t\\N\tt\t" + timestamp_text(latest) + "\t{}\n";
+    }
+    for (const pgo::KeyState& s : batch.last) {
+        std::string kept;
+        for (const auto& [key, column] : staged.fill_from_raw)
+            if (key == s.key) kept += (kept.empty() ? "" : ",") + column;
+        pgo::Column key{pgo::Column::Kind::Text, s.key};
+        text += batch.table + "\t" + pgo::copy_text_value(key) + "\t" + (s.deleted ? "t" : "f") + "\t" +
+                timestamp_text(s.commit_time) + "\t{" + kept + "}\n";
+    }
+    return text;
+}
+
+struct Batch {
+    std::vector<pgo::Transaction> transactions;
+    size_t changes = 0;
+    std::set<std::string> members;  // associado keys changed: one change each per batch
+    TimestampTz first_received = 0;
+
+    bool empty() const { return transactions.empty(); }
+    void clear() { *this = Batch{}; }
+};
+
+// The associado keys a transaction changes.
+std::set<std::string> members_of(const pgo::Transaction& t) {
+    std::set<std::string> keys;
+    bool any = false;
+    for (const auto& c : t.changes) any = any || c.table == "associado";
+    if (!any) return keys;
+    for (const pgo::TableBatch& b : pgo::fold({t}, key_columns(), {}))
+        if (b.table == "associado")
+            for (const auto& s : b.last) keys.insert(s.key);
+    return keys;
+}
+
+// Applies a micro-batch in one warehouse transaction; false if a run holds the pipeline lock
+// (nothing applied: it is tried again).
+bool apply(const Batch& batch, pgo::Lsn received) {
+    WorkerTransaction tx;
+    if (!stream_steps::try_run_lock()) return false;
+    pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
+    spi::exec("TRUNCATE sicoop.stream_key");
+    std::string keys_text;
+    for (const pgo::TableBatch& b : pgo::fold(batch.transactions, key_columns(), {})) {
+        const SourceTable* table = nullptr;
+        for (const SourceTable& t : source_tables())
+            if (t.name == b.table) table = &t;
+        if (table == nullptr) continue;
+        const pgo::StageBatch staged = pgo::stage_batch(b, stage_columns(*table));
+        if (staged.rows > 0) copy_text_into(("stage_" + b.table).c_str(), stage_columns(*table), staged.copy_text);
+        keys_text += stream_keys_text(b, staged);
+    }
+    if (!keys_text.empty())
+        copy_text_into("stream_key", {"table_name", "record_id", "deleted", "commit_time", "keep_from_raw"}, keys_text);
+    spi::exec("ANALYZE sicoop.stream_key");
+
+    const TimestampTz reference_time = spi::reference_time();
+    const int64 run_id = run_log::next_run_id();
+    run_log::started(run_id, "stream", reference_time);
+    std::string detail;
+    StepCounts total = stream_steps::run(run_id, reference_time, true, detail);
+    const pgo::Transaction& last = batch.transactions.back();
+    const std::string applied = pgo::format_lsn(last.end_lsn);
+    const std::string received_text = pgo::format_lsn(std::max(received, last.end_lsn));
+    const std::string commit_time = timestamp_text(last.commit_time);
+    detail = "{\"transactions\": " + std::to_string(batch.transactions.size()) + ", \"changes\": " +
+             std::to_string(batch.changes) + ", \"applied_lsn\": \"" + applied + "\", \"steps\": " + detail + "}";
+    run_log::succeeded(run_id, "stream", total, detail.c_str());
+    spi::Param p[5] = {spi::text_param(applied.c_str()), spi::text_param(received_text.c_str()),
+                       spi::int8_param(static_cast<int64>(batch.changes)),
+                       spi::int8_param(static_cast<int64>(batch.transactions.size())), spi::text_param(commit_time.c_str())};
+    spi::exec(R"sql(
+UPDATE sicoop.stream_state
+SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = changes_applied + $3,
+    transactions_applied = transactions_applied + $4, batches_applied = batches_applied + 1,
+    last_commit_time = $5::timestamptz, last_apply_at = clock_timestamp(), state = 'streaming',
+    worker_pid = pg_backend_pid(), error_sqlstate = NULL, error_message = NULL, error_hint = NULL)sql",
+              p, 5);
+    tx.commit();
+    pgstat_report_activity(STATE_IDLE, nullptr);
+    return true;
+}
+
+// The run log's retention, now and then (as run_pipeline does after each run).
+void purge_logs() {
+    WorkerTransaction tx;
+    spi::exec(R"sql(
+SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retention', true), '')::pg_catalog.interval, 500))sql");
+    tx.commit();
+}
+
+// Between batches: whether the stream is still wanted, and the received position recorded.
+bool idle_check(pgo::Lsn received, bool paused) {
+    WorkerTransaction tx;
+    const bool wanted = still_wanted();
+    if (wanted) {
+        const std::string r = pgo::format_lsn(received);
+        spi::Param p[2] = {spi::text_param(r.c_str()), spi::text_param(paused ? "paused" : "streaming")};
+        spi::exec("UPDATE sicoop.stream_state SET received_lsn = greatest(received_lsn, $1::pg_lsn), state = $2,"
+                  " worker_pid = pg_backend_pid()",
+                  p, 2);
+    } else {
+        set_state("stopped");
+    }
+    tx.commit();
+    return wanted;
+}
+
+// ------------------------------------------------------------------------------------------
+// The loop
+// ------------------------------------------------------------------------------------------
+
+pgo::Timestamp now_pg() { return GetCurrentTimestamp(); }
+
+void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn applied) {
+    std::vector<std::string> tables;
+    for (const SourceTable& t : source_tables()) tables.push_back(t.name);
+    pgo::TransactionAssembler assembler(config.source_schema, tables, applied);
+    // (Names checked by claim(): the commands take no parameters.)
+    PQclear(source.exec("START_REPLICATION SLOT " + config.slot + " LOGICAL " + pgo::format_lsn(applied) +
+                            " (proto_version '1', publication_names '\"" + config.publication + "\"')",
+                        PGRES_COPY_BOTH, "start streaming"));
+    Batch batch;
+    pgo::Lsn received = applied;
+    TimestampTz last_status = 0, last_check = GetCurrentTimestamp();
+    int64 batches = 0;
+    bool paused = false;
+    for (;;) {
+        pg_call([] { CHECK_FOR_INTERRUPTS(); });
+        const TimestampTz now = GetCurrentTimestamp();
+        // Apply when due: the interval since the batch's first change, or its size.
+        if (!batch.empty() && (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) ||
+                               now >= TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting))) {
+            paused = !apply(batch, received);
+            if (!paused) {
+                applied = batch.transactions.back().end_lsn;
+                batch.clear();
+                source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
+                last_status = now;
+                if (++batches % 1000 == 0) purge_logs();
+            }
+        }
+        if (now >= TimestampTzPlusMilliseconds(last_check, 1000)) {
+            if (!idle_check(received, paused)) return;
+            last_check = now;
+        }
+        if (now >= TimestampTzPlusMilliseconds(last_status, 10000)) {
+            // Nothing pending: what was received is as good as applied (as PostgreSQL's own apply
+            // worker reports): the slot may let go of WAL that held nothing of ours.
+            const pgo::Lsn flushed = batch.empty() && !assembler.in_transaction() ? std::max(received, applied) : applied;
+            source.send(pgo::standby_status_update(received, flushed, flushed, now_pg(), false));
+            last_status = now;
+        }
+        // A batch held back by a run (the lock) stops reading past a bound: the source waits.
+        if (paused && batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting)) {
+            pg_call([] {
+                (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+            });
+            continue;
+        }
+        char* buffer = nullptr;
+        const int n = PQgetCopyData(source.conn(), &buffer, 1 /* async */);
+        if (n == 0) {
+            long timeout = 1000;
+            if (!batch.empty())
+                timeout = std::max<long>(1, (TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting) -
+                                             GetCurrentTimestamp()) / 1000 + 1);
+            PGconn* conn = source.conn();
+            pg_call([&] {
+                (void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+                                         PQsocket(conn), timeout, PG_WAIT_EXTENSION);
+                ResetLatch(MyLatch);
+            });
+            if (PQconsumeInput(source.conn()) == 0)
+                throw Transient(std::string("the connection to the source broke: ") + PQerrorMessage(source.conn()));
+            continue;
+        }
+        if (n < 0) {
+            PGresult* res = PQgetResult(source.conn());
+            std::string message = res ? PQresultErrorMessage(res) : PQerrorMessage(source.conn());
+            PQclear(res);
+            throw Transient("the source ended the stream: " + message);
+        }
+        pgo::StreamMessage m;
+        try {
+            m = pgo::decode_stream_message(buffer, static_cast<size_t>(n));
+        } catch (...) {
+            PQfreemem(buffer);
+            throw;
+        }
+        PQfreemem(buffer);
+        received = std::max(received, m.wal_end);
+        if (m.kind == pgo::StreamMessage::Kind::Keepalive) {
+            if (m.reply_requested) {
+                const pgo::Lsn flushed = batch.empty() && !assembler.in_transaction() ? std::max(received, applied) : applied;
+                source.send(pgo::standby_status_update(received, flushed, flushed, now_pg(), false));
+                last_status = GetCurrentTimestamp();
+            }
+            continue;
+        }
+        if (!m.message) continue;
+        std::optional<pgo::Transaction> t = assembler.feed(*m.message);
+        if (!t || t->changes.empty()) {
+            if (t && batch.empty()) applied = std::max(applied, t->end_lsn);  // nothing of ours: skip it
+            continue;
+        }
+        // A second change of a member in one batch: the batch is applied first, so that each
+        // change is a version of its own.
+        std::set<std::string> members = members_of(*t);
+        const bool again = std::any_of(members.begin(), members.end(), [&](const std::string& k) { return batch.members.count(k) > 0; });
+        if (again) {
+            while (!apply(batch, received)) {
+                pg_call([] {
+                    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+                    ResetLatch(MyLatch);
+                    CHECK_FOR_INTERRUPTS();
+                });
+            }
+            applied = batch.transactions.back().end_lsn;
+            batch.clear();
+        }
+        if (batch.empty()) batch.first_received = GetCurrentTimestamp();
+        batch.changes += t->changes.size();
+        batch.members.insert(members.begin(), members.end());
+        batch.transactions.push_back(std::move(*t));
+    }
+}
+
+void wait_for_launcher(TransactionId xid) {
+    if (!TransactionIdIsValid(xid)) return;
+    WorkerTransaction tx;
+    pg_call([&] { XactLockTableWait(xid, nullptr, nullptr, XLTW_None); });
+    tx.commit();
+}
+
+}  // namespace
+
+void worker_main(TransactionId launcher_xid) {
+    MemoryContext errors = nullptr;
+    pg_call([&] { errors = AllocSetContextCreate(TopMemoryContext, "sicoop stream errors", ALLOCSET_DEFAULT_SIZES); });
+    set_error_context(errors);
+    try {
+        wait_for_launcher(launcher_xid);
+        std::optional<StreamConfig> config = claim();
+        if (!config) return;  // not wanted, or another worker streams: nothing to do
+        Replication source(connect_replication());
+        pgo::Lsn applied = config->has_applied ? config->applied : initial_sync(source, *config);
+        stream_changes(source, *config, applied);
+    } catch (const Transient& e) {
+        const char* m = e.what();
+        pg_call([&] { ereport(LOG, (errmsg("sicoop stream: %s; reconnecting in 5 s", m))); });
+        record_failure("reconnecting", nullptr, m);
+        pg_call([] { proc_exit(1); });  // the postmaster starts the worker again
+    } catch (PgError& e) {
+        const bool transient = is_transient(e);
+        redact_error(e.edata);
+        record_failure(transient ? "reconnecting" : "failed", &e, nullptr);
+        ErrorData* edata = e.edata;
+        pg_call([&] {
+            ereport(LOG, (errmsg("sicoop stream %s: %s", transient ? "reconnecting in 5 s" : "stopped", edata->message),
+                          edata->hint ? errhint("%s", edata->hint) : 0));
+        });
+        if (transient) pg_call([] { proc_exit(1); });
+    } catch (const std::exception& e) {
+        const std::string message = redact_card_numbers(e.what());
+        record_failure("failed", nullptr, message.c_str());
+        const char* m = message.c_str();
+        pg_call([&] { ereport(LOG, (errmsg("sicoop stream stopped: %s", m))); });
+    }
+}
+
+Datum launch_worker(FunctionCallInfo fcinfo) {
+    (void) fcinfo;
+    int pid = 0;
+    pg_call([&] {
+        BackgroundWorker worker;
+        memset(&worker, 0, sizeof worker);
+        snprintf(worker.bgw_name, BGW_MAXLEN, "sicoop_etl stream for database %u", MyDatabaseId);
+        snprintf(worker.bgw_type, BGW_MAXLEN, "sicoop_etl stream");
+        worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+        worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+        worker.bgw_restart_time = 5;
+        snprintf(worker.bgw_library_name, BGW_MAXLEN, "sicoop_etl");
+        snprintf(worker.bgw_function_name, BGW_MAXLEN, "sicoop_stream_main");
+        worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+        LaunchArgs args{GetUserId(), GetTopTransactionIdIfAny()};
+        memcpy(worker.bgw_extra, &args, sizeof args);
+        worker.bgw_notify_pid = MyProcPid;
+        BackgroundWorkerHandle* handle = nullptr;
+        if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+            ereport(ERROR, (errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+                            errmsg("sicoop: no background worker slot is free for the stream"),
+                            errhint("Raise max_worker_processes (a restart), or end another background worker.")));
+        pid_t started = 0;
+        if (WaitForBackgroundWorkerStartup(handle, &started) != BGWH_STARTED)
+            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_RESOURCES), errmsg("sicoop: the stream worker did not start"),
+                            errhint("The server log says why.")));
+        pid = started;
+    });
+    PG_RETURN_INT32(pid);
+}
+
+}  // namespace sicoop::stream
+
+// The worker's entry point (bgw_function_name): connects to its database as the role that
+// launched it, then runs the stream.
+extern "C" PGDLLEXPORT void sicoop_stream_main(Datum main_arg);
+
+void sicoop_stream_main(Datum main_arg) {
+    sicoop::stream::LaunchArgs args;
+    memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.role, 0);
+    pgstat_report_appname("sicoop_etl stream");
+    // Every statement resolves names in pg_catalog only (as a run's, src/pipeline.cpp).
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+    sicoop::stream::worker_main(args.launcher_xid);
+    proc_exit(0);
+}

@@ -1,0 +1,17 @@
+// The stream (issue 19): a background worker per warehouse database that follows the source's
+// changes on logical replication (pgoutput over a libpq replication connection) and applies
+// them in micro-batches through the pipeline's own steps. ARCHITECTURE.md has the design.
+#pragma once
+
+#include "pg.hpp"
+
+namespace sicoop::stream {
+
+// SELECT sicoop._launch_stream_worker(): starts this database's worker, as the calling role,
+// unless one runs; returns its pid.
+Datum launch_worker(FunctionCallInfo fcinfo);
+
+// The worker's body (sicoop_stream_main, src/entry.cpp), once connected to its database.
+void worker_main(TransactionId launcher_xid);
+
+}  // namespace sicoop::stream
