@@ -474,15 +474,20 @@ SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retentio
 }
 
 // Between batches: whether the stream is still wanted, and the received position recorded.
-bool idle_check(pgo::Lsn received, bool paused) {
+// `caught_up`: nothing pending (no batch, no transaction open): the stream holds everything up
+// to what was received, which is then applied too (the lag is nil, not the source's other WAL).
+bool idle_check(pgo::Lsn received, bool paused, bool caught_up) {
     WorkerTransaction tx;
     const bool wanted = still_wanted();
     if (wanted) {
         const std::string r = pgo::format_lsn(received);
-        spi::Param p[2] = {spi::text_param(r.c_str()), spi::text_param(paused ? "paused" : "streaming")};
-        spi::exec("UPDATE sicoop.stream_state SET received_lsn = greatest(received_lsn, $1::pg_lsn), state = $2,"
-                  " worker_pid = pg_backend_pid()",
-                  p, 2);
+        spi::Param p[3] = {spi::text_param(r.c_str()), spi::text_param(paused ? "paused" : "streaming"),
+                           spi::text_param(caught_up ? "true" : "false")};
+        spi::exec(R"sql(
+UPDATE sicoop.stream_state
+SET received_lsn = greatest(received_lsn, $1::pg_lsn), state = $2, worker_pid = pg_backend_pid(),
+    applied_lsn = CASE WHEN $3::boolean THEN greatest(applied_lsn, $1::pg_lsn) ELSE applied_lsn END)sql",
+                  p, 3);
     } else {
         set_state("stopped");
     }
@@ -525,7 +530,9 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             }
         }
         if (now >= TimestampTzPlusMilliseconds(last_check, 1000)) {
-            if (!idle_check(received, paused)) return;
+            const bool caught_up = batch.empty() && !assembler.in_transaction();
+            if (!idle_check(received, paused, caught_up)) return;
+            if (caught_up) applied = std::max(applied, received);
             last_check = now;
         }
         if (now >= TimestampTzPlusMilliseconds(last_status, 10000)) {

@@ -576,19 +576,34 @@ void plan_keyed(std::vector<Action>& actions, const SourceTable& t) {
 // keys deleted at the source (or every key, after a truncate) leave raw with a tombstone.
 // Only the batch's keys are looked at: its cost follows the change, not the history.
 void plan_streamed(std::vector<Action>& actions, const SourceTable& t) {
-    std::string kept;
+    // An unchanged TOAST value the source did not send: raw's, or -- for a key held in the
+    // rejects (a value too long for raw is what gets TOASTed) -- the rejected record's.
+    std::string from_raw, from_reject;
     for (const auto& [col, type] : t.columns) {
         if (col == t.key) continue;
-        kept += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY (k.keep_from_raw) THEN r.{col} ELSE s.{col} END)sql",
-                     {{"sep", kept.empty() ? "" : ",\n    "}, {"col", col}});
+        const char* sep = from_raw.empty() ? "" : ",\n    ";
+        from_raw += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY (k.keep_from_raw) THEN r.{col} ELSE s.{col} END)sql",
+                         {{"sep", sep}, {"col", col}});
+        from_reject += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY (k.keep_from_raw) THEN (j.record ->> '{col}')::{type} ELSE s.{col} END)sql",
+                            {{"sep", sep}, {"col", col}, {"type", stage_type(type)}});
     }
     actions.push_back(sql_action(fill(R"sql(
 UPDATE {stage} s
-SET {kept}
+SET {from_raw}
 FROM sicoop.stream_key k, {raw} r
 WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> '{}' AND r.{key} = s.{key})sql",
-                                      {{"stage", stage_of(t)}, {"kept", kept}, {"raw", raw_of(t)}, {"table", t.name},
+                                      {{"stage", stage_of(t)}, {"from_raw", from_raw}, {"raw", raw_of(t)}, {"table", t.name},
                                        {"key", t.key}}),
+                                 t.name));
+    actions.push_back(sql_action(fill(R"sql(
+UPDATE {stage} s
+SET {from_reject}
+FROM sicoop.stream_key k, sicoop.reject j
+WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> '{}'
+  AND j.table_name = '{table}' AND j.record_id = s.{key} AND j.copy_no = 1
+  AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.{key} = s.{key}))sql",
+                                      {{"stage", stage_of(t)}, {"from_reject", from_reject}, {"raw", raw_of(t)},
+                                       {"table", t.name}, {"key", t.key}}),
                                  t.name));
     actions.push_back(sql_action(
         "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date, NULL, true) r",

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Versioned upgrades: the real 1.0 -- its install script and library as released, built from
 # the git history -- loads a source and a change; then the current build is installed and
-# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4, each script in turn). The data and history are intact, no data object is
+# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5, each script in turn). The data and history are intact, no data object is
 # an extension member any more, the next incremental run equals a from-scratch load, the
 # upgraded install has the same schema as a fresh one (pg_dump --schema-only and the catalog),
 # and it survives a dump/restore and a DROP EXTENSION.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RELEASE_1_0=b3d7fea  # the commit 1.0 was released at
 RELEASE_1_3=5631738  # the commit 1.3 was released at
+RELEASE_1_4=1797871  # the commit 1.4 was released at
 N=20000
 SRC=sicoop_up_src UP=sicoop_up_dw FRESH=sicoop_up_fresh REF=sicoop_up_ref RESTORED=sicoop_up_restored
 
@@ -29,6 +30,8 @@ ok_if 'same_as_released "$RELEASE_1_3" sicoop_etl--1.3.sql && same_as_released "
        same_as_released "$RELEASE_1_3" sicoop_etl--1.1.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.0--1.1.sql &&
        same_as_released "$RELEASE_1_3" sicoop_etl--1.1--1.2.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.2--1.3.sql' \
   'and every script released up to 1.3 as it was at 1.3'"'"'s release'
+ok_if 'same_as_released "$RELEASE_1_4" sicoop_etl--1.4.sql && same_as_released "$RELEASE_1_4" sicoop_etl--1.3--1.4.sql' \
+  'and 1.4'"'"'s scripts as they were at its release'
 
 echo "# building sicoop_etl 1.0 from $RELEASE_1_0"
 mkdir -p "$WORK/v1.0"
@@ -62,8 +65,8 @@ fingerprint "$UP" | grep -v '^raw_cartao ' >"$WORK/after_refusal"
 same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
-is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.4 'the extension is now 1.4'
-is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.4 'and its data is marked as layout 1.4 (the key rules)'
+is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.5 'the extension is now 1.5'
+is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.5 'and its data is marked as layout 1.5 (the stream'"'"'s state)'
 # What 1.2 adds (the rules, their results, the canonical values, the reconciliation, the
 # analysts' views; reject has a new shape) is not in the 1.0 warehouse to compare with.
 fingerprint "$UP" | grep -v -e '^warehouse_info ' -e '^raw_cartao ' -e '^dq_rule ' -e '^dq_result ' -e '^canonical_value ' \
@@ -111,7 +114,7 @@ layers "$UP" >"$WORK/up_layers"
 same_file "$WORK/ref_layers" "$WORK/up_layers" 'every layer equals a from-scratch load (history aside)'
 is "$(val "$UP" "SELECT count(*) FROM sicoop.reconciliation WHERE NOT balanced")" 0 'and every movement day balances with the source'
 
-# A fresh 1.4 install, connected to the same source and run, has the same schema.
+# A fresh 1.5 install, connected to the same source and run, has the same schema.
 make_warehouse "$FRESH" "$SRC"
 run_pipeline "$FRESH" '2025-08-18 11:00:00-03'
 schema() {
@@ -123,7 +126,7 @@ schema "$FRESH"
 defaults="SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT q::text AS t FROM sicoop.dq_rule q
           UNION ALL SELECT c::text FROM sicoop.canonical_value c) x"
 is "$(val "$UP" "$defaults")" "$(val "$FRESH" "$defaults")" 'the upgrade brings the same default rules and canonical values as a fresh install'
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.4 and an upgraded 1.0 are the same'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.5 and an upgraded 1.0 are the same'
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP" \
   'the catalog: same extension members, function definitions, privileges and column order'
 
@@ -175,17 +178,17 @@ ok_run 'the updated 1.3 warehouse runs (the full run the new rules owe)' run_pip
 ok_run 'and runs again' run_pipeline "$UP13" '2025-08-18 12:30:00-03'
 is "$(val "$UP13" "$long_digit_stats")" 0 'and its runs leave no card number in statistics'
 schema "$UP13"
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" 'pg_dump --schema-only: a fresh 1.4 and an updated 1.3 are the same'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" 'pg_dump --schema-only: a fresh 1.5 and an updated 1.3 are the same'
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP13" 'and so is the catalog'
 drop_db "$UP13"
 # A 1.3 install that never connected a source has no warehouse yet: the update changes the
-# extension only, and the first connect_source makes a 1.4 warehouse.
+# extension only, and the first connect_source makes a 1.5 warehouse.
 BARE13=sicoop_up13_bare
 recreate_db "$BARE13"
 q -d "$BARE13" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.3' CASCADE" >/dev/null
-ok_run 'a 1.3 install with no warehouse yet updates to 1.4' q -d "$BARE13" -c "ALTER EXTENSION sicoop_etl UPDATE"
+ok_run 'a 1.3 install with no warehouse yet updates to 1.5' q -d "$BARE13" -c "ALTER EXTENSION sicoop_etl UPDATE"
 q -d "$BARE13" -o /dev/null -c "SET client_min_messages = warning" -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'postgres')"
-is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" 1.4 'and connect_source then makes a 1.4 warehouse'
+is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" 1.5 'and connect_source then makes a 1.5 warehouse'
 drop_db "$BARE13"
 q -d "$SRC" -c "DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'" >/dev/null
 
@@ -202,12 +205,12 @@ q -d postgres -c "DO \$\$ BEGIN
 q -d "$SRC" -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_source_reader" >/dev/null
 q -d "$OPDB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.1' CASCADE" \
   -c "SELECT sicoop.grant_operator('sicoop_up_operator')" >/dev/null
-ok_run "an operator's 1.1 warehouse updates to 1.4" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
+ok_run "an operator's 1.1 warehouse updates to 1.5" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$OPDB" "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c
                    WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'v', 'S', 'f')
                      AND c.relowner <> 'sicoop_up_operator'::regrole")" '' \
    'every relation of the warehouse, the new ones included, is the operator'"'"'s'
-ok_run 'the operator connects the source and runs the pipeline on 1.4' \
+ok_run 'the operator connects the source and runs the pipeline on 1.5' \
   q -d "$OPDB" -U sicoop_up_operator -o /dev/null -c "SET client_min_messages = warning" \
     -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'sicoop_test_source_reader', 'reader-pw')" \
     -c "CALL sicoop.run_pipeline()"

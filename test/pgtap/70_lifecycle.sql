@@ -36,7 +36,7 @@ SELECT set_eq($$SELECT c.relname::text FROM pg_depend d JOIN pg_class c ON d.cla
                 WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace$$,
               ARRAY['stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao', 'stage_key_checksum',
                     'stage_bucket', 'stage_key', 'stage_reject', 'stage_source_column', 'stage_day', 'source_day_total',
-                    'deferred_index'],
+                    'deferred_index', 'stream_key'],
               'the only relations the extension owns are the steps'' scratch tables');
 SELECT is((SELECT count(*)::int FROM sicoop.stage_associado) + (SELECT count(*)::int FROM sicoop.stage_cartao)
           + (SELECT count(*)::int FROM sicoop.stage_movimentacao_cartao) + (SELECT count(*)::int FROM sicoop.stage_key), 0,
@@ -102,7 +102,7 @@ SELECT throws_like('CREATE EXTENSION sicoop_etl', '%layout 9.0, which this versi
                    'a warehouse of a later layout is refused');
 UPDATE sicoop.warehouse_info SET layout_version = '1.0';
 SELECT throws_like('CREATE EXTENSION sicoop_etl', '%older layout 1.0%', 'a warehouse of an older layout is refused');
-UPDATE sicoop.warehouse_info SET layout_version = '1.4';
+UPDATE sicoop.warehouse_info SET layout_version = '1.5';
 ALTER TABLE sicoop.reject RENAME TO reject_moved;
 SELECT throws_like('CREATE EXTENSION sicoop_etl', '%incomplete: reject missing%', 'an incomplete warehouse is refused, naming what is missing');
 ALTER TABLE sicoop.reject_moved RENAME TO reject;
