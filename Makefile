@@ -82,3 +82,9 @@ soak:
 	bash test/bench/soak.sh $(if $(filter command line,$(origin N)),$(N),300000) $(RUNS)
 
 .PHONY: soak
+
+# The streaming benchmark (test/bench/stream_bench.py): make bench-stream N=1000000 [RATES="100 1000 max"] [DURATION=300]
+bench-stream:
+	python3 test/bench/stream_bench.py $(if $(filter command line,$(origin N)),$(N),1000000)
+
+.PHONY: bench-stream

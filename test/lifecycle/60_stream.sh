@@ -120,13 +120,16 @@ is "$(val "$DW" "SELECT count(*) FROM sicoop.reject WHERE record_id = 'MOV-FUTUR
 
 # 4. An unchanged TOAST value: a description too long for the warehouse (rejected), then another
 #    column of that row updated -- pgoutput leaves the description out ('u').
-q -d "$SRC" -c "ALTER TABLE movimentacao_cartao ALTER COLUMN descricao_movimentacao TYPE text"
+q -d "$SRC" -c "ALTER TABLE movimentacao_cartao ALTER COLUMN descricao_movimentacao TYPE text" \
+  -c "ALTER TABLE movimentacao_cartao ALTER COLUMN descricao_movimentacao SET STORAGE EXTERNAL"  # out of line, uncompressed
 q -d "$SRC" -c "INSERT INTO movimentacao_cartao VALUES ('MOV-LONGA', 'CARTAO-00000001',
                   (SELECT string_agg(md5(i::text), '') FROM generate_series(1, 400) i), 7, now()::timestamp)"
+is "$(val "$SRC" "SELECT pg_relation_size(reltoastrelid) > 0 FROM pg_class WHERE oid = 'movimentacao_cartao'::regclass")" t \
+   'the long description is TOASTed at the source (out of line)'
 q -d "$SRC" -c "UPDATE movimentacao_cartao SET valor_movimentacao = 8 WHERE id_movimentacao_cartao = 'MOV-LONGA'"
 ok_run 'an update leaving a TOASTed value out is applied' marker
 is "$(val "$DW" "SELECT rule_name || ' ' || (record->>'valor_movimentacao') || ' ' || length(record->>'descricao_movimentacao')
-                 FROM sicoop.reject WHERE record_id = 'MOV-LONGA'")" 'movimentacao_fits 8 12800' \
+                 FROM sicoop.reject WHERE record_id = 'MOV-LONGA'")" 'movimentacao_fits 8.00 12800' \
    "the row keeps its description (taken from what the warehouse held) and its new amount"
 q -d "$SRC" -c "DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-LONGA'"
 

@@ -50,6 +50,11 @@ sicoop::RunContext incremental() {
     ctx.has_window = true;
     return ctx;
 }
+sicoop::RunContext streamed() {
+    sicoop::RunContext ctx = incremental();
+    ctx.stream = true;
+    return ctx;
+}
 sicoop::RunContext full_run() {
     sicoop::RunContext ctx = incremental();
     ctx.full = true;
@@ -75,7 +80,7 @@ std::string all_sql(const std::vector<sicoop::Action>& actions) {
 
 void test_statements_use_only_run_parameters() {
     const std::pair<const char*, sicoop::RunContext> runs[] = {
-        {"first load", first_load()}, {"incremental", incremental()}, {"full", full_run()}};
+        {"first load", first_load()}, {"incremental", incremental()}, {"full", full_run()}, {"stream", streamed()}};
     for (const auto& step : sicoop::pipeline_steps())
         for (const auto& [kind, ctx] : runs) {
             bool only_known = true;
@@ -220,6 +225,32 @@ void test_downstream_plans() {
     ok(!contains(all_sql(plan("load_fato", rebuild())), "sicoop_fato_candidates"), "a rebuild recomputes every fact");
     ok(contains(all_sql(plan("scd2_associado", incremental())), "s.run_id > $4"),
        "SCD2 compares only members changed since its last run");
+}
+
+// A stream's micro-batch (RunContext::stream): nothing read from the source, only the batch's keys.
+void test_stream_plans() {
+    const auto raw = plan("load_raw", streamed());
+    bool copies = false;
+    for (const auto& a : raw) copies = copies || a.kind == sicoop::Action::Kind::Bulk;
+    const std::string raw_sql = all_sql(raw);
+    ok(!copies, "stream: load_raw reads nothing from the source (the worker filled the stage)");
+    ok(contains(raw_sql, "NULL, true) r") && !contains(raw_sql, "SELECT j.record_id FROM sicoop.reject j WHERE j.table_name"),
+       "stream: the row rules check the batch only (partial), and no pass over every reject");
+    ok(contains(raw_sql, "k.deleted AND k.record_id IS NOT NULL") && contains(raw_sql, "k.record_id IS NULL"),
+       "stream: the keys deleted at the source leave raw with a tombstone, and every key after a truncate");
+    ok(contains(raw_sql, "= ANY (k.keep_from_raw) THEN r.descricao_movimentacao") &&
+           contains(raw_sql, "(j.record ->> 'descricao_movimentacao')::text"),
+       "stream: an unchanged TOAST value comes from raw, or from the reject of a rejected row");
+    ok(!contains(all_sql(plan("load_fato", streamed())), "_reconcile"),
+       "stream: no reconciliation per micro-batch (it reads all of history)");
+    const std::string scd2 = all_sql(plan("scd2_associado", streamed()));
+    ok(contains(scd2, "k.commit_time FROM sicoop.stream_key k") &&
+           contains(scd2, "greatest(coalesce((SELECT k.commit_time") &&
+           contains(scd2, "d.inicio_vigencia_registro_associado)"),
+       "stream: a version opens and closes at the commit time of its change, never before the current version");
+    ok(contains(scd2, "d.id_associado IN (SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = 'associado')"),
+       "stream: only the members the batch touched can have gone");
+    ok(!contains(all_sql(plan("scd2_associado", incremental())), "stream_key"), "batch runs keep the run's time");
 }
 
 void test_card_number_never_passes_raw() {
@@ -1096,6 +1127,7 @@ int main() {
     test_statements_use_only_run_parameters();
     test_raw_plans();
     test_downstream_plans();
+    test_stream_plans();
     test_card_number_never_passes_raw();
     test_timings_json();
     test_collapse_whitespace();

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""The streaming benchmark (issue 19): make bench-stream N="1000000" [RATES="100 1000 max"] [DURATION=300]
+
+For each history size N, on the project's cluster (test/env.sh start; wal_level = logical), in one run:
+  1. a synthetic source of N movements (generate_source.sql), published; a warehouse that
+     starts its stream (the slot's snapshot, a first load of the N movements);
+  2. for each rate (changes per second): pgbench drives a bounded OLTP load on the source for
+     DURATION seconds -- movements inserted (in transactions of 5), updated and deleted, cards and
+     members changed -- while a probe commits a marker movement every half second and times
+     how long it takes to be visible in the warehouse's fact table (source commit to fact row);
+     'max' finds the highest rate the stream sustains (its lag stays bounded) by doubling;
+  3. it prints, per rate: the rate the source sustained, changes/s the stream applied,
+     freshness p50 / p99 / max, the stream worker's CPU (share of one core) and its CPU per
+     1,000 changes (the warehouse's work per change, to compare across N);
+  4. the batch comparison at 1,000 changes/s: a second warehouse of the same source runs
+     CALL sicoop.run_pipeline() back to back (a schedule as tight as it gets) under the same
+     load, and the same probe times its freshness.
+Figures are printed, never asserted: this machine is shared and noisy.
+"""
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psycopg
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PGBIN = "/usr/lib/postgresql/15/bin"
+PORT = int(os.environ.get("SICOOP_PGPORT", "5499"))
+DURATION = int(os.environ.get("DURATION", "300"))
+RATES = os.environ.get("RATES", "100 1000 max").split()
+SRC, DW, BATCH = "sicoop_sbench_src", "sicoop_sbench_dw", "sicoop_sbench_batch"
+SLOT = "sicoop_sbench"
+ENV = dict(os.environ, PGHOST="localhost", PGPORT=str(PORT), PGUSER="postgres")
+
+
+def connect(db, autocommit=True):
+    return psycopg.connect(host="localhost", port=PORT, user="postgres", dbname=db, autocommit=autocommit)
+
+
+def psql(db, *args, quiet=True):
+    cmd = [f"{PGBIN}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db, *args]
+    subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL if quiet else None)
+
+
+def val(db, sql):
+    with connect(db) as c:
+        row = c.execute(sql).fetchone()
+        return row[0] if row else None
+
+
+def stop_stream(db):
+    try:
+        val(db, "SELECT sicoop.stop_stream()")
+    except Exception:
+        return
+    for _ in range(100):
+        if val("postgres", f"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '{db}'") == 0:
+            break
+        time.sleep(0.2)
+
+
+def drop_slot():
+    with connect("postgres") as c:
+        c.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active_pid IS NOT NULL", (SLOT,))
+        time.sleep(0.5)
+        c.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (SLOT,))
+
+
+def recreate(db):
+    with connect("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {db}")
+
+
+# The load: one pgbench transaction is a few changes; the mix is mostly new movements.
+LOAD_SCRIPT = r"""
+\set r random(1, 100)
+\set k random(1, :movements)
+\if :r <= 70
+INSERT INTO movimentacao_cartao
+SELECT 'MOV-B' || :client_id || '-' || nextval('bench_seq'), 'CARTAO-' || lpad((1 + (:k + i) % :cards)::text, 8, '0'),
+       'compra', 10 + i, now()::timestamp
+FROM generate_series(1, 5) i;
+\elif :r <= 90
+UPDATE movimentacao_cartao SET valor_movimentacao = valor_movimentacao + 1
+WHERE id_movimentacao_cartao IN ('MOV-' || lpad(:k::text, 10, '0'), 'MOV-' || lpad((:k + 1)::text, 10, '0'),
+                                 'MOV-' || lpad((:k + 2)::text, 10, '0'), 'MOV-' || lpad((:k + 3)::text, 10, '0'),
+                                 'MOV-' || lpad((:k + 4)::text, 10, '0'));
+\elif :r <= 95
+DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao IN (
+  SELECT id_movimentacao_cartao FROM movimentacao_cartao WHERE id_movimentacao_cartao >= 'MOV-' || lpad(:k::text, 10, '0') LIMIT 5);
+\elif :r <= 98
+UPDATE cartao SET nome_impresso_cartao = 'CARTAO ' || :k WHERE id_cartao = 'CARTAO-' || lpad((1 + :k % :cards)::text, 8, '0');
+\else
+UPDATE associado SET escolaridade = 'Rodada ' || :k WHERE id_associado = 'ASSOC-' || lpad((1 + :k % :members)::text, 8, '0');
+\endif
+"""
+CHANGES_PER_TX = 0.70 * 5 + 0.20 * 5 + 0.05 * 5 + 0.03 + 0.02  # about 4.8
+
+
+def start_load(rate_changes, seconds, n):
+    tps = max(1, round(rate_changes / CHANGES_PER_TX))
+    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    script.write(LOAD_SCRIPT)
+    script.close()
+    members = max(n // 25, 1)
+    cmd = [f"{PGBIN}/pgbench", "-n", "-f", script.name, "-c", "4", "-j", "2", "-T", str(seconds), "-R", str(tps),
+           "-D", f"movements={n}", "-D", f"cards={members * 6 // 5}", "-D", f"members={members}", SRC]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def load_result(proc):
+    out = proc.communicate()[0]
+    tps = 0.0
+    for line in out.splitlines():
+        if line.startswith("tps ="):
+            tps = float(line.split()[2])
+    return tps * CHANGES_PER_TX
+
+
+class Probe(threading.Thread):
+    """Commits a marker movement every half second; times source commit -> visible in the fact."""
+
+    def __init__(self, warehouse, tag):
+        super().__init__(daemon=True)
+        self.warehouse, self.tag = warehouse, tag
+        self.samples, self.lost = [], 0
+        self.stop = threading.Event()
+
+    def run(self):
+        src, dw = connect(SRC), connect(self.warehouse)
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            key = f"MOV-PROBE-{self.tag}-{i}"
+            src.execute("INSERT INTO movimentacao_cartao VALUES (%s, 'CARTAO-00000001', 'probe', 1, now()::timestamp)", (key,))
+            committed = time.time()
+            while True:
+                if dw.execute("SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = %s", (key,)).fetchone():
+                    self.samples.append(time.time() - committed)
+                    break
+                if time.time() - committed > 120 or self.stop.is_set():
+                    self.lost += 1
+                    break
+                time.sleep(0.01)
+            time.sleep(max(0.0, 0.5 - (time.time() - committed)))
+
+    def report(self):
+        s = sorted(self.samples)
+        if not s:
+            return "no marker arrived"
+        p = lambda q: s[min(len(s) - 1, int(q * len(s)))]
+        return f"p50 {p(0.50):.2f} s, p99 {p(0.99):.2f} s, max {s[-1]:.2f} s ({len(s)} markers{', %d not seen' % self.lost if self.lost else ''})"
+
+
+def worker_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stream_counts():
+    return val(DW, "SELECT changes_applied FROM sicoop.stream_status()")
+
+
+def measure_stream(rate, n, seconds):
+    pid = val(DW, "SELECT sicoop._stream_worker_pid()")
+    cpu0, changes0, t0 = worker_cpu_seconds(pid), stream_counts(), time.time()
+    probe = Probe(DW, f"{rate}-{int(t0)}")
+    load = start_load(rate, seconds, n)
+    probe.start()
+    offered = load_result(load)
+    # Drain: the stream catches up with what the load committed.
+    deadline = time.time() + 120
+    lag = None
+    while time.time() < deadline:
+        lag = val(DW, "SELECT lag_seconds FROM sicoop.stream_status()")
+        if lag == 0:
+            break
+        time.sleep(0.5)
+    probe.stop.set()
+    probe.join()
+    elapsed = time.time() - t0
+    cpu = worker_cpu_seconds(pid) - cpu0
+    applied = stream_counts() - changes0
+    return {
+        "rate": rate, "offered": offered, "applied_per_s": applied / seconds, "applied": applied,
+        "freshness": probe.report(), "p99": sorted(probe.samples)[int(0.99 * len(probe.samples))] if probe.samples else 999,
+        "cpu_share": cpu / elapsed, "cpu_ms_per_1000": 1000 * 1000 * cpu / max(applied, 1),
+        "drained": lag == 0,
+    }
+
+
+def print_stream(r):
+    print(f"  {str(r['rate']):>6} changes/s asked: source sustained {r['offered']:.0f}/s, stream applied {r['applied_per_s']:.0f}/s "
+          f"({r['applied']} changes){'' if r['drained'] else ', NOT drained within 120 s'}")
+    print(f"         freshness (source commit -> fact row): {r['freshness']}")
+    print(f"         stream worker CPU: {100 * r['cpu_share']:.0f}% of one core, {r['cpu_ms_per_1000']:.1f} ms per 1,000 changes")
+    sys.stdout.flush()
+
+
+def measure_batch(n, seconds):
+    """The batch pipeline run back to back under the same load: its freshness."""
+    recreate(BATCH)
+    psql(BATCH, "-c", "SET client_min_messages = warning", "-c", "CREATE EXTENSION sicoop_etl CASCADE",
+         "-c", f"SELECT sicoop.connect_source('localhost', {PORT}, '{SRC}', current_user)")
+    psql(BATCH, "-c", "SET client_min_messages = warning", "-c", "CALL sicoop.run_pipeline()")
+    stop = threading.Event()
+    runs = []
+
+    def loop():
+        with connect(BATCH) as c:
+            c.execute("SET client_min_messages = warning")
+            while not stop.is_set():
+                t = time.time()
+                c.execute("CALL sicoop.run_pipeline()")
+                runs.append(time.time() - t)
+
+    runner = threading.Thread(target=loop, daemon=True)
+    runner.start()
+    probe = Probe(BATCH, f"batch-{int(time.time())}")
+    load = start_load(1000, seconds, n)
+    probe.start()
+    load_result(load)
+    time.sleep(15)
+    probe.stop.set()
+    probe.join()
+    stop.set()
+    runner.join()
+    mean_run = statistics.mean(runs) if runs else 0
+    print(f"  batch, CALL sicoop.run_pipeline() back to back at 1000 changes/s: {len(runs)} runs, mean {mean_run:.2f} s;"
+          f" freshness {probe.report()}")
+    sys.stdout.flush()
+
+
+def bench(n):
+    print(f"== N = {n:,} movements of history ==")
+    stop_stream(DW)
+    drop_slot()
+    recreate(SRC)
+    psql(SRC, "-v", f"n={n}", "-f", os.path.join(REPO, "test/bench/generate_source.sql"))
+    psql(SRC, "-c", "CREATE INDEX ON movimentacao_cartao (data_movimentacao)", "-c", "CREATE SEQUENCE bench_seq",
+         "-c", "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao")
+    recreate(DW)
+    psql(DW, "-c", "SET client_min_messages = warning", "-c", "CREATE EXTENSION sicoop_etl CASCADE",
+         "-c", f"SELECT sicoop.connect_source('localhost', {PORT}, '{SRC}', current_user)")
+    t = time.time()
+    val(DW, f"SELECT sicoop.start_stream('{SLOT}')")
+    while val(DW, "SELECT state FROM sicoop.stream_status()") != "streaming":
+        state = val(DW, "SELECT state || ' ' || coalesce(error_message, '') FROM sicoop.stream_status()")
+        if state.startswith("failed"):
+            sys.exit(f"the stream failed: {state}")
+        time.sleep(0.2)
+    print(f"  start_stream: the slot's snapshot loaded and streaming in {time.time() - t:.1f} s")
+    sys.stdout.flush()
+    results = []
+    for rate in RATES:
+        if rate != "max":
+            results.append(measure_stream(int(rate), n, DURATION))
+            print_stream(results[-1])
+            continue
+        # The highest sustainable rate: doubling while the stream keeps up (drained, p99 <= 5 s).
+        rate_try, best = 2000, None
+        while rate_try <= 64000:
+            r = measure_stream(rate_try, n, max(60, DURATION // 3))
+            print_stream(r)
+            if not (r["drained"] and r["p99"] <= 5 and r["applied_per_s"] >= 0.9 * r["offered"]):
+                break
+            best = r
+            if r["offered"] < 0.9 * rate_try:
+                break  # the source (pgbench on this machine) is the limit
+            rate_try *= 2
+        if best:
+            print(f"  highest rate sustained: {best['applied_per_s']:.0f} changes/s applied (offered {best['offered']:.0f}/s)")
+    if os.environ.get("BATCH", "1") == "1":
+        measure_batch(n, min(DURATION, 120))
+    stop_stream(DW)
+    drop_slot()
+    for db in (DW, BATCH, SRC):
+        with connect("postgres") as c:
+            c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+    return results
+
+
+def main():
+    sizes = [int(a) for a in sys.argv[1:]] or [1000000]
+    print(f"sicoop_etl streaming benchmark: rates {' '.join(RATES)} changes/s, {DURATION} s each, N = {sizes}")
+    for n in sizes:
+        bench(n)
+
+
+if __name__ == "__main__":
+    main()
