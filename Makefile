@@ -85,6 +85,6 @@ soak:
 
 # The streaming benchmark (test/bench/stream_bench.py): make bench-stream N=1000000 [RATES="100 1000 max"] [DURATION=300]
 bench-stream:
-	python3 test/bench/stream_bench.py $(if $(filter command line,$(origin N)),$(N),1000000)
+	/usr/bin/python3 test/bench/stream_bench.py $(if $(filter command line,$(origin N)),$(N),1000000)
 
 .PHONY: bench-stream

@@ -63,11 +63,15 @@ void check_installation() {
 
 // What the step needs to know before it plans: full or incremental, what it last processed,
 // which tables are still empty, and the movements' window.
+// A stream's micro-batch: the source tables it touched (set by stream_steps::run).
+std::vector<std::string> stream_batch_tables;
+
 RunContext load_context(const Step& step, bool full, bool rebuild, bool stream, spi::RunParams& params) {
     RunContext ctx;
     ctx.full = full || rebuild;
     ctx.rebuild = rebuild;
     ctx.stream = stream;
+    if (stream) ctx.stream_tables = stream_batch_tables;
     spi::Param name = spi::text_param(step.name.c_str());
     ctx.since_run_id = rebuild ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
     if (ctx.full && !rebuild) {
@@ -693,19 +697,23 @@ void check_ready() { check_installation(); }
 
 bool try_run_lock() { return try_lock(false); }
 
-StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail) {
+StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
+               const std::vector<std::string>& tables) {
+    stream_batch_tables = tables;
     StepCounts total;
     total.rows_unchanged = 0;
     detail = "{";
     for (const Step& step : pipeline_steps()) {
         // The initial sync is a full run (a first load on an empty warehouse), logged as one.
         if (!stream) run_log::started(run_id, step.name.c_str(), reference_time);
+        const TimestampTz step_start = GetCurrentTimestamp();
         StepOutcome outcome = as_pg_error([&] { return execute_step(step, reference_time, run_id, !stream, false, stream); });
+        const int64 ms = (GetCurrentTimestamp() - step_start) / 1000;
         if (!stream) run_log::succeeded(run_id, step.name.c_str(), outcome.counts, outcome.detail.c_str());
         const StepCounts& c = outcome.counts;
         detail += (detail.size() > 1 ? ", \"" : "\"") + step.name + "\": [" + std::to_string(c.rows_read) + ", " +
                   std::to_string(c.rows_inserted) + ", " + std::to_string(c.rows_updated) + ", " +
-                  std::to_string(c.rows_deleted) + ", " + std::to_string(c.rows_rejected) + "]";
+                  std::to_string(c.rows_deleted) + ", " + std::to_string(c.rows_rejected) + ", " + std::to_string(ms) + "]";
         total.rows_read += c.rows_read;
         total.rows_inserted += c.rows_inserted;
         total.rows_updated += c.rows_updated;

@@ -7,6 +7,7 @@
 #include "steps/step.hpp"
 
 #include <string>
+#include <vector>
 
 namespace sicoop {
 
@@ -25,8 +26,10 @@ void check_ready();
 bool try_run_lock();
 // Every step, in order, in the caller's transaction: over a micro-batch (`stream`: the stage and
 // sicoop.stream_key filled by the caller), or as a full run (the initial sync, logged as the
-// run's steps). `detail`: per step, [read, inserted, updated, deleted, rejected] as JSON.
-StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail);
+// run's steps). `detail`: per step, [read, inserted, updated, deleted, rejected, milliseconds] as JSON.
+// `tables`: the source tables the micro-batch touched (the others have nothing to merge).
+StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
+               const std::vector<std::string>& tables = {});
 }  // namespace stream_steps
 
 }  // namespace sicoop

@@ -421,8 +421,13 @@ BEGIN
     END IF;
   END LOOP;
 
-  -- The rejected rows leave `checked` for sicoop.reject, with every rule they break.
-  TRUNCATE sicoop.stage_reject;
+  -- The rejected rows leave `checked` for sicoop.reject, with every rule they break. (A
+  -- micro-batch's few rows: DELETE, cheaper than the new files a TRUNCATE makes.)
+  IF partial THEN
+    DELETE FROM sicoop.stage_reject;
+  ELSE
+    TRUNCATE sicoop.stage_reject;
+  END IF;
   SELECT string_agg('(' || x.predicate || ')', ' OR '),
          string_agg(format('CASE WHEN %s THEN %L END', x.predicate, x.rule_name || coalesce('(' || x.part || ')', '')), ', ')
   INTO reject_pred, reject_labels

@@ -35,6 +35,8 @@
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 
+#include <algorithm>
+
 namespace sicoop {
 
 const std::vector<SourceTable>& source_tables() {
@@ -634,12 +636,23 @@ WHERE j.table_name = '{table}'
 
 std::vector<Action> plan_raw(const RunContext& ctx) {
     std::vector<Action> actions;
+    if (ctx.stream) {
+        // A micro-batch's few rows leave with DELETE: a TRUNCATE makes new files for every
+        // table and costs more than the rest of the batch's step.
+        for (const SourceTable& t : source_tables())
+            if (std::find(ctx.stream_tables.begin(), ctx.stream_tables.end(), t.name) != ctx.stream_tables.end())
+                plan_streamed(actions, t);
+        actions.push_back(sql_action(R"sql(
+WITH s1 AS (DELETE FROM sicoop.stage_associado), s2 AS (DELETE FROM sicoop.stage_conta),
+     s3 AS (DELETE FROM sicoop.stage_cartao), s4 AS (DELETE FROM sicoop.stage_movimentacao_cartao),
+     s5 AS (DELETE FROM sicoop.stage_reject)
+SELECT)sql"));
+        return actions;
+    }
     actions.push_back(sql_action("TRUNCATE sicoop.stage_source_column"));
     for (const SourceTable& t : source_tables()) {
         const std::string raw_table = "raw_" + t.name;
-        if (ctx.stream)
-            plan_streamed(actions, t);
-        else if (ctx.is_empty(raw_table))
+        if (ctx.is_empty(raw_table))
             plan_first_load(actions, t);
         else if (ctx.rebuild || (is_movements(t) && !ctx.has_window))
             plan_whole(actions, t);

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The streaming benchmark (issue 19): make bench-stream N="1000000" [RATES="100 1000 max"] [DURATION=300]
 
 For each history size N, on the project's cluster (test/env.sh start; wal_level = logical), in one run:
@@ -128,14 +128,21 @@ class Probe(threading.Thread):
     def __init__(self, warehouse, tag):
         super().__init__(daemon=True)
         self.warehouse, self.tag = warehouse, tag
-        self.samples, self.lost = [], 0
+        self.samples, self.lost, self.rounds = [], 0, 0
         self.stop = threading.Event()
 
     def run(self):
+        try:
+            self.probe()
+        except Exception as e:  # a probe that dies says so
+            print(f"  probe failed: {e}", file=sys.stderr)
+
+    def probe(self):
         src, dw = connect(SRC), connect(self.warehouse)
         i = 0
         while not self.stop.is_set():
             i += 1
+            self.rounds = i
             key = f"MOV-PROBE-{self.tag}-{i}"
             src.execute("INSERT INTO movimentacao_cartao VALUES (%s, 'CARTAO-00000001', 'probe', 1, now()::timestamp)", (key,))
             committed = time.time()
@@ -143,7 +150,9 @@ class Probe(threading.Thread):
                 if dw.execute("SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = %s", (key,)).fetchone():
                     self.samples.append(time.time() - committed)
                     break
-                if time.time() - committed > 120 or self.stop.is_set():
+                if self.stop.is_set():
+                    break  # the measure ended while it was on its way
+                if time.time() - committed > 120:
                     self.lost += 1
                     break
                 time.sleep(0.01)
@@ -152,7 +161,7 @@ class Probe(threading.Thread):
     def report(self):
         s = sorted(self.samples)
         if not s:
-            return "no marker arrived"
+            return f"no marker arrived ({self.lost} lost, {self.rounds} probes)"
         p = lambda q: s[min(len(s) - 1, int(q * len(s)))]
         return f"p50 {p(0.50):.2f} s, p99 {p(0.99):.2f} s, max {s[-1]:.2f} s ({len(s)} markers{', %d not seen' % self.lost if self.lost else ''})"
 
@@ -170,7 +179,7 @@ def stream_counts():
 def measure_stream(rate, n, seconds):
     pid = val(DW, "SELECT sicoop._stream_worker_pid()")
     cpu0, changes0, t0 = worker_cpu_seconds(pid), stream_counts(), time.time()
-    probe = Probe(DW, f"{rate}-{int(t0)}")
+    probe = Probe(DW, f"R{rate}T{int(t0) % 1000}")
     load = start_load(rate, seconds, n)
     probe.start()
     offered = load_result(load)
@@ -222,7 +231,7 @@ def measure_batch(n, seconds):
 
     runner = threading.Thread(target=loop, daemon=True)
     runner.start()
-    probe = Probe(BATCH, f"batch-{int(time.time())}")
+    probe = Probe(BATCH, f"BATCH{int(time.time()) % 1000}")
     load = start_load(1000, seconds, n)
     probe.start()
     load_result(load)
@@ -278,6 +287,8 @@ def bench(n):
             print(f"  highest rate sustained: {best['applied_per_s']:.0f} changes/s applied (offered {best['offered']:.0f}/s)")
     if os.environ.get("BATCH", "1") == "1":
         measure_batch(n, min(DURATION, 120))
+    if os.environ.get("KEEP") == "1":
+        return results
     stop_stream(DW)
     drop_slot()
     for db in (DW, BATCH, SRC):
