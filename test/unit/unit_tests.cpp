@@ -53,6 +53,7 @@ sicoop::RunContext incremental() {
 sicoop::RunContext streamed() {
     sicoop::RunContext ctx = incremental();
     ctx.stream = true;
+    ctx.stream_tables = {"associado", "conta", "cartao", "movimentacao_cartao"};
     return ctx;
 }
 sicoop::RunContext full_run() {
@@ -241,6 +242,12 @@ void test_stream_plans() {
     ok(contains(raw_sql, "= ANY (k.keep_from_raw) THEN r.descricao_movimentacao") &&
            contains(raw_sql, "(j.record ->> 'descricao_movimentacao')::text"),
        "stream: an unchanged TOAST value comes from raw, or from the reject of a rejected row");
+    sicoop::RunContext movements_only = streamed();
+    movements_only.stream_tables = {"movimentacao_cartao"};
+    const std::string movements_sql = all_sql(plan("load_raw", movements_only));
+    ok(contains(movements_sql, "sicoop.raw_movimentacao_cartao") && !contains(movements_sql, "sicoop.raw_cartao") &&
+           !contains(movements_sql, "TRUNCATE"),
+       "stream: only the tables the batch touched are checked and merged, and nothing is truncated");
     ok(!contains(all_sql(plan("load_fato", streamed())), "_reconcile"),
        "stream: no reconciliation per micro-batch (it reads all of history)");
     const std::string scd2 = all_sql(plan("scd2_associado", streamed()));
