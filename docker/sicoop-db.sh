@@ -11,6 +11,9 @@ set -euo pipefail
 : "${SICOOP_SCHEDULE=*/15 * * * *}"           # empty: no pg_cron job
 : "${SICOOP_FULL_SCHEDULE=0 3 * * 0}"         # empty: no full run job
 : "${SICOOP_AS_OF=}"                          # a fixed reference time for the sample (empty: now())
+: "${SICOOP_STREAM=false}"                    # true: the warehouse follows the source's changes (start_stream)
+# A stream applies changes as they happen: its reference time is now, never a fixed date.
+[ "$SICOOP_STREAM" = true ] && SICOOP_AS_OF=
 export PGPORT
 log() { printf '[sicoop-db] %s\n' "$*" >&2; }
 psql_q() { psql -X -q -v ON_ERROR_STOP=1 -h /var/run/postgresql "$@"; }
@@ -27,6 +30,9 @@ cron.database_name = 'sicooperativedw'
 cron.use_background_workers = on
 max_worker_processes = 16
 unix_socket_directories = '/var/run/postgresql'
+# Streaming (sicoop.start_stream()): logical replication, with a bound on the WAL a stopped stream keeps.
+wal_level = logical
+max_slot_wal_keep_size = '2GB'
 CONF
   # Every TCP connection authenticates with a password, from anywhere it is allowed to listen.
   printf 'host all all 0.0.0.0/0 scram-sha-256\nhost all all ::/0 scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
@@ -37,8 +43,10 @@ CONF
   psql_q -d sicooperativedb -f /usr/share/sicoop_etl/sample_source.sql >/dev/null
   psql_q -d sicooperativedb <<'SQL'
 \getenv pw SICOOP_SOURCE_PASSWORD
-CREATE ROLE etl_reader LOGIN PASSWORD :'pw';
+CREATE ROLE etl_reader LOGIN REPLICATION PASSWORD :'pw';
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO etl_reader;
+-- What a stream follows (sicoop.start_stream()).
+CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao;
 SQL
 
   log "SiCooperativeDW: sicoop_etl, operator etl_operator, reader bi"
@@ -70,6 +78,17 @@ SELECT :'cron' <> '' AS has_cron \gset
 SELECT jobname, schedule, command FROM sicoop.schedule(:'cron', nullif(:'full_cron', ''));
 \endif
 SQL
+  if [ "$SICOOP_STREAM" = true ]; then
+    # The stream's first start (its snapshot) happens here; after this setup's restart, the
+    # watchdog job (sicoop.schedule()) starts the worker again within a minute.
+    log "SiCooperativeDW: streaming the source's changes (sicoop.start_stream())"
+    psql_q -d sicooperativedw -c "SET ROLE etl_operator" -c "SELECT sicoop.start_stream()" >/dev/null
+    for _ in $(seq 600); do
+      [ "$(psql_q -d sicooperativedw -Atc "SELECT state FROM sicoop.stream_status()")" = streaming ] && break
+      sleep 0.1
+    done
+    psql_q -d sicooperativedw -Atc "SELECT 'stream: ' || state FROM sicoop.stream_status()" >&2
+  fi
   pg_ctl -D "$PGDATA" -w -m fast stop >/dev/null
   touch "$PGDATA/sicoop_ready"
   log "ready"

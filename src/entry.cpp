@@ -35,6 +35,7 @@ char* timezone_setting = nullptr;
 char* lookback_setting = nullptr;
 char* export_directory_setting = nullptr;
 char* log_retention_setting = nullptr;
+char* stream_log_retention_setting = nullptr;
 
 // The password argument of a call, for scrubbing from its errors (NULL if none).
 const char* password_arg(FunctionCallInfo fcinfo, int argno) {
@@ -120,6 +121,11 @@ void _PG_init(void) {
         "sicoop.stream_batch_changes", "The most source changes the stream applies in one micro-batch.",
         "A micro-batch holds whole source transactions: one larger than this is applied alone.",
         &sicoop::stream_batch_changes_setting, 20000, 1, INT_MAX, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable(
+        "sicoop.stream_log_retention", "How long the run log keeps a stream's micro-batches.",
+        "Each micro-batch the stream applies is a run_log row (step 'stream'), several a second: they are kept for this "
+        "long (failures and every batch run, for sicoop.log_retention).",
+        &sicoop::stream_log_retention_setting, "1 day", PGC_USERSET, 0, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "sicoop.stream_lag_alert", "How far behind the source the stream may be before the watchdog alerts.",
         "sicoop.watchdog() (every minute, with sicoop.schedule()) sends NOTIFY sicoop_alerts once when the stream's lag "

@@ -65,13 +65,17 @@ void check_installation() {
 // which tables are still empty, and the movements' window.
 // A stream's micro-batch: the source tables it touched (set by stream_steps::run).
 std::vector<std::string> stream_batch_tables;
+std::vector<std::string> stream_batch_truncated;
 
 RunContext load_context(const Step& step, bool full, bool rebuild, bool stream, spi::RunParams& params) {
     RunContext ctx;
     ctx.full = full || rebuild;
     ctx.rebuild = rebuild;
     ctx.stream = stream;
-    if (stream) ctx.stream_tables = stream_batch_tables;
+    if (stream) {
+        ctx.stream_tables = stream_batch_tables;
+        ctx.stream_truncated = stream_batch_truncated;
+    }
     spi::Param name = spi::text_param(step.name.c_str());
     ctx.since_run_id = rebuild ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
     if (ctx.full && !rebuild) {
@@ -698,8 +702,9 @@ void check_ready() { check_installation(); }
 bool try_run_lock() { return try_lock(false); }
 
 StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables) {
+               const std::vector<std::string>& tables, const std::vector<std::string>& truncated) {
     stream_batch_tables = tables;
+    stream_batch_truncated = truncated;
     StepCounts total;
     total.rows_unchanged = 0;
     detail = "{";

@@ -27,9 +27,10 @@ bool try_run_lock();
 // Every step, in order, in the caller's transaction: over a micro-batch (`stream`: the stage and
 // sicoop.stream_key filled by the caller), or as a full run (the initial sync, logged as the
 // run's steps). `detail`: per step, [read, inserted, updated, deleted, rejected, milliseconds] as JSON.
-// `tables`: the source tables the micro-batch touched (the others have nothing to merge).
+// `tables`: the source tables the micro-batch touched (the others have nothing to merge);
+// `truncated`: those of them truncated at the source in it.
 StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables = {});
+               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {});
 }  // namespace stream_steps
 
 }  // namespace sicoop

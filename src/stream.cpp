@@ -423,11 +423,12 @@ bool apply(const Batch& batch, pgo::Lsn received) {
     WorkerTransaction tx;
     if (!stream_steps::try_run_lock()) return false;
     pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
-    spi::exec("DELETE FROM sicoop.stream_key");  // (a TRUNCATE per batch costs more than the batch)
+    spi::exec("DELETE FROM sicoop.stream_key");  // (empty: truncated by the batch before)
     std::string keys_text;
-    std::vector<std::string> touched;
+    std::vector<std::string> touched, truncated;
     for (const pgo::TableBatch& b : pgo::fold(batch.transactions, key_columns(), {})) {
         touched.push_back(b.table);
+        if (b.truncated) truncated.push_back(b.table);
         const SourceTable* table = nullptr;
         for (const SourceTable& t : source_tables())
             if (t.name == b.table) table = &t;
@@ -443,7 +444,9 @@ bool apply(const Batch& batch, pgo::Lsn received) {
     const int64 run_id = run_log::next_run_id();
     run_log::started(run_id, "stream", reference_time);
     std::string detail;
-    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, touched);
+    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, touched, truncated);
+    // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
+    spi::exec("TRUNCATE sicoop.stream_key");
     const pgo::Transaction& last = batch.transactions.back();
     const std::string applied = pgo::format_lsn(last.end_lsn);
     const std::string received_text = pgo::format_lsn(std::max(received, last.end_lsn));
@@ -466,11 +469,31 @@ SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = chang
     return true;
 }
 
-// The run log's retention, now and then (as run_pipeline does after each run).
-void purge_logs() {
-    WorkerTransaction tx;
+// The run log's retention, now and then (as run_pipeline does after each run); a micro-batch's
+// row (several a second) is kept for sicoop.stream_log_retention only.
+void purge_logs_now() {
     spi::exec(R"sql(
 SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retention', true), '')::pg_catalog.interval, 500))sql");
+    spi::exec(R"sql(
+WITH old AS (
+  DELETE FROM sicoop.run_log l
+  WHERE l.step = 'stream' AND l.status = 'succeeded'
+    AND l.finished_at < pg_catalog.clock_timestamp() - pg_catalog.current_setting('sicoop.stream_log_retention')::pg_catalog.interval
+  RETURNING l.run_id)
+DELETE FROM sicoop.dq_result d WHERE d.run_id IN (SELECT o.run_id FROM old o))sql");
+}
+
+void purge_logs() {
+    WorkerTransaction tx;
+    spi::SubTransaction sub;  // (a retention that is no interval is said in the log, not fatal)
+    try {
+        purge_logs_now();
+        sub.release();
+    } catch (PgError& e) {
+        sub.rollback();
+        const char* m = e.edata->message;
+        pg_call([&] { ereport(WARNING, (errmsg("sicoop stream: the run log's retention failed: %s", m))); });
+    }
     tx.commit();
 }
 
@@ -512,22 +535,25 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
                         PGRES_COPY_BOTH, "start streaming"));
     Batch batch;
     pgo::Lsn received = applied;
-    TimestampTz last_status = 0, last_check = GetCurrentTimestamp();
+    TimestampTz last_status = 0, last_check = GetCurrentTimestamp(), retry_at = 0;
     int64 batches = 0;
     bool paused = false;
     for (;;) {
         pg_call([] { CHECK_FOR_INTERRUPTS(); });
         const TimestampTz now = GetCurrentTimestamp();
-        // Apply when due: the interval since the batch's first change, or its size.
-        if (!batch.empty() && (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) ||
-                               now >= TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting))) {
+        // Apply when due: the interval since the batch's first change, or its size. (Held back
+        // by a run, it is tried again each second.)
+        if (!batch.empty() && now >= retry_at &&
+            (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) ||
+             now >= TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting))) {
             paused = !apply(batch, received);
+            if (paused) retry_at = TimestampTzPlusMilliseconds(now, 1000);
             if (!paused) {
                 applied = batch.transactions.back().end_lsn;
                 batch.clear();
                 source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
                 last_status = now;
-                if (++batches % 1000 == 0) purge_logs();
+                if (++batches % 100 == 0) purge_logs();
             }
         }
         if (now >= TimestampTzPlusMilliseconds(last_check, 1000)) {

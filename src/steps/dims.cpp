@@ -95,7 +95,9 @@ std::vector<Action> plan_dims(const RunContext& ctx) {
     // (On a full run raw's index on data_movimentacao gives the span at once; movements keep
     // their times from raw to trusted.)
     const std::string changed_movements =
-        ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
+        ctx.stream ? "sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = ANY (" +
+                         stream_keys_sql("movimentacao_cartao") + ")"
+        : ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
     actions.push_back(sql_action(fill(kDimData, {{"changed_movements", changed_movements}}), "dim_data"));
 
     add_type1_dimension(actions, ctx, "sicoop.dim_conta", "sicoop.trusted_conta", "id_conta",

@@ -577,7 +577,7 @@ void plan_keyed(std::vector<Action>& actions, const SourceTable& t) {
 // not send (an unchanged TOAST value) are taken from raw; then the rules, the merge, and the
 // keys deleted at the source (or every key, after a truncate) leave raw with a tombstone.
 // Only the batch's keys are looked at: its cost follows the change, not the history.
-void plan_streamed(std::vector<Action>& actions, const SourceTable& t) {
+void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool truncated) {
     // An unchanged TOAST value the source did not send: raw's, or -- for a key held in the
     // rejects (a value too long for raw is what gets TOASTed) -- the rejected record's.
     std::string from_raw, from_reject;
@@ -611,24 +611,30 @@ WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> 
         "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date, NULL, true) r",
         t.name));
     add_merge(actions, t);
-    const std::string gone = fill(R"sql(r.{key} IN (SELECT k.record_id FROM sicoop.stream_key k
-                WHERE k.table_name = '{table}' AND k.deleted AND k.record_id IS NOT NULL)
-    OR (EXISTS (SELECT 1 FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.record_id IS NULL)
-        AND {not_in_stage}))sql",
-                                  {{"key", t.key}, {"table", t.name}, {"not_in_stage", not_in_stage(t)}});
-    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, "(" + gone + ")"), t.name));
-    // A key deleted at the source leaves the rejects too (or every rejected key, after a truncate).
+    const std::string deleted = fill(R"sql(r.{key} = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
+                WHERE k.table_name = '{table}' AND k.deleted AND k.record_id IS NOT NULL)))sql",
+                                     {{"key", t.key}, {"table", t.name}});
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, deleted), t.name));
+    // A key deleted at the source leaves the rejects too.
     actions.push_back(sql_action(fill(R"sql(
 DELETE FROM sicoop.reject j
 WHERE j.table_name = '{table}'
-  AND (j.record_id IN (SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.deleted)
-       OR EXISTS (SELECT 1 FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.record_id IS NULL))
+  AND j.record_id = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.deleted))
   AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
                                       {{"table", t.name}}),
                                  t.name));
+    // Truncated at the source in this batch: every row the stage does not hold again goes.
+    if (truncated) {
+        actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t)), t.name));
+        actions.push_back(sql_action(fill(R"sql(
+DELETE FROM sicoop.reject j
+WHERE j.table_name = '{table}' AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
+                                          {{"table", t.name}}),
+                                     t.name));
+    }
     // A row now rejected (changed into a bad one) leaves raw, and so every later layer.
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key,
-                                                            "r." + t.key + " IN (SELECT n.record_id FROM sicoop.stage_reject n)"),
+                                                            "r." + t.key + " = ANY (ARRAY(SELECT n.record_id FROM sicoop.stage_reject n))"),
                                  t.name));
 }
 
@@ -637,16 +643,18 @@ WHERE j.table_name = '{table}'
 std::vector<Action> plan_raw(const RunContext& ctx) {
     std::vector<Action> actions;
     if (ctx.stream) {
-        // A micro-batch's few rows leave with DELETE: a TRUNCATE makes new files for every
-        // table and costs more than the rest of the batch's step.
+        // Only the tables the batch touched: a TRUNCATE makes new files, and costs more than
+        // the rest of a small batch's step for each table it needlessly empties.
+        std::string touched;
         for (const SourceTable& t : source_tables())
-            if (std::find(ctx.stream_tables.begin(), ctx.stream_tables.end(), t.name) != ctx.stream_tables.end())
-                plan_streamed(actions, t);
-        actions.push_back(sql_action(R"sql(
-WITH s1 AS (DELETE FROM sicoop.stage_associado), s2 AS (DELETE FROM sicoop.stage_conta),
-     s3 AS (DELETE FROM sicoop.stage_cartao), s4 AS (DELETE FROM sicoop.stage_movimentacao_cartao),
-     s5 AS (DELETE FROM sicoop.stage_reject)
-SELECT)sql"));
+            if (std::find(ctx.stream_tables.begin(), ctx.stream_tables.end(), t.name) != ctx.stream_tables.end()) {
+                plan_streamed(actions, t, ctx.stream_truncated_table(t.name));
+                touched += (touched.empty() ? "" : ", ") + stage_of(t);
+            }
+        // Nothing stays in the stage after the step, not even as dead rows: it held source rows,
+        // full card numbers included. (The rejects' scratch rows are masked: DELETE is enough.)
+        if (!touched.empty()) actions.push_back(sql_action("TRUNCATE " + touched));
+        actions.push_back(sql_action("DELETE FROM sicoop.stage_reject"));
         return actions;
     }
     actions.push_back(sql_action("TRUNCATE sicoop.stage_source_column"));

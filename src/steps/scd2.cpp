@@ -131,8 +131,7 @@ const char* const kOpen = R"sql(WITH opened AS (
       fim_vigencia_registro_associado, registro_ativo_associado, data_hora_atualizacao_registro, run_id)
   SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,
          sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date), s.estado_civil, s.escolaridade,
-         CASE WHEN s.id_associado IN (SELECT h.id_associado FROM sicoop.dim_associado h
-                                      WHERE h.id_associado IS NOT NULL)
+         CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)
               THEN {open_at} ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,
          timestamp '9999-12-31' AT TIME ZONE $3, true, $1, $2
   FROM sicoop.trusted_associado s
@@ -149,10 +148,10 @@ SELECT count(*) AS rows_inserted FROM opened)sql";
 // apart) corrects the current version in place instead of making versions overlap.
 const char* const kStreamChangeTime = R"sql(coalesce((SELECT k.commit_time FROM sicoop.stream_key k
                      WHERE k.table_name = 'associado' AND k.record_id = {member}), $1))sql";
-// Stream: only the members the batch touched can have gone (or every one, after a truncate).
+// Stream: only the members the batch touched can have gone (every one, after a truncate).
 const char* const kStreamGoneCandidates = R"sql(
-    AND (d.id_associado IN (SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = 'associado')
-         OR EXISTS (SELECT 1 FROM sicoop.stream_key k WHERE k.table_name = 'associado' AND k.record_id IS NULL)))sql";
+    AND d.id_associado = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
+                                    WHERE k.table_name = 'associado' AND k.record_id IS NOT NULL)))sql";
 
 std::vector<std::pair<std::string, std::string>> vigencia_times(const RunContext& ctx) {
     if (!ctx.stream) return {{"at_s", "$1"}, {"at_d", "$1"}, {"open_at", "$1"}, {"gone_candidates", ""}};
@@ -162,7 +161,7 @@ std::vector<std::pair<std::string, std::string>> vigencia_times(const RunContext
             {"at_d", "greatest(" + of_d + ", d.inicio_vigencia_registro_associado)"},
             {"open_at", "greatest(" + of_s + R"sql(, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
                                  WHERE h.id_associado = s.id_associado)))sql"},
-            {"gone_candidates", kStreamGoneCandidates}};
+            {"gone_candidates", ctx.stream_truncated_table("associado") ? "" : kStreamGoneCandidates}};
 }
 
 }  // namespace
@@ -175,8 +174,10 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     values.insert(values.end(), {{"changed", changed}, {"dim_historized", kDimHistorized}, {"source_historized", kSourceHistorized}});
     auto statement = [&](const char* sql) { return sql_action(fill(sql, values)); };
     std::vector<Action> actions;
-    // Runs go forward in time: closing a version before it started would be a lie.
-    actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
+    // Runs go forward in time: closing a version before it started would be a lie. (A stream's
+    // times are the source's commits, each clamped to its member's current version: the check,
+    // a pass over every version, is a batch run's.)
+    if (!ctx.stream) actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
     if (ctx.everything()) actions.push_back(sql_action(kRelabel));
     for (const char* sql : {kCountRead, kCorrectType1, kCorrectInPlace, kCloseChanged, kDropGoneOpenedNow, kCloseGone, kOpen})
         actions.push_back(statement(sql));

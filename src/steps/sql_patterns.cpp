@@ -105,6 +105,11 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 
 std::string drop_temp_table_sql(const std::string& name) { return fill(kDropTempTable, {{"name", name}}); }
 
+std::string stream_keys_sql(const std::string& table) {
+    return "ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '" + table +
+           "' AND k.record_id IS NOT NULL)";
+}
+
 std::string fill(const std::string& sql, const std::vector<std::pair<std::string, std::string>>& values) {
     std::string out;
     for (size_t i = 0; i < sql.size(); ++i) {

@@ -41,6 +41,11 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 // one is left only by a failed statement of the same transaction).
 std::string drop_temp_table_sql(const std::string& name);
 
+// A stream's micro-batch: the keys of source table `table` it touched (sicoop.stream_key), as
+// an array, for `key = ANY (...)`: looked up by the table's index whatever the statistics of
+// the small, fresh stream_key say (a join could pick a pass over the whole table).
+std::string stream_keys_sql(const std::string& table);
+
 // A statement written whole, with named substitution points: each "{name}" in `sql` becomes
 // its value, in one pass (a value is never scanned again; other braces stay as they are). The
 // values are the extension's own names and SQL fragments, never input.

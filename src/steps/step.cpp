@@ -104,4 +104,10 @@ const Step* find_step(const std::string& name) {
     return nullptr;
 }
 
+bool RunContext::stream_truncated_table(const std::string& table) const {
+    for (const auto& t : stream_truncated)
+        if (t == table) return true;
+    return false;
+}
+
 }  // namespace sicoop

@@ -121,7 +121,9 @@ struct RunContext {
     // sicoop.stream_key every key it touched; nothing is read from the source, and every later
     // step follows what changed, whatever the history's size.
     bool stream = false;
-    std::vector<std::string> stream_tables;  // stream: the source tables the batch touched
+    std::vector<std::string> stream_tables;     // stream: the source tables the batch touched
+    std::vector<std::string> stream_truncated;  // stream: those truncated at the source in it
+    bool stream_truncated_table(const std::string& table) const;
 
     bool is_empty(const std::string& table) const;
     int64_t rows_of(const std::string& table) const;  // 0 when unknown

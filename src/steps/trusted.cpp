@@ -100,9 +100,14 @@ const char* const kAge = R"sql(WITH aged AS (
   UPDATE sicoop.trusted_associado
   SET idade_atual_associado = sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date),
       run_id = $2, updated_at = $1
-  WHERE idade_atual_associado IS DISTINCT FROM sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date)
+  WHERE idade_atual_associado IS DISTINCT FROM sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date){new_day}
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM aged)sql";
+// A stream's micro-batch ages the members only on the first batch of a new day (the previous
+// run's date, from the run log): the pass reads every member, and ages move once a day.
+const char* const kNewDay = R"sql(
+    AND (SELECT (l.as_of AT TIME ZONE $3)::date FROM sicoop.run_log l WHERE l.run_id = $4 LIMIT 1)
+        IS DISTINCT FROM ($1 AT TIME ZONE $3)::date)sql";
 
 }  // namespace
 
@@ -114,7 +119,10 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         const std::string trusted = "sicoop." + trusted_table;
         // The raw rows to (re)clean: all of them, or those changed since this step last ran.
         auto sql = [&](const char* text) {
-            return fill(text, {{"table", t.name}, {"key", t.key}, {"changed", ctx.everything() ? "true" : "r.run_id > $4"}});
+            // (A stream's batch: the keys it touched, by index; the run id is a lossy BRIN pass.)
+            const std::string changed = ctx.stream ? "r." + t.key + " = ANY (" + stream_keys_sql(t.name) + ")"
+                                        : ctx.everything() ? "true" : "r.run_id > $4";
+            return fill(text, {{"table", t.name}, {"key", t.key}, {"changed", changed}});
         };
         actions.push_back(sql_action(sql(kCountRead), t.name));
         if (ctx.is_empty(trusted_table)) {
@@ -127,12 +135,13 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
             actions.push_back(sql_action(sql(kSummarize), t.name));
         } else
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, sql(kTaken)), t.name));
-        if (!t.canonical_columns.empty()) check_canonical(actions, t);
+        // (The canonical check reads the whole table: a stream leaves it to the full check.)
+        if (!t.canonical_columns.empty() && !ctx.stream) check_canonical(actions, t);
         if (ctx.is_empty(trusted_table)) continue;  // nothing to delete from an empty table
         // Deletions: everything not in raw on a full run, else what the tombstones tell.
         actions.push_back(sql_action(sql(ctx.everything() ? kDeleteMissing : kDeleteTombstoned), t.name));
     }
-    actions.push_back(sql_action(kAge, "associado"));
+    actions.push_back(sql_action(fill(kAge, {{"new_day", ctx.stream ? kNewDay : ""}}), "associado"));
     return actions;
 }
 

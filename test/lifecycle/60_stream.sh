@@ -193,4 +193,46 @@ ok_run 'and streams again' wait_streaming
 same_as_scratch 'after a resync'
 ok_if "[ $(val "$DW" "SELECT count(*) FROM sicoop.dim_associado") -ge $versions_before ]" 'the history is kept across the resync'
 
+# 9. A source restart, with the source on a cluster of its own (restarted alone, mid-load).
+SRC_PORT=$((PGPORT + 13))
+SRC_DIR=$(mktemp -d /var/tmp/sicoop_stream_src.XXXXXX)
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$SRC_DIR"
+src2() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SRC_PORT" "$@"; }
+stop_source_cluster() { as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$SRC_DIR"; }
+trap 'stop_source_cluster; cleanup; drop_db "$DW"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
+as_server_user "$PGBIN/initdb" -D "$SRC_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+printf "port = %s\nlisten_addresses = 'localhost'\nunix_socket_directories = '/tmp'\nwal_level = logical\n" "$SRC_PORT" \
+  >>"$SRC_DIR/data/postgresql.conf"
+as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -l "$SRC_DIR/server.log" -w start >/dev/null
+src2 -d postgres -c "CREATE DATABASE src_alone"
+src2 -d src_alone -v n=5000 -f "$REPO/test/bench/generate_source.sql" >/dev/null
+src2 -d src_alone -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+val "$DW" "SELECT sicoop.stop_stream()" >/dev/null
+for _ in $(seq 50); do [ "$(worker_pid)" = 0 ] && break; sleep 0.2; done
+recreate_db "$DW"
+q -d "$DW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
+  -c "SELECT sicoop.connect_source('localhost', $SRC_PORT, 'src_alone', current_user)" >/dev/null
+val "$DW" "SELECT sicoop.start_stream('sicoop_stream_alone')" >/dev/null
+ok_run 'a stream from a source cluster of its own' wait_streaming
+(for i in $(seq 1 300); do
+   src2 -d src_alone -c "INSERT INTO movimentacao_cartao VALUES ('MOV-R-$i', 'CARTAO-00000001', 'reinicio', $i, now()::timestamp)" 2>/dev/null || true
+ done) &
+LOADER=$!
+sleep 1
+as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -m fast -w restart -l "$SRC_DIR/server.log" >/dev/null
+stop_load
+src2 -d src_alone -c "INSERT INTO movimentacao_cartao VALUES ('MOV-R-LAST', 'CARTAO-00000001', 'fim', 1, now()::timestamp)"
+for _ in $(seq 300); do
+  [ "$(val "$DW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-R-LAST'")" = 1 ] && break
+  sleep 0.1
+done
+is "$(val "$DW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao")" "$(src2 -d src_alone -Atc "SELECT count(*) FROM movimentacao_cartao")" \
+   'a source restart mid-stream: one fact per source movement, nothing lost, none twice'
+is "$(val "$DW" "SELECT md5(string_agg(id_movimentacao_cartao || valor_movimentacao, ',' ORDER BY id_movimentacao_cartao)) FROM sicoop.fato_movimentacao_cartao")" \
+   "$(src2 -d src_alone -Atc "SELECT md5(string_agg(id_movimentacao_cartao || valor_movimentacao, ',' ORDER BY id_movimentacao_cartao)) FROM movimentacao_cartao")" \
+   'and the same movements, with the same amounts'
+ok_if "val '$DW' \"SELECT count(*) FROM sicoop.run_log WHERE step = 'stream'\" | grep -qv '^0$'" 'the stream applied micro-batches across the restart'
+val "$DW" "SELECT sicoop.stop_stream()" >/dev/null
+for _ in $(seq 50); do [ "$(worker_pid)" = 0 ] && break; sleep 0.2; done
+
 finish

@@ -237,8 +237,20 @@ void test_stream_plans() {
     ok(!copies, "stream: load_raw reads nothing from the source (the worker filled the stage)");
     ok(contains(raw_sql, "NULL, true) r") && !contains(raw_sql, "SELECT j.record_id FROM sicoop.reject j WHERE j.table_name"),
        "stream: the row rules check the batch only (partial), and no pass over every reject");
-    ok(contains(raw_sql, "k.deleted AND k.record_id IS NOT NULL") && contains(raw_sql, "k.record_id IS NULL"),
-       "stream: the keys deleted at the source leave raw with a tombstone, and every key after a truncate");
+    sicoop::RunContext truncated = streamed();
+    truncated.stream_truncated = {"conta"};
+    const std::string truncated_sql = all_sql(plan("load_raw", truncated));
+    ok(contains(raw_sql, "r.id_conta = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k") &&
+           contains(raw_sql, "k.deleted AND k.record_id IS NOT NULL") &&
+           !contains(raw_sql, "NOT EXISTS (SELECT 1 FROM sicoop.stage_conta s WHERE s.id_conta = r.id_conta)") &&
+           contains(truncated_sql, "NOT EXISTS (SELECT 1 FROM sicoop.stage_conta s WHERE s.id_conta = r.id_conta)") &&
+           !contains(truncated_sql, "NOT EXISTS (SELECT 1 FROM sicoop.stage_cartao s WHERE s.id_cartao = r.id_cartao)"),
+       "stream: the keys deleted at the source leave raw with a tombstone (by index), and every key a truncate left out");
+    ok(contains(all_sql(plan("load_trusted", streamed())), "r.id_movimentacao_cartao = ANY (ARRAY(SELECT k.record_id") &&
+           contains(all_sql(plan("load_fato", streamed())), "id_movimentacao_cartao = ANY (ARRAY(SELECT k.record_id") &&
+           contains(all_sql(plan("load_fato", streamed())), "LEFT JOIN LATERAL") &&
+           !contains(all_sql(plan("load_fato", incremental())), "LEFT JOIN LATERAL"),
+       "stream: trusted and the fact follow the batch's keys by index, and the fact finds member versions by index");
     ok(contains(raw_sql, "= ANY (k.keep_from_raw) THEN r.descricao_movimentacao") &&
            contains(raw_sql, "(j.record ->> 'descricao_movimentacao')::text"),
        "stream: an unchanged TOAST value comes from raw, or from the reject of a rejected row");
@@ -246,8 +258,9 @@ void test_stream_plans() {
     movements_only.stream_tables = {"movimentacao_cartao"};
     const std::string movements_sql = all_sql(plan("load_raw", movements_only));
     ok(contains(movements_sql, "sicoop.raw_movimentacao_cartao") && !contains(movements_sql, "sicoop.raw_cartao") &&
-           !contains(movements_sql, "TRUNCATE"),
-       "stream: only the tables the batch touched are checked and merged, and nothing is truncated");
+           contains(movements_sql, "TRUNCATE sicoop.stage_movimentacao_cartao") &&
+           !contains(movements_sql, "TRUNCATE sicoop.stage_cartao"),
+       "stream: only the tables the batch touched are checked, merged and emptied (truncated: no dead source rows)");
     ok(!contains(all_sql(plan("load_fato", streamed())), "_reconcile"),
        "stream: no reconciliation per micro-batch (it reads all of history)");
     const std::string scd2 = all_sql(plan("scd2_associado", streamed()));
@@ -255,8 +268,11 @@ void test_stream_plans() {
            contains(scd2, "greatest(coalesce((SELECT k.commit_time") &&
            contains(scd2, "d.inicio_vigencia_registro_associado)"),
        "stream: a version opens and closes at the commit time of its change, never before the current version");
-    ok(contains(scd2, "d.id_associado IN (SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = 'associado')"),
-       "stream: only the members the batch touched can have gone");
+    sicoop::RunContext members_truncated = streamed();
+    members_truncated.stream_truncated = {"associado"};
+    ok(contains(scd2, "d.id_associado = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k") &&
+           !contains(all_sql(plan("scd2_associado", members_truncated)), "d.id_associado = ANY (ARRAY("),
+       "stream: only the members the batch touched can have gone (every one after a truncate)");
     ok(!contains(all_sql(plan("scd2_associado", incremental())), "stream_key"), "batch runs keep the run's time");
 }
 
