@@ -45,7 +45,7 @@ build/sicoop_etl--%--$(EXTVERSION).sql: $(SQL_SOURCES)
 	bash src/sql/assemble.sh update $* $(EXTVERSION) $@
 
 # The SQL sources assemble to exactly what is installed: for a released version, its frozen
-# scripts (so src/sql/ is what 1.4 shipped until the next version starts).
+# scripts (so src/sql/ is what the latest release shipped until the next version starts).
 sql-check: $(ASSEMBLED)
 	@for f in $(ASSEMBLED); do \
 	  if [ -f "$$(basename $$f)" ]; then cmp -s "$$f" "$$(basename $$f)" || \
