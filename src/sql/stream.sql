@@ -136,6 +136,7 @@ CREATE OR REPLACE FUNCTION stream_status(
     OUT lag_bytes numeric, OUT lag_seconds numeric, OUT changes_applied bigint, OUT transactions_applied bigint,
     OUT batches_applied bigint, OUT last_commit_time timestamptz, OUT last_apply_at timestamptz, OUT worker_pid int,
     OUT error_sqlstate text, OUT error_message text, OUT error_hint text)
+RETURNS SETOF record  -- (no row: no stream was ever started)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 SELECT CASE WHEN s.wanted AND w.pid IS NULL AND s.state NOT IN ('failed') THEN 'not running' ELSE s.state END,
        s.slot_name, s.publication, s.applied_lsn, s.received_lsn,
@@ -157,7 +158,8 @@ CREATE OR REPLACE FUNCTION _watch_stream() RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   s record;
-  limit_seconds numeric := coalesce(nullif(current_setting('sicoop.stream_lag_alert', true), '')::numeric, 60);
+  -- (Shown with its unit, as '1min': read as an interval.)
+  limit_seconds numeric := coalesce(extract(epoch FROM nullif(current_setting('sicoop.stream_lag_alert', true), '')::interval), 60);
 BEGIN
   IF to_regclass('sicoop.stream_state') IS NULL THEN
     RETURN NULL;

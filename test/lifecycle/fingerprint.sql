@@ -2,7 +2,7 @@
 -- sicoop (rows and an md5 of them in a fixed order), per sequence (its position), and the
 -- source's connection objects. Two warehouses with the same lines hold the same data. The
 -- extension's own tables are not data and are left out: the steps' scratch tables (stage_*,
--- deferred_index: empty between runs; source_day_total: the latest load's source totals) and the record of what was handed over to an
+-- deferred_index, stream_key: empty between runs; source_day_total: the latest load's source totals) and the record of what was handed over to an
 -- operator.
 CREATE FUNCTION pg_temp.fingerprint() RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
@@ -12,7 +12,7 @@ BEGIN
   FOR r IN SELECT c.oid::regclass AS rel, c.relname, c.relkind
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = 'sicoop' AND c.relkind IN ('r', 'S', 'v', 'f')
-             AND c.relname NOT LIKE 'stage\_%' AND c.relname NOT IN ('deferred_index', 'operator_handover', 'source_day_total')
+             AND c.relname NOT LIKE 'stage\_%' AND c.relname NOT IN ('deferred_index', 'operator_handover', 'source_day_total', 'stream_key')
            ORDER BY c.relname LOOP
     IF r.relkind = 'S' THEN
       EXECUTE format('SELECT format(''sequence %%s last_value=%%s is_called=%%s'', %L, last_value, is_called) FROM %s',

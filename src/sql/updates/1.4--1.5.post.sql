@@ -10,6 +10,8 @@ BEGIN
   IF operator IS NOT NULL THEN
     PERFORM sicoop._check_warehouse_shape();
     PERFORM sicoop._create_stream_state();
+    -- The warehouse's, not the extension's (made inside this script, it became a member).
+    ALTER EXTENSION sicoop_etl DROP TABLE sicoop.stream_state;
     IF operator::oid <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'sicoop_etl') THEN
       -- As grant_operator would have left them (granting twice is harmless).
       EXECUTE format('GRANT EXECUTE ON %s TO %s', sicoop._operator_functions(), operator);

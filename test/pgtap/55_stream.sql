@@ -1,0 +1,45 @@
+-- The stream's SQL interface, without a replication stream (test/lifecycle/60_stream.sh runs
+-- the stream itself on real logical replication): what start_stream() refuses, what
+-- stop_stream(), resync_stream() and stream_status() say with no stream and with one that is
+-- not running, the watchdog's part with the library's settings shown in their units, and
+-- that a batch run goes on as usual when no stream runs.
+\ir helpers/reset.sql
+SELECT plan(14);
+
+SELECT is((SELECT count(*)::int FROM sicoop.stream_status()), 0, 'no stream: stream_status() returns no row');
+SELECT is(sicoop.stop_stream(), 'no stream was started', 'no stream: stop_stream() says so');
+SELECT is(sicoop._watch_stream(), NULL, 'no stream: the watchdog has nothing to do');
+
+SELECT throws_like($$SELECT sicoop.start_stream('Bad Slot')$$, '%is not a replication slot name%',
+                   'a slot name the source would refuse is refused first');
+SELECT throws_like($$SELECT sicoop.start_stream('ok_slot', 'pub"; DROP TABLE x; --')$$, '%is not a publication name%',
+                   'so is a publication name that is no plain identifier');
+SELECT throws_like($$SELECT sicoop.start_stream(NULL)$$, '%NULL is not a replication slot name%', 'and NULL');
+SELECT is((SELECT count(*)::int FROM sicoop.stream_state), 0, 'the refusals wrote nothing');
+
+-- A stream that was started and whose worker is gone (as after a server restart), set up by hand.
+INSERT INTO sicoop.stream_state (slot_name, publication, wanted, state, applied_lsn)
+VALUES ('sicoop_stream', 'sicoop_stream', true, 'streaming', '0/1');
+SELECT is((SELECT state FROM sicoop.stream_status()), 'not running',
+          'a stream wanted whose worker is gone shows as not running');
+SELECT throws_like($$SELECT sicoop.start_stream('other_slot')$$, '%the stream follows slot sicoop_stream%',
+                   'start_stream() refuses another slot while the stream has a position in this one');
+SELECT is(sicoop.resync_stream(), 'the next sicoop.start_stream() takes a fresh snapshot',
+          'resync_stream() (no worker running) forgets the position');
+SELECT is((SELECT applied_lsn FROM sicoop.stream_state), NULL, 'and the position is gone');
+
+-- The lag alert's setting is shown with its unit ('1min'): the watchdog reads it as an interval.
+SET sicoop.stream_lag_alert = '90s';
+UPDATE sicoop.stream_state SET wanted = false, state = 'failed', error_sqlstate = '55000';
+SELECT is(sicoop._watch_stream(), 'alerted', 'a failed stream is alerted by the watchdog, once');
+SELECT is(sicoop._watch_stream(), NULL, '(not twice)');
+
+-- No stream running: a batch run goes on as always.
+DELETE FROM sicoop.stream_state;
+SET client_min_messages = warning;
+CALL sicoop.run_pipeline();
+RESET client_min_messages;
+SELECT is((SELECT status FROM sicoop.run_log WHERE step = 'run_pipeline' ORDER BY run_id DESC LIMIT 1), 'succeeded',
+          'with no stream running, a batch run runs');
+
+SELECT * FROM finish();
