@@ -101,10 +101,10 @@ EOF
   grep -q "^include_if_exists = 'sicoop_env.conf'" "$PGDATA_DIR/postgresql.conf" ||
     echo "include_if_exists = 'sicoop_env.conf'" >>"$PGDATA_DIR/postgresql.conf"
   sed -i "/^port = /d" "$PGDATA_DIR/postgresql.conf"
-  # The security tests' source reader and the scheduling test's operator authenticate with a
-  # password, as non-superusers must (postgres_fdw, sicoop.connect_source) and as production
+  # The security tests' source reader, the scheduling test's operator and the stream test's
+  # operator and replication role authenticate with a password, as non-superusers must (postgres_fdw, sicoop.connect_source) and as production
   # does; every other role keeps trust on this throwaway cluster.
-  for role in sicoop_test_source_reader sicoop_test_cron_operator; do
+  for role in sicoop_test_source_reader sicoop_test_cron_operator sicoop_test_stream_reader sicoop_test_stream_operator; do
     if ! grep -q "$role" "$PGDATA_DIR/pg_hba.conf"; then
       sed -i "0,/^\(local\|host\)/s//host all $role 127.0.0.1\/32 scram-sha-256\nhost all $role ::1\/128 scram-sha-256\n&/" \
         "$PGDATA_DIR/pg_hba.conf"

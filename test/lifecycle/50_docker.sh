@@ -31,7 +31,10 @@ compose() {
 }
 cleanup() {
   compose --profile pipeline down -v --remove-orphans >/dev/null 2>&1 || compose down -v >/dev/null 2>&1 || true
-
+  # The image and its build layers go too: every run builds them anew, and an engine without
+  # overlay storage keeps a full copy of each layer (they filled this machine's disk once).
+  docker rmi sicoop_etl:1.2 >/dev/null 2>&1 || true
+  docker image prune -f >/dev/null 2>&1 || true
   [ "$started_engine" = 1 ] && bash "$REPO/test/docker/docker-sandbox" stop >&2
   rm -rf "$WORK"
 }

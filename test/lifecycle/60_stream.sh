@@ -235,4 +235,43 @@ ok_if "val '$DW' \"SELECT count(*) FROM sicoop.run_log WHERE step = 'stream'\" |
 val "$DW" "SELECT sicoop.stop_stream()" >/dev/null
 for _ in $(seq 50); do [ "$(worker_pid)" = 0 ] && break; sleep 0.2; done
 
+# 10. An operator that is no superuser streams, through a source role with REPLICATION and a
+#     password (as the README sets it up); the worker runs as the operator.
+OPDW=sicoop_stream_opdw OPSRC=sicoop_stream_opsrc
+drop_operator_case() {
+  val "$OPDW" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
+  for _ in $(seq 50); do
+    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$OPDW'")" = 0 ] && break
+    sleep 0.2
+  done
+  val postgres "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'sicoop_stream_op'" >/dev/null 2>&1 || true
+  drop_db "$OPDW"; drop_db "$OPSRC"
+  q -d postgres -c "DROP ROLE IF EXISTS sicoop_test_stream_operator" -c "DROP ROLE IF EXISTS sicoop_test_stream_reader" 2>/dev/null || true
+}
+drop_operator_case
+trap 'drop_operator_case; stop_source_cluster; cleanup; drop_db "$DW"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
+make_source "$OPSRC" 2000
+q -d "$OPSRC" -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao" \
+  -c "CREATE ROLE sicoop_test_stream_reader LOGIN REPLICATION PASSWORD 'stream-reader-pw'" \
+  -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_stream_reader"
+recreate_db "$OPDW"
+q -d "$OPDW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
+  -c "CREATE ROLE sicoop_test_stream_operator LOGIN PASSWORD 'stream-operator-pw'" \
+  -c "SELECT sicoop.grant_operator('sicoop_test_stream_operator')" >/dev/null
+as_operator() { PGPASSWORD=stream-operator-pw PGUSER=sicoop_test_stream_operator "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$OPDW" "$@"; }
+as_operator -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$OPSRC', 'sicoop_test_stream_reader', 'stream-reader-pw')" >/dev/null
+ok_run "the operator (no superuser) starts the stream" as_operator -c "SELECT sicoop.start_stream('sicoop_stream_op')"
+for _ in $(seq 300); do [ "$(val "$OPDW" "SELECT state FROM sicoop.stream_status()")" = streaming ] && break; sleep 0.1; done
+is "$(val "$OPDW" "SELECT state FROM sicoop.stream_status()")" streaming "and it streams (state: $(val "$OPDW" "SELECT coalesce(error_message, '') FROM sicoop.stream_status()"))"
+is "$(val postgres "SELECT usename FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$OPDW'")" \
+   sicoop_test_stream_operator 'the worker runs as the operator'
+q -d "$OPSRC" -c "INSERT INTO movimentacao_cartao VALUES ('MOV-OPERADOR', 'CARTAO-00000001', 'operador', 3, now()::timestamp)"
+for _ in $(seq 300); do
+  [ "$(val "$OPDW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-OPERADOR'")" = 1 ] && break
+  sleep 0.1
+done
+is "$(val "$OPDW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-OPERADOR'")" 1 \
+   "a change at the source reaches the operator's fact"
+is "$(as_operator -Atc "SELECT sicoop.stop_stream() LIKE 'the stream stops%'")" t 'and the operator stops it'
+
 finish
