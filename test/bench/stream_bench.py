@@ -273,7 +273,7 @@ def bench(n):
             print_stream(results[-1])
             continue
         # The highest sustainable rate: doubling while the stream keeps up (drained, p99 <= 5 s).
-        rate_try, best = 2000, None
+        rate_try, best = int(os.environ.get("MAX_START", "2000")), None
         while rate_try <= 64000:
             r = measure_stream(rate_try, n, max(60, DURATION // 3))
             print_stream(r)
