@@ -306,15 +306,18 @@ PGconn* connect_replication() {
 // Applying: the initial sync, and a micro-batch
 // ------------------------------------------------------------------------------------------
 
+// Waits a second (or less, when the latch is set), then answers a pending cancel or shutdown.
+void wait_a_second() {
+    pg_call([] {
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    });
+}
+
 // Waits, without holding anything, until the pipeline lock is free for this transaction.
 void take_run_lock() {
-    while (!stream_steps::try_run_lock()) {
-        pg_call([] {
-            (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
-            ResetLatch(MyLatch);
-            CHECK_FOR_INTERRUPTS();
-        });
-    }
+    while (!stream_steps::try_run_lock()) wait_a_second();
 }
 
 // The slot, created with an exported snapshot, and the warehouse brought to that snapshot by a
@@ -571,10 +574,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         }
         // A batch held back by a run (the lock) stops reading past a bound: the source waits.
         if (paused && batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting)) {
-            pg_call([] {
-                (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
-                ResetLatch(MyLatch);
-            });
+            wait_a_second();
             continue;
         }
         char* buffer = nullptr;
@@ -628,13 +628,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         std::set<std::string> members = members_of(*t);
         const bool again = std::any_of(members.begin(), members.end(), [&](const std::string& k) { return batch.members.count(k) > 0; });
         if (again) {
-            while (!apply(batch, received)) {
-                pg_call([] {
-                    (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
-                    ResetLatch(MyLatch);
-                    CHECK_FOR_INTERRUPTS();
-                });
-            }
+            while (!apply(batch, received)) wait_a_second();
             applied = batch.transactions.back().end_lsn;
             batch.clear();
         }
