@@ -8,12 +8,15 @@
 #   bash test/env.sh test --fast   the fast tier: unit, pg_regress, pgTAP but pg_cron's suite
 #   bash test/env.sh install | build | start | stop | psql [db] | status
 #
-# SICOOP_PGPORT (default 5499) chooses the cluster's port. As root, the server runs as the
+# SICOOP_PGPORT (default 5499) chooses the cluster's port. SICOOP_PGROOT (default: none, the
+# machine's own /usr) names a private copy of PostgreSQL's tree (usr/lib/postgresql/15 and
+# usr/share/postgresql/15 under it): the cluster runs its binaries and the build installs into
+# it, so that two checkouts can be tested side by side without sharing an installed library. As root, the server runs as the
 # `postgres` OS user, because PostgreSQL refuses to run as root.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${SICOOP_PGROOT:-}/usr/lib/postgresql/15/bin
 PORT=${SICOOP_PGPORT:-5499}
 STATE=$REPO/.pgdata
 # The data directory, through .pgdata's link when the cluster lives outside the repository.
@@ -47,7 +50,7 @@ cmd_install() {
 cmd_build() {
   log "building and installing the extension"
   make -C "$REPO" -s -j2 >/dev/null
-  as_root make -C "$REPO" -s install >/dev/null
+  as_root make -C "$REPO" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null
 }
 
 # Where the cluster lives: inside the repo, unless the server user cannot reach the repo

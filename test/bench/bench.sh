@@ -17,7 +17,7 @@
 # Figures are printed, never asserted: this machine is shared and noisy.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${SICOOP_PGROOT:-}/usr/lib/postgresql/15/bin
 export PGHOST=localhost PGPORT=${SICOOP_PGPORT:-5499} PGUSER=postgres
 SRC=sicoop_bench_src PIPE=sicoop_bench_pipe PEER=sicoop_bench_peer DW=sicoop_bench_dw
 READERS=${SICOOP_BENCH_READERS:-1}

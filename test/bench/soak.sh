@@ -15,7 +15,7 @@
 # asserted: this machine is shared and noisy.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${SICOOP_PGROOT:-}/usr/lib/postgresql/15/bin
 export PGHOST=localhost PGPORT=${SICOOP_PGPORT:-5499} PGUSER=postgres
 SRC=sicoop_soak_src DW=sicoop_soak_dw
 N=${1:-300000}

@@ -28,7 +28,7 @@ import time
 import psycopg
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PGBIN = "/usr/lib/postgresql/15/bin"
+PGBIN = os.environ.get("SICOOP_PGROOT", "") + "/usr/lib/postgresql/15/bin"
 PORT = int(os.environ.get("SICOOP_PGPORT", "5499"))
 DURATION = int(os.environ.get("DURATION", "300"))
 RATES = os.environ.get("RATES", "100 1000 max").split()

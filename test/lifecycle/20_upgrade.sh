@@ -18,7 +18,7 @@ if ! git -C "$REPO" cat-file -e "$RELEASE_1_0^{commit}" 2>/dev/null; then
 fi
 
 # Whatever happens, the current build is what stays installed.
-install_current() { as_root make -C "$REPO" -s install >/dev/null; }
+install_current() { as_root make -C "$REPO" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null; }
 trap 'install_current; rm -rf "$WORK"' EXIT
 
 # The released scripts the build installs are the ones released, byte for byte.
@@ -37,7 +37,7 @@ echo "# building sicoop_etl 1.0 from $RELEASE_1_0"
 mkdir -p "$WORK/v1.0"
 git -C "$REPO" archive "$RELEASE_1_0" | tar -x -C "$WORK/v1.0"
 make -C "$WORK/v1.0" -s -j2 >/dev/null 2>&1
-as_root make -C "$WORK/v1.0" -s install >/dev/null
+as_root make -C "$WORK/v1.0" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null
 
 make_source "$SRC" "$N"
 # A member 1.0 rejects (nome blank): its reject is carried over by the upgrade.
@@ -150,7 +150,7 @@ echo "# building sicoop_etl 1.3 from $RELEASE_1_3"
 mkdir -p "$WORK/v1.3"
 git -C "$REPO" archive "$RELEASE_1_3" | tar -x -C "$WORK/v1.3"
 make -C "$WORK/v1.3" -s -j2 >/dev/null 2>&1
-as_root make -C "$WORK/v1.3" -s install >/dev/null
+as_root make -C "$WORK/v1.3" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null
 UP13=sicoop_up13_dw
 q -d "$SRC" -c "INSERT INTO movimentacao_cartao (id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao)
                 SELECT 'MOV-UP13-PAN', min(id_cartao), 'PAGTO 4111 1111 1111 1111', 9.99, '2025-08-17 09:00' FROM cartao" >/dev/null

@@ -4,7 +4,7 @@
 set -euo pipefail
 LIFE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$LIFE/../.." && pwd)
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${SICOOP_PGROOT:-}/usr/lib/postgresql/15/bin
 export PGHOST=localhost PGPORT=${SICOOP_PGPORT:-5499} PGUSER=postgres
 # Fingerprints and comparisons read timestamps as text: the same settings on every side.
 export PGTZ=America/Sao_Paulo PGDATESTYLE='ISO, YMD'

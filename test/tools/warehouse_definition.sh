@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PGHOST=localhost PGPORT=${SICOOP_PGPORT:-5499} PGUSER=postgres
-PGBIN=/usr/lib/postgresql/15/bin
+PGBIN=${SICOOP_PGROOT:-}/usr/lib/postgresql/15/bin
 DB=sicoop_definition
 bash test/env.sh tapdb "$DB" >/dev/null
 (cd test/pgtap && "$PGBIN/psql" -d "$DB" -X -q -v ON_ERROR_STOP=1 -f helpers/reset.sql >/dev/null)

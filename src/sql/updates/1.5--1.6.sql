@@ -1,0 +1,10 @@
+-- sicoop_etl 1.5 -> 1.6: trust (issue 24).
+--
+-- What it does, in place:
+--   * the warehouse takes no code: an event trigger refuses, at the statement, any DDL that
+--     would hang code or another definition off a warehouse relation (ARCHITECTURE.md, "One
+--     rule for every superuser path");
+--
+-- This file holds what must change before the functions are (re)created: what 1.6 drops, and
+-- the extension's own tables. The build (src/sql/assemble.sh) appends every function source
+-- of src/sql/, then updates/1.5--1.6.post.sql: the warehouse's data changes and checks.
