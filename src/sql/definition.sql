@@ -52,12 +52,20 @@ $fn$;
 -- when it is not sicoop's. Everything here could run code, or change what a read returns,
 -- when a role other than its maker reads or writes the table.
 -- (Time zone and date style pinned: a default or CHECK with a timestamptz reads in them.)
-CREATE OR REPLACE FUNCTION _warehouse_objects() RETURNS TABLE (relation name, line text, removal text)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'
-  SET IntervalStyle = 'postgres' SET extra_float_digits = 1 AS $$
+-- `relids` (NULL: all) restricts it to some of schema sicoop's relations, and `schema_objects`
+-- says whether the objects of the schema come too (the guard, below, checks what a command
+-- touched).
+CREATE OR REPLACE FUNCTION _warehouse_objects_of(relids oid[], schema_objects boolean) RETURNS TABLE (relation name, line text, removal text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'
+  SET IntervalStyle = 'postgres' SET extra_float_digits = 1 AS $fn$
+#variable_conflict use_column
+BEGIN
+-- (PL/pgSQL, so that its plan is made once per session: the guard calls it after every DDL command.)
+RETURN QUERY
 WITH rels AS (
   SELECT c.oid, c.relname, c.relkind, c.oid::regclass AS qualified FROM pg_class c
   WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind NOT IN ('i', 'I', 't', 'c')
+    AND (relids IS NULL OR c.oid = ANY (relids))
 )
 SELECT r.relname, format('relation %s kind=%s persistence=%s am=%s of=%s rls=%s force_rls=%s partition=%s',
                          r.relname, c.relkind, c.relpersistence, coalesce(a.amname, '-'), c.reloftype::regtype,
@@ -114,7 +122,7 @@ UNION ALL
 SELECT NULL, format('publication %s of schema sicoop', p.pubname),
        format('ALTER PUBLICATION %I DROP TABLES IN SCHEMA sicoop', p.pubname)
 FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid
-WHERE pn.pnnspid = 'sicoop'::regnamespace
+WHERE pn.pnnspid = 'sicoop'::regnamespace AND schema_objects
 UNION ALL
 -- Objects of schema sicoop the extension did not make: a function there can outbid sicoop's
 -- own in a call (an overload on an exact argument type), a type or operator can change a read.
@@ -131,7 +139,16 @@ FROM (SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' 
       UNION ALL
       SELECT 'COLLATION', format('sicoop.%I', o.collname), 'pg_collation'::regclass, o.oid
       FROM pg_collation o WHERE o.collnamespace = 'sicoop'::regnamespace) obj(kind, name, catalog, oid)
-WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = obj.catalog AND d.objid = obj.oid AND d.deptype = 'e')
+WHERE schema_objects
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = obj.catalog AND d.objid = obj.oid AND d.deptype = 'e')
+;
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._warehouse_objects_of(oid[], boolean) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION _warehouse_objects() RETURNS TABLE (relation name, line text, removal text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT o.relation, o.line, o.removal FROM sicoop._warehouse_objects_of(NULL, true) o
 $$;
 REVOKE ALL ON FUNCTION sicoop._warehouse_objects() FROM PUBLIC;
 
@@ -286,3 +303,106 @@ BEGIN
   RETURN true;
 END
 $fn$;
+
+------------------------------------------------------------------------------------------
+-- The guard: the warehouse takes no code (1.6). ARCHITECTURE.md, "One rule for every
+-- superuser path".
+------------------------------------------------------------------------------------------
+
+-- What a role added to the warehouse that sicoop does not define, each with the statement that
+-- removes it: every line of _warehouse_objects() that is not in the definition, but for what a
+-- table lacks for a moment while it is being made or restored (a column's NOT NULL, identity,
+-- statistics target, or a default not set yet: pg_dump sets them after CREATE TABLE). So a
+-- trigger, rule, policy, CHECK, foreign key, index, extended statistics, inheritance, changed
+-- default or generation, changed type, a view's new query, a table made a view, row-level
+-- security or an object of schema sicoop the extension did not make is an addition; a missing
+-- object is not one (the handover check sees those).
+CREATE OR REPLACE FUNCTION _warehouse_additions(relids oid[], schema_objects boolean) RETURNS TABLE (line text, removal text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  -- (PL/pgSQL, so that the plan is made once per session: the guard calls this after every DDL
+  -- command. A line that is not the definition's exactly is rare; only then is it compared, as
+  -- a column, with the definition's lines of the same column.)
+  RETURN QUERY
+  SELECT o.line, o.removal
+  FROM sicoop._warehouse_objects_of(relids, schema_objects) o,
+       LATERAL (SELECT format('%s: %s', coalesce(o.relation, '-'), regexp_replace(o.line, '\s+', ' ', 'g')) AS line) a
+  WHERE a.line <> ALL (sicoop._warehouse_definition())
+    AND NOT EXISTS (
+      SELECT 1
+      FROM unnest(sicoop._warehouse_definition()) e,
+           LATERAL (SELECT regexp_replace(a.line, ' notnull=\S+ identity=\S+ (default|generated)=(.*) statistics=-?\d+$', ' \1=\2') AS got,
+                           regexp_replace(e, ' notnull=\S+ identity=\S+ (default|generated)=(.*) statistics=-?\d+$', ' \1=\2') AS want) n
+      WHERE a.line ~ '^\S+: column \S+ ' AND e LIKE split_part(a.line, ' ', 1) || ' column ' || split_part(a.line, ' ', 3) || ' %'
+        AND (n.got = n.want
+             -- a column with no default yet: compared without it
+             OR (n.got ~ ' default=$' AND regexp_replace(n.got, ' default=$', '') = regexp_replace(n.want, ' default=.*$', ''))));
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._warehouse_additions(oid[], boolean) FROM PUBLIC;
+
+-- The event trigger sicoop_guard calls this at the end of every DDL command in the database,
+-- whoever runs it: a command that leaves an addition (above) on the warehouse fails, and with it
+-- its transaction, so that nothing an owner could plant -- a trigger, a rule, a CHECK, a default,
+-- an index or statistics expression, a child table, a type -- is ever there for a superuser's
+-- call, a read-only one included, or for the stream's worker to run. One mechanism for every
+-- path, in place of a check in each function (which 1.0 to 1.5 had, and missed doors of).
+-- SECURITY DEFINER: any role's DDL fires it, and it reads only the catalog (deparsing an
+-- expression runs none of it). Our own extension script's commands are not checked here:
+-- the install's adoption and the update's last step run the handover check on the whole.
+CREATE OR REPLACE FUNCTION _guard_warehouse() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  touched oid[];
+  schema_objects boolean;
+  additions text[];
+BEGIN
+  IF to_regnamespace('sicoop') IS NULL THEN
+    RETURN;
+  END IF;
+  -- The relations of schema sicoop the commands touched: made or altered, or given a trigger,
+  -- rule, index, constraint, default, statistics, policy or publication; and those another
+  -- relation the commands made or altered hangs off (a child, a foreign key).
+  WITH cmd AS (
+    SELECT c.classid, c.objid, c.schema_name FROM pg_event_trigger_ddl_commands() c WHERE NOT c.in_extension
+  ), direct AS (
+    SELECT c.objid AS rel FROM cmd c WHERE c.classid = 'pg_class'::regclass
+    UNION ALL SELECT i.indrelid FROM cmd c JOIN pg_index i ON i.indexrelid = c.objid WHERE c.classid = 'pg_class'::regclass
+    UNION ALL SELECT t.tgrelid FROM cmd c JOIN pg_trigger t ON t.oid = c.objid WHERE c.classid = 'pg_trigger'::regclass
+    UNION ALL SELECT r.ev_class FROM cmd c JOIN pg_rewrite r ON r.oid = c.objid WHERE c.classid = 'pg_rewrite'::regclass
+    UNION ALL SELECT k.conrelid FROM cmd c JOIN pg_constraint k ON k.oid = c.objid WHERE c.classid = 'pg_constraint'::regclass
+    UNION ALL SELECT k.confrelid FROM cmd c JOIN pg_constraint k ON k.oid = c.objid WHERE c.classid = 'pg_constraint'::regclass
+    UNION ALL SELECT d.adrelid FROM cmd c JOIN pg_attrdef d ON d.oid = c.objid WHERE c.classid = 'pg_attrdef'::regclass
+    UNION ALL SELECT s.stxrelid FROM cmd c JOIN pg_statistic_ext s ON s.oid = c.objid WHERE c.classid = 'pg_statistic_ext'::regclass
+    UNION ALL SELECT p.polrelid FROM cmd c JOIN pg_policy p ON p.oid = c.objid WHERE c.classid = 'pg_policy'::regclass
+    UNION ALL SELECT pr.prrelid FROM cmd c JOIN pg_publication_rel pr ON pr.oid = c.objid WHERE c.classid = 'pg_publication_rel'::regclass
+    UNION ALL SELECT pr.prrelid FROM cmd c JOIN pg_publication_rel pr ON pr.prpubid = c.objid WHERE c.classid = 'pg_publication'::regclass
+  ), related AS (
+    SELECT d.rel FROM direct d
+    UNION SELECT i.inhparent FROM direct d JOIN pg_inherits i ON i.inhrelid = d.rel
+    UNION SELECT i.inhrelid FROM direct d JOIN pg_inherits i ON i.inhparent = d.rel
+    UNION SELECT k.confrelid FROM direct d JOIN pg_constraint k ON k.conrelid = d.rel AND k.confrelid <> 0
+  )
+  SELECT array_agg(DISTINCT r.rel) FILTER (WHERE c.relnamespace = 'sicoop'::regnamespace),
+         -- anything else in schema sicoop (a function, a type...), or a publication of the schema
+         EXISTS (SELECT 1 FROM cmd c WHERE c.schema_name = 'sicoop' AND c.classid <> ALL (ARRAY['pg_class', 'pg_trigger',
+                   'pg_rewrite', 'pg_constraint', 'pg_attrdef', 'pg_statistic_ext', 'pg_policy']::regclass[]))
+         OR EXISTS (SELECT 1 FROM cmd c WHERE c.classid = 'pg_publication'::regclass)
+  INTO touched, schema_objects
+  FROM related r LEFT JOIN pg_class c ON c.oid = r.rel;
+  IF touched IS NULL AND NOT schema_objects THEN
+    RETURN;
+  END IF;
+  SELECT array_agg(format('%s -- %s', a.line, coalesce('remove it with: ' || a.removal || ';', 'not as sicoop defines it'))
+                   ORDER BY a.line COLLATE "C")
+  INTO additions FROM sicoop._warehouse_additions(coalesce(touched, '{}'), schema_objects) a;
+  IF additions IS NOT NULL THEN
+    RAISE EXCEPTION 'sicoop: the warehouse takes nothing sicoop does not define: % would add %', tg_tag,
+                    array_to_string(additions[1:5], ' ')
+      USING ERRCODE = 'insufficient_privilege',
+            DETAIL = 'Code on the warehouse''s relations (triggers, rules, CHECKs, defaults, index or statistics expressions, policies, child tables, other types) would run with the rights of whoever reads or writes them next, a superuser included.',
+            HINT = 'Nothing was changed. Build on the warehouse in a schema of your own (views, tables, indexes there).';
+  END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._guard_warehouse() FROM PUBLIC;

@@ -234,8 +234,11 @@ BEGIN
   RETURN OLD;
 END
 $$;
+-- (The guard refuses any trigger on the warehouse: the test's fault injection goes in with it off.)
+ALTER EVENT TRIGGER sicoop_guard DISABLE;
 CREATE TRIGGER sicoop_test_refuse_delete BEFORE DELETE ON sicoop.fato_movimentacao_cartao
   FOR EACH ROW EXECUTE FUNCTION public.sicoop_test_refuse_delete();
+ALTER EVENT TRIGGER sicoop_guard ENABLE;
 CREATE TEMP TABLE fato_before_failure AS SELECT pg_temp.snap('sicoop.fato_movimentacao_cartao') AS content;
 
 -- Run 4 (as_of 2025-08-15 20:00), top-level in the runner session
@@ -454,6 +457,7 @@ BEGIN
   RETURN NULL;
 END
 $$;
+ALTER EVENT TRIGGER sicoop_guard DISABLE;
 CREATE CONSTRAINT TRIGGER sicoop_test_refuse_at_commit AFTER INSERT ON sicoop.fato_movimentacao_cartao
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.sicoop_test_refuse_at_commit();
 -- The search_path in force while the failure is logged (after the failed commit): still pinned.
@@ -466,6 +470,7 @@ END
 $$;
 CREATE TRIGGER sicoop_test_note_path BEFORE INSERT OR UPDATE ON sicoop.run_log
   FOR EACH ROW WHEN (NEW.status = 'failed') EXECUTE FUNCTION public.sicoop_test_note_path();
+ALTER EVENT TRIGGER sicoop_guard ENABLE;
 SELECT dblink_exec('runner', 'SET sicoop.as_of = ''2025-08-15 23:20:00''') \g /dev/null
 SELECT throws_ok($$SELECT dblink_exec('runner', 'CALL sicoop.run_pipeline()')$$,
                  'SIC02', 'robustness test: fact MOV-960 refused at commit',

@@ -2,7 +2,7 @@
 -- errors, a search_path attack that must not run, and the source password kept out of the
 -- server log. (The run lock no role can take: 40_robustness.sql; extreme inputs: 85_inputs.sql.)
 \ir helpers/reset.sql
-SELECT plan(62);
+SELECT plan(65);
 
 \o /dev/null
 SET client_min_messages = warning;
@@ -144,10 +144,21 @@ SELECT throws_ok('CALL sicoop.run_pipeline()', '42501', NULL,
 SELECT dblink_exec('op', $$DELETE FROM sicoop.warehouse_info;
   ALTER TABLE sicoop.warehouse_info DROP CONSTRAINT warehouse_info_pkey$$);
 SELECT dblink_exec('op', 'VACUUM sicoop.warehouse_info');
+\o
+SELECT throws_like($$SELECT dblink_exec('op', $r$CREATE RULE "_RETURN" AS ON SELECT TO sicoop.warehouse_info DO INSTEAD
+    SELECT true AS singleton, '1.5'::text AS layout_version, now() AS created_at, NULL::bigint AS full_run_owed_by,
+           NULL::text AS rules_signature
+    WHERE pg_advisory_lock(424242) IS NOT NULL$r$)$$, '%the warehouse takes nothing sicoop does not define%',
+  'the guard refuses the operator''s _RETURN rule at the statement (1.6)');
+-- The checks behind the guard, as a warehouse from before 1.6 could hold it: planted with the
+-- guard off.
+\o /dev/null
+ALTER EVENT TRIGGER sicoop_guard DISABLE;
 SELECT dblink_exec('op', $$CREATE RULE "_RETURN" AS ON SELECT TO sicoop.warehouse_info DO INSTEAD
     SELECT true AS singleton, '1.5'::text AS layout_version, now() AS created_at, NULL::bigint AS full_run_owed_by,
            NULL::text AS rules_signature
     WHERE pg_advisory_lock(424242) IS NOT NULL$$);
+ALTER EVENT TRIGGER sicoop_guard ENABLE;
 \o
 SELECT is((SELECT relkind::text FROM pg_class WHERE oid = 'sicoop.warehouse_info'::regclass), 'v',
           'the operator turned warehouse_info into a view');
@@ -174,10 +185,16 @@ ALTER TABLE sicoop.warehouse_info OWNER TO sicoop_test_operator;
 \o
 -- A column of a type the operator defined (with a cast that would run as whoever reads it):
 -- refused before the superuser's read.
+SELECT throws_like($$SELECT dblink_exec('op', $t$CREATE TYPE pg_temp.sicoop_test_layout AS ENUM ('1.5');
+  ALTER TABLE sicoop.warehouse_info ALTER COLUMN layout_version TYPE pg_temp.sicoop_test_layout
+    USING layout_version::pg_temp.sicoop_test_layout$t$)$$, '%the warehouse takes nothing sicoop does not define%',
+  'the guard refuses a column of the operator''s type at the statement (1.6)');
 \o /dev/null
+ALTER EVENT TRIGGER sicoop_guard DISABLE;
 SELECT dblink_exec('op', $$CREATE TYPE pg_temp.sicoop_test_layout AS ENUM ('1.5');
   ALTER TABLE sicoop.warehouse_info ALTER COLUMN layout_version TYPE pg_temp.sicoop_test_layout
     USING layout_version::pg_temp.sicoop_test_layout$$);
+ALTER EVENT TRIGGER sicoop_guard ENABLE;
 \o
 SELECT throws_like($$SELECT sicoop.grant_reader('sicoop_test_reader')$$, '%warehouse_info (has a column of a type outside pg_catalog)%',
                    'a superuser''s grant_reader refuses a warehouse_info column of a type the operator defined, without reading it');
@@ -327,7 +344,13 @@ SELECT throws_ok($$SELECT * FROM dblink('dbname=' || current_database() || ' por
 -- definition (sicoop would execute it).
 \o /dev/null
 SELECT dblink_connect('op', :'connto' || 'sicoop_test_operator');
+\o
+SELECT throws_like($$SELECT dblink_exec('op', 'ALTER TABLE sicoop.run_log ALTER COLUMN backend_pid SET DEFAULT (pg_backend_pid() + 0)')$$,
+                   '%the warehouse takes nothing sicoop does not define%', 'the guard refuses a planted column default (1.6)');
+\o /dev/null
+ALTER EVENT TRIGGER sicoop_guard DISABLE;
 SELECT dblink_exec('op', 'ALTER TABLE sicoop.run_log ALTER COLUMN backend_pid SET DEFAULT (pg_backend_pid() + 0)');
+ALTER EVENT TRIGGER sicoop_guard ENABLE;
 SELECT dblink_exec('op', $$INSERT INTO sicoop.deferred_index VALUES ('sicoop.trusted_conta', 'zz', 'SELECT 1')$$);
 \o
 SELECT throws_like($$SELECT sicoop.revoke_operator('sicoop_test_operator')$$,

@@ -11,3 +11,6 @@ BEGIN
   END IF;
 END
 $adopt$;
+
+-- The guard (src/sql/definition.sql, _guard_warehouse): no DDL may add code to the warehouse.
+CREATE EVENT TRIGGER sicoop_guard ON ddl_command_end EXECUTE FUNCTION sicoop._guard_warehouse();

@@ -17,3 +17,7 @@ BEGIN
   END IF;
 END
 $update$;
+
+-- The guard (src/sql/definition.sql, _guard_warehouse), after the check above: from now on no
+-- DDL may add code to the warehouse.
+CREATE EVENT TRIGGER sicoop_guard ON ddl_command_end EXECUTE FUNCTION sicoop._guard_warehouse();
