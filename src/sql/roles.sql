@@ -48,6 +48,21 @@ BEGIN
 END
 $fn$;
 
+-- What an operator is given besides the warehouse, taken back: its user mapping (its source
+-- password), the operator's functions and USAGE on schema sicoop.
+CREATE OR REPLACE FUNCTION _revoke_operator_rights(operator regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvname = 'sicoop_source' AND m.umuser = operator) THEN
+    EXECUTE format('DROP USER MAPPING FOR %s SERVER sicoop_source', operator);
+  END IF;
+  EXECUTE format('REVOKE EXECUTE ON %s FROM %s', sicoop._operator_functions(), operator);
+  EXECUTE format('REVOKE EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) FROM %s', operator);
+  EXECUTE format('REVOKE USAGE ON SCHEMA sicoop FROM %s', operator);
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._revoke_operator_rights(regrole) FROM PUBLIC;
+
 -- The operator: a role, not a superuser, that owns the warehouse (created here if needed) and
 -- may point it at the source (with a password, as postgres_fdw requires), run and schedule
 -- the pipeline, read the run log and export the flat file into sicoop.export_directory. The
@@ -69,6 +84,11 @@ BEGIN
   PERFORM sicoop._keep_sicoop_deferred_indexes();
   -- The warehouse, its source objects and the extension's own tables become the operator's.
   PERFORM sicoop._set_warehouse_owner(operator);
+  -- The previous operator keeps nothing: not its source password (its user mapping), not the
+  -- operator's functions. (The extension's owner, a superuser, keeps what it had.)
+  IF previous <> operator::oid AND previous <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'sicoop_etl') THEN
+    PERFORM sicoop._revoke_operator_rights(previous::regrole);
+  END IF;
   EXECUTE format('GRANT USAGE ON SCHEMA sicoop TO %s', operator);
   EXECUTE format('GRANT EXECUTE ON %s TO %s', sicoop._operator_functions(), operator);
   EXECUTE format('GRANT EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) TO %s', operator);
@@ -98,12 +118,7 @@ BEGIN
   PERFORM sicoop._check_warehouse_definition('revoke_operator');
   PERFORM sicoop._keep_sicoop_deferred_indexes();
   PERFORM sicoop._set_warehouse_owner(owner, operator);
-  IF EXISTS (SELECT 1 FROM pg_user_mappings m WHERE m.srvname = 'sicoop_source' AND m.umuser = operator) THEN
-    EXECUTE format('DROP USER MAPPING FOR %s SERVER sicoop_source', operator);
-  END IF;
-  EXECUTE format('REVOKE EXECUTE ON %s FROM %s', sicoop._operator_functions(), operator);
-  EXECUTE format('REVOKE EXECUTE ON PROCEDURE sicoop.run_pipeline(boolean) FROM %s', operator);
-  EXECUTE format('REVOKE USAGE ON SCHEMA sicoop FROM %s', operator);
+  PERFORM sicoop._revoke_operator_rights(operator);
   RETURN format('%s no longer operates the warehouse; %s owns it', operator, owner);
 END
 $fn$;

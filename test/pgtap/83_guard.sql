@@ -10,7 +10,7 @@
 --   3. no planted code ran as a superuser (nor at all): its mark is a session advisory lock,
 --      which survives the rollback of the call that took it.
 \ir helpers/reset.sql
-SELECT plan(10);
+SELECT plan(13);
 
 \o /dev/null
 SET client_min_messages = warning;
@@ -170,12 +170,32 @@ SELECT sicoop_test_g.mark() \g /dev/null
 SELECT is((SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 4242 AND objid = 1
              AND pid = pg_backend_pid()), 1, 'the mark of code run as a superuser is seen where the checks above look');
 
+------------------------------------------------------------------------------------------
+-- 4. A warehouse handed to another operator leaves the previous one nothing (finding 8): not
+--    its user mapping (its source password), not the operator's functions.
+------------------------------------------------------------------------------------------
 \o /dev/null
 SELECT pg_advisory_unlock_all();
 SET client_min_messages = warning;
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_g_next']);
+CREATE ROLE sicoop_test_g_next LOGIN;
+CREATE USER MAPPING FOR sicoop_test_g_operator SERVER sicoop_source OPTIONS (user 'reader', password 'previous-secret');
+SELECT sicoop.grant_operator('sicoop_test_g_next');
+RESET client_min_messages;
+\o
+SELECT is((SELECT count(*)::int FROM pg_user_mappings WHERE srvname = 'sicoop_source' AND usename = 'sicoop_test_g_operator'), 0,
+          'grant_operator to another role drops the previous operator''s user mapping (its source password)');
+SELECT ok(NOT has_function_privilege('sicoop_test_g_operator', 'sicoop.stop_stream()', 'EXECUTE')
+          AND NOT has_schema_privilege('sicoop_test_g_operator', 'sicoop', 'USAGE'),
+          'and takes back the operator''s functions and schema');
+SELECT ok(has_function_privilege('sicoop_test_g_next', 'sicoop.stop_stream()', 'EXECUTE'), 'which the new operator has');
+
+\o /dev/null
+SET client_min_messages = warning;
 SELECT sicoop.stop_stream();
-SELECT sicoop.revoke_operator('sicoop_test_g_operator');
+SELECT sicoop.revoke_operator('sicoop_test_g_next');
 DROP SCHEMA sicoop_test_g CASCADE;
+SELECT pg_temp.drop_test_roles(ARRAY['sicoop_test_g_next', 'sicoop_test_g_operator']);
 RESET client_min_messages;
 \o
 
