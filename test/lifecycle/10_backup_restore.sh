@@ -114,10 +114,12 @@ is "$(val "$RM" "$fact_indexes")" "$(val "$REF" "$fact_indexes")" \
    'the first run after the restore builds the indexes the dump kept: the fact has every index a fresh warehouse has'
 is "$(val "$RM" "SELECT count(*) FROM sicoop.deferred_index")" 0 'and nothing waits in sicoop.deferred_index'
 
-# An operator's warehouse, in which the operator planted a CHECK that calls its own function
-# (it records who runs it). Restored as the README says -- the schema as a superuser, the rows
-# and the rest as the operator -- the CHECK runs as the operator only, never as the superuser;
-# and the superuser's grant_operator then refuses the warehouse, naming the CHECK.
+# An operator's warehouse, in which the operator tries to plant a CHECK that calls its own
+# function (it records who runs it): the guard refuses it (1.6). Planted all the same with the
+# guard off (a warehouse from before 1.6), its dump's restore is refused at the CHECK; restored
+# as the README says -- the guard off for the restore, the schema as a superuser, the rows as the
+# operator -- the CHECK runs as the operator only, never as the superuser; and the superuser's
+# grant_operator then refuses the warehouse, naming the CHECK.
 OPW=sicoop_life_operator_dw OPR=sicoop_life_operator_restored
 q -d postgres -c "DO \$\$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sicoop_life_operator') THEN CREATE ROLE sicoop_life_operator LOGIN; END IF;
@@ -129,11 +131,25 @@ q -d "$OPW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_e
   -c "GRANT CREATE ON SCHEMA public TO sicoop_life_operator" >/dev/null
 q -d "$OPW" -c "SET ROLE sicoop_life_operator" -c "CREATE FUNCTION public.sicoop_life_evil(text) RETURNS boolean LANGUAGE plpgsql AS
   \$f\$ BEGIN INSERT INTO public.sicoop_life_trap SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user; RETURN true; END \$f\$" \
-  -c "INSERT INTO sicoop.raw_associado (id_associado, nome, run_id) VALUES ('ASSOC-TRAP', 'Trap', 1)" \
-  -c "ALTER TABLE sicoop.raw_associado ADD CONSTRAINT sicoop_life_check CHECK (public.sicoop_life_evil(nome))" >/dev/null
+  -c "INSERT INTO sicoop.raw_associado (id_associado, nome, run_id) VALUES ('ASSOC-TRAP', 'Trap', 1)" >/dev/null
+out=$(q -d "$OPW" -c "SET ROLE sicoop_life_operator" \
+        -c "ALTER TABLE sicoop.raw_associado ADD CONSTRAINT sicoop_life_check CHECK (public.sicoop_life_evil(nome))" 2>&1) && st=0 || st=$?
+ok_if '[ $st != 0 ] && grep -q "the warehouse takes nothing sicoop does not define.*sicoop_life_check" <<<"$out"' \
+  'the guard refuses the operator'"'"'s CHECK at the statement (1.6)'
+# A warehouse from before 1.6 (or one whose guard a superuser disabled) may hold one: planted so.
+q -d "$OPW" -c "ALTER EVENT TRIGGER sicoop_guard DISABLE" -c "SET ROLE sicoop_life_operator" \
+  -c "ALTER TABLE sicoop.raw_associado ADD CONSTRAINT sicoop_life_check CHECK (public.sicoop_life_evil(nome))" \
+  -c "RESET ROLE" -c "ALTER EVENT TRIGGER sicoop_guard ENABLE" >/dev/null
 q -d "$OPW" -c "TRUNCATE public.sicoop_life_trap" >/dev/null
 "$PGBIN/pg_dump" -Fc -f "$WORK/operator.dump" "$OPW"
 recreate_db "$OPR"
+out=$("$PGBIN/pg_restore" --exit-on-error --section=pre-data -d "$OPR" "$WORK/operator.dump" 2>&1) && st=0 || st=$?
+ok_if '[ $st != 0 ] && grep -q "the warehouse takes nothing sicoop does not define.*sicoop_life_check" <<<"$out"' \
+  'restoring its dump, the guard refuses the planted CHECK, naming it'
+# To get the data back all the same (the README's way): the guard off for the restore only,
+# the schema as a superuser, the rows as the operator, then the rest.
+recreate_db "$OPR"
+q -d "$OPR" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" -c "ALTER EVENT TRIGGER sicoop_guard DISABLE" >/dev/null
 ok_run "the schema of an operator's warehouse restores as a superuser (pre-data: no row, no code of the operator's runs)" \
   "$PGBIN/pg_restore" --exit-on-error --section=pre-data -d "$OPR" "$WORK/operator.dump"
 "$PGBIN/pg_restore" -l "$WORK/operator.dump" | grep -v ' sicoop deferred_index ' >"$WORK/operator.list"
@@ -143,6 +159,7 @@ ok_run 'which restores as the superuser (an extension member: its definition is 
   "$PGBIN/pg_restore" --exit-on-error --section=data -n sicoop -t deferred_index -d "$OPR" "$WORK/operator.dump"
 ok_run 'and the rest (indexes, whose expressions PostgreSQL runs as the table owner; constraints) as the superuser' \
   "$PGBIN/pg_restore" --exit-on-error --section=post-data -d "$OPR" "$WORK/operator.dump"
+q -d "$OPR" -c "ALTER EVENT TRIGGER sicoop_guard ENABLE" >/dev/null
 is "$(val "$OPR" "SELECT count(*) FROM sicoop.raw_associado WHERE id_associado = 'ASSOC-TRAP'")" 1 'the rows are back'
 is "$(val "$OPR" "SELECT coalesce(string_agg(DISTINCT who || ':' || superuser, ','), 'none') FROM public.sicoop_life_trap")" \
    'sicoop_life_operator:false' 'the planted CHECK ran during the restore as the operator only, never as a superuser'
