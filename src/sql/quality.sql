@@ -135,7 +135,7 @@ INSERT INTO sicoop.canonical_value (domain, source_value, canonical) VALUES
   ('tipo_conta', 'SALARIO', 'SALÁRIO'), ('tipo_conta', 'CONTA SALÁRIO', 'SALÁRIO'),
   ('bandeira_cartao', 'MASTER', 'MASTERCARD'), ('bandeira_cartao', 'MASTER CARD', 'MASTERCARD'),
   ('bandeira_cartao', 'AMEX', 'AMERICAN EXPRESS');
-UPDATE ONLY sicoop.warehouse_info SET rules_signature = sicoop._rules_signature();
+UPDATE ONLY sicoop.warehouse_info SET rules_signature = sicoop._rules_signature(), canonical_labels = sicoop._canonical_labels();
 
 -- The latest reconciliation of the movements, per movement day (local): the source's count and
 -- sum of valor_movimentacao, in the snapshot the load read, against the fact's plus the rejects'.
@@ -517,6 +517,56 @@ REVOKE ALL ON FUNCTION sicoop._check_source_drift(text, bigint) FROM PUBLIC;  --
 CREATE OR REPLACE FUNCTION _canonical(domain text, value text) RETURNS text LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
 $$ SELECT coalesce((SELECT c.canonical FROM sicoop.canonical_value c
                     WHERE c.domain OPERATOR(pg_catalog.=) $1 AND c.source_value OPERATOR(pg_catalog.=) $2), $2) $$;
+
+-- The canonical values as they are now, as sicoop.warehouse_info.canonical_labels keeps them
+-- (the labels dim_associado's versions were written with): [domain, source_value, canonical]
+-- rows, byte-wise ordered.
+CREATE OR REPLACE FUNCTION _canonical_labels() RETURNS jsonb LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+SELECT coalesce(jsonb_agg(jsonb_build_array(c.domain, c.source_value, c.canonical)
+                          ORDER BY c.domain COLLATE "C", c.source_value COLLATE "C"), '[]'::jsonb)
+FROM ONLY sicoop.canonical_value c
+$$;
+REVOKE ALL ON FUNCTION sicoop._canonical_labels() FROM PUBLIC;  -- operator
+
+-- What an edit of sicoop.canonical_value makes of each label dim_associado's versions were
+-- written with (sicoop.warehouse_info.canonical_labels), for the labels it changes:
+--   relabel: the new label when every mapped value that gave the old one gives that one now
+--     (CASADO and CASADA both CASADO/CASADA instead of CASADO(A)); a label that is a
+--     canonical value is read as that canonical value. NULL when they now give different
+--     ones (a split): which value a closed version came from is not kept.
+--   candidates: every label the old one may stand for now, the same text typed at the source
+--     (unmapped, kept as it is) included: a current version takes trusted's label in place
+--     when it is one of them.
+-- A value kept as it was (no mapping gave it, none mapped it) takes its new mapping. With no
+-- record of the labels applied (NULL) only such values are relabelled.
+CREATE OR REPLACE FUNCTION _canonical_relabels() RETURNS TABLE (domain text, label text, relabel text, candidates text[])
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+WITH applied AS (
+  SELECT x.v ->> 0 AS domain, x.v ->> 1 AS source_value, x.v ->> 2 AS canonical
+  FROM ONLY sicoop.warehouse_info w,
+       jsonb_array_elements(coalesce(w.canonical_labels, sicoop._canonical_labels())) AS x(v)),
+gives AS (
+  -- every label a mapped value gave, with what that value gives now
+  SELECT a.domain, a.canonical AS label, coalesce(c.canonical, a.source_value) AS relabel, true AS mapped
+  FROM applied a
+  LEFT JOIN ONLY sicoop.canonical_value c ON c.domain = a.domain AND c.source_value = a.source_value
+  UNION
+  -- every label as typed at the source: what it gives now (not a mapped value's label, unless
+  -- nothing mapped gave it)
+  SELECT l.domain, l.label, coalesce(c.canonical, l.label),
+         NOT EXISTS (SELECT 1 FROM applied a WHERE a.domain = l.domain AND a.canonical = l.label)
+  FROM (SELECT a.domain, a.canonical AS label FROM applied a
+        UNION SELECT c.domain, c.source_value FROM ONLY sicoop.canonical_value c) l
+  LEFT JOIN ONLY sicoop.canonical_value c ON c.domain = l.domain AND c.source_value = l.label
+  WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.domain = l.domain AND a.source_value = l.label))
+SELECT g.domain, g.label,
+       CASE WHEN count(DISTINCT g.relabel) FILTER (WHERE g.mapped) = 1 THEN min(g.relabel COLLATE "C") FILTER (WHERE g.mapped) END,
+       array_agg(DISTINCT g.relabel)
+FROM gives g
+GROUP BY g.domain, g.label
+HAVING bool_or(g.relabel <> g.label)
+$$;
+REVOKE ALL ON FUNCTION sicoop._canonical_relabels() FROM PUBLIC;  -- operator
 
 -- The table's 'canonical' rules: trusted values that are neither a mapped source value nor a
 -- canonical one, counted (with a few of them) in sicoop.dq_result.

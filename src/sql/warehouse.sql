@@ -7,7 +7,7 @@
 -- The warehouse's data: created once, after CREATE EXTENSION, and never an extension member.
 ------------------------------------------------------------------------------------------
 -- The layout of the warehouse's data this version creates and reads.
-CREATE OR REPLACE FUNCTION _layout_version() RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT '1.5'::text $$;
+CREATE OR REPLACE FUNCTION _layout_version() RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT '1.6'::text $$;
 
 -- The views that answer analysts' first questions (sicoop._create_bi_views()).
 CREATE OR REPLACE FUNCTION _analyst_views() RETURNS text[] LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -43,7 +43,10 @@ CREATE TABLE sicoop.warehouse_info (
     full_run_owed_by bigint,
     -- The row rules (sicoop.dq_rule) and canonical values every row was last checked against
     -- and labelled with: when they change, the next run is a full one.
-    rules_signature text
+    rules_signature text,
+    -- The canonical values (sicoop._canonical_labels()) dim_associado's labels were written
+    -- with: an edit of sicoop.canonical_value relabels every version from these, in place.
+    canonical_labels jsonb
 );
 INSERT INTO sicoop.warehouse_info (layout_version) VALUES (sicoop._layout_version());
 

@@ -37,18 +37,42 @@ const char* const kSourceHistorized =
     "(s.estado_civil, s.escolaridade, sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date))";
 
 // A canonical value is a label, not a change in the member's life: when sicoop.canonical_value
-// is edited (the next run is then a full one), every version takes the new label in place (no
-// new version), before the comparison with trusted (which load_trusted re-labelled).
+// is edited, every version (current and closed) takes the new label in place -- no version
+// opened or closed, vigência and run id untouched, so load_fato re-keys nothing -- before the
+// comparison with trusted (which load_trusted re-labelled). The old label is not in the edited
+// table any more (UPDATE ... SET canonical = 'CASADO/CASADA' leaves no row saying what
+// 'CASADO(A)' was): sicoop.warehouse_info.canonical_labels keeps the values the versions were
+// labelled with, and sicoop._canonical_relabels() maps each old label to its new one. The
+// values applied are then recorded, in the same transaction. Nothing to relabel (the usual
+// case): the one-time filter skips the scan.
 const char* const kRelabel = R"sql(
-WITH relabelled AS (
+WITH relabels AS MATERIALIZED (SELECT r.domain, r.label, r.relabel, r.candidates FROM sicoop._canonical_relabels() r),
+relabelled AS (
   UPDATE sicoop.dim_associado d
-  SET estado_civil_associado = sicoop._canonical('estado_civil', d.estado_civil_associado),
-      escolaridade_associado = sicoop._canonical('escolaridade', d.escolaridade_associado)
-  WHERE d.id_associado IS NOT NULL
-    AND (d.estado_civil_associado, d.escolaridade_associado) IS DISTINCT FROM
-        (sicoop._canonical('estado_civil', d.estado_civil_associado), sicoop._canonical('escolaridade', d.escolaridade_associado))
-  RETURNING 1)
+  SET estado_civil_associado = coalesce((SELECT coalesce(
+                                           (SELECT s.estado_civil FROM sicoop.trusted_associado s
+                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado{changed}
+                                              AND s.estado_civil = ANY (r.candidates)), r.relabel)
+                                         FROM relabels r
+                                         WHERE r.domain = 'estado_civil' AND r.label = d.estado_civil_associado),
+                                        d.estado_civil_associado),
+      escolaridade_associado = coalesce((SELECT coalesce(
+                                           (SELECT s.escolaridade FROM sicoop.trusted_associado s
+                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado{changed}
+                                              AND s.escolaridade = ANY (r.candidates)), r.relabel)
+                                         FROM relabels r
+                                         WHERE r.domain = 'escolaridade' AND r.label = d.escolaridade_associado),
+                                        d.escolaridade_associado)
+  WHERE EXISTS (SELECT 1 FROM relabels)
+    AND d.id_associado IS NOT NULL
+    AND EXISTS (SELECT 1 FROM relabels r
+                WHERE (r.domain = 'estado_civil' AND r.label = d.estado_civil_associado)
+                   OR (r.domain = 'escolaridade' AND r.label = d.escolaridade_associado))
+  RETURNING d.estado_civil_associado, d.escolaridade_associado)
 SELECT count(*) AS rows_updated FROM relabelled)sql";
+const char* const kRecordLabels = R"sql(UPDATE ONLY sicoop.warehouse_info
+SET canonical_labels = sicoop._canonical_labels()
+WHERE canonical_labels IS DISTINCT FROM sicoop._canonical_labels())sql";
 
 // Read and unchanged are counted before anything changes.
 const char* const kCountRead = R"sql(SELECT count(*) AS rows_read,
@@ -178,7 +202,11 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     // times are the source's commits, each clamped to its member's current version: the check,
     // a pass over every version, is a batch run's.)
     if (!ctx.stream) actions.push_back(sql_action("SELECT sicoop._check_scd2_reference_time($1)"));
-    if (ctx.everything()) actions.push_back(sql_action(kRelabel));
+    // Every run, a stream's micro-batch too: a batch after an edit of the canonical values
+    // (whose full run relabels trusted and the type 1 dimensions) compares its members' new
+    // labels with versions already relabelled, never opening a version for a label.
+    actions.push_back(statement(kRelabel));
+    actions.push_back(sql_action(kRecordLabels));
     for (const char* sql : {kCountRead, kCorrectType1, kCorrectInPlace, kCloseChanged, kDropGoneOpenedNow, kCloseGone, kOpen})
         actions.push_back(statement(sql));
     // Whatever happened above, no two versions of a changed member may overlap.

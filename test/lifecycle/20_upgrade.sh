@@ -66,7 +66,7 @@ same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.5 'the extension is now 1.5'
-is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.5 'and its data is marked as layout 1.5 (the stream'"'"'s state)'
+is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.6 'and its data is marked as layout 1.6 (the canonical labels applied)'
 # What 1.2 adds (the rules, their results, the canonical values, the reconciliation, the
 # analysts' views; reject has a new shape) and 1.5 (the stream's state) is not in the 1.0
 # warehouse to compare with.
@@ -190,7 +190,7 @@ recreate_db "$BARE13"
 q -d "$BARE13" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.3' CASCADE" >/dev/null
 ok_run 'a 1.3 install with no warehouse yet updates to 1.5' q -d "$BARE13" -c "ALTER EXTENSION sicoop_etl UPDATE"
 q -d "$BARE13" -o /dev/null -c "SET client_min_messages = warning" -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'postgres')"
-is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" 1.5 'and connect_source then makes a 1.5 warehouse'
+is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" 1.6 'and connect_source then makes a 1.6 warehouse'
 drop_db "$BARE13"
 q -d "$SRC" -c "DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'" >/dev/null
 

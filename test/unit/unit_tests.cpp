@@ -276,6 +276,20 @@ void test_stream_plans() {
     ok(!contains(all_sql(plan("scd2_associado", incremental())), "stream_key"), "batch runs keep the run's time");
 }
 
+// An edit of the canonical values relabels every version in place, before SCD2 compares, in
+// every kind of run (a stream's micro-batch too), and the labels applied are recorded after.
+void test_scd2_relabels_before_comparing() {
+    for (const auto& ctx : {first_load(), incremental(), full_run(), rebuild(), streamed()}) {
+        const std::string sql = all_sql(plan("scd2_associado", ctx));
+        const size_t relabel = sql.find("sicoop._canonical_relabels()");
+        const size_t compare = sql.find("AS rows_read");
+        const size_t record = sql.find("SET canonical_labels = sicoop._canonical_labels()");
+        ok(relabel != std::string::npos && compare != std::string::npos && record != std::string::npos &&
+               relabel < compare && record > relabel && record < compare,
+           "scd2: the relabel (then the record of the labels applied) comes before the comparison with trusted");
+    }
+}
+
 void test_card_number_never_passes_raw() {
     for (const auto& ctx : {first_load(), incremental()}) {
         const std::string trusted = all_sql(plan("load_trusted", ctx));
@@ -1151,6 +1165,7 @@ int main() {
     test_raw_plans();
     test_downstream_plans();
     test_stream_plans();
+    test_scd2_relabels_before_comparing();
     test_card_number_never_passes_raw();
     test_timings_json();
     test_collapse_whitespace();

@@ -1,5 +1,5 @@
 -- sicoop_etl 1.5 -> 1.6, after the functions are (re)created: the warehouse, if there is one,
--- is checked against 1.6's definition.
+-- gets warehouse_info.canonical_labels (layout 1.6) and is checked against 1.6's definition.
 
 DO $update$
 DECLARE
@@ -8,12 +8,20 @@ BEGIN
   SELECT c.relowner::regrole INTO operator FROM pg_class c WHERE c.oid = to_regclass('sicoop.warehouse_info');
   IF operator IS NOT NULL THEN
     PERFORM sicoop._check_warehouse_shape();
+    -- [canonical values relabel in place, issue 24 finding 9] The labels dim_associado's
+    -- versions were written with, so that an edit of sicoop.canonical_value relabels them in
+    -- place. A 1.5 warehouse was labelled with the table as it is, unless an edit is still
+    -- waiting for its full run (then what it replaced is lost: those labels stay as 1.5 left them).
+    ALTER TABLE sicoop.warehouse_info ADD COLUMN canonical_labels jsonb;
+    UPDATE ONLY sicoop.warehouse_info SET canonical_labels = sicoop._canonical_labels();
+    -- [end canonical values]
     IF operator::oid <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'sicoop_etl') THEN
       -- As grant_operator would have left them (granting twice is harmless).
       EXECUTE format('GRANT EXECUTE ON %s TO %s', sicoop._operator_functions(), operator);
     END IF;
     PERFORM sicoop._remake_sicoop_definitions(true);
     PERFORM sicoop._check_warehouse_definition('ALTER EXTENSION sicoop_etl UPDATE');
+    UPDATE ONLY sicoop.warehouse_info SET layout_version = '1.6';  -- (canonical_labels)
   END IF;
 END
 $update$;
