@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Versioned upgrades: the real 1.0 -- its install script and library as released, built from
 # the git history -- loads a source and a change; then the current build is installed and
-# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5, each script in turn). The data and history are intact, no data object is
+# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5 -> 1.6, each script in turn). The data and history are intact, no data object is
 # an extension member any more, the next incremental run equals a from-scratch load, the
 # upgraded install has the same schema as a fresh one (pg_dump --schema-only and the catalog),
 # and it survives a dump/restore and a DROP EXTENSION.
@@ -9,6 +9,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RELEASE_1_0=b3d7fea  # the commit 1.0 was released at
 RELEASE_1_3=5631738  # the commit 1.3 was released at
 RELEASE_1_4=1797871  # the commit 1.4 was released at
+RELEASE_1_5=562ec34  # the commit 1.5 landed at (its scripts last changed in d34690b, before it landed)
 N=20000
 SRC=sicoop_up_src UP=sicoop_up_dw FRESH=sicoop_up_fresh REF=sicoop_up_ref RESTORED=sicoop_up_restored
 
@@ -32,6 +33,8 @@ ok_if 'same_as_released "$RELEASE_1_3" sicoop_etl--1.3.sql && same_as_released "
   'and every script released up to 1.3 as it was at 1.3'"'"'s release'
 ok_if 'same_as_released "$RELEASE_1_4" sicoop_etl--1.4.sql && same_as_released "$RELEASE_1_4" sicoop_etl--1.3--1.4.sql' \
   'and 1.4'"'"'s scripts as they were at its release'
+ok_if 'same_as_released "$RELEASE_1_5" sicoop_etl--1.5.sql && same_as_released "$RELEASE_1_5" sicoop_etl--1.4--1.5.sql' \
+  'and 1.5'"'"'s scripts as they were at its release'
 
 echo "# building sicoop_etl 1.0 from $RELEASE_1_0"
 mkdir -p "$WORK/v1.0"
@@ -65,7 +68,7 @@ fingerprint "$UP" | grep -v '^raw_cartao ' >"$WORK/after_refusal"
 same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
-is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.5 'the extension is now 1.5'
+is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.6 'the extension is now 1.6'
 is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.6 'and its data is marked as layout 1.6 (the canonical labels applied)'
 # What 1.2 adds (the rules, their results, the canonical values, the reconciliation, the
 # analysts' views; reject has a new shape) and 1.5 (the stream's state) is not in the 1.0
@@ -116,7 +119,7 @@ layers "$UP" >"$WORK/up_layers"
 same_file "$WORK/ref_layers" "$WORK/up_layers" 'every layer equals a from-scratch load (history aside)'
 is "$(val "$UP" "SELECT count(*) FROM sicoop.reconciliation WHERE NOT balanced")" 0 'and every movement day balances with the source'
 
-# A fresh 1.5 install, connected to the same source and run, has the same schema.
+# A fresh 1.6 install, connected to the same source and run, has the same schema.
 make_warehouse "$FRESH" "$SRC"
 run_pipeline "$FRESH" '2025-08-18 11:00:00-03'
 schema() {
@@ -128,7 +131,7 @@ schema "$FRESH"
 defaults="SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT q::text AS t FROM sicoop.dq_rule q
           UNION ALL SELECT c::text FROM sicoop.canonical_value c) x"
 is "$(val "$UP" "$defaults")" "$(val "$FRESH" "$defaults")" 'the upgrade brings the same default rules and canonical values as a fresh install'
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.5 and an upgraded 1.0 are the same'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.6 and an upgraded 1.0 are the same'
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP" \
   'the catalog: same extension members, function definitions, privileges and column order'
 
@@ -180,7 +183,7 @@ ok_run 'the updated 1.3 warehouse runs (the full run the new rules owe)' run_pip
 ok_run 'and runs again' run_pipeline "$UP13" '2025-08-18 12:30:00-03'
 is "$(val "$UP13" "$long_digit_stats")" 0 'and its runs leave no card number in statistics'
 schema "$UP13"
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" 'pg_dump --schema-only: a fresh 1.5 and an updated 1.3 are the same'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" 'pg_dump --schema-only: a fresh 1.6 and an updated 1.3 are the same'
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP13" 'and so is the catalog'
 drop_db "$UP13"
 # A 1.3 install that never connected a source has no warehouse yet: the update changes the
@@ -193,6 +196,37 @@ q -d "$BARE13" -o /dev/null -c "SET client_min_messages = warning" -c "SELECT si
 is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" 1.6 'and connect_source then makes a 1.6 warehouse'
 drop_db "$BARE13"
 q -d "$SRC" -c "DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'" >/dev/null
+
+# The released 1.5, with data, an operator, and a stream's state (a stream that ran, then was
+# stopped: its slot and applied position kept): the update keeps every row, the stream's
+# position included, and gives what a fresh 1.6 is (schema and catalog), guard included.
+echo "# building sicoop_etl 1.5 from $RELEASE_1_5"
+mkdir -p "$WORK/v1.5"
+git -C "$REPO" archive "$RELEASE_1_5" | tar -x -C "$WORK/v1.5"
+make -C "$WORK/v1.5" -s -j2 >/dev/null 2>&1
+as_root make -C "$WORK/v1.5" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null
+UP15=sicoop_up15_dw
+make_warehouse "$UP15" "$SRC" 1.5
+run_pipeline "$UP15" '2025-08-18 10:00:00-03'
+q -d "$UP15" -c "INSERT INTO sicoop.stream_state (slot_name, publication, wanted, state, applied_lsn, received_lsn, changes_applied,
+                   transactions_applied, batches_applied, last_commit_time, started_by, started_at, stopped_at)
+                 VALUES ('sicoop_stream', 'sicoop_stream', false, 'stopped', '0/1A2B3C4D', '0/1A2B3C4D', 1234, 56, 7,
+                         '2025-08-18 09:59:00-03', current_user, '2025-08-18 09:00:00-03', '2025-08-18 10:00:00-03')" >/dev/null
+fingerprint "$UP15" | grep -v -e '^warehouse_info ' -e '^stream_state ' >"$WORK/before15"
+stream15="SELECT concat_ws(' ', slot_name, publication, wanted, state, applied_lsn, changes_applied, transactions_applied, batches_applied) FROM sicoop.stream_state"
+stream_before=$(val "$UP15" "$stream15")
+install_current
+ok_run 'ALTER EXTENSION sicoop_etl UPDATE from 1.5 (data, a stream'"'"'s state) succeeds' q -d "$UP15" -c "ALTER EXTENSION sicoop_etl UPDATE"
+fingerprint "$UP15" | grep -v -e '^warehouse_info ' -e '^stream_state ' >"$WORK/after15"
+same_file "$WORK/before15" "$WORK/after15" 'every relation, row, sequence position and source option of the 1.5 warehouse is as it was'
+is "$(val "$UP15" "$stream15")" "$stream_before" 'and the stream'"'"'s state: its slot, its applied position, its counts'
+is "$(val "$UP15" "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'sicoop_guard' AND evtenabled = 'O'")" 1 \
+   'the update brings the guard'
+ok_run 'the updated 1.5 warehouse runs' run_pipeline "$UP15" '2025-08-18 12:00:00-03'
+schema "$UP15"
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP15" 'pg_dump --schema-only: a fresh 1.6 and an updated 1.5 are the same'
+same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP15" 'and so is the catalog'
+drop_db "$UP15"
 
 # An operator's warehouse (made by grant_operator under 1.1) stays the operator's through the
 # update: the new tables are its own, it may run the new functions, runs the pipeline, and

@@ -26,3 +26,7 @@ WHERE (i.classoid = 'pg_class'::regclass AND i.objoid IN (SELECT oid FROM pg_cla
    OR (i.classoid = 'pg_proc'::regclass AND i.objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'sicoop'::regnamespace))
    OR (i.classoid = 'pg_namespace'::regclass AND i.objoid = 'sicoop'::regnamespace)
 ORDER BY 1;
+
+SELECT format('event trigger %s on %s calls %s enabled %s tags %s', e.evtname, e.evtevent, e.evtfoid::regprocedure, e.evtenabled,
+              coalesce(e.evttags::text, 'all'))
+FROM pg_event_trigger e ORDER BY 1;
