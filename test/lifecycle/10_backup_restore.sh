@@ -149,9 +149,13 @@ ok_if '[ $st != 0 ] && grep -q "the warehouse takes nothing sicoop does not defi
 # To get the data back all the same (the README's way): the guard off for the restore only,
 # the schema as a superuser, the rows as the operator, then the rest.
 recreate_db "$OPR"
-q -d "$OPR" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" -c "ALTER EVENT TRIGGER sicoop_guard DISABLE" >/dev/null
+"$PGBIN/pg_restore" -l "$WORK/operator.dump" >"$WORK/all.list"
+grep -E ' SCHEMA - sicoop | EXTENSION - ' "$WORK/all.list" >"$WORK/first.list"
+grep -v -F -x -f "$WORK/first.list" "$WORK/all.list" >"$WORK/rest.list"
+"$PGBIN/pg_restore" --exit-on-error -L "$WORK/first.list" -d "$OPR" "$WORK/operator.dump"
+q -d "$OPR" -c "ALTER EVENT TRIGGER sicoop_guard DISABLE" >/dev/null
 ok_run "the schema of an operator's warehouse restores as a superuser (pre-data: no row, no code of the operator's runs)" \
-  "$PGBIN/pg_restore" --exit-on-error --section=pre-data -d "$OPR" "$WORK/operator.dump"
+  "$PGBIN/pg_restore" --exit-on-error --section=pre-data -L "$WORK/rest.list" -d "$OPR" "$WORK/operator.dump"
 "$PGBIN/pg_restore" -l "$WORK/operator.dump" | grep -v ' sicoop deferred_index ' >"$WORK/operator.list"
 ok_run 'its rows restore as the operator (pg_restore --role), but for the extension'"'"'s own deferred_index' \
   "$PGBIN/pg_restore" --exit-on-error --section=data --role=sicoop_life_operator -L "$WORK/operator.list" -d "$OPR" "$WORK/operator.dump"
