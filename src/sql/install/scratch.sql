@@ -86,7 +86,8 @@ ALTER TABLE stage_reject ALTER COLUMN record_id SET STATISTICS 0, ALTER COLUMN r
 ALTER TABLE stage_key ALTER COLUMN record_id SET STATISTICS 0;
 ALTER TABLE stream_key ALTER COLUMN record_id SET STATISTICS 0;
 REVOKE ALL ON stream_key FROM PUBLIC;
-ALTER TABLE stage_unfit ALTER COLUMN record_id SET STATISTICS 0;
+ALTER TABLE stage_unfit ALTER COLUMN table_name SET STATISTICS 0, ALTER COLUMN record_id SET STATISTICS 0,
+  ALTER COLUMN column_name SET STATISTICS 0;
 REVOKE ALL ON stage_unfit FROM PUBLIC;
 
 -- First loads build secondary indexes after the rows are in (faster than maintaining them
