@@ -408,19 +408,15 @@ void run_local(const char* sql) {
 // An error message without the values it quotes ("invalid input syntax for type date: "…""):
 // the warehouse's log gets no more of a row than the source's does.
 char* without_values(const char* message) {
-    StringInfoData out;
-    initStringInfo(&out);
-    bool quoted = false;
-    for (const char* c = message ? message : ""; *c; ++c) {
-        if (*c == '"') {
-            appendStringInfoString(&out, quoted ? "\"" : "\"...");
-            quoted = !quoted;
-        } else if (!quoted) {
-            appendStringInfoChar(&out, *c);
-        }
+    char* out = nullptr;
+    try {  // sicoop::without_values (src/steps/values.cpp): the same rule as the stream worker's
+        const std::string text = sicoop::without_values(std::string_view(message ? message : ""));
+        out = static_cast<char*>(palloc_extended(text.size() + 1, MCXT_ALLOC_NO_OOM));
+        if (out != nullptr) memcpy(out, text.c_str(), text.size() + 1);
+    } catch (...) {
+        out = nullptr;
     }
-    if (quoted) appendStringInfoChar(&out, '"');
-    return out.data;
+    return out != nullptr ? out : pstrdup("");
 }
 
 // Where the warehouse converts columns a copy carries as text (RemoteRead::converted).

@@ -65,6 +65,7 @@ extern "C" {
 #pragma GCC diagnostic pop
 
 #include "steps/text_rules.hpp"
+#include "steps/values.hpp"
 
 #include <exception>
 #include <initializer_list>
@@ -151,6 +152,32 @@ inline void redact_error(ErrorData* e, const char* secret = nullptr) {
     redact(e->hint);
     redact(e->context);
     redact(e->internalquery);
+}
+
+// What the stream worker records and logs of an error it caught: no source value. PostgreSQL's
+// own messages quote the value they could not take ("invalid input syntax for type numeric:
+// "..."", "date/time field value out of range: "...""): those parts go (without_values, as the
+// bulk copy's conversion errors); sicoop's own messages name no value (the project's rule) and
+// stay. The detail, the context and the query may hold a whole row ("Failing row contains
+// (...)", a COPY line with its column's value): they go too. The SQLSTATE and hint stay.
+inline void hide_values(ErrorData* e) {
+    if (e->message != nullptr && strncmp(e->message, "sicoop", 6) != 0) {
+        char* message = nullptr;
+        try {
+            const std::string text = without_values(e->message);
+            message = static_cast<char*>(palloc_extended(text.size() + 1, MCXT_ALLOC_NO_OOM));
+            if (message != nullptr) memcpy(message, text.c_str(), text.size() + 1);
+        } catch (...) {
+            message = nullptr;
+        }
+        if (message == nullptr) e->message[0] = '\0';  // blanked rather than shown
+        else e->message = message;
+    }
+    e->detail = nullptr;
+    e->detail_log = nullptr;
+    e->context = nullptr;
+    e->internalquery = nullptr;
+    e->cursorpos = e->internalpos = 0;
 }
 
 // How an entry reports its errors: `secret` is scrubbed from them, and `hide_statement`

@@ -33,6 +33,7 @@
 #include "run_log.hpp"
 #include "source.hpp"
 #include "spi_session.hpp"
+#include "stream_rows.hpp"
 #include "steps/pgoutput.hpp"
 #include "steps/step.hpp"
 
@@ -437,7 +438,7 @@ bool apply(const Batch& batch, pgo::Lsn received) {
             if (t.name == b.table) table = &t;
         if (table == nullptr) continue;
         const pgo::StageBatch staged = pgo::stage_batch(b, stage_columns(*table));
-        if (staged.rows > 0) copy_text_into(("stage_" + b.table).c_str(), stage_columns(*table), staged.copy_text);
+        if (staged.rows > 0) stage_stream_rows(b.table, stage_columns(*table), table->key, staged.copy_text);
         keys_text += stream_keys_text(b, staged);
     }
     if (!keys_text.empty())
@@ -450,6 +451,7 @@ bool apply(const Batch& batch, pgo::Lsn received) {
     StepCounts total = stream_steps::run(run_id, reference_time, true, detail, touched, truncated);
     // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
     spi::exec("TRUNCATE sicoop.stream_key");
+    forget_unfit_values();
     const pgo::Transaction& last = batch.transactions.back();
     const std::string applied = pgo::format_lsn(last.end_lsn);
     const std::string received_text = pgo::format_lsn(std::max(received, last.end_lsn));
@@ -667,11 +669,12 @@ void worker_main(TransactionId launcher_xid) {
     } catch (PgError& e) {
         const bool transient = is_transient(e);
         redact_error(e.edata);
+        hide_values(e.edata);  // no source value in stream_state or the log, whatever failed
         record_failure(transient ? "reconnecting" : "failed", &e, nullptr);
         ErrorData* edata = e.edata;
         pg_call([&] {
             ereport(LOG, (errmsg("sicoop stream %s: %s", transient ? "reconnecting in 5 s" : "stopped", edata->message),
-                          edata->hint ? errhint("%s", edata->hint) : 0));
+                          edata->hint ? errhint("%s", edata->hint) : 0, errhidestmt(true), errhidecontext(true)));
         });
         if (transient) pg_call([] { proc_exit(1); });
     } catch (const std::exception& e) {

@@ -327,6 +327,20 @@ BEGIN
         END IF;
         RETURN NEXT;
       END LOOP;
+      -- A stream's value that is not even of the stage column's type (the source changed the
+      -- column's type: words in an amount, an impossible date): the stage holds NULL there, and
+      -- sicoop.stage_unfit names the row and column (src/stream_rows.cpp). Only a micro-batch
+      -- writes it: a batch run's checks are unchanged.
+      FOR c IN SELECT DISTINCT u.column_name AS name, format_type(a.atttypid, NULL) AS typ
+               FROM sicoop.stage_unfit u
+               JOIN pg_attribute a ON a.attrelid = stage AND a.attname = u.column_name AND a.attnum > 0 AND NOT a.attisdropped
+               WHERE u.table_name = tbl AND (r.column_name IS NULL OR u.column_name = r.column_name)
+               ORDER BY 1 LOOP
+        part := format('%s is not a valid %s', c.name, c.typ);
+        predicate := format('s.%I::text IN (SELECT u.record_id FROM sicoop.stage_unfit u WHERE u.table_name = %L AND u.column_name = %L)',
+                            sicoop._source_key(tbl), tbl, c.name);
+        RETURN NEXT;
+      END LOOP;
     END CASE;
   END LOOP;
 END

@@ -354,6 +354,10 @@ stage_source_column: column stage_source_column.source_type text collation=pg_ca
 stage_source_column: column stage_source_column.table_name text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stage_source_column: column stage_source_column.unique_key boolean collation=- notnull=f identity=f default= statistics=-1
 stage_source_column: relation stage_source_column kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f
+stage_unfit: column stage_unfit.column_name text collation=pg_catalog."default" notnull=t identity=f default= statistics=0
+stage_unfit: column stage_unfit.record_id text collation=pg_catalog."default" notnull=f identity=f default= statistics=0
+stage_unfit: column stage_unfit.table_name text collation=pg_catalog."default" notnull=t identity=f default= statistics=0
+stage_unfit: relation stage_unfit kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f
 step_state: column step_state.last_run_id bigint collation=- notnull=t identity=f default= statistics=-1
 step_state: column step_state.step text collation=pg_catalog."default" notnull=t identity=f default= statistics=-1
 step_state: column step_state.updated_at timestamp with time zone collation=- notnull=t identity=f default=now() statistics=-1

@@ -5,6 +5,7 @@
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 #include "steps/text_rules.hpp"
+#include "steps/values.hpp"
 
 #include <cstdio>
 #include <optional>
@@ -1155,6 +1156,28 @@ void test_stage_batch() {
     ok(refused, "a column the source no longer sends stops the stream, naming it");
 }
 
+void test_values() {
+    using sicoop::without_values;
+    ok(without_values("invalid input syntax for type numeric: \"CPF 123.456.789-09 senha hunter2\"") ==
+           "invalid input syntax for type numeric: \"...\"",
+       "without_values: the value PostgreSQL quotes is taken out");
+    ok(without_values("date/time field value out of range: \"2025-02-30\"") == "date/time field value out of range: \"...\"",
+       "without_values: an impossible date too");
+    ok(without_values("cut \"hunter2") == "cut \"...\"", "without_values: an unclosed quote hides the rest");
+    ok(without_values("numeric field overflow") == "numeric field overflow", "without_values: a message without quotes stays");
+    const auto v = sicoop::parse_copy_line("K-1\t\\\\N\t\\N\ta\\tb\\\\c\\nd");
+    ok(v.size() == 4 && v[0] == std::optional<std::string>("K-1") && v[1] == std::optional<std::string>("\\N") && !v[2] &&
+           v[3] == std::optional<std::string>("a\tb\\c\nd"),
+       "parse_copy_line: fields at tabs, \\N is NULL, escapes read back (an escaped backslash before N is text)");
+    const auto w = sicoop::parse_copy_line("");
+    ok(w.size() == 1 && w[0] == std::optional<std::string>(""), "parse_copy_line: an empty line is one empty field");
+    ok(sicoop::split_copy_fields("a\\tb\tc").size() == 2, "split_copy_fields: an escaped tab does not split");
+    // What stage_batch writes, read back.
+    const sicoop::pgoutput::Column col{sicoop::pgoutput::Column::Kind::Text, "x\ty\\z\n"};
+    ok(sicoop::parse_copy_line(sicoop::pgoutput::copy_text_value(col))[0] == std::optional<std::string>(col.value),
+       "parse_copy_line reads back what copy_text_value writes");
+}
+
 int main() {
     test_pgoutput();
     test_transaction_assembler();
@@ -1186,6 +1209,7 @@ int main() {
     test_remote_copies();
     test_fill();
     test_raw_whole_without_window();
+    test_values();
     std::printf("1..%d\n", tests_run);
     return tests_failed == 0 ? 0 : 1;
 }

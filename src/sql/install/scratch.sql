@@ -64,6 +64,10 @@ CREATE UNLOGGED TABLE stage_day (dia date);
 CREATE UNLOGGED TABLE stream_key (table_name text NOT NULL, record_id text, deleted boolean NOT NULL,
                                   commit_time timestamptz NOT NULL, keep_from_raw text[] NOT NULL DEFAULT '{}');
 CREATE INDEX stream_key_record ON stream_key (table_name, record_id);
+-- A micro-batch's values that are not of their stage column's type (a source column whose type
+-- changed: words in a numeric column, an impossible date): the stage holds NULL there, and this
+-- names the row and the column; the table's fits rule rejects the row (src/stream_rows.cpp).
+CREATE UNLOGGED TABLE stage_unfit (table_name text NOT NULL, record_id text, column_name text NOT NULL);
 -- No statistics of the stage's text: it holds the source's values as they are -- full card
 -- numbers, numbers typed into descriptions, card-like keys about to be rejected -- and ANALYZE
 -- (the load's own, or autovacuum's) would copy a sample of them into pg_statistic, which
@@ -82,6 +86,9 @@ ALTER TABLE stage_reject ALTER COLUMN record_id SET STATISTICS 0, ALTER COLUMN r
 ALTER TABLE stage_key ALTER COLUMN record_id SET STATISTICS 0;
 ALTER TABLE stream_key ALTER COLUMN record_id SET STATISTICS 0;
 REVOKE ALL ON stream_key FROM PUBLIC;
+ALTER TABLE stage_unfit ALTER COLUMN table_name SET STATISTICS 0, ALTER COLUMN record_id SET STATISTICS 0,
+  ALTER COLUMN column_name SET STATISTICS 0;
+REVOKE ALL ON stage_unfit FROM PUBLIC;
 
 -- First loads build secondary indexes after the rows are in (faster than maintaining them
 -- row by row): their definitions wait here meanwhile (from the short transaction that drops

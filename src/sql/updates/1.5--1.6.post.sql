@@ -26,6 +26,20 @@ BEGIN
 END
 $update$;
 
+-- >>> stream values (issue 24, finding 4): an operator already in place owns the new scratch
+-- table, as grant_operator would have left it (the stream's worker runs as the operator).
+DO $stream_values$
+DECLARE
+  operator regrole;
+BEGIN
+  SELECT c.relowner::regrole INTO operator FROM pg_class c WHERE c.oid = to_regclass('sicoop.warehouse_info');
+  IF operator IS NOT NULL AND operator::oid <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'sicoop_etl') THEN
+    EXECUTE format('ALTER TABLE sicoop.stage_unfit OWNER TO %s', operator);
+  END IF;
+END
+$stream_values$;
+-- <<< stream values
+
 -- The guard (src/sql/definition.sql, _guard_warehouse), after the check above: from now on no
 -- DDL may add code to the warehouse.
 CREATE EVENT TRIGGER sicoop_guard ON ddl_command_end EXECUTE FUNCTION sicoop._guard_warehouse();
