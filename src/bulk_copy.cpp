@@ -146,7 +146,8 @@ std::string_view filtered(std::string_view bytes, bool at_end) {
         failed = true;
     }
     if (failed)
-        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("sicoop: out of memory masking the copy from the source")));
+        ereport(ERROR,
+                (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("sicoop: out of memory masking the copy from the source")));
     return out;
 }
 

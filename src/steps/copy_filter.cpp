@@ -10,7 +10,7 @@ namespace sicoop {
 
 namespace {
 
-constexpr int kMinPanDigits = 13;  // a field with fewer digits holds no card number
+constexpr int kMinPanDigits = 13;                        // a field with fewer digits holds no card number
 constexpr char kBinarySignature[] = "PGCOPY\n\377\r\n";  // and a zero byte: 11 bytes
 constexpr size_t kBinaryHeader = 19;                     // signature, flags, extension length
 
@@ -69,13 +69,26 @@ void decode_text_field(std::string_view raw, std::string& out) {
             continue;
         }
         switch (c) {
-            case 'b': c = '\b'; break;
-            case 'f': c = '\f'; break;
-            case 'n': c = '\n'; break;
-            case 'r': c = '\r'; break;
-            case 't': c = '\t'; break;
-            case 'v': c = '\v'; break;
-            default: break;  // any other character stands for itself
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'v':
+                c = '\v';
+                break;
+            default:
+                break;  // any other character stands for itself
         }
         out.push_back(c);
     }
@@ -86,14 +99,29 @@ void encode_text_field(std::string_view value, std::string& out) {
     out.clear();
     for (char c : value) {
         switch (c) {
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\v': out += "\\v"; break;
-            default: out.push_back(c);
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            case '\v':
+                out += "\\v";
+                break;
+            default:
+                out.push_back(c);
         }
     }
 }
@@ -107,8 +135,10 @@ CopyFilter::CopyFilter(bool binary, std::vector<CopyMask> masks) : binary_(binar
 bool CopyFilter::mask_value(std::string_view value, CopyMask mask) {
     masked_.clear();
     bool changed = false;
-    if (mask == CopyMask::CardNumber) changed = mask_card_into(value, masked_);
-    else if (mask != CopyMask::None && may_hold_a_card_number(value)) changed = redact_card_numbers_into(value, masked_);
+    if (mask == CopyMask::CardNumber)
+        changed = mask_card_into(value, masked_);
+    else if (mask != CopyMask::None && may_hold_a_card_number(value))
+        changed = redact_card_numbers_into(value, masked_);
     fields_masked_ += changed;
     return changed;
 }
@@ -221,8 +251,10 @@ size_t CopyFilter::binary_rows(std::string_view data, bool& changed) {
                 trailer_seen_ = true;
                 break;
             }
-            if (length > 0 && data.size() - end < static_cast<size_t>(length)) whole = false;
-            else if (length > 0) end += static_cast<size_t>(length);
+            if (length > 0 && data.size() - end < static_cast<size_t>(length))
+                whole = false;
+            else if (length > 0)
+                end += static_cast<size_t>(length);
         }
         if (!whole) break;
         if (trailer_seen_) continue;
@@ -232,7 +264,8 @@ size_t CopyFilter::binary_rows(std::string_view data, bool& changed) {
             const size_t value_at = at + 4;
             const size_t value_end = value_at + (length > 0 ? static_cast<size_t>(length) : 0);
             const CopyMask mask = static_cast<size_t>(f) < masks_.size() ? masks_[f] : CopyMask::FreeText;
-            if (length >= 0 && mask != CopyMask::None && mask_value(data.substr(value_at, value_end - value_at), mask)) {
+            if (length >= 0 && mask != CopyMask::None &&
+                mask_value(data.substr(value_at, value_end - value_at), mask)) {
                 changed = true;
                 out_.append(data.substr(emitted, at - emitted));
                 append_be32(out_, static_cast<uint32_t>(masked_.size()));

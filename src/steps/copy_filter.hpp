@@ -54,7 +54,7 @@ private:
     bool binary_ = false;
     bool active_ = false;
     std::vector<CopyMask> masks_;
-    bool header_done_ = false;  // binary: the file header was passed
+    bool header_done_ = false;   // binary: the file header was passed
     bool trailer_seen_ = false;  // binary: the end marker was seen (the rest passes as it is)
     std::string pending_;        // a row cut at the end of the previous chunk
     std::string joined_;         // that row and the chunk that ends it

@@ -357,7 +357,7 @@ bool mask_card_into(std::string_view value, std::string& out) {
     while (end > begin && is_space(value[end - 1])) --end;
     const std::string_view number = value.substr(begin, end - begin);
     if (number.empty()) return false;  // blank: mask_card makes it NULL
-    size_t characters = 0;  // code points (an invalid byte is one), as length() counts them
+    size_t characters = 0;             // code points (an invalid byte is one), as length() counts them
     for (size_t at = 0; at < number.size(); at += decode_utf8(number, at).size) ++characters;
     if (characters <= static_cast<size_t>(kShownDigits)) {
         if (number.size() == value.size()) return false;  // nothing to mask, nothing to trim

@@ -500,7 +500,6 @@ void test_redact_invalid_utf8() {
     ok(sane, "no crash on arbitrary bytes; valid UTF-8 stays valid; contains_card_number agrees with redact");
 }
 
-
 // ---- The COPY filter (1.6): card numbers masked in the COPY stream, before the first write ----
 
 std::string be32s(uint32_t v) {
@@ -523,16 +522,19 @@ std::string binary_row(const std::vector<std::optional<std::string>>& fields) {
 // Everything `filter` hands on when fed `data` in pieces of `piece` bytes.
 std::string feed_in_pieces(sicoop::CopyFilter& filter, const std::string& data, size_t piece) {
     std::string out;
-    for (size_t at = 0; at < data.size(); at += piece) out += std::string(filter.feed(std::string_view(data).substr(at, piece)));
+    for (size_t at = 0; at < data.size(); at += piece)
+        out += std::string(filter.feed(std::string_view(data).substr(at, piece)));
     out += std::string(filter.finish());
     return out;
 }
 
 void test_mask_card_and_masked_numbers() {
     std::string out;
-    ok(sicoop::mask_card_into(" 4111111111111111\t", out) && out == "************1111", "mask_card_into: trimmed, last four kept");
+    ok(sicoop::mask_card_into(" 4111111111111111\t", out) && out == "************1111",
+       "mask_card_into: trimmed, last four kept");
     out.clear();
-    ok(sicoop::mask_card_into("\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11", out) &&
+    ok(sicoop::mask_card_into(
+           "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11", out) &&
            out == "************\uff11\uff11\uff11\uff11",
        "mask_card_into counts characters, as length() does");
     out.clear();
@@ -549,13 +551,15 @@ void test_mask_card_and_masked_numbers() {
 
 void test_copy_masks() {
     using sicoop::CopyMask;
-    const auto cartao = sicoop::copy_masks("stage_cartao", {"id_cartao", "id_conta", "numero_cartao", "nome_impresso_cartao",
-                                                            "bandeira_cartao", "tipo_cartao", "data_emissao"});
+    const auto cartao =
+        sicoop::copy_masks("stage_cartao", {"id_cartao", "id_conta", "numero_cartao", "nome_impresso_cartao",
+                                            "bandeira_cartao", "tipo_cartao", "data_emissao"});
     ok(cartao == std::vector<CopyMask>{CopyMask::Key, CopyMask::Key, CopyMask::CardNumber, CopyMask::FreeText,
                                        CopyMask::FreeText, CopyMask::FreeText, CopyMask::None},
        "copy_masks: keys, the card number, free text, and dates as they are");
-    const auto mov = sicoop::copy_masks("raw_movimentacao_cartao", {"id_movimentacao_cartao", "id_cartao", "descricao_movimentacao",
-                                                                    "valor_movimentacao", "data_movimentacao", "run_id"});
+    const auto mov =
+        sicoop::copy_masks("raw_movimentacao_cartao", {"id_movimentacao_cartao", "id_cartao", "descricao_movimentacao",
+                                                       "valor_movimentacao", "data_movimentacao", "run_id"});
     ok(mov == std::vector<CopyMask>{CopyMask::Key, CopyMask::Key, CopyMask::FreeText, CopyMask::None, CopyMask::None,
                                     CopyMask::None},
        "copy_masks of a direct copy into raw: the run id as it is");
@@ -578,8 +582,9 @@ void test_copy_filter_text() {
     }
     {
         sicoop::CopyFilter f(false, masks);
-        const std::string in = "C1\t4111 1111 1111 1111\tPAGTO 4111;1111;1111;1111 OK\t1\n"
-                               "4111111111111111\t\\N\tx\\t4111\\x311111111111111\\\\\t2\n";
+        const std::string in =
+            "C1\t4111 1111 1111 1111\tPAGTO 4111;1111;1111;1111 OK\t1\n"
+            "4111111111111111\t\\N\tx\\t4111\\x311111111111111\\\\\t2\n";
         ok(feed_in_pieces(f, in, in.size()) ==
                "C1\t***************1111\tPAGTO ****;****;****;1111 OK\t1\n"
                "************1111\t\\N\tx\\t**************1111\\\\\t2\n",
@@ -606,7 +611,8 @@ void test_copy_filter_text() {
     }
     {
         sicoop::CopyFilter f(false, masks);
-        ok(feed_in_pieces(f, "K\t1\ta\t1\r4111111111111111\t1\ta\t1\n", 1000) == "K\t1\ta\t1\r************1111\t1\ta\t1\n",
+        ok(feed_in_pieces(f, "K\t1\ta\t1\r4111111111111111\t1\ta\t1\n", 1000) ==
+               "K\t1\ta\t1\r************1111\t1\ta\t1\n",
            "text: a carriage return ends a row as COPY FROM reads it (the key after it is masked)");
     }
     {
@@ -621,7 +627,8 @@ void test_copy_filter_text() {
     }
     {
         sicoop::CopyFilter none(false, {CopyMask::None, CopyMask::None});
-        ok(!none.active() && none.feed("4111111111111111\t1\n") == "4111111111111111\t1\n", "an inactive filter passes");
+        ok(!none.active() && none.feed("4111111111111111\t1\n") == "4111111111111111\t1\n",
+           "an inactive filter passes");
     }
 }
 
@@ -634,11 +641,12 @@ void test_copy_filter_binary() {
                                        std::string("compra 4111#1111#1111#1111"), date}) +
                            binary_row({std::string("4111111111111111"), std::nullopt, std::nullopt, std::nullopt}) +
                            binary_row({std::string("C-3"), std::string("9"), std::string("nada"), date}) + be16s(-1);
-    const std::string expected = binary_header() +
-                                 binary_row({std::string("C-1"), std::string("***************1111"),
-                                             std::string("compra ****#****#****#1111"), date}) +
-                                 binary_row({std::string("************1111"), std::nullopt, std::nullopt, std::nullopt}) +
-                                 binary_row({std::string("C-3"), std::string("9"), std::string("nada"), date}) + be16s(-1);
+    const std::string expected =
+        binary_header() +
+        binary_row(
+            {std::string("C-1"), std::string("***************1111"), std::string("compra ****#****#****#1111"), date}) +
+        binary_row({std::string("************1111"), std::nullopt, std::nullopt, std::nullopt}) +
+        binary_row({std::string("C-3"), std::string("9"), std::string("nada"), date}) + be16s(-1);
     bool same = true;
     for (size_t piece : {in.size(), size_t{1}, size_t{2}, size_t{7}, size_t{19}, size_t{23}}) {
         sicoop::CopyFilter f(true, masks);
@@ -646,11 +654,13 @@ void test_copy_filter_binary() {
     }
     ok(same, "binary: lengths rewritten with the masked values, whole or in pieces; NULLs and other types as they are");
     sicoop::CopyFilter cut(true, masks);
-    const std::string cut_in = binary_header() + binary_row({std::string("4111111111111111"), std::nullopt, std::nullopt,
-                                                             std::nullopt}).substr(0, 12);
+    const std::string cut_in =
+        binary_header() +
+        binary_row({std::string("4111111111111111"), std::nullopt, std::nullopt, std::nullopt}).substr(0, 12);
     ok(feed_in_pieces(cut, cut_in, 5) == binary_header(), "binary: a row cut short is dropped, never passed in clear");
     sicoop::CopyFilter plain(true, masks);
-    const std::string untouched = binary_header() + binary_row({std::string("C-3"), std::string("9"), std::string("x"), date});
+    const std::string untouched =
+        binary_header() + binary_row({std::string("C-3"), std::string("9"), std::string("x"), date});
     const std::string_view out = plain.feed(untouched);
     ok(out.data() == untouched.data() && out.size() == untouched.size(), "binary: nothing to mask, no copy");
 }
