@@ -1,6 +1,7 @@
 #include "bulk_copy.hpp"
 
 #include "source.hpp"
+#include "steps/copy_filter.hpp"
 #include "steps/remote_query.hpp"
 
 
@@ -120,13 +121,40 @@ struct CopyStream {
     int offset;
     bool done;         // the source ended the copy and said it succeeded
     bool failed;       // the error being raised is the source's (not the warehouse's conversion)
+    const char* data;  // what COPY FROM is handed of it: the message, or the filter's rewrite
 };
 CopyStream stream;
+// Every byte from the source passes through it before COPY FROM sees it: card numbers are
+// masked in memory, before the first write (steps/copy_filter.hpp).
+CopyFilter stream_filter;
 
 void release_buffer() {
     if (stream.buffer) PQfreemem(stream.buffer);
     stream.buffer = nullptr;
+    stream.data = nullptr;
     stream.length = stream.offset = 0;
+}
+
+// What COPY FROM gets of `bytes`: the filter's output (C++ memory errors raised as PG's, out
+// of the catch: this runs inside COPY FROM's callback).
+std::string_view filtered(std::string_view bytes, bool at_end) {
+    std::string_view out;
+    bool failed = false;
+    try {
+        out = at_end ? stream_filter.finish() : stream_filter.feed(bytes);
+    } catch (...) {
+        failed = true;
+    }
+    if (failed)
+        ereport(ERROR,
+                (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("sicoop: out of memory masking the copy from the source")));
+    return out;
+}
+
+void hand_over(std::string_view bytes) {
+    stream.data = bytes.data();
+    stream.length = static_cast<int>(bytes.size());
+    stream.offset = 0;
 }
 
 [[noreturn]] void stream_error(PGresult* res) {
@@ -146,22 +174,31 @@ void end_of_copy() {
     stream.done = true;
 }
 
-// Waits for the next CopyData message without blocking interrupts (pg_cancel_backend works).
+// Waits for the next CopyData message without blocking interrupts (pg_cancel_backend works),
+// and hands over what the filter makes of it (a message that ends no row yet: the next one).
 bool next_message() {
     release_buffer();
+    if (stream.done) return false;
     for (;;) {
         CHECK_FOR_INTERRUPTS();
         char* buf = nullptr;
         int n = PQgetCopyData(stream.conn, &buf, 1 /* async */);
         if (n > 0) {
             stream.buffer = buf;
-            stream.length = n;
-            stream.offset = 0;
+            const std::string_view out = filtered(std::string_view(buf, n), false);
+            if (out.empty()) {
+                release_buffer();
+                continue;
+            }
+            hand_over(out);
             return true;
         }
         if (n == -1) {
             end_of_copy();
-            return false;
+            const std::string_view rest = filtered({}, true);  // a last row without its newline
+            if (rest.empty()) return false;
+            hand_over(rest);
+            return true;
         }
         if (n == -2) stream_error(libpqsrv_get_result(stream.conn, PG_WAIT_EXTENSION));
         (void) WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_EXIT_ON_PM_DEATH,
@@ -174,10 +211,10 @@ bool next_message() {
 // Hands COPY FROM at least minread bytes (fewer only at the end of the stream).
 extern "C" int read_source_stream(void* outbuf, int minread, int maxread) {
     int copied = 0;
-    while (copied < minread && !stream.done) {
+    while (copied < minread) {
         if (stream.offset >= stream.length && !next_message()) break;
         int n = Min(stream.length - stream.offset, maxread - copied);
-        memcpy(static_cast<char*>(outbuf) + copied, stream.buffer + stream.offset, n);
+        memcpy(static_cast<char*>(outbuf) + copied, stream.data + stream.offset, n);
         stream.offset += n;
         copied += n;
     }
@@ -637,6 +674,7 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
     std::vector<const char*> column_names;
     for (const auto& c : landing.columns) column_names.push_back(c.c_str());
     const ConversionSite site{table.label.c_str(), read.converted.data(), read.converted.size()};
+    stream_filter = CopyFilter(!read.as_text, copy_masks(landing.table, landing.columns));
     int64 rows = 0;
     pg_call([&] {
         const char* target_schema = landing.schema.c_str();
@@ -649,7 +687,7 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
         for (const char* c : column_names) attnames = lappend(attnames, makeString(pstrdup(c)));
 
         const char* what = psprintf("copy %s", table.label.c_str());
-        stream = CopyStream{session.conn, what, nullptr, 0, 0, false, false};
+        stream = CopyStream{session.conn, what, nullptr, 0, 0, false, false, nullptr};
         statement_sent_at = GetCurrentTimestamp();
         PGresult* res = nullptr;
         if (PQsendQuery(stream.conn, command.c_str()))
@@ -667,6 +705,7 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
         // COPY FROM reads to the end of the stream, where the source's verdict was taken.
         if (!stream.done) elog(ERROR, "sicoop: the copy from %s ended before the source's data did", site.table);
         stream = CopyStream{};
+        stream_filter = CopyFilter{};
         if (read.day_amounts) sum_day_amounts(landing.target.c_str(), copy.columns, site);
     });
     return rows;
@@ -690,6 +729,10 @@ extern "C" int read_memory_text(void* outbuf, int /*minread*/, int maxread) {
 }  // namespace
 
 int64 copy_text_into(const char* table, const std::vector<std::string>& columns, const std::string& text) {
+    // Card numbers masked in memory before COPY FROM writes a byte (steps/copy_filter.hpp).
+    CopyFilter filter(false, copy_masks(table, columns));
+    std::string masked;
+    const std::string& data = filter.filter_all(text, masked);
     int64 rows = 0;
     pg_call([&] {
         Oid target_oid = RangeVarGetRelid(makeRangeVar(pstrdup("sicoop"), pstrdup(table), -1), NoLock, false);
@@ -697,7 +740,7 @@ int64 copy_text_into(const char* table, const std::vector<std::string>& columns,
         for (const auto& c : columns) attnames = lappend(attnames, makeString(pstrdup(c.c_str())));
         check_may_copy_into(target_oid, table);
         Relation rel = table_open(target_oid, RowExclusiveLock);
-        memory_text = MemoryText{&text, 0};
+        memory_text = MemoryText{&data, 0};
         const ConversionSite site{table, nullptr, 0};
         rows = copy_from_stream(rel, attnames, true, site, read_memory_text);
         memory_text = MemoryText{};
@@ -716,6 +759,7 @@ void abort_source_session() {
     if (session.conn == nullptr) return;
     release_buffer();
     stream = CopyStream{};
+    stream_filter = CopyFilter{};
     // A statement still running on the source (a COPY, or one waiting on a lock) is cancelled
     // there too, not left to run on after the run has given up.
     cancel_source_statement();

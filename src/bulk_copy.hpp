@@ -1,7 +1,7 @@
 // The bulk path: one source table streamed into its staging table at COPY speed.
 // libpq runs `COPY (SELECT ...) TO STDOUT (FORMAT binary)` on the source, and the bytes feed
 // this backend's own COPY FROM through a data-source callback, as logical replication's
-// initial table sync does. Memory stays bounded: rows stream, nothing is buffered whole.
+// initial table sync does; in between, the COPY filter masks card numbers (steps/copy_filter.hpp). Memory stays bounded: rows stream, nothing is buffered whole.
 #pragma once
 
 #include "pg.hpp"
@@ -29,7 +29,7 @@ void end_source_session();
 void abort_source_session();
 
 // Rows in COPY's text format (a stream's micro-batch, src/stream.cpp) into table sicoop.<table>'s
-// `columns`; returns the rows copied.
+// `columns`, card numbers masked in memory first (steps/copy_filter.hpp); returns the rows copied.
 int64 copy_text_into(const char* table, const std::vector<std::string>& columns, const std::string& text);
 
 // Every source session from now on imports snapshot `name` (SET TRANSACTION SNAPSHOT), as a

@@ -32,12 +32,15 @@ $$ SELECT CASE WHEN birth OPERATOR(pg_catalog.<=) on_date
 -- The text with every possible card number masked to its last four digits, as sicoop does to
 -- every error it reports or logs and to the trusted layer's free text: 13 or more decimal
 -- digits of any script, in groups joined by spaces, dashes, dots, slashes or invisible
--- characters; joined by commas or colons, only a Luhn-valid 13-19 digit number in groups of
--- four or more (a list of small numbers is not a card). C++: src/steps/text_rules.cpp.
+-- characters; joined by any other run of up to four non-alphanumeric characters (commas,
+-- colons, ';', '|', '+', '~', '#', parentheses, ...), only a Luhn-valid 13-19 digit number in
+-- groups of four or more (a list of small numbers is not a card). C++: src/steps/text_rules.cpp.
 CREATE OR REPLACE FUNCTION _redact_card_numbers(value text) RETURNS text
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_redact_card_numbers';
 
--- Whether the text holds what could be a card number: what _redact_card_numbers masks.
+-- Whether the text holds what could be a card number: what _redact_card_numbers masks, or one
+-- masked already ('*' read as a masked digit: '************1111'), as the COPY filter leaves
+-- a card-like key (the key rule no_card_number rejects it).
 CREATE OR REPLACE FUNCTION contains_card_number(value text) RETURNS boolean
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_contains_card_number';
 

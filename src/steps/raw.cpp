@@ -32,6 +32,7 @@
 // The source needs an index on movimentacao_cartao(data_movimentacao) for the window query.
 #include "steps/pure_cpp.hpp"
 
+#include "steps/copy_filter.hpp"
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 
@@ -84,13 +85,19 @@ namespace {
 // card numbers, which raw keeps masked to their last four characters, never in clear (PCI DSS
 // 3); a change shows in the masked number, which is all any later layer holds. (A keyed hash
 // of the whole number beside it would let whoever owns raw -- and so reads the key and feeds
-// the stage -- recover numbers from their last four digits by trying candidates.) The stage
-// is emptied in the same transaction.
+// the stage -- recover numbers from their last four digits by trying candidates.)
 //
 // Free text (every other text column but the keys) keeps no card number either: one typed
 // into a description or a name is masked as sicoop._redact_card_numbers does. Keys are not
 // masked -- an id cannot be, without breaking it -- but a rule of their own rejects a card-like
 // one (sicoop.dq_rule, kind no_card_number).
+//
+// (1.6) All of this is done first on the COPY stream, in memory, before any byte reaches the
+// stage or raw (copy_masks below, src/steps/copy_filter.cpp): no full card number is written,
+// not as a live row, a dead one, a WAL record or a stage page. A card-like key reaches the stage
+// masked, and the key rule -- which reads a masked number as a card number -- rejects it. The
+// expressions here apply the same masks again (they change nothing then): the merge stays right
+// whatever filled the stage.
 bool is_free_text(const SourceTable& t, const std::string& column, const std::string& type) {
     return type.rfind("varchar", 0) == 0 && column != t.key && column != "numero_cartao" && column.rfind("id_", 0) != 0;
 }
@@ -110,20 +117,37 @@ std::vector<Column> raw_columns(const SourceTable& t) {
     return columns;
 }
 
-// After a direct copy into raw (a first load), the free text that holds a card number is masked
-// in place: the few rows that do are rewritten, before the step commits.
-std::string mask_free_text_in_raw_sql(const SourceTable& t) {
-    std::string sets, any;
-    for (const auto& [col, type] : t.columns) {
-        if (!is_free_text(t, col, type)) continue;
-        sets += (sets.empty() ? "" : ", ") + col + " = sicoop._redact_card_numbers(r." + col + ")";
-        any += (any.empty() ? "" : " OR ") + std::string("sicoop.contains_card_number(r.") + col + ")";
+bool is_key(const SourceTable& t, const std::string& column) { return column == t.key || column.rfind("id_", 0) == 0; }
+
+}  // namespace
+
+// What the COPY filter (copy_filter.hpp) does to each column a copy lands in sicoop.<table>:
+// raw_columns' masking, done on the COPY stream before the first write; a key (or a reference
+// to one) that holds a card number is masked too, and rejected by the key rule.
+std::vector<CopyMask> copy_masks(const std::string& table, const std::vector<std::string>& columns) {
+    const SourceTable* source = nullptr;
+    for (const SourceTable& t : source_tables())
+        if (table == "stage_" + t.name || table == "raw_" + t.name) source = &t;
+    std::vector<CopyMask> masks;
+    for (const std::string& column : columns) {
+        CopyMask mask = CopyMask::None;
+        if (source == nullptr) {
+            // The tables of keys (stage_key, stream_key): their keys.
+            if (column == "record_id") mask = CopyMask::Key;
+        } else if (column == "numero_cartao") {
+            mask = CopyMask::CardNumber;
+        } else if (is_key(*source, column)) {
+            mask = CopyMask::Key;
+        } else {
+            for (const auto& [col, type] : source->columns)
+                if (col == column && is_free_text(*source, col, type)) mask = CopyMask::FreeText;
+        }
+        masks.push_back(mask);
     }
-    if (sets.empty()) return "";
-    return fill(R"sql(UPDATE sicoop.raw_{table} r SET {sets}
-WHERE (SELECT d.direct FROM pg_temp.sicoop_direct_load d) AND ({any}))sql",
-                {{"table", t.name}, {"sets", sets}, {"any", any}});
+    return masks;
 }
+
+namespace {
 
 // The type a source column is read as: wide enough for anything the source may have widened
 // to (text, numeric without limits), so that every row reaches the stage as it is and the
@@ -259,14 +283,17 @@ FROM sicoop.stage_{table} s)sql", {{"table", t.name}, {"key", t.key}});
 
 // The source rows of the keys rejected so far (NULL keys included), read again whatever their
 // age: a row fixed at the source, or whose duplicate was deleted, loads; a row deleted there
-// leaves the rejects.
+// leaves the rejects. A key rejected as a card number is kept masked, and the source has no such
+// key: it is not asked for, and a row of it the run read otherwise (its masked copy in the
+// stage, from the COPY filter) is not taken out of the stage, so the rule rejects it again.
 BulkCopy rejected_keys(const SourceTable& t) {
     BulkCopy copy = copy_of(t);
     copy.truncate_first = false;
     copy.replace_keys = true;
     copy.rows = BulkCopy::Rows::Keys;
     copy.key_column = t.key;
-    copy.keys_query = "SELECT array_agg(DISTINCT j.record_id) FROM sicoop.reject j WHERE j.table_name = '" + t.name + "'";
+    copy.keys_query = "SELECT array_agg(DISTINCT j.record_id) FROM sicoop.reject j WHERE j.table_name = '" + t.name +
+                      "' AND (j.record_id IS NULL OR NOT sicoop.contains_card_number(j.record_id))";
     return copy;
 }
 
@@ -396,13 +423,13 @@ GROUP BY dia HAVING sum(n) <> 0 OR sum(v) <> 0)sql", t.name));
 }
 
 // A first load's copy straight into raw, when the run finds the source's columns can hold
-// nothing raw would refuse (direct_load_decision_sql); its free text masked after.
+// nothing raw would refuse (direct_load_decision_sql). Its free text is masked on the COPY
+// stream, before the first write (copy_masks): no card number is ever in raw, not even as a
+// dead tuple or in the WAL.
 void add_direct_load(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(sql_action(drop_temp_table_sql("sicoop_direct_load"), t.name));
     actions.push_back(sql_action(direct_load_decision_sql(t), t.name));
     actions.push_back(bulk_action(direct_copy_of(t), t.name));
-    const std::string mask = mask_free_text_in_raw_sql(t);
-    if (!mask.empty()) actions.push_back(sql_action(mask, t.name));
 }
 
 // The data-quality rules: what breaks a 'reject' rule leaves the stage for sicoop.reject.

@@ -132,25 +132,50 @@ constexpr int kShownDigits = 4;    // PCI DSS: at most the last four
 // What a code point does between two digits (see text_rules.hpp).
 enum class Separator { Joiner, Lister, Invisible, Break };
 
+// Punctuation and symbols beyond ASCII: Latin-1's, general punctuation, arrows, mathematical and
+// technical symbols, box drawing, shapes, dingbats, CJK punctuation and the full-width forms.
+constexpr Range kSymbols[] = {{0x00A1, 0x00BF}, {0x00D7, 0x00D7}, {0x00F7, 0x00F7}, {0x060C, 0x060C},
+                              {0x2016, 0x2027}, {0x2030, 0x205E}, {0x2190, 0x23FF}, {0x2500, 0x27BF},
+                              {0x2900, 0x2BFF}, {0x3001, 0x3003}, {0x3008, 0x3011}, {0x3014, 0x301F},
+                              {0xFF01, 0xFF0F}, {0xFF1A, 0xFF20}, {0xFF3B, 0xFF40}, {0xFF5B, 0xFF65}};
+
+// Neither a letter nor a digit: ASCII's punctuation and controls, and the symbols above.
+bool is_symbol(char32_t c) {
+    if (c < 0x80) return !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));
+    return in_ranges(c, kSymbols);
+}
+
 Separator separator_kind(char32_t c) {
     switch (c) {
         case '-': case '.': case '/': case '_':
         case 0x2212: case 0xFF0D: case 0xFF0E: case 0xFF0F: case 0xFF3F:  // minus, full-width - . / _
             return Separator::Joiner;
-        case ',': case ':': case 0xFF0C: case 0xFF1A: case 0x060C: case 0x3001:  // full-width , :
-            return Separator::Lister;                                              // Arabic, ideographic ,
         default: break;
     }
     if (is_white_space(c) || (c >= 0x2010 && c <= 0x2015)) return Separator::Joiner;  // dashes
     if (c == kInvalid) return Separator::Joiner;  // perhaps a space in another encoding: mask
     if (in_ranges(c, kInvisible)) return Separator::Invisible;
-    return Separator::Break;
+    // Any other punctuation or symbol (',', ':', ';', '|', '+', '~', '#', parentheses, ...).
+    if (is_symbol(c)) return Separator::Lister;
+    return Separator::Break;  // letters (of any script), and what is not known to be a symbol
 }
 
 struct Digit {
     size_t at, size;  // bytes in the text
-    int value;
+    int value;        // 0..9, or kMasked
 };
+
+// A '*' read as a digit already masked (Stars::AreDigits): its value is unknown.
+constexpr int kMasked = 10;
+
+// Whether '*' is read as a masked digit (contains_card_number: a number masked already is
+// still a card number) or as a symbol (redact_card_numbers).
+enum class Stars { AreSymbols, AreDigits };
+
+inline int digit_or_star(char32_t c, Stars stars) {
+    if (c == '*' && stars == Stars::AreDigits) return kMasked;
+    return digit_value(c);
+}
 
 // Digits with no visible separator between them; `after_lister` when a ',' or ':' precedes it.
 struct Run {
@@ -167,13 +192,13 @@ struct Chain {
 };
 
 // The chain that starts at the digit at `at`.
-Chain read_chain(std::string_view text, size_t at) {
+Chain read_chain(std::string_view text, size_t at, Stars stars) {
     Chain chain;
     int gap = 0;  // visible separators since the last digit
     bool lister = false;
     for (size_t pos = at; pos < text.size();) {
         const CodePoint c = decode_utf8(text, pos);
-        const int value = digit_value(c.value);
+        const int value = digit_or_star(c.value, stars);
         if (value >= 0) {
             if (chain.runs.empty() || gap > 0) chain.runs.push_back({chain.digits.size(), 0, lister});
             chain.digits.push_back({pos, c.size, value});
@@ -194,6 +219,7 @@ bool passes_luhn(const std::vector<Digit>& digits, size_t begin, size_t end) {
     int sum = 0;
     bool doubled = false;  // every second digit from the right
     for (size_t i = end; i-- > begin; doubled = !doubled) {
+        if (digits[i].value == kMasked) return true;  // a masked digit: its check cannot be known
         const int d = doubled ? digits[i].value * 2 : digits[i].value;
         sum += d > 9 ? d - 9 : d;
     }
@@ -220,7 +246,11 @@ void hide_long_segments(const Chain& chain, std::vector<bool>& hidden) {
 // stay readable; the check digit tells a listed PAN from a list of ids.
 void hide_listed_pans(const Chain& chain, std::vector<bool>& hidden) {
     const auto& runs = chain.runs;
+    // Whole segments only: a listed number does not begin or end inside a number written with
+    // joiners ("4111 1111 1111 1111; 4111 ..." is two numbers, not one across the ';').
+    const auto segment_ends_at = [&](size_t last) { return last + 1 == runs.size() || runs[last + 1].after_lister; };
     for (size_t first = 0; first < runs.size(); ++first) {
+        if (first > 0 && !runs[first].after_lister) continue;
         int digits = runs[first].length();
         bool listed = false;
         for (size_t last = first + 1; last < runs.size(); ++last) {
@@ -229,33 +259,33 @@ void hide_listed_pans(const Chain& chain, std::vector<bool>& hidden) {
             listed = listed || runs[last].after_lister;
             if (digits > kMaxPanDigits) break;
             const size_t begin = runs[first].begin, end = runs[last].end;
-            if (listed && digits >= kMinPanDigits && passes_luhn(chain.digits, begin, end))
+            if (listed && segment_ends_at(last) && digits >= kMinPanDigits && passes_luhn(chain.digits, begin, end))
                 hide_all_but_last_four(hidden, begin, end);
         }
     }
 }
 
-bool has_fewer_digits_than_a_pan(std::string_view text) {
+bool has_fewer_digits_than_a_pan(std::string_view text, Stars stars) {
     int digits = 0;
     for (size_t at = 0; at < text.size() && digits < kMinPanDigits;) {
         const CodePoint c = decode_utf8(text, at);
-        digits += digit_value(c.value) >= 0;
+        digits += digit_or_star(c.value, stars) >= 0;
         at += c.size;
     }
     return digits < kMinPanDigits;
 }
 
 // The digits (their bytes in the text) that redact_card_numbers replaces, in text order.
-std::vector<Digit> card_digits_to_hide(std::string_view text) {
+std::vector<Digit> card_digits_to_hide(std::string_view text, Stars stars = Stars::AreSymbols) {
     std::vector<Digit> to_hide;
-    if (has_fewer_digits_than_a_pan(text)) return to_hide;  // most text: no allocation, one pass
+    if (has_fewer_digits_than_a_pan(text, stars)) return to_hide;  // most text: no allocation, one pass
     for (size_t at = 0; at < text.size();) {
         const CodePoint c = decode_utf8(text, at);
-        if (digit_value(c.value) < 0) {
+        if (digit_or_star(c.value, stars) < 0) {
             at += c.size;
             continue;
         }
-        const Chain chain = read_chain(text, at);
+        const Chain chain = read_chain(text, at, stars);
         if (chain.digits.size() >= static_cast<size_t>(kMinPanDigits)) {
             std::vector<bool> hidden(chain.digits.size(), false);
             hide_long_segments(chain, hidden);
@@ -299,11 +329,9 @@ std::string collapse_whitespace(std::string_view text) {
     return out;
 }
 
-std::string redact_card_numbers(std::string_view text) {
+bool redact_card_numbers_into(std::string_view text, std::string& out) {
     const std::vector<Digit> to_hide = card_digits_to_hide(text);
-    if (to_hide.empty()) return std::string(text);
-    std::string out;
-    out.reserve(text.size());
+    if (to_hide.empty()) return false;
     size_t copied = 0;
     for (const Digit& d : to_hide) {
         out.append(text.substr(copied, d.at - copied));
@@ -311,10 +339,42 @@ std::string redact_card_numbers(std::string_view text) {
         copied = d.at + d.size;
     }
     out.append(text.substr(copied));
+    return true;
+}
+
+std::string redact_card_numbers(std::string_view text) {
+    std::string out;
+    if (!redact_card_numbers_into(text, out)) return std::string(text);
     return out;
 }
 
-bool contains_card_number(std::string_view text) { return !card_digits_to_hide(text).empty(); }
+bool contains_card_number(std::string_view text) { return !card_digits_to_hide(text, Stars::AreDigits).empty(); }
+
+bool mask_card_into(std::string_view value, std::string& out) {
+    const auto is_space = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
+    size_t begin = 0, end = value.size();
+    while (begin < end && is_space(value[begin])) ++begin;
+    while (end > begin && is_space(value[end - 1])) --end;
+    const std::string_view number = value.substr(begin, end - begin);
+    if (number.empty()) return false;  // blank: mask_card makes it NULL
+    size_t characters = 0;             // code points (an invalid byte is one), as length() counts them
+    for (size_t at = 0; at < number.size(); at += decode_utf8(number, at).size) ++characters;
+    if (characters <= static_cast<size_t>(kShownDigits)) {
+        if (number.size() == value.size()) return false;  // nothing to mask, nothing to trim
+        out.append(number);
+        return true;
+    }
+    size_t kept_from = 0;  // the last four characters are kept
+    for (size_t skip = characters - kShownDigits; skip > 0; --skip) kept_from += decode_utf8(number, kept_from).size;
+    const size_t at = out.size();
+    out.append(characters - kShownDigits, '*');
+    out.append(number.substr(kept_from));
+    if (std::string_view(out).substr(at) == value) {  // masked already
+        out.resize(at);
+        return false;
+    }
+    return true;
+}
 
 bool is_plain_file_name(std::string_view name) {
     if (name.empty() || name.size() > 200 || name.front() == '.') return false;

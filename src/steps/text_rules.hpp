@@ -35,25 +35,31 @@ std::string collapse_whitespace(std::string_view text);
 // A digit is any Unicode decimal digit (general category Nd, Unicode 15: ASCII, Arabic-Indic,
 // Devanagari, full-width, the mathematical digits U+1D7CE..U+1D7FF, ...), valued by its
 // position in its block of ten. Digits form runs; two runs are joined by a gap of 1 to 4
-// visible separators (why four: "4111 - 1111" has three, and more is no longer one number),
-// each one of:
+// visible separators (the bound: "4111 - 1111" has three, "(4111) (1111)" three, and more is
+// no longer one number), each a non-alphanumeric character of one of two kinds:
 //   - joiners: white space (as collapse_whitespace), '-', '.', '/', '_', the dashes
 //     U+2010..U+2015 and U+2212, the full-width '-', '.', '/', '_' (U+FF0D, U+FF0E, U+FF0F,
 //     U+FF3F), and an invalid byte (it may be a space in another encoding, LATIN1's 0xA0:
 //     when in doubt, mask);
-//   - listers: ',' and ':', their full-width forms U+FF0C and U+FF1A, the Arabic comma U+060C
-//     and the ideographic comma U+3001.
+//   - listers: any other punctuation or symbol -- every ASCII character that is no letter,
+//     digit or white space (',', ':', ';', '|', '+', '~', '#', '*', parentheses, quotes, ...),
+//     Latin-1's punctuation and symbols (U+00A1..U+00BF, U+00D7, U+00F7), the general
+//     punctuation U+2016..U+2027 and U+2030..U+205E, arrows, mathematical and technical
+//     symbols, box drawing, shapes and dingbats (U+2190..U+23FF, U+2500..U+27BF,
+//     U+2900..U+2BFF), the Arabic comma U+060C, CJK punctuation (U+3001..U+3003,
+//     U+3008..U+3011, U+3014..U+301F) and the full-width punctuation (U+FF01..U+FF0F,
+//     U+FF1A..U+FF20, U+FF3B..U+FF40, U+FF5B..U+FF65).
 // Invisible code points -- Unicode's Default_Ignorable_Code_Point (the format characters
 // above, variation selectors, ...) and combining marks (U+0300..U+036F, U+1AB0..U+1AFF,
 // U+1DC0..U+1DFF, U+20D0..U+20FF such as the keycap U+20E3, U+FE20..U+FE2F) -- are transparent:
-// they join runs and do not count towards the four. Anything else breaks: letters,
-// parentheses, ';', other symbols ('#', '*', quotes, ...).
+// they join runs and do not count towards the four. Anything else breaks: letters of any
+// script, and every other code point.
 //
 // Two ways to be a card number:
 //   - a segment (runs joined by joiners only) of 13 or more digits, whatever its checksum: a
 //     mistyped PAN is still most of a PAN, and hiding a few digits of a long id costs less than
 //     showing one PAN;
-//   - consecutive runs across a lister gap (a list, a time) of 13 to 19 digits in all, whose
+//   - consecutive runs across a lister gap (a list, a time, a symbol) of 13 to 19 digits in all, whose
 //     runs but the last hold at least 4 digits each, and which pass the Luhn check. Lists
 //     of short numbers are common in errors ("(12345, 678, 90123)", "10:30:00"); PANs are
 //     grouped in at least fours (4-4-4-4, 4-6-5, 4-6-4) and are Luhn-valid, so this keeps rows,
@@ -62,8 +68,21 @@ std::string collapse_whitespace(std::string_view text);
 // Separators are kept, so a masked number still reads as one: "****-****-****-0004".
 std::string redact_card_numbers(std::string_view text);
 
-// Whether redact_card_numbers would change `text`: it holds what could be a card number.
+// redact_card_numbers without a copy of a text that holds no card number: appends the masked
+// text to `out` and returns true, or returns false and leaves `out` alone (no allocation).
+bool redact_card_numbers_into(std::string_view text, std::string& out);
+
+// Whether `text` holds what could be a card number, in clear or masked already: what
+// redact_card_numbers would change, or the same with '*' read as a masked digit (whose Luhn
+// check cannot be known, so is taken as passed): "************1111" and
+// "****-****-****-1111" are card numbers too. A key the COPY filter masked (copy_filter.hpp)
+// is one, and the key rule (kind no_card_number) rejects it.
 bool contains_card_number(std::string_view text);
+
+// sicoop.mask_card in C++, on the COPY stream: ASCII white space trimmed, then every character
+// (code point) but the last four replaced by '*'. Appends the masked value to `out` and returns
+// true; returns false (out untouched) when the value is blank or already what it would become.
+bool mask_card_into(std::string_view value, std::string& out);
 
 // A file name with no directory part and nothing a path reads specially: letters, digits,
 // '.', '_' and '-', not starting with '.', at most 200 characters.

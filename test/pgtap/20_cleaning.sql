@@ -5,7 +5,7 @@
 -- The source is changed through the foreign tables sicoop.src_* (autocommit: the pipeline reads
 -- the source over its own connection, so no BEGIN/ROLLBACK here).
 \ir helpers/reset.sql
-SELECT plan(62);
+SELECT plan(66);
 
 ------------------------------------------------------------------------------------------
 -- 1. The sample, through the whole pipeline (sicoop.as_of = 2025-08-15).
@@ -408,5 +408,22 @@ SELECT results_eq(
   $$VALUES ('ZÉ'::varchar, 'NINGUÉM'::varchar)$$,
   'once fixed in the source the member loads');
 SELECT is_empty('SELECT 1 FROM sicoop.reject', 'and leaves sicoop.reject');
+
+-- 1.6 (issue 24, finding 8): digit groups separated by any run of up to four non-alphanumeric
+-- characters are a card number when they pass the Luhn check.
+SELECT is(
+  (SELECT array_agg(sicoop._redact_card_numbers(format('PAGTO %s LOJA', array_to_string(ARRAY['4111', '1111', '1111', '1111'], sep))) ORDER BY o)
+   FROM unnest(ARRAY[';', '|', '+', '~', '#', ' ; ', ')(', '] [', '*']) WITH ORDINALITY u(sep, o)),
+  (SELECT array_agg(format('PAGTO %s LOJA', array_to_string(ARRAY['****', '****', '****', '1111'], sep)) ORDER BY o)
+   FROM unnest(ARRAY[';', '|', '+', '~', '#', ' ; ', ')(', '] [', '*']) WITH ORDINALITY u(sep, o)),
+  '_redact_card_numbers: groups separated by ; | + ~ # ) ( [ ] * are masked');
+SELECT is(sicoop.clean_text('compra (4111)(1111)(1111)(1111) ok'), 'COMPRA (****)(****)(****)(1111) OK',
+          'clean_text: a card number in parentheses is masked in trusted');
+SELECT is(sicoop._redact_card_numbers('ids 4111;1111;1111;1112 e 4111;;;;;1111;;;;;1111;;;;;1111'),
+          'ids 4111;1111;1111;1112 e 4111;;;;;1111;;;;;1111;;;;;1111',
+          'a list that fails the Luhn check, or more than four separators, stays readable');
+SELECT ok(sicoop.contains_card_number('************1111') AND sicoop.contains_card_number('CHAVE-****;****;****;1111')
+          AND NOT sicoop.contains_card_number('MOV-****-1'),
+          'contains_card_number reads a masked number as a card number (a masked key is rejected by the key rule)');
 
 SELECT * FROM finish();

@@ -1,5 +1,6 @@
 // Unit tests of the pure C++ layer (src/steps/): no server, no PostgreSQL headers.
 // Prints TAP, so `prove` runs it alongside the pgTAP suites.
+#include "steps/copy_filter.hpp"
 #include "steps/pgoutput.hpp"
 #include "steps/remote_query.hpp"
 #include "steps/sql_patterns.hpp"
@@ -398,9 +399,24 @@ void test_redact_separators() {
     ok(redact_card_numbers("4111     1111 1111 1111") == "4111     1111 1111 1111",
        "more than four separators between groups break the number");
     ok(redact_card_numbers("4111 -- 1111 -- 1111 -- 1111") == "**** -- **** -- **** -- 1111", "four join");
-    ok(redact_card_numbers("4111;1111;1111;1111 (4111)(1111)(1111)(1111) 4111#1111#1111#1111") ==
-           "4111;1111;1111;1111 (4111)(1111)(1111)(1111) 4111#1111#1111#1111",
-       "';', parentheses and other symbols break");
+    ok(redact_card_numbers("4111;1111;1111;1111 e (4111)(1111)(1111)(1111) e 4111#1111#1111#1111") ==
+           "****;****;****;1111 e (****)(****)(****)(1111) e ****#****#****#1111",
+       "';', parentheses and '#' between groups: a Luhn-valid card number is masked (1.6)");
+    ok(redact_card_numbers("4111|1111|1111|1111 e 4111+1111+1111+1111 e 4111~1111~1111~1111") ==
+           "****|****|****|1111 e ****+****+****+1111 e ****~****~****~1111",
+       "'|', '+' and '~' between groups too");
+    ok(redact_card_numbers("(4111) (1111) (1111) (1111) e [4111]*[1111]*[1111]*[1111] e 4111 ; 1111 ; 1111 ; 1111") ==
+           "(****) (****) (****) (1111) e [****]*[****]*[****]*[1111] e **** ; **** ; **** ; 1111",
+       "any run of up to four symbols and spaces between groups");
+    ok(redact_card_numbers("4111\u00b71111\u00b71111\u00b71111 e 4111\uff1b1111\uff1b1111\uff1b1111") ==
+           "****\u00b7****\u00b7****\u00b71111 e ****\uff1b****\uff1b****\uff1b1111",
+       "symbols beyond ASCII (middle dot, full-width ';') too");
+    ok(redact_card_numbers("4111;1111;1111;1112 e (4111)(1111)(1111)(1112) e 4111#1111#1111#1112") ==
+           "4111;1111;1111;1112 e (4111)(1111)(1111)(1112) e 4111#1111#1111#1112",
+       "across symbols the Luhn check decides: a list of numbers that fails it stays readable");
+    ok(redact_card_numbers("4111;;;;;1111;;;;;1111;;;;;1111 4111a1111a1111a1111") ==
+           "4111;;;;;1111;;;;;1111;;;;;1111 4111a1111a1111a1111",
+       "more than four symbols, or a letter, between groups break the number");
 }
 
 void test_redact_times_dates_amounts() {
@@ -497,6 +513,171 @@ void test_redact_invalid_utf8() {
                        (!is_valid_utf8(text) || is_valid_utf8(out));
             }
     ok(sane, "no crash on arbitrary bytes; valid UTF-8 stays valid; contains_card_number agrees with redact");
+}
+
+// ---- The COPY filter (1.6): card numbers masked in the COPY stream, before the first write ----
+
+std::string be32s(uint32_t v) {
+    std::string out;
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+    return out;
+}
+std::string be16s(int16_t v) {
+    std::string out;
+    out.push_back(static_cast<char>((static_cast<uint16_t>(v) >> 8) & 0xff));
+    out.push_back(static_cast<char>(static_cast<uint16_t>(v) & 0xff));
+    return out;
+}
+std::string binary_header() { return std::string("PGCOPY\n\377\r\n\0", 11) + be32s(0) + be32s(0); }
+std::string binary_row(const std::vector<std::optional<std::string>>& fields) {
+    std::string row = be16s(static_cast<int16_t>(fields.size()));
+    for (const auto& f : fields) row += f ? be32s(static_cast<uint32_t>(f->size())) + *f : be32s(0xFFFFFFFF);
+    return row;
+}
+// Everything `filter` hands on when fed `data` in pieces of `piece` bytes.
+std::string feed_in_pieces(sicoop::CopyFilter& filter, const std::string& data, size_t piece) {
+    std::string out;
+    for (size_t at = 0; at < data.size(); at += piece)
+        out += std::string(filter.feed(std::string_view(data).substr(at, piece)));
+    out += std::string(filter.finish());
+    return out;
+}
+
+void test_mask_card_and_masked_numbers() {
+    std::string out;
+    ok(sicoop::mask_card_into(" 4111111111111111\t", out) && out == "************1111",
+       "mask_card_into: trimmed, last four kept");
+    out.clear();
+    ok(sicoop::mask_card_into(
+           "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11", out) &&
+           out == "************\uff11\uff11\uff11\uff11",
+       "mask_card_into counts characters, as length() does");
+    out.clear();
+    ok(!sicoop::mask_card_into("1234", out) && !sicoop::mask_card_into("   ", out) &&
+           !sicoop::mask_card_into("************1111", out) && out.empty(),
+       "mask_card_into leaves short, blank and masked values alone");
+    ok(sicoop::contains_card_number("************1111") && sicoop::contains_card_number("CARD-****-****-****-1111") &&
+           sicoop::contains_card_number("(****)(****)(****)(1111)"),
+       "contains_card_number reads a masked number as a card number (the key rule rejects a masked key)");
+    ok(!sicoop::contains_card_number("****") && !sicoop::contains_card_number("MOV-*-1") &&
+           !sicoop::contains_card_number("ids 1234, 5678"),
+       "...and not a few stars");
+}
+
+void test_copy_masks() {
+    using sicoop::CopyMask;
+    const auto cartao =
+        sicoop::copy_masks("stage_cartao", {"id_cartao", "id_conta", "numero_cartao", "nome_impresso_cartao",
+                                            "bandeira_cartao", "tipo_cartao", "data_emissao"});
+    ok(cartao == std::vector<CopyMask>{CopyMask::Key, CopyMask::Key, CopyMask::CardNumber, CopyMask::FreeText,
+                                       CopyMask::FreeText, CopyMask::FreeText, CopyMask::None},
+       "copy_masks: keys, the card number, free text, and dates as they are");
+    const auto mov =
+        sicoop::copy_masks("raw_movimentacao_cartao", {"id_movimentacao_cartao", "id_cartao", "descricao_movimentacao",
+                                                       "valor_movimentacao", "data_movimentacao", "run_id"});
+    ok(mov == std::vector<CopyMask>{CopyMask::Key, CopyMask::Key, CopyMask::FreeText, CopyMask::None, CopyMask::None,
+                                    CopyMask::None},
+       "copy_masks of a direct copy into raw: the run id as it is");
+    ok(sicoop::copy_masks("stream_key", {"table_name", "record_id", "deleted"}) ==
+               std::vector<CopyMask>{CopyMask::None, CopyMask::Key, CopyMask::None} &&
+           sicoop::copy_masks("stage_key_checksum", {"bucket", "keys", "key_hash_sum"}) ==
+               std::vector<CopyMask>{CopyMask::None, CopyMask::None, CopyMask::None},
+       "copy_masks: the keys of the tables of keys; nothing of the checksums");
+}
+
+void test_copy_filter_text() {
+    using sicoop::CopyMask;
+    const std::vector<CopyMask> masks = {CopyMask::Key, CopyMask::CardNumber, CopyMask::FreeText, CopyMask::None};
+    {
+        sicoop::CopyFilter f(false, masks);
+        const std::string plain = "C1\t1234\tnada\t4111111111111111\nC2\t\\N\t\\N\t5\n";
+        const std::string_view out = f.feed(plain);
+        ok(out.data() == plain.data() && out.size() == plain.size(),
+           "text: a chunk with nothing to mask is handed on as it is (no copy); a column not masked is left alone");
+    }
+    {
+        sicoop::CopyFilter f(false, masks);
+        const std::string in =
+            "C1\t4111 1111 1111 1111\tPAGTO 4111;1111;1111;1111 OK\t1\n"
+            "4111111111111111\t\\N\tx\\t4111\\x311111111111111\\\\\t2\n";
+        ok(feed_in_pieces(f, in, in.size()) ==
+               "C1\t***************1111\tPAGTO ****;****;****;1111 OK\t1\n"
+               "************1111\t\\N\tx\\t**************1111\\\\\t2\n",
+           "text: the card number masked as mask_card, free text as _redact_card_numbers, a card-like key masked; "
+           "escapes decoded before the check and written again");
+        ok(f.fields_masked() == 4, "text: four fields masked");
+    }
+    {
+        const std::string in = "K-1\t5500000000000004\tdesc 6011000990139424 fim\t3\nK-2\t\\N\t\\N\t4\n";
+        sicoop::CopyFilter whole(false, masks);
+        const std::string expected = feed_in_pieces(whole, in, in.size());
+        bool same = true;
+        for (size_t piece = 1; piece < in.size(); ++piece) {
+            sicoop::CopyFilter f(false, masks);
+            same = same && feed_in_pieces(f, in, piece) == expected;
+        }
+        ok(same && expected == "K-1\t************0004\tdesc ************9424 fim\t3\nK-2\t\\N\t\\N\t4\n",
+           "text: rows cut anywhere across chunks (even in an escape) are masked the same");
+    }
+    {
+        sicoop::CopyFilter f(false, masks);
+        ok(feed_in_pieces(f, "K\t4111111111111111\t\\N\t1", 5) == "K\t************1111\t\\N\t1",
+           "text: a last row without its newline is masked at the end");
+    }
+    {
+        sicoop::CopyFilter f(false, masks);
+        ok(feed_in_pieces(f, "K\t1\ta\t1\r4111111111111111\t1\ta\t1\n", 1000) ==
+               "K\t1\ta\t1\r************1111\t1\ta\t1\n",
+           "text: a carriage return ends a row as COPY FROM reads it (the key after it is masked)");
+    }
+    {
+        sicoop::CopyFilter f(false, masks);
+        ok(feed_in_pieces(f, "K\t1\ta\t1\textra 4111111111111111\n", 1000) == "K\t1\ta\t1\textra ************1111\n",
+           "text: a field beyond the columns is masked as free text");
+    }
+    {
+        sicoop::CopyFilter f(false, masks);
+        ok(feed_in_pieces(f, "K\t1\t\\064\\061\\061\\061111111111111\t1\n", 1000) == "K\t1\t************1111\t1\n",
+           "text: digits written as octal escapes are digits");
+    }
+    {
+        sicoop::CopyFilter none(false, {CopyMask::None, CopyMask::None});
+        ok(!none.active() && none.feed("4111111111111111\t1\n") == "4111111111111111\t1\n",
+           "an inactive filter passes");
+    }
+}
+
+void test_copy_filter_binary() {
+    using sicoop::CopyMask;
+    const std::vector<CopyMask> masks = {CopyMask::Key, CopyMask::CardNumber, CopyMask::FreeText, CopyMask::None};
+    const std::string date = std::string("\0\0\x20\x01", 4);
+    const std::string in = binary_header() +
+                           binary_row({std::string("C-1"), std::string("4111-1111-1111-1111"),
+                                       std::string("compra 4111#1111#1111#1111"), date}) +
+                           binary_row({std::string("4111111111111111"), std::nullopt, std::nullopt, std::nullopt}) +
+                           binary_row({std::string("C-3"), std::string("9"), std::string("nada"), date}) + be16s(-1);
+    const std::string expected =
+        binary_header() +
+        binary_row(
+            {std::string("C-1"), std::string("***************1111"), std::string("compra ****#****#****#1111"), date}) +
+        binary_row({std::string("************1111"), std::nullopt, std::nullopt, std::nullopt}) +
+        binary_row({std::string("C-3"), std::string("9"), std::string("nada"), date}) + be16s(-1);
+    bool same = true;
+    for (size_t piece : {in.size(), size_t{1}, size_t{2}, size_t{7}, size_t{19}, size_t{23}}) {
+        sicoop::CopyFilter f(true, masks);
+        same = same && feed_in_pieces(f, in, piece) == expected;
+    }
+    ok(same, "binary: lengths rewritten with the masked values, whole or in pieces; NULLs and other types as they are");
+    sicoop::CopyFilter cut(true, masks);
+    const std::string cut_in =
+        binary_header() +
+        binary_row({std::string("4111111111111111"), std::nullopt, std::nullopt, std::nullopt}).substr(0, 12);
+    ok(feed_in_pieces(cut, cut_in, 5) == binary_header(), "binary: a row cut short is dropped, never passed in clear");
+    sicoop::CopyFilter plain(true, masks);
+    const std::string untouched =
+        binary_header() + binary_row({std::string("C-3"), std::string("9"), std::string("x"), date});
+    const std::string_view out = plain.feed(untouched);
+    ok(out.data() == untouched.data() && out.size() == untouched.size(), "binary: nothing to mask, no copy");
 }
 
 void test_contains_card_number() {
@@ -1199,6 +1380,10 @@ int main() {
     test_redact_invisible_characters();
     test_redact_invalid_utf8();
     test_contains_card_number();
+    test_mask_card_and_masked_numbers();
+    test_copy_masks();
+    test_copy_filter_text();
+    test_copy_filter_binary();
     test_strip_format_characters();
     test_is_plain_file_name();
     test_merge_sql_shape();
