@@ -12,7 +12,7 @@
 //      stream with the fix, no retry) and checks the publication and the source tables'
 //      replica identities (check_publication()).
 //   3. First start (no applied LSN): it creates the replication slot (never one this warehouse
-//      did not create: stream_state.slot_created_by) with an exported snapshot
+//      did not create: stream_state.created_slot) with an exported snapshot
 //      and runs every step as a full run -- a first load on an empty warehouse, else a
 //      comparison by checksums -- with every source session importing that snapshot, and
 //      stores the slot's consistent point as the applied LSN in the same transaction: the copy
@@ -215,16 +215,27 @@ struct StreamConfig {
     std::string source_schema;
     bool has_applied = false;
     pgo::Lsn applied = 0;
-    bool slot_is_ours = false;  // this warehouse created the slot (stream_state.slot_created_by)
+    bool slot_is_ours = false;  // this warehouse created the slot (stream_state.created_slot)
 };
 
 // This warehouse among every one that may stream the same source: its cluster's system
-// identifier and its database's OID. The default slot name is sicoop_<this>; a slot this
-// warehouse created is recorded with it (a restored copy elsewhere is another warehouse).
+// identifier (in letters, base 26: as 19 digits it would read as a card number and be masked
+// in every message) and its database's OID. The default slot name is sicoop_<this>; the slot
+// this warehouse created is recorded as <slot>@<this> (a restored copy elsewhere is another
+// warehouse, and does not take the slot for its own).
 std::string this_warehouse() {
-    std::string id;
-    pg_call([&] { id = std::to_string(GetSystemIdentifier()) + "_" + std::to_string(MyDatabaseId); });
-    return id;
+    uint64 system = 0;
+    Oid database = InvalidOid;
+    pg_call([&] {
+        system = GetSystemIdentifier();
+        database = MyDatabaseId;
+    });
+    std::string letters;
+    do {
+        letters.insert(letters.begin(), static_cast<char>('a' + system % 26));
+        system /= 26;
+    } while (system > 0);
+    return letters + "_" + std::to_string(database);
 }
 
 // A slot's and a publication's names are checked again here (the row is the operator's to
@@ -305,7 +316,7 @@ std::optional<StreamConfig> claim() {
 SELECT o.option_value FROM pg_catalog.pg_foreign_table f, pg_catalog.pg_options_to_table(f.ftoptions) o
 WHERE f.ftrelid = 'sicoop.src_associado'::regclass AND o.option_name = 'schema_name')sql");
     const std::string applied = spi::exec_text("SELECT applied_lsn::text FROM sicoop.stream_state");
-    c.slot_is_ours = spi::exec_text("SELECT coalesce(slot_created_by, '') FROM sicoop.stream_state") == this_warehouse();
+    c.slot_is_ours = spi::exec_text("SELECT coalesce(created_slot, '') FROM sicoop.stream_state") == c.slot + "@" + this_warehouse();
     if (!applied.empty()) {
         auto lsn = pgo::parse_lsn(applied);
         c.has_applied = lsn.has_value();
@@ -621,10 +632,10 @@ pgo::Lsn initial_sync(Replication& source, const StreamConfig& config) {
                                     PGRES_TUPLES_OK, "create the replication slot");
     {
         // Recorded at once (before the long sync): whatever happens next, the slot is known ours.
-        const std::string id = this_warehouse();
+        const std::string created = config.slot + "@" + this_warehouse();
         WorkerTransaction tx;
-        spi::Param p[1] = {spi::text_param(id.c_str())};
-        spi::exec("UPDATE sicoop.stream_state SET slot_created_by = $1", p, 1);
+        spi::Param p[1] = {spi::text_param(created.c_str())};
+        spi::exec("UPDATE sicoop.stream_state SET created_slot = $1", p, 1);
         tx.commit();
     }
     const std::string consistent_point = PQgetvalue(created, 0, 1);

@@ -35,9 +35,9 @@ CREATE TABLE sicoop.stream_state (
     error_sqlstate   text,
     error_message    text,
     error_hint       text,
-    -- The warehouse that created slot_name at the source (sicoop._warehouse_id()); NULL: not
-    -- this one. The stream never uses nor drops a slot it did not create.
-    slot_created_by  text
+    -- The slot this warehouse created at the source, as <slot name>@<sicoop._warehouse_id()>;
+    -- NULL: none. The stream never uses nor drops a slot it did not create.
+    created_slot     text
 );
 END
 $fn$;
@@ -49,7 +49,8 @@ AS 'MODULE_PATHNAME', 'sicoop_launch_stream_worker' LANGUAGE C VOLATILE SET sear
 REVOKE ALL ON FUNCTION sicoop._launch_stream_worker() FROM PUBLIC;  -- operator
 
 -- This warehouse among every one that may stream the same source: its cluster's system
--- identifier and its database's OID (the default slot is sicoop_<this>).
+-- identifier (in letters: 19 digits would be masked as a card number in messages) and its
+-- database's OID (the default slot is sicoop_<this>).
 CREATE OR REPLACE FUNCTION _warehouse_id() RETURNS text
 AS 'MODULE_PATHNAME', 'sicoop_warehouse_id' LANGUAGE C STABLE SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION sicoop._warehouse_id() FROM PUBLIC;  -- operator
@@ -72,7 +73,8 @@ $$;
 
 -- Starts following the source's changes: the publication `publication` at the source (the
 -- README gives its CREATE PUBLICATION), through replication slot `slot_name` (by default
--- sicoop_<system identifier>_<database OID>: two warehouses on one source never share one),
+-- sicoop_<sicoop._warehouse_id()>, from the system identifier and the database OID: two
+-- warehouses on one source never share one),
 -- which the worker creates at its first start together with the snapshot the warehouse is
 -- brought to; a slot of that name that this warehouse did not create is refused, never used
 -- nor dropped. Batch runs then skip (the stream keeps the warehouse current); full runs still
@@ -108,9 +110,7 @@ BEGIN
   SET slot_name = EXCLUDED.slot_name, publication = EXCLUDED.publication, wanted = true,
       state = CASE WHEN sicoop._stream_worker_pid() IS NULL THEN 'starting' ELSE t.state END,
       started_by = current_user, started_at = coalesce(t.started_at, EXCLUDED.started_at), stopped_at = NULL,
-      error_sqlstate = NULL, error_message = NULL, error_hint = NULL,
-      -- Another slot: this warehouse has not created it (yet).
-      slot_created_by = CASE WHEN t.slot_name = EXCLUDED.slot_name THEN t.slot_created_by END;
+      error_sqlstate = NULL, error_message = NULL, error_hint = NULL;
   -- (The worker waits for this transaction to end before it reads the row.)
   RETURN coalesce(sicoop._stream_worker_pid(), sicoop._launch_stream_worker());
 END
