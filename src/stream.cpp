@@ -452,11 +452,12 @@ std::string literal(PGconn* conn, const std::string& s) {
     PQfreemem(q);
     return out;
 }
-std::string identifier(PGconn* conn, const std::string& s) {
-    char* q = PQescapeIdentifier(conn, s.c_str(), s.size());
-    if (q == nullptr) throw Transient(std::string("cannot quote for the source: ") + PQerrorMessage(conn));
-    std::string out = q;
-    PQfreemem(q);
+// An identifier as the source's quote_ident() writes it (quoted only when it must be).
+std::string identifier(Replication& source, const std::string& s) {
+    PGresult* r = source.exec("SELECT pg_catalog.quote_ident(" + literal(source.conn(), s) + ")", PGRES_TUPLES_OK,
+                              "quote an identifier");
+    std::string out = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : s;
+    PQclear(r);
     return out;
 }
 
@@ -474,7 +475,7 @@ std::string joined(const std::vector<std::string>& parts, const char* separator)
 void check_publication(Replication& source, const StreamConfig& config) {
     PGconn* conn = source.conn();
     const std::string pub = literal(conn, config.publication), schema = literal(conn, config.source_schema);
-    const std::string pub_id = identifier(conn, config.publication);
+    const std::string pub_id = identifier(source, config.publication), schema_id = identifier(source, config.source_schema);
     std::vector<std::string> problems, fixes;
     PGresult* r = source.exec("SELECT p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate FROM pg_catalog.pg_publication p "
                               "WHERE p.pubname = " + pub,
@@ -486,7 +487,7 @@ void check_publication(Replication& source, const StreamConfig& config) {
     std::vector<std::string> qualified;
     std::string values;
     for (const SourceTable& t : source_tables()) {
-        qualified.push_back(identifier(conn, config.source_schema) + "." + identifier(conn, t.name));
+        qualified.push_back(schema_id + "." + identifier(source, t.name));
         values += std::string(values.empty() ? "" : ", ") + "(" + literal(conn, t.name) + ", " + literal(conn, t.key) + ")";
     }
     if (!exists) {
@@ -517,7 +518,7 @@ LEFT JOIN pg_catalog.pg_class c ON c.relname = t.name AND c.relkind IN ('r', 'p'
                     PGRES_TUPLES_OK, "read the publication's tables");
     for (int i = 0; i < PQntuples(r); ++i) {
         const std::string name = PQgetvalue(r, i, 0), key = PQgetvalue(r, i, 1);
-        const std::string table = identifier(conn, config.source_schema) + "." + identifier(conn, name);
+        const std::string table = schema_id + "." + identifier(source, name);
         const std::string shown = config.source_schema + "." + name;
         if (std::string(PQgetvalue(r, i, 2)) != "t") {
             problems.push_back("source table " + shown + " does not exist");
@@ -540,7 +541,7 @@ LEFT JOIN pg_catalog.pg_class c ON c.relname = t.name AND c.relkind IN ('r', 'p'
                             : ident_columns.empty() ? std::string("no key (no primary key)")
                                                     : "(" + ident_columns + ")") +
                            ", not its key " + key);
-        if (!pk_on_key) fixes.push_back("ALTER TABLE " + table + " ADD PRIMARY KEY (" + identifier(conn, key) + ")");
+        if (!pk_on_key) fixes.push_back("ALTER TABLE " + table + " ADD PRIMARY KEY (" + identifier(source, key) + ")");
         if (ident != "d") fixes.push_back("ALTER TABLE " + table + " REPLICA IDENTITY DEFAULT");
     }
     PQclear(r);

@@ -136,7 +136,9 @@ as_group() { q -d "$DW" -U "$MEMBER" -Atc "SET ROLE $GROUP" -c "$1"; }
 start_group() { as_group "SELECT sicoop.start_stream()" >/dev/null; }
 is "$(as_group "SELECT sicoop._stream_worker_pid()")" "$(val postgres "SELECT pid FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$DW'")" \
    'the operator sees the worker (its session is not the operator'"'"'s)'
-ok_if "as_group \"SELECT sicoop.resync_stream()\" 2>&1 | grep -q 'worker is running'" 'resync_stream() is refused while the stream runs'
+said=$(as_group "SELECT sicoop.resync_stream()" 2>&1 || true)
+ok_if "grep -q 'worker is running' <<<\"\$said\"" 'resync_stream() is refused while the stream runs'
+[ "$FAILED" = 0 ] || echo "#   said: $said"
 as_group "SELECT sicoop.stop_stream()" >/dev/null
 is "$(as_group "SELECT sicoop.resync_stream()" 2>&1)" 'the next sicoop.start_stream() takes a fresh snapshot' \
    'resync_stream() right after stop_stream() waits for the worker to end'
@@ -172,7 +174,29 @@ start2() { q -d "$DW2" -c "SELECT sicoop.start_stream(${1:+'$1', }publication =>
 ok_run 'back on its own slot' start2 "sicoop_$(val "$DW2" "SELECT sicoop._warehouse_id()")"
 ok_run 'it streams again' wait_state "$DW2" streaming 600
 
-# 5. The publication and the replica identities, checked at every connection: each case is
+# 5. A login the source refuses is no transient failure: failed with the reason and the fix,
+#    no restart.
+login_case() {  # login_case <what> <breaking SQL> <in the message> <fixing SQL>
+  q -d postgres -c "$2" >/dev/null
+  as_group "SELECT sicoop.start_stream()" >/dev/null
+  ok_run "$1: the stream fails" wait_state "$DW" failed
+  ok_if "val '$DW' \"SELECT error_message || error_hint FROM sicoop.stream_status()\" | grep -q '$3.*LOGIN, REPLICATION'" \
+    "$1: with the reason and the fix"
+  sleep 6
+  is "$(state_of "$DW") $(workers_of "$DW")" 'failed 0' "$1: no worker restarting"
+  q -d postgres -c "$4" >/dev/null
+}
+login_case 'a wrong password' "ALTER ROLE $READER PASSWORD 'changed-at-the-source'" 'password authentication failed' \
+  "ALTER ROLE $READER PASSWORD 'trust-reader-pw'"
+login_case 'no REPLICATION' "ALTER ROLE $READER NOREPLICATION" 'replication role' "ALTER ROLE $READER REPLICATION"
+ok_run 'fixed at the source, the stream streams' start_group
+ok_run '(streaming)' wait_state "$DW" streaming 600
+ok_run 'and applies a change' marker "$DW"
+is "$(movements "$DW" sicoop.fato_movimentacao_cartao)" "$(movements "$SRC" movimentacao_cartao)" '(every movement, once)'
+q -d "$DW" -c "SELECT sicoop.stop_stream()" >/dev/null  # (the cases below are the second warehouse's)
+wait_no_worker "$DW" || true
+
+# 6. The publication and the replica identities, checked at every connection: each case is
 #    refused with its fix, and the stream works again after the fix.
 pub_case() {  # pub_case <what> <breaking SQL> <in the message> <in the hint> <fixing SQL>
   q -d "$DW2" -c "SELECT sicoop.stop_stream()" >/dev/null
@@ -211,7 +235,7 @@ pub_case 'a column list' "ALTER PUBLICATION sicoop_stream2 SET TABLE associado, 
 ok_run 'after every fix, changes reach the warehouse' marker "$DW2"
 is "$(movements "$DW2" sicoop.fato_movimentacao_cartao)" "$(movements "$SRC" movimentacao_cartao)" '(every movement, once)'
 
-# 6. A replica identity changed while streaming: the stream fails with the fix (and a resync),
+# 7. A replica identity changed while streaming: the stream fails with the fix (and a resync),
 #    instead of replaying the change forever.
 q -d "$SRC" -c "ALTER TABLE conta REPLICA IDENTITY FULL" \
   -c "UPDATE conta SET situacao_conta = 'Bloqueada' WHERE id_conta = (SELECT min(id_conta) FROM conta)" >/dev/null
@@ -228,25 +252,5 @@ ok_run 'and is exact' marker "$DW2"
 is "$(val "$DW2" "SELECT situacao_conta FROM sicoop.dim_conta WHERE id_conta = (SELECT min(id_conta) FROM sicoop.dim_conta)")" \
    "$(val "$SRC" "SELECT upper(situacao_conta) FROM conta WHERE id_conta = (SELECT min(id_conta) FROM conta)")" '(the change it failed on is there)'
 q -d "$DW2" -c "SELECT sicoop.stop_stream()" >/dev/null
-
-# 7. A login the source refuses is no transient failure: failed with the reason and the fix,
-#    no restart.
-login_case() {  # login_case <what> <breaking SQL> <in the message> <fixing SQL>
-  q -d postgres -c "$2" >/dev/null
-  as_group "SELECT sicoop.start_stream()" >/dev/null
-  ok_run "$1: the stream fails" wait_state "$DW" failed
-  ok_if "val '$DW' \"SELECT error_message || error_hint FROM sicoop.stream_status()\" | grep -q '$3.*LOGIN, REPLICATION'" \
-    "$1: with the reason and the fix"
-  sleep 6
-  is "$(state_of "$DW") $(workers_of "$DW")" 'failed 0' "$1: no worker restarting"
-  q -d postgres -c "$4" >/dev/null
-}
-login_case 'a wrong password' "ALTER ROLE $READER PASSWORD 'changed-at-the-source'" 'password authentication failed' \
-  "ALTER ROLE $READER PASSWORD 'trust-reader-pw'"
-login_case 'no REPLICATION' "ALTER ROLE $READER NOREPLICATION" 'replication role' "ALTER ROLE $READER REPLICATION"
-ok_run 'fixed at the source, the stream streams' start_group
-ok_run '(streaming)' wait_state "$DW" streaming 600
-ok_run 'and applies a change' marker "$DW"
-is "$(movements "$DW" sicoop.fato_movimentacao_cartao)" "$(movements "$SRC" movimentacao_cartao)" '(every movement, once)'
 
 finish
