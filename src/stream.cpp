@@ -83,9 +83,11 @@ constexpr uint32 kStreamLockKey1 = 0x73696370;  // 'sicp'
 constexpr uint32 kStreamLockKey2 = 7338002;
 constexpr uint16 kLockClass = 4;
 
-// What bgw_extra carries from the launching session. (No role: the worker acts for whoever owns
-// the warehouse, read at every transaction.)
+// What bgw_extra carries from the launching session. `unused`: 1.5's role, no longer read (the
+// worker acts for whoever owns the warehouse, read at every transaction); kept so that a worker
+// registered by 1.5 and restarted by the postmaster after an update reads its xid where it is.
 struct LaunchArgs {
+    Oid unused;
     TransactionId launcher_xid;
 };
 
@@ -1041,7 +1043,7 @@ Datum launch_worker(FunctionCallInfo fcinfo) {
         snprintf(worker.bgw_library_name, BGW_MAXLEN, "sicoop_etl");
         snprintf(worker.bgw_function_name, BGW_MAXLEN, "sicoop_stream_main");
         worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
-        LaunchArgs args{GetTopTransactionIdIfAny()};
+        LaunchArgs args{InvalidOid, GetTopTransactionIdIfAny()};
         memcpy(worker.bgw_extra, &args, sizeof args);
         worker.bgw_notify_pid = MyProcPid;
         BackgroundWorkerHandle* handle = nullptr;
