@@ -7,7 +7,7 @@
 DO $stream_control$
 BEGIN
   IF to_regclass('sicoop.stream_state') IS NOT NULL
-     AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = 'sicoop.stream_state'::regclass
+     AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass('sicoop.stream_state')
                      AND a.attname = 'created_slot' AND NOT a.attisdropped) THEN
     ALTER TABLE sicoop.stream_state ADD COLUMN created_slot text;
     UPDATE sicoop.stream_state SET created_slot = slot_name || '@' || sicoop._warehouse_id() WHERE applied_lsn IS NOT NULL;
