@@ -19,6 +19,10 @@ PGDLLEXPORT Datum sicoop_export_flat(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_cron_connection_error(PG_FUNCTION_ARGS);
 PGDLLEXPORT Datum sicoop_launch_stream_worker(PG_FUNCTION_ARGS);
 PG_FUNCTION_INFO_V1(sicoop_launch_stream_worker);
+PGDLLEXPORT Datum sicoop_warehouse_id(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(sicoop_warehouse_id);
+PGDLLEXPORT Datum sicoop_signal_stream_worker(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(sicoop_signal_stream_worker);
 PG_FUNCTION_INFO_V1(sicoop_run_step);
 PG_FUNCTION_INFO_V1(sicoop_run_pipeline);
 PG_FUNCTION_INFO_V1(sicoop_check_source);
@@ -176,4 +180,12 @@ Datum sicoop_cron_connection_error(PG_FUNCTION_ARGS) {
 
 Datum sicoop_launch_stream_worker(PG_FUNCTION_ARGS) {
     return sicoop::sql_entry([&] { return sicoop::stream::launch_worker(fcinfo); });
+}
+
+Datum sicoop_warehouse_id(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::stream::warehouse_id(fcinfo); });
+}
+
+Datum sicoop_signal_stream_worker(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::stream::signal_worker(fcinfo); });
 }

@@ -1,12 +1,18 @@
 // The stream worker: one dynamic background worker per warehouse database, started by
-// sicoop.start_stream() (and again by the watchdog after a server restart), running as the role
-// that started it -- the operator; no superuser, no shared_preload_libraries.
+// sicoop.start_stream() (and again by the watchdog after a server restart); no
+// shared_preload_libraries. It logs in as no role: each of its transactions runs as the
+// warehouse's owner (WorkerTransaction), read when the transaction begins; when the owner
+// changes, the worker ends and the postmaster starts it again acting for the new owner.
 //
-//   1. It waits for the transaction that launched it, then claims the stream (an advisory lock
-//      of a class SQL cannot take: one worker per database) and reads sicoop.stream_state.
+//   1. It claims the stream (an advisory lock of a class SQL cannot take: one worker per
+//      database, and how sicoop._stream_worker_pid() finds it), waits for the transaction that
+//      launched it, and reads sicoop.stream_state.
 //   2. It opens a logical replication connection to the source (server sicoop_source and the
-//      role's user mapping; the source role needs REPLICATION).
-//   3. First start (no applied LSN): it creates the replication slot with an exported snapshot
+//      owner's user mapping; the source role needs REPLICATION; a refused login fails the
+//      stream with the fix, no retry) and checks the publication and the source tables'
+//      replica identities (check_publication()).
+//   3. First start (no applied LSN): it creates the replication slot (never one this warehouse
+//      did not create: stream_state.created_slot) with an exported snapshot
 //      and runs every step as a full run -- a first load on an empty warehouse, else a
 //      comparison by checksums -- with every source session importing that snapshot, and
 //      stores the slot's consistent point as the applied LSN in the same transaction: the copy
@@ -38,12 +44,22 @@
 #include "steps/step.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "storage/lmgr.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 }
+
+#include <signal.h>
 
 #include <algorithm>
 #include <set>
@@ -68,9 +84,11 @@ constexpr uint32 kStreamLockKey1 = 0x73696370;  // 'sicp'
 constexpr uint32 kStreamLockKey2 = 7338002;
 constexpr uint16 kLockClass = 4;
 
-// What bgw_extra carries from the launching session.
+// What bgw_extra carries from the launching session. `unused`: 1.5's role, no longer read (the
+// worker acts for whoever owns the warehouse, read at every transaction); kept so that a worker
+// registered by 1.5 and restarted by the postmaster after an update reads its xid where it is.
 struct LaunchArgs {
-    Oid role;
+    Oid unused;
     TransactionId launcher_xid;
 };
 
@@ -92,18 +110,75 @@ bool is_transient(const PgError& e) {
            code == ERRCODE_CANNOT_CONNECT_NOW;
 }
 
-// A transaction of the worker's own, SPI connected and a snapshot set; rolled back unless
-// committed (the destructor runs on every C++ exit: PostgreSQL errors arrive as PgError).
+// The warehouse's owner this worker acts for: the owner when its first transaction began. The
+// worker's session is the bootstrap superuser's (it logs in as no role); each transaction runs
+// as this owner (WorkerTransaction), so that whatever runs inside -- every step, a trigger or
+// rule on a warehouse table -- has the owner's rights and never a superuser's.
+Oid acting_for = InvalidOid;
+
+// The warehouse changed owner (grant_operator, revoke_operator, REASSIGN OWNED...): this worker
+// ends, and the postmaster starts it again acting for the new owner.
+class OwnerChanged : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+std::string role_name(Oid role) {
+    std::string name;
+    pg_call([&] {
+        const char* n = GetUserNameFromId(role, true);
+        name = n ? n : ("role " + std::to_string(role));
+    });
+    return name;
+}
+
+// A transaction of the worker's own, SPI connected and a snapshot set, running as the
+// warehouse's owner; rolled back unless committed (the destructor runs on every C++ exit:
+// PostgreSQL errors arrive as PgError).
+//
+// Before anything else it locks sicoop.warehouse_info (ACCESS SHARE: an owner change, which
+// takes ACCESS EXCLUSIVE, waits for the transaction) and reads its owner; then it becomes that
+// owner with SECURITY_LOCAL_USERID_CHANGE (no SET ROLE back inside). The identity is given back
+// after the commit (deferred triggers and constraint checks run inside the commit, as the
+// owner); an abort gives it back by itself (AbortTransaction), and the destructor again.
+// `follow_owner`: run as the current owner even if it is not the one this worker acts for (only
+// to record that the worker ends because of it); otherwise such a change throws OwnerChanged
+// before any table is touched.
 class WorkerTransaction {
 public:
-    WorkerTransaction() {
-        pg_call([] {
+    explicit WorkerTransaction(bool follow_owner = false) {
+        Oid owner = InvalidOid;
+        pg_call([&] {
             SetCurrentStatementStartTimestamp();
             StartTransactionCommand();
+            GetUserIdAndSecContext(&saved_user_, &saved_context_);
+        });
+        open_ = true;
+        pg_call([&] {
+            Oid rel = RangeVarGetRelidExtended(makeRangeVar(pstrdup("sicoop"), pstrdup("warehouse_info"), -1),
+                                               AccessShareLock, RVR_MISSING_OK, nullptr, nullptr);
+            HeapTuple tuple = OidIsValid(rel) ? SearchSysCache1(RELOID, ObjectIdGetDatum(rel)) : nullptr;
+            if (!HeapTupleIsValid(tuple))
+                ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                                errmsg("sicoop: the stream has no warehouse to act for (sicoop.warehouse_info is gone)"),
+                                errhint("sicoop.grant_operator(role) or sicoop.connect_source(...) creates it; then "
+                                        "SELECT sicoop.start_stream();")));
+            owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tuple))->relowner;
+            ReleaseSysCache(tuple);
+        });
+        if (!OidIsValid(acting_for)) acting_for = owner;
+        if (owner != acting_for && !follow_owner) {
+            const std::string m = "the warehouse's owner is now " + role_name(owner) + ", no longer " + role_name(acting_for) +
+                                  ": the worker starts again acting for " + role_name(owner);
+            pg_call([] { AbortCurrentTransaction(); });
+            open_ = false;
+            throw OwnerChanged(m);
+        }
+        pg_call([&] {
+            SetUserIdAndSecContext(owner, saved_context_ | SECURITY_LOCAL_USERID_CHANGE);
             if (SPI_connect() != SPI_OK_CONNECT) elog(ERROR, "sicoop: SPI_connect failed");
             PushActiveSnapshot(GetTransactionSnapshot());
         });
-        open_ = true;
     }
     void commit() {
         pg_call([] {
@@ -112,11 +187,15 @@ public:
             CommitTransactionCommand();
         });
         open_ = false;
+        pg_call([&] { SetUserIdAndSecContext(saved_user_, saved_context_); });
     }
     ~WorkerTransaction() {
         if (!open_) return;
         try {
-            pg_call([] { AbortCurrentTransaction(); });
+            pg_call([&] {
+                AbortCurrentTransaction();
+                SetUserIdAndSecContext(saved_user_, saved_context_);
+            });
         } catch (...) {
         }
     }
@@ -125,6 +204,8 @@ public:
 
 private:
     bool open_ = false;
+    Oid saved_user_ = InvalidOid;
+    int saved_context_ = 0;
 };
 
 // ------------------------------------------------------------------------------------------
@@ -137,7 +218,28 @@ struct StreamConfig {
     std::string source_schema;
     bool has_applied = false;
     pgo::Lsn applied = 0;
+    bool slot_is_ours = false;  // this warehouse created the slot (stream_state.created_slot)
 };
+
+// This warehouse among every one that may stream the same source: its cluster's system
+// identifier (in letters, base 26: as 19 digits it would read as a card number and be masked
+// in every message) and its database's OID. The default slot name is sicoop_<this>; the slot
+// this warehouse created is recorded as <slot>@<this> (a restored copy elsewhere is another
+// warehouse, and does not take the slot for its own).
+std::string this_warehouse() {
+    uint64 system = 0;
+    Oid database = InvalidOid;
+    pg_call([&] {
+        system = GetSystemIdentifier();
+        database = MyDatabaseId;
+    });
+    std::string letters;
+    do {
+        letters.insert(letters.begin(), static_cast<char>('a' + system % 26));
+        system /= 26;
+    } while (system > 0);
+    return letters + "_" + std::to_string(database);
+}
 
 // A slot's and a publication's names are checked again here (the row is the operator's to
 // write): they go into replication commands, which take no parameters.
@@ -179,7 +281,7 @@ FROM sicoop.stream_state s)sql");
 // Records the error in a transaction of its own (the failed one is gone).
 void record_failure(const char* state, const PgError* error, const char* message) {
     try {
-        WorkerTransaction tx;
+        WorkerTransaction tx(true);
         set_state(state, error, message);
         tx.commit();
     } catch (...) {
@@ -191,16 +293,19 @@ bool still_wanted() {
     return spi::exec_text("SELECT coalesce((SELECT wanted::text FROM sicoop.stream_state), 'false')") == "true";
 }
 
-// Claims the stream for this worker and reads its configuration; nullopt: nothing to do (not
-// wanted, or another worker has it).
-std::optional<StreamConfig> claim() {
+// The stream's lock, for this worker's whole life: nullopt-free; false if another worker has it.
+bool take_stream_lock() {
     bool locked = false;
     pg_call([&] {
         LOCKTAG tag;
         SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, kStreamLockKey1, kStreamLockKey2, kLockClass);
         locked = LockAcquire(&tag, ExclusiveLock, true /* session */, true /* don't wait */) != LOCKACQUIRE_NOT_AVAIL;
     });
-    if (!locked) return std::nullopt;
+    return locked;
+}
+
+// Reads the stream's configuration (the stream lock held); nullopt: nothing to do (not wanted).
+std::optional<StreamConfig> claim() {
     WorkerTransaction tx;
     stream_steps::check_ready();
     if (spi::exec_text("SELECT (to_regclass('sicoop.stream_state') IS NOT NULL)::text") != "true" || !still_wanted()) {
@@ -214,6 +319,7 @@ std::optional<StreamConfig> claim() {
 SELECT o.option_value FROM pg_catalog.pg_foreign_table f, pg_catalog.pg_options_to_table(f.ftoptions) o
 WHERE f.ftrelid = 'sicoop.src_associado'::regclass AND o.option_name = 'schema_name')sql");
     const std::string applied = spi::exec_text("SELECT applied_lsn::text FROM sicoop.stream_state");
+    c.slot_is_ours = spi::exec_text("SELECT coalesce(created_slot, '') FROM sicoop.stream_state") == c.slot + "@" + this_warehouse();
     if (!applied.empty()) {
         auto lsn = pgo::parse_lsn(applied);
         c.has_applied = lsn.has_value();
@@ -224,6 +330,7 @@ WHERE f.ftrelid = 'sicoop.src_associado'::regclass AND o.option_name = 'schema_n
         pg_call([&] { ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", m))); });
     }
     set_state(c.has_applied ? "streaming" : "syncing");
+    spi::exec("UPDATE sicoop.stream_state SET started_by = current_user");  // the owner it acts for
     tx.commit();
     return c;
 }
@@ -290,17 +397,191 @@ private:
     PGconn* conn_;
 };
 
+// A connection the source refused for who the stream is (authentication, pg_hba.conf, no
+// REPLICATION, no LOGIN, no such role or database): no retry helps, unlike a source that is down.
+bool refused_login(const char* detail) {
+    if (detail == nullptr) return false;
+    static const char* const kRefusals[] = {"authentication failed", "no pg_hba.conf entry", "pg_hba.conf rejects",
+                                            "must be superuser or replication role", "is not permitted to log in",
+                                            "permission denied", "does not exist", "password is required",
+                                            "no password supplied", "role \"", "SCRAM"};
+    const std::string d = detail;
+    return std::any_of(std::begin(kRefusals), std::end(kRefusals), [&](const char* r) { return d.find(r) != std::string::npos; });
+}
+
 PGconn* connect_replication() {
     PGconn* conn = nullptr;
-    WorkerTransaction tx;  // (the server and the user mapping are read from the catalog)
+    WorkerTransaction tx;  // (the server and the owner's user mapping are read from the catalog)
+    // The owner's user mapping (the owner may have changed since the stream was started).
+    if (spi::exec_text(R"sql(
+SELECT (EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings m
+                WHERE m.srvname = 'sicoop_source' AND (m.umuser = 0 OR m.usename = current_user)))::text)sql") != "true") {
+        const std::string owner = spi::exec_text("SELECT current_user::text");
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("sicoop: %s, the warehouse's owner the stream acts for, has no user mapping for the source",
+                                   owner.c_str()),
+                            errhint("As %s: SELECT sicoop.connect_source(host, port, dbname, username, password); "
+                                    "then SELECT sicoop.start_stream();",
+                                    owner.c_str())));
+        });
+    }
     try {
         pg_call([&] { conn = source::open_connection(true); });
     } catch (PgError& e) {
+        if (e.edata->sqlerrcode == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION && refused_login(e.edata->detail)) {
+            ErrorData* edata = e.edata;
+            pg_call([&] {
+                ereport(ERROR, (errcode(ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION),
+                                errmsg("sicoop: the source refused the stream's connection: %s",
+                                       edata->detail ? edata->detail : edata->message),
+                                errhint("The source role needs LOGIN, REPLICATION, the right password and a pg_hba.conf "
+                                        "entry for the database: fix it at the source, or call sicoop.connect_source(...) "
+                                        "again as the warehouse's owner; then SELECT sicoop.start_stream();")));
+            });
+        }
         if (is_transient(e)) throw Transient(e.edata->message ? e.edata->message : "cannot connect to the source");
         throw;
     }
     tx.commit();
     return conn;
+}
+
+// Quotes for a replication connection's plain SQL (no parameters there).
+std::string literal(PGconn* conn, const std::string& s) {
+    char* q = PQescapeLiteral(conn, s.c_str(), s.size());
+    if (q == nullptr) throw Transient(std::string("cannot quote for the source: ") + PQerrorMessage(conn));
+    std::string out = q;
+    PQfreemem(q);
+    return out;
+}
+// An identifier as the source's quote_ident() writes it (quoted only when it must be).
+std::string identifier(Replication& source, const std::string& s) {
+    PGresult* r = source.exec("SELECT pg_catalog.quote_ident(" + literal(source.conn(), s) + ")", PGRES_TUPLES_OK,
+                              "quote an identifier");
+    std::string out = PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : s;
+    PQclear(r);
+    return out;
+}
+
+std::string joined(const std::vector<std::string>& parts, const char* separator) {
+    std::string out;
+    for (const std::string& p : parts) out += (out.empty() ? "" : separator) + p;
+    return out;
+}
+
+// At every connection, before the slot is made or read: the publication gives the stream every
+// change the pipeline reads -- it exists, publishes insert, update, delete and truncate, holds the
+// four source tables with no row filter and no column list -- and each table's replica identity is
+// the pipeline's key (its primary key, or a unique index on exactly that column). Otherwise the
+// stream fails (no retry) saying what is wrong and the statements that fix it.
+void check_publication(Replication& source, const StreamConfig& config) {
+    PGconn* conn = source.conn();
+    const std::string pub = literal(conn, config.publication), schema = literal(conn, config.source_schema);
+    const std::string pub_id = identifier(source, config.publication), schema_id = identifier(source, config.source_schema);
+    std::vector<std::string> problems, fixes;
+    PGresult* r = source.exec("SELECT p.pubinsert, p.pubupdate, p.pubdelete, p.pubtruncate FROM pg_catalog.pg_publication p "
+                              "WHERE p.pubname = " + pub,
+                              PGRES_TUPLES_OK, "read the publication");
+    const bool exists = PQntuples(r) == 1;
+    bool all_kinds = exists;
+    for (int i = 0; exists && i < 4; ++i) all_kinds = all_kinds && std::string(PQgetvalue(r, 0, i)) == "t";
+    PQclear(r);
+    std::vector<std::string> qualified;
+    std::string values;
+    for (const SourceTable& t : source_tables()) {
+        qualified.push_back(schema_id + "." + identifier(source, t.name));
+        values += std::string(values.empty() ? "" : ", ") + "(" + literal(conn, t.name) + ", " + literal(conn, t.key) + ")";
+    }
+    if (!exists) {
+        problems.push_back("publication " + config.publication + " does not exist");
+        fixes.push_back("CREATE PUBLICATION " + pub_id + " FOR TABLE " + joined(qualified, ", "));
+    } else if (!all_kinds) {
+        problems.push_back("publication " + config.publication + " does not publish every insert, update, delete and truncate");
+        fixes.push_back("ALTER PUBLICATION " + pub_id + " SET (publish = 'insert, update, delete, truncate')");
+    }
+    const bool v15 = PQserverVersion(conn) >= 150000;  // row filters and column lists came with 15
+    r = source.exec(std::string(R"sql(
+SELECT t.name, t.key, c.oid IS NOT NULL,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt
+               WHERE pt.pubname = )sql") + pub + R"sql( AND pt.schemaname = )sql" + schema + R"sql( AND pt.tablename = t.name),
+       )sql" + (v15 ? std::string(R"sql(EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel pr JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid
+               WHERE p.pubname = )sql") + pub + " AND pr.prrelid = c.oid AND (pr.prqual IS NOT NULL OR pr.prattrs IS NOT NULL))"
+                       : std::string("false")) + R"sql(,
+       coalesce(c.relreplident::text, ''),
+       coalesce((SELECT string_agg(a.attname::text, ', ' ORDER BY a.attnum)
+                 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                 WHERE i.indrelid = c.oid AND CASE c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident
+                                                                  ELSE false END), ''),
+       EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+               WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1 AND a.attname = t.key)
+FROM (VALUES )sql" + values + R"sql() AS t(name, key)
+LEFT JOIN pg_catalog.pg_class c ON c.relname = t.name AND c.relkind IN ('r', 'p')
+      AND c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = )sql" + schema + ")",
+                    PGRES_TUPLES_OK, "read the publication's tables");
+    for (int i = 0; i < PQntuples(r); ++i) {
+        const std::string name = PQgetvalue(r, i, 0), key = PQgetvalue(r, i, 1);
+        const std::string table = schema_id + "." + identifier(source, name);
+        const std::string shown = config.source_schema + "." + name;
+        if (std::string(PQgetvalue(r, i, 2)) != "t") {
+            problems.push_back("source table " + shown + " does not exist");
+            continue;
+        }
+        if (exists && std::string(PQgetvalue(r, i, 3)) != "t") {
+            problems.push_back("publication " + config.publication + " leaves out " + shown);
+            fixes.push_back("ALTER PUBLICATION " + pub_id + " ADD TABLE " + table);
+        } else if (std::string(PQgetvalue(r, i, 4)) == "t") {
+            problems.push_back("publication " + config.publication + " publishes " + shown + " with a row filter or a column list");
+            fixes.push_back("ALTER PUBLICATION " + pub_id + " DROP TABLE " + table);
+            fixes.push_back("ALTER PUBLICATION " + pub_id + " ADD TABLE " + table);
+        }
+        const std::string ident = PQgetvalue(r, i, 5), ident_columns = PQgetvalue(r, i, 6);
+        const bool pk_on_key = std::string(PQgetvalue(r, i, 7)) == "t";
+        if ((ident == "d" || ident == "i") && ident_columns == key) continue;
+        problems.push_back("the replica identity of " + shown + " is " +
+                           (ident == "n"   ? std::string("NOTHING")
+                            : ident == "f" ? std::string("FULL")
+                            : ident_columns.empty() ? std::string("no key (no primary key)")
+                                                    : "(" + ident_columns + ")") +
+                           ", not its key " + key);
+        if (!pk_on_key) fixes.push_back("ALTER TABLE " + table + " ADD PRIMARY KEY (" + identifier(source, key) + ")");
+        if (ident != "d") fixes.push_back("ALTER TABLE " + table + " REPLICA IDENTITY DEFAULT");
+    }
+    PQclear(r);
+    if (problems.empty()) return;
+    const std::string m = joined(problems, "; "), h = joined(fixes, "; ");
+    pg_call([&] {
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("sicoop: the stream would miss changes: %s", m.c_str()),
+                        errhint("At the source: %s%sthen SELECT sicoop.start_stream();", h.c_str(), h.empty() ? "" : "; ")));
+    });
+}
+
+// A Relation message (sent again whenever the source table changed) whose key is not the
+// pipeline's: the changes it describes cannot be applied by key. The stream fails with the fix
+// and a resync (the changes since then carry the wrong key), instead of replaying them forever.
+void check_relation(const pgo::Message& m, const std::string& source_schema) {
+    if (m.kind != pgo::Message::Kind::Relation || m.schema != source_schema) return;
+    for (const SourceTable& t : source_tables()) {
+        if (t.name != m.name) continue;
+        std::vector<std::string> keys;
+        for (const pgo::RelationColumn& c : m.columns)
+            if (c.part_of_key) keys.push_back(c.name);
+        if ((m.replica_identity == 'd' || m.replica_identity == 'i') && keys == std::vector<std::string>{t.key}) return;
+        const std::string shown = m.schema + "." + m.name, got = keys.empty() ? std::string("no key") : "(" + joined(keys, ", ") + ")";
+        const std::string key = t.key;
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("sicoop: the replica identity of source table %s changed while streaming: its changes "
+                                   "now carry %s, not its key %s",
+                                   shown.c_str(), got.c_str(), key.c_str()),
+                            errhint("At the source: ALTER TABLE %s REPLICA IDENTITY DEFAULT (with its primary key on %s); "
+                                    "then, the changes since carrying no usable key: SELECT sicoop.resync_stream(); "
+                                    "SELECT sicoop.start_stream(); -- a fresh snapshot, compared with the warehouse; the "
+                                    "history is kept.",
+                                    shown.c_str(), key.c_str())));
+        });
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -323,16 +604,44 @@ void take_run_lock() {
 
 // The slot, created with an exported snapshot, and the warehouse brought to that snapshot by a
 // full run; the applied LSN is the slot's consistent point, stored with the run's data.
+// A slot this warehouse did not create is never used nor dropped: it may be another
+// warehouse's position (two warehouses on one source each have their own), or anything else's.
+[[noreturn]] void refuse_foreign_slot(const std::string& slot) {
+    const std::string own = "sicoop_" + this_warehouse();
+    pg_call([&] {
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("sicoop: replication slot %s exists at the source and this warehouse did not create it: "
+                               "the stream neither uses nor drops it",
+                               slot.c_str()),
+                        errhint("Give the stream a slot of its own: SELECT sicoop.resync_stream(); SELECT sicoop.start_stream('%s'); "
+                                "-- or, only if slot %s is known to be unused, drop it at the source "
+                                "(SELECT pg_drop_replication_slot('%s');) and SELECT sicoop.start_stream();",
+                                own.c_str(), slot.c_str(), slot.c_str())));
+    });
+    throw std::logic_error("unreachable");
+}
+
+// The slot, created with an exported snapshot, and the warehouse brought to that snapshot by a
+// full run; the applied LSN is the slot's consistent point, stored with the run's data.
 pgo::Lsn initial_sync(Replication& source, const StreamConfig& config) {
     PGresult* existing = source.exec("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = '" + config.slot + "'",
                                      PGRES_TUPLES_OK, "look for the replication slot");
     const bool exists = PQntuples(existing) > 0;
     PQclear(existing);
-    // A slot left by an earlier start (or resync_stream()): its position is not the
-    // warehouse's; a new one comes with its snapshot.
+    if (exists && !config.slot_is_ours) refuse_foreign_slot(config.slot);
+    // A slot this warehouse created at an earlier start (or before resync_stream()): its
+    // position is not the warehouse's; a new one comes with its snapshot.
     if (exists) PQclear(source.exec("DROP_REPLICATION_SLOT " + config.slot + " WAIT", PGRES_COMMAND_OK, "drop the old slot"));
     PGresult* created = source.exec("CREATE_REPLICATION_SLOT " + config.slot + " LOGICAL pgoutput (SNAPSHOT 'export')",
                                     PGRES_TUPLES_OK, "create the replication slot");
+    {
+        // Recorded at once (before the long sync): whatever happens next, the slot is known ours.
+        const std::string created = config.slot + "@" + this_warehouse();
+        WorkerTransaction tx;
+        spi::Param p[1] = {spi::text_param(created.c_str())};
+        spi::exec("UPDATE sicoop.stream_state SET created_slot = $1", p, 1);
+        tx.commit();
+    }
     const std::string consistent_point = PQgetvalue(created, 0, 1);
     const std::string snapshot = PQgetvalue(created, 0, 2);
     PQclear(created);
@@ -620,6 +929,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             continue;
         }
         if (!m.message) continue;
+        check_relation(*m.message, config.source_schema);
         std::optional<pgo::Transaction> t = assembler.feed(*m.message);
         if (!t || t->changes.empty()) {
             if (t && batch.empty()) applied = std::max(applied, t->end_lsn);  // nothing of ours: skip it
@@ -630,7 +940,10 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         std::set<std::string> members = members_of(*t);
         const bool again = std::any_of(members.begin(), members.end(), [&](const std::string& k) { return batch.members.count(k) > 0; });
         if (again) {
-            while (!apply(batch, received)) wait_a_second();
+            while (!apply(batch, received)) {
+                wait_a_second();
+                if (!idle_check(received, true, false)) return;  // stopped meanwhile
+            }
             applied = batch.transactions.back().end_lsn;
             batch.clear();
         }
@@ -655,12 +968,22 @@ void worker_main(TransactionId launcher_xid) {
     pg_call([&] { errors = AllocSetContextCreate(TopMemoryContext, "sicoop stream errors", ALLOCSET_DEFAULT_SIZES); });
     set_error_context(errors);
     try {
+        // The stream's lock first, for the worker's whole life (sicoop._stream_worker_pid() finds
+        // the worker by it); another worker has it: nothing to do.
+        if (!take_stream_lock()) return;
         wait_for_launcher(launcher_xid);
         std::optional<StreamConfig> config = claim();
-        if (!config) return;  // not wanted, or another worker streams: nothing to do
+        if (!config) return;  // not wanted: nothing to do
         Replication source(connect_replication());
+        check_publication(source, *config);
+        if (config->has_applied && !config->slot_is_ours) refuse_foreign_slot(config->slot);
         pgo::Lsn applied = config->has_applied ? config->applied : initial_sync(source, *config);
         stream_changes(source, *config, applied);
+    } catch (const OwnerChanged& e) {
+        const char* m = e.what();
+        pg_call([&] { ereport(LOG, (errmsg("sicoop stream: %s", m))); });
+        record_failure("reconnecting", nullptr, m);
+        pg_call([] { proc_exit(1); });  // the postmaster starts the worker again, acting for the new owner
     } catch (const Transient& e) {
         const char* m = e.what();
         pg_call([&] { ereport(LOG, (errmsg("sicoop stream: %s; reconnecting in 5 s", m))); });
@@ -685,6 +1008,30 @@ void worker_main(TransactionId launcher_xid) {
     }
 }
 
+// SELECT sicoop._warehouse_id(): this warehouse among all (see this_warehouse()).
+Datum warehouse_id(FunctionCallInfo fcinfo) {
+    (void) fcinfo;
+    const std::string id = this_warehouse();
+    text* out = nullptr;
+    pg_call([&] { out = cstring_to_text(id.c_str()); });
+    PG_RETURN_TEXT_P(out);
+}
+
+// SELECT sicoop._signal_stream_worker(pid): ends this database's stream worker `pid` (SIGTERM),
+// whoever's session it is (the worker's is the bootstrap superuser's, which pg_terminate_backend
+// does not let the operator end). Only a worker of sicoop's stream in this database.
+Datum signal_worker(FunctionCallInfo fcinfo) {
+    const int pid = PG_GETARG_INT32(0);
+    bool sent = false;
+    pg_call([&] {
+        const char* type = GetBackgroundWorkerTypeByPid(pid);
+        PGPROC* proc = BackendPidGetProc(pid);
+        if (type != nullptr && strcmp(type, "sicoop_etl stream") == 0 && proc != nullptr && proc->databaseId == MyDatabaseId)
+            sent = kill(pid, SIGTERM) == 0;
+    });
+    PG_RETURN_BOOL(sent);
+}
+
 Datum launch_worker(FunctionCallInfo fcinfo) {
     (void) fcinfo;
     int pid = 0;
@@ -699,7 +1046,7 @@ Datum launch_worker(FunctionCallInfo fcinfo) {
         snprintf(worker.bgw_library_name, BGW_MAXLEN, "sicoop_etl");
         snprintf(worker.bgw_function_name, BGW_MAXLEN, "sicoop_stream_main");
         worker.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
-        LaunchArgs args{GetUserId(), GetTopTransactionIdIfAny()};
+        LaunchArgs args{InvalidOid, GetTopTransactionIdIfAny()};
         memcpy(worker.bgw_extra, &args, sizeof args);
         worker.bgw_notify_pid = MyProcPid;
         BackgroundWorkerHandle* handle = nullptr;
@@ -718,8 +1065,10 @@ Datum launch_worker(FunctionCallInfo fcinfo) {
 
 }  // namespace sicoop::stream
 
-// The worker's entry point (bgw_function_name): connects to its database as the role that
-// launched it, then runs the stream.
+// The worker's entry point (bgw_function_name): connects to its database as no role of its own
+// (the bootstrap superuser's session, as pg_cron's launcher does), then runs the stream, each of
+// its transactions as the warehouse's owner (WorkerTransaction). A role that cannot log in (a
+// NOLOGIN group role as operator) therefore streams too.
 extern "C" PGDLLEXPORT void sicoop_stream_main(Datum main_arg);
 
 void sicoop_stream_main(Datum main_arg) {
@@ -727,7 +1076,7 @@ void sicoop_stream_main(Datum main_arg) {
     memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), args.role, 0);
+    BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
     pgstat_report_appname("sicoop_etl stream");
     // Every statement resolves names in pg_catalog only (as a run's, src/pipeline.cpp).
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);

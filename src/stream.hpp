@@ -7,9 +7,15 @@
 
 namespace sicoop::stream {
 
-// SELECT sicoop._launch_stream_worker(): starts this database's worker, as the calling role,
-// unless one runs; returns its pid.
+// SELECT sicoop._launch_stream_worker(): starts this database's worker (it acts for the
+// warehouse's owner) unless one runs; returns its pid.
 Datum launch_worker(FunctionCallInfo fcinfo);
+
+// SELECT sicoop._warehouse_id(): the cluster's system identifier and the database's OID.
+Datum warehouse_id(FunctionCallInfo fcinfo);
+
+// SELECT sicoop._signal_stream_worker(pid): SIGTERM to this database's stream worker.
+Datum signal_worker(FunctionCallInfo fcinfo);
 
 // The worker's body (sicoop_stream_main, src/entry.cpp), once connected to its database.
 void worker_main(TransactionId launcher_xid);

@@ -74,6 +74,11 @@ DECLARE
   previous oid;
 BEGIN
   PERFORM sicoop._check_grantor('grant_operator', operator);
+  -- The stream worker holds this lock through each transaction it runs as the owner (src/stream.cpp):
+  -- taken first, the owner changes between its transactions, never inside one, and in no deadlock.
+  IF to_regclass('sicoop.warehouse_info') IS NOT NULL THEN
+    LOCK TABLE sicoop.warehouse_info IN ACCESS EXCLUSIVE MODE;
+  END IF;
   IF NOT sicoop._adopt_warehouse() THEN
     PERFORM sicoop._create_warehouse();
   END IF;
@@ -111,6 +116,9 @@ DECLARE
   owner regrole;
 BEGIN
   PERFORM sicoop._check_grantor('revoke_operator', operator);
+  IF to_regclass('sicoop.warehouse_info') IS NOT NULL THEN
+    LOCK TABLE sicoop.warehouse_info IN ACCESS EXCLUSIVE MODE;  -- (as grant_operator)
+  END IF;
   SELECT e.extowner::regrole INTO owner FROM pg_extension e WHERE e.extname = 'sicoop_etl';
   -- Nothing the operator added (defaults, constraints, statistics, triggers, rules...) may
   -- come along to a superuser: the definition must be sicoop's.

@@ -27,14 +27,17 @@ CREATE TABLE sicoop.stream_state (
     batches_applied  bigint NOT NULL DEFAULT 0,
     last_commit_time timestamptz,    -- the source commit of the last transaction applied
     last_apply_at    timestamptz,
-    started_by       text,           -- the role the worker runs as
+    started_by       text,           -- the role the worker acts for (the warehouse's owner)
     worker_pid       int,
     started_at       timestamptz,
     stopped_at       timestamptz,
     lag_alerted_at   timestamptz,
     error_sqlstate   text,
     error_message    text,
-    error_hint       text
+    error_hint       text,
+    -- The slot this warehouse created at the source, as <slot name>@<sicoop._warehouse_id()>;
+    -- NULL: none. The stream never uses nor drops a slot it did not create.
+    created_slot     text
 );
 END
 $fn$;
@@ -45,42 +48,64 @@ CREATE OR REPLACE FUNCTION _launch_stream_worker() RETURNS int
 AS 'MODULE_PATHNAME', 'sicoop_launch_stream_worker' LANGUAGE C VOLATILE SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION sicoop._launch_stream_worker() FROM PUBLIC;  -- operator
 
--- The worker of this database's stream, if it runs.
+-- This warehouse among every one that may stream the same source: its cluster's system
+-- identifier (in letters: 19 digits would be masked as a card number in messages) and its
+-- database's OID (the default slot is sicoop_<this>).
+CREATE OR REPLACE FUNCTION _warehouse_id() RETURNS text
+AS 'MODULE_PATHNAME', 'sicoop_warehouse_id' LANGUAGE C STABLE SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION sicoop._warehouse_id() FROM PUBLIC;  -- operator
+
+-- Ends this database's stream worker `pid` (SIGTERM; only a sicoop stream worker of this
+-- database), whoever's session it runs in; whether it was signalled.
+CREATE OR REPLACE FUNCTION _signal_stream_worker(pid int) RETURNS boolean
+AS 'MODULE_PATHNAME', 'sicoop_signal_stream_worker' LANGUAGE C VOLATILE STRICT SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION sicoop._signal_stream_worker(int) FROM PUBLIC;  -- operator
+
+-- The worker of this database's stream, if it runs: the holder of the stream's advisory lock
+-- (src/stream.cpp: of class 4, which no SQL function takes), which every role sees in pg_locks
+-- whoever started the worker.
 CREATE OR REPLACE FUNCTION _stream_worker_pid() RETURNS int LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT a.pid FROM pg_catalog.pg_stat_activity a
-WHERE a.backend_type = 'sicoop_etl stream' AND a.datid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+SELECT l.pid FROM pg_catalog.pg_locks l
+WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 1936286576::oid AND l.objid = 7338002::oid AND l.objsubid = 4
+  AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
 LIMIT 1
 $$;
 
 -- Starts following the source's changes: the publication `publication` at the source (the
--- README gives its CREATE PUBLICATION), through replication slot `slot_name`, which the worker
--- creates at its first start together with the snapshot the warehouse is brought to. Batch
--- runs then skip (the stream keeps the warehouse current); full runs still check it. Returns
--- the worker's pid. Called again, it starts a worker that is not running (same slot).
-CREATE OR REPLACE FUNCTION start_stream(slot_name text DEFAULT 'sicoop_stream', publication text DEFAULT 'sicoop_stream')
+-- README gives its CREATE PUBLICATION), through replication slot `slot_name` (by default
+-- sicoop_<sicoop._warehouse_id()>, from the system identifier and the database OID: two
+-- warehouses on one source never share one),
+-- which the worker creates at its first start together with the snapshot the warehouse is
+-- brought to; a slot of that name that this warehouse did not create is refused, never used
+-- nor dropped. Batch runs then skip (the stream keeps the warehouse current); full runs still
+-- check it. Returns the worker's pid. Called again, it starts a worker that is not running
+-- (with no slot named: the same slot).
+CREATE OR REPLACE FUNCTION start_stream(slot_name text DEFAULT NULL, publication text DEFAULT 'sicoop_stream')
 RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   s record;
+  slot text;
 BEGIN
   PERFORM sicoop._check_ready();
+  SELECT * INTO s FROM sicoop.stream_state FOR UPDATE;
+  slot := coalesce(start_stream.slot_name, s.slot_name, 'sicoop_' || sicoop._warehouse_id());
   -- A slot's name, as the source accepts it; the publication's, as an identifier.
-  IF slot_name IS NULL OR slot_name !~ '^[a-z0-9_]{1,63}$' THEN
-    RAISE EXCEPTION 'sicoop.start_stream: % is not a replication slot name', coalesce(quote_literal(slot_name), 'NULL')
+  IF slot !~ '^[a-z0-9_]{1,63}$' THEN
+    RAISE EXCEPTION 'sicoop.start_stream: % is not a replication slot name', quote_literal(slot)
       USING ERRCODE = 'invalid_parameter_value', HINT = 'Lower-case letters, digits and underscores, at most 63.';
   END IF;
   IF publication IS NULL OR publication !~ '^[A-Za-z_][A-Za-z0-9_$]{0,62}$' THEN
     RAISE EXCEPTION 'sicoop.start_stream: % is not a publication name', coalesce(quote_literal(publication), 'NULL')
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
-  SELECT * INTO s FROM sicoop.stream_state FOR UPDATE;
-  IF FOUND AND s.applied_lsn IS NOT NULL AND (s.slot_name, s.publication) IS DISTINCT FROM (start_stream.slot_name, start_stream.publication) THEN
+  IF s.applied_lsn IS NOT NULL AND (s.slot_name, s.publication) IS DISTINCT FROM (slot, start_stream.publication) THEN
     RAISE EXCEPTION 'sicoop.start_stream: the stream follows slot % and publication %', s.slot_name, s.publication
       USING ERRCODE = 'object_not_in_prerequisite_state',
             HINT = 'Call sicoop.start_stream() with those, or sicoop.stop_stream() and sicoop.resync_stream() first to start over from a fresh snapshot (the history is kept).';
   END IF;
   INSERT INTO sicoop.stream_state AS t (slot_name, publication, wanted, state, started_by, started_at, stopped_at)
-  VALUES (start_stream.slot_name, start_stream.publication, true, 'starting', current_user, clock_timestamp(), NULL)
+  VALUES (slot, start_stream.publication, true, 'starting', current_user, clock_timestamp(), NULL)
   ON CONFLICT (singleton) DO UPDATE
   SET slot_name = EXCLUDED.slot_name, publication = EXCLUDED.publication, wanted = true,
       state = CASE WHEN sicoop._stream_worker_pid() IS NULL THEN 'starting' ELSE t.state END,
@@ -92,35 +117,57 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop.start_stream(text, text) FROM PUBLIC;  -- operator
 
--- Stops the stream: the worker finishes the micro-batch it is applying and exits (within
--- sicoop.stream_interval). The slot stays at the source, holding the changes since: a later
--- start_stream() resumes from there, nothing lost. (Drop the slot at the source if the stream
--- is given up for good: a slot left behind keeps the source's WAL.)
+-- Stops the stream: a streaming worker finishes the micro-batch it is applying and exits
+-- (within sicoop.stream_interval); one in any other state (starting, taking its snapshot,
+-- reconnecting) is ended at once (its transaction undone: nothing half applied). The slot
+-- stays at the source, holding the changes since: a later start_stream() resumes from there,
+-- nothing lost. (Drop the slot at the source if the stream is given up for good: a slot left
+-- behind keeps the source's WAL.)
 CREATE OR REPLACE FUNCTION stop_stream() RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  was text;
+  pid int := sicoop._stream_worker_pid();
 BEGIN
-  UPDATE sicoop.stream_state SET wanted = false, stopped_at = clock_timestamp(),
-                                 state = CASE WHEN state IN ('failed') THEN state ELSE 'stopped' END;
+  SELECT s.state INTO was FROM sicoop.stream_state s FOR UPDATE;
   IF NOT FOUND THEN
     RETURN 'no stream was started';
   END IF;
+  UPDATE sicoop.stream_state SET wanted = false, stopped_at = clock_timestamp(),
+                                 state = CASE WHEN state IN ('failed') THEN state ELSE 'stopped' END;
+  -- (Restarted by the postmaster, the worker finds the stream not wanted and ends.)
+  IF pid IS NOT NULL AND was NOT IN ('streaming', 'paused') THEN
+    PERFORM sicoop._signal_stream_worker(pid);
+  END IF;
   RETURN format('the stream stops (worker %s); sicoop.start_stream() resumes it where it stopped',
-                coalesce(sicoop._stream_worker_pid()::text, 'not running'));
+                coalesce(pid::text, 'not running'));
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop.stop_stream() FROM PUBLIC;  -- operator
 
 -- After a stream failed for good (its slot invalidated at the source, wal_status 'lost', or
--- dropped): the next start_stream() drops the slot if it is still there, creates it again and
--- brings the warehouse to its snapshot with a full comparison (every table compared by
--- checksums, only what differs read): the history is kept, nothing is loaded twice.
+-- dropped): the next start_stream() drops the slot if it is still there (and this warehouse
+-- created it), creates it again and brings the warehouse to its snapshot with a full
+-- comparison (every table compared by checksums, only what differs read): the history is
+-- kept, nothing is loaded twice. Right after stop_stream() it waits (up to 30 s) for the
+-- worker to end.
 CREATE OR REPLACE FUNCTION resync_stream() RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  deadline timestamptz := clock_timestamp() + interval '30 s';
 BEGIN
-  IF sicoop._stream_worker_pid() IS NOT NULL THEN
+  IF (SELECT s.wanted FROM sicoop.stream_state s) AND sicoop._stream_worker_pid() IS NOT NULL THEN
     RAISE EXCEPTION 'sicoop.resync_stream: the stream worker is running' USING ERRCODE = 'object_in_use',
       HINT = 'Call sicoop.stop_stream() first.';
   END IF;
+  WHILE sicoop._stream_worker_pid() IS NOT NULL LOOP
+    IF clock_timestamp() > deadline THEN
+      RAISE EXCEPTION 'sicoop.resync_stream: the stream worker (pid %) has not ended 30 s after the stream was stopped',
+                      sicoop._stream_worker_pid()
+        USING ERRCODE = 'object_in_use', HINT = 'Call sicoop.stop_stream() again, then sicoop.resync_stream(); the server log says what the worker is doing.';
+    END IF;
+    PERFORM pg_sleep(0.1);
+  END LOOP;
   UPDATE sicoop.stream_state SET applied_lsn = NULL, received_lsn = NULL, state = 'stopped', wanted = false,
                                  error_sqlstate = NULL, error_message = NULL, error_hint = NULL;
   RETURN 'the next sicoop.start_stream() takes a fresh snapshot';

@@ -374,6 +374,7 @@ stream_key: relation stream_key kind=r persistence=u am=heap of=- rls=f force_rl
 stream_state: column stream_state.applied_lsn pg_lsn collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.batches_applied bigint collation=- notnull=t identity=f default=0 statistics=-1
 stream_state: column stream_state.changes_applied bigint collation=- notnull=t identity=f default=0 statistics=-1
+stream_state: column stream_state.created_slot text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.error_hint text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.error_message text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.error_sqlstate text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1

@@ -236,7 +236,7 @@ val "$DW" "SELECT sicoop.stop_stream()" >/dev/null
 for _ in $(seq 50); do [ "$(worker_pid)" = 0 ] && break; sleep 0.2; done
 
 # 10. An operator that is no superuser streams, through a source role with REPLICATION and a
-#     password (as the README sets it up); the worker runs as the operator.
+#     password (as the README sets it up); the worker acts for the operator.
 OPDW=sicoop_stream_opdw OPSRC=sicoop_stream_opsrc
 drop_operator_case() {
   val "$OPDW" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
@@ -263,8 +263,8 @@ as_operator -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$OPSRC', 'si
 ok_run "the operator (no superuser) starts the stream" as_operator -c "SELECT sicoop.start_stream('sicoop_stream_op')"
 for _ in $(seq 300); do [ "$(val "$OPDW" "SELECT state FROM sicoop.stream_status()")" = streaming ] && break; sleep 0.1; done
 is "$(val "$OPDW" "SELECT state FROM sicoop.stream_status()")" streaming "and it streams (state: $(val "$OPDW" "SELECT coalesce(error_message, '') FROM sicoop.stream_status()"))"
-is "$(val postgres "SELECT usename FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$OPDW'")" \
-   sicoop_test_stream_operator 'the worker runs as the operator'
+is "$(val "$OPDW" "SELECT started_by FROM sicoop.stream_state")" \
+   sicoop_test_stream_operator 'the worker acts for the operator (the warehouse owner)'
 q -d "$OPSRC" -c "INSERT INTO movimentacao_cartao VALUES ('MOV-OPERADOR', 'CARTAO-00000001', 'operador', 3, now()::timestamp)"
 for _ in $(seq 300); do
   [ "$(val "$OPDW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-OPERADOR'")" = 1 ] && break

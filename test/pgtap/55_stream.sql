@@ -4,7 +4,7 @@
 -- not running, the watchdog's part with the library's settings shown in their units, and
 -- that a batch run goes on as usual when no stream runs.
 \ir helpers/reset.sql
-SELECT plan(14);
+SELECT plan(19);
 
 SELECT is((SELECT count(*)::int FROM sicoop.stream_status()), 0, 'no stream: stream_status() returns no row');
 SELECT is(sicoop.stop_stream(), 'no stream was started', 'no stream: stop_stream() says so');
@@ -14,7 +14,19 @@ SELECT throws_like($$SELECT sicoop.start_stream('Bad Slot')$$, '%is not a replic
                    'a slot name the source would refuse is refused first');
 SELECT throws_like($$SELECT sicoop.start_stream('ok_slot', 'pub"; DROP TABLE x; --')$$, '%is not a publication name%',
                    'so is a publication name that is no plain identifier');
-SELECT throws_like($$SELECT sicoop.start_stream(NULL)$$, '%NULL is not a replication slot name%', 'and NULL');
+SELECT throws_like($$SELECT sicoop.start_stream(NULL, NULL)$$, '%NULL is not a publication name%', 'and a NULL publication');
+-- The default slot is this warehouse's own: its cluster's system identifier (in letters, base 26)
+-- and database OID.
+SELECT is(sicoop._warehouse_id(),
+          (WITH RECURSIVE d(n, s) AS (SELECT system_identifier::numeric, '' FROM pg_control_system()
+                                      UNION ALL SELECT floor(n / 26), chr(97 + (n % 26)::int) || s FROM d WHERE n > 0)
+           SELECT s FROM d WHERE n = 0) || '_' || (SELECT oid::text FROM pg_database WHERE datname = current_database()),
+          'the warehouse is named by system (in letters) and database');
+SELECT is(sicoop.contains_card_number('sicoop_' || sicoop._warehouse_id()), false, 'its default slot name never reads as a card number');
+SELECT matches('sicoop_' || sicoop._warehouse_id(), '^[a-z0-9_]{1,63}$', 'and its default slot name is one the source accepts');
+-- No worker: _stream_worker_pid() (read from pg_locks) sees none, and signals nothing.
+SELECT is(sicoop._stream_worker_pid(), NULL, 'no worker: _stream_worker_pid() is NULL');
+SELECT is(sicoop._signal_stream_worker(pg_backend_pid()), false, '_signal_stream_worker() signals no process but a stream worker');
 SELECT is((SELECT count(*)::int FROM sicoop.stream_state), 0, 'the refusals wrote nothing');
 
 -- A stream that was started and whose worker is gone (as after a server restart), set up by hand.

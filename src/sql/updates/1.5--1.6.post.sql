@@ -1,6 +1,21 @@
 -- sicoop_etl 1.5 -> 1.6, after the functions are (re)created: the warehouse, if there is one,
 -- gets warehouse_info.canonical_labels (layout 1.6) and is checked against 1.6's definition.
 
+-- stream-control (issue 24, finding 5): stream_state records the slot the warehouse created
+-- (created_slot: the stream never uses nor drops a slot it did not create). A 1.5 stream that
+-- has a position created its slot (1.5 always created the slot it streamed from).
+DO $stream_control$
+BEGIN
+  IF to_regclass('sicoop.stream_state') IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = to_regclass('sicoop.stream_state')
+                     AND a.attname = 'created_slot' AND NOT a.attisdropped) THEN
+    ALTER TABLE sicoop.stream_state ADD COLUMN created_slot text;
+    UPDATE sicoop.stream_state SET created_slot = slot_name || '@' || sicoop._warehouse_id() WHERE applied_lsn IS NOT NULL;
+  END IF;
+END
+$stream_control$;
+-- (end stream-control)
+
 DO $update$
 DECLARE
   operator regrole;
