@@ -19,7 +19,7 @@ SELECT throws_like($$SELECT sicoop.start_stream(NULL, NULL)$$, '%NULL is not a p
 -- and database OID.
 SELECT is(sicoop._warehouse_id(),
           (WITH RECURSIVE d(n, s) AS (SELECT system_identifier::numeric, '' FROM pg_control_system()
-                                      UNION ALL SELECT floor(n / 26), chr(97 + (n % 26)::int) || s FROM d WHERE n > 0)
+                                      UNION ALL SELECT div(n, 26), chr(97 + mod(n, 26)::int) || s FROM d WHERE n > 0)
            SELECT s FROM d WHERE n = 0) || '_' || (SELECT oid::text FROM pg_database WHERE datname = current_database()),
           'the warehouse is named by system (in letters) and database');
 SELECT is(sicoop.contains_card_number('sicoop_' || sicoop._warehouse_id()), false, 'its default slot name never reads as a card number');

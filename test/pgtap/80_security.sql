@@ -147,7 +147,7 @@ SELECT dblink_exec('op', 'VACUUM sicoop.warehouse_info');
 \o
 SELECT throws_like($$SELECT dblink_exec('op', $r$CREATE RULE "_RETURN" AS ON SELECT TO sicoop.warehouse_info DO INSTEAD
     SELECT true AS singleton, '1.5'::text AS layout_version, now() AS created_at, NULL::bigint AS full_run_owed_by,
-           NULL::text AS rules_signature
+           NULL::text AS rules_signature, NULL::jsonb AS canonical_labels
     WHERE pg_advisory_lock(424242) IS NOT NULL$r$)$$, '%the warehouse takes nothing sicoop does not define%',
   'the guard refuses the operator''s _RETURN rule at the statement (1.6)');
 -- The checks behind the guard, as a warehouse from before 1.6 could hold it: planted with the
