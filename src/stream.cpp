@@ -284,8 +284,16 @@ void record_failure(const char* state, const PgError* error, const char* message
         WorkerTransaction tx(true);
         set_state(state, error, message);
         tx.commit();
+    } catch (PgError& e) {
+        // The server log has the first error; and says this one, without values.
+        hide_values(e.edata);
+        const char* m = e.edata->message;
+        const char* s = state;
+        try {
+            pg_call([&] { ereport(LOG, (errmsg("sicoop stream: could not record the state %s: %s", s, m), errhidestmt(true), errhidecontext(true))); });
+        } catch (...) {
+        }
     } catch (...) {
-        // Nothing more to do: the server log has the error.
     }
 }
 
@@ -1071,12 +1079,26 @@ Datum launch_worker(FunctionCallInfo fcinfo) {
 // NOLOGIN group role as operator) therefore streams too.
 extern "C" PGDLLEXPORT void sicoop_stream_main(Datum main_arg);
 
+namespace {
+bool stream_worker_connected = false;
+
+// A worker that cannot connect to its database (dropped, say, by DROP DATABASE ... WITH (FORCE),
+// which ends the worker: the postmaster then starts it again, and again) ends for good: its
+// exit code becomes 0, which the postmaster takes as "done". (Registered before the connection,
+// this runs last, after every other exit callback; the watchdog starts a wanted stream again.)
+void end_for_good_unless_connected(int code, Datum) {
+    if (code != 0 && !stream_worker_connected) _exit(0);
+}
+}  // namespace
+
 void sicoop_stream_main(Datum main_arg) {
     sicoop::stream::LaunchArgs args;
     memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
+    on_proc_exit(end_for_good_unless_connected, 0);
     BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
+    stream_worker_connected = true;
     pgstat_report_appname("sicoop_etl stream");
     // Every statement resolves names in pg_catalog only (as a run's, src/pipeline.cpp).
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);

@@ -251,6 +251,16 @@ ok_run 'it streams again' wait_state "$DW2" streaming 600
 ok_run 'and is exact' marker "$DW2"
 is "$(val "$DW2" "SELECT situacao_conta FROM sicoop.dim_conta WHERE id_conta = (SELECT min(id_conta) FROM sicoop.dim_conta)")" \
    "$(val "$SRC" "SELECT upper(situacao_conta) FROM conta WHERE id_conta = (SELECT min(id_conta) FROM conta)")" '(the change it failed on is there)'
-q -d "$DW2" -c "SELECT sicoop.stop_stream()" >/dev/null
+
+# 8. A warehouse database dropped under its running stream (DROP DATABASE ... WITH (FORCE) ends
+#    the worker): the postmaster starts the worker again once, it cannot connect, and it ends for
+#    good -- no restart every 5 s for ever.
+SERVER_LOG=$(readlink -f "$REPO/.pgdata")/data/server.log
+dw2_oid=$(val postgres "SELECT oid FROM pg_database WHERE datname = '$DW2'")
+log_start=$(stat -c %s "$SERVER_LOG")
+drop_db "$DW2"
+sleep 16
+is "$(tail -c +"$((log_start + 1))" "$SERVER_LOG" | grep -c "database $dw2_oid does not exist")" 1 \
+   'a database dropped under its stream: the worker tries once more, then ends for good (no restart loop)'
 
 finish
