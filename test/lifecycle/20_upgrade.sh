@@ -10,6 +10,7 @@ RELEASE_1_0=b3d7fea  # the commit 1.0 was released at
 RELEASE_1_3=5631738  # the commit 1.3 was released at
 RELEASE_1_4=1797871  # the commit 1.4 was released at
 RELEASE_1_5=562ec34  # the commit 1.5 landed at (its scripts last changed in d34690b, before it landed)
+RELEASE_1_6=b68d6bf  # the commit 1.6 was released at
 N=20000
 SRC=sicoop_up_src UP=sicoop_up_dw FRESH=sicoop_up_fresh REF=sicoop_up_ref RESTORED=sicoop_up_restored
 
@@ -35,6 +36,8 @@ ok_if 'same_as_released "$RELEASE_1_4" sicoop_etl--1.4.sql && same_as_released "
   'and 1.4'"'"'s scripts as they were at its release'
 ok_if 'same_as_released "$RELEASE_1_5" sicoop_etl--1.5.sql && same_as_released "$RELEASE_1_5" sicoop_etl--1.4--1.5.sql' \
   'and 1.5'"'"'s scripts as they were at its release'
+ok_if 'same_as_released "$RELEASE_1_6" sicoop_etl--1.6.sql && same_as_released "$RELEASE_1_6" sicoop_etl--1.5--1.6.sql' \
+  'and 1.6'"'"'s scripts as they were at its release'
 
 echo "# building sicoop_etl 1.0 from $RELEASE_1_0"
 mkdir -p "$WORK/v1.0"
