@@ -17,7 +17,7 @@ CREATE TABLE sicoop.stream_state (
     -- Started and not stopped: the watchdog starts the worker again after a server restart.
     wanted           boolean NOT NULL DEFAULT false,
     state            text NOT NULL DEFAULT 'stopped'
-                     CHECK (state IN ('starting', 'syncing', 'streaming', 'paused', 'reconnecting', 'stopped', 'failed')),
+                     CHECK (state IN ('starting', 'syncing', 'streaming', 'paused', 'stalled', 'reconnecting', 'stopped', 'failed')),
     -- The end of the last source transaction the warehouse holds: the stream resumes after it.
     -- NULL: no snapshot taken yet (the worker's first start copies one, then streams from it).
     applied_lsn      pg_lsn,
@@ -37,7 +37,21 @@ CREATE TABLE sicoop.stream_state (
     error_hint       text,
     -- The slot this warehouse created at the source, as <slot name>@<sicoop._warehouse_id()>;
     -- NULL: none. The stream never uses nor drops a slot it did not create.
-    created_slot     text
+    created_slot     text,
+    -- (1.7) The last message from the source (a change or a keepalive): nothing for longer
+    -- than sicoop.stream_receive_timeout and the stream is stalled.
+    last_message_at  timestamptz,
+    -- (1.7) The warehouse held everything the source had committed as of this time (the worker
+    -- samples the source's WAL position and sees it applied): the lag in seconds is since then.
+    current_at       timestamptz,
+    -- (1.7) The condition the watchdog alerted last (once per condition) and the source's WAL
+    -- position it saw then, with the time (the rate at which the source writes WAL).
+    alerted          text,
+    source_lsn       pg_lsn,
+    source_lsn_at    timestamptz,
+    -- (1.7) A full check asked of the worker (run_pipeline(full => true) while streaming): the
+    -- worker runs it at the stream's own position and clears this.
+    full_check_requested_at timestamptz
 );
 END
 $fn$;

@@ -371,20 +371,26 @@ stream_key: column stream_key.record_id text collation=pg_catalog."default" notn
 stream_key: column stream_key.table_name text collation=pg_catalog."default" notnull=t identity=f default= statistics=-1
 stream_key: index CREATE INDEX stream_key_record ON sicoop.stream_key USING btree (table_name, record_id)
 stream_key: relation stream_key kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f
+stream_state: column stream_state.alerted text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.applied_lsn pg_lsn collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.batches_applied bigint collation=- notnull=t identity=f default=0 statistics=-1
 stream_state: column stream_state.changes_applied bigint collation=- notnull=t identity=f default=0 statistics=-1
 stream_state: column stream_state.created_slot text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
+stream_state: column stream_state.current_at timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.error_hint text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.error_message text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.error_sqlstate text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
+stream_state: column stream_state.full_check_requested_at timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.lag_alerted_at timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.last_apply_at timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.last_commit_time timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
+stream_state: column stream_state.last_message_at timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.publication text collation=pg_catalog."default" notnull=t identity=f default= statistics=-1
 stream_state: column stream_state.received_lsn pg_lsn collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.singleton boolean collation=- notnull=t identity=f default=true statistics=-1
 stream_state: column stream_state.slot_name text collation=pg_catalog."default" notnull=t identity=f default= statistics=-1
+stream_state: column stream_state.source_lsn pg_lsn collation=- notnull=f identity=f default= statistics=-1
+stream_state: column stream_state.source_lsn_at timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.started_at timestamp with time zone collation=- notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.started_by text collation=pg_catalog."default" notnull=f identity=f default= statistics=-1
 stream_state: column stream_state.state text collation=pg_catalog."default" notnull=t identity=f default='stopped'::text statistics=-1
@@ -394,7 +400,7 @@ stream_state: column stream_state.wanted boolean collation=- notnull=t identity=
 stream_state: column stream_state.worker_pid integer collation=- notnull=f identity=f default= statistics=-1
 stream_state: constraint sicoop.stream_state.stream_state_pkey PRIMARY KEY (singleton)
 stream_state: constraint sicoop.stream_state.stream_state_singleton_check CHECK (singleton)
-stream_state: constraint sicoop.stream_state.stream_state_state_check CHECK ((state = ANY (ARRAY['starting'::text, 'syncing'::text, 'streaming'::text, 'paused'::text, 'reconnecting'::text, 'stopped'::text, 'failed'::text])))
+stream_state: constraint sicoop.stream_state.stream_state_state_check CHECK ((state = ANY (ARRAY['starting'::text, 'syncing'::text, 'streaming'::text, 'paused'::text, 'stalled'::text, 'reconnecting'::text, 'stopped'::text, 'failed'::text])))
 stream_state: index CREATE UNIQUE INDEX stream_state_pkey ON sicoop.stream_state USING btree (singleton)
 stream_state: relation stream_state kind=r persistence=p am=heap of=- rls=f force_rls=f partition=f
 trusted_associado: column trusted_associado.data_nascimento date collation=- notnull=f identity=f default= statistics=-1

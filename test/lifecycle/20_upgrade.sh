@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Versioned upgrades: the real 1.0 -- its install script and library as released, built from
 # the git history -- loads a source and a change; then the current build is installed and
-# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5 -> 1.6, each script in turn). The data and history are intact, no data object is
+# ALTER EXTENSION sicoop_etl UPDATE runs (1.0 -> 1.1 -> 1.2 -> 1.3 -> 1.4 -> 1.5 -> 1.6 -> 1.7, each script in turn). The data and history are intact, no data object is
 # an extension member any more, the next incremental run equals a from-scratch load, the
 # upgraded install has the same schema as a fresh one (pg_dump --schema-only and the catalog),
 # and it survives a dump/restore and a DROP EXTENSION.
@@ -11,6 +11,7 @@ RELEASE_1_3=5631738  # the commit 1.3 was released at
 RELEASE_1_4=1797871  # the commit 1.4 was released at
 RELEASE_1_5=562ec34  # the commit 1.5 landed at (its scripts last changed in d34690b, before it landed)
 RELEASE_1_6=b68d6bf  # the commit 1.6 was released at
+CURRENT=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$REPO/sicoop_etl.control")  # this build's version
 N=20000
 SRC=sicoop_up_src UP=sicoop_up_dw FRESH=sicoop_up_fresh REF=sicoop_up_ref RESTORED=sicoop_up_restored
 
@@ -71,8 +72,8 @@ fingerprint "$UP" | grep -v '^raw_cartao ' >"$WORK/after_refusal"
 same_file "$WORK/before" "$WORK/after_refusal" 'the refused run changed nothing'
 
 ok_run 'ALTER EXTENSION sicoop_etl UPDATE succeeds' q -d "$UP" -c "ALTER EXTENSION sicoop_etl UPDATE"
-is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 1.6 'the extension is now 1.6'
-is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" 1.6 'and its data is marked as layout 1.6 (the canonical labels applied)'
+is "$(val "$UP" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" "$CURRENT" "the extension is now $CURRENT"
+is "$(val "$UP" "SELECT layout_version FROM sicoop.warehouse_info")" "$CURRENT" "and its data is marked as layout $CURRENT"
 # What 1.2 adds (the rules, their results, the canonical values, the reconciliation, the
 # analysts' views; reject has a new shape) and 1.5 (the stream's state) is not in the 1.0
 # warehouse to compare with.
@@ -122,7 +123,7 @@ layers "$UP" >"$WORK/up_layers"
 same_file "$WORK/ref_layers" "$WORK/up_layers" 'every layer equals a from-scratch load (history aside)'
 is "$(val "$UP" "SELECT count(*) FROM sicoop.reconciliation WHERE NOT balanced")" 0 'and every movement day balances with the source'
 
-# A fresh 1.6 install, connected to the same source and run, has the same schema.
+# A fresh install of this build, connected to the same source and run, has the same schema.
 make_warehouse "$FRESH" "$SRC"
 run_pipeline "$FRESH" '2025-08-18 11:00:00-03'
 schema() {
@@ -134,7 +135,7 @@ schema "$FRESH"
 defaults="SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT q::text AS t FROM sicoop.dq_rule q
           UNION ALL SELECT c::text FROM sicoop.canonical_value c) x"
 is "$(val "$UP" "$defaults")" "$(val "$FRESH" "$defaults")" 'the upgrade brings the same default rules and canonical values as a fresh install'
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" 'pg_dump --schema-only: a fresh 1.6 and an upgraded 1.0 are the same'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP" "pg_dump --schema-only: a fresh $CURRENT and an upgraded 1.0 are the same"
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP" \
   'the catalog: same extension members, function definitions, privileges and column order'
 
@@ -186,7 +187,7 @@ ok_run 'the updated 1.3 warehouse runs (the full run the new rules owe)' run_pip
 ok_run 'and runs again' run_pipeline "$UP13" '2025-08-18 12:30:00-03'
 is "$(val "$UP13" "$long_digit_stats")" 0 'and its runs leave no card number in statistics'
 schema "$UP13"
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" 'pg_dump --schema-only: a fresh 1.6 and an updated 1.3 are the same'
+same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP13" "pg_dump --schema-only: a fresh $CURRENT and an updated 1.3 are the same"
 same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP13" 'and so is the catalog'
 drop_db "$UP13"
 # A 1.3 install that never connected a source has no warehouse yet: the update changes the
@@ -194,42 +195,49 @@ drop_db "$UP13"
 BARE13=sicoop_up13_bare
 recreate_db "$BARE13"
 q -d "$BARE13" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.3' CASCADE" >/dev/null
-ok_run 'a 1.3 install with no warehouse yet updates to 1.5' q -d "$BARE13" -c "ALTER EXTENSION sicoop_etl UPDATE"
+ok_run "a 1.3 install with no warehouse yet updates to $CURRENT" q -d "$BARE13" -c "ALTER EXTENSION sicoop_etl UPDATE"
 q -d "$BARE13" -o /dev/null -c "SET client_min_messages = warning" -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'postgres')"
-is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" 1.6 'and connect_source then makes a 1.6 warehouse'
+is "$(val "$BARE13" "SELECT layout_version FROM sicoop.warehouse_info")" "$CURRENT" "and connect_source then makes a $CURRENT warehouse"
 drop_db "$BARE13"
 q -d "$SRC" -c "DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-UP13-PAN'" >/dev/null
 
-# The released 1.5, with data, an operator, and a stream's state (a stream that ran, then was
-# stopped: its slot and applied position kept): the update keeps every row, the stream's
-# position included, and gives what a fresh 1.6 is (schema and catalog), guard included.
-echo "# building sicoop_etl 1.5 from $RELEASE_1_5"
-mkdir -p "$WORK/v1.5"
-git -C "$REPO" archive "$RELEASE_1_5" | tar -x -C "$WORK/v1.5"
-make -C "$WORK/v1.5" -s -j2 >/dev/null 2>&1
-as_root make -C "$WORK/v1.5" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null
-UP15=sicoop_up15_dw
-make_warehouse "$UP15" "$SRC" 1.5
-run_pipeline "$UP15" '2025-08-18 10:00:00-03'
-q -d "$UP15" -c "INSERT INTO sicoop.stream_state (slot_name, publication, wanted, state, applied_lsn, received_lsn, changes_applied,
+# A released version (1.5, 1.6), with data, an operator, and a stream's state (a stream that
+# ran, then was stopped: its slot and applied position kept): the update keeps every row, the
+# stream's position included, and gives what a fresh install of this build is (schema and
+# catalog), guard included.
+update_from_release() {  # update_from_release <version> <commit>
+  local v=$1 commit=$2 db=sicoop_up${1//./}_dw
+  echo "# building sicoop_etl $v from $commit"
+  mkdir -p "$WORK/v$v"
+  git -C "$REPO" archive "$commit" | tar -x -C "$WORK/v$v"
+  make -C "$WORK/v$v" -s -j2 >/dev/null 2>&1
+  as_root make -C "$WORK/v$v" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null
+  make_warehouse "$db" "$SRC" "$v"
+  run_pipeline "$db" '2025-08-18 10:00:00-03'
+  q -d "$db" -c "INSERT INTO sicoop.stream_state (slot_name, publication, wanted, state, applied_lsn, received_lsn, changes_applied,
                    transactions_applied, batches_applied, last_commit_time, started_by, started_at, stopped_at)
                  VALUES ('sicoop_stream', 'sicoop_stream', false, 'stopped', '0/1A2B3C4D', '0/1A2B3C4D', 1234, 56, 7,
                          '2025-08-18 09:59:00-03', current_user, '2025-08-18 09:00:00-03', '2025-08-18 10:00:00-03')" >/dev/null
-fingerprint "$UP15" | grep -v -e '^warehouse_info ' -e '^stream_state ' >"$WORK/before15"
-stream15="SELECT concat_ws(' ', slot_name, publication, wanted, state, applied_lsn, changes_applied, transactions_applied, batches_applied) FROM sicoop.stream_state"
-stream_before=$(val "$UP15" "$stream15")
-install_current
-ok_run 'ALTER EXTENSION sicoop_etl UPDATE from 1.5 (data, a stream'"'"'s state) succeeds' q -d "$UP15" -c "ALTER EXTENSION sicoop_etl UPDATE"
-fingerprint "$UP15" | grep -v -e '^warehouse_info ' -e '^stream_state ' >"$WORK/after15"
-same_file "$WORK/before15" "$WORK/after15" 'every relation, row, sequence position and source option of the 1.5 warehouse is as it was'
-is "$(val "$UP15" "$stream15")" "$stream_before" 'and the stream'"'"'s state: its slot, its applied position, its counts'
-is "$(val "$UP15" "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'sicoop_guard' AND evtenabled = 'O'")" 1 \
-   'the update brings the guard'
-ok_run 'the updated 1.5 warehouse runs' run_pipeline "$UP15" '2025-08-18 12:00:00-03'
-schema "$UP15"
-same_file "$WORK/schema_$FRESH" "$WORK/schema_$UP15" 'pg_dump --schema-only: a fresh 1.6 and an updated 1.5 are the same'
-same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$UP15" 'and so is the catalog'
-drop_db "$UP15"
+  fingerprint "$db" | grep -v -e '^warehouse_info ' -e '^stream_state ' >"$WORK/before$v"
+  local stream="SELECT concat_ws(' ', slot_name, publication, wanted, state, applied_lsn, changes_applied, transactions_applied, batches_applied) FROM sicoop.stream_state"
+  local stream_before
+  stream_before=$(val "$db" "$stream")
+  install_current
+  ok_run "ALTER EXTENSION sicoop_etl UPDATE from $v (data, a stream's state) succeeds" q -d "$db" -c "ALTER EXTENSION sicoop_etl UPDATE"
+  fingerprint "$db" | grep -v -e '^warehouse_info ' -e '^stream_state ' >"$WORK/after$v"
+  same_file "$WORK/before$v" "$WORK/after$v" "every relation, row, sequence position and source option of the $v warehouse is as it was"
+  is "$(val "$db" "$stream")" "$stream_before" "and the stream's state: its slot, its applied position, its counts"
+  is "$(val "$db" "SELECT layout_version FROM sicoop.warehouse_info")" "$CURRENT" "and its data is marked as layout $CURRENT"
+  is "$(val "$db" "SELECT count(*) FROM pg_event_trigger WHERE evtname = 'sicoop_guard' AND evtenabled = 'O'")" 1 \
+     'the update brings the guard, or keeps it'
+  ok_run "the updated $v warehouse runs" run_pipeline "$db" '2025-08-18 12:00:00-03'
+  schema "$db"
+  same_file "$WORK/schema_$FRESH" "$WORK/schema_$db" "pg_dump --schema-only: a fresh $CURRENT and an updated $v are the same"
+  same_file "$WORK/catalog_$FRESH" "$WORK/catalog_$db" 'and so is the catalog'
+  drop_db "$db"
+}
+update_from_release 1.5 "$RELEASE_1_5"
+update_from_release 1.6 "$RELEASE_1_6"
 
 # An operator's warehouse (made by grant_operator under 1.1) stays the operator's through the
 # update: the new tables are its own, it may run the new functions, runs the pipeline, and
@@ -244,12 +252,12 @@ q -d postgres -c "DO \$\$ BEGIN
 q -d "$SRC" -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_source_reader" >/dev/null
 q -d "$OPDB" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.1' CASCADE" \
   -c "SELECT sicoop.grant_operator('sicoop_up_operator')" >/dev/null
-ok_run "an operator's 1.1 warehouse updates to 1.5" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
+ok_run "an operator's 1.1 warehouse updates to $CURRENT" q -d "$OPDB" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$OPDB" "SELECT string_agg(c.relname, ', ' ORDER BY c.relname) FROM pg_class c
                    WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind IN ('r', 'v', 'S', 'f')
                      AND c.relowner <> 'sicoop_up_operator'::regrole")" '' \
    'every relation of the warehouse, the new ones included, is the operator'"'"'s'
-ok_run 'the operator connects the source and runs the pipeline on 1.5' \
+ok_run "the operator connects the source and runs the pipeline on $CURRENT" \
   q -d "$OPDB" -U sicoop_up_operator -o /dev/null -c "SET client_min_messages = warning" \
     -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', 'sicoop_test_source_reader', 'reader-pw')" \
     -c "CALL sicoop.run_pipeline()"
