@@ -66,6 +66,7 @@ void check_installation() {
 // A stream's micro-batch: the source tables it touched (set by stream_steps::run).
 std::vector<std::string> stream_batch_tables;
 std::vector<std::string> stream_batch_truncated;
+int stream_batch_member_rounds = 0;
 
 RunContext load_context(const Step& step, bool full, bool rebuild, bool stream, spi::RunParams& params) {
     RunContext ctx;
@@ -75,6 +76,7 @@ RunContext load_context(const Step& step, bool full, bool rebuild, bool stream, 
     if (stream) {
         ctx.stream_tables = stream_batch_tables;
         ctx.stream_truncated = stream_batch_truncated;
+        ctx.stream_member_rounds = stream_batch_member_rounds;
     }
     spi::Param name = spi::text_param(step.name.c_str());
     ctx.since_run_id = rebuild ? 0 : spi::exec("SELECT last_run_id FROM sicoop.step_state WHERE step = $1", &name, 1);
@@ -702,9 +704,10 @@ void check_ready() { check_installation(); }
 bool try_run_lock() { return try_lock(false); }
 
 StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables, const std::vector<std::string>& truncated) {
+               const std::vector<std::string>& tables, const std::vector<std::string>& truncated, int member_rounds) {
     stream_batch_tables = tables;
     stream_batch_truncated = truncated;
+    stream_batch_member_rounds = member_rounds;
     StepCounts total;
     total.rows_unchanged = 0;
     detail = "{";

@@ -28,9 +28,11 @@ bool try_run_lock();
 // sicoop.stream_key filled by the caller), or as a full run (the initial sync, logged as the
 // run's steps). `detail`: per step, [read, inserted, updated, deleted, rejected, milliseconds] as JSON.
 // `tables`: the source tables the micro-batch touched (the others have nothing to merge);
-// `truncated`: those of them truncated at the source in it.
+// `truncated`: those of them truncated at the source in it. `member_rounds`: the most earlier
+// states one member has in the batch (sicoop.stage_associado_state, filled by the caller).
 StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {});
+               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {},
+               int member_rounds = 0);
 }  // namespace stream_steps
 
 }  // namespace sicoop

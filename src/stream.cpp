@@ -19,9 +19,11 @@
 //      and the stream meet with no gap and no overlap.
 //   4. START_REPLICATION from the applied LSN (pgoutput, protocol 1, the publication). Whole
 //      source transactions are gathered (src/steps/pgoutput.cpp) into a micro-batch, applied
-//      when sicoop.stream_interval has passed since its first change, when it holds
-//      sicoop.stream_batch_changes changes, or before a second change of the same member (each
-//      change of a member is its own SCD2 version, from its commit time).
+//      when sicoop.stream_interval has passed since its first change, or when it holds
+//      sicoop.stream_batch_changes changes. A member changed several times in it keeps every
+//      state in commit order (sicoop.stage_associado_state): each is its own SCD2 version,
+//      from its commit time (src/steps/scd2.cpp); only a member's kMaxMemberStates-th change
+//      applies the batch first.
 //   5. A micro-batch is one warehouse transaction: its rows into the stage, its keys into
 //      sicoop.stream_key, every step over them (src/pipeline.cpp, RunContext::stream), its run
 //      log row, and the end LSN of its last source transaction in stream_state. Only then is
@@ -62,6 +64,7 @@ extern "C" {
 #include <signal.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -716,25 +719,30 @@ std::string stream_keys_text(const pgo::TableBatch& batch, const pgo::StageBatch
     return text;
 }
 
+// The most states one member may have in a micro-batch: SCD2 replays a member's earlier states
+// one round each (a few statements per round), so a member changed more often than this in one
+// batch applies the batch first.
+constexpr size_t kMaxMemberStates = 32;
+
 struct Batch {
     std::vector<pgo::Transaction> transactions;
     size_t changes = 0;
-    std::set<std::string> members;  // associado keys changed: one change each per batch
+    std::map<std::string, size_t> members;  // associado keys changed: how many times in the batch
     TimestampTz first_received = 0;
 
     bool empty() const { return transactions.empty(); }
     void clear() { *this = Batch{}; }
 };
 
-// The associado keys a transaction changes.
-std::set<std::string> members_of(const pgo::Transaction& t) {
-    std::set<std::string> keys;
+// The associado keys a transaction changes, with how many states each gets in it.
+std::map<std::string, size_t> members_of(const pgo::Transaction& t) {
+    std::map<std::string, size_t> keys;
     bool any = false;
     for (const auto& c : t.changes) any = any || c.table == "associado";
     if (!any) return keys;
-    for (const pgo::TableBatch& b : pgo::fold({t}, key_columns(), {}))
+    for (const pgo::TableBatch& b : pgo::fold({t}, key_columns(), {"associado"}))
         if (b.table == "associado")
-            for (const auto& s : b.last) keys.insert(s.key);
+            for (const auto& s : b.versions) ++keys[s.key];
     return keys;
 }
 
@@ -747,7 +755,8 @@ bool apply(const Batch& batch, pgo::Lsn received) {
     spi::exec("DELETE FROM sicoop.stream_key");  // (empty: truncated by the batch before)
     std::string keys_text;
     std::vector<std::string> touched, truncated;
-    for (const pgo::TableBatch& b : pgo::fold(batch.transactions, key_columns(), {})) {
+    size_t member_rounds = 0;
+    for (const pgo::TableBatch& b : pgo::fold(batch.transactions, key_columns(), {"associado"})) {
         touched.push_back(b.table);
         if (b.truncated) truncated.push_back(b.table);
         const SourceTable* table = nullptr;
@@ -757,6 +766,14 @@ bool apply(const Batch& batch, pgo::Lsn received) {
         const pgo::StageBatch staged = pgo::stage_batch(b, stage_columns(*table));
         if (staged.rows > 0) stage_stream_rows(b.table, stage_columns(*table), table->key, staged.copy_text);
         keys_text += stream_keys_text(b, staged);
+        // A member's states before its last: SCD2 makes a version of each (src/steps/scd2.cpp).
+        const pgo::EarlierStates earlier = pgo::earlier_states(b, stage_columns(*table), table->key, timestamp_text);
+        if (earlier.rows > 0) {
+            std::vector<std::string> columns = pgo::EarlierStates::leading_columns();
+            for (const std::string& c : stage_columns(*table)) columns.push_back(c);
+            stage_stream_rows(b.table + "_state", columns, "state_no", earlier.copy_text);
+            member_rounds = earlier.rounds;
+        }
     }
     if (!keys_text.empty())
         copy_text_into("stream_key", {"table_name", "record_id", "deleted", "commit_time", "keep_from_raw"}, keys_text);
@@ -765,7 +782,7 @@ bool apply(const Batch& batch, pgo::Lsn received) {
     const int64 run_id = run_log::next_run_id();
     run_log::started(run_id, "stream", reference_time);
     std::string detail;
-    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, touched, truncated);
+    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, touched, truncated, static_cast<int>(member_rounds));
     // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
     spi::exec("TRUNCATE sicoop.stream_key");
     forget_unfit_values();
@@ -943,10 +960,13 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             if (t && batch.empty()) applied = std::max(applied, t->end_lsn);  // nothing of ours: skip it
             continue;
         }
-        // A second change of a member in one batch: the batch is applied first, so that each
-        // change is a version of its own.
-        std::set<std::string> members = members_of(*t);
-        const bool again = std::any_of(members.begin(), members.end(), [&](const std::string& k) { return batch.members.count(k) > 0; });
+        // A member's states in one batch are its SCD2 versions, replayed one round each: past
+        // kMaxMemberStates the batch is applied first.
+        const std::map<std::string, size_t> members = members_of(*t);
+        const bool again = std::any_of(members.begin(), members.end(), [&](const auto& m) {
+            auto known = batch.members.find(m.first);
+            return (known == batch.members.end() ? 0 : known->second) + m.second > kMaxMemberStates;
+        });
         if (again) {
             while (!apply(batch, received)) {
                 wait_a_second();
@@ -957,7 +977,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         }
         if (batch.empty()) batch.first_received = GetCurrentTimestamp();
         batch.changes += t->changes.size();
-        batch.members.insert(members.begin(), members.end());
+        for (const auto& [key, states] : members) batch.members[key] += states;
         batch.transactions.push_back(std::move(*t));
     }
 }

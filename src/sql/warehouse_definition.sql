@@ -313,6 +313,19 @@ stage_associado: column stage_associado.estado_civil text collation=pg_catalog."
 stage_associado: column stage_associado.id_associado text collation=pg_catalog."default" notnull=f identity=f default= statistics=0
 stage_associado: column stage_associado.nome text collation=pg_catalog."default" notnull=f identity=f default= statistics=0
 stage_associado: relation stage_associado kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f
+stage_associado_state: column stage_associado_state.commit_time timestamp with time zone collation=- notnull=t identity=f default= statistics=-1
+stage_associado_state: column stage_associado_state.data_nascimento date collation=- notnull=f identity=f default= statistics=-1
+stage_associado_state: column stage_associado_state.deleted boolean collation=- notnull=t identity=f default= statistics=-1
+stage_associado_state: column stage_associado_state.escolaridade text collation=pg_catalog."default" notnull=f identity=f default= statistics=0
+stage_associado_state: column stage_associado_state.estado_civil text collation=pg_catalog."default" notnull=f identity=f default= statistics=0
+stage_associado_state: column stage_associado_state.id_associado text collation=pg_catalog."default" notnull=f identity=f default= statistics=0
+stage_associado_state: column stage_associado_state.keep_from_raw text[] collation=pg_catalog."default" notnull=t identity=f default='{}'::text[] statistics=-1
+stage_associado_state: column stage_associado_state.nome text collation=pg_catalog."default" notnull=f identity=f default= statistics=0
+stage_associado_state: column stage_associado_state.rejected boolean collation=- notnull=t identity=f default=false statistics=-1
+stage_associado_state: column stage_associado_state.round integer collation=- notnull=t identity=f default= statistics=-1
+stage_associado_state: column stage_associado_state.state_no integer collation=- notnull=t identity=f default= statistics=-1
+stage_associado_state: index CREATE INDEX stage_associado_state_member ON sicoop.stage_associado_state USING btree (id_associado, round)
+stage_associado_state: relation stage_associado_state kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f
 stage_bucket: column stage_bucket.bucket integer collation=- notnull=f identity=f default= statistics=-1
 stage_bucket: relation stage_bucket kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f
 stage_cartao: column stage_cartao.bandeira_cartao text collation=pg_catalog."default" notnull=f identity=f default= statistics=0

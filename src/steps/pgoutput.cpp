@@ -492,3 +492,44 @@ StageBatch stage_batch(const TableBatch& batch, const std::vector<std::string>& 
 }
 
 }  // namespace sicoop::pgoutput
+
+namespace sicoop::pgoutput {
+
+EarlierStates earlier_states(const TableBatch& batch, const std::vector<std::string>& stage_columns,
+                             const std::string& key_column, const std::function<std::string(Timestamp)>& time_text) {
+    EarlierStates out;
+    std::vector<size_t> position;
+    for (const std::string& column : stage_columns) {
+        auto found = std::find(batch.columns.begin(), batch.columns.end(), column);
+        if (found == batch.columns.end())
+            throw std::runtime_error("replication stream: source table " + batch.table + " no longer sends column " + column);
+        position.push_back(static_cast<size_t>(found - batch.columns.begin()));
+    }
+    // How many states each key has in all (its last is `batch.last`'s); then every state but
+    // the last, numbered per key.
+    std::unordered_map<std::string, size_t> total, seen;
+    for (const KeyState& s : batch.versions) ++total[s.key];
+    for (const KeyState& s : batch.versions) {
+        const size_t round = ++seen[s.key];
+        if (round == total[s.key]) continue;  // the last: the stage's
+        out.rounds = std::max(out.rounds, round);
+        std::string kept;
+        std::string values;
+        for (size_t i = 0; i < position.size(); ++i) {
+            Column c;  // a deleted state: only its key
+            if (!s.deleted) {
+                c = s.row.at(position[i]);
+                if (c.kind == Column::Kind::UnchangedToast) kept += (kept.empty() ? "" : ",") + stage_columns[i];
+            } else if (stage_columns[i] == key_column) {
+                c = Column{Column::Kind::Text, s.key};
+            }
+            values += "\t" + copy_text_value(c);
+        }
+        ++out.rows;
+        out.copy_text += std::to_string(out.rows) + "\t" + std::to_string(round) + "\t" + time_text(s.commit_time) + "\t" +
+                         (s.deleted ? "t" : "f") + "\t{" + kept + "}" + values + "\n";
+    }
+    return out;
+}
+
+}  // namespace sicoop::pgoutput

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -197,5 +198,25 @@ StageBatch stage_batch(const TableBatch& batch, const std::vector<std::string>& 
 // A value as COPY's text format writes it: backslash, tab, newline and carriage return
 // escaped; NULL is \N.
 std::string copy_text_value(const Column& c);
+
+// A key's states before its last one in the batch (a TableBatch folded with versions): the
+// stage, raw and trusted take only the last state, but dim_associado makes a version of every
+// state of a member, from its commit time (issue 25: a repeated member no longer cuts the
+// batch). Laid out for sicoop.stage_associado_state as COPY text lines, in commit order:
+//   state_no (1, 2, ... in the batch), round (the key's 1st, 2nd, ... earlier state: SCD2
+//   replays every key's round 1, then round 2, ..., then the last states), commit_time (as
+//   `time_text` writes it), deleted (t/f), keep_from_raw ({col,...}: an unchanged TOAST value
+//   no earlier state of the batch gave), then the stage's columns (a deleted state: its key,
+//   `key_column`, and \N).
+struct EarlierStates {
+    std::string copy_text;
+    size_t rows = 0;
+    size_t rounds = 0;  // the most earlier states one key has
+    static std::vector<std::string> leading_columns() {
+        return {"state_no", "round", "commit_time", "deleted", "keep_from_raw"};
+    }
+};
+EarlierStates earlier_states(const TableBatch& batch, const std::vector<std::string>& stage_columns,
+                             const std::string& key_column, const std::function<std::string(Timestamp)>& time_text);
 
 }  // namespace sicoop::pgoutput

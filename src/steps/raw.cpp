@@ -127,7 +127,8 @@ bool is_key(const SourceTable& t, const std::string& column) { return column == 
 std::vector<CopyMask> copy_masks(const std::string& table, const std::vector<std::string>& columns) {
     const SourceTable* source = nullptr;
     for (const SourceTable& t : source_tables())
-        if (table == "stage_" + t.name || table == "raw_" + t.name) source = &t;
+        // (stage_associado_state: a member's earlier states in a micro-batch, the stage's columns)
+        if (table == "stage_" + t.name || table == "raw_" + t.name || table == "stage_" + t.name + "_state") source = &t;
     std::vector<CopyMask> masks;
     for (const std::string& column : columns) {
         CopyMask mask = CopyMask::None;
@@ -604,17 +605,44 @@ void plan_keyed(std::vector<Action>& actions, const SourceTable& t) {
 // not send (an unchanged TOAST value) are taken from raw; then the rules, the merge, and the
 // keys deleted at the source (or every key, after a truncate) leave raw with a tombstone.
 // Only the batch's keys are looked at: its cost follows the change, not the history.
-void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool truncated) {
+void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool truncated, bool earlier_states) {
     // An unchanged TOAST value the source did not send: raw's, or -- for a key held in the
     // rejects (a value too long for raw is what gets TOASTed) -- the rejected record's.
-    std::string from_raw, from_reject;
-    for (const auto& [col, type] : t.columns) {
-        if (col == t.key) continue;
-        const char* sep = from_raw.empty() ? "" : ",\n    ";
-        from_raw += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY (k.keep_from_raw) THEN r.{col} ELSE s.{col} END)sql",
-                         {{"sep", sep}, {"col", col}});
-        from_reject += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY (k.keep_from_raw) THEN (j.record ->> '{col}')::{type} ELSE s.{col} END)sql",
-                            {{"sep", sep}, {"col", col}, {"type", stage_type(type)}});
+    // (`kept`: the row saying which columns were not sent, k.; `row`: the row filled, s.)
+    auto taken = [&](const char* kept, const char* row) {
+        std::string from_raw, from_reject;
+        for (const auto& [col, type] : t.columns) {
+            if (col == t.key) continue;
+            const char* sep = from_raw.empty() ? "" : ",\n    ";
+            const std::vector<std::pair<std::string, std::string>> v = {
+                {"sep", sep}, {"col", col}, {"type", stage_type(type)}, {"k", kept}, {"s", row}};
+            from_raw += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY ({k}.keep_from_raw) THEN r.{col} ELSE {s}.{col} END)sql", v);
+            from_reject += fill(
+                R"sql({sep}{col} = CASE WHEN '{col}' = ANY ({k}.keep_from_raw) THEN (j.record ->> '{col}')::{type} ELSE {s}.{col} END)sql", v);
+        }
+        return std::make_pair(from_raw, from_reject);
+    };
+    const auto [from_raw, from_reject] = taken("k", "s");
+    // A member's earlier states in the batch (issue 25; SCD2 makes their versions): the same,
+    // from raw and the rejects as the batch found them, before the merge changes raw.
+    if (earlier_states) {
+        actions.push_back(sql_action(fill(R"sql(
+UPDATE sicoop.stage_{table}_state k
+SET {from_raw}
+FROM {raw} r
+WHERE k.keep_from_raw <> '{}' AND r.{key} = k.{key})sql",
+                                          {{"table", t.name}, {"from_raw", taken("k", "k").first}, {"raw", raw_of(t)},
+                                           {"key", t.key}}),
+                                     t.name));
+        actions.push_back(sql_action(fill(R"sql(
+UPDATE sicoop.stage_{table}_state k
+SET {from_reject}
+FROM sicoop.reject j
+WHERE k.keep_from_raw <> '{}' AND j.table_name = '{table}' AND j.record_id = k.{key} AND j.copy_no = 1
+  AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.{key} = k.{key}))sql",
+                                          {{"table", t.name}, {"from_reject", taken("k", "k").second},
+                                           {"raw", raw_of(t)}, {"key", t.key}}),
+                                     t.name));
     }
     actions.push_back(sql_action(fill(R"sql(
 UPDATE {stage} s
@@ -675,7 +703,8 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         std::string touched;
         for (const SourceTable& t : source_tables())
             if (std::find(ctx.stream_tables.begin(), ctx.stream_tables.end(), t.name) != ctx.stream_tables.end()) {
-                plan_streamed(actions, t, ctx.stream_truncated_table(t.name));
+                plan_streamed(actions, t, ctx.stream_truncated_table(t.name),
+                              t.name == "associado" && ctx.stream_member_rounds > 0);
                 touched += (touched.empty() ? "" : ", ") + stage_of(t);
             }
         // Nothing stays in the stage after the step, not even as dead rows: it held source rows,

@@ -44,9 +44,12 @@ const char* const kSourceHistorized =
 // 'CASADO(A)' was): sicoop.warehouse_info.canonical_labels keeps the values the versions were
 // labelled with, and sicoop._canonical_relabels() maps each old label to its new one. The
 // values applied are then recorded, in the same transaction. Nothing to relabel (the usual
-// case): the one-time filter skips the scan.
+// case: the labels recorded are today's, which _canonical_relabels() would take 25 ms of every
+// micro-batch to find): the one-time filters skip the work.
 const char* const kRelabel = R"sql(
-WITH relabels AS MATERIALIZED (SELECT r.domain, r.label, r.relabel, r.candidates FROM sicoop._canonical_relabels() r),
+WITH relabels AS MATERIALIZED (SELECT r.domain, r.label, r.relabel, r.candidates FROM sicoop._canonical_relabels() r
+                               WHERE (SELECT w.canonical_labels FROM ONLY sicoop.warehouse_info w)
+                                     IS DISTINCT FROM sicoop._canonical_labels()),
 relabelled AS (
   UPDATE sicoop.dim_associado d
   SET estado_civil_associado = coalesce((SELECT coalesce(
@@ -103,7 +106,7 @@ const char* const kCorrectInPlace = R"sql(WITH corrected AS (
   SET estado_civil_associado = s.estado_civil, escolaridade_associado = s.escolaridade,
       idade_atual_associado = sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date),
       data_hora_atualizacao_registro = $1, run_id = $2
-  FROM sicoop.trusted_associado s
+  FROM {members} s
   WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado{changed}
     AND d.inicio_vigencia_registro_associado = {at_s}
     AND {dim_historized} IS DISTINCT FROM {source_historized}
@@ -115,7 +118,7 @@ const char* const kCloseChanged = R"sql(WITH closed AS (
   UPDATE sicoop.dim_associado d
   SET fim_vigencia_registro_associado = {at_s}, registro_ativo_associado = false,
       data_hora_atualizacao_registro = $1, run_id = $2
-  FROM sicoop.trusted_associado s
+  FROM {members} s
   WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado{changed}
     AND d.inicio_vigencia_registro_associado < {at_s}
     AND {dim_historized} IS DISTINCT FROM {source_historized}
@@ -129,7 +132,7 @@ const char* const kDropGoneOpenedNow = R"sql(WITH dropped AS (
   DELETE FROM sicoop.dim_associado d
   WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL{gone_candidates}
     AND d.inicio_vigencia_registro_associado = {at_d}
-    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)
+    AND NOT EXISTS (SELECT 1 FROM {members} s WHERE s.id_associado = d.id_associado)
   RETURNING d.id_associado),
 stamped AS (
   UPDATE sicoop.dim_associado p SET run_id = $2
@@ -142,7 +145,7 @@ const char* const kCloseGone = R"sql(WITH closed AS (
       data_hora_atualizacao_registro = $1, run_id = $2
   WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL{gone_candidates}
     AND d.inicio_vigencia_registro_associado < {at_d}
-    AND NOT EXISTS (SELECT 1 FROM sicoop.trusted_associado s WHERE s.id_associado = d.id_associado)
+    AND NOT EXISTS (SELECT 1 FROM {members} s WHERE s.id_associado = d.id_associado)
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM closed)sql";
 
@@ -158,7 +161,7 @@ const char* const kOpen = R"sql(WITH opened AS (
          CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)
               THEN {open_at} ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,
          timestamp '9999-12-31' AT TIME ZONE $3, true, $1, $2
-  FROM sicoop.trusted_associado s
+  FROM {members} s
   WHERE true{changed} AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d
                     WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)
   ORDER BY s.id_associado COLLATE "C"
@@ -166,10 +169,10 @@ const char* const kOpen = R"sql(WITH opened AS (
 SELECT count(*) AS rows_inserted FROM opened)sql";
 
 // When a version opens or closes. A batch run: at its reference time ($1). A stream's
-// micro-batch (true history): at the commit time of the source transaction that changed the
-// member (sicoop.stream_key; a micro-batch holds at most one change per member), never before
-// the member's current version began -- a commit older than that (a batch run's version, clocks
-// apart) corrects the current version in place instead of making versions overlap.
+// micro-batch (true history): at the commit time of the source transaction that left the
+// member in its last state (sicoop.stream_key), never before the member's current version
+// began -- a commit older than that (a batch run's version, clocks apart) corrects the current
+// version in place instead of making versions overlap.
 const char* const kStreamChangeTime = R"sql(coalesce((SELECT k.commit_time FROM sicoop.stream_key k
                      WHERE k.table_name = 'associado' AND k.record_id = {member}), $1))sql";
 // Stream: only the members the batch touched can have gone (every one, after a truncate).
@@ -177,25 +180,82 @@ const char* const kStreamGoneCandidates = R"sql(
     AND d.id_associado = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
                                     WHERE k.table_name = 'associado' AND k.record_id IS NOT NULL)))sql";
 
-std::vector<std::pair<std::string, std::string>> vigencia_times(const RunContext& ctx) {
-    if (!ctx.stream) return {{"at_s", "$1"}, {"at_d", "$1"}, {"open_at", "$1"}, {"gone_candidates", ""}};
+// A member changed more than once in a micro-batch (issue 25): its states before the last
+// (sicoop.stage_associado_state, round n: its nth) are replayed first, one round at a time,
+// through the same statements as the last state, each at its own commit time: the versions and
+// times that one batch per state would make. A round's members: its states that are rows (not
+// deleted, not refused by a reject rule: sicoop._check_member_states), cleaned as load_trusted
+// cleans (trusted_expressions); its other members are gone from that commit on.
+const char* const kRoundMembers = R"sql((SELECT s.id_associado, s.commit_time{cleaned}
+   FROM sicoop.stage_associado_state s WHERE s.round = {round} AND NOT s.deleted AND NOT s.rejected))sql";
+const char* const kRoundTime = R"sql((SELECT e.commit_time FROM sicoop.stage_associado_state e
+                     WHERE e.round = {round} AND e.id_associado = {member}))sql";
+const char* const kRoundCandidates = R"sql(
+    AND d.id_associado = ANY (ARRAY(SELECT e.id_associado FROM sicoop.stage_associado_state e WHERE e.round = {round})))sql";
+// After the rounds, type 1 as the member's last accepted earlier state left it (its last state,
+// if trusted has it, corrects it again below).
+const char* const kRoundsType1 = R"sql(WITH last_accepted AS (
+  SELECT DISTINCT ON (s.id_associado) s.id_associado{cleaned}
+  FROM sicoop.stage_associado_state s WHERE NOT s.deleted AND NOT s.rejected
+  ORDER BY s.id_associado, s.round DESC),
+corrected AS (
+  UPDATE sicoop.dim_associado d
+  SET nome_associado = s.nome, sobrenome_associado = s.sobrenome,
+      data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1
+  FROM last_accepted s
+  WHERE d.id_associado = s.id_associado
+    AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)
+        IS DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)
+  RETURNING 1)
+SELECT count(*) AS rows_updated FROM corrected)sql";
+// The last states of members that had earlier ones are compared whatever trusted says (a member
+// back to its state before the batch leaves trusted unchanged, but not its versions).
+const char* const kChangedOrReplayed = R"sql( AND (s.run_id > $4 OR s.id_associado IN (SELECT e.id_associado FROM sicoop.stage_associado_state e)))sql";
+
+std::string cleaned_columns() {
+    std::string out;
+    for (const auto& [name, expression] : trusted_expressions("associado")) out += ", " + expression + " AS " + name;
+    return out;
+}
+
+using Values = std::vector<std::pair<std::string, std::string>>;
+
+Values vigencia_times(const RunContext& ctx) {
+    if (!ctx.stream)
+        return {{"at_s", "$1"}, {"at_d", "$1"}, {"open_at", "$1"}, {"gone_candidates", ""}, {"members", "sicoop.trusted_associado"}};
     const std::string of_s = fill(kStreamChangeTime, {{"member", "s.id_associado"}});
     const std::string of_d = fill(kStreamChangeTime, {{"member", "d.id_associado"}});
     return {{"at_s", "greatest(" + of_s + ", d.inicio_vigencia_registro_associado)"},
             {"at_d", "greatest(" + of_d + ", d.inicio_vigencia_registro_associado)"},
             {"open_at", "greatest(" + of_s + R"sql(, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
                                  WHERE h.id_associado = s.id_associado)))sql"},
-            {"gone_candidates", ctx.stream_truncated_table("associado") ? "" : kStreamGoneCandidates}};
+            {"gone_candidates", ctx.stream_truncated_table("associado") ? "" : kStreamGoneCandidates},
+            {"members", "sicoop.trusted_associado"}};
+}
+
+// Round `round` of the earlier states: the same substitutions, from sicoop.stage_associado_state.
+Values round_times(int round) {
+    const Values r = {{"round", std::to_string(round)}};
+    return {{"at_s", "greatest(s.commit_time, d.inicio_vigencia_registro_associado)"},
+            {"at_d", "greatest(" + fill(fill(kRoundTime, r), {{"member", "d.id_associado"}}) + ", d.inicio_vigencia_registro_associado)"},
+            {"open_at", R"sql(greatest(s.commit_time, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
+                                 WHERE h.id_associado = s.id_associado)))sql"},
+            {"gone_candidates", fill(kRoundCandidates, r)},
+            {"members", fill(kRoundMembers, {{"round", std::to_string(round)}, {"cleaned", cleaned_columns()}})},
+            {"changed", ""}};
 }
 
 }  // namespace
 
 std::vector<Action> plan_scd2(const RunContext& ctx) {
+    const int rounds = ctx.stream ? ctx.stream_member_rounds : 0;
     // Members whose trusted row changed since this step last ran (load_trusted also stamps the
     // members whose age moved on); all of them on a full run.
-    const std::string changed = ctx.everything() ? "" : " AND s.run_id > $4";
+    const std::string changed = ctx.everything() ? "" : rounds > 0 ? kChangedOrReplayed : " AND s.run_id > $4";
     auto values = vigencia_times(ctx);
-    values.insert(values.end(), {{"changed", changed}, {"dim_historized", kDimHistorized}, {"source_historized", kSourceHistorized}});
+    const Values historized = {{"dim_historized", kDimHistorized}, {"source_historized", kSourceHistorized}};
+    values.push_back({"changed", changed});
+    values.insert(values.end(), historized.begin(), historized.end());
     auto statement = [&](const char* sql) { return sql_action(fill(sql, values)); };
     std::vector<Action> actions;
     // Runs go forward in time: closing a version before it started would be a lie. (A stream's
@@ -207,10 +267,25 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     // labels with versions already relabelled, never opening a version for a label.
     actions.push_back(statement(kRelabel));
     actions.push_back(sql_action(kRecordLabels));
+    if (rounds > 0) {
+        // Earlier states: the rules first (a refused one makes its member gone from its commit
+        // on), then each round, then type 1 as the last accepted one left it.
+        actions.push_back(sql_action("SELECT r.rows_read, r.rows_rejected FROM sicoop._check_member_states($2, ($1 AT TIME ZONE $3)::date) r"));
+        for (int round = 1; round <= rounds; ++round) {
+            Values v = round_times(round);
+            v.insert(v.end(), historized.begin(), historized.end());
+            for (const char* sql : {kCorrectInPlace, kCloseChanged, kDropGoneOpenedNow, kCloseGone, kOpen})
+                actions.push_back(sql_action(fill(sql, v)));
+        }
+        actions.push_back(sql_action(fill(kRoundsType1, {{"cleaned", cleaned_columns()}})));
+    }
     for (const char* sql : {kCountRead, kCorrectType1, kCorrectInPlace, kCloseChanged, kDropGoneOpenedNow, kCloseGone, kOpen})
         actions.push_back(statement(sql));
     // Whatever happened above, no two versions of a changed member may overlap.
     actions.push_back(sql_action("SELECT sicoop.check_vigencia(CASE WHEN $4 = 0 THEN 0 ELSE $2 - 1 END)"));
+    // (The earlier states hold no card number -- masked on their way in, as the stage's -- and
+    // a DELETE costs less than the new files of a TRUNCATE.)
+    if (rounds > 0) actions.push_back(sql_action("DELETE FROM sicoop.stage_associado_state"));
     // Fresh statistics after a bulk load, so load_fato joins this table the right way round.
     if (ctx.everything()) actions.push_back(sql_action("ANALYZE sicoop.dim_associado"));
     return actions;

@@ -123,6 +123,9 @@ struct RunContext {
     bool stream = false;
     std::vector<std::string> stream_tables;     // stream: the source tables the batch touched
     std::vector<std::string> stream_truncated;  // stream: those truncated at the source in it
+    // stream: the most states one member had before its last in the batch, which
+    // sicoop.stage_associado_state holds (0: every member changed once; issue 25)
+    int stream_member_rounds = 0;
     bool stream_truncated_table(const std::string& table) const;
 
     bool is_empty(const std::string& table) const;
@@ -174,6 +177,10 @@ std::string row_hash_sql(const SourceTable& t, const std::string& row, bool sour
 // one message per missing table or column, empty if the source is complete.
 std::vector<std::string> missing_source_columns(
     const std::vector<std::pair<std::string, std::string>>& present);
+
+// How load_trusted cleans a source table's row `s` (raw's columns) into trusted's columns
+// (trusted.cpp): SCD2 cleans a member's earlier states in a micro-batch the same way.
+std::vector<std::pair<std::string, std::string>> trusted_expressions(const std::string& table);
 
 // The steps' plans, one per file in src/steps/.
 std::vector<Action> plan_raw(const RunContext& ctx);

@@ -111,6 +111,14 @@ const char* const kNewDay = R"sql(
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> trusted_expressions(const std::string& table) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const TrustedTable& t : trusted_tables())
+        if (t.name == table)
+            for (const Column& c : t.columns) out.emplace_back(c.name, c.expression);
+    return out;
+}
+
 std::vector<Action> plan_trusted(const RunContext& ctx) {
     std::vector<Action> actions;
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"updated_at", "$1"}};

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The streaming benchmark (issue 19): make bench-stream N="1000000" [RATES="100 1000 max"] [DURATION=300]
+"""The streaming benchmark (issue 19): make bench-stream N="1000000" [RATES="100 1000 max"] [DURATION=300] [CATCHUP=100000]
 
 For each history size N, on the project's cluster (test/env.sh start; wal_level = logical), in one run:
   1. a synthetic source of N movements (generate_source.sql), published; a warehouse that
@@ -15,6 +15,11 @@ For each history size N, on the project's cluster (test/env.sh start; wal_level 
   4. the batch comparison at 1,000 changes/s: a second warehouse of the same source runs
      CALL sicoop.run_pipeline() back to back (a schedule as tight as it gets) under the same
      load, and the same probe times its freshness.
+  5. CATCHUP=<changes> (issue 25): the catch-up speed instead of 2-4. The stream is stopped,
+     pgbench commits about that many changes at the source as fast as it can (30% of its
+     transactions change a member among 200, so members repeat often within a batch), the
+     stream is started again, and the time until it has applied everything is printed as
+     changes/s, with the batches it took and where their time went (run_log.detail).
 Figures are printed, never asserted: this machine is shared and noisy.
 """
 import os
@@ -100,6 +105,93 @@ UPDATE associado SET escolaridade = 'Rodada ' || :k WHERE id_associado = 'ASSOC-
 \endif
 """
 CHANGES_PER_TX = 0.70 * 5 + 0.20 * 5 + 0.05 * 5 + 0.03 + 0.02  # about 4.8
+
+
+# The catch-up load: the changes of the load above, but 30% of the transactions change a
+# member's estado civil or escolaridade among 200 "hot" members (frequent repeats), in their own
+# source transactions.
+CATCHUP_SCRIPT = r"""
+\set r random(1, 100)
+\set k random(1, :movements)
+\set m random(1, 200)
+\if :r <= 50
+INSERT INTO movimentacao_cartao
+SELECT 'MOV-C' || :client_id || '-' || nextval('bench_seq'), 'CARTAO-' || lpad((1 + (:k + i) % :cards)::text, 8, '0'),
+       'compra', 10 + i, now()::timestamp
+FROM generate_series(1, 5) i;
+\elif :r <= 65
+UPDATE movimentacao_cartao SET valor_movimentacao = valor_movimentacao + 1
+WHERE id_movimentacao_cartao IN ('MOV-' || lpad(:k::text, 10, '0'), 'MOV-' || lpad((:k + 1)::text, 10, '0'),
+                                 'MOV-' || lpad((:k + 2)::text, 10, '0'), 'MOV-' || lpad((:k + 3)::text, 10, '0'),
+                                 'MOV-' || lpad((:k + 4)::text, 10, '0'));
+\elif :r <= 70
+UPDATE cartao SET nome_impresso_cartao = 'CARTAO ' || :k WHERE id_cartao = 'CARTAO-' || lpad((1 + :k % :cards)::text, 8, '0');
+\elif :r <= 85
+UPDATE associado SET estado_civil = CASE WHEN estado_civil ILIKE '%casad%' THEN 'Divorciado' ELSE 'casado' END
+WHERE id_associado = 'ASSOC-' || lpad(:m::text, 8, '0');
+\else
+UPDATE associado SET escolaridade = 'Rodada ' || :k WHERE id_associado = 'ASSOC-' || lpad(:m::text, 8, '0');
+\endif
+"""
+CATCHUP_CHANGES_PER_TX = 0.50 * 5 + 0.15 * 5 + 0.05 + 0.30  # about 3.6
+
+
+def catchup(n, changes):
+    """A backlog of about `changes` changes, committed while the stream is stopped, then drained."""
+    stop_stream(DW)
+    before = val(DW, "SELECT changes_applied FROM sicoop.stream_status()")
+    batches0 = val(DW, "SELECT batches_applied FROM sicoop.stream_status()")
+    run0 = val(DW, "SELECT coalesce(max(run_id), 0) FROM sicoop.run_log")
+    script = tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False)
+    script.write(CATCHUP_SCRIPT)
+    script.close()
+    members = max(n // 25, 1)
+    per_client = max(1, round(changes / CATCHUP_CHANGES_PER_TX / 4))
+    t = time.time()
+    subprocess.run([f"{PGBIN}/pgbench", "-n", "-f", script.name, "-c", "4", "-j", "2", "-t", str(per_client),
+                    "-D", f"movements={n}", "-D", f"cards={members * 6 // 5}", SRC],
+                   env=ENV, check=True, stdout=subprocess.DEVNULL)
+    target = val(SRC, "SELECT pg_current_wal_lsn()::text")
+    print(f"  backlog: {4 * per_client} source transactions committed in {time.time() - t:.1f} s, stream stopped")
+    sys.stdout.flush()
+    # PROFILE=1 (pg_stat_statements preloaded, track = all): the statements the batches spent most on.
+    profile = os.environ.get("PROFILE") == "1"
+    if profile:
+        psql(DW, "-c", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "-c", "SELECT pg_stat_statements_reset()")
+    t = time.time()
+    val(DW, f"SELECT sicoop.start_stream('{SLOT}')")
+    # (stream_state itself: stream_status() looks for the worker in pg_locks, too dear to poll)
+    while val(DW, f"SELECT (applied_lsn >= '{target}'::pg_lsn)::text FROM sicoop.stream_state") != "true":
+        state = val(DW, "SELECT state || ' ' || coalesce(error_message, '') FROM sicoop.stream_status()")
+        if state.startswith("failed") or time.time() - t > 900:
+            sys.exit(f"the stream did not catch up: {state}")
+        time.sleep(0.1)
+    elapsed = time.time() - t
+    applied = val(DW, "SELECT changes_applied FROM sicoop.stream_status()") - before
+    batches = val(DW, "SELECT batches_applied FROM sicoop.stream_status()") - batches0
+    print(f"  catch-up: {applied} changes in {batches} batches ({applied / max(batches, 1):.0f} changes per batch) "
+          f"in {elapsed:.1f} s: {applied / elapsed:.0f} changes/s")
+    # Where a batch's time goes: per step, the mean milliseconds over these batches (run_log.detail).
+    with connect(DW) as c:
+        rows = c.execute("""
+SELECT s.key, round(avg((s.value ->> 5)::numeric), 1), round(sum((s.value ->> 5)::numeric) / 1000, 1)
+FROM sicoop.run_log l, jsonb_each(l.detail -> 'steps') s
+WHERE l.step = 'stream' AND l.run_id > %s GROUP BY 1 ORDER BY min(l.run_id)""", (run0,)).fetchall()
+        whole = c.execute("""
+SELECT round(avg(extract(epoch FROM l.finished_at - l.started_at) * 1000)::numeric, 1),
+       round(sum(extract(epoch FROM l.finished_at - l.started_at))::numeric, 1)
+FROM sicoop.run_log l WHERE l.step = 'stream' AND l.run_id > %s""", (run0,)).fetchone()
+    print(f"  per batch: {whole[0]} ms in its run ({whole[1]} s in all); steps (mean ms, total s): " +
+          ", ".join(f"{k} {ms} ms / {tot} s" for k, ms, tot in rows))
+    if profile:
+        with connect(DW) as c:
+            for calls, total, mean, q in c.execute("""
+SELECT calls, round(total_exec_time::numeric / 1000, 2), round(mean_exec_time::numeric, 2),
+       regexp_replace(left(query, 150), '\s+', ' ', 'g')
+FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) 
+ORDER BY total_exec_time DESC LIMIT 40""").fetchall():
+                print(f"    {total:>7} s {calls:>6} calls {mean:>7} ms  {q}")
+    sys.stdout.flush()
 
 
 def start_load(rate_changes, seconds, n):
@@ -267,7 +359,11 @@ def bench(n):
     print(f"  start_stream: the slot's snapshot loaded and streaming in {time.time() - t:.1f} s")
     sys.stdout.flush()
     results = []
-    for rate in RATES:
+    if os.environ.get("CATCHUP"):
+        catchup(n, int(os.environ["CATCHUP"]))
+        for _ in range(int(os.environ.get("CATCHUP_REPEAT", "1")) - 1):
+            catchup(n, int(os.environ["CATCHUP"]))
+    for rate in ([] if os.environ.get("CATCHUP") else RATES):
         if rate != "max":
             results.append(measure_stream(int(rate), n, DURATION))
             print_stream(results[-1])
@@ -285,7 +381,7 @@ def bench(n):
             rate_try *= 2
         if best:
             print(f"  highest rate sustained: {best['applied_per_s']:.0f} changes/s applied (offered {best['offered']:.0f}/s)")
-    if os.environ.get("BATCH", "1") == "1":
+    if os.environ.get("BATCH", "1") == "1" and not os.environ.get("CATCHUP"):
         measure_batch(n, min(DURATION, 120))
     if os.environ.get("KEEP") == "1":
         return results

@@ -4,7 +4,7 @@ SELECT plan(40);
 
 SELECT has_schema('sicoop');
 SELECT tables_are('sicoop', ARRAY[
-  'warehouse_info', 'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index', 'source_sync', 'stream_state', 'stream_key', 'stage_unfit',
+  'warehouse_info', 'run_log', 'reject', 'step_state', 'raw_tombstone', 'deferred_index', 'source_sync', 'stream_state', 'stream_key', 'stage_unfit', 'stage_associado_state',
   'stage_key_checksum', 'stage_bucket', 'stage_key', 'stage_reject', 'stage_source_column', 'stage_day', 'source_day_total',
   'dq_rule', 'dq_result', 'canonical_value', 'reconciliation',
   'raw_associado', 'raw_conta', 'raw_cartao', 'raw_movimentacao_cartao',

@@ -36,7 +36,7 @@ SELECT set_eq($$SELECT c.relname::text FROM pg_depend d JOIN pg_class c ON d.cla
                 WHERE d.deptype = 'e' AND c.relnamespace = 'sicoop'::regnamespace$$,
               ARRAY['stage_associado', 'stage_conta', 'stage_cartao', 'stage_movimentacao_cartao', 'stage_key_checksum',
                     'stage_bucket', 'stage_key', 'stage_reject', 'stage_source_column', 'stage_day', 'source_day_total',
-                    'deferred_index', 'stream_key', 'stage_unfit'],
+                    'deferred_index', 'stream_key', 'stage_unfit', 'stage_associado_state'],
               'the only relations the extension owns are the steps'' scratch tables');
 SELECT is((SELECT count(*)::int FROM sicoop.stage_associado) + (SELECT count(*)::int FROM sicoop.stage_cartao)
           + (SELECT count(*)::int FROM sicoop.stage_movimentacao_cartao) + (SELECT count(*)::int FROM sicoop.stage_key), 0,

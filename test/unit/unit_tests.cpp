@@ -1309,6 +1309,50 @@ void test_fold() {
 }
 
 
+// Issue 25: a member changed several times in one batch keeps every state, in commit order, for
+// SCD2 (a version each), while the stage takes the last.
+void test_earlier_states() {
+    using namespace sicoop::pgoutput;
+    const std::vector<std::string> cols = {"estado_civil", "id_associado", "nome"};  // the source's order
+    auto text = [](const std::string& v) { return Column{Column::Kind::Text, v}; };
+    const Column toast{Column::Kind::UnchangedToast, ""};
+    auto upd = [&](const std::string& id, const std::string& ec, Column nome) {
+        return Change{Change::Kind::Update, "associado", cols, {}, {text(ec), text(id), std::move(nome)}};
+    };
+    const std::vector<std::pair<std::string, std::string>> keys = {{"associado", "id_associado"}};
+    // A1: five updates in five source transactions (the 2nd leaves nome unchanged-TOAST, the 3rd
+    // is a delete, the 4th an insert again); A2: one update; A3: an update that is 'u' first.
+    std::vector<Transaction> txs = {
+        {1, 0x10, 0x18, 100, {upd("A1", "SOLTEIRO", text("Ana Silva")), upd("A3", "CASADO", toast)}},
+        {2, 0x20, 0x28, 200, {upd("A1", "CASADO", toast), upd("A2", "VIUVO", text("Bia"))}},
+        {3, 0x30, 0x38, 300, {Change{Change::Kind::Delete, "associado", cols, {Column{}, text("A1"), Column{}}, {}}}},
+        {4, 0x40, 0x48, 400, {Change{Change::Kind::Insert, "associado", cols, {}, {text("bad\tvalue"), text("A1"), text("Ana")}},
+                              upd("A3", "SOLTEIRO", toast)}},
+        {5, 0x50, 0x58, 500, {upd("A1", "DIVORCIADO", text("Ana Souza"))}},
+    };
+    const std::vector<TableBatch> b = fold(txs, keys, {"associado"});
+    ok(b.size() == 1 && b[0].versions.size() == 8 && b[0].last.size() == 3, "every state kept, one last per key");
+    const std::vector<std::string> stage = {"id_associado", "nome", "estado_civil"};
+    const EarlierStates e = earlier_states(b[0], stage, "id_associado", [](Timestamp t) { return "T" + std::to_string(t); });
+    ok(e.rows == 5 && e.rounds == 4, "every state but each key's last; rounds: the most earlier states of one key (A1: 4)");
+    ok(e.copy_text ==
+           "1\t1\tT100\tf\t{}\tA1\tAna Silva\tSOLTEIRO\n"
+           "2\t1\tT100\tf\t{nome}\tA3\t\\N\tCASADO\n"
+           "3\t2\tT200\tf\t{}\tA1\tAna Silva\tCASADO\n"
+           "4\t3\tT300\tt\t{}\tA1\t\\N\t\\N\n"
+           "5\t4\tT400\tf\t{}\tA1\tAna\tbad\\tvalue\n",
+       "in commit order, numbered per key, at each commit time; an unchanged TOAST value an earlier state gave is "
+       "that state's, one none gave is left to raw (keep_from_raw); a delete is its key alone; values escaped");
+    ok(EarlierStates::leading_columns().size() == 5, "the table's leading columns");
+    const EarlierStates none = earlier_states(fold({txs[1]}, keys, {"associado"})[0], stage, "id_associado",
+                                              [](Timestamp t) { return std::to_string(t); });
+    ok(none.rows == 0 && none.rounds == 0 && none.copy_text.empty(), "one state per key: nothing earlier");
+    std::vector<Transaction> trunc = {txs[0], {6, 0x60, 0x68, 600, {Change{Change::Kind::Truncate, "associado", cols, {}, {}},
+                                                                   upd("A1", "CASADO", text("Ana"))}}};
+    ok(earlier_states(fold(trunc, keys, {"associado"})[0], stage, "id_associado", [](Timestamp) { return ""; }).rows == 0,
+       "a truncate forgets the states before it (the table starts over)");
+}
+
 void test_stage_batch() {
     using namespace sicoop::pgoutput;
     auto text = [](const std::string& v) { return Column{Column::Kind::Text, v}; };
@@ -1363,6 +1407,7 @@ int main() {
     test_pgoutput();
     test_transaction_assembler();
     test_fold();
+    test_earlier_states();
     test_stage_batch();
     test_pipeline_order();
     test_statements_use_only_run_parameters();

@@ -64,6 +64,25 @@ CREATE UNLOGGED TABLE stage_day (dia date);
 CREATE UNLOGGED TABLE stream_key (table_name text NOT NULL, record_id text, deleted boolean NOT NULL,
                                   commit_time timestamptz NOT NULL, keep_from_raw text[] NOT NULL DEFAULT '{}');
 CREATE INDEX stream_key_record ON stream_key (table_name, record_id);
+-- A stream's micro-batch (issue 25): a member's states before its last one in the batch
+-- (stage_associado holds the last), in commit order, for SCD2 to make a version of each as
+-- separate batches would. `round` n: the member's nth earlier state; `keep_from_raw`: columns
+-- whose unchanged TOAST value the source did not send (load_raw takes them from raw);
+-- `rejected`: a reject rule of the stage's refuses the state (sicoop._check_member_states).
+CREATE UNLOGGED TABLE stage_associado_state (
+    state_no int NOT NULL,
+    round int NOT NULL,
+    commit_time timestamptz NOT NULL,
+    deleted boolean NOT NULL,
+    keep_from_raw text[] NOT NULL DEFAULT '{}',
+    id_associado text,
+    nome text,
+    data_nascimento date,
+    estado_civil text,
+    escolaridade text,
+    rejected boolean NOT NULL DEFAULT false
+);
+CREATE INDEX stage_associado_state_member ON stage_associado_state (id_associado, round);
 -- A micro-batch's values that are not of their stage column's type (a source column whose type
 -- changed: words in a numeric column, an impossible date): the stage holds NULL there, and this
 -- names the row and the column; the table's fits rule rejects the row (src/stream_rows.cpp).
@@ -75,6 +94,9 @@ CREATE UNLOGGED TABLE stage_unfit (table_name text NOT NULL, record_id text, col
 -- columns' statistics stay, which is what the loads' plans need.
 ALTER TABLE stage_associado ALTER COLUMN id_associado SET STATISTICS 0, ALTER COLUMN nome SET STATISTICS 0,
   ALTER COLUMN estado_civil SET STATISTICS 0, ALTER COLUMN escolaridade SET STATISTICS 0;
+ALTER TABLE stage_associado_state ALTER COLUMN id_associado SET STATISTICS 0, ALTER COLUMN nome SET STATISTICS 0,
+  ALTER COLUMN estado_civil SET STATISTICS 0, ALTER COLUMN escolaridade SET STATISTICS 0;
+REVOKE ALL ON stage_associado_state FROM PUBLIC;
 ALTER TABLE stage_conta ALTER COLUMN id_conta SET STATISTICS 0, ALTER COLUMN id_associado SET STATISTICS 0,
   ALTER COLUMN tipo_conta SET STATISTICS 0, ALTER COLUMN agencia SET STATISTICS 0, ALTER COLUMN situacao_conta SET STATISTICS 0;
 ALTER TABLE stage_cartao ALTER COLUMN id_cartao SET STATISTICS 0, ALTER COLUMN id_conta SET STATISTICS 0,

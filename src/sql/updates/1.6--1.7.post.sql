@@ -27,3 +27,17 @@ BEGIN
   END IF;
 END
 $update$;
+
+-- >>> catch-up (issue 25, finding 6): an operator already in place owns the new scratch table,
+-- as grant_operator would have left it (the stream's worker runs as the operator).
+DO $catchup$
+DECLARE
+  operator regrole;
+BEGIN
+  SELECT c.relowner::regrole INTO operator FROM pg_class c WHERE c.oid = to_regclass('sicoop.warehouse_info');
+  IF operator IS NOT NULL AND operator::oid <> (SELECT e.extowner FROM pg_extension e WHERE e.extname = 'sicoop_etl') THEN
+    EXECUTE format('ALTER TABLE sicoop.stage_associado_state OWNER TO %s', operator);
+  END IF;
+END
+$catchup$;
+-- <<< catch-up
