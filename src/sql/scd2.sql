@@ -84,7 +84,7 @@ BEGIN
     SELECT k.rule_name, min(k.severity) AS severity, '(' || string_agg(k.predicate, ') OR (') || ')' AS predicate
     FROM checks k GROUP BY k.rule_name ORDER BY k.rule_name
   LOOP
-    EXECUTE format('SELECT count(*), (array_agg(sicoop._redact_card_numbers(s.id_associado)))[1:5]
+    EXECUTE format('SELECT count(*), to_jsonb((array_agg(sicoop._redact_card_numbers(s.id_associado)))[1:5])
                     FROM sicoop.stage_associado_state s WHERE NOT s.deleted AND (%s)', c.predicate)
     INTO found, sample;
     CONTINUE WHEN found = 0;
