@@ -161,16 +161,29 @@ def catchup(n, changes):
     t = time.time()
     val(DW, f"SELECT sicoop.start_stream('{SLOT}')")
     # (stream_state itself: stream_status() looks for the worker in pg_locks, too dear to poll)
-    while val(DW, f"SELECT (applied_lsn >= '{target}'::pg_lsn)::text FROM sicoop.stream_state") != "true":
-        state = val(DW, "SELECT state || ' ' || coalesce(error_message, '') FROM sicoop.stream_status()")
+    pid, cpu0 = None, 0.0
+    poll = connect(DW)
+    while True:
+        done, state = poll.execute(
+            f"SELECT applied_lsn >= '{target}'::pg_lsn, state || ' ' || coalesce(error_message, '') FROM sicoop.stream_state").fetchone()
+        if done:
+            break
         if state.startswith("failed") or time.time() - t > 900:
             sys.exit(f"the stream did not catch up: {state}")
+        if pid is None:
+            pid = val("postgres", f"SELECT pid FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '{DW}'")
+            cpu0 = worker_cpu_seconds(pid) if pid else 0.0
         time.sleep(0.1)
     elapsed = time.time() - t
+    poll.close()
+    try:
+        cpu = f"the stream worker used {worker_cpu_seconds(pid) - cpu0:.1f} s of CPU; " if pid else ""
+    except OSError:
+        cpu = ""
     applied = val(DW, "SELECT changes_applied FROM sicoop.stream_status()") - before
     batches = val(DW, "SELECT batches_applied FROM sicoop.stream_status()") - batches0
     print(f"  catch-up: {applied} changes in {batches} batches ({applied / max(batches, 1):.0f} changes per batch) "
-          f"in {elapsed:.1f} s: {applied / elapsed:.0f} changes/s")
+          f"in {elapsed:.1f} s: {applied / elapsed:.0f} changes/s ({cpu}load average {os.getloadavg()[0]:.1f})")
     # Where a batch's time goes: per step, the mean milliseconds over these batches (run_log.detail).
     with connect(DW) as c:
         rows = c.execute("""
