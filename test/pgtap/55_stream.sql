@@ -4,7 +4,7 @@
 -- not running, the watchdog's part with the library's settings shown in their units, and
 -- that a batch run goes on as usual when no stream runs.
 \ir helpers/reset.sql
-SELECT plan(19);
+SELECT plan(30);
 
 SELECT is((SELECT count(*)::int FROM sicoop.stream_status()), 0, 'no stream: stream_status() returns no row');
 SELECT is(sicoop.stop_stream(), 'no stream was started', 'no stream: stop_stream() says so');
@@ -43,8 +43,37 @@ SELECT is((SELECT applied_lsn FROM sicoop.stream_state), NULL, 'and the position
 -- The lag alert's setting is shown with its unit ('1min'): the watchdog reads it as an interval.
 SET sicoop.stream_lag_alert = '90s';
 UPDATE sicoop.stream_state SET wanted = false, state = 'failed', error_sqlstate = '55000';
-SELECT is(sicoop._watch_stream(), 'alerted', 'a failed stream is alerted by the watchdog, once');
+SELECT is(sicoop._watch_stream(), 'alerted: failed', 'a failed stream is alerted by the watchdog, once');
 SELECT is(sicoop._watch_stream(), NULL, '(not twice)');
+
+-- 1.7 (issue 25): the source's side, read now; every state visible; each condition alerted once.
+UPDATE sicoop.stream_state SET wanted = true, state = 'reconnecting', stopped_at = clock_timestamp(),
+                               applied_lsn = '0/1', error_message = 'the source ended the stream';
+SELECT is((SELECT state FROM sicoop.stream_status()), 'reconnecting',
+          'a worker that ended to connect again shows as reconnecting (the postmaster starts it within 5 s)');
+SELECT ok((SELECT source_lsn > '0/1' AND lag_bytes > 0 AND source_error IS NULL FROM sicoop.stream_status()),
+          'stream_status() reads the source''s WAL position now: the lag in bytes is from the source''s side');
+SELECT is((SELECT slot_wal_status FROM sicoop.stream_status()), NULL, 'no slot at the source: no slot status');
+UPDATE sicoop.stream_state SET state = 'stalled', stopped_at = clock_timestamp();
+SELECT is((SELECT state FROM sicoop.stream_status()), 'stalled', 'a stalled stream says so');
+SELECT is(sicoop._watch_stream(), 'alerted: stalled', 'the watchdog alerts a stalled stream, once');
+SELECT is(sicoop._watch_stream(), NULL, '(not twice)');
+UPDATE sicoop.stream_state SET stopped_at = clock_timestamp() - interval '1 minute', current_at = clock_timestamp() - interval '2 minutes';
+SELECT is((SELECT state FROM sicoop.stream_status()), 'not running',
+          'a stream wanted whose worker has not come back for 30 s is not running');
+SELECT ok((SELECT lag_seconds >= 120 FROM sicoop.stream_status()),
+          'its lag in seconds counts from when the warehouse last held all the source had');
+SELECT alike(sicoop._watch_stream(), '%alerted: lagging, not running',
+             'the watchdog starts it again and alerts what began: not running, lagging');
+-- (The worker it started finds no publication at this source and fails; waited for.)
+SELECT sicoop.stop_stream();
+SELECT sicoop.resync_stream();
+ALTER SERVER sicoop_source OPTIONS (SET port '1');
+UPDATE sicoop.stream_state SET wanted = true, state = 'reconnecting', stopped_at = clock_timestamp(), alerted = NULL;
+SELECT alike((SELECT source_error FROM sicoop.stream_status()), '%cannot%',
+            'a source that cannot be read: stream_status() says why, the source''s columns empty');
+SELECT alike(sicoop._watch_stream(), '%source unreadable%', 'and the watchdog alerts it: a check that cannot see fails');
+ALTER SERVER sicoop_source OPTIONS (SET port :'pgport');
 
 -- No stream running: a batch run goes on as always.
 DELETE FROM sicoop.stream_state;
