@@ -49,6 +49,13 @@ void restore_settings(int level) {
 // half-run), and there is a warehouse connected to a source (sicoop._check_ready()).
 void check_installation() {
     std::string installed = spi::exec_text("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sicoop_etl'");
+    if (installed.empty())  // (the stream's worker, after DROP EXTENSION)
+        pg_call([] {
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("sicoop: sicoop_etl is no longer installed in this database"),
+                            errhint("CREATE EXTENSION sicoop_etl adopts the warehouse as it is; then SELECT sicoop.start_stream(); "
+                                    "resumes the stream where it stopped.")));
+        });
     if (installed != SICOOP_EXTENSION_VERSION) {
         const char* v = installed.c_str();
         pg_call([&] {

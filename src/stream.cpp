@@ -689,9 +689,12 @@ public:
     // server and user mapping are read from the catalog); nothing if it cannot be read.
     void sample(TimestampTz now) {
         if (conn_ == nullptr) {
+            spi::SubTransaction sub;  // (an error here leaves the worker's transaction usable)
             try {
                 pg_call([&] { conn_ = source::open_connection(false); });
+                sub.release();
             } catch (PgError&) {
+                sub.rollback();
                 conn_ = nullptr;  // (the replication connection says what is wrong)
                 return;
             }
