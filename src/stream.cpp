@@ -881,6 +881,7 @@ std::set<std::string> members_of(const pgo::Transaction& t) {
 // (nothing applied: it is tried again).
 bool apply(const Batch& batch, pgo::Lsn received) {
     WorkerTransaction tx;
+    stream_steps::check_ready();  // (sicoop_etl dropped or updated since: the stream fails, saying so)
     if (!stream_steps::try_run_lock()) return false;
     pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
     spi::exec("DELETE FROM sicoop.stream_key");  // (empty: truncated by the batch before)
