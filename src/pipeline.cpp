@@ -702,17 +702,26 @@ SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retentio
     }
 }
 
-// While a stream keeps the warehouse current (src/stream.cpp), an incremental run has nothing
-// to do: it is skipped, with a notice (pg_cron's schedule may stay as it is). A full run still
-// runs -- the check -- and the stream waits for it (the pipeline lock), then goes on.
+// While a stream is wanted (sicoop.stream_state.wanted: started and not stopped), it owns the
+// warehouse, and an incremental run is skipped, with a notice (pg_cron's schedule may stay as
+// it is) -- whether its worker runs or not: a worker down for a restart, reconnecting or stalled
+// resumes from its position and replays every change after it, in commit order, with its
+// member history; a batch run in between would read the source's current state and collapse
+// that history (the intermediate member versions), and the stream would then replay changes
+// already applied. A full run still runs -- the check -- and the stream waits for it (the
+// pipeline lock), then goes on. stop_stream() (wanted = false) hands the warehouse back.
 bool stream_keeps_current(int64 run_id, TimestampTz reference_time, RunTransaction& tx) {
-    if (spi::exec_text("SELECT (to_regclass('sicoop.stream_state') IS NOT NULL AND sicoop._stream_worker_pid() IS NOT NULL"
-                       " AND EXISTS (SELECT 1 FROM sicoop.stream_state s WHERE s.wanted AND s.state = 'streaming'))::text") != "true")
-        return false;
-    const char* message = "skipped: the stream keeps the warehouse current (sicoop.stream_status()); a full run still runs";
-    run_log::skipped(run_id, reference_time, message, nullptr);
+    const std::string state = spi::exec_text(R"sql(
+SELECT s.state || CASE WHEN sicoop._stream_worker_pid() IS NULL THEN ', its worker not running' ELSE '' END
+FROM sicoop.stream_state s WHERE s.wanted)sql");
+    if (state.empty()) return false;
+    const std::string message = "skipped: the stream keeps the warehouse current (it is wanted, now " + state +
+                                "; see sicoop.stream_status()); a full run still runs, and sicoop.stop_stream() "
+                                "lets batch runs load again";
+    run_log::skipped(run_id, reference_time, message.c_str(), nullptr);
     tx.commit();
-    pg_call([&] { ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), message))); });
+    const char* m = message.c_str();
+    pg_call([&] { ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m))); });
     return true;
 }
 

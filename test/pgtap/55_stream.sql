@@ -1,10 +1,10 @@
 -- The stream's SQL interface, without a replication stream (test/lifecycle/60_stream.sh runs
 -- the stream itself on real logical replication): what start_stream() refuses, what
 -- stop_stream(), resync_stream() and stream_status() say with no stream and with one that is
--- not running, the watchdog's part with the library's settings shown in their units, and
--- that a batch run goes on as usual when no stream runs.
+-- not running, the watchdog's part with the library's settings shown in their units, that a
+-- batch run goes on as usual when no stream is wanted, and skips while one is, running or not.
 \ir helpers/reset.sql
-SELECT plan(19);
+SELECT plan(23);
 
 SELECT is((SELECT count(*)::int FROM sicoop.stream_status()), 0, 'no stream: stream_status() returns no row');
 SELECT is(sicoop.stop_stream(), 'no stream was started', 'no stream: stop_stream() says so');
@@ -53,5 +53,42 @@ CALL sicoop.run_pipeline();
 RESET client_min_messages;
 SELECT is((SELECT status FROM sicoop.run_log WHERE step = 'run_pipeline' ORDER BY run_id DESC LIMIT 1), 'succeeded',
           'with no stream running, a batch run runs');
+
+-- A stream wanted owns the warehouse even while its worker is not running (a server restart
+-- before the watchdog's minute, a reconnection, a stall): an incremental batch run would read
+-- the source's current state and collapse the member history the stream will replay, so it
+-- skips, logged, and loads nothing. A stream stopped (wanted = false) lets batch runs load.
+\o /dev/null
+SELECT dblink_exec(:'srcconn', $$INSERT INTO movimentacao_cartao VALUES ('MOV-STREAM-OWNED', 'CARTAO-201', 'stream', 3.00, '2025-08-15 10:00')$$);
+SELECT dblink_exec(:'srcconn', $$UPDATE associado SET estado_civil = 'Divorciado' WHERE id_associado = 'ASSOC-001'$$);
+\o
+INSERT INTO sicoop.stream_state (slot_name, publication, wanted, state, applied_lsn)
+VALUES ('sicoop_stream', 'sicoop_stream', true, 'reconnecting', '0/1');
+SET sicoop.as_of = '2025-08-15 11:00:00-03';
+SET client_min_messages = warning;
+CALL sicoop.run_pipeline();
+RESET client_min_messages;
+SELECT results_eq($$SELECT step, status, error_message LIKE '%the stream keeps the warehouse current%' FROM sicoop.run_log
+                    WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log)$$,
+                  $$VALUES ('run_pipeline', 'skipped', true)$$,
+                  'a stream wanted whose worker is not running: an incremental batch run skips, logged as such');
+SELECT ok(NOT EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-STREAM-OWNED')
+          AND (SELECT count(*) FROM sicoop.dim_associado WHERE id_associado = 'ASSOC-001') = 1,
+          'and loads nothing: no movement, no member version');
+UPDATE sicoop.stream_state SET state = 'stalled';
+SET sicoop.as_of = '2025-08-15 11:05:00-03';
+SET client_min_messages = warning;
+CALL sicoop.run_pipeline();
+RESET client_min_messages;
+SELECT is((SELECT string_agg(step || ' ' || status, ', ') FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log)),
+          'run_pipeline skipped', 'the same for a stalled stream');
+UPDATE sicoop.stream_state SET wanted = false, state = 'stopped';
+SET sicoop.as_of = '2025-08-15 11:10:00-03';
+SET client_min_messages = warning;
+CALL sicoop.run_pipeline();
+RESET client_min_messages;
+SELECT ok((SELECT status FROM sicoop.run_log WHERE step = 'run_pipeline' AND run_id = (SELECT max(run_id) FROM sicoop.run_log)) = 'succeeded'
+          AND EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-STREAM-OWNED'),
+          'a stream stopped (wanted = false): batch runs load again');
 
 SELECT * FROM finish();
