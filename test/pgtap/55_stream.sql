@@ -2,9 +2,10 @@
 -- the stream itself on real logical replication): what start_stream() refuses, what
 -- stop_stream(), resync_stream() and stream_status() say with no stream and with one that is
 -- not running, the watchdog's part with the library's settings shown in their units, that a
--- batch run goes on as usual when no stream is wanted, and skips while one is, running or not.
+-- batch run goes on as usual when no stream is wanted, and skips while one is, running or not,
+-- and run_status() summing the stream's micro-batches up per hour.
 \ir helpers/reset.sql
-SELECT plan(23);
+SELECT plan(27);
 
 SELECT is((SELECT count(*)::int FROM sicoop.stream_status()), 0, 'no stream: stream_status() returns no row');
 SELECT is(sicoop.stop_stream(), 'no stream was started', 'no stream: stop_stream() says so');
@@ -90,5 +91,32 @@ RESET client_min_messages;
 SELECT ok((SELECT status FROM sicoop.run_log WHERE step = 'run_pipeline' AND run_id = (SELECT max(run_id) FROM sicoop.run_log)) = 'succeeded'
           AND EXISTS (SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-STREAM-OWNED'),
           'a stream stopped (wanted = false): batch runs load again');
+
+-- run_status() with a day of streaming would list every micro-batch (some 10,000 a day): the
+-- batch runs stay as they are, the stream's succeeded micro-batches are summed up per hour.
+-- Two hours of them here, one every 30 s, and one failed micro-batch row.
+INSERT INTO sicoop.run_log (run_id, step, status, as_of, started_at, finished_at, rows_read, rows_rejected, backend_pid)
+SELECT nextval('sicoop.run_id_seq'), 'stream', 'succeeded', t, t, t + interval '50 ms', 3, i % 2, 4242
+FROM generate_series(0, 239) i, LATERAL (SELECT timestamptz '2025-08-15 10:00:00-03' + i * interval '30 s' AS t) x
+ORDER BY i;
+INSERT INTO sicoop.run_log (run_id, step, status, as_of, started_at, finished_at, error_sqlstate, error_message, backend_pid)
+VALUES (nextval('sicoop.run_id_seq'), 'stream', 'failed', '2025-08-15 12:00:10-03', '2025-08-15 12:00:10-03',
+        '2025-08-15 12:00:11-03', '40001', 'a failed micro-batch', 4242);
+SELECT results_eq($$SELECT status, started_at, finished_at, rows_read, rows_rejected, backend_pid, error_message
+                    FROM sicoop.run_status() WHERE step = 'stream' ORDER BY started_at$$,
+                  $$VALUES ('succeeded', '2025-08-15 10:00:00-03'::timestamptz, '2025-08-15 10:59:30.05-03'::timestamptz, 360::bigint, 60::bigint, 4242, NULL::text),
+                           ('succeeded', '2025-08-15 11:00:00-03', '2025-08-15 11:59:30.05-03', 360, 60, 4242, NULL),
+                           ('failed', '2025-08-15 12:00:10-03', '2025-08-15 12:00:11-03', NULL, NULL, 4242, 'a failed micro-batch')$$,
+                  'run_status(): the stream''s micro-batches one row per hour (first start, last end, sums), a failed one as it is');
+SELECT results_eq($$SELECT run_id FROM sicoop.run_status() WHERE step = 'stream' AND status = 'succeeded' ORDER BY run_id$$,
+                  $$SELECT max(run_id) FROM sicoop.run_log WHERE step = 'stream' AND status = 'succeeded'
+                    GROUP BY date_trunc('hour', started_at) ORDER BY 1$$,
+                  'an hour''s row carries the run id of its last micro-batch');
+SELECT set_eq($$SELECT * FROM sicoop.run_status() WHERE step <> 'stream'$$,
+              $$SELECT run_id, step, status, as_of, started_at, finished_at, rows_read, rows_rejected, error_sqlstate,
+                       error_message, error_context, backend_pid FROM sicoop.run_log WHERE step <> 'stream'$$,
+              'the batch runs are listed as they are, every step');
+SELECT is((SELECT count(*)::int FROM sicoop.run_status()), (SELECT count(*)::int FROM sicoop.run_log WHERE step <> 'stream') + 3,
+          'and nothing else');
 
 SELECT * FROM finish();
