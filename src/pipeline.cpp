@@ -30,8 +30,9 @@ void pipeline_locktag(LOCKTAG* tag) {
 // The lock wait bound of a run: sicoop.lock_timeout, or the session's own lock_timeout if
 // shorter (0: none).
 int run_lock_timeout_ms() {
-    return LockTimeout == 0 ? lock_timeout_setting
-           : lock_timeout_setting == 0 ? LockTimeout : Min(LockTimeout, lock_timeout_setting);
+    return LockTimeout == 0            ? lock_timeout_setting
+           : lock_timeout_setting == 0 ? LockTimeout
+                                       : Min(LockTimeout, lock_timeout_setting);
 }
 
 // Every statement a run makes resolves names in pg_catalog only (then pg_temp, for tables
@@ -272,7 +273,8 @@ private:
 
 // A cancel by sicoop.step_timeout says so: `what` ran longer than the setting.
 void explain_step_timeout(PgError& e, const std::string& what) {
-    const std::string detail = what + " ran longer than sicoop.step_timeout (" + std::to_string(step_timeout_setting) + " ms).";
+    const std::string detail =
+        what + " ran longer than sicoop.step_timeout (" + std::to_string(step_timeout_setting) + " ms).";
     pg_call([&] {
         e.edata->detail = MemoryContextStrdup(error_context(), detail.c_str());
         e.edata->hint = MemoryContextStrdup(error_context(),
@@ -306,8 +308,9 @@ StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run
         // For this step's transaction: no JIT (compiling costs more than it buys for set-based
         // loads), and fixed memory budgets, so the backend's memory does not grow with the data:
         // hash joins and sorts bigger than these spill to disk instead.
-        spi::exec("SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
-                  " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
+        spi::exec(
+            "SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
+            " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
         for (const Action& action : step.plan(ctx)) run_action(step, action, params, outcome.counts, timings);
         end_source_session();
     } catch (PgError& e) {
