@@ -98,14 +98,16 @@ void _PG_init(void) {
         &sicoop::source_timeout_setting, 10 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
         nullptr);
     DefineCustomIntVariable(
-        "sicoop.lock_timeout", "The longest a step of a run may wait for a lock in the warehouse.",
-        "Applied as lock_timeout to every step (the session's own lock_timeout, if shorter, wins): a step held "
-        "behind a lock fails with SQLSTATE 55P03 instead of waiting for as long as the lock is held. 0: no limit.",
+        "sicoop.lock_timeout", "The longest a run may wait for a lock in the warehouse.",
+        "Applied as lock_timeout to every statement of a run, from its first, and of each step (the session's own "
+        "lock_timeout, if shorter, wins): a run held behind a lock fails with SQLSTATE 55P03 instead of waiting for "
+        "as long as the lock is held. 0: no limit.",
         &sicoop::lock_timeout_setting, 5 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "sicoop.step_timeout", "The longest one step of a run may take in the warehouse.",
         "A step still going after this is cancelled with SQLSTATE 57014 and the run fails, logged with the step (the "
-        "session's own statement_timeout, if it ends sooner, wins). 0: no limit.",
+        "session's own statement_timeout, if it ends sooner, wins); what a run does before its first step is bounded "
+        "alike. 0: no limit.",
         &sicoop::step_timeout_setting, 60 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "sicoop.max_run_time", "How long a run may go on before a run it makes skip reports an error.",
