@@ -1463,6 +1463,10 @@ void sicoop_stream_main(Datum main_arg) {
     pgstat_report_appname("sicoop_etl stream");
     // Every statement resolves names in pg_catalog only (as a run's, src/pipeline.cpp).
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+    // No lock wait of the worker's own (its state row, warehouse_info, the run log) lasts longer
+    // than sicoop.lock_timeout: a VACUUM FULL or an ALTER in the way makes a retry, not a hang.
+    // (Each step sets its own bound too.)
+    SetConfigOption("lock_timeout", std::to_string(sicoop::lock_timeout_setting).c_str(), PGC_USERSET, PGC_S_SESSION);
     sicoop::stream::worker_main(args.launcher_xid);
     proc_exit(0);
 }
