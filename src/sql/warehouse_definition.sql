@@ -324,7 +324,7 @@ stage_associado_state: column stage_associado_state.nome text collation=pg_catal
 stage_associado_state: column stage_associado_state.rejected boolean collation=- notnull=t identity=f default=false statistics=-1
 stage_associado_state: column stage_associado_state.round integer collation=- notnull=t identity=f default= statistics=-1
 stage_associado_state: column stage_associado_state.state_no integer collation=- notnull=t identity=f default= statistics=-1
-stage_associado_state: index CREATE INDEX stage_associado_state_member ON sicoop.stage_associado_state USING btree (id_associado, round)
+stage_associado_state: index CREATE INDEX earlier_state_member ON sicoop.stage_associado_state USING btree (id_associado, round)
 stage_associado_state: relation stage_associado_state kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f
 stage_bucket: column stage_bucket.bucket integer collation=- notnull=f identity=f default= statistics=-1
 stage_bucket: relation stage_bucket kind=r persistence=u am=heap of=- rls=f force_rls=f partition=f

@@ -82,7 +82,8 @@ CREATE UNLOGGED TABLE stage_associado_state (
     escolaridade text,
     rejected boolean NOT NULL DEFAULT false
 );
-CREATE INDEX stage_associado_state_member ON stage_associado_state (id_associado, round);
+-- (Named apart from the stage: a plain index column has no statistics to withhold.)
+CREATE INDEX earlier_state_member ON stage_associado_state (id_associado, round);
 -- A micro-batch's values that are not of their stage column's type (a source column whose type
 -- changed: words in a numeric column, an impossible date): the stage holds NULL there, and this
 -- names the row and the column; the table's fits rule rejects the row (src/stream_rows.cpp).

@@ -12,6 +12,10 @@
 -- the extension's own tables. The build (src/sql/assemble.sh) appends every function source
 -- of src/sql/, then updates/1.6--1.7.post.sql: the warehouse's data changes and checks.
 
+-- stream health (issue 25): stream_status() reports the source's side too (new columns), so
+-- it is dropped and made again (the operator's grant is given back by 1.6--1.7.post.sql).
+DROP FUNCTION sicoop.stream_status();
+
 -- >>> catch-up (issue 25, finding 6): a member's earlier states in a micro-batch, for SCD2
 -- (src/sql/install/scratch.sql says what it holds).
 CREATE UNLOGGED TABLE sicoop.stage_associado_state (
@@ -27,7 +31,8 @@ CREATE UNLOGGED TABLE sicoop.stage_associado_state (
     escolaridade text,
     rejected boolean NOT NULL DEFAULT false
 );
-CREATE INDEX stage_associado_state_member ON sicoop.stage_associado_state (id_associado, round);
+-- (Named apart from the stage: a plain index column has no statistics to withhold.)
+CREATE INDEX earlier_state_member ON sicoop.stage_associado_state (id_associado, round);
 ALTER TABLE sicoop.stage_associado_state ALTER COLUMN id_associado SET STATISTICS 0, ALTER COLUMN nome SET STATISTICS 0,
   ALTER COLUMN estado_civil SET STATISTICS 0, ALTER COLUMN escolaridade SET STATISTICS 0;
 REVOKE ALL ON sicoop.stage_associado_state FROM PUBLIC;
