@@ -85,7 +85,7 @@ soak:
 
 .PHONY: soak
 
-# The streaming benchmark (test/bench/stream_bench.py): make bench-stream N=1000000 [RATES="100 1000 max"] [DURATION=300]
+# The streaming benchmark (test/bench/stream_bench.py): make bench-stream N=1000000 [RATES="100 1000 max"] [DURATION=300] [CATCHUP=100000: the catch-up speed instead]
 bench-stream:
 	/usr/bin/python3 test/bench/stream_bench.py $(if $(filter command line,$(origin N)),$(N),1000000)
 

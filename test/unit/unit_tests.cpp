@@ -278,6 +278,39 @@ void test_stream_plans() {
     ok(!contains(all_sql(plan("scd2_associado", incremental())), "stream_key"), "batch runs keep the run's time");
 }
 
+// Issue 25: a member changed several times in a micro-batch; SCD2 replays its earlier states
+// round by round (each at its own commit time, cleaned as trusted is), then the last states.
+void test_scd2_replays_earlier_states() {
+    sicoop::RunContext ctx = streamed();
+    ctx.stream_member_rounds = 2;
+    const std::vector<sicoop::Action> actions = plan("scd2_associado", ctx);
+    const std::string sql = all_sql(actions);
+    const size_t check = sql.find("sicoop._check_member_states($2");
+    const size_t round1 = sql.find("s.round = 1 AND NOT s.deleted AND NOT s.rejected");
+    const size_t round2 = sql.find("s.round = 2 AND NOT s.deleted AND NOT s.rejected");
+    const size_t last = sql.find("AS rows_read");
+    ok(check != std::string::npos && round1 != std::string::npos && round2 != std::string::npos && last != std::string::npos &&
+           check < round1 && round1 < round2 && round2 < last && sql.find("s.round = 3") == std::string::npos,
+       "scd2: the earlier states' rules, then round 1, round 2, then the last states");
+    size_t per_round = 0;
+    for (const auto& a : actions) per_round += a.sql.find("s.round = 1 AND") != std::string::npos;
+    ok(per_round == 5, "scd2: a round is the last states' five statements (in place, close, drop, close gone, open)");
+    ok(contains(sql, "greatest(s.commit_time, d.inicio_vigencia_registro_associado)") &&
+           contains(sql, "WHERE e.round = 2 AND e.id_associado = d.id_associado"),
+       "scd2: a round's versions open and close at its states' commit times, never before the current version");
+    ok(contains(sql, "sicoop._canonical('estado_civil', sicoop.clean_text(s.estado_civil)) AS estado_civil") &&
+           contains(sql, "sicoop.first_name(s.nome) AS nome"),
+       "scd2: earlier states are cleaned as load_trusted cleans");
+    ok(contains(sql, "s.run_id > $4 OR s.id_associado IN (SELECT e.id_associado FROM sicoop.stage_associado_state e)"),
+       "scd2: a member's last state is compared even when trusted did not change (back to its state before the batch)");
+    ok(contains(sql, "DELETE FROM sicoop.stage_associado_state") && contains(sql, "ORDER BY s.id_associado, s.round DESC"),
+       "scd2: type 1 as the last accepted earlier state left it; the states go with the batch");
+    ok(!contains(all_sql(plan("scd2_associado", streamed())), "stage_associado_state") &&
+           !contains(all_sql(plan("load_raw", streamed())), "stage_associado_state") &&
+           contains(all_sql(plan("load_raw", ctx)), "UPDATE sicoop.stage_associado_state k"),
+       "a batch without repeated members reads no earlier state; with them load_raw fills their unchanged TOAST values");
+}
+
 // An edit of the canonical values relabels every version in place, before SCD2 compares, in
 // every kind of run (a stream's micro-batch too), and the labels applied are recorded after.
 void test_scd2_relabels_before_comparing() {
@@ -1415,6 +1448,7 @@ int main() {
     test_downstream_plans();
     test_stream_plans();
     test_scd2_relabels_before_comparing();
+    test_scd2_replays_earlier_states();
     test_card_number_never_passes_raw();
     test_timings_json();
     test_collapse_whitespace();
