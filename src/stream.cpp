@@ -873,7 +873,8 @@ struct Batch {
     void clear() { *this = Batch{}; }
 };
 
-// The associado keys a transaction changes, with how many states each gets in it.
+// The associado keys a transaction changes, each with the one state it gets from it (several
+// changes in one transaction are one state: src/steps/pgoutput.cpp's earlier_states).
 std::map<std::string, size_t> members_of(const pgo::Transaction& t) {
     std::map<std::string, size_t> keys;
     bool any = false;
@@ -881,7 +882,7 @@ std::map<std::string, size_t> members_of(const pgo::Transaction& t) {
     if (!any) return keys;
     for (const pgo::TableBatch& b : pgo::fold({t}, key_columns(), {"associado"}))
         if (b.table == "associado")
-            for (const auto& s : b.versions) ++keys[s.key];
+            for (const auto& s : b.versions) keys[s.key] = 1;
     return keys;
 }
 

@@ -505,11 +505,25 @@ EarlierStates earlier_states(const TableBatch& batch, const std::vector<std::str
             throw std::runtime_error("replication stream: source table " + batch.table + " no longer sends column " + column);
         position.push_back(static_cast<size_t>(found - batch.columns.begin()));
     }
-    // How many states each key has in all (its last is `batch.last`'s); then every state but
-    // the last, numbered per key.
+    // A key's state per source transaction (the last of several in one transaction: a batch per
+    // transaction never saw the others); how many each key has (its last is `batch.last`'s);
+    // then every state but the last, numbered per key.
+    std::vector<bool> kept(batch.versions.size(), true);
+    std::unordered_map<std::string, size_t> latest;  // key -> index of its latest state so far
+    for (size_t i = 0; i < batch.versions.size(); ++i) {
+        const KeyState& s = batch.versions[i];
+        auto [at, fresh] = latest.try_emplace(s.key, i);
+        if (!fresh) {
+            if (batch.versions[at->second].commit_lsn == s.commit_lsn) kept[at->second] = false;
+            at->second = i;
+        }
+    }
     std::unordered_map<std::string, size_t> total, seen;
-    for (const KeyState& s : batch.versions) ++total[s.key];
-    for (const KeyState& s : batch.versions) {
+    for (size_t i = 0; i < batch.versions.size(); ++i)
+        if (kept[i]) ++total[batch.versions[i].key];
+    for (size_t i = 0; i < batch.versions.size(); ++i) {
+        if (!kept[i]) continue;
+        const KeyState& s = batch.versions[i];
         const size_t round = ++seen[s.key];
         if (round == total[s.key]) continue;  // the last: the stage's
         out.rounds = std::max(out.rounds, round);

@@ -203,6 +203,7 @@ std::string copy_text_value(const Column& c);
 // stage, raw and trusted take only the last state, but dim_associado makes a version of every
 // state of a member, from its commit time (issue 25: a repeated member no longer cuts the
 // batch). Laid out for sicoop.stage_associado_state as COPY text lines, in commit order:
+//   (a key's state per source transaction: the last of several in one transaction)
 //   state_no (1, 2, ... in the batch), round (the key's 1st, 2nd, ... earlier state: SCD2
 //   replays every key's round 1, then round 2, ..., then the last states), commit_time (as
 //   `time_text` writes it), deleted (t/f), keep_from_raw ({col,...}: an unchanged TOAST value

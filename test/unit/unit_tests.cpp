@@ -1384,6 +1384,17 @@ void test_earlier_states() {
                                                                    upd("A1", "CASADO", text("Ana"))}}};
     ok(earlier_states(fold(trunc, keys, {"associado"})[0], stage, "id_associado", [](Timestamp) { return ""; }).rows == 0,
        "a truncate forgets the states before it (the table starts over)");
+    // Several changes of a key in one source transaction are one state: its last (a delete and
+    // an insert again are not a version closed and opened).
+    std::vector<Transaction> same_tx = {
+        {1, 0x10, 0x18, 100, {upd("A1", "SOLTEIRO", text("Ana")),
+                              Change{Change::Kind::Delete, "associado", cols, {Column{}, text("A1"), Column{}}, {}},
+                              Change{Change::Kind::Insert, "associado", cols, {}, {text("CASADO"), text("A1"), text("Ana")}}}},
+        {2, 0x20, 0x28, 200, {upd("A1", "VIUVO", text("Ana")), upd("A1", "DIVORCIADO", text("Ana"))}}};
+    const EarlierStates one_each = earlier_states(fold(same_tx, keys, {"associado"})[0], stage, "id_associado",
+                                                  [](Timestamp t) { return std::to_string(t); });
+    ok(one_each.rows == 1 && one_each.rounds == 1 && one_each.copy_text == "1\t1\t100\tf\t{}\tA1\tAna\tCASADO\n",
+       "one state per key per source transaction: its last (the batch's last, DIVORCIADO, is the stage's)");
 }
 
 void test_stage_batch() {
