@@ -161,7 +161,7 @@ def catchup(n, changes):
     t = time.time()
     val(DW, f"SELECT sicoop.start_stream('{SLOT}')")
     # (stream_state itself: stream_status() looks for the worker in pg_locks, too dear to poll)
-    pid, cpu0 = None, 0.0
+    pid, cpu0, memory = None, 0.0, None
     poll = connect(DW)
     while True:
         done, state = poll.execute(
@@ -173,6 +173,9 @@ def catchup(n, changes):
         if pid is None:
             pid = val("postgres", f"SELECT pid FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '{DW}'")
             cpu0 = worker_cpu_seconds(pid) if pid else 0.0
+            if pid:
+                memory = PeakMemory(pid)
+                memory.start()
         time.sleep(0.1)
     elapsed = time.time() - t
     poll.close()
@@ -182,8 +185,9 @@ def catchup(n, changes):
         cpu = ""
     applied = val(DW, "SELECT changes_applied FROM sicoop.stream_status()") - before
     batches = val(DW, "SELECT batches_applied FROM sicoop.stream_status()") - batches0
+    peak = f", peak private memory {memory.finish():.0f} MB" if memory else ""
     print(f"  catch-up: {applied} changes in {batches} batches ({applied / max(batches, 1):.0f} changes per batch) "
-          f"in {elapsed:.1f} s: {applied / elapsed:.0f} changes/s ({cpu}load average {os.getloadavg()[0]:.1f})")
+          f"in {elapsed:.1f} s: {applied / elapsed:.0f} changes/s ({cpu}load average {os.getloadavg()[0]:.1f}{peak})")
     # Where a batch's time goes: per step, the mean milliseconds over these batches (run_log.detail).
     with connect(DW) as c:
         rows = c.execute("""
@@ -277,6 +281,31 @@ def worker_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class PeakMemory(threading.Thread):
+    """The stream worker's peak private memory (RssAnon: its heap, not the shared buffers it
+    touches), sampled every 0.1 s while a measurement runs."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self.stop = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                with open(f"/proc/{self.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("RssAnon:"):
+                            self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.1)
+
+    def finish(self):
+        self.stop.set()
+        self.join()
+        return self.peak_kb / 1024
+
+
 def stream_counts():
     return val(DW, "SELECT changes_applied FROM sicoop.stream_status()")
 
@@ -285,19 +314,23 @@ def measure_stream(rate, n, seconds):
     pid = val(DW, "SELECT sicoop._stream_worker_pid()")
     cpu0, changes0, t0 = worker_cpu_seconds(pid), stream_counts(), time.time()
     probe = Probe(DW, f"R{rate}T{int(t0) % 1000}")
+    memory = PeakMemory(pid)
+    memory.start()
     load = start_load(rate, seconds, n)
     probe.start()
     offered = load_result(load)
-    # Drain: the stream catches up with what the load committed.
+    # Drain: the stream catches up with what the load committed (the source's position then).
+    target = val(SRC, "SELECT pg_current_wal_lsn()::text")
     deadline = time.time() + 120
-    lag = None
+    drained = False
     while time.time() < deadline:
-        lag = val(DW, "SELECT lag_seconds FROM sicoop.stream_status()")
-        if lag == 0:
+        drained = val(DW, f"SELECT applied_lsn >= '{target}'::pg_lsn FROM sicoop.stream_state")
+        if drained:
             break
         time.sleep(0.5)
     probe.stop.set()
     probe.join()
+    peak_mb = memory.finish()
     elapsed = time.time() - t0
     cpu = worker_cpu_seconds(pid) - cpu0
     applied = stream_counts() - changes0
@@ -305,7 +338,7 @@ def measure_stream(rate, n, seconds):
         "rate": rate, "offered": offered, "applied_per_s": applied / seconds, "applied": applied,
         "freshness": probe.report(), "p99": sorted(probe.samples)[int(0.99 * len(probe.samples))] if probe.samples else 999,
         "cpu_share": cpu / elapsed, "cpu_ms_per_1000": 1000 * 1000 * cpu / max(applied, 1),
-        "drained": lag == 0,
+        "drained": drained, "peak_mb": peak_mb,
     }
 
 
@@ -313,7 +346,8 @@ def print_stream(r):
     print(f"  {str(r['rate']):>6} changes/s asked: source sustained {r['offered']:.0f}/s, stream applied {r['applied_per_s']:.0f}/s "
           f"({r['applied']} changes){'' if r['drained'] else ', NOT drained within 120 s'}")
     print(f"         freshness (source commit -> fact row): {r['freshness']}")
-    print(f"         stream worker CPU: {100 * r['cpu_share']:.0f}% of one core, {r['cpu_ms_per_1000']:.1f} ms per 1,000 changes")
+    print(f"         stream worker CPU: {100 * r['cpu_share']:.0f}% of one core, {r['cpu_ms_per_1000']:.1f} ms per 1,000 changes; "
+          f"peak private memory {r['peak_mb']:.0f} MB")
     sys.stdout.flush()
 
 
