@@ -57,6 +57,7 @@ extern "C" {
 #include "postmaster/interrupt.h"
 #include "utils/guc.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
@@ -640,12 +641,13 @@ void check_position(Replication& source, const StreamConfig& config) {
                               "WHERE s.slot_name = " + literal(source.conn(), config.slot),
                               PGRES_TUPLES_OK, "read the replication slot");
     const bool exists = PQntuples(r) == 1;
-    const auto confirmed = exists && !PQgetisnull(r, 0, 0) ? pgo::parse_lsn(PQgetvalue(r, 0, 0)) : std::nullopt;
+    pgo::Lsn confirmed = 0;  // (0: none yet)
+    if (exists && !PQgetisnull(r, 0, 0)) confirmed = pgo::parse_lsn(PQgetvalue(r, 0, 0)).value_or(0);
     const int active_pid = exists ? atoi(PQgetvalue(r, 0, 1)) : 0;
     PQclear(r);
     if (!exists) return;  // (START_REPLICATION says so, with the fix)
-    if (confirmed && *confirmed > config.applied) {
-        const std::string slot_at = pgo::format_lsn(*confirmed), ours = pgo::format_lsn(config.applied);
+    if (confirmed > config.applied) {
+        const std::string slot_at = pgo::format_lsn(confirmed), ours = pgo::format_lsn(config.applied);
         pg_call([&] {
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                             errmsg("sicoop: replication slot %s is at %s, past this warehouse's position %s: the source's changes "
@@ -1486,7 +1488,11 @@ void sicoop_stream_main(Datum main_arg) {
     // No lock wait of the worker's own (its state row, warehouse_info, the run log) lasts longer
     // than sicoop.lock_timeout: a VACUUM FULL or an ALTER in the way makes a retry, not a hang.
     // (Each step sets its own bound too.)
-    SetConfigOption("lock_timeout", std::to_string(sicoop::lock_timeout_setting).c_str(), PGC_USERSET, PGC_S_SESSION);
+    // (As the steps do: the database's own lock_timeout, if shorter, stays.)
+    const int lock_timeout_ms = LockTimeout == 0                     ? sicoop::lock_timeout_setting
+                                : sicoop::lock_timeout_setting == 0 ? LockTimeout
+                                                                    : Min(LockTimeout, sicoop::lock_timeout_setting);
+    SetConfigOption("lock_timeout", std::to_string(lock_timeout_ms).c_str(), PGC_USERSET, PGC_S_SESSION);
     sicoop::stream::worker_main(args.launcher_xid);
     proc_exit(0);
 }
