@@ -39,6 +39,7 @@
 #include "run_log.hpp"
 #include "source.hpp"
 #include "spi_session.hpp"
+#include "stream_apply.hpp"
 #include "stream_rows.hpp"
 #include "steps/pgoutput.hpp"
 #include "steps/step.hpp"
@@ -62,6 +63,7 @@ extern "C" {
 #include <signal.h>
 
 #include <algorithm>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +72,7 @@ namespace sicoop {
 // Settings (src/entry.cpp).
 extern int stream_interval_setting;
 extern int stream_batch_changes_setting;
+extern int stream_work_mem_setting;
 }  // namespace sicoop
 
 namespace sicoop::stream {
@@ -678,52 +681,24 @@ pgo::Lsn initial_sync(Replication& source, const StreamConfig& config) {
     return *lsn;
 }
 
-// The pipeline's tables and their keys, and each one's stage columns.
-std::vector<std::pair<std::string, std::string>> key_columns() {
-    std::vector<std::pair<std::string, std::string>> keys;
-    for (const SourceTable& t : source_tables()) keys.emplace_back(t.name, t.key);
-    return keys;
-}
-std::vector<std::string> stage_columns(const SourceTable& t) {
-    std::vector<std::string> columns;
-    for (const auto& c : t.columns) columns.push_back(c.first);
-    return columns;
-}
-
-// A source commit time (microseconds since 2000) as this session writes a timestamptz.
-std::string timestamp_text(pgo::Timestamp t) {
-    std::string out;
-    pg_call([&] { out = DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t))); });
-    return out;
-}
-
-// Every key the batch touched, as sicoop.stream_key's COPY text.
-std::string stream_keys_text(const pgo::TableBatch& batch, const pgo::StageBatch& staged) {
-    std::string text;
-    if (batch.truncated) {
-        pgo::Timestamp latest = 0;
-        for (const auto& s : batch.last) latest = std::max(latest, s.commit_time);
-        text += batch.table + "\t\\N\tt\t" + timestamp_text(latest) + "\t{}\n";
-    }
-    for (const pgo::KeyState& s : batch.last) {
-        std::string kept;
-        for (const auto& [key, column] : staged.fill_from_raw)
-            if (key == s.key) kept += (kept.empty() ? "" : ",") + column;
-        pgo::Column key{pgo::Column::Kind::Text, s.key};
-        text += batch.table + "\t" + pgo::copy_text_value(key) + "\t" + (s.deleted ? "t" : "f") + "\t" +
-                timestamp_text(s.commit_time) + "\t{" + kept + "}\n";
-    }
-    return text;
-}
+// The most a batch, or a part of a large source transaction, holds in memory: a quarter of
+// sicoop.stream_work_mem, since applying it copies it about three times over (folded states,
+// COPY text, its masked copy) while the next one may gather.
+size_t part_bytes() { return static_cast<size_t>(stream_work_mem_setting) * 1024 / 4; }
 
 struct Batch {
     std::vector<pgo::Transaction> transactions;
     size_t changes = 0;
+    size_t bytes = 0;  // about the memory its changes take (against sicoop.stream_work_mem)
     std::set<std::string> members;  // associado keys changed: one change each per batch
     TimestampTz first_received = 0;
 
     bool empty() const { return transactions.empty(); }
-    void clear() { *this = Batch{}; }
+    void clear() {
+        const bool big = bytes >= part_bytes() / 4;
+        *this = Batch{};
+        if (big) give_memory_back();
+    }
 };
 
 // The associado keys a transaction changes.
@@ -738,47 +713,28 @@ std::set<std::string> members_of(const pgo::Transaction& t) {
     return keys;
 }
 
-// Applies a micro-batch in one warehouse transaction; false if a run holds the pipeline lock
-// (nothing applied: it is tried again).
-bool apply(const Batch& batch, pgo::Lsn received) {
-    WorkerTransaction tx;
-    if (!stream_steps::try_run_lock()) return false;
-    pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
-    spi::exec("DELETE FROM sicoop.stream_key");  // (empty: truncated by the batch before)
-    std::string keys_text;
-    std::vector<std::string> touched, truncated;
-    for (const pgo::TableBatch& b : pgo::fold(batch.transactions, key_columns(), {})) {
-        touched.push_back(b.table);
-        if (b.truncated) truncated.push_back(b.table);
-        const SourceTable* table = nullptr;
-        for (const SourceTable& t : source_tables())
-            if (t.name == b.table) table = &t;
-        if (table == nullptr) continue;
-        const pgo::StageBatch staged = pgo::stage_batch(b, stage_columns(*table));
-        if (staged.rows > 0) stage_stream_rows(b.table, stage_columns(*table), table->key, staged.copy_text);
-        keys_text += stream_keys_text(b, staged);
-    }
-    if (!keys_text.empty())
-        copy_text_into("stream_key", {"table_name", "record_id", "deleted", "commit_time", "keep_from_raw"}, keys_text);
-
+// Runs the steps over what is staged, records the batch (its run log row, the end LSN of its
+// last source transaction: `last`) and commits: the end of a micro-batch and of a large
+// source transaction alike.
+void finish_apply(WorkerTransaction& tx, const Staged& staged, const pgo::Transaction& last, size_t transactions,
+                  size_t changes, pgo::Lsn received) {
     const TimestampTz reference_time = spi::reference_time();
     const int64 run_id = run_log::next_run_id();
     run_log::started(run_id, "stream", reference_time);
     std::string detail;
-    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, touched, truncated);
+    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, staged.touched, staged.truncated);
     // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
     spi::exec("TRUNCATE sicoop.stream_key");
     forget_unfit_values();
-    const pgo::Transaction& last = batch.transactions.back();
     const std::string applied = pgo::format_lsn(last.end_lsn);
     const std::string received_text = pgo::format_lsn(std::max(received, last.end_lsn));
     const std::string commit_time = timestamp_text(last.commit_time);
-    detail = "{\"transactions\": " + std::to_string(batch.transactions.size()) + ", \"changes\": " +
-             std::to_string(batch.changes) + ", \"applied_lsn\": \"" + applied + "\", \"steps\": " + detail + "}";
+    detail = "{\"transactions\": " + std::to_string(transactions) + ", \"changes\": " + std::to_string(changes) +
+             ", \"applied_lsn\": \"" + applied + "\", \"steps\": " + detail + "}";
     run_log::succeeded(run_id, "stream", total, detail.c_str());
     spi::Param p[5] = {spi::text_param(applied.c_str()), spi::text_param(received_text.c_str()),
-                       spi::int8_param(static_cast<int64>(batch.changes)),
-                       spi::int8_param(static_cast<int64>(batch.transactions.size())), spi::text_param(commit_time.c_str())};
+                       spi::int8_param(static_cast<int64>(changes)), spi::int8_param(static_cast<int64>(transactions)),
+                       spi::text_param(commit_time.c_str())};
     spi::exec(R"sql(
 UPDATE sicoop.stream_state
 SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = changes_applied + $3,
@@ -788,8 +744,53 @@ SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = chang
               p, 5);
     tx.commit();
     pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+// Applies a micro-batch in one warehouse transaction; false if a run holds the pipeline lock
+// (nothing applied: it is tried again).
+bool apply(const Batch& batch, pgo::Lsn received) {
+    WorkerTransaction tx;
+    if (!stream_steps::try_run_lock()) return false;
+    pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
+    const Staged staged = stage_transactions(batch.transactions);
+    finish_apply(tx, staged, batch.transactions.back(), batch.transactions.size(), batch.changes, received);
     return true;
 }
+
+// A source transaction past the memory bound (issue 25): pgoutput (protocol 1) sends it whole
+// after its commit, and gathering it whole took the worker to gigabytes. Once it outgrows a
+// part (part_bytes()), it gets a warehouse transaction of its own into which its parts are
+// staged as they arrive (PartStager, src/stream_apply.cpp); its commit stages the rest, runs
+// the steps and stores its end LSN there, as apply() does: still one warehouse transaction per
+// source transaction (readers never see half of one), and a crash anywhere replays it whole
+// from the stored LSN. Nothing is spilled to disk but what the stage holds anyway (masked).
+class LargeApply {
+public:
+    bool open() const { return tx_ != nullptr; }
+    // Opens its warehouse transaction; false (nothing open) if a run holds the pipeline lock.
+    bool begin() {
+        auto tx = std::make_unique<WorkerTransaction>();
+        if (!stream_steps::try_run_lock()) return false;
+        pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a large source transaction");
+        stager_ = std::make_unique<PartStager>();
+        tx_ = std::move(tx);
+        return true;
+    }
+    void stage(pgo::Transaction part) { stager_->stage(std::move(part)); }
+    // Its commit: what came after the last part, then the steps and its LSN; committed.
+    void finish(pgo::Transaction rest, pgo::Lsn received) {
+        const pgo::Transaction last{rest.xid, rest.commit_lsn, rest.end_lsn, rest.commit_time, {}, 0};
+        stager_->stage(std::move(rest));
+        finish_apply(*tx_, stager_->staged(), last, 1, stager_->changes(), received);
+        stager_.reset();
+        tx_.reset();
+        give_memory_back();
+    }
+
+private:
+    std::unique_ptr<WorkerTransaction> tx_;  // (declared first: the stager goes before it)
+    std::unique_ptr<PartStager> stager_;
+};
 
 // The run log's retention, now and then (as run_pipeline does after each run); a micro-batch's
 // row (several a second) is kept for sicoop.stream_log_retention only.
@@ -847,6 +848,36 @@ SET received_lsn = greatest(received_lsn, $1::pg_lsn), state = $2, worker_pid = 
 
 pgo::Timestamp now_pg() { return GetCurrentTimestamp(); }
 
+// The open source transaction outgrew a part (or is being applied in parts, and `t`, its
+// commit, may end it): the batch gathered before it is applied first, in a transaction of its
+// own; then its warehouse transaction opens and takes its parts. False: the stream was stopped
+// while a run held the pipeline lock.
+bool stage_large(LargeApply& large, pgo::TransactionAssembler& assembler, std::optional<pgo::Transaction>& t, Batch& batch,
+                 pgo::Lsn received, pgo::Lsn& applied) {
+    if (!large.open()) {
+        if (!batch.empty()) {
+            while (!apply(batch, received)) {
+                wait_a_second();
+                if (!idle_check(received, true, false)) return false;
+            }
+            applied = batch.transactions.back().end_lsn;
+            batch.clear();
+        }
+        while (!large.begin()) {
+            wait_a_second();
+            if (!idle_check(received, true, false)) return false;
+        }
+    }
+    if (t) {
+        const pgo::Lsn end = t->end_lsn;
+        large.finish(std::move(*t), received);
+        applied = end;
+    } else {
+        large.stage(assembler.take_part());
+    }
+    return true;
+}
+
 void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn applied) {
     std::vector<std::string> tables;
     for (const SourceTable& t : source_tables()) tables.push_back(t.name);
@@ -856,6 +887,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
                             " (proto_version '1', publication_names '\"" + config.publication + "\"')",
                         PGRES_COPY_BOTH, "start streaming"));
     Batch batch;
+    LargeApply large;  // a source transaction past the memory bound, being applied
     pgo::Lsn received = applied;
     TimestampTz last_status = 0, last_check = GetCurrentTimestamp(), retry_at = 0;
     int64 batches = 0;
@@ -866,7 +898,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         // Apply when due: the interval since the batch's first change, or its size. (Held back
         // by a run, it is tried again each second.)
         if (!batch.empty() && now >= retry_at &&
-            (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) ||
+            (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes() ||
              now >= TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting))) {
             paused = !apply(batch, received);
             if (paused) retry_at = TimestampTzPlusMilliseconds(now, 1000);
@@ -878,7 +910,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
                 if (++batches % 100 == 0) purge_logs();
             }
         }
-        if (now >= TimestampTzPlusMilliseconds(last_check, 1000)) {
+        if (now >= TimestampTzPlusMilliseconds(last_check, 1000) && !large.open()) {  // (no transaction inside its)
             const bool caught_up = batch.empty() && !assembler.in_transaction();
             if (!idle_check(received, paused, caught_up)) return;
             if (caught_up) applied = std::max(applied, received);
@@ -892,7 +924,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             last_status = now;
         }
         // A batch held back by a run (the lock) stops reading past a bound: the source waits.
-        if (paused && batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting)) {
+        if (paused && (batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes())) {
             wait_a_second();
             continue;
         }
@@ -939,6 +971,11 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         if (!m.message) continue;
         check_relation(*m.message, config.source_schema);
         std::optional<pgo::Transaction> t = assembler.feed(*m.message);
+        if ((t && large.open()) || (!t && assembler.open_bytes() >= part_bytes())) {
+            if (!stage_large(large, assembler, t, batch, received, applied)) return;  // stopped meanwhile
+            if (t) source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
+            continue;
+        }
         if (!t || t->changes.empty()) {
             if (t && batch.empty()) applied = std::max(applied, t->end_lsn);  // nothing of ours: skip it
             continue;
@@ -957,6 +994,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         }
         if (batch.empty()) batch.first_received = GetCurrentTimestamp();
         batch.changes += t->changes.size();
+        batch.bytes += t->bytes;
         batch.members.insert(members.begin(), members.end());
         batch.transactions.push_back(std::move(*t));
     }
