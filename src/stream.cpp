@@ -26,7 +26,9 @@
 //      sicoop.stream_key, every step over them (src/pipeline.cpp, RunContext::stream), its run
 //      log row, and the end LSN of its last source transaction in stream_state. Only then is
 //      that LSN confirmed to the source. A crash anywhere replays from the stored LSN; the
-//      assembler drops what is at or before it: exactly once.
+//      assembler drops what is before it: exactly once.
+//   6. A source transaction too big for memory (sicoop.stream_work_mem) is staged in parts as
+//      it arrives, in the one warehouse transaction its commit then finishes (LargeApply).
 // Failures: a lost connection (a source restart, a killed walsender), a lock or serialization
 // conflict: the worker records it and exits with code 1; the postmaster starts it again after
 // 5 s, and it resumes from the stored LSN. Anything else (the slot invalidated or dropped, the

@@ -9,9 +9,13 @@
 #     the warehouse equals a from-scratch load of the source afterwards;
 #   - with the small transactions committed after it applied after it (a marker is timed);
 # and the memory is given back afterwards.
+# The source's wal_sender_timeout is 10 min: the steps over a million rows take longer than its
+# default minute, after which the walsender ends the connection (the worker reconnects after its
+# commit, nothing lost: the README says so) -- here the worker must be seen to live through it.
 # The allowance: the worker's own memory before the transaction (its caches, libraries) plus
 # 64MB for PostgreSQL's executor during the steps over the big batch (hash joins and sorts,
-# each bounded by work_mem, which this cluster sets to 64MB, and hash_mem_multiplier).
+# each bounded by work_mem times hash_mem_multiplier: the warehouse database's work_mem is set
+# to 16MB here, the cluster's 64MB would let one hash join take 128MB of the executor's own).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROWS=${SICOOP_STREAM_MEMORY_ROWS:-1000000}
 BOUND_MB=64          # sicoop.stream_work_mem's default
@@ -39,7 +43,7 @@ cleanup() {
 trap cleanup EXIT
 
 as_server_user "$PGBIN/initdb" -D "$SRC_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-printf "port = %s\nlisten_addresses = 'localhost'\nunix_socket_directories = '/tmp'\nwal_level = logical\nmax_wal_size = '4GB'\n" \
+printf "port = %s\nlisten_addresses = 'localhost'\nunix_socket_directories = '/tmp'\nwal_level = logical\nmax_wal_size = '4GB'\nwal_sender_timeout = '10min'\n" \
   "$SRC_PORT" >>"$SRC_DIR/data/postgresql.conf"
 as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -l "$SRC_DIR/server.log" -w start >/dev/null
 "$PGBIN/psql" -X -q -p "$SRC_PORT" -d postgres -c "CREATE DATABASE src_mem"
@@ -48,7 +52,8 @@ src -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, mov
 
 recreate_db "$DW"
 q -d "$DW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
-  -c "SELECT sicoop.connect_source('localhost', $SRC_PORT, 'src_mem', current_user)" >/dev/null
+  -c "SELECT sicoop.connect_source('localhost', $SRC_PORT, 'src_mem', current_user)" \
+  -c "ALTER DATABASE $DW SET work_mem = '16MB'" >/dev/null
 val "$DW" "SELECT sicoop.start_stream('sicoop_stream_mem')" >/dev/null
 for _ in $(seq 600); do [ "$(val "$DW" "SELECT state FROM sicoop.stream_status()")" = streaming ] && break; sleep 0.1; done
 is "$(val "$DW" "SELECT state FROM sicoop.stream_status()")" streaming 'the stream runs'
