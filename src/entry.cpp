@@ -23,6 +23,8 @@ PGDLLEXPORT Datum sicoop_warehouse_id(PG_FUNCTION_ARGS);
 PG_FUNCTION_INFO_V1(sicoop_warehouse_id);
 PGDLLEXPORT Datum sicoop_signal_stream_worker(PG_FUNCTION_ARGS);
 PG_FUNCTION_INFO_V1(sicoop_signal_stream_worker);
+PGDLLEXPORT Datum sicoop_source_slot(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(sicoop_source_slot);
 PG_FUNCTION_INFO_V1(sicoop_run_step);
 PG_FUNCTION_INFO_V1(sicoop_run_pipeline);
 PG_FUNCTION_INFO_V1(sicoop_check_source);
@@ -56,6 +58,9 @@ int stream_interval_setting = 250;
 int stream_batch_changes_setting = 20000;
 int stream_lag_alert_setting = 60;
 int stream_work_mem_setting = 64 * 1024;  // kB
+int stream_receive_timeout_setting = 60 * 1000;
+int full_check_wait_setting = 10 * 60 * 1000;
+int stream_retained_alert_setting = 1024;
 
 MemoryContext error_context() { return current_error_context; }
 void set_error_context(MemoryContext cxt) { current_error_context = cxt; }
@@ -94,14 +99,16 @@ void _PG_init(void) {
         &sicoop::source_timeout_setting, 10 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr,
         nullptr);
     DefineCustomIntVariable(
-        "sicoop.lock_timeout", "The longest a step of a run may wait for a lock in the warehouse.",
-        "Applied as lock_timeout to every step (the session's own lock_timeout, if shorter, wins): a step held "
-        "behind a lock fails with SQLSTATE 55P03 instead of waiting for as long as the lock is held. 0: no limit.",
+        "sicoop.lock_timeout", "The longest a run may wait for a lock in the warehouse.",
+        "Applied as lock_timeout to every statement of a run, from its first, and of each step (the session's own "
+        "lock_timeout, if shorter, wins): a run held behind a lock fails with SQLSTATE 55P03 instead of waiting for "
+        "as long as the lock is held. 0: no limit.",
         &sicoop::lock_timeout_setting, 5 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "sicoop.step_timeout", "The longest one step of a run may take in the warehouse.",
         "A step still going after this is cancelled with SQLSTATE 57014 and the run fails, logged with the step (the "
-        "session's own statement_timeout, if it ends sooner, wins). 0: no limit.",
+        "session's own statement_timeout, if it ends sooner, wins); what a run does before its first step is bounded "
+        "alike. 0: no limit.",
         &sicoop::step_timeout_setting, 60 * 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     DefineCustomIntVariable(
         "sicoop.max_run_time", "How long a run may go on before a run it makes skip reports an error.",
@@ -143,6 +150,22 @@ void _PG_init(void) {
         "sicoop.watchdog() (every minute, with sicoop.schedule()) sends NOTIFY sicoop_alerts once when the stream's lag "
         "passes this, or when it failed.",
         &sicoop::stream_lag_alert_setting, 60, 1, INT_MAX, PGC_USERSET, GUC_UNIT_S, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.stream_receive_timeout", "How long the stream waits for a message from the source before it calls the stream stalled.",
+        "After half of it with nothing received the worker asks the source for a reply; after all of it the state says "
+        "'stalled', the watchdog alerts, and the worker ends the connection and connects again (as wal_receiver_timeout). "
+        "0: never.",
+        &sicoop::stream_receive_timeout_setting, 60 * 1000, 0, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.stream_retained_alert", "How much WAL the stream's slot may hold at the source before the watchdog alerts.",
+        "The slot keeps every WAL segment the stream has not confirmed; past max_slot_wal_keep_size the slot is lost "
+        "and the stream must resync. The watchdog alerts once when the retained WAL passes this.",
+        &sicoop::stream_retained_alert_setting, 1024, 1, INT_MAX, PGC_USERSET, GUC_UNIT_MB, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.full_check_wait", "How long run_pipeline(full => true) waits for the stream worker to run the full check.",
+        "While a stream is wanted, the full check runs in its worker, at the stream's own position; the call waits for it "
+        "this long, then fails (55P03) and withdraws its request.",
+        &sicoop::full_check_wait_setting, 10 * 60 * 1000, 1000, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("sicoop");
 }
 
@@ -192,6 +215,10 @@ Datum sicoop_launch_stream_worker(PG_FUNCTION_ARGS) {
 
 Datum sicoop_warehouse_id(PG_FUNCTION_ARGS) {
     return sicoop::sql_entry([&] { return sicoop::stream::warehouse_id(fcinfo); });
+}
+
+Datum sicoop_source_slot(PG_FUNCTION_ARGS) {
+    return sicoop::sql_entry([&] { return sicoop::stream::source_slot(fcinfo); });
 }
 
 Datum sicoop_signal_stream_worker(PG_FUNCTION_ARGS) {

@@ -89,6 +89,7 @@ extern int source_timeout_setting;
 extern int max_run_time_setting;
 extern int lock_timeout_setting;  // sicoop.lock_timeout (ms)
 extern int step_timeout_setting;  // sicoop.step_timeout (ms)
+extern int full_check_wait_setting;  // sicoop.full_check_wait (ms)
 enum FullRun { FULL_RUN_COMPARE, FULL_RUN_REBUILD };
 extern int full_run_setting;  // sicoop.full_run
 MemoryContext error_context();

@@ -5,6 +5,7 @@
 #include "spi_session.hpp"
 #include "steps/step.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,16 +27,30 @@ void pipeline_locktag(LOCKTAG* tag) {
     SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, kLockKey1, kLockKey2, kLockClass);
 }
 
+// The lock wait bound of a run: sicoop.lock_timeout, or the session's own lock_timeout if
+// shorter (0: none).
+int run_lock_timeout_ms() {
+    return LockTimeout == 0            ? lock_timeout_setting
+           : lock_timeout_setting == 0 ? LockTimeout
+                                       : Min(LockTimeout, lock_timeout_setting);
+}
+
 // Every statement a run makes resolves names in pg_catalog only (then pg_temp, for tables
 // alone): an operator or function another role created elsewhere on the caller's search_path
-// can never stand in for a built-in one. In force from the first statement, as a function's
-// SET clause is; restore_settings(level) puts the caller's settings back (a commit does too).
-int pin_search_path() {
+// can never stand in for a built-in one. And no statement of it waits for a warehouse lock
+// longer than run_lock_timeout_ms(): before its first step a run already reads the run log,
+// the warehouse's state and tables that a VACUUM FULL, ALTER or REINDEX may hold. Both in force
+// from the first statement, as a function's SET clause is; restore_settings(level) puts the
+// caller's settings back (a commit does too).
+int pin_run_settings() {
     int level = 0;
+    const std::string lock_timeout = std::to_string(run_lock_timeout_ms());
     pg_call([&] {
         level = NewGUCNestLevel();
         (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
                                  GUC_ACTION_SAVE, true, 0, false);
+        (void) set_config_option("lock_timeout", lock_timeout.c_str(), PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+                                 true, 0, false);
     });
     return level;
 }
@@ -49,6 +64,13 @@ void restore_settings(int level) {
 // half-run), and there is a warehouse connected to a source (sicoop._check_ready()).
 void check_installation() {
     std::string installed = spi::exec_text("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'sicoop_etl'");
+    if (installed.empty())  // (the stream's worker, after DROP EXTENSION)
+        pg_call([] {
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("sicoop: sicoop_etl is no longer installed in this database"),
+                            errhint("CREATE EXTENSION sicoop_etl adopts the warehouse as it is; then SELECT sicoop.start_stream(); "
+                                    "resumes the stream where it stopped.")));
+        });
     if (installed != SICOOP_EXTENSION_VERSION) {
         const char* v = installed.c_str();
         pg_call([&] {
@@ -256,41 +278,51 @@ private:
     TimestampTz deadline_ = 0;
 };
 
+// A cancel by sicoop.step_timeout says so: `what` ran longer than the setting.
+void explain_step_timeout(PgError& e, const std::string& what) {
+    const std::string detail =
+        what + " ran longer than sicoop.step_timeout (" + std::to_string(step_timeout_setting) + " ms).";
+    pg_call([&] {
+        e.edata->detail = MemoryContextStrdup(error_context(), detail.c_str());
+        e.edata->hint = MemoryContextStrdup(error_context(),
+                                            "Raise sicoop.step_timeout if the step needs longer, or find what "
+                                            "held it in pg_stat_activity.");
+    });
+}
+
 StepOutcome execute_step(const Step& step, TimestampTz reference_time, int64 run_id, bool full, bool rebuild,
                          bool stream = false) {
     StepOutcome outcome;
     spi::RunParams params{reference_time, run_id, GetConfigOption("sicoop.timezone", false, false), 0, false, 0};
-    const RunContext ctx = load_context(step, full, rebuild, stream, params);
-    // For this step's transaction: no JIT (compiling costs more than it buys for set-based
-    // loads), and fixed memory budgets, so the backend's memory does not grow with the data:
-    // hash joins and sorts bigger than these spill to disk instead.
-    spi::exec("SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
-              " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
     // No lock wait in the warehouse lasts longer than sicoop.lock_timeout (or the session's own
-    // lock_timeout, if shorter): a step held behind a lock fails with 55P03 and says where,
-    // instead of hanging for as long as the lock is held.
-    const int lock_timeout_ms = LockTimeout == 0 ? lock_timeout_setting
-                                : lock_timeout_setting == 0 ? LockTimeout : Min(LockTimeout, lock_timeout_setting);
-    const std::string lock_timeout_text = std::to_string(lock_timeout_ms);
+    // lock_timeout, if shorter), and the step no longer than sicoop.step_timeout, from its first
+    // statement: planning reads the step's tables (is it empty?), which a VACUUM FULL, ALTER or
+    // REINDEX may hold. A step held behind a lock fails with 55P03 and says where, instead of
+    // hanging for as long as the lock is held. (The stream's worker runs its steps here too.)
+    const std::string lock_timeout_text = std::to_string(run_lock_timeout_ms());
     spi::Param lock_timeout = spi::text_param(lock_timeout_text.c_str());
     spi::exec("SELECT set_config('lock_timeout', $1, true)", &lock_timeout, 1);
     std::vector<Timing> timings;
     StepTimeout step_timeout(step_timeout_setting);
     try {
+        RunContext ctx;
+        {
+            ActionContext planning{step.name.c_str(), "",
+                                   "planning (what the step last processed, which of its tables are empty)"};
+            ErrorContextGuard guard(&planning);
+            ctx = load_context(step, full, rebuild, stream, params);
+        }
+        // For this step's transaction: no JIT (compiling costs more than it buys for set-based
+        // loads), and fixed memory budgets, so the backend's memory does not grow with the data:
+        // hash joins and sorts bigger than these spill to disk instead.
+        spi::exec(
+            "SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
+            " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
         for (const Action& action : step.plan(ctx)) run_action(step, action, params, outcome.counts, timings);
         end_source_session();
     } catch (PgError& e) {
         abort_source_session();
-        if (step_timeout.fired(e)) {
-            const std::string detail = "The step " + step.name + " ran longer than sicoop.step_timeout (" +
-                                       std::to_string(step_timeout_setting) + " ms).";
-            pg_call([&] {
-                e.edata->detail = MemoryContextStrdup(error_context(), detail.c_str());
-                e.edata->hint = MemoryContextStrdup(error_context(),
-                                                    "Raise sicoop.step_timeout if the step needs longer, or find what "
-                                                    "held it in pg_stat_activity.");
-            });
-        }
+        if (step_timeout.fired(e)) explain_step_timeout(e, "The step " + step.name);
         throw;
     } catch (...) {
         abort_source_session();  // and cancel what it runs on the source
@@ -397,6 +429,8 @@ void defer_first_load_indexes(const Step& step) {
     // run's transaction usable, for the step's failure to be logged (rolled back by its
     // destructor when an error leaves the loop).
     spi::SubTransaction all;
+    ActionContext context{step.name.c_str(), "", "deferring the indexes of a first load (is the table empty?)"};
+    ErrorContextGuard guard(&context);
     for (const std::string& table : step.first_load_tables) {
         if (table.rfind("trusted_", 0) != 0 && table.rfind("fato_", 0) != 0) continue;
         const std::string qualified = "sicoop." + table;
@@ -454,7 +488,7 @@ Datum run_step(FunctionCallInfo fcinfo) {
     }
 
     spi_connect(false);
-    const int settings_level = pin_search_path();
+    const int settings_level = pin_run_settings();
     check_installation();
     if (!try_lock(false)) {
         int pid = lock_holder_pid();
@@ -490,7 +524,7 @@ namespace {
 // again for the next.
 class RunTransaction {
 public:
-    explicit RunTransaction(bool nonatomic) : nonatomic_(nonatomic), settings_level_(pin_search_path()) {}
+    explicit RunTransaction(bool nonatomic) : nonatomic_(nonatomic), settings_level_(pin_run_settings()) {}
     bool nonatomic() const { return nonatomic_; }
     void commit() {
         if (!nonatomic_) return;
@@ -500,10 +534,10 @@ public:
         } catch (PgError&) {
             // A failed commit leaves a new transaction (SPI_commit starts one): pinned again,
             // for the failure's own bookkeeping.
-            settings_level_ = pin_search_path();
+            settings_level_ = pin_run_settings();
             throw;
         }
-        settings_level_ = pin_search_path();
+        settings_level_ = pin_run_settings();
     }
     // The caller's settings back, at the end of the call.
     void restore() { restore_settings(settings_level_); }
@@ -678,17 +712,26 @@ SELECT sicoop._purge_logs(nullif(pg_catalog.current_setting('sicoop.log_retentio
     }
 }
 
-// While a stream keeps the warehouse current (src/stream.cpp), an incremental run has nothing
-// to do: it is skipped, with a notice (pg_cron's schedule may stay as it is). A full run still
-// runs -- the check -- and the stream waits for it (the pipeline lock), then goes on.
+// While a stream is wanted (sicoop.stream_state.wanted: started and not stopped), it owns the
+// warehouse, and an incremental run is skipped, with a notice (pg_cron's schedule may stay as
+// it is) -- whether its worker runs or not: a worker down for a restart, reconnecting or stalled
+// resumes from its position and replays every change after it, in commit order, with its
+// member history; a batch run in between would read the source's current state and collapse
+// that history (the intermediate member versions), and the stream would then replay changes
+// already applied. A full run still runs -- the check -- and the stream waits for it (the
+// pipeline lock), then goes on. stop_stream() (wanted = false) hands the warehouse back.
 bool stream_keeps_current(int64 run_id, TimestampTz reference_time, RunTransaction& tx) {
-    if (spi::exec_text("SELECT (to_regclass('sicoop.stream_state') IS NOT NULL AND sicoop._stream_worker_pid() IS NOT NULL"
-                       " AND EXISTS (SELECT 1 FROM sicoop.stream_state s WHERE s.wanted AND s.state = 'streaming'))::text") != "true")
-        return false;
-    const char* message = "skipped: the stream keeps the warehouse current (sicoop.stream_status()); a full run still runs";
-    run_log::skipped(run_id, reference_time, message, nullptr);
+    const std::string state = spi::exec_text(R"sql(
+SELECT s.state || CASE WHEN sicoop._stream_worker_pid() IS NULL THEN ', its worker not running' ELSE '' END
+FROM sicoop.stream_state s WHERE s.wanted)sql");
+    if (state.empty()) return false;
+    const std::string message = "skipped: the stream keeps the warehouse current (it is wanted, now " + state +
+                                "; see sicoop.stream_status()); a full run still runs, and sicoop.stop_stream() "
+                                "lets batch runs load again";
+    run_log::skipped(run_id, reference_time, message.c_str(), nullptr);
     tx.commit();
-    pg_call([&] { ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), message))); });
+    const char* m = message.c_str();
+    pg_call([&] { ereport(NOTICE, (errmsg("sicoop: run %lld %s", static_cast<long long>(run_id), m))); });
     return true;
 }
 
@@ -733,6 +776,85 @@ StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::strin
 
 }  // namespace stream_steps
 
+// While a stream is wanted, a full check runs in the stream's worker, at the stream's own
+// position (src/stream.cpp, "A full check at the stream's own position"): read here, the source
+// would be ahead of the stream, and the member versions in between would be lost. This call
+// asks for it and waits, up to sicoop.full_check_wait, for its outcome in the run log. False:
+// no stream is wanted, the call runs the check itself.
+bool full_check_in_stream(RunTransaction& tx, bool nonatomic) {
+    if (spi::exec_text("SELECT (to_regclass('sicoop.stream_state') IS NOT NULL"
+                       " AND EXISTS (SELECT 1 FROM sicoop.stream_state s WHERE s.wanted))::text") != "true")
+        return false;
+    if (!nonatomic)
+        pg_call([] {
+            ereport(ERROR, (errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+                            errmsg("sicoop: a stream follows the source: its worker runs the full check at the stream's position, "
+                                   "and this call waits for it, which it cannot do inside a transaction block"),
+                            errhint("CALL sicoop.run_pipeline(full => true) on its own, not inside BEGIN ... COMMIT.")));
+        });
+    const std::string requested = spi::exec_text(R"sql(
+UPDATE sicoop.stream_state SET full_check_requested_at = coalesce(full_check_requested_at, pg_catalog.clock_timestamp())
+RETURNING full_check_requested_at::text)sql");
+    tx.commit();
+    spi::Param since = spi::text_param(requested.c_str());
+    const TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), full_check_wait_setting);
+    for (;;) {
+        pg_call([] {
+            (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 200L, PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+        });
+        // The worker's run, once it answered: its outcome.
+        const std::string outcome = spi::exec_text(R"sql(
+SELECT concat_ws(E'\t', l.run_id, l.status, l.error_sqlstate, l.error_message)
+FROM sicoop.stream_state s, sicoop.run_log l
+WHERE s.full_check_requested_at IS NULL AND l.step = 'run_pipeline' AND l.started_at >= $1::timestamptz
+  AND l.status IN ('succeeded', 'failed')
+ORDER BY l.run_id DESC LIMIT 1)sql", &since, 1);
+        const std::string stream = spi::exec_text(
+            "SELECT concat_ws(' ', s.state, s.wanted) FROM sicoop.stream_state s");
+        tx.commit();
+        if (!outcome.empty()) {
+            std::vector<std::string> f;
+            size_t from = 0;
+            for (size_t tab; (tab = outcome.find('\t', from)) != std::string::npos; from = tab + 1) f.push_back(outcome.substr(from, tab - from));
+            f.push_back(outcome.substr(from));
+            f.resize(4);
+            pg_call([&] {
+                if (f[1] == "succeeded")
+                    ereport(NOTICE, (errmsg("sicoop: run %s: the stream's worker ran the full check at the stream's position",
+                                            f[0].c_str())));
+                else
+                    ereport(ERROR, (errcode(f[2].size() == 5 ? MAKE_SQLSTATE(f[2][0], f[2][1], f[2][2], f[2][3], f[2][4])
+                                                            : ERRCODE_INTERNAL_ERROR),
+                                    errmsg("sicoop: run %s: the full check the stream's worker ran failed: %s", f[0].c_str(),
+                                           f[3].c_str()),
+                                    errhint("sicoop.run_status() and the server log say more.")));
+            });
+            return true;
+        }
+        const bool gone = stream.empty() || stream.rfind("failed", 0) == 0 || stream.find(" false") != std::string::npos;
+        if (gone || GetCurrentTimestamp() >= deadline) {
+            // The request is withdrawn (unless another caller's is the same: it is answered once).
+            spi::exec("UPDATE sicoop.stream_state SET full_check_requested_at = NULL WHERE full_check_requested_at = $1::timestamptz",
+                      &since, 1);
+            tx.commit();
+            const std::string state = stream;
+            pg_call([&] {
+                if (gone)
+                    ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                                    errmsg("sicoop: the stream stopped (%s) before its worker ran the full check", state.c_str()),
+                                    errhint("CALL sicoop.run_pipeline(full => true) again: with no stream wanted, the call runs it.")));
+                ereport(ERROR, (errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+                                errmsg("sicoop: the stream's worker did not run the full check within sicoop.full_check_wait (%d ms)",
+                                       full_check_wait_setting),
+                                errhint("sicoop.stream_status() says what the stream is doing (a worker not running, reconnecting, "
+                                        "stalled or applying a large batch); the request was withdrawn.")));
+            });
+        }
+    }
+}
+
 Datum run_pipeline(FunctionCallInfo fcinfo) {
     // Steps commit on their own only in a non-atomic CALL (not inside BEGIN ... COMMIT).
     const bool nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
@@ -742,8 +864,18 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
     const int64 max_run_time_seconds = max_run_time_setting;
 
     spi_connect(nonatomic);
-    RunTransaction tx(nonatomic);
+    RunTransaction tx(nonatomic);  // (lock_timeout bounded from here on)
+    // What the run does before its first step is bounded as a step is (sicoop.step_timeout):
+    // it reads the run log and the warehouse's state, and may build indexes a failed first load
+    // left dropped.
+    std::optional<StepTimeout> preparing;
+    preparing.emplace(step_timeout_setting);
     check_installation();
+    if (full && full_check_in_stream(tx, nonatomic)) {
+        tx.restore();
+        spi_finish();
+        PG_RETURN_VOID();
+    }
     TimestampTz reference_time = spi::reference_time();
     int64 run_id = run_log::next_run_id();
     if (!try_lock(true)) {
@@ -763,12 +895,14 @@ Datum run_pipeline(FunctionCallInfo fcinfo) {
             PG_RETURN_VOID();
         }
         const Run run = prepare_run(run_id, reference_time, full);
+        preparing.reset();
         run_log::started(run_id, "run_pipeline", reference_time);
         tx.commit();
         const StepCounts total = run_pipeline_steps(run, tx, current);
         current = "run_pipeline";
         end_run(run, total, tx);
     } catch (PgError& e) {
+        if (preparing && preparing->fired(e)) explain_step_timeout(e, "The run's preparation (before its first step)");
         add_error_context(e.edata, run_id, current);
         unlock_session();
         throw;

@@ -51,9 +51,12 @@ extern "C" {
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "utils/guc.h"
 #include "storage/lmgr.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
@@ -65,6 +68,8 @@ extern "C" {
 #include <signal.h>
 
 #include <algorithm>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -75,6 +80,7 @@ namespace sicoop {
 extern int stream_interval_setting;
 extern int stream_batch_changes_setting;
 extern int stream_work_mem_setting;
+extern int stream_receive_timeout_setting;
 }  // namespace sicoop
 
 namespace sicoop::stream {
@@ -112,8 +118,16 @@ bool is_transient(const PgError& e) {
     return ERRCODE_TO_CATEGORY(code) == ERRCODE_CONNECTION_EXCEPTION || code == ERRCODE_LOCK_NOT_AVAILABLE ||
            code == ERRCODE_T_R_SERIALIZATION_FAILURE || code == ERRCODE_T_R_DEADLOCK_DETECTED ||
            code == ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION || code == ERRCODE_ADMIN_SHUTDOWN ||
-           code == ERRCODE_CANNOT_CONNECT_NOW;
+           code == ERRCODE_CANNOT_CONNECT_NOW || code == ERRCODE_OBJECT_IN_USE;
 }
+
+// Nothing came from the source for longer than sicoop.stream_receive_timeout (a walsender that
+// hangs, a network that drops packets silently): the worker ends the connection and starts
+// again, as wal_receiver_timeout makes a standby do; the state says 'stalled' meanwhile.
+class Stalled : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 
 // The warehouse's owner this worker acts for: the owner when its first transaction began. The
 // worker's session is the bootstrap superuser's (it logs in as no role); each transaction runs
@@ -190,6 +204,9 @@ public:
             SPI_finish();
             PopActiveSnapshot();
             CommitTransactionCommand();
+            // What the transaction wrote, counted for autovacuum and analyze (a background worker
+            // reports its statistics itself; at most once a second, the rest on a later call).
+            (void) pgstat_report_stat(false);
         });
         open_ = false;
         pg_call([&] { SetUserIdAndSecContext(saved_user_, saved_context_); });
@@ -259,27 +276,33 @@ bool is_plain_identifier(const std::string& s) {
     });
 }
 
+// The stream's state, with the error that led to it (none: cleared). Plain SQL on the stream's
+// own row, nothing of the extension's: it is written even when sicoop_etl was dropped under
+// the worker. An exit to start again ('reconnecting') keeps 'stalled' (the source still sends
+// nothing); every exit state records when the worker ended (stopped_at).
 void set_state(const char* state, const PgError* error = nullptr, const char* message = nullptr) {
-    spi::Param p[5] = {spi::text_param(state), spi::text_param(nullptr), spi::text_param(message),
-                       spi::text_param(nullptr), spi::text_param(nullptr)};
-    std::string sqlstate;
+    std::string sqlstate, text = message ? redact_card_numbers(message) : std::string(), hint;
+    const bool has_text = error != nullptr || message != nullptr;
     if (error != nullptr) {
         pg_call([&] { sqlstate = unpack_sql_state(error->edata->sqlerrcode); });
-        p[1] = spi::text_param(sqlstate.c_str());
-        p[2] = spi::text_param(error->edata->message);
-        p[3] = spi::text_param(error->edata->hint);
+        text = redact_card_numbers(error->edata->message ? error->edata->message : "");
+        if (error->edata->hint) hint = error->edata->hint;
     }
+    spi::Param p[4] = {spi::text_param(state), spi::text_param(sqlstate.empty() ? nullptr : sqlstate.c_str()),
+                       spi::text_param(has_text ? text.c_str() : nullptr), spi::text_param(hint.empty() ? nullptr : hint.c_str())};
     spi::exec(R"sql(
 UPDATE sicoop.stream_state
-SET state = $1, error_sqlstate = $2, error_message = sicoop._redact_card_numbers($3), error_hint = $4,
+SET state = CASE WHEN $1 = 'reconnecting' AND state = 'stalled' THEN state ELSE $1 END,
+    error_sqlstate = $2, error_message = $3, error_hint = $4,
     wanted = wanted AND $1 <> 'failed',
-    worker_pid = CASE WHEN $1 IN ('failed', 'stopped') THEN NULL ELSE pg_backend_pid() END,
-    stopped_at = CASE WHEN $1 IN ('failed', 'stopped') THEN clock_timestamp() ELSE stopped_at END)sql",
+    worker_pid = CASE WHEN $1 IN ('failed', 'stopped', 'stalled', 'reconnecting') THEN NULL ELSE pg_catalog.pg_backend_pid() END,
+    stopped_at = CASE WHEN $1 IN ('failed', 'stopped', 'stalled', 'reconnecting') THEN pg_catalog.clock_timestamp() ELSE stopped_at END)sql",
               p, 4);
-    if (std::string(state) == "failed")
+    const std::string st = state;
+    if (st == "failed" || st == "stalled")
         spi::exec(R"sql(
-SELECT pg_notify('sicoop_alerts', json_build_object('database', current_database(), 'step', 'stream',
-                 'status', 'stream failed', 'sqlstate', s.error_sqlstate)::text)
+SELECT pg_catalog.pg_notify('sicoop_alerts', pg_catalog.json_build_object('database', pg_catalog.current_database(),
+         'step', 'stream', 'status', 'stream ' || s.state, 'sqlstate', s.error_sqlstate)::text)
 FROM sicoop.stream_state s)sql");
 }
 
@@ -342,8 +365,14 @@ WHERE f.ftrelid = 'sicoop.src_associado'::regclass AND o.option_name = 'schema_n
         const char* m = "sicoop: sicoop.stream_state names a slot or a publication start_stream() would refuse";
         pg_call([&] { ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s", m))); });
     }
-    set_state(c.has_applied ? "streaming" : "syncing");
-    spi::exec("UPDATE sicoop.stream_state SET started_by = current_user");  // the owner it acts for
+    // 'streaming' once the source took START_REPLICATION (mark_streaming()); until then a stream
+    // that was reconnecting or stalled still says so.
+    if (!c.has_applied) set_state("syncing");
+    spi::exec(R"sql(
+UPDATE sicoop.stream_state
+SET started_by = current_user,  -- the owner it acts for
+    worker_pid = pg_catalog.pg_backend_pid(),
+    state = CASE WHEN state IN ('reconnecting', 'stalled', 'syncing') THEN state ELSE 'starting' END)sql");
     tx.commit();
     return c;
 }
@@ -598,6 +627,116 @@ void check_relation(const pgo::Message& m, const std::string& source_schema) {
 }
 
 // ------------------------------------------------------------------------------------------
+// The stream's position against the source's
+// ------------------------------------------------------------------------------------------
+
+// No silent gap (at every start, so at every reconnection): the slot must not be confirmed past
+// the warehouse's applied LSN. The worker confirms only what it has stored, so a slot ahead
+// means the changes between were applied to a warehouse that is not this one as it is now: a
+// restore from a dump, a point-in-time recovery, a copy. Streaming would skip them; the stream
+// fails instead, with the fix (resync_stream() compares with a fresh snapshot and keeps the
+// history). A slot another process streams from (a stalled walsender of this stream's last
+// connection, until it notices) is tried again.
+void check_position(Replication& source, const StreamConfig& config) {
+    PGresult* r = source.exec("SELECT s.confirmed_flush_lsn::text, coalesce(s.active_pid, 0) FROM pg_catalog.pg_replication_slots s "
+                              "WHERE s.slot_name = " + literal(source.conn(), config.slot),
+                              PGRES_TUPLES_OK, "read the replication slot");
+    const bool exists = PQntuples(r) == 1;
+    const auto confirmed = exists && !PQgetisnull(r, 0, 0) ? pgo::parse_lsn(PQgetvalue(r, 0, 0)) : std::nullopt;
+    const int active_pid = exists ? atoi(PQgetvalue(r, 0, 1)) : 0;
+    PQclear(r);
+    if (!exists) return;  // (START_REPLICATION says so, with the fix)
+    if (confirmed && *confirmed > config.applied) {
+        const std::string slot_at = pgo::format_lsn(*confirmed), ours = pgo::format_lsn(config.applied);
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("sicoop: replication slot %s is at %s, past this warehouse's position %s: the source's changes "
+                                   "between were applied to a warehouse that is not this one as it is now (restored from a dump, "
+                                   "recovered to a point in time, or copied); streaming from the slot would skip them",
+                                   config.slot.c_str(), slot_at.c_str(), ours.c_str()),
+                            errhint("SELECT sicoop.stop_stream(); SELECT sicoop.resync_stream(); SELECT sicoop.start_stream(); -- a "
+                                    "fresh snapshot, compared with the warehouse: what it lacks is loaded, the history is kept. If "
+                                    "another warehouse still streams from slot %s, give this one its own: "
+                                    "SELECT sicoop.resync_stream(); SELECT sicoop.start_stream('sicoop_%s');",
+                                    config.slot.c_str(), this_warehouse().c_str())));
+        });
+    }
+    if (active_pid != 0) {
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_IN_USE),
+                            errmsg("sicoop: replication slot %s is in use by process %d at the source", config.slot.c_str(), active_pid),
+                            errhint("The stream tries again every 5 s. A walsender of this stream's last connection ends when it "
+                                    "notices the connection is gone (wal_sender_timeout at the source); if another client streams "
+                                    "from the slot, end it at the source (SELECT pg_terminate_backend(%d);).",
+                                    active_pid)));
+        });
+    }
+}
+
+// The source took START_REPLICATION: the stream is streaming, no error pending.
+void mark_streaming() {
+    WorkerTransaction tx;
+    spi::exec(R"sql(
+UPDATE sicoop.stream_state
+SET state = 'streaming', worker_pid = pg_catalog.pg_backend_pid(), stopped_at = NULL, error_sqlstate = NULL,
+    error_message = NULL, error_hint = NULL, last_message_at = pg_catalog.clock_timestamp())sql");
+    tx.commit();
+}
+
+// A plain connection to the source beside the replication one: its WAL position, sampled each
+// second. The warehouse is current as of a sample's time once the stream holds that position;
+// stream_state.current_at keeps that time, what stream_status()'s lag in seconds counts from
+// (a stall, a stopped stream or a batch held behind a lock: the lag grows, as it truly does).
+class Freshness {
+public:
+    ~Freshness() { close(); }
+    // A sample of the source's position now (in the caller's worker transaction: the source's
+    // server and user mapping are read from the catalog); nothing if it cannot be read.
+    void sample(TimestampTz now) {
+        if (conn_ == nullptr) {
+            spi::SubTransaction sub;  // (an error here leaves the worker's transaction usable)
+            try {
+                pg_call([&] { conn_ = source::open_connection(false); });
+                sub.release();
+            } catch (PgError&) {
+                sub.rollback();
+                conn_ = nullptr;  // (the replication connection says what is wrong)
+                return;
+            }
+        }
+        PGresult* r = nullptr;
+        PGconn* conn = conn_;
+        pg_call([&] { r = libpqsrv_exec(conn, "SELECT pg_catalog.pg_current_wal_lsn()::text", PG_WAIT_EXTENSION); });
+        std::optional<pgo::Lsn> lsn;
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) lsn = pgo::parse_lsn(PQgetvalue(r, 0, 0));
+        PQclear(r);
+        if (!lsn) {
+            close();
+            return;
+        }
+        samples_.emplace_back(*lsn, now);
+        if (samples_.size() > 3600) samples_.pop_front();  // (an hour of samples at most)
+    }
+    // The stream holds the source up to `position`: the latest sample it covers is its time.
+    void held(pgo::Lsn position) {
+        while (!samples_.empty() && samples_.front().first <= position) {
+            current_at_ = samples_.front().second;
+            samples_.pop_front();
+        }
+    }
+    TimestampTz current_at() const { return current_at_; }
+
+private:
+    void close() {
+        if (conn_ != nullptr) libpqsrv_disconnect(conn_);
+        conn_ = nullptr;
+    }
+    PGconn* conn_ = nullptr;
+    std::deque<std::pair<pgo::Lsn, TimestampTz>> samples_;
+    TimestampTz current_at_ = 0;
+};
+
+// ------------------------------------------------------------------------------------------
 // Applying: the initial sync, and a micro-batch
 // ------------------------------------------------------------------------------------------
 
@@ -691,7 +830,7 @@ size_t part_bytes() { return static_cast<size_t>(stream_work_mem_setting) * 1024
 struct Batch {
     std::vector<pgo::Transaction> transactions;
     size_t changes = 0;
-    size_t bytes = 0;  // about the memory its changes take (against sicoop.stream_work_mem)
+    size_t bytes = 0;               // about the memory its changes take (against sicoop.stream_work_mem)
     std::set<std::string> members;  // associado keys changed: one change each per batch
     TimestampTz first_received = 0;
 
@@ -752,6 +891,7 @@ SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = chang
 // (nothing applied: it is tried again).
 bool apply(const Batch& batch, pgo::Lsn received) {
     WorkerTransaction tx;
+    stream_steps::check_ready();  // (sicoop_etl dropped or updated since: the stream fails, saying so)
     if (!stream_steps::try_run_lock()) return false;
     pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
     const Staged staged = stage_transactions(batch.transactions);
@@ -772,6 +912,7 @@ public:
     // Opens its warehouse transaction; false (nothing open) if a run holds the pipeline lock.
     bool begin() {
         auto tx = std::make_unique<WorkerTransaction>();
+        stream_steps::check_ready();
         if (!stream_steps::try_run_lock()) return false;
         pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a large source transaction");
         stager_ = std::make_unique<PartStager>();
@@ -822,26 +963,149 @@ void purge_logs() {
     tx.commit();
 }
 
-// Between batches: whether the stream is still wanted, and the received position recorded.
-// `caught_up`: nothing pending (no batch, no transaction open): the stream holds everything up
-// to what was received, which is then applied too (the lag is nil, not the source's other WAL).
-bool idle_check(pgo::Lsn received, bool paused, bool caught_up) {
+// Between batches, each second: whether the stream is still wanted (and sicoop_etl still
+// installed), and the stream's health recorded: the received position, the last message from
+// the source, the time the warehouse was current as of. `caught_up`: nothing pending (no batch,
+// no transaction open): the stream holds everything up to what was received, which is stored as
+// applied too (the lag is nil, not the source's other WAL) -- stored before it is ever confirmed
+// to the source, so the slot is never ahead of the warehouse (check_position()).
+struct Health {
+    TimestampTz last_message = 0;
+    bool full_check_requested = false;
+};
+bool idle_check(pgo::Lsn received, bool paused, bool caught_up, Freshness& freshness, Health& health) {
     WorkerTransaction tx;
+    stream_steps::check_ready();  // (dropped or updated under the worker: the stream fails, saying so)
     const bool wanted = still_wanted();
-    if (wanted) {
-        const std::string r = pgo::format_lsn(received);
-        spi::Param p[3] = {spi::text_param(r.c_str()), spi::text_param(paused ? "paused" : "streaming"),
-                           spi::text_param(caught_up ? "true" : "false")};
-        spi::exec(R"sql(
+    const TimestampTz now = GetCurrentTimestamp();
+    freshness.sample(now);
+    const std::string r = pgo::format_lsn(received);
+    const std::string last_message = timestamp_text(health.last_message);
+    spi::Param p[3] = {spi::text_param(r.c_str()), spi::text_param(caught_up ? "true" : "false"),
+                       spi::text_param(last_message.c_str())};
+    // The position held: what was applied (stream_state), or all that was received when caught up.
+    const std::string held = spi::exec_text(R"sql(
 UPDATE sicoop.stream_state
-SET received_lsn = greatest(received_lsn, $1::pg_lsn), state = $2, worker_pid = pg_backend_pid(),
-    applied_lsn = CASE WHEN $3::boolean THEN greatest(applied_lsn, $1::pg_lsn) ELSE applied_lsn END)sql",
-                  p, 3);
+SET received_lsn = greatest(received_lsn, $1::pg_lsn), last_message_at = $3::timestamptz,
+    applied_lsn = CASE WHEN $2::boolean THEN greatest(applied_lsn, $1::pg_lsn) ELSE applied_lsn END
+RETURNING applied_lsn::text)sql",
+                                            p, 3);
+    if (const auto h = pgo::parse_lsn(held)) freshness.held(*h);
+    if (freshness.current_at() != 0) {
+        const std::string current_at = timestamp_text(freshness.current_at());
+        spi::Param c[1] = {spi::text_param(current_at.c_str())};
+        spi::exec("UPDATE sicoop.stream_state SET current_at = greatest(current_at, $1::timestamptz)", c, 1);
+    }
+    if (wanted) {
+        spi::Param st[1] = {spi::text_param(paused ? "paused" : "streaming")};
+        spi::exec("UPDATE sicoop.stream_state SET state = $1, worker_pid = pg_catalog.pg_backend_pid()", st, 1);
+        health.full_check_requested =
+            spi::exec_text("SELECT (full_check_requested_at IS NOT NULL)::text FROM sicoop.stream_state") == "true";
     } else {
         set_state("stopped");
     }
     tx.commit();
+    pg_call([] { pgstat_report_stat(true); });  // (the batches' table statistics: autovacuum follows the stream)
     return wanted;
+}
+
+// ------------------------------------------------------------------------------------------
+// A full check at the stream's own position
+// ------------------------------------------------------------------------------------------
+
+// run_pipeline(full => true) while a stream is wanted asks the worker (stream_state.
+// full_check_requested_at) rather than reading the source itself: a check that read the source
+// ahead of the stream would load member changes the stream has not applied yet as one version
+// from the check's time, and the versions in between would be lost. The worker makes a
+// temporary slot on a second replication connection: its consistent point C and a snapshot of
+// the source exactly at C. It applies every source transaction that ended at or before C, then
+// runs every step as a full run on that snapshot (as the initial sync does), and streams on
+// from C: the check sees what the stream holds, no more, no less.
+struct FullCheck {
+    std::unique_ptr<Replication> connection;  // holds the temporary slot and its snapshot
+    std::string snapshot;
+    pgo::Lsn at = 0;
+};
+
+// The request is answered: the run's outcome is in the run log (the caller reads it there).
+void full_check_failed(const PgError& e) {
+    PgError error = e;
+    redact_error(error.edata);
+    hide_values(error.edata);
+    try {
+        WorkerTransaction tx;
+        const TimestampTz reference_time = spi::reference_time();
+        const int64 run_id = run_log::next_run_id();
+        run_log::failed(run_id, "run_pipeline", reference_time, error.edata);
+        run_log::alert(run_id, "run_pipeline");
+        spi::exec("UPDATE sicoop.stream_state SET full_check_requested_at = NULL");
+        tx.commit();
+    } catch (PgError&) {
+    }
+    const char* m = error.edata->message;
+    pg_call([&] { ereport(LOG, (errmsg("sicoop stream: the full check failed: %s", m), errhidestmt(true))); });
+}
+
+std::optional<FullCheck> begin_full_check() {
+    FullCheck check;
+    try {
+        check.connection = std::make_unique<Replication>(connect_replication());
+        const std::string slot = "sicoop_check_" + std::to_string(MyProcPid);
+        PGresult* created = check.connection->exec("CREATE_REPLICATION_SLOT " + slot + " TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')",
+                                                   PGRES_TUPLES_OK, "create the full check's temporary slot");
+        const auto at = pgo::parse_lsn(PQgetvalue(created, 0, 1));
+        check.snapshot = PQgetvalue(created, 0, 2);
+        PQclear(created);
+        if (!at) throw Transient("the source gave the full check's slot an unreadable position");
+        check.at = *at;
+    } catch (PgError& e) {
+        full_check_failed(e);
+        return std::nullopt;
+    }
+    return check;
+}
+
+// The check itself, the stream holding everything up to check.at (and nothing after).
+void run_full_check(const FullCheck& check) {
+    try {
+        WorkerTransaction tx;
+        take_run_lock();
+        import_source_snapshot(check.snapshot.c_str());
+        const TimestampTz reference_time = spi::reference_time();
+        const int64 run_id = run_log::next_run_id();
+        run_log::started(run_id, "run_pipeline", reference_time);
+        std::string detail;
+        StepCounts total;
+        try {
+            total = stream_steps::run(run_id, reference_time, false, detail);
+        } catch (...) {
+            import_source_snapshot(nullptr);
+            throw;
+        }
+        import_source_snapshot(nullptr);
+        const std::string at = pgo::format_lsn(check.at);
+        const std::string run_detail = "{\"full_check\": \"at the stream's position\", \"at_lsn\": \"" + at + "\"}";
+        run_log::succeeded(run_id, "run_pipeline", total, run_detail.c_str());
+        spi::exec("UPDATE sicoop.stream_state SET full_check_requested_at = NULL");
+        tx.commit();
+    } catch (PgError& e) {
+        full_check_failed(e);
+    }
+}
+
+// A batch's transactions up to `at` (inclusive), and those after.
+std::pair<Batch, Batch> split_at(Batch&& batch, pgo::Lsn at) {
+    Batch before, after;
+    for (pgo::Transaction& t : batch.transactions) {
+        Batch& into = t.end_lsn <= at ? before : after;
+        if (into.empty()) into.first_received = batch.first_received;
+        into.changes += t.changes.size();
+        into.bytes += t.bytes;
+        const std::set<std::string> members = members_of(t);
+        into.members.insert(members.begin(), members.end());
+        into.transactions.push_back(std::move(t));
+    }
+    return {std::move(before), std::move(after)};
 }
 
 // ------------------------------------------------------------------------------------------
@@ -849,36 +1113,6 @@ SET received_lsn = greatest(received_lsn, $1::pg_lsn), state = $2, worker_pid = 
 // ------------------------------------------------------------------------------------------
 
 pgo::Timestamp now_pg() { return GetCurrentTimestamp(); }
-
-// The open source transaction outgrew a part (or is being applied in parts, and `t`, its
-// commit, may end it): the batch gathered before it is applied first, in a transaction of its
-// own; then its warehouse transaction opens and takes its parts. False: the stream was stopped
-// while a run held the pipeline lock.
-bool stage_large(LargeApply& large, pgo::TransactionAssembler& assembler, std::optional<pgo::Transaction>& t, Batch& batch,
-                 pgo::Lsn received, pgo::Lsn& applied) {
-    if (!large.open()) {
-        if (!batch.empty()) {
-            while (!apply(batch, received)) {
-                wait_a_second();
-                if (!idle_check(received, true, false)) return false;
-            }
-            applied = batch.transactions.back().end_lsn;
-            batch.clear();
-        }
-        while (!large.begin()) {
-            wait_a_second();
-            if (!idle_check(received, true, false)) return false;
-        }
-    }
-    if (t) {
-        const pgo::Lsn end = t->end_lsn;
-        large.finish(std::move(*t), received);
-        applied = end;
-    } else {
-        large.stage(assembler.take_part());
-    }
-    return true;
-}
 
 void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn applied) {
     std::vector<std::string> tables;
@@ -888,51 +1122,146 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     PQclear(source.exec("START_REPLICATION SLOT " + config.slot + " LOGICAL " + pgo::format_lsn(applied) +
                             " (proto_version '1', publication_names '\"" + config.publication + "\"')",
                         PGRES_COPY_BOTH, "start streaming"));
+    mark_streaming();
     Batch batch;
-    LargeApply large;  // a source transaction past the memory bound, being applied
+    LargeApply large;  // a source transaction past the memory bound, being applied in parts
     pgo::Lsn received = applied;
     TimestampTz last_status = 0, last_check = GetCurrentTimestamp(), retry_at = 0;
+    // Silence is measured from the last message, or from the end of the last work that kept the
+    // worker from reading (an apply): what waits in the socket meanwhile is not silence.
+    TimestampTz listening_since = GetCurrentTimestamp();
+    bool pinged = false;
     int64 batches = 0;
     bool paused = false;
+    Freshness freshness;
+    Health health;
+    health.last_message = GetCurrentTimestamp();
+    std::optional<FullCheck> check;
+    // `end` is stored with the data up to it: it is confirmed to the source now.
+    auto stored = [&](pgo::Lsn end) {
+        applied = end;
+        source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
+        last_status = GetCurrentTimestamp();
+        if (++batches % 100 == 0) purge_logs();
+    };
+    // Applies `b` (false: a run holds the pipeline lock; nothing applied). The applied position
+    // is confirmed to the source only once stored with the data.
+    auto apply_now = [&](const Batch& b) {
+        const bool done = apply(b, received);
+        listening_since = GetCurrentTimestamp();
+        if (done) stored(b.transactions.back().end_lsn);
+        return done;
+    };
+    // Applies `b`, again each second while a run holds the pipeline lock; false: the stream was
+    // stopped meanwhile.
+    auto apply_waiting = [&](const Batch& b) {
+        while (!apply_now(b)) {
+            wait_a_second();
+            if (!idle_check(received, true, false, freshness, health)) return false;
+        }
+        return true;
+    };
+    // The full check asked for, once every source transaction up to its position is received:
+    // those the batch holds are applied, then the check runs. False: stopped meanwhile.
+    auto run_check = [&] {
+        auto [before, after] = split_at(std::move(batch), check->at);
+        if (!before.empty() && !apply_waiting(before)) return false;
+        run_full_check(*check);
+        check.reset();  // (the temporary slot goes with its connection)
+        batch = std::move(after);
+        listening_since = GetCurrentTimestamp();
+        return true;
+    };
+    // A source transaction past the memory bound (LargeApply). Once it outgrows a part, the batch
+    // gathered before it is applied in a transaction of its own (and a full check whose position
+    // it commits after runs first: everything up to that position is in by then), and its
+    // warehouse transaction opens; it takes each part as it comes, and `t`, the transaction's
+    // commit, runs the steps and stores it. Nothing else opens a worker transaction meanwhile
+    // (idle_check(), a full check: the loop waits for its end). False: stopped meanwhile.
+    auto apply_large = [&](std::optional<pgo::Transaction>& t) {
+        if (!large.open()) {
+            if (!batch.empty() && !apply_waiting(batch)) return false;
+            batch.clear();
+            if (check && assembler.open_commit_lsn() >= check->at && !run_check()) return false;
+            while (!large.begin()) {
+                wait_a_second();
+                if (!idle_check(received, true, false, freshness, health)) return false;
+            }
+        }
+        if (t) {
+            const pgo::Lsn end = t->end_lsn;
+            large.finish(std::move(*t), received);
+            stored(end);
+        } else {
+            large.stage(assembler.take_part());
+        }
+        listening_since = GetCurrentTimestamp();  // (what came meanwhile waits in the socket)
+        return true;
+    };
     for (;;) {
-        pg_call([] { CHECK_FOR_INTERRUPTS(); });
+        pg_call([] {
+            CHECK_FOR_INTERRUPTS();
+            if (ConfigReloadPending) {
+                ConfigReloadPending = false;
+                ProcessConfigFile(PGC_SIGHUP);
+            }
+        });
         const TimestampTz now = GetCurrentTimestamp();
+        // A full check asked for: once the stream has received the check's position and holds no
+        // transaction half received, what ended up to it is applied, then the check runs. (Before
+        // a batch falls due: it may hold a transaction that ended after the position.)
+        if (check && received >= check->at && !assembler.in_transaction() && !run_check()) return;  // stopped meanwhile
         // Apply when due: the interval since the batch's first change, or its size. (Held back
         // by a run, it is tried again each second.)
         if (!batch.empty() && now >= retry_at &&
             (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes() ||
              now >= TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting))) {
-            paused = !apply(batch, received);
+            paused = !apply_now(batch);
             if (paused) retry_at = TimestampTzPlusMilliseconds(now, 1000);
-            if (!paused) {
-                applied = batch.transactions.back().end_lsn;
-                batch.clear();
-                source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
-                last_status = now;
-                if (++batches % 100 == 0) purge_logs();
-            }
+            if (!paused) batch.clear();
         }
-        if (now >= TimestampTzPlusMilliseconds(last_check, 1000) && !large.open()) {  // (no transaction inside its)
+        // (Not while a large source transaction's warehouse transaction is open: this takes one of its own.)
+        if (now >= TimestampTzPlusMilliseconds(last_check, 1000) && !large.open()) {
             const bool caught_up = batch.empty() && !assembler.in_transaction();
-            if (!idle_check(received, paused, caught_up)) return;
+            if (!idle_check(received, paused, caught_up, freshness, health)) return;
             if (caught_up) applied = std::max(applied, received);
             last_check = now;
+            if (health.full_check_requested && !check) {
+                check = begin_full_check();
+                listening_since = GetCurrentTimestamp();
+                // (A reply asked for: the source says how far it has sent, so the check's position
+                // is known reached even when nothing of ours changes.)
+                if (check) source.send(pgo::standby_status_update(received, applied, applied, now_pg(), true));
+            }
         }
         if (now >= TimestampTzPlusMilliseconds(last_status, 10000)) {
-            // Nothing pending: what was received is as good as applied (as PostgreSQL's own apply
-            // worker reports): the slot may let go of WAL that held nothing of ours.
-            const pgo::Lsn flushed = batch.empty() && !assembler.in_transaction() ? std::max(received, applied) : applied;
-            source.send(pgo::standby_status_update(received, flushed, flushed, now_pg(), false));
+            // Only what is stored is confirmed: the slot is never ahead of the warehouse.
+            source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
             last_status = now;
         }
         // A batch held back by a run (the lock) stops reading past a bound: the source waits.
-        if (paused && (batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes())) {
+        if (paused &&
+            (batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes())) {
             wait_a_second();
+            listening_since = GetCurrentTimestamp();
             continue;
         }
         char* buffer = nullptr;
         const int n = PQgetCopyData(source.conn(), &buffer, 1 /* async */);
         if (n == 0) {
+            // Nothing from the source for half of sicoop.stream_receive_timeout: a reply is asked
+            // for; for all of it: the stream is stalled (as wal_receiver_timeout).
+            const TimestampTz silent_since = std::max(health.last_message, listening_since);
+            const TimestampTz current = GetCurrentTimestamp();
+            if (stream_receive_timeout_setting > 0) {
+                if (!pinged && current >= TimestampTzPlusMilliseconds(silent_since, stream_receive_timeout_setting / 2)) {
+                    source.send(pgo::standby_status_update(received, applied, applied, now_pg(), true));
+                    pinged = true;
+                }
+                if (current >= TimestampTzPlusMilliseconds(silent_since, stream_receive_timeout_setting))
+                    throw Stalled("nothing came from the source for " + std::to_string((current - silent_since) / 1000000) +
+                                  " s (sicoop.stream_receive_timeout): the worker ends the connection and starts again");
+            }
             long timeout = 1000;
             if (!batch.empty())
                 timeout = std::max<long>(1, (TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting) -
@@ -953,6 +1282,8 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             PQclear(res);
             throw Transient("the source ended the stream: " + message);
         }
+        health.last_message = GetCurrentTimestamp();
+        pinged = false;
         pgo::StreamMessage m;
         try {
             m = pgo::decode_stream_message(buffer, static_cast<size_t>(n));
@@ -964,8 +1295,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         received = std::max(received, m.wal_end);
         if (m.kind == pgo::StreamMessage::Kind::Keepalive) {
             if (m.reply_requested) {
-                const pgo::Lsn flushed = batch.empty() && !assembler.in_transaction() ? std::max(received, applied) : applied;
-                source.send(pgo::standby_status_update(received, flushed, flushed, now_pg(), false));
+                source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
                 last_status = GetCurrentTimestamp();
             }
             continue;
@@ -974,24 +1304,16 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         check_relation(*m.message, config.source_schema);
         std::optional<pgo::Transaction> t = assembler.feed(*m.message);
         if ((t && large.open()) || (!t && assembler.open_bytes() >= part_bytes())) {
-            if (!stage_large(large, assembler, t, batch, received, applied)) return;  // stopped meanwhile
-            if (t) source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
+            if (!apply_large(t)) return;  // stopped meanwhile
             continue;
         }
-        if (!t || t->changes.empty()) {
-            if (t && batch.empty()) applied = std::max(applied, t->end_lsn);  // nothing of ours: skip it
-            continue;
-        }
+        if (!t || t->changes.empty()) continue;  // (nothing of ours: held once caught up, idle_check())
         // A second change of a member in one batch: the batch is applied first, so that each
         // change is a version of its own.
         std::set<std::string> members = members_of(*t);
         const bool again = std::any_of(members.begin(), members.end(), [&](const std::string& k) { return batch.members.count(k) > 0; });
         if (again) {
-            while (!apply(batch, received)) {
-                wait_a_second();
-                if (!idle_check(received, true, false)) return;  // stopped meanwhile
-            }
-            applied = batch.transactions.back().end_lsn;
+            if (!apply_waiting(batch)) return;  // stopped meanwhile
             batch.clear();
         }
         if (batch.empty()) batch.first_received = GetCurrentTimestamp();
@@ -1025,6 +1347,7 @@ void worker_main(TransactionId launcher_xid) {
         Replication source(connect_replication());
         check_publication(source, *config);
         if (config->has_applied && !config->slot_is_ours) refuse_foreign_slot(config->slot);
+        if (config->has_applied) check_position(source, *config);
         pgo::Lsn applied = config->has_applied ? config->applied : initial_sync(source, *config);
         stream_changes(source, *config, applied);
     } catch (const OwnerChanged& e) {
@@ -1032,6 +1355,11 @@ void worker_main(TransactionId launcher_xid) {
         pg_call([&] { ereport(LOG, (errmsg("sicoop stream: %s", m))); });
         record_failure("reconnecting", nullptr, m);
         pg_call([] { proc_exit(1); });  // the postmaster starts the worker again, acting for the new owner
+    } catch (const Stalled& e) {
+        const char* m = e.what();
+        pg_call([&] { ereport(LOG, (errmsg("sicoop stream stalled: %s; reconnecting in 5 s", m))); });
+        record_failure("stalled", nullptr, m);
+        pg_call([] { proc_exit(1); });  // the postmaster starts the worker again
     } catch (const Transient& e) {
         const char* m = e.what();
         pg_call([&] { ereport(LOG, (errmsg("sicoop stream: %s; reconnecting in 5 s", m))); });
@@ -1063,6 +1391,48 @@ Datum warehouse_id(FunctionCallInfo fcinfo) {
     text* out = nullptr;
     pg_call([&] { out = cstring_to_text(id.c_str()); });
     PG_RETURN_TEXT_P(out);
+}
+
+// SELECT * FROM sicoop._source_slot(slot): the source's current WAL position, and slot `slot`
+// as the source has it (no row's values: no such slot), read now over a connection of the
+// caller's (its user mapping): stream_status() sees the source's side even when no worker runs.
+Datum source_slot(FunctionCallInfo fcinfo) {
+    std::string slot;
+    pg_call([&] { slot = text_to_cstring(PG_GETARG_TEXT_PP(0)); });
+    PGconn* conn = nullptr;
+    pg_call([&] { conn = source::open_connection(false); });
+    std::unique_ptr<PGconn, void (*)(PGconn*)> owned(conn, [](PGconn* c) { libpqsrv_disconnect(c); });
+    const char* values[1] = {slot.c_str()};
+    PGresult* r = PQexecParams(conn, R"sql(
+SELECT pg_catalog.pg_current_wal_lsn()::text, s.confirmed_flush_lsn::text, s.restart_lsn::text, s.wal_status::text,
+       s.safe_wal_size::text, s.active_pid::text
+FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name = $1)sql",
+                               1, nullptr, values, nullptr, nullptr, 0);
+    std::vector<std::string> row;
+    std::vector<bool> nulls;
+    const bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    const std::string error = ok ? "" : PQresultErrorMessage(r);
+    for (int i = 0; ok && i < 6; ++i) {
+        nulls.push_back(PQgetisnull(r, 0, i));
+        row.emplace_back(PQgetvalue(r, 0, i));
+    }
+    PQclear(r);
+    if (!ok) {
+        const std::string m = redact_card_numbers(error);
+        pg_call([&] {
+            ereport(ERROR, (errcode(ERRCODE_CONNECTION_EXCEPTION), errmsg("sicoop: cannot read the source's WAL position: %s", m.c_str())));
+        });
+    }
+    Datum result = 0;
+    pg_call([&] {
+        TupleDesc desc;
+        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "sicoop: _source_slot must return a row");
+        char* cells[6];
+        for (int i = 0; i < 6; ++i) cells[i] = nulls[i] ? nullptr : pstrdup(row[i].c_str());
+        HeapTuple tuple = BuildTupleFromCStrings(TupleDescGetAttInMetadata(desc), cells);
+        result = HeapTupleGetDatum(tuple);
+    });
+    return result;
 }
 
 // SELECT sicoop._signal_stream_worker(pid): ends this database's stream worker `pid` (SIGTERM),
@@ -1135,6 +1505,7 @@ void sicoop_stream_main(Datum main_arg) {
     sicoop::stream::LaunchArgs args;
     memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
     pqsignal(SIGTERM, die);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);  // (a reload reaches the worker: postgresql.conf's settings)
     BackgroundWorkerUnblockSignals();
     on_proc_exit(end_for_good_unless_connected, 0);
     BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
@@ -1142,6 +1513,10 @@ void sicoop_stream_main(Datum main_arg) {
     pgstat_report_appname("sicoop_etl stream");
     // Every statement resolves names in pg_catalog only (as a run's, src/pipeline.cpp).
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+    // No lock wait of the worker's own (its state row, warehouse_info, the run log) lasts longer
+    // than sicoop.lock_timeout: a VACUUM FULL or an ALTER in the way makes a retry, not a hang.
+    // (Each step sets its own bound too.)
+    SetConfigOption("lock_timeout", std::to_string(sicoop::lock_timeout_setting).c_str(), PGC_USERSET, PGC_S_SESSION);
     sicoop::stream::worker_main(args.launcher_xid);
     proc_exit(0);
 }

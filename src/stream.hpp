@@ -17,6 +17,10 @@ Datum warehouse_id(FunctionCallInfo fcinfo);
 // SELECT sicoop._signal_stream_worker(pid): SIGTERM to this database's stream worker.
 Datum signal_worker(FunctionCallInfo fcinfo);
 
+// SELECT * FROM sicoop._source_slot(slot): the source's WAL position and the slot's, read now
+// over a connection of the caller's (its user mapping).
+Datum source_slot(FunctionCallInfo fcinfo);
+
 // The worker's body (sicoop_stream_main, src/entry.cpp), once connected to its database.
 void worker_main(TransactionId launcher_xid);
 

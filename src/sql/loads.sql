@@ -161,11 +161,15 @@ $fn$;
 -- Where an incremental read of the source's movements starts: the watermark (the latest
 -- movement time the previous copy saw in the source, but never later than the run's local
 -- reference time: a future-dated row must not hide the new ones) minus the lookback
--- (sicoop.lookback, default 3 days). NULL before a first load.
+-- (sicoop.lookback, default 3 days), taken back to the start of its day. Whole days: the days
+-- before the window are compared and re-read whole (by their count and sum), so a window
+-- starting at a time of day would leave the boundary day's earlier hours in neither (1.6 and
+-- before: a change there failed the reconciliation until the next full run). NULL before a
+-- first load.
 CREATE OR REPLACE FUNCTION movement_window_start(reference_local timestamp) RETURNS timestamp LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT least(watermark, reference_local)
+$$ SELECT pg_catalog.date_trunc('day', least(watermark, reference_local)
           OPERATOR(pg_catalog.-) coalesce(nullif(pg_catalog.current_setting('sicoop.lookback', true), ''),
-                                                     '3 days')::pg_catalog.interval
+                                                     '3 days')::pg_catalog.interval)
    FROM sicoop.source_sync WHERE table_name OPERATOR(pg_catalog.=) 'src_movimentacao_cartao'::pg_catalog.text $$;
 
 -- Writes the flat file on the server (C++, src/export.cpp): a plain file name goes into

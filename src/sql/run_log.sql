@@ -50,26 +50,41 @@ REVOKE ALL ON FUNCTION sicoop._mark_aborted_runs() FROM PUBLIC;  -- operator
 -- The runs in the log, as they are now: a run whose backend is gone (crash, shutdown,
 -- terminated) is 'aborted' at once (the next run records it so); a run still going for longer
 -- than sicoop.max_run_time is 'overdue' (its steps are as they are).
+-- The stream's micro-batches (step 'stream', several a second: some 10,000 rows a day) would
+-- bury the batch runs an operator reads this for: the ones that succeeded are summed up, one row
+-- per hour they ran in -- run_id the hour's last batch, started_at its first batch's start,
+-- finished_at its last one's end, rows_read and rows_rejected the hour's sums; an hour with no
+-- row is an hour the stream applied nothing. Any other micro-batch row is shown as it is.
+-- sicoop.stream_status() says how the stream is now, run_log holds every batch.
 CREATE OR REPLACE FUNCTION run_status()
 RETURNS TABLE (run_id bigint, step text, status text, as_of timestamptz, started_at timestamptz,
                finished_at timestamptz, rows_read bigint, rows_rejected bigint, error_sqlstate text,
                error_message text, error_context text, backend_pid int)
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT l.run_id, l.step,
-       CASE WHEN l.status = 'running' AND NOT EXISTS (
-                   SELECT 1 FROM pg_locks k
-                   WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid
-                     AND k.classid = 1936286576::oid AND k.objid = 7338001::oid AND k.objsubid = 4
-                     AND k.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
-            THEN 'aborted'
-            WHEN l.status = 'running' AND l.step = 'run_pipeline'
-                 AND nullif(current_setting('sicoop.max_run_time'), '0')::interval < clock_timestamp() - l.started_at
-            THEN 'overdue'
-            ELSE l.status END,
-       l.as_of, l.started_at, l.finished_at, l.rows_read, l.rows_rejected, l.error_sqlstate,
-       l.error_message, l.error_context, l.backend_pid
-FROM sicoop.run_log l
-ORDER BY l.run_id, l.started_at
+SELECT * FROM (
+  SELECT l.run_id, l.step,
+         CASE WHEN l.status = 'running' AND NOT EXISTS (
+                     SELECT 1 FROM pg_locks k
+                     WHERE k.locktype = 'advisory' AND k.granted AND k.pid = l.backend_pid
+                       AND k.classid = 1936286576::oid AND k.objid = 7338001::oid AND k.objsubid = 4
+                       AND k.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+              THEN 'aborted'
+              WHEN l.status = 'running' AND l.step = 'run_pipeline'
+                   AND nullif(current_setting('sicoop.max_run_time'), '0')::interval < clock_timestamp() - l.started_at
+              THEN 'overdue'
+              ELSE l.status END,
+         l.as_of, l.started_at, l.finished_at, l.rows_read, l.rows_rejected, l.error_sqlstate,
+         l.error_message, l.error_context, l.backend_pid
+  FROM sicoop.run_log l
+  WHERE l.step <> 'stream' OR l.status <> 'succeeded'
+  UNION ALL
+  SELECT max(l.run_id), 'stream', 'succeeded', max(l.as_of), min(l.started_at), max(l.finished_at),
+         sum(l.rows_read)::bigint, sum(l.rows_rejected)::bigint, NULL, NULL, NULL,
+         (array_agg(l.backend_pid ORDER BY l.run_id DESC))[1]
+  FROM sicoop.run_log l
+  WHERE l.step = 'stream' AND l.status = 'succeeded'
+  GROUP BY date_trunc('hour', l.started_at)) s
+ORDER BY s.run_id, s.started_at
 $$;
 
 -- Retention (sicoop.log_retention): deletes, in one batch of at most `batch` runs, the run log

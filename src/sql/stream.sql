@@ -189,38 +189,94 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop.resync_stream() FROM PUBLIC;  -- operator
 
--- The stream as it is: its state, slot, the LSNs applied and received, the lag in bytes and
--- seconds (since the source committed the oldest change not applied yet, roughly: the last
--- commit applied, when more was received), what it applied, and its last error.
+-- The source's current WAL position and slot `slot` as the source has it, read now over a
+-- connection of the caller's (its user mapping) (src/stream.cpp); NULLs but source_lsn: no
+-- such slot. An error if the source cannot be read.
+CREATE OR REPLACE FUNCTION _source_slot(slot text, OUT source_lsn pg_lsn, OUT confirmed_flush_lsn pg_lsn,
+    OUT restart_lsn pg_lsn, OUT wal_status text, OUT safe_wal_size bigint, OUT active_pid int)
+AS 'MODULE_PATHNAME', 'sicoop_source_slot' LANGUAGE C VOLATILE STRICT SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION sicoop._source_slot(text) FROM PUBLIC;  -- operator
+
+-- The stream as it is, from both sides. The warehouse's: its state, slot, the LSNs applied and
+-- received, what it applied, its last error, the last message from the source. The source's,
+-- read now (_source_slot): its WAL position; the lag in bytes (that position less the applied
+-- one) and in seconds (since the warehouse last held all the source had: current_at, sampled
+-- each second by the worker; a stall, a stopped stream or a batch held behind a lock all show);
+-- the WAL the slot retains, and what is left of max_slot_wal_keep_size (bytes, and the time it
+-- lasts at the rate the source writes WAL, from the watchdog's last sample). When the source
+-- cannot be read, source_error says why and the source's columns are NULL: the watchdog alerts.
+-- state: the worker's, or 'not running' (wanted, its worker gone: the watchdog starts it again).
 CREATE OR REPLACE FUNCTION stream_status(
     OUT state text, OUT slot_name text, OUT publication text, OUT applied_lsn pg_lsn, OUT received_lsn pg_lsn,
     OUT lag_bytes numeric, OUT lag_seconds numeric, OUT changes_applied bigint, OUT transactions_applied bigint,
     OUT batches_applied bigint, OUT last_commit_time timestamptz, OUT last_apply_at timestamptz, OUT worker_pid int,
-    OUT error_sqlstate text, OUT error_message text, OUT error_hint text)
+    OUT error_sqlstate text, OUT error_message text, OUT error_hint text,
+    OUT source_lsn pg_lsn, OUT seconds_since_message numeric, OUT current_at timestamptz, OUT slot_wal_status text,
+    OUT retained_bytes numeric, OUT wal_left_bytes numeric, OUT wal_left_seconds numeric, OUT source_error text)
 RETURNS SETOF record  -- (no row: no stream was ever started)
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT CASE WHEN s.wanted AND w.pid IS NULL AND s.state NOT IN ('failed') THEN 'not running' ELSE s.state END,
-       s.slot_name, s.publication, s.applied_lsn, s.received_lsn,
-       greatest(coalesce(s.received_lsn OPERATOR(pg_catalog.-) s.applied_lsn, 0), 0),
-       CASE WHEN s.received_lsn OPERATOR(pg_catalog.>) s.applied_lsn
-            THEN round(extract(epoch FROM clock_timestamp() - coalesce(s.last_commit_time, s.started_at))::numeric, 3)
-            ELSE 0 END,
-       s.changes_applied, s.transactions_applied, s.batches_applied, s.last_commit_time, s.last_apply_at, w.pid,
-       s.error_sqlstate, s.error_message, s.error_hint
-FROM sicoop.stream_state s LEFT JOIN (SELECT sicoop._stream_worker_pid() AS pid) w ON w.pid IS NOT NULL
-$$;
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  s sicoop.stream_state;
+  src_restart_lsn pg_lsn;
+  src_safe_wal_size bigint;
+  pid int := sicoop._stream_worker_pid();
+  rate numeric;
+BEGIN
+  SELECT * INTO s FROM sicoop.stream_state;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  BEGIN
+    SELECT x.source_lsn, x.wal_status, x.restart_lsn, x.safe_wal_size
+    INTO source_lsn, slot_wal_status, src_restart_lsn, src_safe_wal_size FROM sicoop._source_slot(s.slot_name) x;
+  EXCEPTION WHEN OTHERS THEN
+    source_error := sicoop._redact_card_numbers(SQLERRM);
+  END;
+  state := CASE WHEN s.state = 'failed' OR NOT s.wanted OR pid IS NOT NULL THEN s.state
+                -- (ended to connect again: the postmaster starts it within 5 s, each attempt recorded)
+                WHEN s.state IN ('reconnecting', 'stalled') AND s.stopped_at > clock_timestamp() - interval '30 s' THEN s.state
+                ELSE 'not running' END;
+  slot_name := s.slot_name; publication := s.publication; applied_lsn := s.applied_lsn; received_lsn := s.received_lsn;
+  changes_applied := s.changes_applied; transactions_applied := s.transactions_applied; batches_applied := s.batches_applied;
+  last_commit_time := s.last_commit_time; last_apply_at := s.last_apply_at; worker_pid := pid;
+  error_sqlstate := s.error_sqlstate; error_message := s.error_message; error_hint := s.error_hint;
+  current_at := s.current_at;
+  seconds_since_message := CASE WHEN pid IS NOT NULL AND s.last_message_at IS NOT NULL
+                                THEN round(extract(epoch FROM clock_timestamp() - s.last_message_at)::numeric, 3) END;
+  lag_bytes := greatest(coalesce(coalesce(source_lsn, s.received_lsn) OPERATOR(pg_catalog.-) s.applied_lsn, 0), 0);
+  lag_seconds := CASE WHEN lag_bytes > 0
+                      THEN round(extract(epoch FROM clock_timestamp() - coalesce(s.current_at, s.last_commit_time, s.started_at))::numeric, 3)
+                      ELSE 0 END;
+  retained_bytes := source_lsn OPERATOR(pg_catalog.-) src_restart_lsn;
+  wal_left_bytes := src_safe_wal_size;
+  IF s.source_lsn_at IS NOT NULL AND s.source_lsn_at < clock_timestamp() - interval '10 s' THEN
+    rate := (source_lsn OPERATOR(pg_catalog.-) s.source_lsn) / extract(epoch FROM clock_timestamp() - s.source_lsn_at);
+  END IF;
+  wal_left_seconds := CASE WHEN rate > 0 THEN round(src_safe_wal_size / rate) END;
+  RETURN NEXT;
+END
+$fn$;
 REVOKE ALL ON FUNCTION sicoop.stream_status() FROM PUBLIC;  -- operator
 
 -- The watchdog's part for the stream (sicoop.watchdog(), every minute): a stream that should
--- run and whose worker is gone (a server restart ends dynamic workers) is started again, and
--- one whose lag is past sicoop.stream_lag_alert (seconds) or that failed is alerted
--- (NOTIFY sicoop_alerts), once per condition. Returns what it did, or NULL.
+-- run and whose worker is gone (a server restart ends dynamic workers) is started again; and
+-- each condition is alerted (NOTIFY sicoop_alerts) once, when it begins: the stream failed,
+-- stalled, not running, lagging past sicoop.stream_lag_alert, stopped while its slot holds the
+-- source's changes for longer than that, its slot retaining more WAL than
+-- sicoop.stream_retained_alert or lost, or the source that cannot be read (a check that cannot
+-- see fails). It keeps the source's WAL position and its time (the rate stream_status() gives
+-- the time left with). Returns what it did, or NULL.
 CREATE OR REPLACE FUNCTION _watch_stream() RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   s record;
-  -- (Shown with its unit, as '1min': read as an interval.)
+  -- (Shown with their units, as '1min' and '1GB'.)
   limit_seconds numeric := coalesce(extract(epoch FROM nullif(current_setting('sicoop.stream_lag_alert', true), '')::interval), 60);
+  retained_limit numeric := coalesce(pg_size_bytes(nullif(current_setting('sicoop.stream_retained_alert', true), '')), 1073741824);
+  conditions text[];
+  previous text[];
+  fresh text[];
+  did text;
 BEGIN
   IF to_regclass('sicoop.stream_state') IS NULL THEN
     RETURN NULL;
@@ -231,22 +287,32 @@ BEGIN
   END IF;
   IF s.state = 'not running' THEN
     PERFORM sicoop._launch_stream_worker();
-    RETURN 'started the stream worker again';
+    did := 'started the stream worker again';
   END IF;
-  IF s.state = 'failed' OR s.lag_seconds > limit_seconds THEN
-    IF (SELECT t.lag_alerted_at FROM sicoop.stream_state t) IS NULL THEN
-      UPDATE sicoop.stream_state SET lag_alerted_at = clock_timestamp();
-      PERFORM pg_notify('sicoop_alerts', json_build_object(
-                'database', current_database(), 'step', 'stream',
-                'status', CASE WHEN s.state = 'failed' THEN 'stream failed' ELSE 'stream lagging' END,
-                'sqlstate', s.error_sqlstate, 'lag_seconds', s.lag_seconds, 'lag_bytes', s.lag_bytes,
-                'stream_lag_alert', limit_seconds)::text);
-      RETURN 'alerted';
-    END IF;
-  ELSIF (SELECT t.lag_alerted_at FROM sicoop.stream_state t) IS NOT NULL THEN
-    UPDATE sicoop.stream_state SET lag_alerted_at = NULL;
+  conditions := array_remove(ARRAY[
+    CASE WHEN s.state IN ('failed', 'stalled', 'not running') THEN s.state END,
+    CASE WHEN s.state NOT IN ('stopped', 'failed') AND s.lag_seconds > limit_seconds THEN 'lagging' END,
+    CASE WHEN s.state = 'stopped' AND s.slot_wal_status IS NOT NULL AND s.lag_seconds > limit_seconds THEN 'stopped behind' END,
+    CASE WHEN s.retained_bytes > retained_limit THEN 'retaining WAL' END,
+    CASE WHEN s.slot_wal_status IN ('unreserved', 'lost') THEN 'slot at risk' END,
+    CASE WHEN s.source_error IS NOT NULL AND (SELECT t.wanted FROM sicoop.stream_state t) THEN 'source unreadable' END], NULL);
+  previous := coalesce(string_to_array((SELECT t.alerted FROM sicoop.stream_state t), ', '), '{}');
+  SELECT array_agg(c ORDER BY c) INTO fresh FROM unnest(conditions) c WHERE c <> ALL (previous);
+  UPDATE sicoop.stream_state
+  SET alerted = nullif(array_to_string(ARRAY(SELECT c FROM unnest(conditions) c ORDER BY c), ', '), ''),
+      lag_alerted_at = CASE WHEN cardinality(conditions) = 0 THEN NULL ELSE coalesce(lag_alerted_at, clock_timestamp()) END,
+      source_lsn = coalesce(s.source_lsn, source_lsn),
+      source_lsn_at = CASE WHEN s.source_lsn IS NOT NULL THEN clock_timestamp() ELSE source_lsn_at END;
+  IF fresh IS NOT NULL THEN
+    PERFORM pg_notify('sicoop_alerts', json_build_object(
+              'database', current_database(), 'step', 'stream', 'status', 'stream ' || c,
+              'state', s.state, 'sqlstate', s.error_sqlstate, 'lag_seconds', s.lag_seconds, 'lag_bytes', s.lag_bytes,
+              'retained_bytes', s.retained_bytes, 'wal_left_seconds', s.wal_left_seconds,
+              'stream_lag_alert', limit_seconds, 'stream_retained_alert', retained_limit)::text)
+    FROM unnest(fresh) c;
+    did := concat_ws('; ', did, 'alerted: ' || array_to_string(fresh, ', '));
   END IF;
-  RETURN NULL;
+  RETURN did;
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop._watch_stream() FROM PUBLIC;  -- operator

@@ -131,6 +131,8 @@ public:
     std::optional<Transaction> feed(const Message& m);
     Lsn applied() const { return applied_; }
     bool in_transaction() const { return open_.has_value(); }
+    // The open transaction's commit LSN (its Begin says it; 0: none open).
+    Lsn open_commit_lsn() const { return open_ ? open_->commit_lsn : 0; }
 
     // A transaction too big to hold whole (issue 25): the memory its changes gathered so far
     // take (about: change_bytes()), and those changes taken out as a part of it -- its xid,

@@ -18,8 +18,10 @@
 // movimentacao_cartao, the big one, is read incrementally: only the source rows whose
 // data_movimentacao is at or after the window start ($5: the watermark, the latest movement
 // time the previous copy saw in the source, minus the lookback sicoop.lookback, default 3
-// days). Rows of that window missing from the source's answer are looked up again by id before
-// being deleted, so a movement whose time was edited out of the window is updated, not lost.
+// days, taken back to midnight: the days before it are compared whole, so it covers whole
+// days, sicoop.movement_window_start()). Rows of that window missing from the source's answer
+// are looked up again by id before being deleted, so a movement whose time was edited out of
+// the window is updated, not lost.
 // Changes older than the window that keep their day's count and sum (an old description
 // edited) are caught by a full run, CALL sicoop.run_pipeline(full => true), which compares
 // every table whole without copying it: the source sums a 64-bit hash of every row per bucket

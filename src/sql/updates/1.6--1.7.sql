@@ -10,3 +10,7 @@
 -- This file holds what must change before the functions are (re)created: what 1.7 drops, and
 -- the extension's own tables. The build (src/sql/assemble.sh) appends every function source
 -- of src/sql/, then updates/1.6--1.7.post.sql: the warehouse's data changes and checks.
+
+-- stream health (issue 25): stream_status() reports the source's side too (new columns), so
+-- it is dropped and made again (the operator's grant is given back by 1.6--1.7.post.sql).
+DROP FUNCTION sicoop.stream_status();
