@@ -6,6 +6,7 @@
 #include "pg.hpp"
 #include "steps/step.hpp"
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,9 +29,11 @@ bool try_run_lock();
 // sicoop.stream_key filled by the caller), or as a full run (the initial sync, logged as the
 // run's steps). `detail`: per step, [read, inserted, updated, deleted, rejected, milliseconds] as JSON.
 // `tables`: the source tables the micro-batch touched (the others have nothing to merge);
-// `truncated`: those of them truncated at the source in it.
+// `truncated`: those of them truncated at the source in it. `between_steps`, if any, is called
+// after each step but the last (the worker answers its replication connection meanwhile).
 StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {});
+               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {},
+               const std::function<void()>& between_steps = {});
 }  // namespace stream_steps
 
 }  // namespace sicoop

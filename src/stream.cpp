@@ -854,16 +854,21 @@ std::set<std::string> members_of(const pgo::Transaction& t) {
     return keys;
 }
 
+// Called between the steps of an apply or a full check (the worker reads nothing from the
+// source meanwhile): it tells the source the worker is alive (stream_changes()).
+using BetweenSteps = std::function<void()>;
+
 // Runs the steps over what is staged, records the batch (its run log row, the end LSN of its
 // last source transaction: `last`) and commits: the end of a micro-batch and of a large
 // source transaction alike.
 void finish_apply(WorkerTransaction& tx, const Staged& staged, const pgo::Transaction& last, size_t transactions,
-                  size_t changes, pgo::Lsn received) {
+                  size_t changes, pgo::Lsn received, const BetweenSteps& between_steps) {
     const TimestampTz reference_time = spi::reference_time();
     const int64 run_id = run_log::next_run_id();
     run_log::started(run_id, "stream", reference_time);
     std::string detail;
-    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, staged.touched, staged.truncated);
+    StepCounts total =
+        stream_steps::run(run_id, reference_time, true, detail, staged.touched, staged.truncated, between_steps);
     // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
     spi::exec("TRUNCATE sicoop.stream_key");
     forget_unfit_values();
@@ -889,13 +894,14 @@ SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = chang
 
 // Applies a micro-batch in one warehouse transaction; false if a run holds the pipeline lock
 // (nothing applied: it is tried again).
-bool apply(const Batch& batch, pgo::Lsn received) {
+bool apply(const Batch& batch, pgo::Lsn received, const BetweenSteps& between_steps) {
     WorkerTransaction tx;
     stream_steps::check_ready();  // (sicoop_etl dropped or updated since: the stream fails, saying so)
     if (!stream_steps::try_run_lock()) return false;
     pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
     const Staged staged = stage_transactions(batch.transactions);
-    finish_apply(tx, staged, batch.transactions.back(), batch.transactions.size(), batch.changes, received);
+    finish_apply(tx, staged, batch.transactions.back(), batch.transactions.size(), batch.changes, received,
+                 between_steps);
     return true;
 }
 
@@ -921,10 +927,10 @@ public:
     }
     void stage(pgo::Transaction part) { stager_->stage(std::move(part)); }
     // Its commit: what came after the last part, then the steps and its LSN; committed.
-    void finish(pgo::Transaction rest, pgo::Lsn received) {
+    void finish(pgo::Transaction rest, pgo::Lsn received, const BetweenSteps& between_steps) {
         const pgo::Transaction last{rest.xid, rest.commit_lsn, rest.end_lsn, rest.commit_time, {}, 0};
         stager_->stage(std::move(rest));
-        finish_apply(*tx_, stager_->staged(), last, 1, stager_->changes(), received);
+        finish_apply(*tx_, stager_->staged(), last, 1, stager_->changes(), received, between_steps);
         stager_.reset();
         tx_.reset();
         give_memory_back();
@@ -1066,7 +1072,7 @@ std::optional<FullCheck> begin_full_check() {
 }
 
 // The check itself, the stream holding everything up to check.at (and nothing after).
-void run_full_check(const FullCheck& check) {
+void run_full_check(const FullCheck& check, const BetweenSteps& between_steps) {
     try {
         WorkerTransaction tx;
         take_run_lock();
@@ -1077,7 +1083,7 @@ void run_full_check(const FullCheck& check) {
         std::string detail;
         StepCounts total;
         try {
-            total = stream_steps::run(run_id, reference_time, false, detail);
+            total = stream_steps::run(run_id, reference_time, false, detail, {}, {}, between_steps);
         } catch (...) {
             import_source_snapshot(nullptr);
             throw;
@@ -1137,6 +1143,20 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     Health health;
     health.last_message = GetCurrentTimestamp();
     std::optional<FullCheck> check;
+    // Between the steps of an apply or a full check the worker reads nothing from the source; it
+    // tells the source it lives each second meanwhile (what is stored as flushed, what was
+    // received as written), or the source's wal_sender_timeout (60 s by default) would end the
+    // connection under the steps of a large source transaction. What the source sends meanwhile
+    // waits in the socket (its keepalives ask for this very reply) and is read after.
+    const BetweenSteps between_steps = [&] {
+        if (GetCurrentTimestamp() < TimestampTzPlusMilliseconds(last_status, 1000)) return;
+        try {
+            source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
+        } catch (const Transient&) {
+            // (the loop finds the connection broken when it reads again)
+        }
+        last_status = GetCurrentTimestamp();
+    };
     // `end` is stored with the data up to it: it is confirmed to the source now.
     auto stored = [&](pgo::Lsn end) {
         applied = end;
@@ -1147,7 +1167,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     // Applies `b` (false: a run holds the pipeline lock; nothing applied). The applied position
     // is confirmed to the source only once stored with the data.
     auto apply_now = [&](const Batch& b) {
-        const bool done = apply(b, received);
+        const bool done = apply(b, received, between_steps);
         listening_since = GetCurrentTimestamp();
         if (done) stored(b.transactions.back().end_lsn);
         return done;
@@ -1166,7 +1186,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     auto run_check = [&] {
         auto [before, after] = split_at(std::move(batch), check->at);
         if (!before.empty() && !apply_waiting(before)) return false;
-        run_full_check(*check);
+        run_full_check(*check, between_steps);
         check.reset();  // (the temporary slot goes with its connection)
         batch = std::move(after);
         listening_since = GetCurrentTimestamp();
@@ -1190,7 +1210,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         }
         if (t) {
             const pgo::Lsn end = t->end_lsn;
-            large.finish(std::move(*t), received);
+            large.finish(std::move(*t), received, between_steps);
             stored(end);
         } else {
             large.stage(assembler.take_part());
