@@ -745,16 +745,13 @@ void check_ready() { check_installation(); }
 bool try_run_lock() { return try_lock(false); }
 
 StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables, const std::vector<std::string>& truncated,
-               const std::function<void()>& between_steps) {
+               const std::vector<std::string>& tables, const std::vector<std::string>& truncated) {
     stream_batch_tables = tables;
     stream_batch_truncated = truncated;
     StepCounts total;
     total.rows_unchanged = 0;
     detail = "{";
-    const std::vector<Step>& steps = pipeline_steps();
-    for (const Step& step : steps) {
-        if (between_steps && &step != &steps.front()) between_steps();
+    for (const Step& step : pipeline_steps()) {
         // The initial sync is a full run (a first load on an empty warehouse), logged as one.
         if (!stream) run_log::started(run_id, step.name.c_str(), reference_time);
         const TimestampTz step_start = GetCurrentTimestamp();

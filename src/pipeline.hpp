@@ -6,7 +6,6 @@
 #include "pg.hpp"
 #include "steps/step.hpp"
 
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -29,11 +28,9 @@ bool try_run_lock();
 // sicoop.stream_key filled by the caller), or as a full run (the initial sync, logged as the
 // run's steps). `detail`: per step, [read, inserted, updated, deleted, rejected, milliseconds] as JSON.
 // `tables`: the source tables the micro-batch touched (the others have nothing to merge);
-// `truncated`: those of them truncated at the source in it. `between_steps`, if any, is called
-// after each step but the last (the worker answers its replication connection meanwhile).
+// `truncated`: those of them truncated at the source in it.
 StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {},
-               const std::function<void()>& between_steps = {});
+               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {});
 }  // namespace stream_steps
 
 }  // namespace sicoop

@@ -65,14 +65,20 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include <pthread.h>
 #include <signal.h>
+#include <sys/time.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <deque>
-#include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 namespace sicoop {
@@ -854,21 +860,88 @@ std::set<std::string> members_of(const pgo::Transaction& t) {
     return keys;
 }
 
-// Called between the steps of an apply or a full check (the worker reads nothing from the
-// source meanwhile): it tells the source the worker is alive (stream_changes()).
-using BetweenSteps = std::function<void()>;
+// What the worker tells the source while it is busy (Busy): the replication connection (none:
+// nothing to tell), what it received, what is stored.
+struct StatusReply {
+    PGconn* conn = nullptr;
+    pgo::Lsn received = 0;
+    pgo::Lsn flushed = 0;
+};
+
+// While the steps of an apply or a full check run, the worker reads nothing from the source, and
+// one statement alone can outlast the source's wal_sender_timeout (60 s by default; load_fato
+// over a million-row UPDATE took 68 s): the walsender would end the connection. Meanwhile a
+// thread of the worker's own sends the source a standby status update each second (the source's
+// keepalives ask for just that; what it sends waits in the socket and is read after). The thread
+// touches nothing of PostgreSQL's -- only libpq, on the replication connection the worker does
+// not use until it is joined -- and takes no signal (all blocked in it): as DuckDB's threads in
+// pg_duckdb. No thread to be had: the worker goes without (the source may end the connection;
+// the worker reconnects after its commit, nothing lost).
+class Busy {
+public:
+    explicit Busy(const StatusReply& reply) : reply_(reply) {
+        if (reply.conn == nullptr) return;
+        sigset_t all, saved;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        try {
+            thread_ = std::thread([this] { beat(); });
+        } catch (const std::system_error&) {
+        }
+        pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    }
+    ~Busy() {
+        if (!thread_.joinable()) return;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
+        }
+        wake_.notify_one();
+        thread_.join();
+    }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+
+private:
+    void beat() noexcept {
+        try {
+            std::unique_lock<std::mutex> lock(mutex_);
+            while (!wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
+                struct timeval tv;
+                gettimeofday(&tv, nullptr);  // (GetCurrentTimestamp() is PostgreSQL's: not in this thread)
+                const pgo::Timestamp now =
+                    (static_cast<int64>(tv.tv_sec) - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) *
+                        USECS_PER_SEC +
+                    tv.tv_usec;
+                const std::string m =
+                    pgo::standby_status_update(reply_.received, reply_.flushed, reply_.flushed, now, false);
+                if (PQputCopyData(reply_.conn, m.data(), static_cast<int>(m.size())) != 1 || PQflush(reply_.conn) != 0)
+                    return;  // (the loop finds the connection broken when it reads again)
+            }
+        } catch (...) {
+        }
+    }
+    const StatusReply reply_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stop_ = false;
+    std::thread thread_;
+};
 
 // Runs the steps over what is staged, records the batch (its run log row, the end LSN of its
 // last source transaction: `last`) and commits: the end of a micro-batch and of a large
 // source transaction alike.
 void finish_apply(WorkerTransaction& tx, const Staged& staged, const pgo::Transaction& last, size_t transactions,
-                  size_t changes, pgo::Lsn received, const BetweenSteps& between_steps) {
+                  size_t changes, pgo::Lsn received, const StatusReply& busy) {
     const TimestampTz reference_time = spi::reference_time();
     const int64 run_id = run_log::next_run_id();
     run_log::started(run_id, "stream", reference_time);
     std::string detail;
-    StepCounts total =
-        stream_steps::run(run_id, reference_time, true, detail, staged.touched, staged.truncated, between_steps);
+    StepCounts total;
+    {
+        Busy source_answered(busy);
+        total = stream_steps::run(run_id, reference_time, true, detail, staged.touched, staged.truncated);
+    }
     // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
     spi::exec("TRUNCATE sicoop.stream_key");
     forget_unfit_values();
@@ -894,14 +967,13 @@ SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = chang
 
 // Applies a micro-batch in one warehouse transaction; false if a run holds the pipeline lock
 // (nothing applied: it is tried again).
-bool apply(const Batch& batch, pgo::Lsn received, const BetweenSteps& between_steps) {
+bool apply(const Batch& batch, pgo::Lsn received, const StatusReply& busy) {
     WorkerTransaction tx;
     stream_steps::check_ready();  // (sicoop_etl dropped or updated since: the stream fails, saying so)
     if (!stream_steps::try_run_lock()) return false;
     pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
     const Staged staged = stage_transactions(batch.transactions);
-    finish_apply(tx, staged, batch.transactions.back(), batch.transactions.size(), batch.changes, received,
-                 between_steps);
+    finish_apply(tx, staged, batch.transactions.back(), batch.transactions.size(), batch.changes, received, busy);
     return true;
 }
 
@@ -927,10 +999,10 @@ public:
     }
     void stage(pgo::Transaction part) { stager_->stage(std::move(part)); }
     // Its commit: what came after the last part, then the steps and its LSN; committed.
-    void finish(pgo::Transaction rest, pgo::Lsn received, const BetweenSteps& between_steps) {
+    void finish(pgo::Transaction rest, pgo::Lsn received, const StatusReply& busy) {
         const pgo::Transaction last{rest.xid, rest.commit_lsn, rest.end_lsn, rest.commit_time, {}, 0};
         stager_->stage(std::move(rest));
-        finish_apply(*tx_, stager_->staged(), last, 1, stager_->changes(), received, between_steps);
+        finish_apply(*tx_, stager_->staged(), last, 1, stager_->changes(), received, busy);
         stager_.reset();
         tx_.reset();
         give_memory_back();
@@ -1072,7 +1144,7 @@ std::optional<FullCheck> begin_full_check() {
 }
 
 // The check itself, the stream holding everything up to check.at (and nothing after).
-void run_full_check(const FullCheck& check, const BetweenSteps& between_steps) {
+void run_full_check(const FullCheck& check, const StatusReply& busy) {
     try {
         WorkerTransaction tx;
         take_run_lock();
@@ -1083,7 +1155,8 @@ void run_full_check(const FullCheck& check, const BetweenSteps& between_steps) {
         std::string detail;
         StepCounts total;
         try {
-            total = stream_steps::run(run_id, reference_time, false, detail, {}, {}, between_steps);
+            Busy source_answered(busy);
+            total = stream_steps::run(run_id, reference_time, false, detail);
         } catch (...) {
             import_source_snapshot(nullptr);
             throw;
@@ -1143,20 +1216,8 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     Health health;
     health.last_message = GetCurrentTimestamp();
     std::optional<FullCheck> check;
-    // Between the steps of an apply or a full check the worker reads nothing from the source; it
-    // tells the source it lives each second meanwhile (what is stored as flushed, what was
-    // received as written), or the source's wal_sender_timeout (60 s by default) would end the
-    // connection under the steps of a large source transaction. What the source sends meanwhile
-    // waits in the socket (its keepalives ask for this very reply) and is read after.
-    const BetweenSteps between_steps = [&] {
-        if (GetCurrentTimestamp() < TimestampTzPlusMilliseconds(last_status, 1000)) return;
-        try {
-            source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
-        } catch (const Transient&) {
-            // (the loop finds the connection broken when it reads again)
-        }
-        last_status = GetCurrentTimestamp();
-    };
+    // What the source is told while the worker runs steps (Busy).
+    auto busy = [&] { return StatusReply{source.conn(), received, applied}; };
     // `end` is stored with the data up to it: it is confirmed to the source now.
     auto stored = [&](pgo::Lsn end) {
         applied = end;
@@ -1167,7 +1228,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     // Applies `b` (false: a run holds the pipeline lock; nothing applied). The applied position
     // is confirmed to the source only once stored with the data.
     auto apply_now = [&](const Batch& b) {
-        const bool done = apply(b, received, between_steps);
+        const bool done = apply(b, received, busy());
         listening_since = GetCurrentTimestamp();
         if (done) stored(b.transactions.back().end_lsn);
         return done;
@@ -1186,7 +1247,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     auto run_check = [&] {
         auto [before, after] = split_at(std::move(batch), check->at);
         if (!before.empty() && !apply_waiting(before)) return false;
-        run_full_check(*check, between_steps);
+        run_full_check(*check, busy());
         check.reset();  // (the temporary slot goes with its connection)
         batch = std::move(after);
         listening_since = GetCurrentTimestamp();
@@ -1210,9 +1271,10 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         }
         if (t) {
             const pgo::Lsn end = t->end_lsn;
-            large.finish(std::move(*t), received, between_steps);
+            large.finish(std::move(*t), received, busy());
             stored(end);
         } else {
+            Busy source_answered(busy());  // (a part of a large sicoop.stream_work_mem takes a while)
             large.stage(assembler.take_part());
         }
         listening_since = GetCurrentTimestamp();  // (what came meanwhile waits in the socket)
