@@ -28,7 +28,11 @@
 //      that LSN confirmed to the source. A crash anywhere replays from the stored LSN; the
 //      assembler drops what is before it: exactly once.
 //   6. A source transaction too big for memory (sicoop.stream_work_mem) is staged in parts as
-//      it arrives, in the one warehouse transaction its commit then finishes (LargeApply).
+//      it arrives, in the one warehouse transaction its commit then finishes (LargeApply);
+//      nothing else opens a transaction meanwhile (idle_check(), a full check wait).
+//   7. While steps run or a part is staged, the worker reads nothing from the source: a thread
+//      of its own answers the source each second meanwhile (Busy), or its wal_sender_timeout
+//      would end the connection under a large transaction's steps.
 // Failures: a lost connection (a source restart, a killed walsender), a lock or serialization
 // conflict: the worker records it and exits with code 1; the postmaster starts it again after
 // 5 s, and it resumes from the stored LSN. Anything else (the slot invalidated or dropped, the

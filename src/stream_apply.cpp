@@ -27,9 +27,15 @@ std::vector<std::pair<std::string, std::string>> key_columns() {
     return keys;
 }
 
+// (Freed at once: called for every key, and a large transaction's parts run in the SPI
+// procedure's memory, not the part's, once SPI has run a statement: 47 MB over a million keys.)
 std::string timestamp_text(pgo::Timestamp t) {
     std::string out;
-    pg_call([&] { out = DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t))); });
+    pg_call([&] {
+        char* text = DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t)));
+        out = text;
+        pfree(text);
+    });
     return out;
 }
 
@@ -173,7 +179,9 @@ std::vector<pgo::StagedState> staged_states(const SourceTable& table, const std:
         auto value = [&](int column) {
             char* v = nullptr;
             pg_call([&] { v = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, column); });
-            return v ? std::optional<std::string>(v) : std::nullopt;
+            std::optional<std::string> out = v ? std::optional<std::string>(v) : std::nullopt;
+            if (v) pg_call([&] { pfree(v); });  // (as timestamp_text())
+            return out;
         };
         s.key = value(1).value_or("");
         s.deleted = value(2).value_or("false") == "true";
@@ -181,7 +189,10 @@ std::vector<pgo::StagedState> staged_states(const SourceTable& table, const std:
         for (size_t c = 0; c < ncolumns; ++c) s.values.push_back(value(static_cast<int>(c) + 4));
         states.push_back(std::move(s));
     }
-    pg_call([] { SPI_freetuptable(SPI_tuptable); });
+    pg_call([&] {
+        SPI_freetuptable(SPI_tuptable);
+        pfree(DatumGetPointer(p[1].value));
+    });
     return states;
 }
 
@@ -273,6 +284,7 @@ SELECT count(*) FROM gone)sql",
                 spi::exec(del.c_str(), &p[1], 1);
                 spi::exec("DELETE FROM sicoop.stage_unfit u WHERE u.table_name = $1 AND u.record_id = ANY ($2)", p, 2);
             }
+            pg_call([&] { pfree(DatumGetPointer(p[1].value)); });  // (as timestamp_text())
         }
         stage_table_batch(b, *table);
         b.last = {};  // (freed as soon as staged)
