@@ -23,7 +23,7 @@ PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
 PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \
             src/source.cpp src/bulk_copy.cpp src/sql_functions.cpp src/export.cpp src/schedule.cpp src/stream.cpp \
-            src/stream_rows.cpp
+            src/stream_rows.cpp src/stream_apply.cpp
 OBJS = $(PURE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = pipeline_sample

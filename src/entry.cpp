@@ -57,6 +57,7 @@ int full_run_setting = FULL_RUN_COMPARE;
 int stream_interval_setting = 250;
 int stream_batch_changes_setting = 20000;
 int stream_lag_alert_setting = 60;
+int stream_work_mem_setting = 64 * 1024;  // kB
 int stream_receive_timeout_setting = 60 * 1000;
 int full_check_wait_setting = 10 * 60 * 1000;
 int stream_retained_alert_setting = 1024;
@@ -132,6 +133,13 @@ void _PG_init(void) {
         "sicoop.stream_batch_changes", "The most source changes the stream applies in one micro-batch.",
         "A micro-batch holds whole source transactions: one larger than this is applied alone.",
         &sicoop::stream_batch_changes_setting, 20000, 1, INT_MAX, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable(
+        "sicoop.stream_work_mem", "The memory the stream worker may hold for the changes it applies.",
+        "A micro-batch is applied before its changes take a quarter of this; a source transaction larger than that is "
+        "staged in parts of that size as it arrives, in the one warehouse transaction that applies it (the steps' own "
+        "memory is PostgreSQL's, bounded by work_mem).",
+        &sicoop::stream_work_mem_setting, 64 * 1024, 1024, MAX_KILOBYTES, PGC_USERSET, GUC_UNIT_KB, nullptr, nullptr,
+        nullptr);
     DefineCustomStringVariable(
         "sicoop.stream_log_retention", "How long the run log keeps a stream's micro-batches.",
         "Each micro-batch the stream applies is a run_log row (step 'stream'), several a second: they are kept for this "

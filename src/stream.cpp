@@ -28,7 +28,13 @@
 //      sicoop.stream_key, every step over them (src/pipeline.cpp, RunContext::stream), its run
 //      log row, and the end LSN of its last source transaction in stream_state. Only then is
 //      that LSN confirmed to the source. A crash anywhere replays from the stored LSN; the
-//      assembler drops what is at or before it: exactly once.
+//      assembler drops what is before it: exactly once.
+//   6. A source transaction too big for memory (sicoop.stream_work_mem) is staged in parts as
+//      it arrives, in the one warehouse transaction its commit then finishes (LargeApply);
+//      nothing else opens a transaction meanwhile (idle_check(), a full check wait).
+//   7. While steps run or a part is staged, the worker reads nothing from the source: a thread
+//      of its own answers the source each second meanwhile (Busy), or its wal_sender_timeout
+//      would end the connection under a large transaction's steps.
 // Failures: a lost connection (a source restart, a killed walsender), a lock or serialization
 // conflict: the worker records it and exits with code 1; the postmaster starts it again after
 // 5 s, and it resumes from the stored LSN. Anything else (the slot invalidated or dropped, the
@@ -41,6 +47,7 @@
 #include "run_log.hpp"
 #include "source.hpp"
 #include "spi_session.hpp"
+#include "stream_apply.hpp"
 #include "stream_rows.hpp"
 #include "steps/pgoutput.hpp"
 #include "steps/step.hpp"
@@ -65,20 +72,28 @@ extern "C" {
 #include "utils/syscache.h"
 }
 
+#include <pthread.h>
 #include <signal.h>
+#include <sys/time.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 namespace sicoop {
 // Settings (src/entry.cpp).
 extern int stream_interval_setting;
 extern int stream_batch_changes_setting;
+extern int stream_work_mem_setting;
 extern int stream_receive_timeout_setting;
 }  // namespace sicoop
 
@@ -822,43 +837,10 @@ pgo::Lsn initial_sync(Replication& source, const StreamConfig& config) {
     return *lsn;
 }
 
-// The pipeline's tables and their keys, and each one's stage columns.
-std::vector<std::pair<std::string, std::string>> key_columns() {
-    std::vector<std::pair<std::string, std::string>> keys;
-    for (const SourceTable& t : source_tables()) keys.emplace_back(t.name, t.key);
-    return keys;
-}
-std::vector<std::string> stage_columns(const SourceTable& t) {
-    std::vector<std::string> columns;
-    for (const auto& c : t.columns) columns.push_back(c.first);
-    return columns;
-}
-
-// A source commit time (microseconds since 2000) as this session writes a timestamptz.
-std::string timestamp_text(pgo::Timestamp t) {
-    std::string out;
-    pg_call([&] { out = DatumGetCString(DirectFunctionCall1(timestamptz_out, TimestampTzGetDatum(t))); });
-    return out;
-}
-
-// Every key the batch touched, as sicoop.stream_key's COPY text.
-std::string stream_keys_text(const pgo::TableBatch& batch, const pgo::StageBatch& staged) {
-    std::string text;
-    if (batch.truncated) {
-        pgo::Timestamp latest = 0;
-        for (const auto& s : batch.last) latest = std::max(latest, s.commit_time);
-        text += batch.table + "\t\\N\tt\t" + timestamp_text(latest) + "\t{}\n";
-    }
-    for (const pgo::KeyState& s : batch.last) {
-        std::string kept;
-        for (const auto& [key, column] : staged.fill_from_raw)
-            if (key == s.key) kept += (kept.empty() ? "" : ",") + column;
-        pgo::Column key{pgo::Column::Kind::Text, s.key};
-        text += batch.table + "\t" + pgo::copy_text_value(key) + "\t" + (s.deleted ? "t" : "f") + "\t" +
-                timestamp_text(s.commit_time) + "\t{" + kept + "}\n";
-    }
-    return text;
-}
+// The most a batch, or a part of a large source transaction, holds in memory: a quarter of
+// sicoop.stream_work_mem, since applying it copies it about three times over (folded states,
+// COPY text, its masked copy) while the next one may gather.
+size_t part_bytes() { return static_cast<size_t>(stream_work_mem_setting) * 1024 / 4; }
 
 // The most states one member may have in a micro-batch: SCD2 replays a member's earlier states
 // one round each (a few statements per round), so a member changed more often than this in one
@@ -868,11 +850,16 @@ constexpr size_t kMaxMemberStates = 32;
 struct Batch {
     std::vector<pgo::Transaction> transactions;
     size_t changes = 0;
+    size_t bytes = 0;                       // about the memory its changes take (against sicoop.stream_work_mem)
     std::map<std::string, size_t> members;  // associado keys changed: how many times in the batch
     TimestampTz first_received = 0;
 
     bool empty() const { return transactions.empty(); }
-    void clear() { *this = Batch{}; }
+    void clear() {
+        const bool big = bytes >= part_bytes() / 4;
+        *this = Batch{};
+        if (big) give_memory_back();
+    }
 };
 
 // The associado keys a transaction changes, each with the one state it gets from it (several
@@ -888,57 +875,101 @@ std::map<std::string, size_t> members_of(const pgo::Transaction& t) {
     return keys;
 }
 
-// Applies a micro-batch in one warehouse transaction; false if a run holds the pipeline lock
-// (nothing applied: it is tried again).
-bool apply(const Batch& batch, pgo::Lsn received) {
-    WorkerTransaction tx;
-    stream_steps::check_ready();  // (sicoop_etl dropped or updated since: the stream fails, saying so)
-    if (!stream_steps::try_run_lock()) return false;
-    pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
-    spi::exec("DELETE FROM sicoop.stream_key");  // (empty: truncated by the batch before)
-    std::string keys_text;
-    std::vector<std::string> touched, truncated;
-    size_t member_rounds = 0;
-    for (const pgo::TableBatch& b : pgo::fold(batch.transactions, key_columns(), {"associado"})) {
-        touched.push_back(b.table);
-        if (b.truncated) truncated.push_back(b.table);
-        const SourceTable* table = nullptr;
-        for (const SourceTable& t : source_tables())
-            if (t.name == b.table) table = &t;
-        if (table == nullptr) continue;
-        const pgo::StageBatch staged = pgo::stage_batch(b, stage_columns(*table));
-        if (staged.rows > 0) stage_stream_rows(b.table, stage_columns(*table), table->key, staged.copy_text);
-        keys_text += stream_keys_text(b, staged);
-        // A member's states before its last: SCD2 makes a version of each (src/steps/scd2.cpp).
-        const pgo::EarlierStates earlier = pgo::earlier_states(b, stage_columns(*table), table->key, timestamp_text);
-        if (earlier.rows > 0) {
-            std::vector<std::string> columns = pgo::EarlierStates::leading_columns();
-            for (const std::string& c : stage_columns(*table)) columns.push_back(c);
-            stage_stream_rows(b.table + "_state", columns, "state_no", earlier.copy_text);
-            member_rounds = earlier.rounds;
+// What the worker tells the source while it is busy (Busy): the replication connection (none:
+// nothing to tell), what it received, what is stored.
+struct StatusReply {
+    PGconn* conn = nullptr;
+    pgo::Lsn received = 0;
+    pgo::Lsn flushed = 0;
+};
+
+// While the steps of an apply or a full check run, the worker reads nothing from the source, and
+// one statement alone can outlast the source's wal_sender_timeout (60 s by default; load_fato
+// over a million-row UPDATE took 68 s): the walsender would end the connection. Meanwhile a
+// thread of the worker's own sends the source a standby status update each second (the source's
+// keepalives ask for just that; what it sends waits in the socket and is read after). The thread
+// touches nothing of PostgreSQL's -- only libpq, on the replication connection the worker does
+// not use until it is joined -- and takes no signal (all blocked in it): as DuckDB's threads in
+// pg_duckdb. No thread to be had: the worker goes without (the source may end the connection;
+// the worker reconnects after its commit, nothing lost).
+class Busy {
+public:
+    explicit Busy(const StatusReply& reply) : reply_(reply) {
+        if (reply.conn == nullptr) return;
+        sigset_t all, saved;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        try {
+            thread_ = std::thread([this] { beat(); });
+        } catch (const std::system_error&) {
+        }
+        pthread_sigmask(SIG_SETMASK, &saved, nullptr);
+    }
+    ~Busy() {
+        if (!thread_.joinable()) return;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            stop_ = true;
+        }
+        wake_.notify_one();
+        thread_.join();
+    }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+
+private:
+    void beat() noexcept {
+        try {
+            std::unique_lock<std::mutex> lock(mutex_);
+            while (!wake_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
+                struct timeval tv;
+                gettimeofday(&tv, nullptr);  // (GetCurrentTimestamp() is PostgreSQL's: not in this thread)
+                const pgo::Timestamp now =
+                    (static_cast<int64>(tv.tv_sec) - (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY) *
+                        USECS_PER_SEC +
+                    tv.tv_usec;
+                const std::string m =
+                    pgo::standby_status_update(reply_.received, reply_.flushed, reply_.flushed, now, false);
+                if (PQputCopyData(reply_.conn, m.data(), static_cast<int>(m.size())) != 1 || PQflush(reply_.conn) != 0)
+                    return;  // (the loop finds the connection broken when it reads again)
+            }
+        } catch (...) {
         }
     }
-    if (!keys_text.empty())
-        copy_text_into("stream_key", {"table_name", "record_id", "deleted", "commit_time", "keep_from_raw"}, keys_text);
+    const StatusReply reply_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stop_ = false;
+    std::thread thread_;
+};
 
+// Runs the steps over what is staged, records the batch (its run log row, the end LSN of its
+// last source transaction: `last`) and commits: the end of a micro-batch and of a large
+// source transaction alike.
+void finish_apply(WorkerTransaction& tx, const Staged& staged, const pgo::Transaction& last, size_t transactions,
+                  size_t changes, pgo::Lsn received, const StatusReply& busy) {
     const TimestampTz reference_time = spi::reference_time();
     const int64 run_id = run_log::next_run_id();
     run_log::started(run_id, "stream", reference_time);
     std::string detail;
-    StepCounts total = stream_steps::run(run_id, reference_time, true, detail, touched, truncated, static_cast<int>(member_rounds));
+    StepCounts total;
+    {
+        Busy source_answered(busy);
+        total = stream_steps::run(run_id, reference_time, true, detail, staged.touched, staged.truncated,
+                                  static_cast<int>(staged.member_rounds));
+    }
     // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
     spi::exec("TRUNCATE sicoop.stream_key");
     forget_unfit_values();
-    const pgo::Transaction& last = batch.transactions.back();
     const std::string applied = pgo::format_lsn(last.end_lsn);
     const std::string received_text = pgo::format_lsn(std::max(received, last.end_lsn));
     const std::string commit_time = timestamp_text(last.commit_time);
-    detail = "{\"transactions\": " + std::to_string(batch.transactions.size()) + ", \"changes\": " +
-             std::to_string(batch.changes) + ", \"applied_lsn\": \"" + applied + "\", \"steps\": " + detail + "}";
+    detail = "{\"transactions\": " + std::to_string(transactions) + ", \"changes\": " + std::to_string(changes) +
+             ", \"applied_lsn\": \"" + applied + "\", \"steps\": " + detail + "}";
     run_log::succeeded(run_id, "stream", total, detail.c_str());
     spi::Param p[5] = {spi::text_param(applied.c_str()), spi::text_param(received_text.c_str()),
-                       spi::int8_param(static_cast<int64>(batch.changes)),
-                       spi::int8_param(static_cast<int64>(batch.transactions.size())), spi::text_param(commit_time.c_str())};
+                       spi::int8_param(static_cast<int64>(changes)), spi::int8_param(static_cast<int64>(transactions)),
+                       spi::text_param(commit_time.c_str())};
     spi::exec(R"sql(
 UPDATE sicoop.stream_state
 SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = changes_applied + $3,
@@ -948,8 +979,55 @@ SET applied_lsn = $1::pg_lsn, received_lsn = $2::pg_lsn, changes_applied = chang
               p, 5);
     tx.commit();
     pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+// Applies a micro-batch in one warehouse transaction; false if a run holds the pipeline lock
+// (nothing applied: it is tried again).
+bool apply(const Batch& batch, pgo::Lsn received, const StatusReply& busy) {
+    WorkerTransaction tx;
+    stream_steps::check_ready();  // (sicoop_etl dropped or updated since: the stream fails, saying so)
+    if (!stream_steps::try_run_lock()) return false;
+    pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a micro-batch");
+    const Staged staged = stage_transactions(batch.transactions);
+    finish_apply(tx, staged, batch.transactions.back(), batch.transactions.size(), batch.changes, received, busy);
     return true;
 }
+
+// A source transaction past the memory bound (issue 25): pgoutput (protocol 1) sends it whole
+// after its commit, and gathering it whole took the worker to gigabytes. Once it outgrows a
+// part (part_bytes()), it gets a warehouse transaction of its own into which its parts are
+// staged as they arrive (PartStager, src/stream_apply.cpp); its commit stages the rest, runs
+// the steps and stores its end LSN there, as apply() does: still one warehouse transaction per
+// source transaction (readers never see half of one), and a crash anywhere replays it whole
+// from the stored LSN. Nothing is spilled to disk but what the stage holds anyway (masked).
+class LargeApply {
+public:
+    bool open() const { return tx_ != nullptr; }
+    // Opens its warehouse transaction; false (nothing open) if a run holds the pipeline lock.
+    bool begin() {
+        auto tx = std::make_unique<WorkerTransaction>();
+        stream_steps::check_ready();
+        if (!stream_steps::try_run_lock()) return false;
+        pgstat_report_activity(STATE_RUNNING, "sicoop_etl stream: applying a large source transaction");
+        stager_ = std::make_unique<PartStager>();
+        tx_ = std::move(tx);
+        return true;
+    }
+    void stage(pgo::Transaction part) { stager_->stage(std::move(part)); }
+    // Its commit: what came after the last part, then the steps and its LSN; committed.
+    void finish(pgo::Transaction rest, pgo::Lsn received, const StatusReply& busy) {
+        const pgo::Transaction last{rest.xid, rest.commit_lsn, rest.end_lsn, rest.commit_time, {}, 0};
+        stager_->stage(std::move(rest));
+        finish_apply(*tx_, stager_->staged(), last, 1, stager_->changes(), received, busy);
+        stager_.reset();
+        tx_.reset();
+        give_memory_back();
+    }
+
+private:
+    std::unique_ptr<WorkerTransaction> tx_;  // (declared first: the stager goes before it)
+    std::unique_ptr<PartStager> stager_;
+};
 
 // The run log's retention, now and then (as run_pipeline does after each run); a micro-batch's
 // row (several a second) is kept for sicoop.stream_log_retention only.
@@ -1082,7 +1160,7 @@ std::optional<FullCheck> begin_full_check() {
 }
 
 // The check itself, the stream holding everything up to check.at (and nothing after).
-void run_full_check(const FullCheck& check) {
+void run_full_check(const FullCheck& check, const StatusReply& busy) {
     try {
         WorkerTransaction tx;
         take_run_lock();
@@ -1093,6 +1171,7 @@ void run_full_check(const FullCheck& check) {
         std::string detail;
         StepCounts total;
         try {
+            Busy source_answered(busy);
             total = stream_steps::run(run_id, reference_time, false, detail);
         } catch (...) {
             import_source_snapshot(nullptr);
@@ -1116,6 +1195,7 @@ std::pair<Batch, Batch> split_at(Batch&& batch, pgo::Lsn at) {
         Batch& into = t.end_lsn <= at ? before : after;
         if (into.empty()) into.first_received = batch.first_received;
         into.changes += t.changes.size();
+        into.bytes += t.bytes;
         for (const auto& [key, states] : members_of(t)) into.members[key] += states;
         into.transactions.push_back(std::move(t));
     }
@@ -1138,6 +1218,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
                         PGRES_COPY_BOTH, "start streaming"));
     mark_streaming();
     Batch batch;
+    LargeApply large;  // a source transaction past the memory bound, being applied in parts
     pgo::Lsn received = applied;
     TimestampTz last_status = 0, last_check = GetCurrentTimestamp(), retry_at = 0;
     // Silence is measured from the last message, or from the end of the last work that kept the
@@ -1150,16 +1231,68 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
     Health health;
     health.last_message = GetCurrentTimestamp();
     std::optional<FullCheck> check;
-    // Applies `b` (false: a run holds the pipeline lock; nothing applied). The applied position
-    // is confirmed to the source only once stored with the data.
-    auto apply_now = [&](const Batch& b) {
-        const bool done = apply(b, received);
-        listening_since = GetCurrentTimestamp();
-        if (!done) return false;
-        applied = b.transactions.back().end_lsn;
+    // What the source is told while the worker runs steps (Busy).
+    auto busy = [&] { return StatusReply{source.conn(), received, applied}; };
+    // `end` is stored with the data up to it: it is confirmed to the source now.
+    auto stored = [&](pgo::Lsn end) {
+        applied = end;
         source.send(pgo::standby_status_update(received, applied, applied, now_pg(), false));
         last_status = GetCurrentTimestamp();
         if (++batches % 100 == 0) purge_logs();
+    };
+    // Applies `b` (false: a run holds the pipeline lock; nothing applied). The applied position
+    // is confirmed to the source only once stored with the data.
+    auto apply_now = [&](const Batch& b) {
+        const bool done = apply(b, received, busy());
+        listening_since = GetCurrentTimestamp();
+        if (done) stored(b.transactions.back().end_lsn);
+        return done;
+    };
+    // Applies `b`, again each second while a run holds the pipeline lock; false: the stream was
+    // stopped meanwhile.
+    auto apply_waiting = [&](const Batch& b) {
+        while (!apply_now(b)) {
+            wait_a_second();
+            if (!idle_check(received, true, false, freshness, health)) return false;
+        }
+        return true;
+    };
+    // The full check asked for, once every source transaction up to its position is received:
+    // those the batch holds are applied, then the check runs. False: stopped meanwhile.
+    auto run_check = [&] {
+        auto [before, after] = split_at(std::move(batch), check->at);
+        if (!before.empty() && !apply_waiting(before)) return false;
+        run_full_check(*check, busy());
+        check.reset();  // (the temporary slot goes with its connection)
+        batch = std::move(after);
+        listening_since = GetCurrentTimestamp();
+        return true;
+    };
+    // A source transaction past the memory bound (LargeApply). Once it outgrows a part, the batch
+    // gathered before it is applied in a transaction of its own (and a full check whose position
+    // it commits after runs first: everything up to that position is in by then), and its
+    // warehouse transaction opens; it takes each part as it comes, and `t`, the transaction's
+    // commit, runs the steps and stores it. Nothing else opens a worker transaction meanwhile
+    // (idle_check(), a full check: the loop waits for its end). False: stopped meanwhile.
+    auto apply_large = [&](std::optional<pgo::Transaction>& t) {
+        if (!large.open()) {
+            if (!batch.empty() && !apply_waiting(batch)) return false;
+            batch.clear();
+            if (check && assembler.open_commit_lsn() >= check->at && !run_check()) return false;
+            while (!large.begin()) {
+                wait_a_second();
+                if (!idle_check(received, true, false, freshness, health)) return false;
+            }
+        }
+        if (t) {
+            const pgo::Lsn end = t->end_lsn;
+            large.finish(std::move(*t), received, busy());
+            stored(end);
+        } else {
+            Busy source_answered(busy());  // (a part of a large sicoop.stream_work_mem takes a while)
+            large.stage(assembler.take_part());
+        }
+        listening_since = GetCurrentTimestamp();  // (what came meanwhile waits in the socket)
         return true;
     };
     for (;;) {
@@ -1171,29 +1304,21 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             }
         });
         const TimestampTz now = GetCurrentTimestamp();
+        // A full check asked for: once the stream has received the check's position and holds no
+        // transaction half received, what ended up to it is applied, then the check runs. (Before
+        // a batch falls due: it may hold a transaction that ended after the position.)
+        if (check && received >= check->at && !assembler.in_transaction() && !run_check()) return;  // stopped meanwhile
         // Apply when due: the interval since the batch's first change, or its size. (Held back
         // by a run, it is tried again each second.)
         if (!batch.empty() && now >= retry_at &&
-            (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) ||
+            (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes() ||
              now >= TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting))) {
             paused = !apply_now(batch);
             if (paused) retry_at = TimestampTzPlusMilliseconds(now, 1000);
             if (!paused) batch.clear();
         }
-        // A full check asked for: once the stream has received the check's position and holds no
-        // transaction half received, what ended up to it is applied, then the check runs.
-        if (check && received >= check->at && !assembler.in_transaction()) {
-            auto [before, after] = split_at(std::move(batch), check->at);
-            while (!before.empty() && !apply_now(before)) {
-                wait_a_second();
-                if (!idle_check(received, true, false, freshness, health)) return;  // stopped meanwhile
-            }
-            run_full_check(*check);
-            check.reset();  // (the temporary slot goes with its connection)
-            batch = std::move(after);
-            listening_since = GetCurrentTimestamp();
-        }
-        if (now >= TimestampTzPlusMilliseconds(last_check, 1000)) {
+        // (Not while a large source transaction's warehouse transaction is open: this takes one of its own.)
+        if (now >= TimestampTzPlusMilliseconds(last_check, 1000) && !large.open()) {
             const bool caught_up = batch.empty() && !assembler.in_transaction();
             if (!idle_check(received, paused, caught_up, freshness, health)) return;
             if (caught_up) applied = std::max(applied, received);
@@ -1212,7 +1337,8 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             last_status = now;
         }
         // A batch held back by a run (the lock) stops reading past a bound: the source waits.
-        if (paused && batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting)) {
+        if (paused &&
+            (batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes())) {
             wait_a_second();
             listening_since = GetCurrentTimestamp();
             continue;
@@ -1274,6 +1400,10 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         if (!m.message) continue;
         check_relation(*m.message, config.source_schema);
         std::optional<pgo::Transaction> t = assembler.feed(*m.message);
+        if ((t && large.open()) || (!t && assembler.open_bytes() >= part_bytes())) {
+            if (!apply_large(t)) return;  // stopped meanwhile
+            continue;
+        }
         if (!t || t->changes.empty()) continue;  // (nothing of ours: held once caught up, idle_check())
         // A member's states in one batch are its SCD2 versions, replayed one round each: past
         // kMaxMemberStates the batch is applied first.
@@ -1283,14 +1413,12 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             return (known == batch.members.end() ? 0 : known->second) + m.second > kMaxMemberStates;
         });
         if (again) {
-            while (!apply_now(batch)) {
-                wait_a_second();
-                if (!idle_check(received, true, false, freshness, health)) return;  // stopped meanwhile
-            }
+            if (!apply_waiting(batch)) return;  // stopped meanwhile
             batch.clear();
         }
         if (batch.empty()) batch.first_received = GetCurrentTimestamp();
         batch.changes += t->changes.size();
+        batch.bytes += t->bytes;
         for (const auto& [key, states] : members) batch.members[key] += states;
         batch.transactions.push_back(std::move(*t));
     }

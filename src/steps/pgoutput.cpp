@@ -266,6 +266,32 @@ std::string standby_status_update(Lsn written, Lsn flushed, Lsn applied, Timesta
 
 namespace sicoop::pgoutput {
 
+namespace {
+// A string's memory: itself, and its heap buffer (with the allocator's header) past the
+// short-string buffer.
+size_t string_bytes(const std::string& s) { return sizeof(std::string) + (s.capacity() > 15 ? s.capacity() + 1 + 16 : 0); }
+size_t tuple_bytes(const Tuple& t) {
+    size_t n = t.capacity() * sizeof(Column) + 16;
+    for (const Column& c : t) n += string_bytes(c.value) - sizeof(std::string);
+    return n;
+}
+}  // namespace
+
+size_t change_bytes(const Change& c) {
+    size_t n = sizeof(Change) + string_bytes(c.table) - sizeof(std::string) + tuple_bytes(c.old_key) + tuple_bytes(c.row) +
+               c.columns.capacity() * sizeof(std::string) + 16;
+    for (const std::string& name : c.columns) n += string_bytes(name) - sizeof(std::string);
+    return n;
+}
+
+Transaction TransactionAssembler::take_part() {
+    if (!open_) throw std::logic_error("replication stream: a part taken outside a transaction");
+    Transaction part{open_->xid, open_->commit_lsn, 0, open_->commit_time, std::move(open_->changes), open_bytes_};
+    open_->changes = {};
+    open_bytes_ = 0;
+    return part;
+}
+
 TransactionAssembler::TransactionAssembler(std::string source_schema, std::vector<std::string> tables, Lsn applied)
     : source_schema_(std::move(source_schema)), tables_(std::move(tables)), applied_(applied) {}
 
@@ -282,6 +308,10 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
         case K::Begin:
             if (open_) throw std::runtime_error("replication stream: a transaction began inside another");
             open_ = Transaction{m.xid, m.lsn, 0, m.commit_time, {}};
+            // Already in the warehouse (a replay after a restart): nothing of it is kept, however
+            // big it is. (Its commit drops it whole, as before.)
+            skipping_ = m.lsn != 0 && m.lsn < applied_;
+            open_bytes_ = 0;
             return std::nullopt;
         case K::Commit: {
             if (!open_) throw std::runtime_error("replication stream: a commit outside a transaction");
@@ -290,7 +320,14 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
             t.commit_lsn = m.lsn;
             t.end_lsn = m.end_lsn;
             t.commit_time = m.commit_time;
-            if (t.commit_lsn <= applied_) return std::nullopt;  // already in the warehouse
+            t.bytes = open_bytes_;
+            skipping_ = false;
+            open_bytes_ = 0;
+            // Already in the warehouse: what it stores is the end of the last commit applied (past
+            // that commit's LSN), or a position the source said it had sent everything before
+            // (a keepalive while nothing was pending): a transaction committing exactly there was
+            // not sent yet, and is kept (issue 25: a restart lost a large transaction so).
+            if (t.commit_lsn < applied_) return std::nullopt;
             applied_ = t.commit_lsn;
             return t;
         }
@@ -325,8 +362,9 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
             if (m.kind == K::Truncate) {
                 for (uint32_t id : m.truncated) {
                     const Relation& rel = relation(id);
-                    if (rel.table.empty()) continue;
+                    if (rel.table.empty() || skipping_) continue;
                     open_->changes.push_back(Change{Change::Kind::Truncate, rel.table, rel.columns, {}, {}});
+                    open_bytes_ += change_bytes(open_->changes.back());
                 }
                 return std::nullopt;
             }
@@ -342,8 +380,10 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
                                                                                        : Change::Kind::Delete;
             c.table = rel.table;
             c.columns = rel.columns;
+            if (skipping_) return std::nullopt;
             c.old_key = m.old_tuple;
             c.row = m.new_tuple;
+            open_bytes_ += change_bytes(c);
             open_->changes.push_back(std::move(c));
             return std::nullopt;
         }
@@ -544,6 +584,40 @@ EarlierStates earlier_states(const TableBatch& batch, const std::vector<std::str
                          (s.deleted ? "t" : "f") + "\t{" + kept + "}" + values + "\n";
     }
     return out;
+}
+
+void carry_staged(TableBatch& part, const std::vector<std::string>& stage_columns, const std::vector<StagedState>& earlier) {
+    if (earlier.empty()) return;
+    std::unordered_map<std::string, const StagedState*> by_key;
+    for (const StagedState& e : earlier) by_key.emplace(e.key, &e);
+    // Where each of the source's columns is in the stage (none: a column the pipeline does not read).
+    std::vector<size_t> in_stage(part.columns.size(), stage_columns.size());
+    for (size_t i = 0; i < part.columns.size(); ++i)
+        in_stage[i] = static_cast<size_t>(std::find(stage_columns.begin(), stage_columns.end(), part.columns[i]) -
+                                          stage_columns.begin());
+    for (KeyState& s : part.last) {
+        if (s.deleted) continue;
+        const auto found = by_key.find(s.key);
+        if (found == by_key.end() || found->second->deleted) continue;
+        const StagedState& e = *found->second;
+        for (size_t i = 0; i < s.row.size() && i < in_stage.size(); ++i) {
+            if (s.row[i].kind != Column::Kind::UnchangedToast) continue;
+            const size_t at = in_stage[i];
+            if (at >= stage_columns.size() || at >= e.values.size()) continue;
+            if (std::find(e.keep_from_raw.begin(), e.keep_from_raw.end(), stage_columns[at]) != e.keep_from_raw.end())
+                continue;  // not sent the first time either: still the warehouse's
+            s.row[i] = e.values[at] ? Column{Column::Kind::Text, *e.values[at]} : Column{};
+        }
+    }
+}
+
+std::vector<std::string> keys_with_unchanged(const TableBatch& part) {
+    std::vector<std::string> keys;
+    for (const KeyState& s : part.last)
+        if (!s.deleted && std::any_of(s.row.begin(), s.row.end(),
+                                      [](const Column& c) { return c.kind == Column::Kind::UnchangedToast; }))
+            keys.push_back(s.key);
+    return keys;
 }
 
 }  // namespace sicoop::pgoutput

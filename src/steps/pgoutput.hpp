@@ -109,7 +109,12 @@ struct Transaction {
     Lsn end_lsn = 0;
     Timestamp commit_time = 0;  // when the change happened at the source (SCD2 history)
     std::vector<Change> changes;
+    size_t bytes = 0;  // about the memory `changes` take (change_bytes())
 };
+
+// About the memory a change takes (its strings, vectors and the allocator's overhead): what
+// the stream's bound (sicoop.stream_work_mem) counts.
+size_t change_bytes(const Change& c);
 
 // Turns the stream's messages into complete transactions, in commit order, and checks them:
 //   - a transaction whose commit LSN is at or before `applied` (what the warehouse already
@@ -127,6 +132,16 @@ public:
     std::optional<Transaction> feed(const Message& m);
     Lsn applied() const { return applied_; }
     bool in_transaction() const { return open_.has_value(); }
+    // The open transaction's commit LSN (its Begin says it; 0: none open).
+    Lsn open_commit_lsn() const { return open_ ? open_->commit_lsn : 0; }
+
+    // A transaction too big to hold whole (issue 25): the memory its changes gathered so far
+    // take (about: change_bytes()), and those changes taken out as a part of it -- its xid,
+    // commit LSN and commit time (a Begin names them) and no end LSN -- the transaction staying
+    // open; its commit then returns what came after the last part. (A transaction at or before
+    // `applied` gathers nothing: its Begin says where it commits.)
+    size_t open_bytes() const { return open_bytes_; }
+    Transaction take_part();
 
 private:
     struct Relation {
@@ -137,6 +152,8 @@ private:
     std::vector<std::string> tables_;
     Lsn applied_;
     std::optional<Transaction> open_;
+    bool skipping_ = false;  // the open transaction is already in the warehouse: nothing kept
+    size_t open_bytes_ = 0;
     std::vector<std::pair<uint32_t, Relation>> relations_;
 
     const Relation& relation(uint32_t id) const;
@@ -194,6 +211,26 @@ struct StageBatch {
     std::vector<std::pair<std::string, std::string>> fill_from_raw;  // key, column
 };
 StageBatch stage_batch(const TableBatch& batch, const std::vector<std::string>& stage_columns);
+
+// A source transaction too big for memory is staged in parts (src/stream_large.cpp), each
+// folded alone; a key an earlier part staged is replaced by the later part's state, so the
+// stage ends with what fold() of the whole transaction gives. What a later state needs from
+// the earlier one is its unchanged TOAST values: `StagedState` is a key as an earlier part left
+// it in the stage (values in the stage's column order, nullopt for NULL; `keep_from_raw`: the
+// columns still to be taken from the warehouse), and carry_staged() gives the part's states of
+// those keys the earlier values for their 'u' columns, as fold() does inside one batch: the
+// earlier value, or 'u' again if that one was not sent either.
+struct StagedState {
+    std::string key;
+    bool deleted = false;
+    std::vector<std::optional<std::string>> values;
+    std::vector<std::string> keep_from_raw;
+};
+void carry_staged(TableBatch& part, const std::vector<std::string>& stage_columns, const std::vector<StagedState>& earlier);
+
+// The keys of a part's states that have an unchanged TOAST value ('u'), not deleted: the only
+// ones carry_staged() needs the earlier state of.
+std::vector<std::string> keys_with_unchanged(const TableBatch& part);
 
 // A value as COPY's text format writes it: backslash, tab, newline and carriage return
 // escaped; NULL is \N.

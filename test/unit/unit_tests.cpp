@@ -8,7 +8,9 @@
 #include "steps/text_rules.hpp"
 #include "steps/values.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -1425,6 +1427,154 @@ void test_stage_batch() {
     ok(refused, "a column the source no longer sends stops the stream, naming it");
 }
 
+// A source transaction too big for memory (issue 25): the assembler hands it out in parts, and
+// parts folded alone, each replacing what earlier parts staged for a key, leave the stage as
+// fold() of the whole transaction does.
+void test_large_transaction_parts() {
+    using namespace sicoop::pgoutput;
+    auto msg = [](const std::string& bytes) { return decode_message(bytes.data(), bytes.size()); };
+    const std::string rel_mov = Bytes().c('R').i32(100).str("public").str("movimentacao_cartao").c('d').i16(2)
+                                    .c(1).str("id_movimentacao_cartao").i32(1043).i32(54)
+                                    .c(0).str("valor_movimentacao").i32(1700).i32(-1).b;
+    auto begin = [](uint64_t lsn, uint32_t xid) { return Bytes().c('B').i64(lsn).i64(1000 + lsn).i32(xid).b; };
+    auto commit = [](uint64_t lsn) { return Bytes().c('C').c(0).i64(lsn).i64(lsn + 8).i64(1000 + lsn).b; };
+    auto ins = [](const std::string& key, const std::string& v) { return Bytes().c('I').i32(100).c('N').i16(2).text(key).text(v).b; };
+
+    TransactionAssembler a("public", {"movimentacao_cartao"}, 0x500);
+    a.feed(msg(rel_mov));
+    a.feed(msg(begin(0x400, 1)));
+    for (int i = 0; i < 100; ++i) a.feed(msg(ins("MOV-" + std::to_string(i), "1.00")));
+    ok(a.open_bytes() == 0 && a.take_part().changes.empty() && !a.feed(msg(commit(0x400))),
+       "a transaction already applied keeps nothing however big it is (its Begin says where it commits)");
+
+    TransactionAssembler at("public", {"movimentacao_cartao"}, 0x700);
+    at.feed(msg(rel_mov));
+    at.feed(msg(begin(0x700, 9)));
+    at.feed(msg(ins("MOV-AT", "1.00")));
+    ok(at.open_bytes() > 0 && at.feed(msg(commit(0x700))).has_value(),
+       "a transaction committing exactly at the applied position is kept: the warehouse stores the end of a commit "
+       "it applied, or where a keepalive said everything before was sent (a restart lost a large transaction so)");
+
+    a.feed(msg(begin(0x600, 2)));
+    a.feed(msg(ins("MOV-1", "1.00")));
+    const size_t one = a.open_bytes();
+    a.feed(msg(ins("MOV-2", std::string(1000, 'x'))));
+    ok(one > 0 && a.open_bytes() >= 2 * one + 1000, "open_bytes() counts what the changes hold, long values too");
+    Transaction part = a.take_part();
+    ok(part.xid == 2 && part.commit_lsn == 0x600 && part.commit_time == 1000 + 0x600 && part.end_lsn == 0 &&
+       part.changes.size() == 2 && part.bytes > 0 && a.open_bytes() == 0 && a.in_transaction(),
+       "take_part(): the changes so far, with the commit LSN and time the Begin gave; the transaction stays open");
+    a.feed(msg(ins("MOV-3", "3.00")));
+    std::optional<Transaction> rest = a.feed(msg(commit(0x600)));
+    ok(rest && rest->changes.size() == 1 && rest->changes[0].row[0].value == "MOV-3" && rest->end_lsn == 0x608 &&
+       rest->bytes > 0 && a.applied() == 0x600,
+       "its commit returns what came after the last part, with the end LSN");
+
+    // Parts of every size against the whole: inserts, updates leaving a TOASTed value out ('u'),
+    // deletes, a key changed, a truncate in the middle, and a column the pipeline does not read.
+    const std::vector<std::string> cols = {"id_movimentacao_cartao", "extra", "descricao_movimentacao", "valor_movimentacao"};
+    const std::vector<std::string> stage_cols = {"id_movimentacao_cartao", "descricao_movimentacao", "valor_movimentacao"};
+    const std::vector<std::pair<std::string, std::string>> keys = {{"movimentacao_cartao", "id_movimentacao_cartao"}};
+    auto text = [](const std::string& v) { return Column{Column::Kind::Text, v}; };
+    const Column u{Column::Kind::UnchangedToast, ""};
+    auto row = [&](const std::string& k, Column d, Column v) { return Tuple{text(k), text("x"), std::move(d), std::move(v)}; };
+    auto change = [&](Change::Kind kind, Tuple old_key, Tuple r) {
+        return Change{kind, "movimentacao_cartao", cols, std::move(old_key), std::move(r)};
+    };
+    using K = Change::Kind;
+    const std::vector<Change> changes = {
+        change(K::Insert, {}, row("M1", text("long one"), text("1"))),
+        change(K::Update, {}, row("M0", u, text("2"))),            // first seen as an update: 'u' is the warehouse's
+        change(K::Update, {}, row("M1", u, text("3"))),            // takes M1's description from the insert
+        change(K::Insert, {}, row("M2", text("two"), Column{})),
+        change(K::Delete, {text("M2"), Column{}, Column{}, Column{}}, {}),
+        change(K::Update, {}, row("M0", u, text("4"))),            // still the warehouse's
+        change(K::Update, {text("M1"), Column{}, Column{}, Column{}}, row("M9", text("moved"), text("5"))),
+        change(K::Insert, {}, row("M2", text("again"), text("6"))),
+        change(K::Update, {}, row("M9", u, text("7"))),
+        change(K::Truncate, {}, {}),
+        change(K::Insert, {}, row("M5", text("after"), text("8"))),
+        change(K::Update, {}, row("M5", u, text("9"))),
+        change(K::Update, {}, row("M6", u, text("10"))),
+        change(K::Insert, {}, row("M7", text("seven"), text("11"))),
+        change(K::Delete, {text("M6"), Column{}, Column{}, Column{}}, {}),
+        change(K::Update, {}, row("M7", u, Column{})),
+        change(K::Update, {}, row("M7", u, text("12"))),
+    };
+    // The stage as the boundary leaves it: per key, deleted or its values and columns from raw.
+    struct Stage {
+        bool truncated = false;
+        std::map<std::string, StagedState> keys;
+    };
+    auto lay = [&](Stage& stage, const TableBatch& b) {
+        const StageBatch sb = stage_batch(b, stage_cols);
+        for (const KeyState& s : b.last) {
+            StagedState st;
+            st.key = s.key;
+            st.deleted = s.deleted;
+            if (!s.deleted)
+                for (const std::string& c : stage_cols) {
+                    const size_t at = static_cast<size_t>(std::find(cols.begin(), cols.end(), c) - cols.begin());
+                    const Column& v = s.row[at];
+                    st.values.push_back(v.kind == Column::Kind::Text ? std::optional<std::string>(v.value) : std::nullopt);
+                }
+            for (const auto& [k, c] : sb.fill_from_raw)
+                if (k == s.key) st.keep_from_raw.push_back(c);
+            stage.keys[s.key] = st;
+        }
+    };
+    auto same = [](const Stage& x, const Stage& y) {
+        if (x.truncated != y.truncated || x.keys.size() != y.keys.size()) return false;
+        for (const auto& [k, s] : x.keys) {
+            auto f = y.keys.find(k);
+            if (f == y.keys.end() || f->second.deleted != s.deleted || f->second.values != s.values ||
+                f->second.keep_from_raw != s.keep_from_raw)
+                return false;
+        }
+        return true;
+    };
+    Stage whole;
+    for (const TableBatch& b : fold({Transaction{7, 0x10, 0x18, 100, changes}}, keys, {})) {
+        whole.truncated = b.truncated;
+        lay(whole, b);
+    }
+    ok(whole.truncated && whole.keys.size() == 3 && whole.keys["M5"].values[1] == std::optional<std::string>("after") &&
+       whole.keys["M6"].deleted && whole.keys["M7"].values[1] == std::optional<std::string>("seven"),
+       "(the whole transaction folded: what the parts must give)");
+    bool all_same = true;
+    for (size_t size = 1; size <= changes.size(); ++size) {
+        Stage parted;
+        for (size_t from = 0; from < changes.size(); from += size) {
+            Transaction part{7, 0x10, 0, 100, {}};
+            for (size_t i = from; i < std::min(changes.size(), from + size); ++i) part.changes.push_back(changes[i]);
+            for (TableBatch& b : fold({part}, keys, {})) {
+                if (b.truncated) {
+                    parted.keys.clear();
+                    parted.truncated = true;
+                }
+                std::vector<StagedState> earlier;
+                for (const std::string& k : keys_with_unchanged(b))
+                    if (parted.keys.count(k)) earlier.push_back(parted.keys[k]);
+                carry_staged(b, stage_cols, earlier);
+                lay(parted, b);
+            }
+        }
+        if (!same(parted, whole)) {
+            all_same = false;
+            std::printf("# parts of %zu changes differ from the whole transaction\n", size);
+        }
+    }
+    ok(all_same, "staged in parts of any size (each key's later state replacing its earlier one, 'u' carried over, "
+                 "a truncate discarding what came before), the stage holds what the whole transaction gives");
+    TableBatch tb;
+    tb.columns = cols;
+    tb.last = {KeyState{"A", false, row("A", u, text("1")), 1, 1}, KeyState{"B", true, {}, 1, 1},
+               KeyState{"C", false, row("C", text("c"), text("1")), 1, 1}};
+    ok(keys_with_unchanged(tb) == std::vector<std::string>{"A"}, "keys_with_unchanged: only states with a 'u' value");
+    carry_staged(tb, stage_cols, {StagedState{"A", false, {std::string("A"), std::nullopt, std::string("0")}, {}}});
+    ok(tb.last[0].row[2].kind == Column::Kind::Null, "carry_staged: an earlier NULL is carried as NULL");
+}
+
 void test_values() {
     using sicoop::without_values;
     ok(without_values("invalid input syntax for type numeric: \"CPF 123.456.789-09 senha hunter2\"") ==
@@ -1453,6 +1603,7 @@ int main() {
     test_fold();
     test_earlier_states();
     test_stage_batch();
+    test_large_transaction_parts();
     test_pipeline_order();
     test_statements_use_only_run_parameters();
     test_raw_plans();
