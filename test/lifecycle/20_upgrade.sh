@@ -11,6 +11,7 @@ RELEASE_1_3=5631738  # the commit 1.3 was released at
 RELEASE_1_4=1797871  # the commit 1.4 was released at
 RELEASE_1_5=562ec34  # the commit 1.5 landed at (its scripts last changed in d34690b, before it landed)
 RELEASE_1_6=b68d6bf  # the commit 1.6 was released at
+RELEASE_1_7=2be2fc3  # the commit 1.7 was released at
 CURRENT=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$REPO/sicoop_etl.control")  # this build's version
 N=20000
 SRC=sicoop_up_src UP=sicoop_up_dw FRESH=sicoop_up_fresh REF=sicoop_up_ref RESTORED=sicoop_up_restored
@@ -39,6 +40,8 @@ ok_if 'same_as_released "$RELEASE_1_5" sicoop_etl--1.5.sql && same_as_released "
   'and 1.5'"'"'s scripts as they were at its release'
 ok_if 'same_as_released "$RELEASE_1_6" sicoop_etl--1.6.sql && same_as_released "$RELEASE_1_6" sicoop_etl--1.5--1.6.sql' \
   'and 1.6'"'"'s scripts as they were at its release'
+ok_if 'same_as_released "$RELEASE_1_7" sicoop_etl--1.7.sql && same_as_released "$RELEASE_1_7" sicoop_etl--1.6--1.7.sql' \
+  'and 1.7'"'"'s scripts as they were at its release'
 
 echo "# building sicoop_etl 1.0 from $RELEASE_1_0"
 mkdir -p "$WORK/v1.0"
