@@ -3,15 +3,15 @@ MODULE_big = sicoop_etl
 EXTENSION  = sicoop_etl
 # The version this build is: the SQL objects it expects (checked at every run).
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" sicoop_etl.control)
-# Every install and update script released, frozen at the top level as it shipped: never
-# edited. A released version's scripts were assembled from src/sql/ at its release.
-DATA       = $(wildcard sicoop_etl--*.sql)
+# Every install and update script released, frozen in sql/ as it shipped: never edited.
+# A released version's scripts were assembled from src/sql/ at its release.
+DATA       = $(wildcard sql/sicoop_etl--*.sql)
 # A version not released yet is assembled from the SQL sources in src/sql/ (src/sql/assemble.sh)
 # into build/ (git-ignored): its install script and one update per
-# src/sql/updates/FROM--$(EXTVERSION).sql. To release it, copy build/*.sql to the top level.
+# src/sql/updates/FROM--$(EXTVERSION).sql. To release it, copy build/*.sql to sql/.
 UPDATES_FROM = $(patsubst src/sql/updates/%--$(EXTVERSION).sql,%,$(wildcard src/sql/updates/*--$(EXTVERSION).sql))
 ASSEMBLED    = build/sicoop_etl--$(EXTVERSION).sql $(foreach v,$(UPDATES_FROM),build/sicoop_etl--$(v)--$(EXTVERSION).sql)
-ifeq ($(wildcard sicoop_etl--$(EXTVERSION).sql),)
+ifeq ($(wildcard sql/sicoop_etl--$(EXTVERSION).sql),)
 DATA_built   = $(ASSEMBLED)
 endif
 SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sql src/sql/updates/*.sql) sicoop_etl.control
@@ -50,7 +50,7 @@ build/sicoop_etl--%--$(EXTVERSION).sql: $(SQL_SOURCES)
 # scripts (so src/sql/ is what the latest release shipped until the next version starts).
 sql-check: $(ASSEMBLED)
 	@for f in $(ASSEMBLED); do \
-	  if [ -f "$$(basename $$f)" ]; then cmp -s "$$f" "$$(basename $$f)" || \
+	  if [ -f "sql/$$(basename $$f)" ]; then cmp -s "$$f" "sql/$$(basename $$f)" || \
 	    { echo "src/sql/ no longer assembles to the released $$(basename $$f): set default_version to the next version"; exit 1; }; fi; \
 	done
 

@@ -25,11 +25,12 @@ fi
 install_current() { as_root make -C "$REPO" -s install ${SICOOP_PGROOT:+DESTDIR=$SICOOP_PGROOT} >/dev/null; }
 trap 'install_current; rm -rf "$WORK"' EXIT
 
-# The released scripts the build installs are the ones released, byte for byte.
+# The released scripts the build installs (sql/) are the ones released, byte for byte: each
+# stood at the top level of its release commit (they moved to sql/ after 1.7).
 same_as_released() {  # same_as_released <commit> <file>
-  git -C "$REPO" show "$1:$2" | cmp -s - "$REPO/$2"
+  git -C "$REPO" show "$1:$2" | cmp -s - "$REPO/sql/$2"
 }
-ok_if 'same_as_released "$RELEASE_1_0" sicoop_etl--1.0.sql' 'the top level holds 1.0 exactly as released'
+ok_if 'same_as_released "$RELEASE_1_0" sicoop_etl--1.0.sql' 'sql/ holds 1.0 exactly as released'
 ok_if 'same_as_released "$RELEASE_1_3" sicoop_etl--1.3.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.2.sql &&
        same_as_released "$RELEASE_1_3" sicoop_etl--1.1.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.0--1.1.sql &&
        same_as_released "$RELEASE_1_3" sicoop_etl--1.1--1.2.sql && same_as_released "$RELEASE_1_3" sicoop_etl--1.2--1.3.sql' \
