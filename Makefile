@@ -56,6 +56,13 @@ sql-check: $(ASSEMBLED)
 
 .PHONY: sql-check
 
+# The house rules a reader can check in src/: files <= 500 lines, functions <= 60, no include
+# circle, no global shared between files (test/tools/house_check.py).
+house-check:
+	@python3 test/tools/house_check.py
+
+.PHONY: house-check
+
 # PGXS compiles C++ with CXXFLAGS; make sure ours win.
 override CXXFLAGS += $(PG_CXXFLAGS)
 
