@@ -74,6 +74,9 @@ struct LaunchArgs {
     TransactionId launcher_xid;
 };
 
+// _source_slot()'s columns.
+constexpr int kSlotColumns = 6;
+
 // How long the postmaster waits before it starts an ended worker again (bgw_restart_time, s).
 constexpr int kRestartSeconds = 5;
 
@@ -175,7 +178,7 @@ FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name =
     std::vector<bool> nulls;
     const bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
     const std::string error = ok ? "" : PQresultErrorMessage(r);
-    for (int i = 0; ok && i < 6; ++i) {
+    for (int i = 0; ok && i < kSlotColumns; ++i) {
         nulls.push_back(PQgetisnull(r, 0, i));
         row.emplace_back(PQgetvalue(r, 0, i));
     }
@@ -190,8 +193,8 @@ FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name =
     pg_call([&] {
         TupleDesc desc;
         if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "sicoop: _source_slot must return a row");
-        char* cells[6];
-        for (int i = 0; i < 6; ++i) cells[i] = nulls[i] ? nullptr : pstrdup(row[i].c_str());
+        char* cells[kSlotColumns];
+        for (int i = 0; i < kSlotColumns; ++i) cells[i] = nulls[i] ? nullptr : pstrdup(row[i].c_str());
         HeapTuple tuple = BuildTupleFromCStrings(TupleDescGetAttInMetadata(desc), cells);
         result = HeapTupleGetDatum(tuple);
     });
@@ -280,9 +283,7 @@ void sicoop_stream_main(Datum main_arg) {
     // than sicoop.lock_timeout: a VACUUM FULL or an ALTER in the way makes a retry, not a hang.
     // (Each step sets its own bound too.)
     // (As the steps do: the database's own lock_timeout, if shorter, stays.)
-    const int lock_timeout_ms = LockTimeout == 0                     ? sicoop::lock_timeout_setting
-                                : sicoop::lock_timeout_setting == 0 ? LockTimeout
-                                                                    : Min(LockTimeout, sicoop::lock_timeout_setting);
+    const int lock_timeout_ms = sicoop::stream::worker_lock_timeout_ms(LockTimeout);
     SetConfigOption("lock_timeout", std::to_string(lock_timeout_ms).c_str(), PGC_USERSET, PGC_S_SESSION);
     sicoop::stream::worker_main(args.launcher_xid);
     proc_exit(0);

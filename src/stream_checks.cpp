@@ -29,7 +29,8 @@ std::string tables_query(PGconn* conn, const SourceNames& n) {
     std::string values;
     for (const SourceTable& t : source_tables())
         values += std::string(values.empty() ? "" : ", ") + "(" + literal(conn, t.name) + ", " + literal(conn, t.key) + ")";
-    const bool v15 = PQserverVersion(conn) >= 150000;  // row filters and column lists came with 15
+    constexpr int kRowFiltersVersion = 150000;  // row filters and column lists came with 15
+    const bool v15 = PQserverVersion(conn) >= kRowFiltersVersion;
     return std::string(R"sql(
 SELECT t.name, t.key, c.oid IS NOT NULL,
        EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt

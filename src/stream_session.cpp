@@ -133,6 +133,11 @@ stream_policy::Limits load_stream_settings() {
                                  stream_receive_timeout_setting);
 }
 
+int worker_lock_timeout_ms(int database_ms) {
+    if (database_ms == 0) return lock_timeout_setting;
+    return lock_timeout_setting == 0 ? database_ms : std::min(database_ms, lock_timeout_setting);
+}
+
 void check_pipeline_ready() { stream_steps::check_ready(); }
 
 bool try_pipeline_lock() { return stream_steps::try_run_lock(); }

@@ -43,11 +43,12 @@ void Replication::fail(const char* what, const std::string& message, const std::
     const bool lost = message.find("can no longer get changes") != std::string::npos ||
                       message.find("invalidated") != std::string::npos;
     const bool missing = message.find("does not exist") != std::string::npos;
+    constexpr size_t kSqlstateLength = 5;
     const char* m = message.c_str();
     const char* s = sqlstate.c_str();
     pg_call([&] {
         ereport(ERROR,
-                (errcode(sqlstate.size() == 5 ? MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]) : ERRCODE_CONNECTION_EXCEPTION),
+                (errcode(sqlstate.size() == kSqlstateLength ? MAKE_SQLSTATE(s[0], s[1], s[2], s[3], s[4]) : ERRCODE_CONNECTION_EXCEPTION),
                  errmsg("sicoop: the source refused to %s: %s", what, m),
                  lost ? errhint("The slot lost the WAL the stream needs (max_slot_wal_keep_size): SELECT sicoop.stop_stream(); "
                                 "SELECT sicoop.resync_stream(); SELECT sicoop.start_stream(); -- a fresh snapshot, "
