@@ -19,11 +19,13 @@ SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sq
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
 PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp src/steps/remote_query.cpp \
             src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp src/steps/text_rules.cpp src/steps/pgoutput.cpp \
-            src/steps/values.cpp src/steps/copy_filter.cpp
+            src/steps/values.cpp src/steps/copy_filter.cpp src/steps/stream_policy.cpp
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
 PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \
             src/source.cpp src/bulk_copy.cpp src/sql_functions.cpp src/export.cpp src/schedule.cpp src/stream.cpp \
-            src/stream_rows.cpp src/stream_apply.cpp
+            src/stream_rows.cpp src/stream_apply.cpp src/stream_session.cpp src/stream_state.cpp src/stream_source.cpp \
+            src/stream_checks.cpp src/stream_busy.cpp src/stream_housekeeping.cpp src/stream_batch.cpp src/stream_sync.cpp \
+            src/stream_loop.cpp
 OBJS = $(PURE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = pipeline_sample

@@ -1,5 +1,5 @@
 // A stream's changes into the stage and sicoop.stream_key, inside the warehouse transaction that
-// applies them (src/stream.cpp): a micro-batch of whole source transactions, or one source
+// applies them (src/stream_batch.cpp): a micro-batch of whole source transactions, or one source
 // transaction too big to hold in memory, staged part by part as it arrives (issue 25).
 #pragma once
 

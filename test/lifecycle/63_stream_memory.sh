@@ -11,7 +11,7 @@
 # and the memory is given back afterwards.
 # The source's wal_sender_timeout is 15 s (a quarter of its default), shorter than the steps over
 # either big transaction (one statement of load_fato alone takes 33 s over the INSERT, 68 s over
-# an UPDATE of all million): the worker answers the source while busy (Busy in src/stream.cpp),
+# an UPDATE of all million): the worker answers the source while busy (Busy in src/stream_busy.cpp),
 # and must be seen to live through them. (The UPDATE is a third of the rows: all of them took
 # 205 s, the test over 7 minutes.)
 # The allowance: the worker's own memory before the transaction (its caches, libraries) plus

@@ -5,6 +5,7 @@
 #include "steps/remote_query.hpp"
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
+#include "steps/stream_policy.hpp"
 #include "steps/text_rules.hpp"
 #include "steps/values.hpp"
 
@@ -1597,6 +1598,37 @@ void test_values() {
        "parse_copy_line reads back what copy_text_value writes");
 }
 
+// The stream worker's batch policy (src/steps/stream_policy.cpp), with the settings' defaults.
+void test_stream_policy() {
+    namespace sp = sicoop::stream_policy;
+    const sp::Limits l = sp::limits(250, 10000, 64 * 1024, 60000);
+    ok(l.part_bytes == 16u * 1024 * 1024 && l.batch_changes == 10000, "stream policy: a part is a quarter of stream_work_mem");
+    const sp::Micros t0 = 1000000000;
+    ok(!sp::due(t0 + 249 * sp::kMicrosPerMilli, 1, 10, t0, l), "stream policy: a small young batch is not due");
+    ok(sp::due(t0 + 250 * sp::kMicrosPerMilli, 1, 10, t0, l), "stream policy: due stream_interval after its first change");
+    ok(sp::due(t0, 10000, 10, t0, l), "stream policy: due at stream_batch_changes changes");
+    ok(sp::due(t0, 1, l.part_bytes, t0, l), "stream policy: due at a part's bytes");
+    ok(!sp::reading_paused(99999, 10, l) && sp::reading_paused(100000, 10, l) && sp::reading_paused(1, l.part_bytes, l),
+       "stream policy: a held-back batch stops reading at 10x stream_batch_changes or a part");
+    ok(sp::wait_ms(t0, false, 0, l) == sp::kIdleWaitMs, "stream policy: nothing gathering waits a second");
+    ok(sp::wait_ms(t0 + 100 * sp::kMicrosPerMilli, true, t0, l) == 151, "stream policy: a gathering batch waits until due");
+    ok(sp::wait_ms(t0 + 900 * sp::kMicrosPerMilli, true, t0, l) == 1, "stream policy: an overdue batch waits at least 1 ms");
+    const sp::Silence quiet = sp::silence(t0 + 29999 * sp::kMicrosPerMilli, t0, false, l);
+    ok(!quiet.ask_reply && !quiet.stalled, "stream policy: silence under half the receive timeout is fine");
+    const sp::Silence half = sp::silence(t0 + 30000 * sp::kMicrosPerMilli, t0, false, l);
+    ok(half.ask_reply && !half.stalled, "stream policy: at half the receive timeout a reply is asked for");
+    ok(!sp::silence(t0 + 30000 * sp::kMicrosPerMilli, t0, true, l).ask_reply, "stream policy: a reply is asked for once");
+    ok(sp::silence(t0 + 60000 * sp::kMicrosPerMilli, t0, true, l).stalled, "stream policy: the whole receive timeout stalls");
+    const sp::Limits no_timeout = sp::limits(250, 10000, 64 * 1024, 0);
+    ok(!sp::silence(t0 + 3600 * sp::kMicrosPerSecond, t0, false, no_timeout).stalled,
+       "stream policy: no receive timeout, no stall");
+    ok(!sp::too_many_states({{"1", 31}}, {{"1", 1}}) && sp::too_many_states({{"1", 32}}, {{"1", 1}}) &&
+           !sp::too_many_states({{"1", 32}}, {{"2", 1}}),
+       "stream policy: a member's 33rd state in a batch applies the batch first");
+    ok(!sp::big_batch(l.part_bytes / 4 - 1, l) && sp::big_batch(l.part_bytes / 4, l),
+       "stream policy: a batch of a quarter part gives its memory back");
+}
+
 int main() {
     test_pgoutput();
     test_transaction_assembler();
@@ -1636,6 +1668,7 @@ int main() {
     test_fill();
     test_raw_whole_without_window();
     test_values();
+    test_stream_policy();
     std::printf("1..%d\n", tests_run);
     return tests_failed == 0 ? 0 : 1;
 }
