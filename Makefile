@@ -21,9 +21,10 @@ PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/
             src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp src/steps/text_rules.cpp src/steps/pgoutput.cpp \
             src/steps/values.cpp src/steps/copy_filter.cpp
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
-PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \
-            src/source.cpp src/bulk_copy.cpp src/sql_functions.cpp src/export.cpp src/schedule.cpp src/stream.cpp \
-            src/stream_rows.cpp src/stream_apply.cpp
+PG_SRCS   = src/entry.cpp src/settings.cpp src/run_shared.cpp src/run_pipeline.cpp src/run_step.cpp \
+            src/full_check.cpp src/stream_steps.cpp src/run_log.cpp src/spi_session.cpp \
+            src/source.cpp src/source_session.cpp src/bulk_copy.cpp src/copy_text.cpp src/sql_functions.cpp \
+            src/export.cpp src/schedule.cpp src/stream.cpp src/stream_rows.cpp src/stream_apply.cpp
 OBJS = $(PURE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = pipeline_sample
@@ -69,7 +70,7 @@ test/unit/unit_tests: test/unit/unit_tests.cpp $(PURE_SRCS) $(wildcard src/steps
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*.hpp src/steps/*.hpp)
 # The version is compiled in.
-src/pipeline.o: sicoop_etl.control
+src/run_shared.o: sicoop_etl.control
 
 # The benchmark (test/bench/bench.sh): make bench N="1000000 10000000"
 N ?= 100000

@@ -42,9 +42,9 @@
 // stops -- state 'failed', the error and its fix in stream_state, NOTIFY sicoop_alerts.
 #include "stream.hpp"
 
-#include "bulk_copy.hpp"
 #include "pipeline.hpp"
 #include "run_log.hpp"
+#include "settings.hpp"
 #include "source.hpp"
 #include "spi_session.hpp"
 #include "stream_apply.hpp"
@@ -88,14 +88,6 @@ extern "C" {
 #include <system_error>
 #include <thread>
 #include <vector>
-
-namespace sicoop {
-// Settings (src/entry.cpp).
-extern int stream_interval_setting;
-extern int stream_batch_changes_setting;
-extern int stream_work_mem_setting;
-extern int stream_receive_timeout_setting;
-}  // namespace sicoop
 
 namespace sicoop::stream {
 
@@ -817,19 +809,12 @@ pgo::Lsn initial_sync(Replication& source, const StreamConfig& config) {
 
     WorkerTransaction tx;
     take_run_lock();
-    import_source_snapshot(snapshot.c_str());
     const TimestampTz reference_time = spi::reference_time();
     const int64 run_id = run_log::next_run_id();
     run_log::started(run_id, "run_pipeline", reference_time);
     std::string detail;
-    StepCounts total;
-    try {
-        total = stream_steps::run(run_id, reference_time, false, detail);
-    } catch (...) {
-        import_source_snapshot(nullptr);
-        throw;
-    }
-    import_source_snapshot(nullptr);
+    const StepCounts total =
+        stream_steps::run(RunRequest{RunRequest::Mode::Full, run_id, reference_time, {}, snapshot}, detail);
     run_log::succeeded(run_id, "run_pipeline", total);
     spi::Param p[1] = {spi::text_param(consistent_point.c_str())};
     spi::exec("UPDATE sicoop.stream_state SET applied_lsn = $1::pg_lsn, received_lsn = $1::pg_lsn, state = 'streaming'", p, 1);
@@ -840,7 +825,7 @@ pgo::Lsn initial_sync(Replication& source, const StreamConfig& config) {
 // The most a batch, or a part of a large source transaction, holds in memory: a quarter of
 // sicoop.stream_work_mem, since applying it copies it about three times over (folded states,
 // COPY text, its masked copy) while the next one may gather.
-size_t part_bytes() { return static_cast<size_t>(stream_work_mem_setting) * 1024 / 4; }
+size_t part_bytes() { return static_cast<size_t>(settings::stream_work_mem_kb()) * 1024 / 4; }
 
 // The most states one member may have in a micro-batch: SCD2 replays a member's earlier states
 // one round each (a few statements per round), so a member changed more often than this in one
@@ -955,8 +940,8 @@ void finish_apply(WorkerTransaction& tx, const Staged& staged, const pgo::Transa
     StepCounts total;
     {
         Busy source_answered(busy);
-        total = stream_steps::run(run_id, reference_time, true, detail, staged.touched, staged.truncated,
-                                  static_cast<int>(staged.member_rounds));
+        const StreamBatch batch{staged.touched, staged.truncated, static_cast<int>(staged.member_rounds)};
+        total = stream_steps::run(RunRequest{RunRequest::Mode::Stream, run_id, reference_time, batch, ""}, detail);
     }
     // The batch's keys leave with it, not even as dead rows (a key rejected as card-like is one).
     spi::exec("TRUNCATE sicoop.stream_key");
@@ -1164,20 +1149,16 @@ void run_full_check(const FullCheck& check, const StatusReply& busy) {
     try {
         WorkerTransaction tx;
         take_run_lock();
-        import_source_snapshot(check.snapshot.c_str());
         const TimestampTz reference_time = spi::reference_time();
         const int64 run_id = run_log::next_run_id();
         run_log::started(run_id, "run_pipeline", reference_time);
         std::string detail;
         StepCounts total;
-        try {
+        {
             Busy source_answered(busy);
-            total = stream_steps::run(run_id, reference_time, false, detail);
-        } catch (...) {
-            import_source_snapshot(nullptr);
-            throw;
+            total = stream_steps::run(RunRequest{RunRequest::Mode::Full, run_id, reference_time, {}, check.snapshot},
+                                      detail);
         }
-        import_source_snapshot(nullptr);
         const std::string at = pgo::format_lsn(check.at);
         const std::string run_detail = "{\"full_check\": \"at the stream's position\", \"at_lsn\": \"" + at + "\"}";
         run_log::succeeded(run_id, "run_pipeline", total, run_detail.c_str());
@@ -1311,8 +1292,8 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         // Apply when due: the interval since the batch's first change, or its size. (Held back
         // by a run, it is tried again each second.)
         if (!batch.empty() && now >= retry_at &&
-            (batch.changes >= static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes() ||
-             now >= TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting))) {
+            (batch.changes >= static_cast<size_t>(settings::stream_batch_changes()) || batch.bytes >= part_bytes() ||
+             now >= TimestampTzPlusMilliseconds(batch.first_received, settings::stream_interval_ms()))) {
             paused = !apply_now(batch);
             if (paused) retry_at = TimestampTzPlusMilliseconds(now, 1000);
             if (!paused) batch.clear();
@@ -1338,7 +1319,7 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
         }
         // A batch held back by a run (the lock) stops reading past a bound: the source waits.
         if (paused &&
-            (batch.changes >= 10 * static_cast<size_t>(stream_batch_changes_setting) || batch.bytes >= part_bytes())) {
+            (batch.changes >= 10 * static_cast<size_t>(settings::stream_batch_changes()) || batch.bytes >= part_bytes())) {
             wait_a_second();
             listening_since = GetCurrentTimestamp();
             continue;
@@ -1350,18 +1331,18 @@ void stream_changes(Replication& source, const StreamConfig& config, pgo::Lsn ap
             // for; for all of it: the stream is stalled (as wal_receiver_timeout).
             const TimestampTz silent_since = std::max(health.last_message, listening_since);
             const TimestampTz current = GetCurrentTimestamp();
-            if (stream_receive_timeout_setting > 0) {
-                if (!pinged && current >= TimestampTzPlusMilliseconds(silent_since, stream_receive_timeout_setting / 2)) {
+            if (settings::stream_receive_timeout_ms() > 0) {
+                if (!pinged && current >= TimestampTzPlusMilliseconds(silent_since, settings::stream_receive_timeout_ms() / 2)) {
                     source.send(pgo::standby_status_update(received, applied, applied, now_pg(), true));
                     pinged = true;
                 }
-                if (current >= TimestampTzPlusMilliseconds(silent_since, stream_receive_timeout_setting))
+                if (current >= TimestampTzPlusMilliseconds(silent_since, settings::stream_receive_timeout_ms()))
                     throw Stalled("nothing came from the source for " + std::to_string((current - silent_since) / 1000000) +
                                   " s (sicoop.stream_receive_timeout): the worker ends the connection and starts again");
             }
             long timeout = 1000;
             if (!batch.empty())
-                timeout = std::max<long>(1, (TimestampTzPlusMilliseconds(batch.first_received, stream_interval_setting) -
+                timeout = std::max<long>(1, (TimestampTzPlusMilliseconds(batch.first_received, settings::stream_interval_ms()) -
                                              GetCurrentTimestamp()) / 1000 + 1);
             PGconn* conn = source.conn();
             pg_call([&] {
@@ -1617,9 +1598,7 @@ void sicoop_stream_main(Datum main_arg) {
     // than sicoop.lock_timeout: a VACUUM FULL or an ALTER in the way makes a retry, not a hang.
     // (Each step sets its own bound too.)
     // (As the steps do: the database's own lock_timeout, if shorter, stays.)
-    const int lock_timeout_ms = LockTimeout == 0                     ? sicoop::lock_timeout_setting
-                                : sicoop::lock_timeout_setting == 0 ? LockTimeout
-                                                                    : Min(LockTimeout, sicoop::lock_timeout_setting);
+    const int lock_timeout_ms = sicoop::settings::run_lock_timeout_ms();
     SetConfigOption("lock_timeout", std::to_string(lock_timeout_ms).c_str(), PGC_USERSET, PGC_S_SESSION);
     sicoop::stream::worker_main(args.launcher_xid);
     proc_exit(0);
