@@ -17,15 +17,9 @@ endif
 SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sql src/sql/updates/*.sql) sicoop_etl.control
 
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
-PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp src/steps/remote_query.cpp \
-            src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp src/steps/text_rules.cpp src/steps/pgoutput.cpp \
-            src/steps/values.cpp src/steps/copy_filter.cpp src/steps/stream_policy.cpp
+PURE_SRCS = $(sort $(wildcard src/steps/*.cpp))
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
-PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \
-            src/source.cpp src/bulk_copy.cpp src/sql_functions.cpp src/export.cpp src/schedule.cpp src/stream.cpp \
-            src/stream_rows.cpp src/stream_apply.cpp src/stream_session.cpp src/stream_state.cpp src/stream_source.cpp \
-            src/stream_checks.cpp src/stream_busy.cpp src/stream_housekeeping.cpp src/stream_batch.cpp src/stream_sync.cpp \
-            src/stream_loop.cpp
+PG_SRCS   = $(sort $(wildcard src/*.cpp))
 OBJS = $(PURE_SRCS:.cpp=.o) $(PG_SRCS:.cpp=.o)
 
 REGRESS = pipeline_sample
@@ -78,7 +72,7 @@ test/unit/unit_tests: test/unit/unit_tests.cpp $(PURE_SRCS) $(wildcard src/steps
 # PGXS tracks no header dependencies: rebuild everything when a header changes.
 $(OBJS): $(wildcard src/*.hpp src/steps/*.hpp)
 # The version is compiled in.
-src/pipeline.o: sicoop_etl.control
+src/run_shared.o: sicoop_etl.control
 
 # The benchmark (test/bench/bench.sh): make bench N="1000000 10000000"
 N ?= 100000

@@ -15,6 +15,7 @@
 // the export never writes through a link into some other file the server may write.
 #include "export.hpp"
 
+#include "settings.hpp"
 #include "steps/text_rules.hpp"
 
 #include <fcntl.h>
@@ -53,7 +54,7 @@ std::string export_target(const std::string& path) {
         });
     }
     const char* directory = nullptr;
-    pg_call([&] { directory = GetConfigOption("sicoop.export_directory", true, false); });
+    pg_call([&] { directory = settings::export_directory(); });
     if (directory == nullptr || directory[0] != '/')
         pg_call([] {
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

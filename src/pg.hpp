@@ -84,16 +84,9 @@ public:
 };
 
 // Where caught PostgreSQL errors are copied to: set by sql_entry() for the length of a call.
-// Settings (src/entry.cpp): sicoop.source_timeout (ms) and sicoop.max_run_time (s).
-extern int source_timeout_setting;
-extern int max_run_time_setting;
-extern int lock_timeout_setting;  // sicoop.lock_timeout (ms)
-extern int step_timeout_setting;  // sicoop.step_timeout (ms)
-extern int full_check_wait_setting;  // sicoop.full_check_wait (ms)
-enum FullRun { FULL_RUN_COMPARE, FULL_RUN_REBUILD };
-extern int full_run_setting;  // sicoop.full_run
-MemoryContext error_context();
-void set_error_context(MemoryContext cxt);
+inline MemoryContext current_error_context = nullptr;
+inline MemoryContext error_context() { return current_error_context; }
+inline void set_error_context(MemoryContext cxt) { current_error_context = cxt; }
 
 // Reverse guard: runs `f`, which makes PostgreSQL calls, and turns a PostgreSQL error into a
 // PgError. `f` must hold no C++ object with a destructor while it calls PostgreSQL: a longjmp

@@ -1,13 +1,13 @@
-// Orchestration: one step run alone (sicoop.load_raw() and friends), and the whole pipeline
-// (CALL sicoop.run_pipeline()): the lock that keeps runs apart, one transaction per step,
-// the run log, and the error that reaches the caller.
+// The pipeline's entry points: one step run alone (sicoop.load_raw() and friends,
+// src/run_step.cpp), the whole pipeline (CALL sicoop.run_pipeline(), src/run_pipeline.cpp), and
+// the stream worker's runs (src/stream_steps.cpp). What they share: src/run_shared.hpp.
 #pragma once
 
 #include "pg.hpp"
+#include "run_request.hpp"
 #include "steps/step.hpp"
 
 #include <string>
-#include <vector>
 
 namespace sicoop {
 
@@ -24,15 +24,12 @@ namespace stream_steps {
 void check_ready();
 // The pipeline lock, for the transaction (false: a run holds it).
 bool try_run_lock();
-// Every step, in order, in the caller's transaction: over a micro-batch (`stream`: the stage and
-// sicoop.stream_key filled by the caller), or as a full run (the initial sync, logged as the
-// run's steps). `detail`: per step, [read, inserted, updated, deleted, rejected, milliseconds] as JSON.
-// `tables`: the source tables the micro-batch touched (the others have nothing to merge);
-// `truncated`: those of them truncated at the source in it. `member_rounds`: the most earlier
-// states one member has in the batch (sicoop.stage_associado_state, filled by the caller).
-StepCounts run(int64 run_id, TimestampTz reference_time, bool stream, std::string& detail,
-               const std::vector<std::string>& tables = {}, const std::vector<std::string>& truncated = {},
-               int member_rounds = 0);
+// Every step, in order, in the caller's transaction: over a micro-batch (Mode::Stream: the stage
+// and sicoop.stream_key filled by the caller, request.batch says what they hold), or as a full
+// run (Mode::Full: the initial sync or a full check, logged as the run's steps, its source
+// sessions importing request.snapshot). `detail`: per step, [read, inserted, updated, deleted,
+// rejected, milliseconds] as JSON.
+StepCounts run(const RunRequest& request, std::string& detail);
 }  // namespace stream_steps
 
 }  // namespace sicoop

@@ -1,5 +1,6 @@
 #include "source.hpp"
 
+#include "settings.hpp"
 #include "steps/step.hpp"
 
 #include <string>
@@ -42,42 +43,15 @@ PGconn* connect_checked(const char** keywords, const char** values, const char* 
     return conn;
 }
 
-}  // namespace
-
-void check(const char* host, int port, const char* dbname, const char* user, const char* password,
-           const char* schema) {
-    std::vector<std::pair<std::string, std::string>> present;
-    std::string where;
-    pg_call([&] {
-        if (host == nullptr || dbname == nullptr || user == nullptr || schema == nullptr)
-            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                            errmsg("sicoop.connect_source: host, port, dbname, username and schema are required")));
-        if (port < 1 || port > 65535)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("sicoop.connect_source: port %d is not a TCP port: it must be between 1 and 65535", port)));
-    });
-    char port_text[16];
-    snprintf(port_text, sizeof port_text, "%d", port);
-    where = std::string(user) + "@" + host + ":" + port_text + "/" + dbname;
-    const char* keywords[] = {"host", "port", "dbname", "user", "fallback_application_name", "connect_timeout",
-                              "password", nullptr};
-    const char* values[] = {host, port_text, dbname, user, "sicoop_etl", "10", password, nullptr};
-    if (password == nullptr || password[0] == '\0') keywords[6] = nullptr;  // no password: the list ends before it
-    pg_call([&] {
-        if (!superuser() && keywords[6] == nullptr)
-            ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
-                            errmsg("sicoop: a password is required to connect to the source"),
-                            errdetail("Non-superusers must authenticate to the source with a password."),
-                            errhint("Pass the password to sicoop.connect_source().")));
-    });
-
+// The pipeline's tables' columns in `schema` at the source: (table, column).
+std::vector<std::pair<std::string, std::string>> source_columns(const char** keywords, const char** values,
+                                                                const char* where_c, const char* schema) {
     struct Row {
         char* table;
         char* column;
     };
     Row* rows = nullptr;
     int nrows = 0;
-    const char* where_c = where.c_str();
     pg_call([&] {
         PGconn* conn = connect_checked(keywords, values, where_c);
         PGresult* volatile res = nullptr;
@@ -107,7 +81,41 @@ void check(const char* host, int port, const char* dbname, const char* user, con
         }
         PG_END_TRY();
     });
+    std::vector<std::pair<std::string, std::string>> present;
     for (int i = 0; i < nrows; ++i) present.emplace_back(rows[i].table, rows[i].column);
+    return present;
+}
+
+}  // namespace
+
+void check(const char* host, int port, const char* dbname, const char* user, const char* password,
+           const char* schema) {
+    std::string where;
+    pg_call([&] {
+        if (host == nullptr || dbname == nullptr || user == nullptr || schema == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                            errmsg("sicoop.connect_source: host, port, dbname, username and schema are required")));
+        if (port < 1 || port > 65535)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("sicoop.connect_source: port %d is not a TCP port: it must be between 1 and 65535", port)));
+    });
+    char port_text[16];
+    snprintf(port_text, sizeof port_text, "%d", port);
+    where = std::string(user) + "@" + host + ":" + port_text + "/" + dbname;
+    const char* keywords[] = {"host", "port", "dbname", "user", "fallback_application_name", "connect_timeout",
+                              "password", nullptr};
+    const char* values[] = {host, port_text, dbname, user, "sicoop_etl", "10", password, nullptr};
+    if (password == nullptr || password[0] == '\0') keywords[6] = nullptr;  // no password: the list ends before it
+    pg_call([&] {
+        if (!superuser() && keywords[6] == nullptr)
+            ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+                            errmsg("sicoop: a password is required to connect to the source"),
+                            errdetail("Non-superusers must authenticate to the source with a password."),
+                            errhint("Pass the password to sicoop.connect_source().")));
+    });
+
+    const char* where_c = where.c_str();
+    const std::vector<std::pair<std::string, std::string>> present = source_columns(keywords, values, where_c, schema);
 
     std::vector<std::string> missing = missing_source_columns(present);
     if (missing.empty()) return;
@@ -176,7 +184,7 @@ PGconn* open_connection(bool replication) {
     // ACCESS EXCLUSIVE at the source fails the run in time instead of hanging it.
     keywords[i] = "options",
     values[i++] = psprintf("-c datestyle=ISO -c search_path=pg_catalog -c statement_timeout=%d -c lock_timeout=%d",
-                           source_timeout_setting, source_timeout_setting);
+                           settings::source_timeout_ms(), settings::source_timeout_ms());
     // Binary COPY text fields are decoded with this session's client encoding: send in it.
     keywords[i] = "client_encoding", values[i++] = pg_get_client_encoding_name();
     // The stream's connection: a logical replication connection to the same database.

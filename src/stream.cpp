@@ -35,6 +35,7 @@
 // stream stops -- state 'failed', the error and its fix in stream_state, NOTIFY sicoop_alerts.
 #include "stream.hpp"
 
+#include "settings.hpp"
 #include "source.hpp"
 #include "stream_loop.hpp"
 #include "stream_session.hpp"
@@ -283,7 +284,7 @@ void sicoop_stream_main(Datum main_arg) {
     // than sicoop.lock_timeout: a VACUUM FULL or an ALTER in the way makes a retry, not a hang.
     // (Each step sets its own bound too.)
     // (As the steps do: the database's own lock_timeout, if shorter, stays.)
-    const int lock_timeout_ms = sicoop::stream::worker_lock_timeout_ms(LockTimeout);
+    const int lock_timeout_ms = sicoop::settings::run_lock_timeout_ms();
     SetConfigOption("lock_timeout", std::to_string(lock_timeout_ms).c_str(), PGC_USERSET, PGC_S_SESSION);
     sicoop::stream::worker_main(args.launcher_xid);
     proc_exit(0);

@@ -1,7 +1,7 @@
 // A stream's changes into the stage and sicoop.stream_key (src/stream_apply.hpp).
 #include "stream_apply.hpp"
 
-#include "bulk_copy.hpp"
+#include "copy_text.hpp"
 #include "spi_session.hpp"
 #include "stream_rows.hpp"
 #include "steps/copy_filter.hpp"

@@ -13,7 +13,7 @@
 // No value is ever put into a message here: the errors caught are dropped, not reported.
 #include "stream_rows.hpp"
 
-#include "bulk_copy.hpp"
+#include "copy_text.hpp"
 #include "spi_session.hpp"
 #include "steps/values.hpp"
 

@@ -1,8 +1,8 @@
 // The stream worker's shared pieces (see stream_session.hpp).
 #include "stream_session.hpp"
 
-#include "bulk_copy.hpp"
 #include "pipeline.hpp"
+#include "settings.hpp"
 
 extern "C" {
 #include "access/htup_details.h"
@@ -18,14 +18,6 @@ extern "C" {
 }
 
 #include <algorithm>
-
-namespace sicoop {
-// Settings (src/entry.cpp), read by load_stream_settings() only.
-extern int stream_interval_setting;
-extern int stream_batch_changes_setting;
-extern int stream_work_mem_setting;
-extern int stream_receive_timeout_setting;
-}  // namespace sicoop
 
 namespace sicoop::stream {
 
@@ -129,13 +121,8 @@ WorkerTransaction::~WorkerTransaction() {
 }
 
 stream_policy::Limits load_stream_settings() {
-    return stream_policy::limits(stream_interval_setting, stream_batch_changes_setting, stream_work_mem_setting,
-                                 stream_receive_timeout_setting);
-}
-
-int worker_lock_timeout_ms(int database_ms) {
-    if (database_ms == 0) return lock_timeout_setting;
-    return lock_timeout_setting == 0 ? database_ms : std::min(database_ms, lock_timeout_setting);
+    return stream_policy::limits(settings::stream_interval_ms(), settings::stream_batch_changes(),
+                                 settings::stream_work_mem_kb(), settings::stream_receive_timeout_ms());
 }
 
 void check_pipeline_ready() { stream_steps::check_ready(); }
@@ -149,24 +136,13 @@ void take_pipeline_lock() {
 StepCounts run_stream_steps(int64 run_id, TimestampTz reference_time, std::string& detail,
                             const std::vector<std::string>& tables, const std::vector<std::string>& truncated,
                             int member_rounds) {
-    return stream_steps::run(run_id, reference_time, true, detail, tables, truncated, member_rounds);
+    const StreamBatch batch{tables, truncated, member_rounds};
+    return stream_steps::run(RunRequest{RunRequest::Mode::Stream, run_id, reference_time, batch, ""}, detail);
 }
 
-namespace {
-// Every source session imports a snapshot for as long as this lives.
-class ImportedSnapshot {
-public:
-    explicit ImportedSnapshot(const std::string& name) { import_source_snapshot(name.c_str()); }
-    ~ImportedSnapshot() { import_source_snapshot(nullptr); }
-    ImportedSnapshot(const ImportedSnapshot&) = delete;
-    ImportedSnapshot& operator=(const ImportedSnapshot&) = delete;
-};
-}  // namespace
-
 StepCounts run_full_on_snapshot(const std::string& snapshot, int64 run_id, TimestampTz reference_time) {
-    ImportedSnapshot imported(snapshot);
     std::string detail;  // (a full run's steps are logged as the run's own)
-    return stream_steps::run(run_id, reference_time, false, detail);
+    return stream_steps::run(RunRequest{RunRequest::Mode::Full, run_id, reference_time, {}, snapshot}, detail);
 }
 
 // This warehouse among every one that may stream the same source: its cluster's system

@@ -79,9 +79,6 @@ private:
 // cycle of the loop: a reload (SIGHUP) reaches the worker.
 // ------------------------------------------------------------------------------------------
 stream_policy::Limits load_stream_settings();
-// The worker's lock_timeout (ms): sicoop.lock_timeout, or the database's own (`database_ms`) if
-// shorter; 0 (none) only if both are.
-int worker_lock_timeout_ms(int database_ms);
 
 // ------------------------------------------------------------------------------------------
 // The pipeline, as the stream calls it (src/pipeline.cpp's stream_steps, src/bulk_copy.cpp)

@@ -1,0 +1,87 @@
+// The source session of a step: the libpq connection its copies read through, one REPEATABLE
+// READ transaction per source table, so every copy of one table in a step reads the same
+// snapshot (the rows, the re-read keys, the day totals and the snapshot recorded for the next
+// run agree with each other). An RAII object: a step owns one, and a session still open when it
+// goes (an error) is cancelled at the source and closed.
+#pragma once
+
+#include "pg.hpp"
+#include "steps/remote_query.hpp"
+#include "steps/step.hpp"
+
+#include <string>
+
+namespace sicoop {
+
+// The source table a copy reads: as the source's statements name it (quoted), and as its errors
+// do (schema.table).
+struct RemoteTable {
+    std::string quoted;
+    std::string label;
+};
+
+// Foreign table sicoop.<copy.source_table>'s table at the source, as connect_source() set it.
+RemoteTable remote_table_of(const BulkCopy& copy);
+
+// Refuses, before anything is sent, a copy that would need the source to cast a value in a way
+// that may fail on it (the failed statement would put the value in the source's log).
+// PostgreSQL side: call inside pg_call.
+[[noreturn]] void refuse_type(const char* table, const char* column, const char* type, const char* needed,
+                              const char* purpose, const char* hint);
+
+class SourceSession {
+public:
+    // `snapshot`: the snapshot every transaction imports (SET TRANSACTION SNAPSHOT), as a
+    // replication slot exported it (a stream's initial sync, its full check); "": its own.
+    explicit SourceSession(std::string snapshot) : imported_snapshot_(std::move(snapshot)) {}
+    // An open session is aborted (abort()). Never raises.
+    ~SourceSession();
+    SourceSession(const SourceSession&) = delete;
+    SourceSession& operator=(const SourceSession&) = delete;
+
+    // Opens the session of the copy's source table, unless it is open already (ending another
+    // table's session first): its transaction, the table locked against changes to its
+    // definition, its column types and snapshot, and the movements' watermark if the copy has one.
+    void open_for(const BulkCopy& copy, const RemoteTable& table);
+    // Records the snapshot it read in sicoop.source_sync when it finishes (BulkCopy::capture_snapshot).
+    void record_snapshot() { record_snapshot_ = true; }
+    // Commits, and records the snapshot if asked. The step calls it once its actions are done.
+    void finish();
+    // Cancels whatever the session runs at the source (a COPY, a statement waiting on a lock) and
+    // closes it. Never raises.
+    void abort();
+
+    PGconn* connection() const { return conn_; }
+    // The table's columns at the source, as the session read them.
+    remote::ColumnTypes column_types() const;
+    // A statement (a COPY) is being sent now: a cancel after sicoop.source_timeout is that timeout.
+    void statement_sent();
+    // Raises the error of a failed source statement (`res` may be null; it is freed), saying what
+    // really happened: the connection lost, sicoop.source_timeout reached, a cancel, a refusal.
+    // PostgreSQL side: call inside pg_call.
+    [[noreturn]] void fail(PGresult* res, const char* what) const;
+
+private:
+    void start(const BulkCopy& copy, const char* remote, const char* lock_table);
+    void read_watermark(const RemoteTable& table, const std::string& column);
+    void finish_pg();
+    void close();
+    void cancel_statement() const;
+    static void cancel_at_exit(int, Datum);
+    PGresult* exec(const char* sql, const char* param, const char* what);
+    char* value(const char* sql, const char* what);
+
+    std::string imported_snapshot_;
+    PGconn* conn_ = nullptr;
+    std::string source_table_;   // foreign table (src_*)
+    std::string snapshot_xmin_;  // the snapshot's xmin, recorded in source_sync at the end
+    std::string watermark_;      // movements: the latest movement time in the snapshot
+    bool has_watermark_ = false;
+    bool record_snapshot_ = false;
+    TimestampTz statement_sent_at_ = 0;
+    // The table's columns at the source: name, type (format_type without typmod). The table is
+    // locked against changes to its definition until the session ends, so they hold.
+    PGresult* column_types_ = nullptr;
+};
+
+}  // namespace sicoop
