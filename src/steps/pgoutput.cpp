@@ -88,6 +88,46 @@ Tuple read_tuple(Reader& r) {
     return tuple;
 }
 
+void read_begin(Reader& r, Message& m) {
+    m.kind = Message::Kind::Begin;
+    m.lsn = r.int64();
+    m.commit_time = static_cast<Timestamp>(r.int64());
+    m.xid = r.int32();
+    r.expect_end("begin");
+}
+
+void read_commit(Reader& r, Message& m) {
+    m.kind = Message::Kind::Commit;
+    r.byte();  // flags, unused
+    m.lsn = r.int64();
+    m.end_lsn = r.int64();
+    m.commit_time = static_cast<Timestamp>(r.int64());
+    r.expect_end("commit");
+}
+
+void read_origin(Reader& r, Message& m) {
+    m.kind = Message::Kind::Origin;
+    m.lsn = r.int64();
+    m.name = r.string();
+    r.expect_end("origin");
+}
+
+void read_type(Reader& r, Message& m) {
+    m.kind = Message::Kind::Type;
+    m.relation_id = r.int32();
+    m.schema = r.string();
+    m.name = r.string();
+    r.expect_end("type");
+}
+
+void read_insert(Reader& r, Message& m) {
+    m.kind = Message::Kind::Insert;
+    m.relation_id = r.int32();
+    if (r.byte() != 'N') throw std::runtime_error("pgoutput: an insert without its new row");
+    m.new_tuple = read_tuple(r);
+    r.expect_end("insert");
+}
+
 void read_relation(Reader& r, Message& m) {
     m.kind = Message::Kind::Relation;
     m.relation_id = r.int32();
@@ -175,53 +215,15 @@ Message decode_message(const char* data, size_t length) {
     Reader r(data, length);
     Message m;
     switch (const char kind = static_cast<char>(r.byte())) {
-        case 'B':
-            m.kind = Message::Kind::Begin;
-            m.lsn = r.int64();
-            m.commit_time = static_cast<Timestamp>(r.int64());
-            m.xid = r.int32();
-            r.expect_end("begin");
-            break;
-        case 'C':
-            m.kind = Message::Kind::Commit;
-            r.byte();  // flags, unused
-            m.lsn = r.int64();
-            m.end_lsn = r.int64();
-            m.commit_time = static_cast<Timestamp>(r.int64());
-            r.expect_end("commit");
-            break;
-        case 'O':
-            m.kind = Message::Kind::Origin;
-            m.lsn = r.int64();
-            m.name = r.string();
-            r.expect_end("origin");
-            break;
-        case 'R':
-            read_relation(r, m);
-            break;
-        case 'Y':
-            m.kind = Message::Kind::Type;
-            m.relation_id = r.int32();
-            m.schema = r.string();
-            m.name = r.string();
-            r.expect_end("type");
-            break;
-        case 'I':
-            m.kind = Message::Kind::Insert;
-            m.relation_id = r.int32();
-            if (r.byte() != 'N') throw std::runtime_error("pgoutput: an insert without its new row");
-            m.new_tuple = read_tuple(r);
-            r.expect_end("insert");
-            break;
-        case 'U':
-            read_update(r, m);
-            break;
-        case 'D':
-            read_delete(r, m);
-            break;
-        case 'T':
-            read_truncate(r, m);
-            break;
+        case 'B': read_begin(r, m); break;
+        case 'C': read_commit(r, m); break;
+        case 'O': read_origin(r, m); break;
+        case 'R': read_relation(r, m); break;
+        case 'Y': read_type(r, m); break;
+        case 'I': read_insert(r, m); break;
+        case 'U': read_update(r, m); break;
+        case 'D': read_delete(r, m); break;
+        case 'T': read_truncate(r, m); break;
         default:
             throw std::runtime_error(std::string("pgoutput: unknown message kind '") + kind + "'");
     }
@@ -306,92 +308,111 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
     using K = Message::Kind;
     switch (m.kind) {
         case K::Begin:
-            if (open_) throw std::runtime_error("replication stream: a transaction began inside another");
-            open_ = Transaction{m.xid, m.lsn, 0, m.commit_time, {}};
-            // Already in the warehouse (a replay after a restart): nothing of it is kept, however
-            // big it is. (Its commit drops it whole, as before.)
-            skipping_ = m.lsn != 0 && m.lsn < applied_;
-            open_bytes_ = 0;
+            begin(m);
             return std::nullopt;
-        case K::Commit: {
-            if (!open_) throw std::runtime_error("replication stream: a commit outside a transaction");
-            Transaction t = std::move(*open_);
-            open_.reset();
-            t.commit_lsn = m.lsn;
-            t.end_lsn = m.end_lsn;
-            t.commit_time = m.commit_time;
-            t.bytes = open_bytes_;
-            skipping_ = false;
-            open_bytes_ = 0;
-            // Already in the warehouse: what it stores is the end of the last commit applied (past
-            // that commit's LSN), or a position the source said it had sent everything before
-            // (a keepalive while nothing was pending): a transaction committing exactly there was
-            // not sent yet, and is kept (issue 25: a restart lost a large transaction so).
-            if (t.commit_lsn < applied_) return std::nullopt;
-            applied_ = t.commit_lsn;
-            return t;
-        }
-        case K::Relation: {
-            Relation rel;
-            const bool ours = m.schema == source_schema_ &&
-                              std::find(tables_.begin(), tables_.end(), m.name) != tables_.end();
-            if (ours) {
-                bool has_key = false;
-                for (const RelationColumn& c : m.columns) has_key = has_key || c.part_of_key;
-                if (m.replica_identity == 'n' || !has_key)
-                    throw std::runtime_error("replication stream: source table " + m.schema + "." + m.name +
-                                             " has no replica identity key, so its updates and deletes cannot be "
-                                             "applied: give it a primary key, or ALTER TABLE ... REPLICA IDENTITY "
-                                             "USING INDEX on a unique index of its key");
-                rel.table = m.name;
-                for (const RelationColumn& c : m.columns) rel.columns.push_back(c.name);
-            }
-            for (auto& [rid, known] : relations_)
-                if (rid == m.relation_id) {
-                    known = std::move(rel);
-                    return std::nullopt;
-                }
-            relations_.emplace_back(m.relation_id, std::move(rel));
+        case K::Commit:
+            return commit(m);
+        case K::Relation:
+            describe(m);
             return std::nullopt;
-        }
         case K::Insert:
         case K::Update:
         case K::Delete:
-        case K::Truncate: {
+        case K::Truncate:
             if (!open_) throw std::runtime_error("replication stream: a change outside a transaction");
-            if (m.kind == K::Truncate) {
-                for (uint32_t id : m.truncated) {
-                    const Relation& rel = relation(id);
-                    if (rel.table.empty() || skipping_) continue;
-                    open_->changes.push_back(Change{Change::Kind::Truncate, rel.table, rel.columns, {}, {}});
-                    open_bytes_ += change_bytes(open_->changes.back());
-                }
-                return std::nullopt;
-            }
-            const Relation& rel = relation(m.relation_id);
-            if (rel.table.empty()) return std::nullopt;
-            const Tuple& shape = m.kind == K::Delete ? m.old_tuple : m.new_tuple;
-            if (shape.size() != rel.columns.size())
-                throw std::runtime_error("replication stream: a change of " + rel.table + " with " +
-                                         std::to_string(shape.size()) + " columns, its relation has " +
-                                         std::to_string(rel.columns.size()));
-            Change c;
-            c.kind = m.kind == K::Insert ? Change::Kind::Insert : m.kind == K::Update ? Change::Kind::Update
-                                                                                       : Change::Kind::Delete;
-            c.table = rel.table;
-            c.columns = rel.columns;
-            if (skipping_) return std::nullopt;
-            c.old_key = m.old_tuple;
-            c.row = m.new_tuple;
-            open_bytes_ += change_bytes(c);
-            open_->changes.push_back(std::move(c));
+            if (m.kind == K::Truncate)
+                truncate(m);
+            else
+                change(m);
             return std::nullopt;
-        }
         case K::Origin:
         case K::Type:
             return std::nullopt;
     }
     return std::nullopt;
+}
+
+void TransactionAssembler::begin(const Message& m) {
+    if (open_) throw std::runtime_error("replication stream: a transaction began inside another");
+    open_ = Transaction{m.xid, m.lsn, 0, m.commit_time, {}};
+    // Already in the warehouse (a replay after a restart): nothing of it is kept, however
+    // big it is. (Its commit drops it whole, as before.)
+    skipping_ = m.lsn != 0 && m.lsn < applied_;
+    open_bytes_ = 0;
+}
+
+std::optional<Transaction> TransactionAssembler::commit(const Message& m) {
+    if (!open_) throw std::runtime_error("replication stream: a commit outside a transaction");
+    Transaction t = std::move(*open_);
+    open_.reset();
+    t.commit_lsn = m.lsn;
+    t.end_lsn = m.end_lsn;
+    t.commit_time = m.commit_time;
+    t.bytes = open_bytes_;
+    skipping_ = false;
+    open_bytes_ = 0;
+    // Already in the warehouse: what it stores is the end of the last commit applied (past
+    // that commit's LSN), or a position the source said it had sent everything before
+    // (a keepalive while nothing was pending): a transaction committing exactly there was
+    // not sent yet, and is kept (issue 25: a restart lost a large transaction so).
+    if (t.commit_lsn < applied_) return std::nullopt;
+    applied_ = t.commit_lsn;
+    return t;
+}
+
+// A Relation message: what the source says a relation id is (again, after a schema change).
+void TransactionAssembler::describe(const Message& m) {
+    Relation rel;
+    const bool ours = m.schema == source_schema_ &&
+                      std::find(tables_.begin(), tables_.end(), m.name) != tables_.end();
+    if (ours) {
+        bool has_key = false;
+        for (const RelationColumn& c : m.columns) has_key = has_key || c.part_of_key;
+        if (m.replica_identity == 'n' || !has_key)
+            throw std::runtime_error("replication stream: source table " + m.schema + "." + m.name +
+                                     " has no replica identity key, so its updates and deletes cannot be "
+                                     "applied: give it a primary key, or ALTER TABLE ... REPLICA IDENTITY "
+                                     "USING INDEX on a unique index of its key");
+        rel.table = m.name;
+        for (const RelationColumn& c : m.columns) rel.columns.push_back(c.name);
+    }
+    for (auto& [rid, known] : relations_)
+        if (rid == m.relation_id) {
+            known = std::move(rel);
+            return;
+        }
+    relations_.emplace_back(m.relation_id, std::move(rel));
+}
+
+void TransactionAssembler::truncate(const Message& m) {
+    for (uint32_t id : m.truncated) {
+        const Relation& rel = relation(id);
+        if (rel.table.empty() || skipping_) continue;
+        open_->changes.push_back(Change{Change::Kind::Truncate, rel.table, rel.columns, {}, {}});
+        open_bytes_ += change_bytes(open_->changes.back());
+    }
+}
+
+// An insert, update or delete inside the open transaction.
+void TransactionAssembler::change(const Message& m) {
+    using K = Message::Kind;
+    const Relation& rel = relation(m.relation_id);
+    if (rel.table.empty()) return;
+    const Tuple& shape = m.kind == K::Delete ? m.old_tuple : m.new_tuple;
+    if (shape.size() != rel.columns.size())
+        throw std::runtime_error("replication stream: a change of " + rel.table + " with " +
+                                 std::to_string(shape.size()) + " columns, its relation has " +
+                                 std::to_string(rel.columns.size()));
+    Change c;
+    c.kind = m.kind == K::Insert ? Change::Kind::Insert : m.kind == K::Update ? Change::Kind::Update
+                                                                               : Change::Kind::Delete;
+    c.table = rel.table;
+    c.columns = rel.columns;
+    if (skipping_) return;
+    c.old_key = m.old_tuple;
+    c.row = m.new_tuple;
+    open_bytes_ += change_bytes(c);
+    open_->changes.push_back(std::move(c));
 }
 
 }  // namespace sicoop::pgoutput
