@@ -19,7 +19,7 @@ SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sq
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
 PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp src/steps/remote_query.cpp \
             src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp src/steps/text_rules.cpp src/steps/pgoutput.cpp \
-            src/steps/values.cpp src/steps/copy_filter.cpp
+            src/steps/pgoutput_batch.cpp src/steps/values.cpp src/steps/copy_filter.cpp
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)
 PG_SRCS   = src/entry.cpp src/pipeline.cpp src/run_log.cpp src/spi_session.cpp \
             src/source.cpp src/bulk_copy.cpp src/sql_functions.cpp src/export.cpp src/schedule.cpp src/stream.cpp \
