@@ -71,11 +71,18 @@ SELECT results_eq(
   $$VALUES ('POS-GRADUACAO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
            ('DOUTORADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'escolaridade change: the current version is closed at the reference time and a new one opens from it');
-SELECT results_eq(
-  $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
-            '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+-- Ana's (ASSOC-001) versions: the one she had until her first change (10:00), then `later`
+-- (rows of a VALUES list).
+CREATE FUNCTION pg_temp.ana_versions_are(later text, description text) RETURNS text LANGUAGE sql AS $f$
+  SELECT results_eq(
+    $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
+    $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
+              '2025-08-16 10:00:00-03'::timestamptz, false), $$ || later,
+    description)
+$f$;
+
+SELECT pg_temp.ana_versions_are(
+  $$('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'Ana, first change of the day (10:00): old version closed, new one from 10:00');
 SELECT is((SELECT count(*)::int FROM versao
            WHERE id NOT IN ('ASSOC-001', 'ASSOC-006', 'ASSOC-008')), 7,
@@ -102,24 +109,18 @@ UPDATE sicoop.src_associado SET escolaridade = 'Mestrado' WHERE id_associado = '
 SET sicoop.as_of = '2025-08-16 15:00:00-03';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
-            '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
-           ('CASADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.ana_versions_are(
+  $$('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
+    ('CASADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
   'two changes on one day: two new versions, contiguous (10:00 to 15:00, then from 15:00)');
 
 SELECT sk AS ana_t2_sk FROM versao WHERE id = 'ASSOC-001' AND ativo \gset
 UPDATE sicoop.src_associado SET estado_civil = 'Divorciada' WHERE id_associado = 'ASSOC-001';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
-            '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
-           ('DIVORCIADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.ana_versions_are(
+  $$('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
+    ('DIVORCIADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
   'a second change at the very same reference time is corrected in place: no new, no empty version');
 SELECT is((SELECT sk FROM versao WHERE id = 'ASSOC-001' AND ativo), :ana_t2_sk,
   'the version corrected in place is the same row (same sk_associado)');
