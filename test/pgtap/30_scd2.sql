@@ -61,15 +61,20 @@ UPDATE sicoop.src_associado SET escolaridade = 'Doutorado' WHERE id_associado = 
 SET sicoop.as_of = '2025-08-16 10:00:00-03';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT estado, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-006' ORDER BY inicio$$,
-  $$VALUES ('CASADO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('DIVORCIADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+-- Member <id>'s versions of <attr> (as text): <first> from the start until <closed>, then
+-- <current> from <opened> on.
+CREATE FUNCTION pg_temp.versions_are(id text, attr text, first text, closed text, current text, opened text,
+                                     description text) RETURNS text LANGUAGE sql AS $f$
+  SELECT results_eq(
+    format('SELECT %s::text, inicio, fim, ativo FROM versao WHERE id = %L ORDER BY inicio', attr, id),
+    format($$VALUES (%L, '1900-01-01 00:00:00'::timestamptz, %L::timestamptz, false),
+                    (%L, %L, '9999-12-31 00:00:00', true)$$, first, closed, current, opened),
+    description)
+$f$;
+
+SELECT pg_temp.versions_are('ASSOC-006', 'estado', 'CASADO', '2025-08-16 10:00:00-03', 'DIVORCIADO', '2025-08-16 10:00:00-03',
   'estado_civil change: the current version is closed at the reference time and a new one opens from it');
-SELECT results_eq(
-  $$SELECT escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-008' ORDER BY inicio$$,
-  $$VALUES ('POS-GRADUACAO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('DOUTORADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.versions_are('ASSOC-008', 'escolaridade', 'POS-GRADUACAO', '2025-08-16 10:00:00-03', 'DOUTORADO', '2025-08-16 10:00:00-03',
   'escolaridade change: the current version is closed at the reference time and a new one opens from it');
 -- Ana's (ASSOC-001) versions: the one she had until her first change (10:00), then `later`
 -- (rows of a VALUES list).
@@ -208,15 +213,9 @@ INSERT INTO sicoop.src_movimentacao_cartao VALUES
 SET sicoop.as_of = '2025-09-12 10:00:00-03';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT idade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-005' ORDER BY inicio$$,
-  $$VALUES (35, '1900-01-01 00:00:00'::timestamptz, '2025-09-12 10:00:00-03'::timestamptz, false),
-           (36, '2025-09-12 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.versions_are('ASSOC-005', 'idade', '35', '2025-09-12 10:00:00-03', '36', '2025-09-12 10:00:00-03',
   'a birthday between two runs (idade 35 -> 36) closes the version at the reference time and opens one from it');
-SELECT results_eq(
-  $$SELECT estado, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-010' ORDER BY inicio$$,
-  $$VALUES ('DIVORCIADO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-20 10:00:00-03'::timestamptz, false),
-           ('DIVORCIADO', '2025-09-12 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.versions_are('ASSOC-010', 'estado', 'DIVORCIADO', '2025-08-20 10:00:00-03', 'DIVORCIADO', '2025-09-12 10:00:00-03',
   'a member back in the source gets a new current version from the time it came back');
 SELECT results_eq(
   $$SELECT nome, sobrenome, estado, inicio FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
