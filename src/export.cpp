@@ -104,13 +104,12 @@ uint64 copy_flat_view_to(const char* file) {
     return rows;
 }
 
-}  // namespace
-
-Datum export_flat(FunctionCallInfo fcinfo) {
-    std::string path;
+// The path argument: an error when it is NULL or empty.
+std::string path_argument(FunctionCallInfo fcinfo) {
     pg_call([&] {
         if (PG_ARGISNULL(0)) ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("sicoop.export_flat: a file path is required")));
     });
+    std::string path;
     {
         char* arg = nullptr;
         pg_call([&] { arg = text_to_cstring(PG_GETARG_TEXT_PP(0)); });
@@ -118,71 +117,85 @@ Datum export_flat(FunctionCallInfo fcinfo) {
     }
     if (path.empty())
         pg_call([] { ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("sicoop.export_flat: a file path is required"))); });
-    // A superuser does not read a flat view another role owns: whatever its owner made it run
-    // would run with superuser rights (as for runs, sicoop._check_ready()).
-    pg_call([] {
-        Oid view = get_relname_relid("vw_movimentacao_flat", get_namespace_oid("sicoop", false));
-        if (!OidIsValid(view)) elog(ERROR, "sicoop: view sicoop.vw_movimentacao_flat is missing");
-        HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(view));
-        if (!HeapTupleIsValid(tuple)) elog(ERROR, "sicoop: cache lookup failed for relation %u", view);
-        Oid owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
-        ReleaseSysCache(tuple);
-        // Only the owner itself (or anyone, when a superuser owns it): a member with more
-        // rights, or a superuser, would lend them to what the view runs.
-        if (GetUserId() != owner && !superuser_arg(owner))
-            ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                            errmsg("sicoop.export_flat: the flat view belongs to %s, who alone exports it",
-                                   GetUserNameFromId(owner, false)),
-                            errhint("SET ROLE %s first: what the view runs must not run with superuser rights.",
-                                    quote_identifier(GetUserNameFromId(owner, false)))));
-    });
+    return path;
+}
+
+// A superuser does not read a flat view another role owns: whatever its owner made it run
+// would run with superuser rights (as for runs, sicoop._check_ready()). PostgreSQL code: runs
+// inside pg_call().
+void refuse_foreign_flat_view() {
+    Oid view = get_relname_relid("vw_movimentacao_flat", get_namespace_oid("sicoop", false));
+    if (!OidIsValid(view)) elog(ERROR, "sicoop: view sicoop.vw_movimentacao_flat is missing");
+    HeapTuple tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(view));
+    if (!HeapTupleIsValid(tuple)) elog(ERROR, "sicoop: cache lookup failed for relation %u", view);
+    Oid owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+    ReleaseSysCache(tuple);
+    // Only the owner itself (or anyone, when a superuser owns it): a member with more
+    // rights, or a superuser, would lend them to what the view runs.
+    if (GetUserId() != owner && !superuser_arg(owner))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("sicoop.export_flat: the flat view belongs to %s, who alone exports it",
+                               GetUserNameFromId(owner, false)),
+                        errhint("SET ROLE %s first: what the view runs must not run with superuser rights.",
+                                quote_identifier(GetUserNameFromId(owner, false)))));
+}
+
+// Writes the flat file into a new temporary file in `directory` beside `target`, then renames
+// it over `target`; sets `rows` to the rows written. PostgreSQL code: runs inside pg_call().
+void write_flat_file(const std::string& target, const std::string& directory, uint64& rows) {
+    refuse_unsafe_target(target.c_str());
+    // The temporary file: a name no one else uses (this backend's pid and a random part),
+    // created exclusively and not through a link; closed at abort with the transaction.
+    uint32 nonce = 0;
+    if (!pg_strong_random(&nonce, sizeof nonce)) nonce = static_cast<uint32>(MyStartTime);
+    const char* temporary = psprintf("%s/.%s.sicoop-%d-%08x.tmp", directory.c_str(),
+                                     target.substr(target.rfind('/') + 1).c_str(), MyProcPid, nonce);
+    volatile int fd = OpenTransientFile(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | PG_BINARY);
+    if (fd < 0)
+        ereport(ERROR, (errcode_for_file_access(),
+                        errmsg("sicoop.export_flat: could not create the temporary file \"%s\": %m", temporary)));
+    PG_TRY();
+    {
+        // Readable by others, as COPY TO a file makes it (the server's umask would make it
+        // 0600): the flat file is for the data scientists, its card numbers masked.
+        if (fchmod(fd, S_IRUSR | S_IWUSR | S_IRGRP | S_IROTH) != 0)
+            ereport(ERROR, (errcode_for_file_access(),
+                            errmsg("sicoop.export_flat: could not set the mode of \"%s\": %m", temporary)));
+        // COPY opens the file by name: /proc/self/fd names the one just created, whatever
+        // is done to the directory meanwhile.
+        rows = copy_flat_view_to(psprintf("/proc/self/fd/%d", fd));
+        if (pg_fsync(fd) != 0)
+            ereport(ERROR, (errcode_for_file_access(),
+                            errmsg("sicoop.export_flat: could not flush \"%s\": %m", temporary)));
+        if (CloseTransientFile(fd) != 0)
+            ereport(ERROR, (errcode_for_file_access(),
+                            errmsg("sicoop.export_flat: could not close \"%s\": %m", temporary)));
+        fd = -1;
+        refuse_unsafe_target(target.c_str());
+        if (rename(temporary, target.c_str()) != 0)
+            ereport(ERROR, (errcode_for_file_access(),
+                            errmsg("sicoop.export_flat: could not rename \"%s\" to \"%s\": %m", temporary,
+                                   target.c_str())));
+        fsync_fname(directory.c_str(), true);
+    }
+    PG_CATCH();
+    {
+        if (fd >= 0) (void) CloseTransientFile(fd);
+        (void) unlink(temporary);
+        PG_RE_THROW();
+    }
+    PG_END_TRY();
+}
+
+}  // namespace
+
+Datum export_flat(FunctionCallInfo fcinfo) {
+    const std::string path = path_argument(fcinfo);
+    pg_call([] { refuse_foreign_flat_view(); });
     const std::string target = export_target(path);
     const std::string directory = target.substr(0, target.rfind('/') > 0 ? target.rfind('/') : 1);
     uint64 rows = 0;
-    pg_call([&] {
-        refuse_unsafe_target(target.c_str());
-        // The temporary file: a name no one else uses (this backend's pid and a random part),
-        // created exclusively and not through a link; closed at abort with the transaction.
-        uint32 nonce = 0;
-        if (!pg_strong_random(&nonce, sizeof nonce)) nonce = static_cast<uint32>(MyStartTime);
-        const char* temporary = psprintf("%s/.%s.sicoop-%d-%08x.tmp", directory.c_str(),
-                                         target.substr(target.rfind('/') + 1).c_str(), MyProcPid, nonce);
-        volatile int fd = OpenTransientFile(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | PG_BINARY);
-        if (fd < 0)
-            ereport(ERROR, (errcode_for_file_access(),
-                            errmsg("sicoop.export_flat: could not create the temporary file \"%s\": %m", temporary)));
-        PG_TRY();
-        {
-            // Readable by others, as COPY TO a file makes it (the server's umask would make it
-            // 0600): the flat file is for the data scientists, its card numbers masked.
-            if (fchmod(fd, S_IRUSR | S_IWUSR | S_IRGRP | S_IROTH) != 0)
-                ereport(ERROR, (errcode_for_file_access(),
-                                errmsg("sicoop.export_flat: could not set the mode of \"%s\": %m", temporary)));
-            // COPY opens the file by name: /proc/self/fd names the one just created, whatever
-            // is done to the directory meanwhile.
-            rows = copy_flat_view_to(psprintf("/proc/self/fd/%d", fd));
-            if (pg_fsync(fd) != 0)
-                ereport(ERROR, (errcode_for_file_access(),
-                                errmsg("sicoop.export_flat: could not flush \"%s\": %m", temporary)));
-            if (CloseTransientFile(fd) != 0)
-                ereport(ERROR, (errcode_for_file_access(),
-                                errmsg("sicoop.export_flat: could not close \"%s\": %m", temporary)));
-            fd = -1;
-            refuse_unsafe_target(target.c_str());
-            if (rename(temporary, target.c_str()) != 0)
-                ereport(ERROR, (errcode_for_file_access(),
-                                errmsg("sicoop.export_flat: could not rename \"%s\" to \"%s\": %m", temporary,
-                                       target.c_str())));
-            fsync_fname(directory.c_str(), true);
-        }
-        PG_CATCH();
-        {
-            if (fd >= 0) (void) CloseTransientFile(fd);
-            (void) unlink(temporary);
-            PG_RE_THROW();
-        }
-        PG_END_TRY();
-    });
+    pg_call([&] { write_flat_file(target, directory, rows); });
     return Int64GetDatum(static_cast<int64>(rows));
 }
 

@@ -206,31 +206,81 @@ size_t CopyFilter::text_rows(std::string_view data, bool at_end, bool& changed) 
     return row_start;
 }
 
+namespace {
+
+// Where a binary row that starts at `pos` ends (`end`), all of it being in `data`: Whole; Cut
+// when its end is not here yet; Malformed when a field length is below -1 (COPY FROM refuses
+// the row, and so the copy).
+enum class BinaryRow { Whole, Cut, Malformed };
+constexpr size_t kFieldCountBytes = 2;   // a row's 16-bit field count
+constexpr size_t kFieldLengthBytes = 4;  // a field's 32-bit length
+
+BinaryRow binary_row_end(std::string_view data, size_t pos, int fields, size_t& end) {
+    end = pos + kFieldCountBytes;
+    for (int f = 0; f < fields; ++f) {
+        if (data.size() - end < kFieldLengthBytes) return BinaryRow::Cut;
+        const int32_t length = static_cast<int32_t>(be32(data.data() + end));
+        end += kFieldLengthBytes;
+        if (length < -1) return BinaryRow::Malformed;
+        if (length > 0 && data.size() - end < static_cast<size_t>(length)) return BinaryRow::Cut;
+        if (length > 0) end += static_cast<size_t>(length);
+    }
+    return BinaryRow::Whole;
+}
+
+}  // namespace
+
+// The binary file header: false when binary_rows() returns `pos` at once (the header not all
+// here yet: 0; not COPY binary data: all of it, COPY FROM refuses it and nothing is written).
+bool CopyFilter::binary_header(std::string_view data, size_t& pos) {
+    pos = 0;
+    if (data.size() < kBinaryHeader) return false;
+    header_done_ = true;
+    if (memcmp(data.data(), kBinarySignature, sizeof kBinarySignature) != 0) {
+        trailer_seen_ = true;
+        pos = data.size();
+        return false;
+    }
+    const uint32_t extension = be32(data.data() + kBinaryHeader - kFieldLengthBytes);
+    if (data.size() - kBinaryHeader < extension) {
+        header_done_ = false;
+        return false;
+    }
+    pos = kBinaryHeader + extension;
+    return true;
+}
+
+// The fields of the whole binary row whose fields start at `at`: those to mask are written
+// masked to out_ (with what came before them since `emitted`).
+void CopyFilter::mask_binary_row(std::string_view data, size_t at, int fields, size_t& emitted, bool& changed) {
+    for (int f = 0; f < fields; ++f) {
+        const int32_t length = static_cast<int32_t>(be32(data.data() + at));
+        const size_t value_at = at + kFieldLengthBytes;
+        const size_t value_end = value_at + (length > 0 ? static_cast<size_t>(length) : 0);
+        const CopyMask mask = static_cast<size_t>(f) < masks_.size() ? masks_[f] : CopyMask::FreeText;
+        if (length >= 0 && mask != CopyMask::None && mask_value(data.substr(value_at, value_end - value_at), mask)) {
+            changed = true;
+            out_.append(data.substr(emitted, at - emitted));
+            append_be32(out_, static_cast<uint32_t>(masked_.size()));
+            out_.append(masked_);
+            emitted = value_end;
+        }
+        at = value_end;
+    }
+}
+
 // Binary format: the header, then rows of a 16-bit field count (-1: the end) and fields of a
 // 32-bit length (-1: NULL) and their bytes. A text or varchar field's bytes are the text itself.
 size_t CopyFilter::binary_rows(std::string_view data, bool& changed) {
     size_t pos = 0;
-    if (!header_done_) {
-        if (data.size() < kBinaryHeader) return 0;
-        header_done_ = true;
-        if (memcmp(data.data(), kBinarySignature, 11) != 0) {
-            trailer_seen_ = true;  // no COPY binary data: COPY FROM refuses it, nothing is written
-            return data.size();
-        }
-        const uint32_t extension = be32(data.data() + 15);
-        if (data.size() - kBinaryHeader < extension) {
-            header_done_ = false;
-            return 0;
-        }
-        pos = kBinaryHeader + extension;
-    }
+    if (!header_done_ && !binary_header(data, pos)) return pos;
     size_t emitted = 0;
     while (pos < data.size()) {
         if (trailer_seen_) {
             pos = data.size();
             break;
         }
-        if (data.size() - pos < 2) break;
+        if (data.size() - pos < kFieldCountBytes) break;
         const int16_t fields = static_cast<int16_t>((static_cast<unsigned char>(data[pos]) << 8) |
                                                     static_cast<unsigned char>(data[pos + 1]));
         if (fields < 0) {  // the end marker (or no valid row: COPY FROM refuses it)
@@ -238,42 +288,14 @@ size_t CopyFilter::binary_rows(std::string_view data, bool& changed) {
             continue;
         }
         // First the row's end (all of it must be here), then its fields.
-        size_t end = pos + 2;
-        bool whole = true;
-        for (int f = 0; f < fields && whole; ++f) {
-            if (data.size() - end < 4) {
-                whole = false;
-                break;
-            }
-            const int32_t length = static_cast<int32_t>(be32(data.data() + end));
-            end += 4;
-            if (length < -1) {  // malformed: COPY FROM refuses the row, and so the copy
-                trailer_seen_ = true;
-                break;
-            }
-            if (length > 0 && data.size() - end < static_cast<size_t>(length))
-                whole = false;
-            else if (length > 0)
-                end += static_cast<size_t>(length);
+        size_t end = 0;
+        const BinaryRow row = binary_row_end(data, pos, fields, end);
+        if (row == BinaryRow::Cut) break;
+        if (row == BinaryRow::Malformed) {
+            trailer_seen_ = true;
+            continue;
         }
-        if (!whole) break;
-        if (trailer_seen_) continue;
-        size_t at = pos + 2;
-        for (int f = 0; f < fields; ++f) {
-            const int32_t length = static_cast<int32_t>(be32(data.data() + at));
-            const size_t value_at = at + 4;
-            const size_t value_end = value_at + (length > 0 ? static_cast<size_t>(length) : 0);
-            const CopyMask mask = static_cast<size_t>(f) < masks_.size() ? masks_[f] : CopyMask::FreeText;
-            if (length >= 0 && mask != CopyMask::None &&
-                mask_value(data.substr(value_at, value_end - value_at), mask)) {
-                changed = true;
-                out_.append(data.substr(emitted, at - emitted));
-                append_be32(out_, static_cast<uint32_t>(masked_.size()));
-                out_.append(masked_);
-                emitted = value_end;
-            }
-            at = value_end;
-        }
+        mask_binary_row(data, pos + kFieldCountBytes, fields, emitted, changed);
         pos = end;
     }
     if (changed) out_.append(data.substr(emitted, pos - emitted));

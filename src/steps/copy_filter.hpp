@@ -68,6 +68,8 @@ private:
     size_t process(std::string_view data, bool at_end, bool& changed);
     size_t text_rows(std::string_view data, bool at_end, bool& changed);
     size_t binary_rows(std::string_view data, bool& changed);
+    bool binary_header(std::string_view data, size_t& pos);
+    void mask_binary_row(std::string_view data, size_t at, int fields, size_t& emitted, bool& changed);
     // Whether the field (as it is in the data) must change; if so, its new bytes are in masked_.
     bool mask_text_field(std::string_view raw, CopyMask mask);
     bool mask_value(std::string_view value, CopyMask mask);

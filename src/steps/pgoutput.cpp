@@ -1,10 +1,11 @@
+// The pgoutput decoder and the transaction assembler (src/steps/pgoutput.hpp); what the stream
+// does with the transactions they give is in pgoutput_batch.cpp.
 #include "steps/pure_cpp.hpp"
 
 #include "steps/pgoutput.hpp"
 
 #include <algorithm>
 #include <cstdio>
-#include <unordered_map>
 #include <stdexcept>
 
 namespace sicoop::pgoutput {
@@ -86,6 +87,46 @@ Tuple read_tuple(Reader& r) {
         tuple.push_back(std::move(c));
     }
     return tuple;
+}
+
+void read_begin(Reader& r, Message& m) {
+    m.kind = Message::Kind::Begin;
+    m.lsn = r.int64();
+    m.commit_time = static_cast<Timestamp>(r.int64());
+    m.xid = r.int32();
+    r.expect_end("begin");
+}
+
+void read_commit(Reader& r, Message& m) {
+    m.kind = Message::Kind::Commit;
+    r.byte();  // flags, unused
+    m.lsn = r.int64();
+    m.end_lsn = r.int64();
+    m.commit_time = static_cast<Timestamp>(r.int64());
+    r.expect_end("commit");
+}
+
+void read_origin(Reader& r, Message& m) {
+    m.kind = Message::Kind::Origin;
+    m.lsn = r.int64();
+    m.name = r.string();
+    r.expect_end("origin");
+}
+
+void read_type(Reader& r, Message& m) {
+    m.kind = Message::Kind::Type;
+    m.relation_id = r.int32();
+    m.schema = r.string();
+    m.name = r.string();
+    r.expect_end("type");
+}
+
+void read_insert(Reader& r, Message& m) {
+    m.kind = Message::Kind::Insert;
+    m.relation_id = r.int32();
+    if (r.byte() != 'N') throw std::runtime_error("pgoutput: an insert without its new row");
+    m.new_tuple = read_tuple(r);
+    r.expect_end("insert");
 }
 
 void read_relation(Reader& r, Message& m) {
@@ -175,53 +216,15 @@ Message decode_message(const char* data, size_t length) {
     Reader r(data, length);
     Message m;
     switch (const char kind = static_cast<char>(r.byte())) {
-        case 'B':
-            m.kind = Message::Kind::Begin;
-            m.lsn = r.int64();
-            m.commit_time = static_cast<Timestamp>(r.int64());
-            m.xid = r.int32();
-            r.expect_end("begin");
-            break;
-        case 'C':
-            m.kind = Message::Kind::Commit;
-            r.byte();  // flags, unused
-            m.lsn = r.int64();
-            m.end_lsn = r.int64();
-            m.commit_time = static_cast<Timestamp>(r.int64());
-            r.expect_end("commit");
-            break;
-        case 'O':
-            m.kind = Message::Kind::Origin;
-            m.lsn = r.int64();
-            m.name = r.string();
-            r.expect_end("origin");
-            break;
-        case 'R':
-            read_relation(r, m);
-            break;
-        case 'Y':
-            m.kind = Message::Kind::Type;
-            m.relation_id = r.int32();
-            m.schema = r.string();
-            m.name = r.string();
-            r.expect_end("type");
-            break;
-        case 'I':
-            m.kind = Message::Kind::Insert;
-            m.relation_id = r.int32();
-            if (r.byte() != 'N') throw std::runtime_error("pgoutput: an insert without its new row");
-            m.new_tuple = read_tuple(r);
-            r.expect_end("insert");
-            break;
-        case 'U':
-            read_update(r, m);
-            break;
-        case 'D':
-            read_delete(r, m);
-            break;
-        case 'T':
-            read_truncate(r, m);
-            break;
+        case 'B': read_begin(r, m); break;
+        case 'C': read_commit(r, m); break;
+        case 'O': read_origin(r, m); break;
+        case 'R': read_relation(r, m); break;
+        case 'Y': read_type(r, m); break;
+        case 'I': read_insert(r, m); break;
+        case 'U': read_update(r, m); break;
+        case 'D': read_delete(r, m); break;
+        case 'T': read_truncate(r, m); break;
         default:
             throw std::runtime_error(std::string("pgoutput: unknown message kind '") + kind + "'");
     }
@@ -306,87 +309,23 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
     using K = Message::Kind;
     switch (m.kind) {
         case K::Begin:
-            if (open_) throw std::runtime_error("replication stream: a transaction began inside another");
-            open_ = Transaction{m.xid, m.lsn, 0, m.commit_time, {}};
-            // Already in the warehouse (a replay after a restart): nothing of it is kept, however
-            // big it is. (Its commit drops it whole, as before.)
-            skipping_ = m.lsn != 0 && m.lsn < applied_;
-            open_bytes_ = 0;
+            begin(m);
             return std::nullopt;
-        case K::Commit: {
-            if (!open_) throw std::runtime_error("replication stream: a commit outside a transaction");
-            Transaction t = std::move(*open_);
-            open_.reset();
-            t.commit_lsn = m.lsn;
-            t.end_lsn = m.end_lsn;
-            t.commit_time = m.commit_time;
-            t.bytes = open_bytes_;
-            skipping_ = false;
-            open_bytes_ = 0;
-            // Already in the warehouse: what it stores is the end of the last commit applied (past
-            // that commit's LSN), or a position the source said it had sent everything before
-            // (a keepalive while nothing was pending): a transaction committing exactly there was
-            // not sent yet, and is kept (issue 25: a restart lost a large transaction so).
-            if (t.commit_lsn < applied_) return std::nullopt;
-            applied_ = t.commit_lsn;
-            return t;
-        }
-        case K::Relation: {
-            Relation rel;
-            const bool ours = m.schema == source_schema_ &&
-                              std::find(tables_.begin(), tables_.end(), m.name) != tables_.end();
-            if (ours) {
-                bool has_key = false;
-                for (const RelationColumn& c : m.columns) has_key = has_key || c.part_of_key;
-                if (m.replica_identity == 'n' || !has_key)
-                    throw std::runtime_error("replication stream: source table " + m.schema + "." + m.name +
-                                             " has no replica identity key, so its updates and deletes cannot be "
-                                             "applied: give it a primary key, or ALTER TABLE ... REPLICA IDENTITY "
-                                             "USING INDEX on a unique index of its key");
-                rel.table = m.name;
-                for (const RelationColumn& c : m.columns) rel.columns.push_back(c.name);
-            }
-            for (auto& [rid, known] : relations_)
-                if (rid == m.relation_id) {
-                    known = std::move(rel);
-                    return std::nullopt;
-                }
-            relations_.emplace_back(m.relation_id, std::move(rel));
+        case K::Commit:
+            return commit(m);
+        case K::Relation:
+            describe(m);
             return std::nullopt;
-        }
         case K::Insert:
         case K::Update:
         case K::Delete:
-        case K::Truncate: {
+        case K::Truncate:
             if (!open_) throw std::runtime_error("replication stream: a change outside a transaction");
-            if (m.kind == K::Truncate) {
-                for (uint32_t id : m.truncated) {
-                    const Relation& rel = relation(id);
-                    if (rel.table.empty() || skipping_) continue;
-                    open_->changes.push_back(Change{Change::Kind::Truncate, rel.table, rel.columns, {}, {}});
-                    open_bytes_ += change_bytes(open_->changes.back());
-                }
-                return std::nullopt;
-            }
-            const Relation& rel = relation(m.relation_id);
-            if (rel.table.empty()) return std::nullopt;
-            const Tuple& shape = m.kind == K::Delete ? m.old_tuple : m.new_tuple;
-            if (shape.size() != rel.columns.size())
-                throw std::runtime_error("replication stream: a change of " + rel.table + " with " +
-                                         std::to_string(shape.size()) + " columns, its relation has " +
-                                         std::to_string(rel.columns.size()));
-            Change c;
-            c.kind = m.kind == K::Insert ? Change::Kind::Insert : m.kind == K::Update ? Change::Kind::Update
-                                                                                       : Change::Kind::Delete;
-            c.table = rel.table;
-            c.columns = rel.columns;
-            if (skipping_) return std::nullopt;
-            c.old_key = m.old_tuple;
-            c.row = m.new_tuple;
-            open_bytes_ += change_bytes(c);
-            open_->changes.push_back(std::move(c));
+            if (m.kind == K::Truncate)
+                truncate(m);
+            else
+                change(m);
             return std::nullopt;
-        }
         case K::Origin:
         case K::Type:
             return std::nullopt;
@@ -394,230 +333,87 @@ std::optional<Transaction> TransactionAssembler::feed(const Message& m) {
     return std::nullopt;
 }
 
-}  // namespace sicoop::pgoutput
-
-namespace sicoop::pgoutput {
-
-namespace {
-
-// The text of the key column in `tuple`, or an error.
-std::string key_of(const Change& c, const Tuple& tuple, const std::string& key_column) {
-    for (size_t i = 0; i < c.columns.size() && i < tuple.size(); ++i)
-        if (c.columns[i] == key_column) {
-            if (tuple[i].kind != Column::Kind::Text)
-                throw std::runtime_error("replication stream: a change of " + c.table + " without its key " + key_column);
-            return tuple[i].value;
-        }
-    throw std::runtime_error("replication stream: table " + c.table + " has no column " + key_column);
+void TransactionAssembler::begin(const Message& m) {
+    if (open_) throw std::runtime_error("replication stream: a transaction began inside another");
+    open_ = Transaction{m.xid, m.lsn, 0, m.commit_time, {}};
+    // Already in the warehouse (a replay after a restart): nothing of it is kept, however
+    // big it is. (Its commit drops it whole, as before.)
+    skipping_ = m.lsn != 0 && m.lsn < applied_;
+    open_bytes_ = 0;
 }
 
-TableBatch& batch_of(std::vector<TableBatch>& batches, const Change& c) {
-    for (TableBatch& b : batches)
-        if (b.table == c.table) {
-            b.columns = c.columns;
-            return b;
-        }
-    batches.push_back(TableBatch{c.table, c.columns, false, {}, {}});
-    return batches.back();
+std::optional<Transaction> TransactionAssembler::commit(const Message& m) {
+    if (!open_) throw std::runtime_error("replication stream: a commit outside a transaction");
+    Transaction t = std::move(*open_);
+    open_.reset();
+    t.commit_lsn = m.lsn;
+    t.end_lsn = m.end_lsn;
+    t.commit_time = m.commit_time;
+    t.bytes = open_bytes_;
+    skipping_ = false;
+    open_bytes_ = 0;
+    // Already in the warehouse: what it stores is the end of the last commit applied (past
+    // that commit's LSN), or a position the source said it had sent everything before
+    // (a keepalive while nothing was pending): a transaction committing exactly there was
+    // not sent yet, and is kept (issue 25: a restart lost a large transaction so).
+    if (t.commit_lsn < applied_) return std::nullopt;
+    applied_ = t.commit_lsn;
+    return t;
 }
 
-void set_state(TableBatch& b, std::unordered_map<std::string, size_t>& index, KeyState s, bool with_versions) {
-    KeyState* known = nullptr;
-    if (auto found = index.find(s.key); found != index.end()) known = &b.last[found->second];
-    // An unchanged TOAST value ('u') after an earlier state of this batch takes that state's
-    // value: only a key whose first state in the batch is an update keeps 'u' for the warehouse.
-    if (known && !s.deleted && !known->deleted)
-        for (size_t i = 0; i < s.row.size() && i < known->row.size(); ++i)
-            if (s.row[i].kind == Column::Kind::UnchangedToast) s.row[i] = known->row[i];
-    if (with_versions) b.versions.push_back(s);
-    if (known) {
-        *known = std::move(s);
-    } else {
-        index.emplace(s.key, b.last.size());
-        b.last.push_back(std::move(s));
+// A Relation message: what the source says a relation id is (again, after a schema change).
+void TransactionAssembler::describe(const Message& m) {
+    Relation rel;
+    const bool ours = m.schema == source_schema_ &&
+                      std::find(tables_.begin(), tables_.end(), m.name) != tables_.end();
+    if (ours) {
+        bool has_key = false;
+        for (const RelationColumn& c : m.columns) has_key = has_key || c.part_of_key;
+        if (m.replica_identity == 'n' || !has_key)
+            throw std::runtime_error("replication stream: source table " + m.schema + "." + m.name +
+                                     " has no replica identity key, so its updates and deletes cannot be "
+                                     "applied: give it a primary key, or ALTER TABLE ... REPLICA IDENTITY "
+                                     "USING INDEX on a unique index of its key");
+        rel.table = m.name;
+        for (const RelationColumn& c : m.columns) rel.columns.push_back(c.name);
+    }
+    for (auto& [rid, known] : relations_)
+        if (rid == m.relation_id) {
+            known = std::move(rel);
+            return;
+        }
+    relations_.emplace_back(m.relation_id, std::move(rel));
+}
+
+void TransactionAssembler::truncate(const Message& m) {
+    for (uint32_t id : m.truncated) {
+        const Relation& rel = relation(id);
+        if (rel.table.empty() || skipping_) continue;
+        open_->changes.push_back(Change{Change::Kind::Truncate, rel.table, rel.columns, {}, {}});
+        open_bytes_ += change_bytes(open_->changes.back());
     }
 }
 
-}  // namespace
-
-std::vector<TableBatch> fold(const std::vector<Transaction>& transactions,
-                             const std::vector<std::pair<std::string, std::string>>& key_column,
-                             const std::vector<std::string>& with_versions) {
-    std::vector<TableBatch> batches;
-    std::unordered_map<std::string, std::unordered_map<std::string, size_t>> key_index;  // table -> key -> position in last
-    for (const Transaction& t : transactions)
-        for (const Change& c : t.changes) {
-            std::string key_name;
-            for (const auto& [table, key] : key_column)
-                if (table == c.table) key_name = key;
-            if (key_name.empty()) throw std::runtime_error("replication stream: no key known for table " + c.table);
-            const bool versions = std::find(with_versions.begin(), with_versions.end(), c.table) != with_versions.end();
-            TableBatch& b = batch_of(batches, c);
-            auto& index = key_index[c.table];
-            switch (c.kind) {
-                case Change::Kind::Truncate:
-                    b.truncated = true;
-                    b.last.clear();
-                    index.clear();
-                    if (versions) b.versions.clear();
-                    break;
-                case Change::Kind::Delete:
-                    set_state(b, index, KeyState{key_of(c, c.old_key, key_name), true, {}, t.commit_time, t.commit_lsn}, versions);
-                    break;
-                case Change::Kind::Insert:
-                case Change::Kind::Update: {
-                    const std::string key = key_of(c, c.row, key_name);
-                    // A key changed by an update: the old key is gone.
-                    if (c.kind == Change::Kind::Update && !c.old_key.empty()) {
-                        const std::string old_key = key_of(c, c.old_key, key_name);
-                        if (old_key != key) set_state(b, index, KeyState{old_key, true, {}, t.commit_time, t.commit_lsn}, versions);
-                    }
-                    set_state(b, index, KeyState{key, false, c.row, t.commit_time, t.commit_lsn}, versions);
-                    break;
-                }
-            }
-        }
-    return batches;
-}
-
-}  // namespace sicoop::pgoutput
-
-namespace sicoop::pgoutput {
-
-std::string copy_text_value(const Column& c) {
-    if (c.kind != Column::Kind::Text) return "\\N";
-    std::string out;
-    out.reserve(c.value.size());
-    for (char ch : c.value) {
-        switch (ch) {
-            case '\\': out += "\\\\"; break;
-            case '\t': out += "\\t"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            default: out += ch;
-        }
-    }
-    return out;
-}
-
-StageBatch stage_batch(const TableBatch& batch, const std::vector<std::string>& stage_columns) {
-    StageBatch out;
-    out.table = batch.table;
-    out.truncated = batch.truncated;
-    // Where each stage column is in the source's row.
-    std::vector<size_t> position;
-    for (const std::string& column : stage_columns) {
-        auto found = std::find(batch.columns.begin(), batch.columns.end(), column);
-        if (found == batch.columns.end())
-            throw std::runtime_error("replication stream: source table " + batch.table + " no longer sends column " +
-                                     column + " (its schema changed): restore the column at the source, or stop the "
-                                     "stream and run the batch pipeline, whose drift rule reports it");
-        position.push_back(static_cast<size_t>(found - batch.columns.begin()));
-    }
-    for (const KeyState& s : batch.last) {
-        if (s.deleted) {
-            out.deleted_keys.push_back(s.key);
-            continue;
-        }
-        for (size_t i = 0; i < position.size(); ++i) {
-            const Column& c = s.row.at(position[i]);
-            if (c.kind == Column::Kind::UnchangedToast) out.fill_from_raw.emplace_back(s.key, stage_columns[i]);
-            if (i > 0) out.copy_text += '\t';
-            out.copy_text += copy_text_value(c);
-        }
-        out.copy_text += '\n';
-        ++out.rows;
-    }
-    return out;
-}
-
-}  // namespace sicoop::pgoutput
-
-namespace sicoop::pgoutput {
-
-EarlierStates earlier_states(const TableBatch& batch, const std::vector<std::string>& stage_columns,
-                             const std::string& key_column, const std::function<std::string(Timestamp)>& time_text) {
-    EarlierStates out;
-    std::vector<size_t> position;
-    for (const std::string& column : stage_columns) {
-        auto found = std::find(batch.columns.begin(), batch.columns.end(), column);
-        if (found == batch.columns.end())
-            throw std::runtime_error("replication stream: source table " + batch.table + " no longer sends column " + column);
-        position.push_back(static_cast<size_t>(found - batch.columns.begin()));
-    }
-    // A key's state per source transaction (the last of several in one transaction: a batch per
-    // transaction never saw the others); how many each key has (its last is `batch.last`'s);
-    // then every state but the last, numbered per key.
-    std::vector<bool> kept(batch.versions.size(), true);
-    std::unordered_map<std::string, size_t> latest;  // key -> index of its latest state so far
-    for (size_t i = 0; i < batch.versions.size(); ++i) {
-        const KeyState& s = batch.versions[i];
-        auto [at, fresh] = latest.try_emplace(s.key, i);
-        if (!fresh) {
-            if (batch.versions[at->second].commit_lsn == s.commit_lsn) kept[at->second] = false;
-            at->second = i;
-        }
-    }
-    std::unordered_map<std::string, size_t> total, seen;
-    for (size_t i = 0; i < batch.versions.size(); ++i)
-        if (kept[i]) ++total[batch.versions[i].key];
-    for (size_t i = 0; i < batch.versions.size(); ++i) {
-        if (!kept[i]) continue;
-        const KeyState& s = batch.versions[i];
-        const size_t round = ++seen[s.key];
-        if (round == total[s.key]) continue;  // the last: the stage's
-        out.rounds = std::max(out.rounds, round);
-        std::string kept;
-        std::string values;
-        for (size_t i = 0; i < position.size(); ++i) {
-            Column c;  // a deleted state: only its key
-            if (!s.deleted) {
-                c = s.row.at(position[i]);
-                if (c.kind == Column::Kind::UnchangedToast) kept += (kept.empty() ? "" : ",") + stage_columns[i];
-            } else if (stage_columns[i] == key_column) {
-                c = Column{Column::Kind::Text, s.key};
-            }
-            values += "\t" + copy_text_value(c);
-        }
-        ++out.rows;
-        out.copy_text += std::to_string(out.rows) + "\t" + std::to_string(round) + "\t" + time_text(s.commit_time) + "\t" +
-                         (s.deleted ? "t" : "f") + "\t{" + kept + "}" + values + "\n";
-    }
-    return out;
-}
-
-void carry_staged(TableBatch& part, const std::vector<std::string>& stage_columns, const std::vector<StagedState>& earlier) {
-    if (earlier.empty()) return;
-    std::unordered_map<std::string, const StagedState*> by_key;
-    for (const StagedState& e : earlier) by_key.emplace(e.key, &e);
-    // Where each of the source's columns is in the stage (none: a column the pipeline does not read).
-    std::vector<size_t> in_stage(part.columns.size(), stage_columns.size());
-    for (size_t i = 0; i < part.columns.size(); ++i)
-        in_stage[i] = static_cast<size_t>(std::find(stage_columns.begin(), stage_columns.end(), part.columns[i]) -
-                                          stage_columns.begin());
-    for (KeyState& s : part.last) {
-        if (s.deleted) continue;
-        const auto found = by_key.find(s.key);
-        if (found == by_key.end() || found->second->deleted) continue;
-        const StagedState& e = *found->second;
-        for (size_t i = 0; i < s.row.size() && i < in_stage.size(); ++i) {
-            if (s.row[i].kind != Column::Kind::UnchangedToast) continue;
-            const size_t at = in_stage[i];
-            if (at >= stage_columns.size() || at >= e.values.size()) continue;
-            if (std::find(e.keep_from_raw.begin(), e.keep_from_raw.end(), stage_columns[at]) != e.keep_from_raw.end())
-                continue;  // not sent the first time either: still the warehouse's
-            s.row[i] = e.values[at] ? Column{Column::Kind::Text, *e.values[at]} : Column{};
-        }
-    }
-}
-
-std::vector<std::string> keys_with_unchanged(const TableBatch& part) {
-    std::vector<std::string> keys;
-    for (const KeyState& s : part.last)
-        if (!s.deleted && std::any_of(s.row.begin(), s.row.end(),
-                                      [](const Column& c) { return c.kind == Column::Kind::UnchangedToast; }))
-            keys.push_back(s.key);
-    return keys;
+// An insert, update or delete inside the open transaction.
+void TransactionAssembler::change(const Message& m) {
+    using K = Message::Kind;
+    const Relation& rel = relation(m.relation_id);
+    if (rel.table.empty()) return;
+    const Tuple& shape = m.kind == K::Delete ? m.old_tuple : m.new_tuple;
+    if (shape.size() != rel.columns.size())
+        throw std::runtime_error("replication stream: a change of " + rel.table + " with " +
+                                 std::to_string(shape.size()) + " columns, its relation has " +
+                                 std::to_string(rel.columns.size()));
+    Change c;
+    c.kind = m.kind == K::Insert ? Change::Kind::Insert : m.kind == K::Update ? Change::Kind::Update
+                                                                               : Change::Kind::Delete;
+    c.table = rel.table;
+    c.columns = rel.columns;
+    if (skipping_) return;
+    c.old_key = m.old_tuple;
+    c.row = m.new_tuple;
+    open_bytes_ += change_bytes(c);
+    open_->changes.push_back(std::move(c));
 }
 
 }  // namespace sicoop::pgoutput

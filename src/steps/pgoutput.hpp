@@ -157,6 +157,12 @@ private:
     std::vector<std::pair<uint32_t, Relation>> relations_;
 
     const Relation& relation(uint32_t id) const;
+    // feed()'s cases, one per kind of message that changes what is gathered.
+    void begin(const Message& m);
+    std::optional<Transaction> commit(const Message& m);
+    void describe(const Message& m);
+    void truncate(const Message& m);
+    void change(const Message& m);
 };
 
 }  // namespace sicoop::pgoutput

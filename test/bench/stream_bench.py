@@ -81,26 +81,35 @@ def recreate(db):
         c.execute(f"CREATE DATABASE {db}")
 
 
+# The statements the loads below draw from (pgbench script text): five new movements (ids
+# MOV-<prefix><client>-<n>), five movements' amounts, a card's printed name.
+def new_movements(prefix):
+    return (r"""INSERT INTO movimentacao_cartao
+SELECT 'MOV-""" + prefix + r"""' || :client_id || '-' || nextval('bench_seq'), 'CARTAO-' || lpad((1 + (:k + i) % :cards)::text, 8, '0'),
+       'compra', 10 + i, now()::timestamp
+FROM generate_series(1, 5) i;
+""")
+
+
+CHANGE_AMOUNTS = r"""UPDATE movimentacao_cartao SET valor_movimentacao = valor_movimentacao + 1
+WHERE id_movimentacao_cartao IN ('MOV-' || lpad(:k::text, 10, '0'), 'MOV-' || lpad((:k + 1)::text, 10, '0'),
+                                 'MOV-' || lpad((:k + 2)::text, 10, '0'), 'MOV-' || lpad((:k + 3)::text, 10, '0'),
+                                 'MOV-' || lpad((:k + 4)::text, 10, '0'));
+"""
+RENAME_CARD = r"""UPDATE cartao SET nome_impresso_cartao = 'CARTAO ' || :k WHERE id_cartao = 'CARTAO-' || lpad((1 + :k % :cards)::text, 8, '0');
+"""
+
 # The load: one pgbench transaction is a few changes; the mix is mostly new movements.
 LOAD_SCRIPT = r"""
 \set r random(1, 100)
 \set k random(1, :movements)
 \if :r <= 70
-INSERT INTO movimentacao_cartao
-SELECT 'MOV-B' || :client_id || '-' || nextval('bench_seq'), 'CARTAO-' || lpad((1 + (:k + i) % :cards)::text, 8, '0'),
-       'compra', 10 + i, now()::timestamp
-FROM generate_series(1, 5) i;
-\elif :r <= 90
-UPDATE movimentacao_cartao SET valor_movimentacao = valor_movimentacao + 1
-WHERE id_movimentacao_cartao IN ('MOV-' || lpad(:k::text, 10, '0'), 'MOV-' || lpad((:k + 1)::text, 10, '0'),
-                                 'MOV-' || lpad((:k + 2)::text, 10, '0'), 'MOV-' || lpad((:k + 3)::text, 10, '0'),
-                                 'MOV-' || lpad((:k + 4)::text, 10, '0'));
-\elif :r <= 95
+""" + new_movements("B") + r"""\elif :r <= 90
+""" + CHANGE_AMOUNTS + r"""\elif :r <= 95
 DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao IN (
   SELECT id_movimentacao_cartao FROM movimentacao_cartao WHERE id_movimentacao_cartao >= 'MOV-' || lpad(:k::text, 10, '0') LIMIT 5);
 \elif :r <= 98
-UPDATE cartao SET nome_impresso_cartao = 'CARTAO ' || :k WHERE id_cartao = 'CARTAO-' || lpad((1 + :k % :cards)::text, 8, '0');
-\else
+""" + RENAME_CARD + r"""\else
 UPDATE associado SET escolaridade = 'Rodada ' || :k WHERE id_associado = 'ASSOC-' || lpad((1 + :k % :members)::text, 8, '0');
 \endif
 """
@@ -115,18 +124,9 @@ CATCHUP_SCRIPT = r"""
 \set k random(1, :movements)
 \set m random(1, 200)
 \if :r <= 50
-INSERT INTO movimentacao_cartao
-SELECT 'MOV-C' || :client_id || '-' || nextval('bench_seq'), 'CARTAO-' || lpad((1 + (:k + i) % :cards)::text, 8, '0'),
-       'compra', 10 + i, now()::timestamp
-FROM generate_series(1, 5) i;
-\elif :r <= 65
-UPDATE movimentacao_cartao SET valor_movimentacao = valor_movimentacao + 1
-WHERE id_movimentacao_cartao IN ('MOV-' || lpad(:k::text, 10, '0'), 'MOV-' || lpad((:k + 1)::text, 10, '0'),
-                                 'MOV-' || lpad((:k + 2)::text, 10, '0'), 'MOV-' || lpad((:k + 3)::text, 10, '0'),
-                                 'MOV-' || lpad((:k + 4)::text, 10, '0'));
-\elif :r <= 70
-UPDATE cartao SET nome_impresso_cartao = 'CARTAO ' || :k WHERE id_cartao = 'CARTAO-' || lpad((1 + :k % :cards)::text, 8, '0');
-\elif :r <= 85
+""" + new_movements("C") + r"""\elif :r <= 65
+""" + CHANGE_AMOUNTS + r"""\elif :r <= 70
+""" + RENAME_CARD + r"""\elif :r <= 85
 UPDATE associado SET estado_civil = CASE WHEN estado_civil ILIKE '%casad%' THEN 'Divorciado' ELSE 'casado' END
 WHERE id_associado = 'ASSOC-' || lpad(:m::text, 8, '0');
 \else

@@ -13,7 +13,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${SICOOP_FAULT_N:-100000}
 SRC=sicoop_fault_src DW=sicoop_fault_dw REF=sicoop_fault_ref
 DATA_DIR=$(readlink -f "$REPO/.pgdata")/data
-as_server_user() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 make_source "$SRC" "$N"
 make_warehouse "$DW" "$SRC"
@@ -78,10 +77,7 @@ recovers() {  # recovers <what>
   ok_run "$1: the next run succeeds" run_pipeline "$DW" "$(as_of)"
   is "$(val "$DW" "SELECT count(*) FROM sicoop.run_log WHERE status = 'running'")" 0 "$1: no run is left 'running'"
   make_warehouse "$REF" "$SRC"
-  run_pipeline "$REF" "$(as_of)"
-  layers "$REF" >"$WORK/ref"
-  layers "$DW" >"$WORK/dw"
-  same_file "$WORK/ref" "$WORK/dw" "$1: every layer equals a from-scratch load of the same source"
+  same_as_scratch_load "$1: every layer equals a from-scratch load of the same source" "$DW" "$REF" "$(as_of)"
   is "$(val "$DW" "SELECT count(*) FROM sicoop.reconciliation WHERE NOT balanced")" 0 "$1: every movement day balances"
 }
 

@@ -15,47 +15,24 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${SICOOP_STREAM_N:-20000}
 SRC=sicoop_stream_src DW=sicoop_stream_dw REF=sicoop_stream_ref
 DATA_DIR=$(readlink -f "$REPO/.pgdata")/data
-as_server_user() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 # What a previous run of this test left: the stream's worker and its slot.
-cleanup() {
-  val "$DW" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
-  for _ in $(seq 50); do
-    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$DW'" 2>/dev/null)" = 0 ] && break
-    sleep 0.2
-  done
-  val postgres "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'sicoop_stream_test' AND active_pid IS NOT NULL" >/dev/null 2>&1 || true
-  sleep 0.5
-  val postgres "SELECT pg_drop_replication_slot('sicoop_stream_test') FROM pg_replication_slots WHERE slot_name = 'sicoop_stream_test'" >/dev/null 2>&1 || true
-}
+cleanup() { end_stream "$DW"; drop_slot sicoop_stream_test; }
 drop_db "$DW"
 cleanup
 trap 'cleanup; drop_db "$DW"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
 
 make_source "$SRC" "$N"
-q -d "$SRC" -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+q -d "$SRC" -c "$PUBLISH_SOURCE"
 make_warehouse "$DW" "$SRC"
 
 # A movement written at the source now; waits until the fact has it (freshness, in seconds).
-MARK=0
-marker() {
-  MARK=$((MARK + 1))
-  q -d "$SRC" -c "INSERT INTO movimentacao_cartao VALUES ('MOV-MARK-$MARK', 'CARTAO-00000001', 'marker', 1, now()::timestamp)"
-  for _ in $(seq 600); do
-    [ "$(val "$DW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-MARK-$MARK'")" = 1 ] && return 0
-    sleep 0.1
-  done
-  echo "# marker $MARK never reached the fact: $(val "$DW" "SELECT state || ' ' || coalesce(error_message, '') FROM sicoop.stream_status()")"
-  return 1
-}
+marker() { mark_and_wait "$SRC" MOV-MARK 600 "$DW"; }
 # The stream holds exactly the source: every layer equals a from-scratch load of it.
 same_as_scratch() {  # same_as_scratch <what>
   ok_run "$1: the stream caught up (a marker row reached the fact)" marker
   make_warehouse "$REF" "$SRC"
-  run_pipeline "$REF" "$(date '+%Y-%m-%d %H:%M:%S%z')"
-  layers "$REF" >"$WORK/ref"
-  layers "$DW" >"$WORK/dw"
-  same_file "$WORK/ref" "$WORK/dw" "$1: every layer equals a from-scratch load of the same source"
+  same_as_scratch_load "$1: every layer equals a from-scratch load of the same source" "$DW" "$REF"
   is "$(val "$DW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao")" \
      "$(val "$SRC" "SELECT count(*) FROM movimentacao_cartao")" "$1: one fact per source movement, none twice"
 }
@@ -71,13 +48,7 @@ start_load() {  # start_load <tag>
 }
 stop_load() { wait "$LOADER" 2>/dev/null || true; }
 worker_pid() { val "$DW" "SELECT coalesce(sicoop._stream_worker_pid(), 0)"; }
-wait_streaming() {
-  for _ in $(seq 300); do
-    [ "$(val "$DW" "SELECT state FROM sicoop.stream_status()")" = streaming ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
+wait_streaming() { wait_state "$DW" streaming; }
 
 # 1. The handoff: the stream starts (its slot's snapshot, a first load) while the source is written.
 start_load H
@@ -195,18 +166,10 @@ ok_if "[ $(val "$DW" "SELECT count(*) FROM sicoop.dim_associado") -ge $versions_
 
 # 9. A source restart, with the source on a cluster of its own (restarted alone, mid-load).
 SRC_PORT=$((PGPORT + 13))
-SRC_DIR=$(mktemp -d /var/tmp/sicoop_stream_src.XXXXXX)
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$SRC_DIR"
+SRC_DIR=$(new_cluster_dir sicoop_stream_src)
 src2() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SRC_PORT" "$@"; }
-stop_source_cluster() { as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$SRC_DIR"; }
-trap 'stop_source_cluster; cleanup; drop_db "$DW"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
-as_server_user "$PGBIN/initdb" -D "$SRC_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-printf "port = %s\nlisten_addresses = 'localhost'\nunix_socket_directories = '/tmp'\nwal_level = logical\n" "$SRC_PORT" \
-  >>"$SRC_DIR/data/postgresql.conf"
-as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -l "$SRC_DIR/server.log" -w start >/dev/null
-src2 -d postgres -c "CREATE DATABASE src_alone"
-src2 -d src_alone -v n=5000 -f "$REPO/test/bench/generate_source.sql" >/dev/null
-src2 -d src_alone -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+trap 'stop_source_cluster "$SRC_DIR"; cleanup; drop_db "$DW"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
+start_source_cluster "$SRC_DIR" "$SRC_PORT" src_alone 5000
 val "$DW" "SELECT sicoop.stop_stream()" >/dev/null
 for _ in $(seq 50); do [ "$(worker_pid)" = 0 ] && break; sleep 0.2; done
 recreate_db "$DW"
@@ -239,19 +202,15 @@ for _ in $(seq 50); do [ "$(worker_pid)" = 0 ] && break; sleep 0.2; done
 #     password (as the README sets it up); the worker acts for the operator.
 OPDW=sicoop_stream_opdw OPSRC=sicoop_stream_opsrc
 drop_operator_case() {
-  val "$OPDW" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
-  for _ in $(seq 50); do
-    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$OPDW'")" = 0 ] && break
-    sleep 0.2
-  done
+  end_stream "$OPDW"
   val postgres "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'sicoop_stream_op'" >/dev/null 2>&1 || true
   drop_db "$OPDW"; drop_db "$OPSRC"
   q -d postgres -c "DROP ROLE IF EXISTS sicoop_test_stream_operator" -c "DROP ROLE IF EXISTS sicoop_test_stream_reader" 2>/dev/null || true
 }
 drop_operator_case
-trap 'drop_operator_case; stop_source_cluster; cleanup; drop_db "$DW"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
+trap 'drop_operator_case; stop_source_cluster "$SRC_DIR"; cleanup; drop_db "$DW"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
 make_source "$OPSRC" 2000
-q -d "$OPSRC" -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao" \
+q -d "$OPSRC" -c "$PUBLISH_SOURCE" \
   -c "CREATE ROLE sicoop_test_stream_reader LOGIN REPLICATION PASSWORD 'stream-reader-pw'" \
   -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO sicoop_test_stream_reader"
 recreate_db "$OPDW"

@@ -34,36 +34,18 @@ cleanup
 trap 'cleanup; rm -rf "$WORK"' EXIT
 
 make_source "$SRC" 2000
-q -d "$SRC" -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao" \
+q -d "$SRC" -c "$PUBLISH_SOURCE" \
   -c "CREATE PUBLICATION sicoop_stream2 FOR TABLE associado, conta, cartao, movimentacao_cartao" \
   -c "CREATE ROLE $READER LOGIN REPLICATION PASSWORD 'trust-reader-pw'" \
   -c "GRANT SELECT ON ALL TABLES IN SCHEMA public TO $READER" >/dev/null
 q -d postgres -c "CREATE ROLE $OP LOGIN" -c "CREATE ROLE $GROUP NOLOGIN" -c "CREATE ROLE $MEMBER LOGIN IN ROLE $GROUP" >/dev/null
 
 state_of() { val "$1" "SELECT state FROM sicoop.stream_status()"; }
-wait_state() {  # wait_state <db> <state> [tenths]
-  for _ in $(seq "${3:-300}"); do [ "$(state_of "$1")" = "$2" ] && return 0; sleep 0.1; done
-  echo "# $1: state $(state_of "$1"), not $2: $(val "$1" "SELECT coalesce(error_message, '') FROM sicoop.stream_status()")"
-  return 1
-}
 wait_no_worker() {  # wait_no_worker <db> [tenths]
   for _ in $(seq "${2:-100}"); do [ "$(workers_of "$1")" = 0 ] && return 0; sleep 0.1; done
   return 1
 }
-MARK=0
-marker() {  # marker <db...>: a movement written at the source reaches every warehouse's fact
-  MARK=$((MARK + 1))
-  q -d "$SRC" -c "INSERT INTO movimentacao_cartao VALUES ('MOV-TRUST-$MARK', 'CARTAO-00000001', 'marker', 1, now()::timestamp)"
-  local db
-  for db in "$@"; do
-    for _ in $(seq 300); do
-      [ "$(val "$db" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-TRUST-$MARK'")" = 1 ] && continue 2
-      sleep 0.1
-    done
-    echo "# marker $MARK never reached $db: $(val "$db" "SELECT state || ' ' || coalesce(error_message, '') FROM sicoop.stream_status()")"
-    return 1
-  done
-}
+marker() { mark_and_wait "$SRC" MOV-TRUST 300 "$@"; }  # marker <db...>: a movement written at the source reaches every warehouse's fact
 movements() { val "$1" "SELECT count(*) || ' ' || md5(string_agg(id_movimentacao_cartao || ':' || valor_movimentacao, ',' ORDER BY id_movimentacao_cartao)) FROM $2"; }
 guard() {  # guard DISABLE|ENABLE: the lead's event trigger, if this build has it
   val "$DW" "DO \$\$ BEGIN IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'sicoop_guard') THEN

@@ -23,34 +23,21 @@ ROWS=${SICOOP_STREAM_MEMORY_ROWS:-1000000}
 BOUND_MB=64          # sicoop.stream_work_mem's default
 EXECUTOR_MB=64       # the executor's share (see above)
 DW=sicoop_stream_mem_dw REF=sicoop_stream_mem_ref
-as_server_user() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 SRC_PORT=$((PGPORT + 13))
-SRC_DIR=$(mktemp -d /var/tmp/sicoop_stream_mem.XXXXXX)
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$SRC_DIR"
+SRC_DIR=$(new_cluster_dir sicoop_stream_mem)
 src() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -p "$SRC_PORT" -d src_mem "$@"; }
 SAMPLER=
 cleanup() {
   [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null || true
-  val "$DW" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
-  for _ in $(seq 50); do
-    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$DW'" 2>/dev/null)" = 0 ] && break
-    sleep 0.2
-  done
-  as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$SRC_DIR"
+  end_stream "$DW"
+  stop_source_cluster "$SRC_DIR"
   drop_db "$DW"; drop_db "$REF"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-as_server_user "$PGBIN/initdb" -D "$SRC_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-printf "port = %s\nlisten_addresses = 'localhost'\nunix_socket_directories = '/tmp'\nwal_level = logical\nmax_wal_size = '4GB'\nwal_sender_timeout = '15s'\n" \
-  "$SRC_PORT" >>"$SRC_DIR/data/postgresql.conf"
-as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -l "$SRC_DIR/server.log" -w start >/dev/null
-"$PGBIN/psql" -X -q -p "$SRC_PORT" -d postgres -c "CREATE DATABASE src_mem"
-src -v n=5000 -f "$REPO/test/bench/generate_source.sql" >/dev/null
-src -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+start_source_cluster "$SRC_DIR" "$SRC_PORT" src_mem 5000 "max_wal_size = '4GB'" "wal_sender_timeout = '15s'"
 
 recreate_db "$DW"
 q -d "$DW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
@@ -136,10 +123,7 @@ is "$(val "$DW" "SELECT transactions_applied > 0 FROM sicoop.stream_state")" t '
 recreate_db "$REF"
 q -d "$REF" -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
   -c "SELECT sicoop.connect_source('localhost', $SRC_PORT, 'src_mem', current_user)" >/dev/null
-run_pipeline "$REF" "$(date '+%Y-%m-%d %H:%M:%S%z')"
-layers "$REF" >"$WORK/ref"
-layers "$DW" >"$WORK/dw"
-same_file "$WORK/ref" "$WORK/dw" 'every layer equals a from-scratch load of the same source'
+same_as_scratch_load 'every layer equals a from-scratch load of the same source' "$DW" "$REF"
 is "$(val "$DW" "SELECT count(*) || ' ' || sum(valor_movimentacao) FROM sicoop.fato_movimentacao_cartao")" \
    "$(src -Atc "SELECT count(*) || ' ' || sum(valor_movimentacao) FROM movimentacao_cartao")" \
    'one fact per source movement, none twice, the same total'

@@ -14,18 +14,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 N=${SICOOP_STREAM_N:-5000}
 SRC=sicoop_prod_src DW=sicoop_prod_dw REF=sicoop_prod_ref COPY=sicoop_prod_copy
 SLOT=sicoop_prod_test
-as_server_user() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 
 walsender() { val postgres "SELECT coalesce((SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$SLOT'), 0)"; }
 cleanup() {
   local w
   w=$(walsender 2>/dev/null || echo 0)
   [ "${w:-0}" != 0 ] && kill -CONT "$w" 2>/dev/null
-  val "$DW" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
-  for _ in $(seq 50); do
-    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname IN ('$DW', '$COPY')" 2>/dev/null)" = 0 ] && break
-    sleep 0.2
-  done
+  end_stream "$DW" "'$DW', '$COPY'"
   val postgres "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name LIKE 'sicoop_%' AND active_pid IS NOT NULL AND database IN ('$SRC')" >/dev/null 2>&1 || true
   sleep 0.5
   val postgres "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '$SRC' AND NOT active" >/dev/null 2>&1 || true
@@ -35,40 +30,19 @@ cleanup
 trap 'cleanup; drop_db "$DW"; drop_db "$COPY"; drop_db "$SRC"; drop_db "$REF"; rm -rf "$WORK"' EXIT
 
 make_source "$SRC" "$N"
-q -d "$SRC" -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+q -d "$SRC" -c "$PUBLISH_SOURCE"
 make_warehouse "$DW" "$SRC"
 # Short bounds, so that a stall is seen in seconds (the worker reads the database's settings).
 q -d postgres -c "ALTER DATABASE $DW SET sicoop.stream_receive_timeout = '4s'" >/dev/null
 
-MARK=0
-marker() {  # marker [db]: a movement written at the source now reaches the fact of db
-  local db=${1:-$DW}
-  MARK=$((MARK + 1))
-  q -d "$SRC" -c "INSERT INTO movimentacao_cartao VALUES ('MOV-PROD-$MARK', 'CARTAO-00000001', 'marker', 1, now()::timestamp)"
-  for _ in $(seq 600); do
-    [ "$(val "$db" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-PROD-$MARK'")" = 1 ] && return 0
-    sleep 0.1
-  done
-  echo "# marker $MARK never reached $db: $(val "$db" "SELECT state || ' ' || coalesce(error_message, '') FROM sicoop.stream_status()")"
-  return 1
-}
+marker() { mark_and_wait "$SRC" MOV-PROD 600 "${1:-$DW}"; }  # marker [db]: a movement written at the source now reaches the fact of db
 same_as_scratch() {  # same_as_scratch <what> [db]
   local db=${2:-$DW}
   ok_run "$1: the stream caught up (a marker row reached the fact)" marker "$db"
   make_warehouse "$REF" "$SRC"
-  run_pipeline "$REF" "$(date '+%Y-%m-%d %H:%M:%S%z')"
-  layers "$REF" >"$WORK/ref"
-  layers "$db" >"$WORK/dw"
-  same_file "$WORK/ref" "$WORK/dw" "$1: every layer equals a from-scratch load of the same source"
+  same_as_scratch_load "$1: every layer equals a from-scratch load of the same source" "$db" "$REF"
 }
-state_is() {  # state_is <db> <state> [tries of 0.2 s]: waits for stream_status().state
-  for _ in $(seq "${3:-150}"); do
-    [ "$(val "$1" "SELECT state FROM sicoop.stream_status()")" = "$2" ] && return 0
-    sleep 0.2
-  done
-  echo "# state: $(val "$1" "SELECT concat_ws(' | ', state, error_message, error_hint) FROM sicoop.stream_status()")"
-  return 1
-}
+state_is() { wait_state "$1" "$2" $((2 * ${3:-150})); }  # state_is <db> <state> [tries of 0.2 s]
 stop_and_wait() {  # stop_and_wait <db>: stop_stream(), and its worker ended
   val "$1" "SELECT sicoop.stop_stream()" >/dev/null
   for _ in $(seq 150); do

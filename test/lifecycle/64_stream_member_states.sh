@@ -10,35 +10,20 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SRC=sicoop_states_src DW=sicoop_states_dw ONE=sicoop_states_one
 
-stop_one() {  # stop_one <db> <slot>
-  val "$1" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
-  for _ in $(seq 50); do
-    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$1'" 2>/dev/null)" = 0 ] && break
-    sleep 0.2
-  done
-  val postgres "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '$2' AND active_pid IS NOT NULL" >/dev/null 2>&1 || true
-  sleep 0.3
-  val postgres "SELECT pg_drop_replication_slot('$2') FROM pg_replication_slots WHERE slot_name = '$2'" >/dev/null 2>&1 || true
-}
+stop_one() { end_stream "$1"; drop_slot "$2" 0.3; }  # stop_one <db> <slot>
 cleanup() { stop_one "$DW" sicoop_states_dw; stop_one "$ONE" sicoop_states_one; drop_db "$DW"; drop_db "$ONE"; drop_db "$SRC"; }
 cleanup
 trap 'cleanup; rm -rf "$WORK"' EXIT
 
 make_source "$SRC" 2000
-q -d "$SRC" -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+q -d "$SRC" -c "$PUBLISH_SOURCE"
 make_warehouse "$DW" "$SRC"
 make_warehouse "$ONE" "$SRC"
 q -d postgres -c "ALTER DATABASE $DW SET sicoop.stream_interval = '3s'" \
   -c "ALTER DATABASE $ONE SET sicoop.stream_batch_changes = 1" >/dev/null
 val "$DW" "SELECT sicoop.start_stream('sicoop_states_dw')" >/dev/null
 val "$ONE" "SELECT sicoop.start_stream('sicoop_states_one')" >/dev/null
-streaming() {
-  for _ in $(seq 300); do
-    [ "$(val "$1" "SELECT state FROM sicoop.stream_status()")" = streaming ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
+streaming() { wait_state "$1" streaming; }
 ok_run 'the warehouse under test streams' streaming "$DW"
 ok_run 'the reference warehouse (a batch per source transaction) streams' streaming "$ONE"
 # Both have applied everything up to the source's position now (idle: nothing pending).

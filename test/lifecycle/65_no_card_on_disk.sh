@@ -16,22 +16,16 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DW=sicoop_nocard_dw
 SRC_PORT=$((PGPORT + 15))
-SRC_DIR=$(mktemp -d /var/tmp/sicoop_nocard_src.XXXXXX)
-[ "$(id -u)" = 0 ] && chown postgres:postgres "$SRC_DIR"
-as_server_user() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+SRC_DIR=$(new_cluster_dir sicoop_nocard_src)
 as_reader() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@" 2>/dev/null || "$@"; fi; }
 src() { "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h localhost -p "$SRC_PORT" -d nocard_src "$@"; }
 LOCKER=
 cleanup() {
   [ -n "$LOCKER" ] && kill "$LOCKER" 2>/dev/null || true
-  val "$DW" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
-  for _ in $(seq 50); do
-    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname = '$DW'" 2>/dev/null)" = 0 ] && break
-    sleep 0.2
-  done
+  end_stream "$DW"
   drop_db "$DW"
-  as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -m immediate stop >/dev/null 2>&1 || true
-  rm -rf "$SRC_DIR" "$WORK"
+  stop_source_cluster "$SRC_DIR"
+  rm -rf "$WORK"
 }
 trap cleanup EXIT
 drop_db "$DW"
@@ -42,14 +36,8 @@ DATA_DIR=$(val postgres "SHOW data_directory")
 # Card numbers of this run only (so a WAL segment recycled from an earlier run cannot match).
 SALT=$(printf '%06d' $(( 10#$(date +%s%N | cut -c8-16) % 1000000 )))
 
-as_server_user "$PGBIN/initdb" -D "$SRC_DIR/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
-printf "port = %s\nlisten_addresses = 'localhost'\nunix_socket_directories = '/tmp'\nwal_level = logical\n" "$SRC_PORT" \
-  >>"$SRC_DIR/data/postgresql.conf"
-as_server_user "$PGBIN/pg_ctl" -D "$SRC_DIR/data" -l "$SRC_DIR/server.log" -w start >/dev/null
-"$PGBIN/psql" -X -q -h localhost -p "$SRC_PORT" -d postgres -c "CREATE DATABASE nocard_src"
-src -v n=500 -f "$REPO/test/bench/generate_source.sql" >/dev/null
-src -c "CREATE INDEX ON movimentacao_cartao (data_movimentacao)" \
-    -c "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+start_source_cluster "$SRC_DIR" "$SRC_PORT" nocard_src 500
+src -c "CREATE INDEX ON movimentacao_cartao (data_movimentacao)"
 # The numbers and their forms, at the source: path p, place k (1 numero_cartao, 2 a printed
 # name, 3 a description, 4 a member's name), form f; and path p's key.
 src >/dev/null <<SQL

@@ -85,3 +85,97 @@ last_run() {
                                      rows_inserted + rows_updated + rows_deleted), ' ' ORDER BY started_at)
             FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log WHERE step = 'run_pipeline')"
 }
+
+# As the server's OS user (`postgres` when we are root), as test/env.sh runs the server.
+as_server_user() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+
+# --- What the stream suites (6x_*.sh) share ---------------------------------------------------
+
+# The publication a stream reads: the four source tables.
+PUBLISH_SOURCE="CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao"
+
+# stop_stream() in <db>, then up to 10 s for the stream workers of <datnames> (default: <db>)
+# to end. Quiet: it also cleans up after a run that failed half-way.
+end_stream() {  # end_stream <db> [SQL list of database names]
+  val "$1" "SELECT sicoop.stop_stream()" >/dev/null 2>&1 || true
+  for _ in $(seq 50); do
+    [ "$(val postgres "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'sicoop_etl stream' AND datname IN (${2:-'$1'})" 2>/dev/null)" = 0 ] && break
+    sleep 0.2
+  done
+}
+
+# A replication slot dropped: its walsender ended first (a stopped stream's may linger).
+drop_slot() {  # drop_slot <slot> [seconds to let the walsender end, 0.5]
+  val postgres "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '$1' AND active_pid IS NOT NULL" >/dev/null 2>&1 || true
+  sleep "${2:-0.5}"
+  val postgres "SELECT pg_drop_replication_slot('$1') FROM pg_replication_slots WHERE slot_name = '$1'" >/dev/null 2>&1 || true
+}
+
+# Waits for stream_status().state of <db> to be <state>; else says what it is, and fails.
+wait_state() {  # wait_state <db> <state> [tenths of a second, 300]
+  for _ in $(seq "${3:-300}"); do
+    [ "$(val "$1" "SELECT state FROM sicoop.stream_status()")" = "$2" ] && return 0
+    sleep 0.1
+  done
+  echo "# $1: state $(val "$1" "SELECT concat_ws(' | ', state, error_message, error_hint) FROM sicoop.stream_status()"), not $2"
+  return 1
+}
+
+# A movement written at the source now, that must reach the fact of every warehouse <db>
+# (waiting <tries> tenths of a second for each); else says where the stream is, and fails.
+# MARK counts the markers (ids <prefix>-<MARK>); MARK_AMOUNT is the amount's literal,
+# MARK_DETAIL the stream_status() column shown on a failure; with MARK_UNTIL_FAILED=1 a stream
+# that failed is not waited for.
+MARK=0 MARK_AMOUNT=1 MARK_DETAIL=error_message MARK_UNTIL_FAILED=0
+mark_and_wait() {  # mark_and_wait <source db> <id prefix> <tries> <db...>
+  local src=$1 id db
+  id=$2-$((MARK += 1))
+  local tries=$3
+  shift 3
+  q -d "$src" -c "INSERT INTO movimentacao_cartao VALUES ('$id', 'CARTAO-00000001', 'marker', $MARK_AMOUNT, now()::timestamp)"
+  for db in "$@"; do
+    for _ in $(seq "$tries"); do
+      [ "$(val "$db" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = '$id'")" = 1 ] && continue 2
+      [ "$MARK_UNTIL_FAILED" = 1 ] && [ "$(val "$db" "SELECT state FROM sicoop.stream_status()")" = failed ] && break
+      sleep 0.1
+    done
+    echo "# marker $MARK never reached $db: $(val "$db" "SELECT state || ' ' || coalesce($MARK_DETAIL, '') FROM sicoop.stream_status()")"
+    return 1
+  done
+  return 0
+}
+
+# A new directory under /var/tmp for a cluster of its own, that the server may write.
+new_cluster_dir() {  # new_cluster_dir <name prefix>: prints the directory
+  local dir
+  dir=$(mktemp -d "/var/tmp/$1.XXXXXX")
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  echo "$dir"
+}
+
+# A source on a PostgreSQL cluster of its own (in <directory>, see new_cluster_dir): its
+# database <db> holds <n> generated movements and the publication. Extra lines for its
+# postgresql.conf may follow.
+start_source_cluster() {  # start_source_cluster <directory> <port> <db> <n> [conf line...]
+  as_server_user "$PGBIN/initdb" -D "$1/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  printf "port = %s\nlisten_addresses = 'localhost'\nunix_socket_directories = '/tmp'\nwal_level = logical\n" "$2" \
+    >>"$1/data/postgresql.conf"
+  [ $# -le 4 ] || printf '%s\n' "${@:5}" >>"$1/data/postgresql.conf"
+  as_server_user "$PGBIN/pg_ctl" -D "$1/data" -l "$1/server.log" -w start >/dev/null
+  q -p "$2" -d postgres -c "CREATE DATABASE $3"
+  q -p "$2" -d "$3" -v n="$4" -f "$REPO/test/bench/generate_source.sql" >/dev/null
+  q -p "$2" -d "$3" -c "$PUBLISH_SOURCE"
+}
+stop_source_cluster() {  # stop_source_cluster <directory>: stopped at once, and removed
+  as_server_user "$PGBIN/pg_ctl" -D "$1/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$1"
+}
+
+# Every layer of <db> equals <ref>'s: a warehouse (made by the caller) on the same source,
+# loaded from scratch now by run_pipeline at <as_of> (default: the current time).
+same_as_scratch_load() {  # same_as_scratch_load <description> <db> <ref> [as_of]
+  run_pipeline "$3" "${4:-$(date '+%Y-%m-%d %H:%M:%S%z')}"
+  layers "$3" >"$WORK/ref"
+  layers "$2" >"$WORK/dw"
+  same_file "$WORK/ref" "$WORK/dw" "$1"
+}

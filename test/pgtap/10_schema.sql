@@ -16,19 +16,18 @@ SELECT views_are('sicoop', ARRAY['vw_movimentacao_flat', 'progress', 'vw_gasto_m
                                  'vw_gasto_bandeira_tipo_cartao', 'vw_gasto_tipo_conta_agencia', 'vw_associados_ativos_mes']);
 
 -- Primary keys
-SELECT col_is_pk('sicoop', 'raw_associado', 'id_associado', 'raw_associado keyed by id');
-SELECT col_is_pk('sicoop', 'raw_conta', 'id_conta', 'raw_conta keyed by id');
-SELECT col_is_pk('sicoop', 'raw_cartao', 'id_cartao', 'raw_cartao keyed by id');
-SELECT col_is_pk('sicoop', 'raw_movimentacao_cartao', 'id_movimentacao_cartao', 'raw movements keyed by id');
-SELECT col_is_pk('sicoop', 'trusted_associado', 'id_associado', 'trusted_associado keyed by id');
-SELECT col_is_pk('sicoop', 'trusted_conta', 'id_conta', 'trusted_conta keyed by id');
-SELECT col_is_pk('sicoop', 'trusted_cartao', 'id_cartao', 'trusted_cartao keyed by id');
-SELECT col_is_pk('sicoop', 'trusted_movimentacao_cartao', 'id_movimentacao_cartao', 'trusted movements keyed by id');
-SELECT col_is_pk('sicoop', 'dim_data', 'sk_data', 'dim_data keyed by sk_data');
-SELECT col_is_pk('sicoop', 'dim_conta', 'sk_conta', 'dim_conta keyed by surrogate');
-SELECT col_is_pk('sicoop', 'dim_cartao', 'sk_cartao', 'dim_cartao keyed by surrogate');
-SELECT col_is_pk('sicoop', 'dim_associado', 'sk_associado', 'dim_associado keyed by surrogate');
-SELECT col_is_pk('sicoop', 'fato_movimentacao_cartao', 'id_movimentacao_cartao', 'one fact per movement');
+-- (raw and trusted: each source table's own key)
+SELECT col_is_pk('sicoop', layer || '_' || entity, 'id_' || entity,
+                 CASE entity WHEN 'movimentacao_cartao' THEN layer || ' movements' ELSE layer || '_' || entity END || ' keyed by id')
+FROM unnest(ARRAY['raw', 'trusted']) WITH ORDINALITY AS l(layer, i),
+     unnest(ARRAY['associado', 'conta', 'cartao', 'movimentacao_cartao']) WITH ORDINALITY AS e(entity, j)
+ORDER BY i, j;
+SELECT col_is_pk('sicoop', tbl, col, description)
+FROM (VALUES (1, 'dim_data', 'sk_data', 'dim_data keyed by sk_data'), (2, 'dim_conta', 'sk_conta', 'dim_conta keyed by surrogate'),
+             (3, 'dim_cartao', 'sk_cartao', 'dim_cartao keyed by surrogate'),
+             (4, 'dim_associado', 'sk_associado', 'dim_associado keyed by surrogate'),
+             (5, 'fato_movimentacao_cartao', 'id_movimentacao_cartao', 'one fact per movement')) AS t(n, tbl, col, description)
+ORDER BY n;
 SELECT col_is_pk('sicoop', 'run_log', ARRAY['run_id', 'step'], 'one run_log row per run and step');
 
 -- Natural keys of type 1 dimensions are unique

@@ -175,26 +175,21 @@ CALL sicoop.run_pipeline();
 \o
 
 -- nome / sobrenome
-SELECT results_eq(
-  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME3'$$,
-  $$VALUES ('MARIA', 'DA SILVA')$$,
-  '''maria  da silva'' -> MARIA / ''DA SILVA'' (the rest of a three-word name, inner spaces collapsed)');
-SELECT results_eq(
-  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME1'$$,
-  $$VALUES ('JOÃO', NULL::text)$$,
-  'a single-word name ''joão'' -> JOÃO, sobrenome NULL');
-SELECT results_eq(
-  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-PAD2'$$,
-  $$VALUES ('ANA', 'BEATRIZ')$$,
-  '''   ana   beatriz  '' -> ANA / BEATRIZ: leading and trailing spaces make no empty name');
-SELECT results_eq(
-  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 'T-PAD1'$$,
-  $$VALUES ('ZÉ', NULL::text)$$,
-  '''  zé  '' -> ZÉ, sobrenome NULL (not an empty string)');
-SELECT results_eq(
-  $$SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = 't-Id  Mixé'$$,
-  $$VALUES ('LÚCIA', 'VENTURA')$$,
-  'a tab separates first and last name too: LÚCIA / VENTURA');
+SELECT results_eq(format('SELECT nome::text, sobrenome::text FROM sicoop.trusted_associado WHERE id_associado = %L', id),
+                  'VALUES ' || expected, description)
+FROM (VALUES
+  (1, 'T-NOME3', $$('MARIA', 'DA SILVA')$$,
+       '''maria  da silva'' -> MARIA / ''DA SILVA'' (the rest of a three-word name, inner spaces collapsed)'),
+  (2, 'T-NOME1', $$('JOÃO', NULL::text)$$,
+       'a single-word name ''joão'' -> JOÃO, sobrenome NULL'),
+  (3, 'T-PAD2', $$('ANA', 'BEATRIZ')$$,
+       '''   ana   beatriz  '' -> ANA / BEATRIZ: leading and trailing spaces make no empty name'),
+  (4, 'T-PAD1', $$('ZÉ', NULL::text)$$,
+       '''  zé  '' -> ZÉ, sobrenome NULL (not an empty string)'),
+  (5, 't-Id  Mixé', $$('LÚCIA', 'VENTURA')$$,
+       'a tab separates first and last name too: LÚCIA / VENTURA')
+) AS t(n, id, expected, description)
+ORDER BY n;
 SELECT is(
   (SELECT count(*)::int FROM sicoop.trusted_associado
    WHERE nome = '' OR nome ~ '\s' OR nome <> upper(nome)
@@ -202,30 +197,29 @@ SELECT is(
   0, 'no trusted name is empty, padded, holds a space (nome) or a run of spaces (sobrenome), or is lower case');
 
 -- every cleaned text column: trimmed, collapsed, upper-cased with accents, blank -> NULL
-SELECT results_eq(
-  $$SELECT estado_civil::text, escolaridade::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME3'$$,
-  $$VALUES ('CASADA COM SEPARAÇÃO', 'PÓS-GRADUAÇÃO COMPLETA')$$,
-  'estado_civil and escolaridade: tabs and runs of spaces collapsed, trimmed, upper-cased with accents');
-SELECT results_eq(
-  $$SELECT estado_civil::text, escolaridade::text FROM sicoop.trusted_associado WHERE id_associado = 'T-NOME1'$$,
-  $$VALUES (NULL::text, NULL::text)$$,
-  'estado_civil and escolaridade: blank (spaces, a tab) -> NULL');
-SELECT results_eq(
-  $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'conta  t1'$$,
-  $$VALUES ('POUPANÇA', 'AGÊNCIA SÉ 1', 'EM ANÁLISE')$$,
-  'tipo_conta, agencia and situacao_conta cleaned, accents kept');
-SELECT results_eq(
-  $$SELECT tipo_conta::text, agencia::text, situacao_conta::text FROM sicoop.trusted_conta WHERE id_conta = 'T-CONTA-2'$$,
-  $$VALUES (NULL::text, NULL::text, NULL::text)$$,
-  'tipo_conta, agencia and situacao_conta: empty / blank -> NULL');
-SELECT results_eq(
-  $$SELECT nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = 'cartão-t1'$$,
-  $$VALUES ('JOÃO DA SILVA', 'MÁSTER CARD', 'CRÉDITO INTERNACIONAL')$$,
-  'nome_impresso_cartao, bandeira_cartao and tipo_cartao cleaned, accents kept');
-SELECT results_eq(
-  $$SELECT nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text FROM sicoop.trusted_cartao WHERE id_cartao = 'T-CARTAO-2'$$,
-  $$VALUES (NULL::text, NULL::text, NULL::text)$$,
-  'nome_impresso_cartao, bandeira_cartao and tipo_cartao: empty / blank -> NULL');
+-- (One row of a trusted table each: the table, its key, the columns read, what they must hold.)
+SELECT results_eq(format('SELECT %s FROM sicoop.%I WHERE %I = %L', columns, layer, key_column, key), expected, description)
+FROM (VALUES
+  (1, 'trusted_associado', 'id_associado', 'T-NOME3', 'estado_civil::text, escolaridade::text',
+       $$VALUES ('CASADA COM SEPARAÇÃO', 'PÓS-GRADUAÇÃO COMPLETA')$$,
+       'estado_civil and escolaridade: tabs and runs of spaces collapsed, trimmed, upper-cased with accents'),
+  (2, 'trusted_associado', 'id_associado', 'T-NOME1', 'estado_civil::text, escolaridade::text',
+       $$VALUES (NULL::text, NULL::text)$$,
+       'estado_civil and escolaridade: blank (spaces, a tab) -> NULL'),
+  (3, 'trusted_conta', 'id_conta', 'conta  t1', 'tipo_conta::text, agencia::text, situacao_conta::text',
+       $$VALUES ('POUPANÇA', 'AGÊNCIA SÉ 1', 'EM ANÁLISE')$$,
+       'tipo_conta, agencia and situacao_conta cleaned, accents kept'),
+  (4, 'trusted_conta', 'id_conta', 'T-CONTA-2', 'tipo_conta::text, agencia::text, situacao_conta::text',
+       $$VALUES (NULL::text, NULL::text, NULL::text)$$,
+       'tipo_conta, agencia and situacao_conta: empty / blank -> NULL'),
+  (5, 'trusted_cartao', 'id_cartao', 'cartão-t1', 'nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text',
+       $$VALUES ('JOÃO DA SILVA', 'MÁSTER CARD', 'CRÉDITO INTERNACIONAL')$$,
+       'nome_impresso_cartao, bandeira_cartao and tipo_cartao cleaned, accents kept'),
+  (6, 'trusted_cartao', 'id_cartao', 'T-CARTAO-2', 'nome_impresso_cartao::text, bandeira_cartao::text, tipo_cartao::text',
+       $$VALUES (NULL::text, NULL::text, NULL::text)$$,
+       'nome_impresso_cartao, bandeira_cartao and tipo_cartao: empty / blank -> NULL')
+) AS t(n, layer, key_column, key, columns, expected, description)
+ORDER BY n;
 SELECT is((SELECT descricao_movimentacao::text FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = 'mov  t1'),
   'COMPRA ONLINE AÇAÍ', 'descricao_movimentacao cleaned, accents kept');
 SELECT is((SELECT descricao_movimentacao::text FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = 'T-MOV-2'),
@@ -263,32 +257,28 @@ SELECT set_eq(
   'trusted_movimentacao_cartao ids (and card ids) are the source''s, unchanged');
 
 -- card numbers
+-- The same masked numbers in each layer that holds cards, in that order.
 SELECT results_eq(
-  $$SELECT r.id_cartao::text, r.numero_cartao::text FROM sicoop.raw_cartao r
-    WHERE id_cartao IN ('cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+  format($$SELECT id_cartao::text, numero_cartao::text FROM sicoop.%I
+           WHERE id_cartao IN ('cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
+         layer),
   $$VALUES ('cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
            ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
-  'raw_cartao keeps card numbers masked to their last four characters, never in clear (PCI DSS 3)');
-SELECT results_eq(
-  $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.trusted_cartao
-    WHERE id_cartao IN ('cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
-  $$VALUES ('cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
-           ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
-  'trusted_cartao: all but the last four characters masked; numbers of 4 characters or fewer unchanged');
-SELECT results_eq(
-  $$SELECT id_cartao::text, numero_cartao::text FROM sicoop.dim_cartao
-    WHERE id_cartao IN ('cartão-t1', 'T-CARTAO-2', 'T-CARTAO-3', 'T-CARTAO-4', 'T-CARTAO-5') ORDER BY id_cartao$$,
-  $$VALUES ('cartão-t1', '************5678'), ('T-CARTAO-2', '9876'), ('T-CARTAO-3', '123'),
-           ('T-CARTAO-4', '*2345'), ('T-CARTAO-5', '***************1111')$$,
-  'dim_cartao carries the masked numbers');
-SELECT is(
-  (SELECT count(*)::int FROM sicoop.src_cartao r JOIN sicoop.trusted_cartao t ON strpos(t::text, btrim(r.numero_cartao)) > 0
-   WHERE length(btrim(r.numero_cartao)) > 4),
-  0, 'no full card number (longer than 4) appears anywhere in trusted_cartao');
-SELECT is(
-  (SELECT count(*)::int FROM sicoop.src_cartao r JOIN sicoop.dim_cartao d ON strpos(d::text, btrim(r.numero_cartao)) > 0
-   WHERE length(btrim(r.numero_cartao)) > 4),
-  0, 'no full card number (longer than 4) appears anywhere in dim_cartao');
+  description)
+FROM (VALUES (1, 'raw_cartao', 'raw_cartao keeps card numbers masked to their last four characters, never in clear (PCI DSS 3)'),
+             (2, 'trusted_cartao', 'trusted_cartao: all but the last four characters masked; numbers of 4 characters or fewer unchanged'),
+             (3, 'dim_cartao', 'dim_cartao carries the masked numbers')) AS t(n, layer, description)
+ORDER BY n;
+-- How many source card numbers longer than 4 appear in full in a row of sicoop.<layer>.
+CREATE FUNCTION pg_temp.full_numbers_in(layer text) RETURNS int LANGUAGE plpgsql AS $$
+DECLARE n int;
+BEGIN
+  EXECUTE format($q$SELECT count(*)::int FROM sicoop.src_cartao r JOIN sicoop.%I t ON strpos(t::text, btrim(r.numero_cartao)) > 0
+                    WHERE length(btrim(r.numero_cartao)) > 4$q$, layer) INTO n;
+  RETURN n;
+END $$;
+SELECT is(pg_temp.full_numbers_in(layer), 0, format('no full card number (longer than 4) appears anywhere in %s', layer))
+FROM (VALUES (1, 'trusted_cartao'), (2, 'dim_cartao')) AS t(n, layer) ORDER BY n;
 -- Every table and view of schema sicoop, raw, stage, rejects and the run log included.
 CREATE FUNCTION pg_temp.tables_holding(needles text[]) RETURNS text[] LANGUAGE plpgsql AS $$
 DECLARE

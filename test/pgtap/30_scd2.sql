@@ -61,21 +61,33 @@ UPDATE sicoop.src_associado SET escolaridade = 'Doutorado' WHERE id_associado = 
 SET sicoop.as_of = '2025-08-16 10:00:00-03';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT estado, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-006' ORDER BY inicio$$,
-  $$VALUES ('CASADO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('DIVORCIADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+-- Member <id>'s versions of <attr> (as text): <first> from the start until <closed>, then
+-- <current> from <opened> on.
+CREATE FUNCTION pg_temp.versions_are(id text, attr text, first text, closed text, current text, opened text,
+                                     description text) RETURNS text LANGUAGE sql AS $f$
+  SELECT results_eq(
+    format('SELECT %s::text, inicio, fim, ativo FROM versao WHERE id = %L ORDER BY inicio', attr, id),
+    format($$VALUES (%L, '1900-01-01 00:00:00'::timestamptz, %L::timestamptz, false),
+                    (%L, %L, '9999-12-31 00:00:00', true)$$, first, closed, current, opened),
+    description)
+$f$;
+
+SELECT pg_temp.versions_are('ASSOC-006', 'estado', 'CASADO', '2025-08-16 10:00:00-03', 'DIVORCIADO', '2025-08-16 10:00:00-03',
   'estado_civil change: the current version is closed at the reference time and a new one opens from it');
-SELECT results_eq(
-  $$SELECT escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-008' ORDER BY inicio$$,
-  $$VALUES ('POS-GRADUACAO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('DOUTORADO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.versions_are('ASSOC-008', 'escolaridade', 'POS-GRADUACAO', '2025-08-16 10:00:00-03', 'DOUTORADO', '2025-08-16 10:00:00-03',
   'escolaridade change: the current version is closed at the reference time and a new one opens from it');
-SELECT results_eq(
-  $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
-            '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+-- Ana's (ASSOC-001) versions: the one she had until her first change (10:00), then `later`
+-- (rows of a VALUES list).
+CREATE FUNCTION pg_temp.ana_versions_are(later text, description text) RETURNS text LANGUAGE sql AS $f$
+  SELECT results_eq(
+    $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
+    $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
+              '2025-08-16 10:00:00-03'::timestamptz, false), $$ || later,
+    description)
+$f$;
+
+SELECT pg_temp.ana_versions_are(
+  $$('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '9999-12-31 00:00:00', true)$$,
   'Ana, first change of the day (10:00): old version closed, new one from 10:00');
 SELECT is((SELECT count(*)::int FROM versao
            WHERE id NOT IN ('ASSOC-001', 'ASSOC-006', 'ASSOC-008')), 7,
@@ -102,24 +114,18 @@ UPDATE sicoop.src_associado SET escolaridade = 'Mestrado' WHERE id_associado = '
 SET sicoop.as_of = '2025-08-16 15:00:00-03';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
-            '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
-           ('CASADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.ana_versions_are(
+  $$('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
+    ('CASADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
   'two changes on one day: two new versions, contiguous (10:00 to 15:00, then from 15:00)');
 
 SELECT sk AS ana_t2_sk FROM versao WHERE id = 'ASSOC-001' AND ativo \gset
 UPDATE sicoop.src_associado SET estado_civil = 'Divorciada' WHERE id_associado = 'ASSOC-001';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT estado, escolaridade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,
-  $$VALUES ('SOLTEIRA'::text, 'ENSINO SUPERIOR COMPLETO'::text, '1900-01-01 00:00:00'::timestamptz,
-            '2025-08-16 10:00:00-03'::timestamptz, false),
-           ('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
-           ('DIVORCIADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.ana_versions_are(
+  $$('CASADA', 'ENSINO SUPERIOR COMPLETO', '2025-08-16 10:00:00-03', '2025-08-16 15:00:00-03', false),
+    ('DIVORCIADA', 'MESTRADO', '2025-08-16 15:00:00-03', '9999-12-31 00:00:00', true)$$,
   'a second change at the very same reference time is corrected in place: no new, no empty version');
 SELECT is((SELECT sk FROM versao WHERE id = 'ASSOC-001' AND ativo), :ana_t2_sk,
   'the version corrected in place is the same row (same sk_associado)');
@@ -207,15 +213,9 @@ INSERT INTO sicoop.src_movimentacao_cartao VALUES
 SET sicoop.as_of = '2025-09-12 10:00:00-03';
 CALL sicoop.run_pipeline();
 
-SELECT results_eq(
-  $$SELECT idade, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-005' ORDER BY inicio$$,
-  $$VALUES (35, '1900-01-01 00:00:00'::timestamptz, '2025-09-12 10:00:00-03'::timestamptz, false),
-           (36, '2025-09-12 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.versions_are('ASSOC-005', 'idade', '35', '2025-09-12 10:00:00-03', '36', '2025-09-12 10:00:00-03',
   'a birthday between two runs (idade 35 -> 36) closes the version at the reference time and opens one from it');
-SELECT results_eq(
-  $$SELECT estado, inicio, fim, ativo FROM versao WHERE id = 'ASSOC-010' ORDER BY inicio$$,
-  $$VALUES ('DIVORCIADO'::text, '1900-01-01 00:00:00'::timestamptz, '2025-08-20 10:00:00-03'::timestamptz, false),
-           ('DIVORCIADO', '2025-09-12 10:00:00-03', '9999-12-31 00:00:00', true)$$,
+SELECT pg_temp.versions_are('ASSOC-010', 'estado', 'DIVORCIADO', '2025-08-20 10:00:00-03', 'DIVORCIADO', '2025-09-12 10:00:00-03',
   'a member back in the source gets a new current version from the time it came back');
 SELECT results_eq(
   $$SELECT nome, sobrenome, estado, inicio FROM versao WHERE id = 'ASSOC-001' ORDER BY inicio$$,

@@ -23,25 +23,49 @@ SELECT plan(69);
 
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', current_database(), current_user) AS selfconn \gset
 
--- Every row of a table, as text, in a stable order.
-CREATE FUNCTION pg_temp.snap(rel regclass) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-  out text;
+-- A trigger function public.<name>() that refuses the fact movement <movement> (the trigger's
+-- <row>, OLD or NEW) with <message> and SQLSTATE <code>, else returns <returned>: the faults the
+-- failure cases inject.
+CREATE FUNCTION pg_temp.refusing_function(name text, row_var text, movement text, message text, code text,
+                                          returned text) RETURNS void LANGUAGE plpgsql AS $f$
 BEGIN
-  EXECUTE format('SELECT string_agg(t::text, E''\n'' ORDER BY t::text) FROM %s t', rel) INTO out;
-  RETURN out;
+  EXECUTE format($fn$CREATE OR REPLACE FUNCTION public.%I() RETURNS trigger LANGUAGE plpgsql AS $b$
+BEGIN
+  IF %s.id_movimentacao_cartao = %L THEN
+    RAISE EXCEPTION %L USING ERRCODE = %L;
+  END IF;
+  RETURN %s;
 END
+$b$$fn$, name, row_var, movement, message, code, returned);
+END
+$f$;
+
+-- The pipeline lock's holders and waiters in this database (the advisory lock run_pipeline takes).
+CREATE FUNCTION pg_temp.pipeline_locks() RETURNS int LANGUAGE sql AS $$
+  SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 1936286576 AND objid = 7338001 AND objsubid = 4
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 $$;
 
--- The transaction id that last wrote each row: a rewrite with identical values changes it.
-CREATE FUNCTION pg_temp.xmins(rel regclass) RETURNS text LANGUAGE plpgsql AS $$
+-- A run in the runner session at <as_of> raises SQLSTATE <code> with <message> (throws_ok).
+CREATE FUNCTION pg_temp.runner_run_throws(as_of text, code text, message text, description text) RETURNS text
+LANGUAGE sql AS $$
+  SELECT dblink_exec('runner', format('SET sicoop.as_of = %L', as_of));
+  SELECT throws_ok($q$SELECT dblink_exec('runner', 'CALL sicoop.run_pipeline()')$q$, code, message, description);
+$$;
+
+-- <what> of every row t of a table, as text, in a stable order (the rows' order), joined by <sep>.
+CREATE FUNCTION pg_temp.each_row(rel regclass, what text, sep text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
   out text;
 BEGIN
-  EXECUTE format('SELECT string_agg(t.xmin::text, '','' ORDER BY t::text) FROM %s t', rel) INTO out;
+  EXECUTE format('SELECT string_agg(%s, %L ORDER BY t::text) FROM %s t', what, sep, rel) INTO out;
   RETURN out;
 END
 $$;
+-- Every row of a table.
+CREATE FUNCTION pg_temp.snap(rel regclass) RETURNS text LANGUAGE sql AS $$ SELECT pg_temp.each_row(rel, 't::text', E'\n') $$;
+-- The transaction id that last wrote each row: a rewrite with identical values changes it.
+CREATE FUNCTION pg_temp.xmins(rel regclass) RETURNS text LANGUAGE sql AS $$ SELECT pg_temp.each_row(rel, 't.xmin::text', ',') $$;
 
 \ir helpers/error_of.sql
 
@@ -226,14 +250,8 @@ DELETE FROM sicoop.src_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-3
 
 -- load_fato will fail in its last statement (the delete of MOV-312), after its merge has
 -- inserted MOV-950 and updated MOV-301: all of that must be rolled back.
-CREATE OR REPLACE FUNCTION public.sicoop_test_refuse_delete() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF OLD.id_movimentacao_cartao = 'MOV-312' THEN
-    RAISE EXCEPTION 'robustness test: fact MOV-312 may not be deleted' USING ERRCODE = 'SIC01';
-  END IF;
-  RETURN OLD;
-END
-$$;
+SELECT pg_temp.refusing_function('sicoop_test_refuse_delete', 'OLD', 'MOV-312',
+                                 'robustness test: fact MOV-312 may not be deleted', 'SIC01', 'OLD') \g /dev/null
 -- (The guard refuses any trigger on the warehouse: the test's fault injection goes in with it off.)
 ALTER EVENT TRIGGER sicoop_guard DISABLE;
 CREATE TRIGGER sicoop_test_refuse_delete BEFORE DELETE ON sicoop.fato_movimentacao_cartao
@@ -242,10 +260,8 @@ ALTER EVENT TRIGGER sicoop_guard ENABLE;
 CREATE TEMP TABLE fato_before_failure AS SELECT pg_temp.snap('sicoop.fato_movimentacao_cartao') AS content;
 
 -- Run 4 (as_of 2025-08-15 20:00), top-level in the runner session
-SELECT dblink_exec('runner', 'SET sicoop.as_of = ''2025-08-15 20:00:00''') \g /dev/null
-SELECT throws_ok($$SELECT dblink_exec('runner', 'CALL sicoop.run_pipeline()')$$,
-                 'SIC01', 'robustness test: fact MOV-312 may not be deleted',
-                 'a failing step makes CALL sicoop.run_pipeline() raise its error');
+SELECT pg_temp.runner_run_throws('2025-08-15 20:00:00', 'SIC01', 'robustness test: fact MOV-312 may not be deleted',
+                                 'a failing step makes CALL sicoop.run_pipeline() raise its error');
 SELECT pg_temp.last_run() AS run4 \gset
 
 SELECT results_eq(
@@ -280,9 +296,7 @@ SELECT results_eq(
   $$VALUES ('DIVORCIADO', '1900-01-01 00:00:00'::timestamptz, false),
            ('CASADA', '2025-08-15 20:00:00-03', true)$$,
   'the steps before the failure stay committed: dim_associado has the new version');
-SELECT is((SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 1936286576 AND objid = 7338001 AND objsubid = 4
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
-          0, 'the failed run released the pipeline lock');
+SELECT is(pg_temp.pipeline_locks(), 0, 'the failed run released the pipeline lock');
 
 -- The cause is removed: the next run (5, as_of 21:00) catches up on load_fato only.
 DROP TRIGGER sicoop_test_refuse_delete ON sicoop.fato_movimentacao_cartao;
@@ -419,9 +433,7 @@ SELECT results_eq(
   $$VALUES ('run_pipeline', 'succeeded'), ('load_raw', 'succeeded'), ('load_trusted', 'succeeded'),
            ('load_dims', 'succeeded'), ('scd2_associado', 'succeeded'), ('load_fato', 'succeeded')$$,
   'the run that held the lock succeeded');
-SELECT is((SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 1936286576 AND objid = 7338001 AND objsubid = 4
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
-          0, 'no pipeline lock is left behind');
+SELECT is(pg_temp.pipeline_locks(), 0, 'no pipeline lock is left behind');
 
 ------------------------------------------------------------------------------------------
 -- F. Failures outside a step's statements: a run cancelled mid-step, a step failing at commit
@@ -442,21 +454,13 @@ SELECT results_eq(
   $$VALUES ('run_pipeline', 'failed', '57014'), ('load_raw', 'succeeded', NULL), ('load_trusted', 'succeeded', NULL),
            ('load_dims', 'succeeded', NULL), ('scd2_associado', 'succeeded', NULL), ('load_fato', 'failed', '57014')$$,
   'the cancelled run is logged: the step it was in and the run failed with 57014');
-SELECT is((SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 1936286576 AND objid = 7338001 AND objsubid = 4
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
-          0, 'the cancelled run released the pipeline lock');
+SELECT is(pg_temp.pipeline_locks(), 0, 'the cancelled run released the pipeline lock');
 
 -- F2. load_fato fails when its transaction commits: a deferred constraint trigger on the fact
 -- refuses one new movement (MOV-960) at commit time, after the step's statements all succeeded.
 INSERT INTO sicoop.src_movimentacao_cartao VALUES ('MOV-960', 'CARTAO-204', 'Loja Nova', 96.00, '2025-08-15 22:30:00');
-CREATE OR REPLACE FUNCTION public.sicoop_test_refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.id_movimentacao_cartao = 'MOV-960' THEN
-    RAISE EXCEPTION 'robustness test: fact MOV-960 refused at commit' USING ERRCODE = 'SIC02';
-  END IF;
-  RETURN NULL;
-END
-$$;
+SELECT pg_temp.refusing_function('sicoop_test_refuse_at_commit', 'NEW', 'MOV-960',
+                                 'robustness test: fact MOV-960 refused at commit', 'SIC02', 'NULL') \g /dev/null
 ALTER EVENT TRIGGER sicoop_guard DISABLE;
 CREATE CONSTRAINT TRIGGER sicoop_test_refuse_at_commit AFTER INSERT ON sicoop.fato_movimentacao_cartao
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.sicoop_test_refuse_at_commit();
@@ -471,10 +475,8 @@ $$;
 CREATE TRIGGER sicoop_test_note_path BEFORE INSERT OR UPDATE ON sicoop.run_log
   FOR EACH ROW WHEN (NEW.status = 'failed') EXECUTE FUNCTION public.sicoop_test_note_path();
 ALTER EVENT TRIGGER sicoop_guard ENABLE;
-SELECT dblink_exec('runner', 'SET sicoop.as_of = ''2025-08-15 23:20:00''') \g /dev/null
-SELECT throws_ok($$SELECT dblink_exec('runner', 'CALL sicoop.run_pipeline()')$$,
-                 'SIC02', 'robustness test: fact MOV-960 refused at commit',
-                 'a step failing at its commit makes CALL sicoop.run_pipeline() raise its error');
+SELECT pg_temp.runner_run_throws('2025-08-15 23:20:00', 'SIC02', 'robustness test: fact MOV-960 refused at commit',
+                                 'a step failing at its commit makes CALL sicoop.run_pipeline() raise its error');
 SELECT pg_temp.last_run() AS run_commit_failed \gset
 SELECT results_eq(
   format('SELECT step, status, error_sqlstate FROM sicoop.run_log WHERE run_id = %s ORDER BY started_at', :run_commit_failed),
@@ -483,9 +485,7 @@ SELECT results_eq(
   'a step failing at its commit is logged as failed, and so is the run (none is left ''running'')');
 SELECT is((SELECT count(*)::int FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-960'), 0,
           'the step that failed at commit left none of its writes');
-SELECT is((SELECT count(*)::int FROM pg_locks WHERE locktype = 'advisory' AND classid = 1936286576 AND objid = 7338001 AND objsubid = 4
-             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())),
-          0, 'the run that failed at commit released the pipeline lock');
+SELECT is(pg_temp.pipeline_locks(), 0, 'the run that failed at commit released the pipeline lock');
 SELECT is((SELECT array_agg(DISTINCT path) FROM public.sicoop_test_paths), ARRAY['pg_catalog, pg_temp'],
           'the failure was logged with the search_path still pinned (after the failed commit too)');
 DROP TRIGGER sicoop_test_note_path ON sicoop.run_log;

@@ -20,11 +20,7 @@ SET lock_timeout = 0;
 SET statement_timeout = 0;
 SET sicoop.lock_timeout = '500ms';
 SET sicoop.as_of = '2025-08-15 12:00:00-03';
-SELECT clock_timestamp() AS started \gset
-\o
-\set ON_ERROR_STOP 0
-CALL sicoop.run_pipeline();
-\set ON_ERROR_STOP 1
+\ir helpers/failing_run.sql
 SELECT cmp_ok(extract(epoch FROM clock_timestamp() - :'started'::timestamptz)::numeric, '<', 30::numeric,
               'a run behind a lock held without end, with no timeout of the session''s, ends on its own');
 SELECT results_eq($$SELECT step, status, error_sqlstate FROM sicoop.run_log
@@ -39,12 +35,8 @@ SET sicoop.lock_timeout = 0;
 -- behind the lock may reach the bound.)
 SET sicoop.step_timeout = '3s';
 SET sicoop.as_of = '2025-08-15 12:05:00-03';
-SELECT clock_timestamp() AS started \gset
-\o
 -- (not throws_like: PL/pgSQL's WHEN OTHERS does not catch a cancel, 57014)
-\set ON_ERROR_STOP 0
-CALL sicoop.run_pipeline();
-\set ON_ERROR_STOP 1
+\ir helpers/failing_run.sql
 SELECT is((SELECT error_message FROM sicoop.run_log WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log) AND step = 'load_fato'),
           'canceling statement due to statement timeout',
           'a step held with no lock bound is cancelled by sicoop.step_timeout');
@@ -76,10 +68,7 @@ SET sicoop.lock_timeout = '500ms';
 -- (Only so that a run waiting without bound fails this test instead of hanging it.)
 SET statement_timeout = '5s';
 SET sicoop.as_of = '2025-08-15 12:12:00-03';
-\o
-\set ON_ERROR_STOP 0
-CALL sicoop.run_pipeline();
-\set ON_ERROR_STOP 1
+\ir helpers/failing_run.sql
 SELECT results_eq($$SELECT step, status, error_sqlstate FROM sicoop.run_log
                     WHERE run_id = (SELECT max(run_id) FROM sicoop.run_log) AND step IN ('load_fato', 'run_pipeline') ORDER BY step$$,
                   $$VALUES ('load_fato', 'failed', '55P03'), ('run_pipeline', 'failed', '55P03')$$,

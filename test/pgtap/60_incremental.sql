@@ -42,6 +42,17 @@ BEGIN
 END
 $$;
 
+-- Deletes one row of the source's <tbl> (key column <key>), picked among <query>'s ids.
+CREATE FUNCTION pg_temp.delete_one(conn text, tbl text, key text, query text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  id text := pg_temp.pick(conn, query);
+BEGIN
+  IF id IS NOT NULL THEN
+    PERFORM dblink_exec(conn, format('DELETE FROM %s WHERE %s = %L', tbl, key, id));
+  END IF;
+END
+$$;
+
 -- One round of `ops` random changes to the source.
 CREATE FUNCTION pg_temp.random_round(conn text, round int, ops int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -70,8 +81,7 @@ BEGIN
                format('data_nascimento = %L', date '1960-01-01' + floor(random() * 20000)::int)])[1 + floor(random() * 4)::int],
         id));
     ELSIF r < 0.20 THEN
-      id := pg_temp.pick(conn, 'SELECT id_associado FROM associado');
-      PERFORM dblink_exec(conn, format('DELETE FROM associado WHERE id_associado = %L', id));
+      PERFORM pg_temp.delete_one(conn, 'associado', 'id_associado', 'SELECT id_associado FROM associado');
     ELSIF r < 0.26 THEN
       other := CASE WHEN random() < 0.85 THEN pg_temp.pick(conn, 'SELECT id_associado FROM associado') ELSE 'NO-SUCH-MEMBER' END;
       PERFORM dblink_exec(conn, format('INSERT INTO conta VALUES (%L, %L, %L, %L, %L, %L)',
@@ -83,8 +93,7 @@ BEGIN
       PERFORM dblink_exec(conn, format('UPDATE conta SET %s WHERE id_conta = %L',
         CASE WHEN random() < 0.5 THEN format('id_associado = %L', other) ELSE 'tipo_conta = ''  Poupança''' END, id));
     ELSIF r < 0.35 THEN
-      id := pg_temp.pick(conn, 'SELECT id_conta FROM conta');
-      PERFORM dblink_exec(conn, format('DELETE FROM conta WHERE id_conta = %L', id));
+      PERFORM pg_temp.delete_one(conn, 'conta', 'id_conta', 'SELECT id_conta FROM conta');
     ELSIF r < 0.41 THEN
       other := CASE WHEN random() < 0.85 THEN pg_temp.pick(conn, 'SELECT id_conta FROM conta') ELSE 'NO-SUCH-ACCOUNT' END;
       PERFORM dblink_exec(conn, format('INSERT INTO cartao VALUES (%L, %L, %L, %L, %L, %L, %L)',
@@ -96,8 +105,7 @@ BEGIN
       PERFORM dblink_exec(conn, format('UPDATE cartao SET %s WHERE id_cartao = %L',
         CASE WHEN random() < 0.5 THEN format('id_conta = %L', other) ELSE format('numero_cartao = %L', floor(random() * 1e6)::text) END, id));
     ELSIF r < 0.50 THEN
-      id := pg_temp.pick(conn, 'SELECT id_cartao FROM cartao');
-      PERFORM dblink_exec(conn, format('DELETE FROM cartao WHERE id_cartao = %L', id));
+      PERFORM pg_temp.delete_one(conn, 'cartao', 'id_cartao', 'SELECT id_cartao FROM cartao');
     ELSIF r < 0.75 THEN
       other := CASE WHEN random() < 0.9 THEN pg_temp.pick(conn, 'SELECT id_cartao FROM cartao') ELSE 'NO-SUCH-CARD' END;
       PERFORM dblink_exec(conn, format('INSERT INTO movimentacao_cartao VALUES (%L, %L, %L, %s, %L)',
@@ -116,10 +124,9 @@ BEGIN
                format('data_movimentacao = data_movimentacao - interval ''%s minutes''', floor(random() * 600)::int)])[1 + floor(random() * 4)::int],
         id));
     ELSE
-      id := pg_temp.pick(conn, format('SELECT id_movimentacao_cartao FROM movimentacao_cartao WHERE data_movimentacao > %L',
-                                      newest - interval '36 hours'));
-      CONTINUE WHEN id IS NULL;
-      PERFORM dblink_exec(conn, format('DELETE FROM movimentacao_cartao WHERE id_movimentacao_cartao = %L', id));
+      PERFORM pg_temp.delete_one(conn, 'movimentacao_cartao', 'id_movimentacao_cartao',
+                                 format('SELECT id_movimentacao_cartao FROM movimentacao_cartao WHERE data_movimentacao > %L',
+                                        newest - interval '36 hours'));
     END IF;
   END LOOP;
 END

@@ -1629,6 +1629,30 @@ void test_stream_policy() {
        "stream policy: a batch of a quarter part gives its memory back");
 }
 
+// --- issue 26 (helper T): the binary COPY filter's header and malformed rows, pinned before
+// binary_rows() was cut into its header, its row end and its masking.
+void test_copy_filter_binary_edges() {
+    using sicoop::CopyMask;
+    const std::vector<CopyMask> masks = {CopyMask::CardNumber};
+    const std::string card = binary_row({std::string("4111111111111111")});
+    const std::string masked = binary_row({std::string("************1111")});
+    const std::string extended = std::string("PGCOPY\n\377\r\n\0", 11) + be32s(0) + be32s(4) + "abcd";
+    bool same = true;
+    for (size_t piece : {size_t{1}, size_t{3}, size_t{20}, size_t{64}}) {
+        sicoop::CopyFilter f(true, masks);
+        same = same && feed_in_pieces(f, extended + card + be16s(-1), piece) == extended + masked + be16s(-1);
+    }
+    ok(same, "binary: a header's extension area is passed as it is, whole or in pieces, and the rows after it masked");
+    sicoop::CopyFilter not_binary(true, masks);
+    const std::string junk = std::string(19, 'x') + card;
+    ok(feed_in_pieces(not_binary, junk, junk.size()) == junk,
+       "binary: data without the COPY signature is passed as it is (COPY FROM refuses it, nothing is written)");
+    sicoop::CopyFilter bad(true, masks);
+    const std::string malformed = binary_header() + be16s(1) + be32s(0xFFFFFFFE) + card;
+    ok(feed_in_pieces(bad, malformed, malformed.size()) == malformed,
+       "binary: a field length below -1 ends the filtering (COPY FROM refuses the data, nothing is written)");
+}
+
 int main() {
     test_pgoutput();
     test_transaction_assembler();
@@ -1669,6 +1693,7 @@ int main() {
     test_raw_whole_without_window();
     test_values();
     test_stream_policy();
+    test_copy_filter_binary_edges();
     std::printf("1..%d\n", tests_run);
     return tests_failed == 0 ? 0 : 1;
 }
