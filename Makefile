@@ -90,3 +90,15 @@ bench-stream:
 	/usr/bin/python3 test/bench/stream_bench.py $(if $(filter command line,$(origin N)),$(N),1000000)
 
 .PHONY: bench-stream
+
+# Every statement the pure layer plans, for every kind of run (test/tools/plan_dump.cpp): a
+# restructuring of the builders must keep it byte for byte. plans.sha256 pins the current dump;
+# after an intended change of a statement, `make plan-dump > /dev/null` and update it.
+test/tools/plan_dump: test/tools/plan_dump.cpp $(PURE_SRCS) $(wildcard src/steps/*.hpp)
+	$(CXX) $(UNIT_CXXFLAGS) -o $@ test/tools/plan_dump.cpp $(PURE_SRCS)
+plan-dump: test/tools/plan_dump
+	test/tools/plan_dump > build/plans.txt && sha256sum < build/plans.txt | cut -d' ' -f1
+plan-check: plan-dump
+	@test "$$(sha256sum < build/plans.txt | cut -d' ' -f1)" = "$$(cat test/tools/plans.sha256)" || \
+	  { echo "a planned statement changed (build/plans.txt): compare with the dump of the base commit"; exit 1; }
+.PHONY: plan-dump plan-check
