@@ -19,9 +19,9 @@ namespace sicoop {
 
 namespace {
 
-// The fact rows of the movements in {movements} (trusted_movimentacao_cartao, or the
+// The fact rows of the movements in ${movements} (trusted_movimentacao_cartao, or the
 // candidates table with the same columns), with their keys looked up along the dimensions:
-// the card's dim_cartao row, its account's dim_conta row ({card_keys}: kCardKeysBulk or
+// the card's dim_cartao row, its account's dim_conta row (${card_keys}: kCardKeysBulk or
 // kCardKeysJoined), the member version valid then. A FROM item, aliased s.
 // The member's vigência in local time is computed once per version (OFFSET 0 keeps it so)
 // rather than once per movement.
@@ -35,8 +35,8 @@ const char* const kKeyedMovements = R"sql((
          m.descricao_movimentacao,
          m.valor_movimentacao,
          m.data_movimentacao
-  FROM {movements} m
-  LEFT JOIN {card_keys}
+  FROM ${movements} m
+  LEFT JOIN ${card_keys}
   LEFT JOIN (SELECT sk_associado, id_associado,
                     inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,
                     fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local
@@ -77,7 +77,7 @@ std::string keyed_movements(const std::string& movements, bool bulk, bool lookup
 const char* const kCandidates = R"SQL(
 INSERT INTO sicoop_fato_candidates
 SELECT id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao
-FROM sicoop.trusted_movimentacao_cartao WHERE {changed}
+FROM sicoop.trusted_movimentacao_cartao WHERE ${changed}
 UNION
 SELECT m.id_movimentacao_cartao, m.id_cartao, m.descricao_movimentacao, m.valor_movimentacao, m.data_movimentacao
 FROM sicoop.trusted_movimentacao_cartao m

@@ -278,9 +278,9 @@ BulkCopy all_copies_of_staged_keys(const SourceTable& t) {
     copy.rows = BulkCopy::Rows::Keys;
     copy.key_column = t.key;
     copy.keys_query = fill(R"sql(SELECT CASE WHEN (SELECT bool_or(k.unique_key) FROM sicoop.stage_source_column k
-                  WHERE k.table_name = '{table}' AND k.column_name = '{key}')
-            THEN NULL ELSE array_agg(DISTINCT s.{key}) END
-FROM sicoop.stage_{table} s)sql", {{"table", t.name}, {"key", t.key}});
+                  WHERE k.table_name = '${table}' AND k.column_name = '${key}')
+            THEN NULL ELSE array_agg(DISTINCT s.${key}) END
+FROM sicoop.stage_${table} s)sql", {{"table", t.name}, {"key", t.key}});
     return copy;
 }
 
@@ -446,8 +446,8 @@ Action apply_rules_after_direct_load(const SourceTable& t) {
     return sql_action(fill(R"sql(
 SELECT r.rows_rejected, CASE WHEN d.direct THEN r.rows_checked - r.rows_rejected ELSE 0 END AS rows_inserted
 FROM pg_temp.sicoop_direct_load d,
-     sicoop._apply_row_rules('{table}', $2, ($1 AT TIME ZONE $3)::date,
-                             CASE WHEN d.direct THEN '{raw}' ELSE '{stage}' END::regclass) r)sql",
+     sicoop._apply_row_rules('${table}', $2, ($1 AT TIME ZONE $3)::date,
+                             CASE WHEN d.direct THEN '${raw}' ELSE '${stage}' END::regclass) r)sql",
                            {{"table", t.name}, {"raw", raw_of(t)}, {"stage", stage_of(t)}}),
                       t.name);
 }
@@ -517,8 +517,8 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits)
     actions.push_back(apply_rules(t));
     add_merge(actions, t);
     // What raw holds in a bucket that differs and the source no longer has.
-    const std::string gone = fill(R"sql({bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b)
-    AND {not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t)}});
+    const std::string gone = fill(R"sql(${bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b)
+    AND ${not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t)}});
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
     actions.push_back(delete_rejected(t));
 }
@@ -537,7 +537,7 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t) {
     // Rows of the window the source did not return: fetch them by id, in case their time moved
     // out of the window; what still is not found was deleted.
     const std::string missing = fill(R"sql((r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))
-    AND {not_in_stage})sql", {{"not_in_stage", not_in_stage(t)}});
+    AND ${not_in_stage})sql", {{"not_in_stage", not_in_stage(t)}});
     BulkCopy recheck = copy_of(t);
     recheck.truncate_first = false;
     recheck.rows = BulkCopy::Rows::Keys;
@@ -565,9 +565,9 @@ void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(sql_action(fill(R"sql(
 INSERT INTO sicoop.stage_bucket (bucket)
 SELECT bucket FROM sicoop.stage_key_checksum s
-FULL JOIN (SELECT {bucket} AS bucket, count(*) AS keys,
-                  sum({hash})::numeric AS key_hash_sum
-           FROM {raw} r GROUP BY 1) l USING (bucket)
+FULL JOIN (SELECT ${bucket} AS bucket, count(*) AS keys,
+                  sum(${hash})::numeric AS key_hash_sum
+           FROM ${raw} r GROUP BY 1) l USING (bucket)
 WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
                                       {{"bucket", key_bucket_sql("r." + t.key)},
                                        {"hash", key_hash_sql("r." + t.key)},
@@ -581,8 +581,8 @@ WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
     keys.key_column = t.key;
     keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
     actions.push_back(bulk_action(keys, t.name));
-    const std::string gone = fill(R"sql({bucket} IN (SELECT bucket FROM sicoop.stage_bucket)
-    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r.{key}))sql",
+    const std::string gone = fill(R"sql(${bucket} IN (SELECT bucket FROM sicoop.stage_bucket)
+    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r.${key}))sql",
                                   {{"bucket", key_bucket_sql("r." + t.key)}, {"key", t.key}});
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
 }
@@ -618,9 +618,9 @@ void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool trun
             const char* sep = from_raw.empty() ? "" : ",\n    ";
             const std::vector<std::pair<std::string, std::string>> v = {
                 {"sep", sep}, {"col", col}, {"type", stage_type(type)}, {"k", kept}, {"s", row}};
-            from_raw += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY ({k}.keep_from_raw) THEN r.{col} ELSE {s}.{col} END)sql", v);
+            from_raw += fill(R"sql(${sep}${col} = CASE WHEN '${col}' = ANY (${k}.keep_from_raw) THEN r.${col} ELSE ${s}.${col} END)sql", v);
             from_reject += fill(
-                R"sql({sep}{col} = CASE WHEN '{col}' = ANY ({k}.keep_from_raw) THEN (j.record ->> '{col}')::{type} ELSE {s}.{col} END)sql", v);
+                R"sql(${sep}${col} = CASE WHEN '${col}' = ANY (${k}.keep_from_raw) THEN (j.record ->> '${col}')::${type} ELSE ${s}.${col} END)sql", v);
         }
         return std::make_pair(from_raw, from_reject);
     };
@@ -629,38 +629,38 @@ void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool trun
     // from raw and the rejects as the batch found them, before the merge changes raw.
     if (earlier_states) {
         actions.push_back(sql_action(fill(R"sql(
-UPDATE sicoop.stage_{table}_state k
-SET {from_raw}
-FROM {raw} r
-WHERE k.keep_from_raw <> '{}' AND r.{key} = k.{key})sql",
+UPDATE sicoop.stage_${table}_state k
+SET ${from_raw}
+FROM ${raw} r
+WHERE k.keep_from_raw <> '{}' AND r.${key} = k.${key})sql",
                                           {{"table", t.name}, {"from_raw", taken("k", "k").first}, {"raw", raw_of(t)},
                                            {"key", t.key}}),
                                      t.name));
         actions.push_back(sql_action(fill(R"sql(
-UPDATE sicoop.stage_{table}_state k
-SET {from_reject}
+UPDATE sicoop.stage_${table}_state k
+SET ${from_reject}
 FROM sicoop.reject j
-WHERE k.keep_from_raw <> '{}' AND j.table_name = '{table}' AND j.record_id = k.{key} AND j.copy_no = 1
-  AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.{key} = k.{key}))sql",
+WHERE k.keep_from_raw <> '{}' AND j.table_name = '${table}' AND j.record_id = k.${key} AND j.copy_no = 1
+  AND NOT EXISTS (SELECT 1 FROM ${raw} r WHERE r.${key} = k.${key}))sql",
                                           {{"table", t.name}, {"from_reject", taken("k", "k").second},
                                            {"raw", raw_of(t)}, {"key", t.key}}),
                                      t.name));
     }
     actions.push_back(sql_action(fill(R"sql(
-UPDATE {stage} s
-SET {from_raw}
-FROM sicoop.stream_key k, {raw} r
-WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> '{}' AND r.{key} = s.{key})sql",
+UPDATE ${stage} s
+SET ${from_raw}
+FROM sicoop.stream_key k, ${raw} r
+WHERE k.table_name = '${table}' AND k.record_id = s.${key} AND k.keep_from_raw <> '{}' AND r.${key} = s.${key})sql",
                                       {{"stage", stage_of(t)}, {"from_raw", from_raw}, {"raw", raw_of(t)}, {"table", t.name},
                                        {"key", t.key}}),
                                  t.name));
     actions.push_back(sql_action(fill(R"sql(
-UPDATE {stage} s
-SET {from_reject}
+UPDATE ${stage} s
+SET ${from_reject}
 FROM sicoop.stream_key k, sicoop.reject j
-WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> '{}'
-  AND j.table_name = '{table}' AND j.record_id = s.{key} AND j.copy_no = 1
-  AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.{key} = s.{key}))sql",
+WHERE k.table_name = '${table}' AND k.record_id = s.${key} AND k.keep_from_raw <> '{}'
+  AND j.table_name = '${table}' AND j.record_id = s.${key} AND j.copy_no = 1
+  AND NOT EXISTS (SELECT 1 FROM ${raw} r WHERE r.${key} = s.${key}))sql",
                                       {{"stage", stage_of(t)}, {"from_reject", from_reject}, {"raw", raw_of(t)},
                                        {"table", t.name}, {"key", t.key}}),
                                  t.name));
@@ -668,15 +668,15 @@ WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> 
         "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date, NULL, true) r",
         t.name));
     add_merge(actions, t);
-    const std::string deleted = fill(R"sql(r.{key} = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
-                WHERE k.table_name = '{table}' AND k.deleted AND k.record_id IS NOT NULL)))sql",
+    const std::string deleted = fill(R"sql(r.${key} = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
+                WHERE k.table_name = '${table}' AND k.deleted AND k.record_id IS NOT NULL)))sql",
                                      {{"key", t.key}, {"table", t.name}});
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, deleted), t.name));
     // A key deleted at the source leaves the rejects too.
     actions.push_back(sql_action(fill(R"sql(
 DELETE FROM sicoop.reject j
-WHERE j.table_name = '{table}'
-  AND j.record_id = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.deleted))
+WHERE j.table_name = '${table}'
+  AND j.record_id = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '${table}' AND k.deleted))
   AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
                                       {{"table", t.name}}),
                                  t.name));
@@ -685,7 +685,7 @@ WHERE j.table_name = '{table}'
         actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t)), t.name));
         actions.push_back(sql_action(fill(R"sql(
 DELETE FROM sicoop.reject j
-WHERE j.table_name = '{table}' AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
+WHERE j.table_name = '${table}' AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
                                           {{"table", t.name}}),
                                      t.name));
     }
