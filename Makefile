@@ -17,7 +17,7 @@ endif
 SQL_SOURCES  = src/sql/assemble.sh $(wildcard src/sql/*.sql src/sql/install/*.sql src/sql/updates/*.sql) sicoop_etl.control
 
 # Pure C++ (no PostgreSQL headers, unit-tested without a server)
-PURE_SRCS = src/steps/step.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/trusted.cpp src/steps/remote_query.cpp \
+PURE_SRCS = src/steps/step.cpp src/steps/source_model.cpp src/steps/sql_patterns.cpp src/steps/raw.cpp src/steps/raw_compare.cpp src/steps/raw_stream.cpp src/steps/trusted.cpp src/steps/remote_query.cpp \
             src/steps/dims.cpp src/steps/scd2.cpp src/steps/fato.cpp src/steps/text_rules.cpp src/steps/pgoutput.cpp \
             src/steps/values.cpp src/steps/copy_filter.cpp
 # Boundary layer (PostgreSQL headers, SPI, fmgr, libpq)

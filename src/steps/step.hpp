@@ -7,6 +7,8 @@
 // unit-test build compiles src/steps/ with no PostgreSQL include path, which enforces it).
 #pragma once
 
+#include "steps/source_model.hpp"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -161,22 +163,10 @@ const std::vector<Step>& pipeline_steps();
 // A step by name, nullptr if there is none.
 const Step* find_step(const std::string& name);
 
-// The source's four tables as the pipeline reads them (defined in raw.cpp).
-struct SourceTable {
-    std::string name;
-    std::string key;
-    std::vector<std::pair<std::string, std::string>> columns;  // name, SQL type; key first
-};
-const std::vector<SourceTable>& source_tables();
 // A row's 64-bit hash for a full run's comparison (raw.cpp): on the source side (`row` empty)
 // from its columns read as the stage reads them, card numbers masked; on raw's side from raw
 // row `row`. Equal rows give equal hashes on both sides.
 std::string row_hash_sql(const SourceTable& t, const std::string& row, bool source_side);
-
-// Given the (table, column) pairs a source schema has, what the pipeline needs and misses:
-// one message per missing table or column, empty if the source is complete.
-std::vector<std::string> missing_source_columns(
-    const std::vector<std::pair<std::string, std::string>>& present);
 
 // How load_trusted cleans a source table's row `s` (raw's columns) into trusted's columns
 // (trusted.cpp): SCD2 cleans a member's earlier states in a micro-batch the same way.
