@@ -7,16 +7,25 @@
 
 namespace sicoop {
 
+const std::vector<StepCounts::Field>& StepCounts::fields() {
+    static const std::vector<Field> list = {
+        {"rows_read", &StepCounts::rows_read},         {"rows_inserted", &StepCounts::rows_inserted},
+        {"rows_updated", &StepCounts::rows_updated},   {"rows_deleted", &StepCounts::rows_deleted},
+        {"rows_unchanged", &StepCounts::rows_unchanged}, {"rows_unknown", &StepCounts::rows_unknown},
+        {"rows_rejected", &StepCounts::rows_rejected},
+    };
+    return list;
+}
+
 bool StepCounts::add(const std::string& column, int64_t value) {
-    if (column == "rows_read") rows_read += value;
-    else if (column == "rows_inserted") rows_inserted += value;
-    else if (column == "rows_updated") rows_updated += value;
-    else if (column == "rows_deleted") rows_deleted += value;
-    else if (column == "rows_unknown") rows_unknown += value;
-    else if (column == "rows_rejected") rows_rejected += value;
-    else if (column == "rows_unchanged") rows_unchanged = (rows_unchanged < 0 ? 0 : rows_unchanged) + value;
-    else return false;
-    return true;
+    for (const Field& f : fields())
+        if (column == f.column) {
+            int64_t& counter = this->*f.value;
+            // (rows_unchanged starts at -1: not reported, derived by finish())
+            counter = (f.value == &StepCounts::rows_unchanged && counter < 0 ? 0 : counter) + value;
+            return true;
+        }
+    return false;
 }
 
 void StepCounts::finish() {

@@ -27,6 +27,13 @@ struct StepCounts {
     int64_t rows_unknown = 0;
     int64_t rows_rejected = 0;  // source rows kept out of trusted, with the reason in sicoop.reject
 
+    // The counters, by their column name (a statement's result column, the run log's column),
+    // in the run log's order: the one list of them, for whoever reads or writes them all.
+    struct Field {
+        const char* column;
+        int64_t StepCounts::*value;
+    };
+    static const std::vector<Field>& fields();
     // Adds one counter by its column name; false if the name is not a counter.
     bool add(const std::string& column, int64_t value);
     // Fills rows_unchanged when no statement reported it.
