@@ -64,9 +64,9 @@ std::vector<Column> raw_columns(const SourceTable& t) {
     for (const auto& [col, type] : t.columns) {
         if (col == t.key) continue;
         if (t.is_card_number(col)) {
-            columns.push_back({col, "sicoop.mask_card(s." + col + ")"});
+            columns.push_back({col, fill(R"sql(sicoop.mask_card(s.${column}))sql", {{"column", col}})});
         } else if (t.is_free_text(col, type)) {
-            columns.push_back({col, "sicoop._redact_card_numbers(s." + col + ")"});
+            columns.push_back({col, fill(R"sql(sicoop._redact_card_numbers(s.${column}))sql", {{"column", col}})});
         } else {
             columns.push_back({col, "s." + col});
         }
@@ -92,13 +92,13 @@ BulkCopy copy_of(const SourceTable& t) {
 // The stage merged into raw: new rows inserted, changed rows updated.
 void add_merge(std::vector<Action>& actions, const SourceTable& t) {
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
-    actions.push_back(sql_action("ANALYZE " + stage_of(t), t.name));
+    actions.push_back(sql_action(fill(R"sql(ANALYZE ${stage})sql", {{"stage", stage_of(t)}}), t.name));
     actions.push_back(sql_action(merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), t.name));
 }
 
 // Raw's row `r` has no copy in the stage.
 std::string not_in_stage(const SourceTable& t) {
-    return "NOT EXISTS (SELECT 1 FROM " + stage_of(t) + " s WHERE s." + t.key + " = r." + t.key + ")";
+    return fill(R"sql(NOT EXISTS (SELECT 1 FROM ${stage} s WHERE s.${key} = r.${key}))sql", {{"stage", stage_of(t)}, {"key", t.key}});
 }
 
 namespace {
@@ -126,20 +126,26 @@ BulkCopy direct_copy_of(const SourceTable& t) {
 // (so nothing is too long, cut or rounded), is NOT NULL at the source where raw requires a
 // value, and a unique index guarantees the key. The rules then check the rows in raw. Else
 // the rows go through the stage, where nothing is refused.
-std::string direct_load_decision_sql(const SourceTable& t) {
-    std::string columns;
-    for (const auto& column : t.columns) columns += (columns.empty() ? "'" : ", '") + column.first + "'";
-    return R"sql(
+const char* const kDirectLoadDecision = R"sql(
 CREATE TEMP TABLE sicoop_direct_load ON COMMIT DROP AS
-SELECT NOT EXISTS (SELECT 1 FROM sicoop.raw_)sql" + t.name + R"sql()
-       AND (SELECT count(*) = )sql" + std::to_string(t.columns.size()) + R"sql(
+SELECT NOT EXISTS (SELECT 1 FROM ${raw})
+       AND (SELECT count(*) = ${column_count}
                    AND bool_and(k.source_type = pg_catalog.format_type(r.atttypid, r.atttypmod)
                                 AND (k.not_null OR NOT r.attnotnull)
-                                AND (k.unique_key OR k.column_name <> ')sql" + t.key + R"sql('))
+                                AND (k.unique_key OR k.column_name <> '${key}'))
             FROM sicoop.stage_source_column k
-            JOIN pg_catalog.pg_attribute r ON r.attrelid = 'sicoop.raw_)sql" + t.name + R"sql('::regclass
+            JOIN pg_catalog.pg_attribute r ON r.attrelid = '${raw}'::regclass
                                           AND r.attname = k.column_name AND r.attnum > 0 AND NOT r.attisdropped
-            WHERE k.table_name = ')sql" + t.name + "' AND k.column_name IN (" + columns + R"sql()) AS direct)sql";
+            WHERE k.table_name = '${table}' AND k.column_name IN (${column_names})) AS direct)sql";
+
+std::string direct_load_decision_sql(const SourceTable& t) {
+    std::string names;
+    for (const auto& column : t.columns) names += (names.empty() ? "'" : ", '") + column.first + "'";
+    return fill(kDirectLoadDecision, {{"raw", raw_of(t)},
+                                      {"column_count", std::to_string(t.columns.size())},
+                                      {"key", t.key},
+                                      {"table", t.name},
+                                      {"column_names", names}});
 }
 
 // The source rows that share a key with the stage's, every copy of them: without a unique index
@@ -167,8 +173,8 @@ BulkCopy rejected_keys(const SourceTable& t) {
     copy.replace_keys = true;
     copy.rows = BulkCopy::Rows::Keys;
     copy.key_column = t.key;
-    copy.keys_query = "SELECT array_agg(DISTINCT j.record_id) FROM sicoop.reject j WHERE j.table_name = '" + t.name +
-                      "' AND (j.record_id IS NULL OR NOT sicoop.contains_card_number(j.record_id))";
+    copy.keys_query = fill(R"sql(SELECT array_agg(DISTINCT j.record_id) FROM sicoop.reject j WHERE j.table_name = '${table}' AND (j.record_id IS NULL OR NOT sicoop.contains_card_number(j.record_id)))sql",
+                           {{"table", t.name}});
     return copy;
 }
 
@@ -187,7 +193,7 @@ void add_catalog(std::vector<Action>& actions, const SourceTable& t) {
     catalog.capture_snapshot = true;
     catalog.watermark_column = t.time_column;
     actions.push_back(bulk_action(catalog, t.name));
-    actions.push_back(sql_action("SELECT sicoop._check_source_drift('" + t.name + "', $2)", t.name));
+    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._check_source_drift('${table}', $2))sql", {{"table", t.name}}), t.name));
 }
 
 // The source's count and sum per movement day, in the same snapshot: what the reconciliation
@@ -253,7 +259,9 @@ void add_direct_load(std::vector<Action>& actions, const SourceTable& t) {
 // The data-quality rules: what breaks a 'reject' rule leaves the stage for sicoop.reject.
 Action apply_rules(const SourceTable& t) {
     return sql_action(
-        "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date) r", t.name);
+        fill(R"sql(SELECT r.rows_rejected FROM sicoop._apply_row_rules('${table}', $2, ($1 AT TIME ZONE $3)::date) r)sql",
+             {{"table", t.name}}),
+        t.name);
 }
 
 // ...or raw, after a direct copy.
@@ -267,15 +275,12 @@ FROM pg_temp.sicoop_direct_load d,
                       t.name);
 }
 
-
-
 // A row now rejected (a duplicate of it appeared, or it was changed into a bad one) leaves raw,
 // and so every later layer.
 Action delete_rejected(const SourceTable& t) {
-    return sql_action(delete_with_tombstones_sql(t.name, t.key,
-                                                 "r." + t.key + " IN (SELECT j.record_id FROM sicoop.reject j WHERE "
-                                                 "j.table_name = '" + t.name + "')"),
-                      t.name);
+    const std::string rejected = fill(R"sql(r.${key} IN (SELECT j.record_id FROM sicoop.reject j WHERE j.table_name = '${table}'))sql",
+                                      {{"key", t.key}, {"table", t.name}});
+    return sql_action(delete_with_tombstones_sql(t.name, t.key, rejected), t.name);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -297,7 +302,7 @@ void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
     actions.push_back(
         dml_action(insert_all_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), "rows_inserted", t.name));
-    actions.push_back(sql_action("SELECT sicoop._summarize('" + raw_of(t) + "')", t.name));
+    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._summarize('${raw}'))sql", {{"raw", raw_of(t)}}), t.name));
 }
 
 // A rebuild, or movements without a watermark: every row read, and compared whole.
@@ -347,7 +352,8 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t) {
     recheck.truncate_first = false;
     recheck.rows = BulkCopy::Rows::Keys;
     recheck.key_column = t.key;
-    recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw_of(t) + " r WHERE " + missing;
+    recheck.keys_query = fill(R"sql(SELECT array_agg(r.${key}::text) FROM ${raw} r WHERE ${missing})sql",
+                              {{"key", t.key}, {"raw", raw_of(t)}, {"missing", missing}});
     actions.push_back(bulk_action(recheck, t.name));
     actions.push_back(bulk_action(rejected_keys(t), t.name));
     actions.push_back(apply_rules(t));
@@ -426,7 +432,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             }
         // Nothing stays in the stage after the step, not even as dead rows: it held source rows,
         // full card numbers included. (The rejects' scratch rows are masked: DELETE is enough.)
-        if (!touched.empty()) actions.push_back(sql_action("TRUNCATE " + touched));
+        if (!touched.empty()) actions.push_back(sql_action(fill(R"sql(TRUNCATE ${tables})sql", {{"tables", touched}})));
         actions.push_back(sql_action("DELETE FROM sicoop.stage_reject"));
         return actions;
     }
