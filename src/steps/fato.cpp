@@ -175,7 +175,7 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
         actions.push_back(sql_action("TRUNCATE sicoop_fato_candidates"));
         // (A stream's batch: the movements it touched, by index; the run id is a lossy BRIN pass.)
         const std::string changed =
-            ctx.stream ? "id_movimentacao_cartao = ANY (" + stream_keys_sql("movimentacao_cartao") + ")" : "run_id > $4";
+            ctx.stream ? in_stream_keys_sql("id_movimentacao_cartao", "movimentacao_cartao") : "run_id > $4";
         actions.push_back(dml_action(fill(kCandidates, {{"changed", changed}}), "rows_read"));
         actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));
         actions.push_back(sql_action(

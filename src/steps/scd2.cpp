@@ -173,6 +173,11 @@ SELECT count(*) AS rows_inserted FROM opened)sql";
 // member in its last state (sicoop.stream_key), never before the member's current version
 // began -- a commit older than that (a batch run's version, clocks apart) corrects the current
 // version in place instead of making versions overlap.
+// A change's time, never before the member's current version began (d), or after its last
+// version ended (a new version of s).
+const char* const kNotBeforeVersion = R"sql(greatest(${time}, d.inicio_vigencia_registro_associado))sql";
+const char* const kAfterLastVersion = R"sql(greatest(${time}, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
+                                 WHERE h.id_associado = s.id_associado)))sql";
 const char* const kStreamChangeTime = R"sql(coalesce((SELECT k.commit_time FROM sicoop.stream_key k
                      WHERE k.table_name = 'associado' AND k.record_id = ${member}), $1))sql";
 // Stream: only the members the batch touched can have gone (every one, after a truncate).
@@ -223,10 +228,9 @@ SqlValues vigencia_times(const RunContext& ctx) {
         return {{"at_s", "$1"}, {"at_d", "$1"}, {"open_at", "$1"}, {"gone_candidates", ""}, {"members", "sicoop.trusted_associado"}};
     const std::string of_s = fill(kStreamChangeTime, {{"member", "s.id_associado"}});
     const std::string of_d = fill(kStreamChangeTime, {{"member", "d.id_associado"}});
-    return {{"at_s", "greatest(" + of_s + ", d.inicio_vigencia_registro_associado)"},
-            {"at_d", "greatest(" + of_d + ", d.inicio_vigencia_registro_associado)"},
-            {"open_at", "greatest(" + of_s + R"sql(, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
-                                 WHERE h.id_associado = s.id_associado)))sql"},
+    return {{"at_s", fill(kNotBeforeVersion, {{"time", of_s}})},
+            {"at_d", fill(kNotBeforeVersion, {{"time", of_d}})},
+            {"open_at", fill(kAfterLastVersion, {{"time", of_s}})},
             {"gone_candidates", ctx.stream_truncated_table("associado") ? "" : kStreamGoneCandidates},
             {"members", "sicoop.trusted_associado"}};
 }
@@ -234,10 +238,9 @@ SqlValues vigencia_times(const RunContext& ctx) {
 // Round `round` of the earlier states: the same substitutions, from sicoop.stage_associado_state.
 SqlValues round_times(int round) {
     const SqlValues r = {{"round", std::to_string(round)}, {"member", "d.id_associado"}};
-    return {{"at_s", "greatest(s.commit_time, d.inicio_vigencia_registro_associado)"},
-            {"at_d", "greatest(" + fill(kRoundTime, r) + ", d.inicio_vigencia_registro_associado)"},
-            {"open_at", R"sql(greatest(s.commit_time, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
-                                 WHERE h.id_associado = s.id_associado)))sql"},
+    return {{"at_s", fill(kNotBeforeVersion, {{"time", "s.commit_time"}})},
+            {"at_d", fill(kNotBeforeVersion, {{"time", fill(kRoundTime, r)}})},
+            {"open_at", fill(kAfterLastVersion, {{"time", "s.commit_time"}})},
             {"gone_candidates", fill(kRoundCandidates, r)},
             {"members", fill(kRoundMembers, {{"round", std::to_string(round)}, {"cleaned", cleaned_columns()}})},
             {"changed", ""}};

@@ -45,6 +45,12 @@ const char* const kDropTempTable = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.${n
   DROP TABLE pg_temp.${name};
 END IF; END $$)sql";
 
+const char* const kStreamKeys =
+    R"sql(ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '${table}' AND k.record_id IS NOT NULL))sql";
+
+// A stream's keys of source table ${table}, as `${column} = ANY (...)`.
+const char* const kInStreamKeys = R"sql(${column} = ANY (${keys}))sql";
+
 const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM ${relation})sql";
 
 std::string join(const std::vector<std::string>& parts, const std::string& sep) {
@@ -108,8 +114,7 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 std::string drop_temp_table_sql(const std::string& name) { return fill(kDropTempTable, {{"name", name}}); }
 
 std::string stream_keys_sql(const std::string& table) {
-    return "ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '" + table +
-           "' AND k.record_id IS NOT NULL)";
+    return fill(kStreamKeys, {{"table", table}});
 }
 
 std::string fill(const std::string& sql, const SqlValues& values) {
@@ -127,6 +132,10 @@ std::string fill(const std::string& sql, const SqlValues& values) {
         done = close + 1;
     }
     return out.append(sql, done, std::string::npos);
+}
+
+std::string in_stream_keys_sql(const std::string& column, const std::string& table) {
+    return fill(kInStreamKeys, {{"column", column}, {"keys", stream_keys_sql(table)}});
 }
 
 std::string count_read_sql(const std::string& relation) { return fill(kCountRead, {{"relation", relation}}); }

@@ -45,6 +45,8 @@ std::string drop_temp_table_sql(const std::string& name);
 // an array, for `key = ANY (...)`: looked up by the table's index whatever the statistics of
 // the small, fresh stream_key say (a join could pick a pass over the whole table).
 std::string stream_keys_sql(const std::string& table);
+// `column` = ANY (stream_keys_sql(table)).
+std::string in_stream_keys_sql(const std::string& column, const std::string& table);
 
 // A statement written whole, with named placeholders: each "${name}" in `sql` becomes its
 // value, in one pass (a value is never scanned again). "${" never occurs in SQL of its own ($n

@@ -2,6 +2,8 @@
 
 #include "steps/step.hpp"
 
+#include "steps/sql_patterns.hpp"
+
 #include <cstdio>
 #include <utility>
 
@@ -51,17 +53,18 @@ Action bulk_action(BulkCopy copy, std::string label) {
 }
 
 std::string key_bucket_sql(const std::string& key_column) {
-    return "(hashtext(" + key_column + "::text) & 4095)";
+    return fill(R"sql((hashtext(${key}::text) & 4095))sql", {{"key", key_column}});
 }
 
 std::string key_hash_sql(const std::string& key_column) {
-    return "hashtext(" + key_column + "::text)::bigint";
+    return fill(R"sql(hashtext(${key}::text)::bigint)sql", {{"key", key_column}});
 }
 
 // A NULL key (a row the rules reject) falls in bucket -1, which raw never has: a full run
 // always reads such rows, so that they reach the rejects.
 std::string row_bucket_sql(const std::string& key_column, int bits) {
-    return "coalesce(hashtext(" + key_column + "::text) & " + std::to_string((1L << bits) - 1) + ", -1)";
+    return fill(R"sql(coalesce(hashtext(${key}::text) & ${mask}, -1))sql",
+                {{"key", key_column}, {"mask", std::to_string((1L << bits) - 1)}});
 }
 
 int row_bucket_bits(int64_t rows) {

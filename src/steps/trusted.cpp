@@ -128,7 +128,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         // The raw rows to (re)clean: all of them, or those changed since this step last ran.
         auto sql = [&](const char* text) {
             // (A stream's batch: the keys it touched, by index; the run id is a lossy BRIN pass.)
-            const std::string changed = ctx.stream ? "r." + t.key + " = ANY (" + stream_keys_sql(t.name) + ")"
+            const std::string changed = ctx.stream ? in_stream_keys_sql("r." + t.key, t.name)
                                         : ctx.everything() ? "true" : "r.run_id > $4";
             return fill(text, {{"table", t.name}, {"key", t.key}, {"changed", changed}});
         };
