@@ -96,7 +96,7 @@ struct BulkCopy {
 std::string key_bucket_sql(const std::string& key_column);  // int bucket of a key
 std::string key_hash_sql(const std::string& key_column);    // bigint hash of a key
 // Rows, likewise, for a full run's comparison: the bucket of a row by its key's hash (`bits` of
-// it), and each row's 64-bit hash (row_hash_sql in raw.cpp), summed per bucket on both sides.
+// it), and each row's 64-bit hash (row_hash_sql in raw_compare.cpp), summed per bucket on both sides.
 std::string row_bucket_sql(const std::string& key_column, int bits);
 // Bits for a table of about `rows` rows: some 16 rows per bucket, from 2^12 to 2^22 buckets.
 int row_bucket_bits(int64_t rows);
@@ -170,7 +170,7 @@ const std::vector<Step>& pipeline_steps();
 // A step by name, nullptr if there is none.
 const Step* find_step(const std::string& name);
 
-// A row's 64-bit hash for a full run's comparison (raw.cpp): on the source side (`row` empty)
+// A row's 64-bit hash for a full run's comparison (raw_compare.cpp): on the source side (`row` empty)
 // from its columns read as the stage reads them, card numbers masked; on raw's side from raw
 // row `row`. Equal rows give equal hashes on both sides.
 std::string row_hash_sql(const SourceTable& t, const std::string& row, bool source_side);
