@@ -44,7 +44,7 @@ build/sicoop_etl--%--$(EXTVERSION).sql: $(SQL_SOURCES)
 
 # The SQL sources assemble to exactly what is installed: for a released version, its frozen
 # scripts (so src/sql/ is what the latest release shipped until the next version starts).
-sql-check: $(ASSEMBLED)
+sql-check: $(ASSEMBLED) model-check
 	@for f in $(ASSEMBLED); do \
 	  if [ -f "sql/$$(basename $$f)" ]; then cmp -s "$$f" "sql/$$(basename $$f)" || \
 	    { echo "src/sql/ no longer assembles to the released $$(basename $$f): set default_version to the next version"; exit 1; }; fi; \
@@ -93,3 +93,23 @@ bench-stream:
 	/usr/bin/python3 test/bench/stream_bench.py $(if $(filter command line,$(origin N)),$(N),1000000)
 
 .PHONY: bench-stream
+
+# Every statement the pure layer plans, for every kind of run (test/tools/plan_dump.cpp): a
+# restructuring of the builders must keep it byte for byte. plans.sha256 pins the current dump;
+# after an intended change of a statement, `make plan-dump > /dev/null` and update it.
+test/tools/plan_dump: test/tools/plan_dump.cpp $(PURE_SRCS) $(wildcard src/steps/*.hpp)
+	$(CXX) $(UNIT_CXXFLAGS) -o $@ test/tools/plan_dump.cpp $(PURE_SRCS)
+plan-dump: test/tools/plan_dump
+	test/tools/plan_dump > build/plans.txt && sha256sum < build/plans.txt | cut -d' ' -f1
+plan-check: plan-dump
+	@test "$$(sha256sum < build/plans.txt | cut -d' ' -f1)" = "$$(cat test/tools/plans.sha256)" || \
+	  { echo "a planned statement changed (build/plans.txt): compare with the dump of the base commit"; exit 1; }
+.PHONY: plan-dump plan-check
+
+# The SQL side's source tables (foreign, stage, raw) against the source model, declared once in
+# src/steps/source_model.cpp (test/tools/model_check.cpp).
+test/tools/model_check: test/tools/model_check.cpp src/steps/source_model.cpp src/steps/copy_filter.cpp $(wildcard src/steps/*.hpp)
+	$(CXX) $(UNIT_CXXFLAGS) -o $@ test/tools/model_check.cpp src/steps/source_model.cpp src/steps/copy_filter.cpp src/steps/text_rules.cpp
+model-check: test/tools/model_check
+	@test/tools/model_check src/sql/warehouse_definition.sql
+.PHONY: model-check

@@ -15,36 +15,36 @@ namespace sicoop {
 
 namespace {
 
-// The statements, written whole. A type 1 dimension's: {dim} (from its trusted table {trusted},
-// aliased s) by business key {key}; {changed} is the filter on the trusted rows changed since
-// this step last ran ("true" on a full run); {sets}, {dim_values}, {names} and {expressions}
+// The statements, written whole. A type 1 dimension's: ${dim} (from its trusted table ${trusted},
+// aliased s) by business key ${key}; ${changed} is the filter on the trusted rows changed since
+// this step last ran ("true" on a full run); ${sets}, ${dim_values}, ${names} and ${expressions}
 // are its attribute columns (name = expression; d.name; name; expression), comma-separated.
-const char* const kType1CountRead = R"sql(SELECT count(*) AS rows_read FROM {trusted} s WHERE {changed})sql";
+const char* const kType1CountRead = R"sql(SELECT count(*) AS rows_read FROM ${trusted} s WHERE ${changed})sql";
 
 const char* const kType1Update = R"sql(WITH changed AS (
-  UPDATE {dim} d SET {sets}, data_hora_atualizacao_registro = $1, run_id = $2
-  FROM {trusted} s
-  WHERE d.{key} = s.{key} AND {changed}
-    AND ({dim_values}) IS DISTINCT FROM ({expressions})
+  UPDATE ${dim} d SET ${sets}, data_hora_atualizacao_registro = $1, run_id = $2
+  FROM ${trusted} s
+  WHERE d.${key} = s.${key} AND ${changed}
+    AND (${dim_values}) IS DISTINCT FROM (${expressions})
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM changed)sql";
 
 // Surrogate keys in business-key order, byte-wise: the same rows get the same keys in every
 // copy of the warehouse (a restore, another collation), whatever the scan order.
 const char* const kType1Insert = R"sql(WITH added AS (
-  INSERT INTO {dim} ({key}, {names}, data_hora_atualizacao_registro, run_id)
-  SELECT s.{key}, {expressions}, $1, $2 FROM {trusted} s
-  WHERE {changed} AND NOT EXISTS (SELECT 1 FROM {dim} d WHERE d.{key} = s.{key})
-  ORDER BY s.{key} COLLATE "C"
+  INSERT INTO ${dim} (${key}, ${names}, data_hora_atualizacao_registro, run_id)
+  SELECT s.${key}, ${expressions}, $1, $2 FROM ${trusted} s
+  WHERE ${changed} AND NOT EXISTS (SELECT 1 FROM ${dim} d WHERE d.${key} = s.${key})
+  ORDER BY s.${key} COLLATE "C"
   RETURNING 1)
 SELECT count(*) AS rows_inserted FROM added)sql";
 
 // The days the new or changed movements need (the whole span on a full run), from
-// {changed_movements}.
+// ${changed_movements}.
 const char* const kDimData = R"sql(
 WITH changed AS (
   SELECT min(data_movimentacao)::date AS first_day, max(data_movimentacao)::date AS last_day
-  FROM {changed_movements}),
+  FROM ${changed_movements}),
 known AS (SELECT min(data) AS first_day, max(data) AS last_day FROM sicoop.dim_data WHERE sk_data <> -1),
 span AS (  -- contiguous: from the days already there to the new movements, gaps filled
   SELECT least(changed.first_day, known.first_day) AS first_day, greatest(changed.last_day, known.last_day) AS last_day
@@ -95,8 +95,7 @@ std::vector<Action> plan_dims(const RunContext& ctx) {
     // (On a full run raw's index on data_movimentacao gives the span at once; movements keep
     // their times from raw to trusted.)
     const std::string changed_movements =
-        ctx.stream ? "sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = ANY (" +
-                         stream_keys_sql("movimentacao_cartao") + ")"
+        ctx.stream ? "sicoop.trusted_movimentacao_cartao WHERE " + in_stream_keys_sql("id_movimentacao_cartao", "movimentacao_cartao")
         : ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
     actions.push_back(sql_action(fill(kDimData, {{"changed_movements", changed_movements}}), "dim_data"));
 

@@ -19,12 +19,11 @@ namespace sicoop {
 
 namespace {
 
-// The fact rows of the movements in {movements} (trusted_movimentacao_cartao, or the
+// The fact rows of the movements in ${movements} (trusted_movimentacao_cartao, or the
 // candidates table with the same columns), with their keys looked up along the dimensions:
-// the card's dim_cartao row, its account's dim_conta row ({card_keys}: kCardKeysBulk or
-// kCardKeysJoined), the member version valid then. A FROM item, aliased s.
-// The member's vigência in local time is computed once per version (OFFSET 0 keeps it so)
-// rather than once per movement.
+// the card's dim_cartao row, its account's dim_conta row (${card_keys}: kCardKeysBulk or
+// kCardKeysJoined), the member version valid then (${member_versions}: kMemberVersionsJoined or
+// kMemberVersionLookup). A FROM item, aliased s.
 const char* const kKeyedMovements = R"sql((
   SELECT m.id_movimentacao_cartao,
          coalesce(a.sk_associado, -1) AS sk_associado,
@@ -35,14 +34,9 @@ const char* const kKeyedMovements = R"sql((
          m.descricao_movimentacao,
          m.valor_movimentacao,
          m.data_movimentacao
-  FROM {movements} m
-  LEFT JOIN {card_keys}
-  LEFT JOIN (SELECT sk_associado, id_associado,
-                    inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,
-                    fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local
-             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL OFFSET 0) a
-         ON a.id_associado = k.id_associado
-        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local) s)sql";
+  FROM ${movements} m
+  LEFT JOIN ${card_keys}
+  ${member_versions}) s)sql";
 
 // When every movement is keyed, card and account keys come from sicoop_card_keys, joined once
 // per card (N/20 rows) rather than once per movement (see add_card_keys).
@@ -51,6 +45,14 @@ const char* const kCardKeysJoined = R"sql((SELECT dc.id_cartao, dc.sk_cartao, dc
    FROM sicoop.dim_cartao dc LEFT JOIN sicoop.dim_conta dco ON dco.id_conta = dc.id_conta) k
   ON k.id_cartao = m.id_cartao)sql";
 
+// Every version's local vigência, computed once per version (OFFSET 0 keeps it so) rather than
+// once per movement.
+const char* const kMemberVersionsJoined = R"sql(LEFT JOIN (SELECT sk_associado, id_associado,
+                    inicio_vigencia_registro_associado AT TIME ZONE $3 AS inicio_local,
+                    fim_vigencia_registro_associado AT TIME ZONE $3 AS fim_local
+             FROM sicoop.dim_associado WHERE id_associado IS NOT NULL OFFSET 0) a
+         ON a.id_associado = k.id_associado
+        AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local)sql";
 // A stream's few candidates find their member's version by index, one lookup each, rather
 // than computing every version's local vigência (the whole dimension) for each micro-batch.
 const char* const kMemberVersionLookup = R"sql(LEFT JOIN LATERAL (
@@ -58,16 +60,13 @@ const char* const kMemberVersionLookup = R"sql(LEFT JOIN LATERAL (
     WHERE v.id_associado = k.id_associado
       AND m.data_movimentacao >= v.inicio_vigencia_registro_associado AT TIME ZONE $3
       AND m.data_movimentacao < v.fim_vigencia_registro_associado AT TIME ZONE $3
-    LIMIT 1) a ON true) s)sql";
+    LIMIT 1) a ON true)sql";
 
 // `bulk`: every movement is keyed (see kCardKeysBulk); `lookup`: members by index (a stream).
 std::string keyed_movements(const std::string& movements, bool bulk, bool lookup = false) {
-    std::string sql = fill(kKeyedMovements, {{"movements", movements}, {"card_keys", bulk ? kCardKeysBulk : kCardKeysJoined}});
-    if (lookup) {
-        const size_t from = sql.find("  LEFT JOIN (SELECT sk_associado, id_associado,");
-        sql = sql.substr(0, from) + "  " + kMemberVersionLookup;
-    }
-    return sql;
+    return fill(kKeyedMovements, {{"movements", movements},
+                                  {"card_keys", bulk ? kCardKeysBulk : kCardKeysJoined},
+                                  {"member_versions", lookup ? kMemberVersionLookup : kMemberVersionsJoined}});
 }
 
 // The movements whose fact can have changed since run $4, as trusted rows: changed in
@@ -77,7 +76,7 @@ std::string keyed_movements(const std::string& movements, bool bulk, bool lookup
 const char* const kCandidates = R"SQL(
 INSERT INTO sicoop_fato_candidates
 SELECT id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao
-FROM sicoop.trusted_movimentacao_cartao WHERE {changed}
+FROM sicoop.trusted_movimentacao_cartao WHERE ${changed}
 UNION
 SELECT m.id_movimentacao_cartao, m.id_cartao, m.descricao_movimentacao, m.valor_movimentacao, m.data_movimentacao
 FROM sicoop.trusted_movimentacao_cartao m
@@ -176,7 +175,7 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
         actions.push_back(sql_action("TRUNCATE sicoop_fato_candidates"));
         // (A stream's batch: the movements it touched, by index; the run id is a lossy BRIN pass.)
         const std::string changed =
-            ctx.stream ? "id_movimentacao_cartao = ANY (" + stream_keys_sql("movimentacao_cartao") + ")" : "run_id > $4";
+            ctx.stream ? in_stream_keys_sql("id_movimentacao_cartao", "movimentacao_cartao") : "run_id > $4";
         actions.push_back(dml_action(fill(kCandidates, {{"changed", changed}}), "rows_read"));
         actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));
         actions.push_back(sql_action(

@@ -34,54 +34,13 @@
 // The source needs an index on movimentacao_cartao(data_movimentacao) for the window query.
 #include "steps/pure_cpp.hpp"
 
-#include "steps/copy_filter.hpp"
-#include "steps/sql_patterns.hpp"
-#include "steps/step.hpp"
+#include "steps/raw_parts.hpp"
 
 #include <algorithm>
 
 namespace sicoop {
 
-const std::vector<SourceTable>& source_tables() {
-    static const std::vector<SourceTable> tables = {
-        {"associado", "id_associado",
-         {{"id_associado", "varchar(50)"}, {"nome", "varchar(255)"}, {"data_nascimento", "date"},
-          {"estado_civil", "varchar(50)"}, {"escolaridade", "varchar(100)"}}},
-        {"conta", "id_conta",
-         {{"id_conta", "varchar(50)"}, {"id_associado", "varchar(50)"}, {"tipo_conta", "varchar(50)"},
-          {"agencia", "varchar(20)"}, {"situacao_conta", "varchar(50)"}, {"data_criacao_conta", "date"}}},
-        {"cartao", "id_cartao",
-         {{"id_cartao", "varchar(50)"}, {"id_conta", "varchar(50)"}, {"numero_cartao", "varchar(50)"},
-          {"nome_impresso_cartao", "varchar(150)"}, {"bandeira_cartao", "varchar(50)"},
-          {"tipo_cartao", "varchar(50)"}, {"data_emissao", "date"}}},
-        {"movimentacao_cartao", "id_movimentacao_cartao",
-         {{"id_movimentacao_cartao", "varchar(50)"}, {"id_cartao", "varchar(50)"},
-          {"descricao_movimentacao", "varchar(150)"}, {"valor_movimentacao", "numeric(10,2)"},
-          {"data_movimentacao", "timestamp"}}},
-    };
-    return tables;
-}
-
-std::vector<std::string> missing_source_columns(
-    const std::vector<std::pair<std::string, std::string>>& present) {
-    auto has = [&](const std::string& table, const std::string& column) {
-        for (const auto& [t, c] : present)
-            if (t == table && (column.empty() || c == column)) return true;
-        return false;
-    };
-    std::vector<std::string> missing;
-    for (const SourceTable& t : source_tables()) {
-        if (!has(t.name, "")) {
-            missing.push_back("table " + t.name + " is missing");
-            continue;
-        }
-        for (const auto& col : t.columns)
-            if (!has(t.name, col.first)) missing.push_back("column " + t.name + "." + col.first + " is missing");
-    }
-    return missing;
-}
-
-namespace {
+namespace raw {
 
 // What raw keeps of each non-key source column (s: the stage row). All of it as it is, but
 // card numbers, which raw keeps masked to their last four characters, never in clear (PCI DSS
@@ -95,23 +54,19 @@ namespace {
 // one (sicoop.dq_rule, kind no_card_number).
 //
 // (1.6) All of this is done first on the COPY stream, in memory, before any byte reaches the
-// stage or raw (copy_masks below, src/steps/copy_filter.cpp): no full card number is written,
+// stage or raw (copy_masks in source_model.cpp, src/steps/copy_filter.cpp): no full card number is written,
 // not as a live row, a dead one, a WAL record or a stage page. A card-like key reaches the stage
 // masked, and the key rule -- which reads a masked number as a card number -- rejects it. The
 // expressions here apply the same masks again (they change nothing then): the merge stays right
 // whatever filled the stage.
-bool is_free_text(const SourceTable& t, const std::string& column, const std::string& type) {
-    return type.rfind("varchar", 0) == 0 && column != t.key && column != "numero_cartao" && column.rfind("id_", 0) != 0;
-}
-
 std::vector<Column> raw_columns(const SourceTable& t) {
     std::vector<Column> columns;
     for (const auto& [col, type] : t.columns) {
         if (col == t.key) continue;
-        if (col == "numero_cartao") {
-            columns.push_back({"numero_cartao", "sicoop.mask_card(s.numero_cartao)"});
-        } else if (is_free_text(t, col, type)) {
-            columns.push_back({col, "sicoop._redact_card_numbers(s." + col + ")"});
+        if (t.is_card_number(col)) {
+            columns.push_back({col, fill(R"sql(sicoop.mask_card(s.${column}))sql", {{"column", col}})});
+        } else if (t.is_free_text(col, type)) {
+            columns.push_back({col, fill(R"sql(sicoop._redact_card_numbers(s.${column}))sql", {{"column", col}})});
         } else {
             columns.push_back({col, "s." + col});
         }
@@ -119,99 +74,8 @@ std::vector<Column> raw_columns(const SourceTable& t) {
     return columns;
 }
 
-bool is_key(const SourceTable& t, const std::string& column) { return column == t.key || column.rfind("id_", 0) == 0; }
-
-}  // namespace
-
-// What the COPY filter (copy_filter.hpp) does to each column a copy lands in sicoop.<table>:
-// raw_columns' masking, done on the COPY stream before the first write; a key (or a reference
-// to one) that holds a card number is masked too, and rejected by the key rule.
-std::vector<CopyMask> copy_masks(const std::string& table, const std::vector<std::string>& columns) {
-    const SourceTable* source = nullptr;
-    for (const SourceTable& t : source_tables())
-        // (stage_associado_state: a member's earlier states in a micro-batch, the stage's columns)
-        if (table == "stage_" + t.name || table == "raw_" + t.name || table == "stage_" + t.name + "_state") source = &t;
-    std::vector<CopyMask> masks;
-    for (const std::string& column : columns) {
-        CopyMask mask = CopyMask::None;
-        if (source == nullptr) {
-            // The tables of keys (stage_key, stream_key): their keys.
-            if (column == "record_id") mask = CopyMask::Key;
-        } else if (column == "numero_cartao") {
-            mask = CopyMask::CardNumber;
-        } else if (is_key(*source, column)) {
-            mask = CopyMask::Key;
-        } else {
-            for (const auto& [col, type] : source->columns)
-                if (col == column && is_free_text(*source, col, type)) mask = CopyMask::FreeText;
-        }
-        masks.push_back(mask);
-    }
-    return masks;
-}
-
-namespace {
-
-// The type a source column is read as: wide enough for anything the source may have widened
-// to (text, numeric without limits), so that every row reaches the stage as it is and the
-// data-quality rules -- not a cast -- decide what a value that does not fit becomes.
-std::string stage_type(const std::string& warehouse_type) {
-    if (warehouse_type.rfind("varchar", 0) == 0) return "text";
-    if (warehouse_type.rfind("numeric", 0) == 0) return "numeric";
-    return warehouse_type;
-}
-
-// A column's 64-bit hash for the row hash, seeded by its position: the same from the source's
-// column (read as the stage reads it) and from raw's, by value (55.7 and 55.70 hash alike), with
-// card numbers masked on the source side as raw holds them (as sicoop.mask_card does); NULL
-// hashes to the column's own constant.
-//
-// Free text is masked in raw (raw_columns), which the source cannot do as sicoop does: both sides
-// hash a value that holds what looks like a card number (13 or more digits or '*', at most four
-// other characters between two) with its digits and '*' made '#', so that a masked number and
-// the source's hash alike. The price: an edit of such a value that changes digits only goes
-// unseen by the comparison (the lookback's re-reads still see it); where the two sides judge a
-// value differently (a digit of another script), its row is read again at each full run, and
-// found unchanged.
-std::string column_hash(const std::string& column, const std::string& type, const std::string& row, bool source_side,
-                        int position, bool free_text) {
-    const std::string seed = std::to_string(position);
-    std::string value = source_side ? "(" + column + ")::" + stage_type(type) : row + "." + column;
-    if (free_text) {
-        // (Whether it has a digit at all first: most values have none, and skip the longer match.
-        // A masked number keeps its last four digits, so both sides agree on it.)
-        const std::string v = "(" + value + ")::text";
-        value = "(CASE WHEN " + v + " OPERATOR(pg_catalog.~) '[0-9]' AND " + v +
-                " OPERATOR(pg_catalog.~) '[0-9*]([^[:alnum:]*]{0,4}[0-9*]){12,}' THEN pg_catalog.translate(" + v +
-                ", '0123456789*', '###########') ELSE " + v + " END)";
-    }
-    std::string hash;
-    if (type == "date" || type == "timestamp") {
-        hash = "pg_catalog.timestamp_hash_extended(" + value + "::timestamp, " + seed + ")";
-    } else if (type.rfind("numeric", 0) == 0) {
-        hash = "pg_catalog.hash_numeric_extended(" + value + "::numeric, " + seed + ")";
-    } else {
-        if (column == "numero_cartao" && source_side)
-            value = "nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(pg_catalog.btrim(" + value +
-                    ", E' \\t\\n\\r\\f\\v')) OPERATOR(pg_catalog.-) 4, 0)) OPERATOR(pg_catalog.||) pg_catalog.right(pg_catalog.btrim(" +
-                    value + ", E' \\t\\n\\r\\f\\v'), 4), '')";
-        hash = "pg_catalog.hashtextextended(" + value + "::text, " + seed + ")";
-    }
-    return "coalesce(" + hash + ", -" + seed + ")";
-}
-
-}  // namespace
-
-std::string row_hash_sql(const SourceTable& t, const std::string& row, bool source_side) {
-    std::string hash;
-    int position = 1;
-    for (const auto& [col, type] : t.columns)
-        hash += (hash.empty() ? "" : " OPERATOR(pg_catalog.#) ") +
-                column_hash(col, type, row, source_side, position++, is_free_text(t, col, type));
-    return "(" + hash + ")";
-}
-
-namespace {
+std::string stage_of(const SourceTable& t) { return "sicoop.stage_" + t.name; }
+std::string raw_of(const SourceTable& t) { return "sicoop.raw_" + t.name; }
 
 // A table's copy into its stage: every column read in the stage's wide type.
 BulkCopy copy_of(const SourceTable& t) {
@@ -225,11 +89,19 @@ BulkCopy copy_of(const SourceTable& t) {
     return copy;
 }
 
-bool has_card_numbers(const SourceTable& t) {
-    for (const auto& column : t.columns)
-        if (column.first == "numero_cartao") return true;
-    return false;
+// The stage merged into raw: new rows inserted, changed rows updated.
+void add_merge(std::vector<Action>& actions, const SourceTable& t) {
+    const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
+    actions.push_back(sql_action(fill(R"sql(ANALYZE ${stage})sql", {{"stage", stage_of(t)}}), t.name));
+    actions.push_back(sql_action(merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), t.name));
 }
+
+// Raw's row `r` has no copy in the stage.
+std::string not_in_stage(const SourceTable& t) {
+    return fill(R"sql(NOT EXISTS (SELECT 1 FROM ${stage} s WHERE s.${key} = r.${key}))sql", {{"stage", stage_of(t)}, {"key", t.key}});
+}
+
+namespace {
 
 // What direct_load_decision_sql decided for the table being loaded.
 const char* const kDirect = "SELECT direct FROM pg_temp.sicoop_direct_load";
@@ -254,20 +126,26 @@ BulkCopy direct_copy_of(const SourceTable& t) {
 // (so nothing is too long, cut or rounded), is NOT NULL at the source where raw requires a
 // value, and a unique index guarantees the key. The rules then check the rows in raw. Else
 // the rows go through the stage, where nothing is refused.
-std::string direct_load_decision_sql(const SourceTable& t) {
-    std::string columns;
-    for (const auto& column : t.columns) columns += (columns.empty() ? "'" : ", '") + column.first + "'";
-    return R"sql(
+const char* const kDirectLoadDecision = R"sql(
 CREATE TEMP TABLE sicoop_direct_load ON COMMIT DROP AS
-SELECT NOT EXISTS (SELECT 1 FROM sicoop.raw_)sql" + t.name + R"sql()
-       AND (SELECT count(*) = )sql" + std::to_string(t.columns.size()) + R"sql(
+SELECT NOT EXISTS (SELECT 1 FROM ${raw})
+       AND (SELECT count(*) = ${column_count}
                    AND bool_and(k.source_type = pg_catalog.format_type(r.atttypid, r.atttypmod)
                                 AND (k.not_null OR NOT r.attnotnull)
-                                AND (k.unique_key OR k.column_name <> ')sql" + t.key + R"sql('))
+                                AND (k.unique_key OR k.column_name <> '${key}'))
             FROM sicoop.stage_source_column k
-            JOIN pg_catalog.pg_attribute r ON r.attrelid = 'sicoop.raw_)sql" + t.name + R"sql('::regclass
+            JOIN pg_catalog.pg_attribute r ON r.attrelid = '${raw}'::regclass
                                           AND r.attname = k.column_name AND r.attnum > 0 AND NOT r.attisdropped
-            WHERE k.table_name = ')sql" + t.name + "' AND k.column_name IN (" + columns + R"sql()) AS direct)sql";
+            WHERE k.table_name = '${table}' AND k.column_name IN (${column_names})) AS direct)sql";
+
+std::string direct_load_decision_sql(const SourceTable& t) {
+    std::string names;
+    for (const auto& column : t.columns) names += (names.empty() ? "'" : ", '") + column.first + "'";
+    return fill(kDirectLoadDecision, {{"raw", raw_of(t)},
+                                      {"column_count", std::to_string(t.columns.size())},
+                                      {"key", t.key},
+                                      {"table", t.name},
+                                      {"column_names", names}});
 }
 
 // The source rows that share a key with the stage's, every copy of them: without a unique index
@@ -278,9 +156,9 @@ BulkCopy all_copies_of_staged_keys(const SourceTable& t) {
     copy.rows = BulkCopy::Rows::Keys;
     copy.key_column = t.key;
     copy.keys_query = fill(R"sql(SELECT CASE WHEN (SELECT bool_or(k.unique_key) FROM sicoop.stage_source_column k
-                  WHERE k.table_name = '{table}' AND k.column_name = '{key}')
-            THEN NULL ELSE array_agg(DISTINCT s.{key}) END
-FROM sicoop.stage_{table} s)sql", {{"table", t.name}, {"key", t.key}});
+                  WHERE k.table_name = '${table}' AND k.column_name = '${key}')
+            THEN NULL ELSE array_agg(DISTINCT s.${key}) END
+FROM sicoop.stage_${table} s)sql", {{"table", t.name}, {"key", t.key}});
     return copy;
 }
 
@@ -295,69 +173,12 @@ BulkCopy rejected_keys(const SourceTable& t) {
     copy.replace_keys = true;
     copy.rows = BulkCopy::Rows::Keys;
     copy.key_column = t.key;
-    copy.keys_query = "SELECT array_agg(DISTINCT j.record_id) FROM sicoop.reject j WHERE j.table_name = '" + t.name +
-                      "' AND (j.record_id IS NULL OR NOT sicoop.contains_card_number(j.record_id))";
+    copy.keys_query = fill(R"sql(SELECT array_agg(DISTINCT j.record_id) FROM sicoop.reject j WHERE j.table_name = '${table}' AND (j.record_id IS NULL OR NOT sicoop.contains_card_number(j.record_id)))sql",
+                           {{"table", t.name}});
     return copy;
 }
 
-// A full run's comparison of table `t` (raw_<t>, `bits` of key hash per bucket): the source's
-// row count and sum of row hashes per bucket against raw's, summed at the same time on both
-// sides (raw's into a temporary table, while the source computes); the buckets that differ go
-// to sicoop.stage_bucket, and `rows` becomes the copy of their rows, and of nothing else. The
-// movements' day totals, for the reconciliation, come from the same scan of the source.
-void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows) {
-    const bool movements = t.name == "movimentacao_cartao";
-    actions.push_back(sql_action(drop_temp_table_sql("sicoop_raw_checksum"), t.name));
-    actions.push_back(sql_action("CREATE TEMP TABLE sicoop_raw_checksum (bucket int, keys bigint, key_hash_sum numeric)"
-                                 " ON COMMIT DROP", t.name));
-    BulkCopy checksums;
-    checksums.source_table = "src_" + t.name;
-    checksums.key_column = t.key;
-    checksums.bucket_bits = bits;
-    checksums.row_hash = row_hash_sql(t, "", true);
-    checksums.while_source_works = R"sql(
-INSERT INTO pg_temp.sicoop_raw_checksum
-SELECT )sql" + row_bucket_sql("r." + t.key, bits) + R"sql(, count(*), sum()sql" + row_hash_sql(t, "r", false) + R"sql()
-FROM sicoop.raw_)sql" + t.name + R"sql( r GROUP BY 1)sql";
-    if (movements) {
-        actions.push_back(sql_action(drop_temp_table_sql("sicoop_source_sums"), t.name));
-        actions.push_back(sql_action("CREATE TEMP TABLE sicoop_source_sums (kind int, bucket int, dia date, rows bigint,"
-                                     " hash_sum numeric, valor_sum numeric) ON COMMIT DROP", t.name));
-        checksums.rows = BulkCopy::Rows::RowChecksumsAndDayTotals;
-        checksums.target_schema = "pg_temp";
-        checksums.target_table = "sicoop_source_sums";
-        checksums.columns = {"kind", "bucket", "dia", "rows", "hash_sum", "valor_sum"};
-        checksums.window_column = "data_movimentacao";
-        actions.push_back(bulk_action(checksums, t.name));
-        actions.push_back(sql_action("TRUNCATE sicoop.stage_key_checksum, sicoop.source_day_total", t.name));
-        actions.push_back(sql_action(R"sql(
-WITH buckets AS (
-  INSERT INTO sicoop.stage_key_checksum (bucket, keys, key_hash_sum)
-  SELECT bucket, rows, hash_sum FROM pg_temp.sicoop_source_sums WHERE kind = 1),
-days AS (
-  INSERT INTO sicoop.source_day_total (dia, source_rows, source_valor)
-  SELECT dia, rows, valor_sum FROM pg_temp.sicoop_source_sums WHERE kind = 2)
-SELECT)sql", t.name));
-    } else {
-        checksums.rows = BulkCopy::Rows::RowChecksums;
-        checksums.target_table = "stage_key_checksum";
-        checksums.columns = {"bucket", "keys", "key_hash_sum"};
-        actions.push_back(bulk_action(checksums, t.name));
-    }
-    actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
-    actions.push_back(sql_action(R"sql(
-INSERT INTO sicoop.stage_bucket (bucket)
-SELECT bucket FROM sicoop.stage_key_checksum s FULL JOIN pg_temp.sicoop_raw_checksum l USING (bucket)
-WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
-    rows.rows = BulkCopy::Rows::RowsInBuckets;
-    rows.key_column = t.key;
-    rows.bucket_bits = bits;
-    rows.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
-}
-
-bool is_movements(const SourceTable& t) { return t.name == "movimentacao_cartao"; }
-std::string raw_of(const SourceTable& t) { return "sicoop.raw_" + t.name; }
-std::string stage_of(const SourceTable& t) { return "sicoop.stage_" + t.name; }
+bool is_movements(const SourceTable& t) { return !t.time_column.empty(); }
 
 // The source's catalog, first: it opens the table's source session (one snapshot for every
 // copy after it, recorded for the next run), and says whether the key is unique there.
@@ -370,9 +191,9 @@ void add_catalog(std::vector<Action>& actions, const SourceTable& t) {
     catalog.table_label = t.name;
     catalog.truncate_first = false;
     catalog.capture_snapshot = true;
-    if (is_movements(t)) catalog.watermark_column = "data_movimentacao";
+    catalog.watermark_column = t.time_column;
     actions.push_back(bulk_action(catalog, t.name));
-    actions.push_back(sql_action("SELECT sicoop._check_source_drift('" + t.name + "', $2)", t.name));
+    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._check_source_drift('${table}', $2))sql", {{"table", t.name}}), t.name));
 }
 
 // The source's count and sum per movement day, in the same snapshot: what the reconciliation
@@ -384,7 +205,7 @@ void add_day_totals(std::vector<Action>& actions, const SourceTable& t) {
     totals.target_table = "source_day_total";
     totals.columns = {"dia", "source_rows", "source_valor"};
     totals.rows = BulkCopy::Rows::DayTotals;
-    totals.window_column = "data_movimentacao";
+    totals.window_column = t.time_column;
     actions.push_back(bulk_action(totals, t.name));
 }
 
@@ -438,7 +259,9 @@ void add_direct_load(std::vector<Action>& actions, const SourceTable& t) {
 // The data-quality rules: what breaks a 'reject' rule leaves the stage for sicoop.reject.
 Action apply_rules(const SourceTable& t) {
     return sql_action(
-        "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date) r", t.name);
+        fill(R"sql(SELECT r.rows_rejected FROM sicoop._apply_row_rules('${table}', $2, ($1 AT TIME ZONE $3)::date) r)sql",
+             {{"table", t.name}}),
+        t.name);
 }
 
 // ...or raw, after a direct copy.
@@ -446,31 +269,18 @@ Action apply_rules_after_direct_load(const SourceTable& t) {
     return sql_action(fill(R"sql(
 SELECT r.rows_rejected, CASE WHEN d.direct THEN r.rows_checked - r.rows_rejected ELSE 0 END AS rows_inserted
 FROM pg_temp.sicoop_direct_load d,
-     sicoop._apply_row_rules('{table}', $2, ($1 AT TIME ZONE $3)::date,
-                             CASE WHEN d.direct THEN '{raw}' ELSE '{stage}' END::regclass) r)sql",
+     sicoop._apply_row_rules('${table}', $2, ($1 AT TIME ZONE $3)::date,
+                             CASE WHEN d.direct THEN '${raw}' ELSE '${stage}' END::regclass) r)sql",
                            {{"table", t.name}, {"raw", raw_of(t)}, {"stage", stage_of(t)}}),
                       t.name);
-}
-
-// The stage merged into raw: new rows inserted, changed rows updated.
-void add_merge(std::vector<Action>& actions, const SourceTable& t) {
-    const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
-    actions.push_back(sql_action("ANALYZE " + stage_of(t), t.name));
-    actions.push_back(sql_action(merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), t.name));
-}
-
-// Raw's row `r` has no copy in the stage.
-std::string not_in_stage(const SourceTable& t) {
-    return "NOT EXISTS (SELECT 1 FROM " + stage_of(t) + " s WHERE s." + t.key + " = r." + t.key + ")";
 }
 
 // A row now rejected (a duplicate of it appeared, or it was changed into a bad one) leaves raw,
 // and so every later layer.
 Action delete_rejected(const SourceTable& t) {
-    return sql_action(delete_with_tombstones_sql(t.name, t.key,
-                                                 "r." + t.key + " IN (SELECT j.record_id FROM sicoop.reject j WHERE "
-                                                 "j.table_name = '" + t.name + "')"),
-                      t.name);
+    const std::string rejected = fill(R"sql(r.${key} IN (SELECT j.record_id FROM sicoop.reject j WHERE j.table_name = '${table}'))sql",
+                                      {{"key", t.key}, {"table", t.name}});
+    return sql_action(delete_with_tombstones_sql(t.name, t.key, rejected), t.name);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -482,7 +292,7 @@ void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
     add_catalog(actions, t);
     if (is_movements(t)) add_day_totals(actions, t);
     // A table whose rows raw keeps as they are may be copied straight into raw.
-    const bool may_go_direct = !has_card_numbers(t);
+    const bool may_go_direct = !t.has_card_numbers();
     if (may_go_direct) add_direct_load(actions, t);
     BulkCopy rows = copy_of(t);
     if (may_go_direct) rows.only_if = kNotDirect;
@@ -492,7 +302,7 @@ void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
     actions.push_back(
         dml_action(insert_all_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), "rows_inserted", t.name));
-    actions.push_back(sql_action("SELECT sicoop._summarize('" + raw_of(t) + "')", t.name));
+    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._summarize('${raw}'))sql", {{"raw", raw_of(t)}}), t.name));
 }
 
 // A rebuild, or movements without a watermark: every row read, and compared whole.
@@ -517,8 +327,8 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits)
     actions.push_back(apply_rules(t));
     add_merge(actions, t);
     // What raw holds in a bucket that differs and the source no longer has.
-    const std::string gone = fill(R"sql({bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b)
-    AND {not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t)}});
+    const std::string gone = fill(R"sql(${bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b)
+    AND ${not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t)}});
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
     actions.push_back(delete_rejected(t));
 }
@@ -530,19 +340,20 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t) {
     add_changed_days(actions, t);
     BulkCopy rows = copy_of(t);
     rows.rows = BulkCopy::Rows::Window;
-    rows.window_column = "data_movimentacao";
+    rows.window_column = t.time_column;
     rows.keys_query = "SELECT array_agg(dia)::text FROM sicoop.stage_day";
     actions.push_back(bulk_action(rows, t.name));
     actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
     // Rows of the window the source did not return: fetch them by id, in case their time moved
     // out of the window; what still is not found was deleted.
     const std::string missing = fill(R"sql((r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))
-    AND {not_in_stage})sql", {{"not_in_stage", not_in_stage(t)}});
+    AND ${not_in_stage})sql", {{"not_in_stage", not_in_stage(t)}});
     BulkCopy recheck = copy_of(t);
     recheck.truncate_first = false;
     recheck.rows = BulkCopy::Rows::Keys;
     recheck.key_column = t.key;
-    recheck.keys_query = "SELECT array_agg(r." + t.key + "::text) FROM " + raw_of(t) + " r WHERE " + missing;
+    recheck.keys_query = fill(R"sql(SELECT array_agg(r.${key}::text) FROM ${raw} r WHERE ${missing})sql",
+                              {{"key", t.key}, {"raw", raw_of(t)}, {"missing", missing}});
     actions.push_back(bulk_action(recheck, t.name));
     actions.push_back(bulk_action(rejected_keys(t), t.name));
     actions.push_back(apply_rules(t));
@@ -565,9 +376,9 @@ void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(sql_action(fill(R"sql(
 INSERT INTO sicoop.stage_bucket (bucket)
 SELECT bucket FROM sicoop.stage_key_checksum s
-FULL JOIN (SELECT {bucket} AS bucket, count(*) AS keys,
-                  sum({hash})::numeric AS key_hash_sum
-           FROM {raw} r GROUP BY 1) l USING (bucket)
+FULL JOIN (SELECT ${bucket} AS bucket, count(*) AS keys,
+                  sum(${hash})::numeric AS key_hash_sum
+           FROM ${raw} r GROUP BY 1) l USING (bucket)
 WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
                                       {{"bucket", key_bucket_sql("r." + t.key)},
                                        {"hash", key_hash_sql("r." + t.key)},
@@ -581,8 +392,8 @@ WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
     keys.key_column = t.key;
     keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
     actions.push_back(bulk_action(keys, t.name));
-    const std::string gone = fill(R"sql({bucket} IN (SELECT bucket FROM sicoop.stage_bucket)
-    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r.{key}))sql",
+    const std::string gone = fill(R"sql(${bucket} IN (SELECT bucket FROM sicoop.stage_bucket)
+    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r.${key}))sql",
                                   {{"bucket", key_bucket_sql("r." + t.key)}, {"key", t.key}});
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
 }
@@ -602,102 +413,12 @@ void plan_keyed(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(delete_rejected(t));
 }
 
-// A stream's micro-batch: the stage holds the last state of every key the batch inserted or
-// updated, sicoop.stream_key every key it touched (src/stream.cpp). The columns the source did
-// not send (an unchanged TOAST value) are taken from raw; then the rules, the merge, and the
-// keys deleted at the source (or every key, after a truncate) leave raw with a tombstone.
-// Only the batch's keys are looked at: its cost follows the change, not the history.
-void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool truncated, bool earlier_states) {
-    // An unchanged TOAST value the source did not send: raw's, or -- for a key held in the
-    // rejects (a value too long for raw is what gets TOASTed) -- the rejected record's.
-    // (`kept`: the row saying which columns were not sent, k.; `row`: the row filled, s.)
-    auto taken = [&](const char* kept, const char* row) {
-        std::string from_raw, from_reject;
-        for (const auto& [col, type] : t.columns) {
-            if (col == t.key) continue;
-            const char* sep = from_raw.empty() ? "" : ",\n    ";
-            const std::vector<std::pair<std::string, std::string>> v = {
-                {"sep", sep}, {"col", col}, {"type", stage_type(type)}, {"k", kept}, {"s", row}};
-            from_raw += fill(R"sql({sep}{col} = CASE WHEN '{col}' = ANY ({k}.keep_from_raw) THEN r.{col} ELSE {s}.{col} END)sql", v);
-            from_reject += fill(
-                R"sql({sep}{col} = CASE WHEN '{col}' = ANY ({k}.keep_from_raw) THEN (j.record ->> '{col}')::{type} ELSE {s}.{col} END)sql", v);
-        }
-        return std::make_pair(from_raw, from_reject);
-    };
-    const auto [from_raw, from_reject] = taken("k", "s");
-    // A member's earlier states in the batch (issue 25; SCD2 makes their versions): the same,
-    // from raw and the rejects as the batch found them, before the merge changes raw.
-    if (earlier_states) {
-        actions.push_back(sql_action(fill(R"sql(
-UPDATE sicoop.stage_{table}_state k
-SET {from_raw}
-FROM {raw} r
-WHERE k.keep_from_raw <> '{}' AND r.{key} = k.{key})sql",
-                                          {{"table", t.name}, {"from_raw", taken("k", "k").first}, {"raw", raw_of(t)},
-                                           {"key", t.key}}),
-                                     t.name));
-        actions.push_back(sql_action(fill(R"sql(
-UPDATE sicoop.stage_{table}_state k
-SET {from_reject}
-FROM sicoop.reject j
-WHERE k.keep_from_raw <> '{}' AND j.table_name = '{table}' AND j.record_id = k.{key} AND j.copy_no = 1
-  AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.{key} = k.{key}))sql",
-                                          {{"table", t.name}, {"from_reject", taken("k", "k").second},
-                                           {"raw", raw_of(t)}, {"key", t.key}}),
-                                     t.name));
-    }
-    actions.push_back(sql_action(fill(R"sql(
-UPDATE {stage} s
-SET {from_raw}
-FROM sicoop.stream_key k, {raw} r
-WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> '{}' AND r.{key} = s.{key})sql",
-                                      {{"stage", stage_of(t)}, {"from_raw", from_raw}, {"raw", raw_of(t)}, {"table", t.name},
-                                       {"key", t.key}}),
-                                 t.name));
-    actions.push_back(sql_action(fill(R"sql(
-UPDATE {stage} s
-SET {from_reject}
-FROM sicoop.stream_key k, sicoop.reject j
-WHERE k.table_name = '{table}' AND k.record_id = s.{key} AND k.keep_from_raw <> '{}'
-  AND j.table_name = '{table}' AND j.record_id = s.{key} AND j.copy_no = 1
-  AND NOT EXISTS (SELECT 1 FROM {raw} r WHERE r.{key} = s.{key}))sql",
-                                      {{"stage", stage_of(t)}, {"from_reject", from_reject}, {"raw", raw_of(t)},
-                                       {"table", t.name}, {"key", t.key}}),
-                                 t.name));
-    actions.push_back(sql_action(
-        "SELECT r.rows_rejected FROM sicoop._apply_row_rules('" + t.name + "', $2, ($1 AT TIME ZONE $3)::date, NULL, true) r",
-        t.name));
-    add_merge(actions, t);
-    const std::string deleted = fill(R"sql(r.{key} = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
-                WHERE k.table_name = '{table}' AND k.deleted AND k.record_id IS NOT NULL)))sql",
-                                     {{"key", t.key}, {"table", t.name}});
-    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, deleted), t.name));
-    // A key deleted at the source leaves the rejects too.
-    actions.push_back(sql_action(fill(R"sql(
-DELETE FROM sicoop.reject j
-WHERE j.table_name = '{table}'
-  AND j.record_id = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '{table}' AND k.deleted))
-  AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
-                                      {{"table", t.name}}),
-                                 t.name));
-    // Truncated at the source in this batch: every row the stage does not hold again goes.
-    if (truncated) {
-        actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t)), t.name));
-        actions.push_back(sql_action(fill(R"sql(
-DELETE FROM sicoop.reject j
-WHERE j.table_name = '{table}' AND NOT EXISTS (SELECT 1 FROM sicoop.stage_reject n WHERE n.record_id = j.record_id))sql",
-                                          {{"table", t.name}}),
-                                     t.name));
-    }
-    // A row now rejected (changed into a bad one) leaves raw, and so every later layer.
-    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key,
-                                                            "r." + t.key + " = ANY (ARRAY(SELECT n.record_id FROM sicoop.stage_reject n))"),
-                                 t.name));
-}
-
 }  // namespace
 
+}  // namespace raw
+
 std::vector<Action> plan_raw(const RunContext& ctx) {
+    using namespace raw;
     std::vector<Action> actions;
     if (ctx.stream) {
         // Only the tables the batch touched: a TRUNCATE makes new files, and costs more than
@@ -711,7 +432,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
             }
         // Nothing stays in the stage after the step, not even as dead rows: it held source rows,
         // full card numbers included. (The rejects' scratch rows are masked: DELETE is enough.)
-        if (!touched.empty()) actions.push_back(sql_action("TRUNCATE " + touched));
+        if (!touched.empty()) actions.push_back(sql_action(fill(R"sql(TRUNCATE ${tables})sql", {{"tables", touched}})));
         actions.push_back(sql_action("DELETE FROM sicoop.stage_reject"));
         return actions;
     }

@@ -141,7 +141,7 @@ void require_hashable(RemoteRead& read, const ColumnTypes& types, const BulkCopy
     const SourceTable* t = table_of(copy);
     for (size_t i = 0; t != nullptr && i < t->columns.size() && read.refused.empty(); ++i) {
         const auto& [column, type] = t->columns[i];
-        const std::string wide = type.rfind("varchar", 0) == 0 ? "text" : base_type(type);  // raw.cpp's stage_type
+        const std::string wide = type.rfind("varchar", 0) == 0 ? "text" : base_type(type);  // source_model's stage_type, of the declared types
         if (total_cast(type_of(types, column), wide)) continue;
         read.refused = {column, type_of(types, column), wide, "compare the table by row checksums (a full run)",
                         "SET sicoop.full_run = 'rebuild' for the run: it reads every row, and the warehouse converts "

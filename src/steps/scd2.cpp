@@ -27,9 +27,9 @@ namespace sicoop {
 
 namespace {
 
-// The statements, written whole. {changed} is where the filter on the members whose trusted row
+// The statements, written whole. ${changed} is where the filter on the members whose trusted row
 // changed since this step last ran goes (" AND s.run_id > $4"; nothing on a full run);
-// {dim_historized} and {source_historized} are the member's historized attributes, as they are
+// ${dim_historized} and ${source_historized} are the member's historized attributes, as they are
 // in the dimension (d) and in the source (s).
 const char* const kDimHistorized =
     "(d.estado_civil_associado, d.escolaridade_associado, d.idade_atual_associado)";
@@ -54,14 +54,14 @@ relabelled AS (
   UPDATE sicoop.dim_associado d
   SET estado_civil_associado = coalesce((SELECT coalesce(
                                            (SELECT s.estado_civil FROM sicoop.trusted_associado s
-                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado{changed}
+                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado${changed}
                                               AND s.estado_civil = ANY (r.candidates)), r.relabel)
                                          FROM relabels r
                                          WHERE r.domain = 'estado_civil' AND r.label = d.estado_civil_associado),
                                         d.estado_civil_associado),
       escolaridade_associado = coalesce((SELECT coalesce(
                                            (SELECT s.escolaridade FROM sicoop.trusted_associado s
-                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado{changed}
+                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado${changed}
                                               AND s.escolaridade = ANY (r.candidates)), r.relabel)
                                          FROM relabels r
                                          WHERE r.domain = 'escolaridade' AND r.label = d.escolaridade_associado),
@@ -80,13 +80,13 @@ WHERE canonical_labels IS DISTINCT FROM sicoop._canonical_labels())sql";
 // Read and unchanged are counted before anything changes.
 const char* const kCountRead = R"sql(SELECT count(*) AS rows_read,
        count(*) FILTER (WHERE d.sk_associado IS NOT NULL
-         AND {dim_historized} IS NOT DISTINCT FROM {source_historized}
+         AND ${dim_historized} IS NOT DISTINCT FROM ${source_historized}
          AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)
              IS NOT DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)) AS rows_unchanged
 FROM sicoop.trusted_associado s
 LEFT JOIN sicoop.dim_associado d
   ON d.id_associado = s.id_associado AND d.registro_ativo_associado
-WHERE true{changed})sql";
+WHERE true${changed})sql";
 
 // Type 1 attributes: corrected on every version of the member.
 const char* const kCorrectType1 = R"sql(WITH corrected AS (
@@ -94,7 +94,7 @@ const char* const kCorrectType1 = R"sql(WITH corrected AS (
   SET nome_associado = s.nome, sobrenome_associado = s.sobrenome,
       data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1
   FROM sicoop.trusted_associado s
-  WHERE d.id_associado = s.id_associado{changed}
+  WHERE d.id_associado = s.id_associado${changed}
     AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)
         IS DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)
   RETURNING 1)
@@ -106,22 +106,22 @@ const char* const kCorrectInPlace = R"sql(WITH corrected AS (
   SET estado_civil_associado = s.estado_civil, escolaridade_associado = s.escolaridade,
       idade_atual_associado = sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date),
       data_hora_atualizacao_registro = $1, run_id = $2
-  FROM {members} s
-  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado{changed}
-    AND d.inicio_vigencia_registro_associado = {at_s}
-    AND {dim_historized} IS DISTINCT FROM {source_historized}
+  FROM ${members} s
+  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado${changed}
+    AND d.inicio_vigencia_registro_associado = ${at_s}
+    AND ${dim_historized} IS DISTINCT FROM ${source_historized}
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM corrected)sql";
 
 // Changed members: close the current version at T (the new one is inserted below).
 const char* const kCloseChanged = R"sql(WITH closed AS (
   UPDATE sicoop.dim_associado d
-  SET fim_vigencia_registro_associado = {at_s}, registro_ativo_associado = false,
+  SET fim_vigencia_registro_associado = ${at_s}, registro_ativo_associado = false,
       data_hora_atualizacao_registro = $1, run_id = $2
-  FROM {members} s
-  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado{changed}
-    AND d.inicio_vigencia_registro_associado < {at_s}
-    AND {dim_historized} IS DISTINCT FROM {source_historized}
+  FROM ${members} s
+  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado${changed}
+    AND d.inicio_vigencia_registro_associado < ${at_s}
+    AND ${dim_historized} IS DISTINCT FROM ${source_historized}
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM closed)sql";
 
@@ -130,9 +130,9 @@ SELECT count(*) AS rows_updated FROM closed)sql";
 // stamped so that load_fato re-keys the movements that pointed at it.
 const char* const kDropGoneOpenedNow = R"sql(WITH dropped AS (
   DELETE FROM sicoop.dim_associado d
-  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL{gone_candidates}
-    AND d.inicio_vigencia_registro_associado = {at_d}
-    AND NOT EXISTS (SELECT 1 FROM {members} s WHERE s.id_associado = d.id_associado)
+  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL${gone_candidates}
+    AND d.inicio_vigencia_registro_associado = ${at_d}
+    AND NOT EXISTS (SELECT 1 FROM ${members} s WHERE s.id_associado = d.id_associado)
   RETURNING d.id_associado),
 stamped AS (
   UPDATE sicoop.dim_associado p SET run_id = $2
@@ -141,11 +141,11 @@ stamped AS (
 SELECT count(*) AS rows_deleted FROM dropped)sql";
 const char* const kCloseGone = R"sql(WITH closed AS (
   UPDATE sicoop.dim_associado d
-  SET fim_vigencia_registro_associado = {at_d}, registro_ativo_associado = false,
+  SET fim_vigencia_registro_associado = ${at_d}, registro_ativo_associado = false,
       data_hora_atualizacao_registro = $1, run_id = $2
-  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL{gone_candidates}
-    AND d.inicio_vigencia_registro_associado < {at_d}
-    AND NOT EXISTS (SELECT 1 FROM {members} s WHERE s.id_associado = d.id_associado)
+  WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL${gone_candidates}
+    AND d.inicio_vigencia_registro_associado < ${at_d}
+    AND NOT EXISTS (SELECT 1 FROM ${members} s WHERE s.id_associado = d.id_associado)
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM closed)sql";
 
@@ -159,10 +159,10 @@ const char* const kOpen = R"sql(WITH opened AS (
   SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,
          sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date), s.estado_civil, s.escolaridade,
          CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)
-              THEN {open_at} ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,
+              THEN ${open_at} ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,
          timestamp '9999-12-31' AT TIME ZONE $3, true, $1, $2
-  FROM {members} s
-  WHERE true{changed} AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d
+  FROM ${members} s
+  WHERE true${changed} AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d
                     WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)
   ORDER BY s.id_associado COLLATE "C"
   RETURNING 1)
@@ -173,8 +173,13 @@ SELECT count(*) AS rows_inserted FROM opened)sql";
 // member in its last state (sicoop.stream_key), never before the member's current version
 // began -- a commit older than that (a batch run's version, clocks apart) corrects the current
 // version in place instead of making versions overlap.
+// A change's time, never before the member's current version began (d), or after its last
+// version ended (a new version of s).
+const char* const kNotBeforeVersion = R"sql(greatest(${time}, d.inicio_vigencia_registro_associado))sql";
+const char* const kAfterLastVersion = R"sql(greatest(${time}, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
+                                 WHERE h.id_associado = s.id_associado)))sql";
 const char* const kStreamChangeTime = R"sql(coalesce((SELECT k.commit_time FROM sicoop.stream_key k
-                     WHERE k.table_name = 'associado' AND k.record_id = {member}), $1))sql";
+                     WHERE k.table_name = 'associado' AND k.record_id = ${member}), $1))sql";
 // Stream: only the members the batch touched can have gone (every one, after a truncate).
 const char* const kStreamGoneCandidates = R"sql(
     AND d.id_associado = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
@@ -186,16 +191,16 @@ const char* const kStreamGoneCandidates = R"sql(
 // times that one batch per state would make. A round's members: its states that are rows (not
 // deleted, not refused by a reject rule: sicoop._check_member_states), cleaned as load_trusted
 // cleans (trusted_expressions); its other members are gone from that commit on.
-const char* const kRoundMembers = R"sql((SELECT s.id_associado, s.commit_time{cleaned}
-   FROM sicoop.stage_associado_state s WHERE s.round = {round} AND NOT s.deleted AND NOT s.rejected))sql";
+const char* const kRoundMembers = R"sql((SELECT s.id_associado, s.commit_time${cleaned}
+   FROM sicoop.stage_associado_state s WHERE s.round = ${round} AND NOT s.deleted AND NOT s.rejected))sql";
 const char* const kRoundTime = R"sql((SELECT e.commit_time FROM sicoop.stage_associado_state e
-                     WHERE e.round = {round} AND e.id_associado = {member}))sql";
+                     WHERE e.round = ${round} AND e.id_associado = ${member}))sql";
 const char* const kRoundCandidates = R"sql(
-    AND d.id_associado = ANY (ARRAY(SELECT e.id_associado FROM sicoop.stage_associado_state e WHERE e.round = {round})))sql";
+    AND d.id_associado = ANY (ARRAY(SELECT e.id_associado FROM sicoop.stage_associado_state e WHERE e.round = ${round})))sql";
 // After the rounds, type 1 as the member's last accepted earlier state left it (its last state,
 // if trusted has it, corrects it again below).
 const char* const kRoundsType1 = R"sql(WITH last_accepted AS (
-  SELECT DISTINCT ON (s.id_associado) s.id_associado{cleaned}
+  SELECT DISTINCT ON (s.id_associado) s.id_associado${cleaned}
   FROM sicoop.stage_associado_state s WHERE NOT s.deleted AND NOT s.rejected
   ORDER BY s.id_associado, s.round DESC),
 corrected AS (
@@ -218,28 +223,24 @@ std::string cleaned_columns() {
     return out;
 }
 
-using Values = std::vector<std::pair<std::string, std::string>>;
-
-Values vigencia_times(const RunContext& ctx) {
+SqlValues vigencia_times(const RunContext& ctx) {
     if (!ctx.stream)
         return {{"at_s", "$1"}, {"at_d", "$1"}, {"open_at", "$1"}, {"gone_candidates", ""}, {"members", "sicoop.trusted_associado"}};
     const std::string of_s = fill(kStreamChangeTime, {{"member", "s.id_associado"}});
     const std::string of_d = fill(kStreamChangeTime, {{"member", "d.id_associado"}});
-    return {{"at_s", "greatest(" + of_s + ", d.inicio_vigencia_registro_associado)"},
-            {"at_d", "greatest(" + of_d + ", d.inicio_vigencia_registro_associado)"},
-            {"open_at", "greatest(" + of_s + R"sql(, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
-                                 WHERE h.id_associado = s.id_associado)))sql"},
+    return {{"at_s", fill(kNotBeforeVersion, {{"time", of_s}})},
+            {"at_d", fill(kNotBeforeVersion, {{"time", of_d}})},
+            {"open_at", fill(kAfterLastVersion, {{"time", of_s}})},
             {"gone_candidates", ctx.stream_truncated_table("associado") ? "" : kStreamGoneCandidates},
             {"members", "sicoop.trusted_associado"}};
 }
 
 // Round `round` of the earlier states: the same substitutions, from sicoop.stage_associado_state.
-Values round_times(int round) {
-    const Values r = {{"round", std::to_string(round)}};
-    return {{"at_s", "greatest(s.commit_time, d.inicio_vigencia_registro_associado)"},
-            {"at_d", "greatest(" + fill(fill(kRoundTime, r), {{"member", "d.id_associado"}}) + ", d.inicio_vigencia_registro_associado)"},
-            {"open_at", R"sql(greatest(s.commit_time, (SELECT max(h.fim_vigencia_registro_associado) FROM sicoop.dim_associado h
-                                 WHERE h.id_associado = s.id_associado)))sql"},
+SqlValues round_times(int round) {
+    const SqlValues r = {{"round", std::to_string(round)}, {"member", "d.id_associado"}};
+    return {{"at_s", fill(kNotBeforeVersion, {{"time", "s.commit_time"}})},
+            {"at_d", fill(kNotBeforeVersion, {{"time", fill(kRoundTime, r)}})},
+            {"open_at", fill(kAfterLastVersion, {{"time", "s.commit_time"}})},
             {"gone_candidates", fill(kRoundCandidates, r)},
             {"members", fill(kRoundMembers, {{"round", std::to_string(round)}, {"cleaned", cleaned_columns()}})},
             {"changed", ""}};
@@ -253,7 +254,7 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     // members whose age moved on); all of them on a full run.
     const std::string changed = ctx.everything() ? "" : rounds > 0 ? kChangedOrReplayed : " AND s.run_id > $4";
     auto values = vigencia_times(ctx);
-    const Values historized = {{"dim_historized", kDimHistorized}, {"source_historized", kSourceHistorized}};
+    const SqlValues historized = {{"dim_historized", kDimHistorized}, {"source_historized", kSourceHistorized}};
     values.push_back({"changed", changed});
     values.insert(values.end(), historized.begin(), historized.end());
     auto statement = [&](const char* sql) { return sql_action(fill(sql, values)); };
@@ -272,7 +273,7 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
         // on), then each round, then type 1 as the last accepted one left it.
         actions.push_back(sql_action("SELECT r.rows_read, r.rows_rejected FROM sicoop._check_member_states($2, ($1 AT TIME ZONE $3)::date) r"));
         for (int round = 1; round <= rounds; ++round) {
-            Values v = round_times(round);
+            SqlValues v = round_times(round);
             v.insert(v.end(), historized.begin(), historized.end());
             for (const char* sql : {kCorrectInPlace, kCloseChanged, kDropGoneOpenedNow, kCloseGone, kOpen})
                 actions.push_back(sql_action(fill(sql, v)));

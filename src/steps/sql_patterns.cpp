@@ -2,6 +2,8 @@
 
 #include "steps/sql_patterns.hpp"
 
+#include <stdexcept>
+
 namespace sicoop {
 
 namespace {
@@ -9,41 +11,47 @@ namespace {
 // The statements, written whole. Their substitution points are filled with the extension's
 // own table and column names, and the lists made of them (comma-separated).
 const char* const kMergeChanged = R"sql(WITH merged AS (
-  INSERT INTO {target} AS t ({names})
-  SELECT {expressions}
-  FROM {source}
-  ON CONFLICT ({key}) DO UPDATE SET {sets}
-  WHERE ({old_values}) IS DISTINCT FROM ({new_values})
+  INSERT INTO ${target} AS t (${names})
+  SELECT ${expressions}
+  FROM ${source}
+  ON CONFLICT (${key}) DO UPDATE SET ${sets}
+  WHERE (${old_values}) IS DISTINCT FROM (${new_values})
   RETURNING (t.xmax = 0) AS inserted)
 SELECT count(*) FILTER (WHERE inserted) AS rows_inserted,
        count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged)sql";
 
-// {extra}: nothing, or " AND " and the caller's extra condition.
+// ${extra}: nothing, or " AND " and the caller's extra condition.
 const char* const kDeleteMissing = R"sql(WITH gone AS (
-  DELETE FROM {target} t
-  WHERE NOT EXISTS (SELECT 1 FROM {source} s WHERE s.{key} = t.{key}){extra}
+  DELETE FROM ${target} t
+  WHERE NOT EXISTS (SELECT 1 FROM ${source} s WHERE s.${key} = t.${key})${extra}
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM gone)sql";
 
-const char* const kInsertAll = R"sql(INSERT INTO {target} ({names})
-SELECT {expressions}
-FROM {source})sql";
+const char* const kInsertAll = R"sql(INSERT INTO ${target} (${names})
+SELECT ${expressions}
+FROM ${source})sql";
 
 const char* const kDeleteWithTombstones = R"sql(WITH gone AS (
-  DELETE FROM sicoop.raw_{table} r WHERE {condition}
-  RETURNING r.{key} AS record_id),
+  DELETE FROM sicoop.raw_${table} r WHERE ${condition}
+  RETURNING r.${key} AS record_id),
 buried AS (
   INSERT INTO sicoop.raw_tombstone AS b (table_name, record_id, run_id)
-  SELECT '{table}', record_id, $2 FROM gone
+  SELECT '${table}', record_id, $2 FROM gone
   ON CONFLICT (table_name, record_id) DO UPDATE SET run_id = EXCLUDED.run_id
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM buried)sql";
 
-const char* const kDropTempTable = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.{name}') IS NOT NULL THEN
-  DROP TABLE pg_temp.{name};
+const char* const kDropTempTable = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.${name}') IS NOT NULL THEN
+  DROP TABLE pg_temp.${name};
 END IF; END $$)sql";
 
-const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM {relation})sql";
+const char* const kStreamKeys =
+    R"sql(ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '${table}' AND k.record_id IS NOT NULL))sql";
+
+// A stream's keys of source table ${table}, as `${column} = ANY (...)`.
+const char* const kInStreamKeys = R"sql(${column} = ANY (${keys}))sql";
+
+const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM ${relation})sql";
 
 std::string join(const std::vector<std::string>& parts, const std::string& sep) {
     std::string out;
@@ -106,27 +114,28 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 std::string drop_temp_table_sql(const std::string& name) { return fill(kDropTempTable, {{"name", name}}); }
 
 std::string stream_keys_sql(const std::string& table) {
-    return "ARRAY(SELECT k.record_id FROM sicoop.stream_key k WHERE k.table_name = '" + table +
-           "' AND k.record_id IS NOT NULL)";
+    return fill(kStreamKeys, {{"table", table}});
 }
 
-std::string fill(const std::string& sql, const std::vector<std::pair<std::string, std::string>>& values) {
+std::string fill(const std::string& sql, const SqlValues& values) {
     std::string out;
-    for (size_t i = 0; i < sql.size(); ++i) {
-        const std::pair<std::string, std::string>* match = nullptr;
-        if (sql[i] == '{')
-            for (const auto& v : values)
-                if (sql.compare(i + 1, v.first.size(), v.first) == 0 && i + 1 + v.first.size() < sql.size() &&
-                    sql[i + 1 + v.first.size()] == '}')
-                    match = &v;
-        if (match == nullptr) {
-            out += sql[i];
-            continue;
-        }
-        out += match->second;
-        i += match->first.size() + 1;
+    size_t done = 0;
+    for (size_t at = sql.find("${"); at != std::string::npos; at = sql.find("${", done)) {
+        const size_t close = sql.find('}', at);
+        if (close == std::string::npos) throw std::logic_error("unclosed placeholder in: " + sql.substr(at));
+        const std::string name = sql.substr(at + 2, close - at - 2);
+        const std::string* value = nullptr;
+        for (const auto& [n, v] : values)
+            if (n == name) value = &v;
+        if (value == nullptr) throw std::logic_error("placeholder ${" + name + "} has no value");
+        out.append(sql, done, at - done).append(*value);
+        done = close + 1;
     }
-    return out;
+    return out.append(sql, done, std::string::npos);
+}
+
+std::string in_stream_keys_sql(const std::string& column, const std::string& table) {
+    return fill(kInStreamKeys, {{"column", column}, {"keys", stream_keys_sql(table)}});
 }
 
 std::string count_read_sql(const std::string& relation) { return fill(kCountRead, {{"relation", relation}}); }

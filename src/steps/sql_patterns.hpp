@@ -45,11 +45,18 @@ std::string drop_temp_table_sql(const std::string& name);
 // an array, for `key = ANY (...)`: looked up by the table's index whatever the statistics of
 // the small, fresh stream_key say (a join could pick a pass over the whole table).
 std::string stream_keys_sql(const std::string& table);
+// `column` = ANY (stream_keys_sql(table)).
+std::string in_stream_keys_sql(const std::string& column, const std::string& table);
 
-// A statement written whole, with named substitution points: each "{name}" in `sql` becomes
-// its value, in one pass (a value is never scanned again; other braces stay as they are). The
-// values are the extension's own names and SQL fragments, never input.
-std::string fill(const std::string& sql, const std::vector<std::pair<std::string, std::string>>& values);
+// A statement written whole, with named placeholders: each "${name}" in `sql` becomes its
+// value, in one pass (a value is never scanned again). "${" never occurs in SQL of its own ($n
+// parameters are digits, dollar quotes $$ or $tag$), so braces of SQL -- array literals '{}',
+// regular expressions' {0,4} -- stay as they are. A placeholder without a value (missing, or
+// misspelled on either side) throws std::logic_error: a plan with one fails its unit test.
+// Values left unused are allowed, so that one set serves a family of statements. Values are
+// the extension's own names and SQL fragments, never input: input travels as $n parameters.
+using SqlValues = std::vector<std::pair<std::string, std::string>>;
+std::string fill(const std::string& sql, const SqlValues& values);
 
 // SELECT count(*) AS rows_read FROM relation.
 std::string count_read_sql(const std::string& relation);

@@ -2,21 +2,32 @@
 
 #include "steps/step.hpp"
 
+#include "steps/sql_patterns.hpp"
+
 #include <cstdio>
 #include <utility>
 
 namespace sicoop {
 
+const std::vector<StepCounts::Field>& StepCounts::fields() {
+    static const std::vector<Field> list = {
+        {"rows_read", &StepCounts::rows_read},         {"rows_inserted", &StepCounts::rows_inserted},
+        {"rows_updated", &StepCounts::rows_updated},   {"rows_deleted", &StepCounts::rows_deleted},
+        {"rows_unchanged", &StepCounts::rows_unchanged}, {"rows_unknown", &StepCounts::rows_unknown},
+        {"rows_rejected", &StepCounts::rows_rejected},
+    };
+    return list;
+}
+
 bool StepCounts::add(const std::string& column, int64_t value) {
-    if (column == "rows_read") rows_read += value;
-    else if (column == "rows_inserted") rows_inserted += value;
-    else if (column == "rows_updated") rows_updated += value;
-    else if (column == "rows_deleted") rows_deleted += value;
-    else if (column == "rows_unknown") rows_unknown += value;
-    else if (column == "rows_rejected") rows_rejected += value;
-    else if (column == "rows_unchanged") rows_unchanged = (rows_unchanged < 0 ? 0 : rows_unchanged) + value;
-    else return false;
-    return true;
+    for (const Field& f : fields())
+        if (column == f.column) {
+            int64_t& counter = this->*f.value;
+            // (rows_unchanged starts at -1: not reported, derived by finish())
+            counter = (f.value == &StepCounts::rows_unchanged && counter < 0 ? 0 : counter) + value;
+            return true;
+        }
+    return false;
 }
 
 void StepCounts::finish() {
@@ -42,17 +53,18 @@ Action bulk_action(BulkCopy copy, std::string label) {
 }
 
 std::string key_bucket_sql(const std::string& key_column) {
-    return "(hashtext(" + key_column + "::text) & 4095)";
+    return fill(R"sql((hashtext(${key}::text) & 4095))sql", {{"key", key_column}});
 }
 
 std::string key_hash_sql(const std::string& key_column) {
-    return "hashtext(" + key_column + "::text)::bigint";
+    return fill(R"sql(hashtext(${key}::text)::bigint)sql", {{"key", key_column}});
 }
 
 // A NULL key (a row the rules reject) falls in bucket -1, which raw never has: a full run
 // always reads such rows, so that they reach the rejects.
 std::string row_bucket_sql(const std::string& key_column, int bits) {
-    return "coalesce(hashtext(" + key_column + "::text) & " + std::to_string((1L << bits) - 1) + ", -1)";
+    return fill(R"sql(coalesce(hashtext(${key}::text) & ${mask}, -1))sql",
+                {{"key", key_column}, {"mask", std::to_string((1L << bits) - 1)}});
 }
 
 int row_bucket_bits(int64_t rows) {

@@ -7,6 +7,8 @@
 // unit-test build compiles src/steps/ with no PostgreSQL include path, which enforces it).
 #pragma once
 
+#include "steps/source_model.hpp"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -25,6 +27,13 @@ struct StepCounts {
     int64_t rows_unknown = 0;
     int64_t rows_rejected = 0;  // source rows kept out of trusted, with the reason in sicoop.reject
 
+    // The counters, by their column name (a statement's result column, the run log's column),
+    // in the run log's order: the one list of them, for whoever reads or writes them all.
+    struct Field {
+        const char* column;
+        int64_t StepCounts::*value;
+    };
+    static const std::vector<Field>& fields();
     // Adds one counter by its column name; false if the name is not a counter.
     bool add(const std::string& column, int64_t value);
     // Fills rows_unchanged when no statement reported it.
@@ -87,7 +96,7 @@ struct BulkCopy {
 std::string key_bucket_sql(const std::string& key_column);  // int bucket of a key
 std::string key_hash_sql(const std::string& key_column);    // bigint hash of a key
 // Rows, likewise, for a full run's comparison: the bucket of a row by its key's hash (`bits` of
-// it), and each row's 64-bit hash (row_hash_sql in raw.cpp), summed per bucket on both sides.
+// it), and each row's 64-bit hash (row_hash_sql in raw_compare.cpp), summed per bucket on both sides.
 std::string row_bucket_sql(const std::string& key_column, int bits);
 // Bits for a table of about `rows` rows: some 16 rows per bucket, from 2^12 to 2^22 buckets.
 int row_bucket_bits(int64_t rows);
@@ -161,22 +170,10 @@ const std::vector<Step>& pipeline_steps();
 // A step by name, nullptr if there is none.
 const Step* find_step(const std::string& name);
 
-// The source's four tables as the pipeline reads them (defined in raw.cpp).
-struct SourceTable {
-    std::string name;
-    std::string key;
-    std::vector<std::pair<std::string, std::string>> columns;  // name, SQL type; key first
-};
-const std::vector<SourceTable>& source_tables();
-// A row's 64-bit hash for a full run's comparison (raw.cpp): on the source side (`row` empty)
+// A row's 64-bit hash for a full run's comparison (raw_compare.cpp): on the source side (`row` empty)
 // from its columns read as the stage reads them, card numbers masked; on raw's side from raw
 // row `row`. Equal rows give equal hashes on both sides.
 std::string row_hash_sql(const SourceTable& t, const std::string& row, bool source_side);
-
-// Given the (table, column) pairs a source schema has, what the pipeline needs and misses:
-// one message per missing table or column, empty if the source is complete.
-std::vector<std::string> missing_source_columns(
-    const std::vector<std::pair<std::string, std::string>>& present);
 
 // How load_trusted cleans a source table's row `s` (raw's columns) into trusted's columns
 // (trusted.cpp): SCD2 cleans a member's earlier states in a micro-batch the same way.

@@ -30,7 +30,7 @@ struct TrustedTable {
 
 // The cleaned value of a descriptive column in its canonical form (r: the raw row).
 std::string canonical_sql(const std::string& column, const std::string& row) {
-    return fill(R"sql(sicoop._canonical('{column}', sicoop.clean_text({row}.{column})))sql", {{"column", column}, {"row", row}});
+    return fill(R"sql(sicoop._canonical('${column}', sicoop.clean_text(${row}.${column})))sql", {{"column", column}, {"row", row}});
 }
 
 const std::vector<TrustedTable>& trusted_tables() {
@@ -70,28 +70,28 @@ const std::vector<TrustedTable>& trusted_tables() {
 
 // The 'canonical' rules: values with no canonical form, counted in sicoop.dq_result.
 void check_canonical(std::vector<Action>& actions, const TrustedTable& t) {
-    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._check_canonical('{table}', $2))sql", {{"table", t.name}}), t.name));
+    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._check_canonical('${table}', $2))sql", {{"table", t.name}}), t.name));
 }
 
-// The statements of a table, written whole: {table} is its name (sicoop.raw_{table} cleaned into
-// sicoop.trusted_{table}), {key} its key, {changed} the filter on the raw rows to (re)clean:
+// The statements of a table, written whole: ${table} is its name (sicoop.raw_${table} cleaned into
+// sicoop.trusted_${table}), ${key} its key, ${changed} the filter on the raw rows to (re)clean:
 // "true" (all of them), or those changed since this step last ran.
-const char* const kTaken = R"sql((SELECT * FROM sicoop.raw_{table} r WHERE {changed}) s)sql";
-const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM sicoop.raw_{table} r WHERE {changed})sql";
-const char* const kRestoreIndexes = R"sql(SELECT sicoop._restore_indexes('sicoop.trusted_{table}'))sql";
-const char* const kSummarize = R"sql(SELECT sicoop._summarize('sicoop.trusted_{table}'))sql";
+const char* const kTaken = R"sql((SELECT * FROM sicoop.raw_${table} r WHERE ${changed}) s)sql";
+const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM sicoop.raw_${table} r WHERE ${changed})sql";
+const char* const kRestoreIndexes = R"sql(SELECT sicoop._restore_indexes('sicoop.trusted_${table}'))sql";
+const char* const kSummarize = R"sql(SELECT sicoop._summarize('sicoop.trusted_${table}'))sql";
 
 // Deletions on a full run: every row no longer in raw.
 const char* const kDeleteMissing = R"sql(WITH gone AS (
-  DELETE FROM sicoop.trusted_{table} t WHERE NOT EXISTS (SELECT 1 FROM sicoop.raw_{table} r WHERE r.{key} = t.{key})
+  DELETE FROM sicoop.trusted_${table} t WHERE NOT EXISTS (SELECT 1 FROM sicoop.raw_${table} r WHERE r.${key} = t.${key})
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM gone)sql";
 
 // Deletions otherwise: what the tombstones since this step last ran tell, unless raw has the
 // row again.
 const char* const kDeleteTombstoned = R"sql(WITH gone AS (
-  DELETE FROM sicoop.trusted_{table} t WHERE t.{key} IN (SELECT b.record_id FROM sicoop.raw_tombstone b WHERE b.table_name = '{table}' AND b.run_id > $4)
-    AND NOT EXISTS (SELECT 1 FROM sicoop.raw_{table} r WHERE r.{key} = t.{key})
+  DELETE FROM sicoop.trusted_${table} t WHERE t.${key} IN (SELECT b.record_id FROM sicoop.raw_tombstone b WHERE b.table_name = '${table}' AND b.run_id > $4)
+    AND NOT EXISTS (SELECT 1 FROM sicoop.raw_${table} r WHERE r.${key} = t.${key})
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM gone)sql";
 
@@ -100,7 +100,7 @@ const char* const kAge = R"sql(WITH aged AS (
   UPDATE sicoop.trusted_associado
   SET idade_atual_associado = sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date),
       run_id = $2, updated_at = $1
-  WHERE idade_atual_associado IS DISTINCT FROM sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date){new_day}
+  WHERE idade_atual_associado IS DISTINCT FROM sicoop.age_years(data_nascimento, ($1 AT TIME ZONE $3)::date)${new_day}
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM aged)sql";
 // A stream's micro-batch ages the members only on the first batch of a new day (the previous
@@ -128,7 +128,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         // The raw rows to (re)clean: all of them, or those changed since this step last ran.
         auto sql = [&](const char* text) {
             // (A stream's batch: the keys it touched, by index; the run id is a lossy BRIN pass.)
-            const std::string changed = ctx.stream ? "r." + t.key + " = ANY (" + stream_keys_sql(t.name) + ")"
+            const std::string changed = ctx.stream ? in_stream_keys_sql("r." + t.key, t.name)
                                         : ctx.everything() ? "true" : "r.run_id > $4";
             return fill(text, {{"table", t.name}, {"key", t.key}, {"changed", changed}});
         };

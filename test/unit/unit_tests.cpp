@@ -1060,11 +1060,57 @@ void test_remote_copies() {
        "SELECT max(data_movimentacao)::text FROM public.movimentacao_cartao", "the watermark's query");
 }
 
+// --- issue 26 (points 4 and 5): one style of SQL in C++, the source model declared once ---
+
+bool fill_throws(const std::string& sql, const sicoop::SqlValues& values) {
+    try {
+        sicoop::fill(sql, values);
+    } catch (const std::logic_error&) {
+        return true;
+    }
+    return false;
+}
+
 void test_fill() {
-    is(sicoop::fill("SELECT {a} FROM t WHERE x ~ '[0-9]{2,}' AND y = '{b}{a}'", {{"a", "{b}"}, {"b", "2"}}),
-       "SELECT {b} FROM t WHERE x ~ '[0-9]{2,}' AND y = '2{b}'",
-       "fill() substitutes named points once, and leaves other braces");
-    is(sicoop::fill("{a", {{"a", "x"}}), "{a", "fill() leaves an unclosed brace");
+    is(sicoop::fill("SELECT ${a} FROM t WHERE x ~ '[0-9]{2,}' AND y = '{}' AND z = '${b}${a}'", {{"a", "${b}"}, {"b", "2"}}),
+       "SELECT ${b} FROM t WHERE x ~ '[0-9]{2,}' AND y = '{}' AND z = '2${b}'",
+       "fill() substitutes named placeholders once, and leaves SQL's braces alone");
+    ok(fill_throws("SELECT ${a}, ${b}", {{"a", "1"}}), "fill() refuses a placeholder without a value");
+    ok(fill_throws("SELECT ${colum}", {{"column", "1"}}), "fill() refuses a misspelled placeholder");
+    ok(fill_throws("SELECT ${a", {{"a", "1"}}), "fill() refuses an unclosed placeholder");
+    is(sicoop::fill("DO $$ BEGIN END $$; SELECT $1", {}), "DO $$ BEGIN END $$; SELECT $1",
+       "fill() leaves dollar quotes and parameters alone");
+}
+
+// Every statement of every plan is filled: no placeholder is left in any (fill() would throw).
+void test_no_placeholder_left() {
+    bool clean = true;
+    for (const sicoop::RunContext& ctx : {first_load(), incremental(), streamed(), full_run(), rebuild()})
+        for (const auto& step : sicoop::pipeline_steps())
+            for (const auto& a : step.plan(ctx))
+                if ((a.sql + a.bulk.keys_query + a.bulk.while_source_works + a.bulk.row_hash).find("${") !=
+                    std::string::npos)
+                    clean = false;
+    ok(clean, "no planned statement keeps a ${placeholder}");
+}
+
+// The source model: each table's key first, card numbers only where declared, the movements
+// dated by their time column, and the stage's wide types derived from it.
+void test_source_model() {
+    bool keys_first = true;
+    for (const auto& t : sicoop::source_tables()) keys_first = keys_first && t.columns.front().first == t.key;
+    ok(keys_first, "every source table lists its key first");
+    const sicoop::SourceTable* cartao = sicoop::find_source_table("cartao");
+    ok(cartao != nullptr && cartao->is_card_number("numero_cartao") && cartao->has_card_numbers(),
+       "cartao.numero_cartao is declared a card number");
+    ok(!cartao->is_free_text("numero_cartao", "varchar(50)") && !cartao->is_free_text("id_conta", "varchar(50)") &&
+           cartao->is_free_text("nome_impresso_cartao", "varchar(150)"),
+       "card numbers and references are no free text; a printed name is");
+    ok(sicoop::find_source_table("movimentacao_cartao")->time_column == "data_movimentacao",
+       "movements are dated by data_movimentacao");
+    ok(sicoop::find_source_table("nope") == nullptr, "find_source_table refuses an unknown table");
+    is(sicoop::stage_type("varchar(50)") + " " + sicoop::stage_type("numeric(10,2)") + " " + sicoop::stage_type("date"),
+       "text numeric date", "the stage reads text and numbers wide, dates as they are");
 }
 
 // The raw step's fifth path: movements without a watermark (incremental, no window) are read
@@ -1690,6 +1736,8 @@ int main() {
     test_remote_rows_asked();
     test_remote_copies();
     test_fill();
+    test_no_placeholder_left();
+    test_source_model();
     test_raw_whole_without_window();
     test_values();
     test_stream_policy();

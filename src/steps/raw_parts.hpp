@@ -1,0 +1,31 @@
+// The parts of step load_raw (raw.cpp) that its other files share: the batch paths (raw.cpp),
+// a full run's comparison by row checksums (raw_compare.cpp) and a stream's micro-batch
+// (raw_stream.cpp). Internal to the step; pure C++.
+#pragma once
+
+#include "steps/sql_patterns.hpp"
+#include "steps/step.hpp"
+
+#include <string>
+#include <vector>
+
+namespace sicoop::raw {
+
+std::string raw_of(const SourceTable& t);    // sicoop.raw_<t>
+std::string stage_of(const SourceTable& t);  // sicoop.stage_<t>
+// What raw keeps of each non-key source column, from the stage row s.
+std::vector<Column> raw_columns(const SourceTable& t);
+// A table's copy into its stage: every column read in the stage's wide type.
+BulkCopy copy_of(const SourceTable& t);
+// The stage merged into raw: new rows inserted, changed rows updated.
+void add_merge(std::vector<Action>& actions, const SourceTable& t);
+// Raw's row `r` has no copy in the stage.
+std::string not_in_stage(const SourceTable& t);
+
+// A full run's comparison of `t` by row checksums per bucket (`bits` of the key's hash);
+// `rows` becomes the copy of the rows of the buckets that differ.
+void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows);
+// A stream's micro-batch of `t`: its keys' rows from the stage into raw.
+void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool truncated, bool earlier_states);
+
+}  // namespace sicoop::raw
