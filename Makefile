@@ -94,17 +94,19 @@ bench-stream:
 
 .PHONY: bench-stream
 
-# Every statement the pure layer plans, for every kind of run (test/tools/plan_dump.cpp): a
-# restructuring of the builders must keep it byte for byte. plans.sha256 pins the current dump;
-# after an intended change of a statement, `make plan-dump > /dev/null` and update it.
-test/tools/plan_dump: test/tools/plan_dump.cpp $(PURE_SRCS) $(wildcard src/steps/*.hpp)
-	$(CXX) $(UNIT_CXXFLAGS) -o $@ test/tools/plan_dump.cpp $(PURE_SRCS)
-plan-dump: test/tools/plan_dump
-	test/tools/plan_dump > build/plans.txt && sha256sum < build/plans.txt | cut -d' ' -f1
-plan-check: plan-dump
-	@test "$$(sha256sum < build/plans.txt | cut -d' ' -f1)" = "$$(cat test/tools/plans.sha256)" || \
-	  { echo "a planned statement changed (build/plans.txt): compare with the dump of the base commit"; exit 1; }
-.PHONY: plan-dump plan-check
+# Every statement the pure layer plans, for every kind of run (test/tools/planned_statements.cpp):
+# a restructuring of the builders must keep it byte for byte. planned_statements.sha256 pins the
+# current dump; after an intended change of a statement, `make statements-dump` and update it.
+# (test/tools/plan_dump.sh compares the server's plans of real runs, before and after.)
+test/tools/planned_statements: test/tools/planned_statements.cpp $(PURE_SRCS) $(wildcard src/steps/*.hpp)
+	$(CXX) $(UNIT_CXXFLAGS) -o $@ test/tools/planned_statements.cpp $(PURE_SRCS)
+statements-dump: test/tools/planned_statements
+	@mkdir -p build
+	test/tools/planned_statements > build/planned_statements.txt && sha256sum < build/planned_statements.txt | cut -d' ' -f1
+statements-check: statements-dump
+	@test "$$(sha256sum < build/planned_statements.txt | cut -d' ' -f1)" = "$$(cat test/tools/planned_statements.sha256)" || \
+	  { echo "a planned statement changed (build/planned_statements.txt): compare with the dump of the base commit"; exit 1; }
+.PHONY: statements-dump statements-check
 
 # The SQL side's source tables (foreign, stage, raw) against the source model, declared once in
 # src/steps/source_model.cpp (test/tools/model_check.cpp).

@@ -219,8 +219,12 @@ cmd_test() {
   log "unit tests (pure C++, no server)"
   make -C "$REPO" -s unit-tests >/dev/null
   prove --exec '' "$REPO/test/unit/unit_tests" || failed=1
-  log "the SQL sources assemble to the released scripts (make sql-check)"
+  log "the SQL sources assemble to the released scripts and match the source model (make sql-check)"
   make -C "$REPO" -s sql-check || failed=1
+  log "every statement the steps plan is unchanged unless pinned anew (make statements-check)"
+  make -C "$REPO" -s statements-check >/dev/null || failed=1
+  log "the house rules of src/ (make house-check)"
+  make -C "$REPO" -s house-check || failed=1
   log "pg_regress"
   make -C "$REPO" -s installcheck || { failed=1; cat "$REPO/regression.diffs" 2>/dev/null | head -100; }
   if [ $fast = 0 ]; then

@@ -1,7 +1,7 @@
 // Every statement the pure layer (src/steps/) plans, for every kind of run, printed in a stable
 // order: the step plans with their bulk copies, and each copy's remote query as sent to the
-// source. `make plan-dump` writes it; test/tools/plans.expected holds the current output, so a
-// refactoring of a builder that changes one byte of a statement fails `make plan-check`.
+// source. `make statements-dump` writes it; test/tools/planned_statements.sha256 pins its hash, so a
+// refactoring of a builder that changes one byte of a statement fails `make statements-check`.
 #include "steps/copy_filter.hpp"
 #include "steps/remote_query.hpp"
 #include "steps/step.hpp"
