@@ -75,10 +75,11 @@ done
 section stream
 : >"$OUT/stream.changes"
 val dw "SELECT sicoop.start_stream('sicoop_plan_dump')" >/dev/null
+# Applied, and the worker's freshness sample taken after it recorded (its statement runs then).
 wait_applied() {
-  local lsn; lsn=$(val src "SELECT pg_current_wal_lsn()")
+  local lsn at; lsn=$(val src "SELECT pg_current_wal_lsn()"); at=$(val dw "SELECT clock_timestamp()")
   for _ in $(seq 600); do
-    [ "$(val dw "SELECT coalesce(applied_lsn >= '$lsn'::pg_lsn, false) FROM sicoop.stream_status()")" = t ] && return 0
+    [ "$(val dw "SELECT coalesce(applied_lsn >= '$lsn'::pg_lsn AND current_at > '$at', false) FROM sicoop.stream_status()")" = t ] && return 0
     sleep 0.1
   done
   echo "plan_dump: the stream never reached $lsn: $(val dw "SELECT state || ' ' || coalesce(error_message, '') FROM sicoop.stream_status()")" >&2
