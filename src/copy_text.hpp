@@ -11,7 +11,7 @@
 
 namespace sicoop {
 
-// Rows in COPY's text format (a stream's micro-batch, src/stream.cpp) into table sicoop.<table>'s
+// Rows in COPY's text format (a stream's micro-batch, src/stream_rows.cpp) into table sicoop.<table>'s
 // `columns`, card numbers masked in memory first (steps/copy_filter.hpp); returns the rows copied.
 int64 copy_text_into(const char* table, const std::vector<std::string>& columns, const std::string& text);
 

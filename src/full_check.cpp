@@ -1,5 +1,5 @@
 // While a stream is wanted, a full check runs in the stream's worker, at the stream's own
-// position (src/stream.cpp, "A full check at the stream's own position"): read here, the source
+// position (src/stream_sync.cpp; ARCHITECTURE.md, "A full check at the stream's position"): read here, the source
 // would be ahead of the stream, and the member versions in between would be lost. This call
 // asks for it and waits, up to sicoop.full_check_wait, for its outcome in the run log.
 #include "full_check.hpp"

@@ -1,5 +1,5 @@
 // A full run while a stream is wanted: the check runs in the stream's worker, at the stream's
-// own position (src/stream.cpp, "A full check at the stream's own position").
+// own position (src/stream_sync.cpp; ARCHITECTURE.md, "A full check at the stream's position").
 #pragma once
 
 #include "run_shared.hpp"

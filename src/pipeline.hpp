@@ -18,7 +18,7 @@ Datum run_step(FunctionCallInfo fcinfo);
 // block; inside one, the steps share the caller's transaction.
 Datum run_pipeline(FunctionCallInfo fcinfo);
 
-// For the stream worker (src/stream.cpp), inside a transaction of its own with SPI connected.
+// For the stream worker (src/stream_session.cpp), inside a transaction of its own with SPI connected.
 namespace stream_steps {
 // The extension's SQL objects are this library's version, and the warehouse is ready.
 void check_ready();

@@ -19,7 +19,7 @@ Datum connect(FunctionCallInfo fcinfo);
 
 // Opens a connection to the configured source. PostgreSQL-side: call it inside pg_call (it
 // raises PostgreSQL errors); the caller owns the connection (libpqsrv_disconnect).
-// `replication`: a logical replication connection (the stream's, src/stream.cpp).
+// `replication`: a logical replication connection (the stream's, src/stream_source.cpp).
 PGconn* open_connection(bool replication = false);
 
 }  // namespace sicoop::source

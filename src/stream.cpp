@@ -21,7 +21,7 @@
 //   4. START_REPLICATION from the applied LSN (pgoutput, protocol 1, the publication), and the
 //      loop (src/stream_loop.cpp): micro-batches of whole source transactions.
 //   5. A micro-batch is one warehouse transaction: its rows into the stage, its keys into
-//      sicoop.stream_key, every step over them (src/pipeline.cpp, RunContext::stream), its run
+//      sicoop.stream_key, every step over them (src/run_shared.cpp, RunContext::stream), its run
 //      log row, and the end LSN of its last source transaction in stream_state. Only then is
 //      that LSN confirmed to the source. A crash anywhere replays from the stored LSN; the
 //      assembler drops what is before it: exactly once (src/stream_batch.cpp).
@@ -278,7 +278,7 @@ void sicoop_stream_main(Datum main_arg) {
     BackgroundWorkerInitializeConnectionByOid(DatumGetObjectId(main_arg), InvalidOid, 0);
     stream_worker_connected = true;
     pgstat_report_appname("sicoop_etl stream");
-    // Every statement resolves names in pg_catalog only (as a run's, src/pipeline.cpp).
+    // Every statement resolves names in pg_catalog only (as a run's, src/run_shared.cpp).
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
     // No lock wait of the worker's own (its state row, warehouse_info, the run log) lasts longer
     // than sicoop.lock_timeout: a VACUUM FULL or an ALTER in the way makes a retry, not a hang.

@@ -21,7 +21,7 @@ Datum signal_worker(FunctionCallInfo fcinfo);
 // over a connection of the caller's (its user mapping).
 Datum source_slot(FunctionCallInfo fcinfo);
 
-// The worker's body (sicoop_stream_main, src/entry.cpp), once connected to its database.
+// The worker's body (sicoop_stream_main, below in src/stream.cpp), once connected to its database.
 void worker_main(TransactionId launcher_xid);
 
 }  // namespace sicoop::stream

@@ -1,6 +1,6 @@
 // What every part of the stream worker shares (src/stream_*.cpp): its errors, its transactions
 // (each as the warehouse's owner), its settings, and its calls into the pipeline -- the one
-// place where the worker reaches src/pipeline.cpp and src/bulk_copy.cpp.
+// place where the worker reaches the pipeline (src/pipeline.hpp).
 #pragma once
 
 #include "pg.hpp"
@@ -75,13 +75,13 @@ private:
 };
 
 // ------------------------------------------------------------------------------------------
-// Settings: the only place the worker reads them (src/entry.cpp defines them). Read again each
+// Settings: the only place the worker reads them (src/settings.cpp defines them). Read again each
 // cycle of the loop: a reload (SIGHUP) reaches the worker.
 // ------------------------------------------------------------------------------------------
 stream_policy::Limits load_stream_settings();
 
 // ------------------------------------------------------------------------------------------
-// The pipeline, as the stream calls it (src/pipeline.cpp's stream_steps, src/bulk_copy.cpp)
+// The pipeline, as the stream calls it (src/stream_steps.cpp)
 // ------------------------------------------------------------------------------------------
 
 // The extension's SQL objects are this library's version and the warehouse is ready; else the

@@ -17,7 +17,7 @@ namespace sicoop::stream {
 namespace {
 
 // The stream worker's own lock, per database (one worker at a time), of the class the pipeline
-// lock uses (src/pipeline.cpp): no SQL function can take it.
+// lock uses (src/run_shared.cpp): no SQL function can take it.
 constexpr uint32 kStreamLockKey1 = 0x73696370;  // 'sicp'
 constexpr uint32 kStreamLockKey2 = 7338002;
 constexpr uint16 kLockClass = 4;

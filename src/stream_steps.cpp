@@ -1,4 +1,4 @@
-// The stream worker's side of the pipeline (src/stream.cpp): the same steps, in the worker's
+// The stream worker's side of the pipeline (src/stream_session.cpp): the same steps, in the worker's
 // transaction, over a micro-batch or as a full run (the initial sync, a full check).
 #include "pipeline.hpp"
 

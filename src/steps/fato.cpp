@@ -157,7 +157,7 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
     if (ctx.is_empty("fato_movimentacao_cartao")) {
         actions.push_back(sql_action(count_read_sql("sicoop.trusted_movimentacao_cartao")));
         add_card_keys(actions);
-        // Secondary indexes the run dropped before the step (pipeline.cpp) are built after the
+        // Secondary indexes the run dropped before the step (run_pipeline.cpp) are built after the
         // insert; none is dropped here (its lock would hold BI readers for the whole step).
         actions.push_back(dml_action(
             insert_all_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop.trusted_movimentacao_cartao", true)),

@@ -1,5 +1,5 @@
 // Step load_raw, a stream's micro-batch: the stage holds the last state of every key the batch
-// inserted or updated, sicoop.stream_key every key it touched (src/stream.cpp). The columns the
+// inserted or updated, sicoop.stream_key every key it touched (src/stream_apply.cpp). The columns the
 // source did not send (an unchanged TOAST value) are taken from raw; then the rules, the merge,
 // and the keys deleted at the source (or every key, after a truncate) leave raw with a
 // tombstone. Only the batch's keys are looked at: its cost follows the change, not the history.

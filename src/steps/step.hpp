@@ -115,7 +115,7 @@ struct Action {
     std::string processed_counter;
 };
 
-// What a run knows before a step starts, read from the warehouse (src/pipeline.cpp).
+// What a run knows before a step starts, read from the warehouse (src/run_shared.cpp).
 struct RunContext {
     // A full run compares the whole source with raw (rows by checksums per bucket: only the
     // buckets that differ travel) and the later layers follow what changed; a rebuild re-reads
@@ -126,7 +126,7 @@ struct RunContext {
     std::vector<std::pair<std::string, int64_t>> table_rows;  // raw_* row estimates (load_raw)
     std::vector<std::string> empty_tables;  // warehouse tables (sicoop.*) that are empty
     bool has_window = false;            // raw movements have a watermark (window start in $5)
-    // A stream's micro-batch (src/stream.cpp): the stage already holds the batch's rows and
+    // A stream's micro-batch (src/stream_apply.cpp): the stage already holds the batch's rows and
     // sicoop.stream_key every key it touched; nothing is read from the source, and every later
     // step follows what changed, whatever the history's size.
     bool stream = false;

@@ -134,7 +134,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         };
         actions.push_back(sql_action(sql(kCountRead), t.name));
         if (ctx.is_empty(trusted_table)) {
-            // Secondary indexes the run dropped before the step (pipeline.cpp) are built after
+            // Secondary indexes the run dropped before the step (run_pipeline.cpp) are built after
             // the insert, and BRIN ranges summarized; none is dropped here (its lock would hold
             // readers for the whole step).
             actions.push_back(
