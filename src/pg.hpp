@@ -110,6 +110,14 @@ void pg_call(F&& f) {
     if (edata) throw PgError(edata);
 }
 
+// The row type of a SQL function declared to return one, ready for heap_form_tuple (call inside
+// pg_call: it reports `error` if the function's declaration is not a row).
+inline TupleDesc result_row_type(FunctionCallInfo fcinfo, const char* error) {
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "%s", error);
+    return BlessTupleDesc(desc);
+}
+
 // Rewrites an error's texts so that no full card number, and not `secret` (a password the
 // call was given), is ever shown or logged. PostgreSQL errors caught by pg_call() were not
 // reported yet: this runs before the server log or a client sees them.

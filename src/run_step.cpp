@@ -16,10 +16,7 @@ Datum step_result_datum(FunctionCallInfo fcinfo, int64 run_id, const char* step,
                         double seconds) {
     Datum result = (Datum) 0;
     pg_call([&] {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "sicoop: run_step must return sicoop.step_result");
-        desc = BlessTupleDesc(desc);
+        TupleDesc desc = result_row_type(fcinfo, "sicoop: run_step must return sicoop.step_result");
         Datum values[10] = {Int64GetDatum(run_id),          CStringGetTextDatum(step),
                             Int64GetDatum(c.rows_read),      Int64GetDatum(c.rows_inserted),
                             Int64GetDatum(c.rows_updated),   Int64GetDatum(c.rows_deleted),

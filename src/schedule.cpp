@@ -15,10 +15,7 @@ namespace sicoop {
 Datum cron_connection_error(FunctionCallInfo fcinfo) {
     Datum result = (Datum) 0;
     pg_call([&] {
-        TupleDesc tupdesc;
-        if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "sicoop._cron_connection_error: return type must be a row type");
-        tupdesc = BlessTupleDesc(tupdesc);
+        TupleDesc tupdesc = result_row_type(fcinfo, "sicoop._cron_connection_error: return type must be a row type");
         // What pg_cron's cron.schedule() records for a job of this role in this database.
         const char* configured_host = GetConfigOption("cron.host", true, false);
         const char* host = configured_host != nullptr && configured_host[0] ? configured_host : "localhost";

@@ -133,18 +133,19 @@ SubTransaction::SubTransaction() : cxt_(CurrentMemoryContext), owner_(CurrentRes
     open_ = true;
 }
 
-void SubTransaction::release() {
-    if (!open_) return;
-    open_ = false;
-    pg_call([] { ReleaseCurrentSubTransaction(); });
-    MemoryContextSwitchTo(cxt_);
-    CurrentResourceOwner = owner_;
-}
+void SubTransaction::release() { end(true); }
 
-void SubTransaction::rollback() {
+void SubTransaction::rollback() { end(false); }
+
+void SubTransaction::end(bool keep) {
     if (!open_) return;
     open_ = false;
-    pg_call([] { RollbackAndReleaseCurrentSubTransaction(); });
+    pg_call([keep] {
+        if (keep)
+            ReleaseCurrentSubTransaction();
+        else
+            RollbackAndReleaseCurrentSubTransaction();
+    });
     MemoryContextSwitchTo(cxt_);
     CurrentResourceOwner = owner_;
 }

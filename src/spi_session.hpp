@@ -61,6 +61,7 @@ public:
     ~SubTransaction();
 
 private:
+    void end(bool keep);  // released (its writes kept) or rolled back
     MemoryContext cxt_;
     ResourceOwner owner_;
     bool open_ = false;

@@ -192,8 +192,7 @@ FROM (SELECT 1) one LEFT JOIN pg_catalog.pg_replication_slots s ON s.slot_name =
     }
     Datum result = 0;
     pg_call([&] {
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE) elog(ERROR, "sicoop: _source_slot must return a row");
+        TupleDesc desc = result_row_type(fcinfo, "sicoop: _source_slot must return a row");
         char* cells[kSlotColumns];
         for (int i = 0; i < kSlotColumns; ++i) cells[i] = nulls[i] ? nullptr : pstrdup(row[i].c_str());
         HeapTuple tuple = BuildTupleFromCStrings(TupleDescGetAttInMetadata(desc), cells);

@@ -77,6 +77,15 @@ std::vector<Column> raw_columns(const SourceTable& t) {
 std::string stage_of(const SourceTable& t) { return "sicoop.stage_" + t.name; }
 std::string raw_of(const SourceTable& t) { return "sicoop.raw_" + t.name; }
 
+BulkCopy source_copy(const SourceTable& t, const char* target, std::vector<std::string> columns, BulkCopy::Rows rows) {
+    BulkCopy copy;
+    copy.source_table = "src_" + t.name;
+    copy.target_table = target;
+    copy.columns = std::move(columns);
+    copy.rows = rows;
+    return copy;
+}
+
 // A table's copy into its stage: every column read in the stage's wide type.
 BulkCopy copy_of(const SourceTable& t) {
     BulkCopy copy;
@@ -183,11 +192,9 @@ bool is_movements(const SourceTable& t) { return !t.time_column.empty(); }
 // The source's catalog, first: it opens the table's source session (one snapshot for every
 // copy after it, recorded for the next run), and says whether the key is unique there.
 void add_catalog(std::vector<Action>& actions, const SourceTable& t) {
-    BulkCopy catalog;
-    catalog.source_table = "src_" + t.name;
-    catalog.target_table = "stage_source_column";
-    catalog.columns = {"table_name", "column_name", "source_type", "unique_key", "not_null"};
-    catalog.rows = BulkCopy::Rows::ColumnTypes;
+    BulkCopy catalog = source_copy(t, "stage_source_column",
+                                   {"table_name", "column_name", "source_type", "unique_key", "not_null"},
+                                   BulkCopy::Rows::ColumnTypes);
     catalog.table_label = t.name;
     catalog.truncate_first = false;
     catalog.capture_snapshot = true;
@@ -200,11 +207,7 @@ void add_catalog(std::vector<Action>& actions, const SourceTable& t) {
 // after load_fato compares the fact with, and what tells an incremental load which older days
 // changed. (A full comparison reads them in its own scan.)
 void add_day_totals(std::vector<Action>& actions, const SourceTable& t) {
-    BulkCopy totals;
-    totals.source_table = "src_" + t.name;
-    totals.target_table = "source_day_total";
-    totals.columns = {"dia", "source_rows", "source_valor"};
-    totals.rows = BulkCopy::Rows::DayTotals;
+    BulkCopy totals = source_copy(t, "source_day_total", {"dia", "source_rows", "source_valor"}, BulkCopy::Rows::DayTotals);
     totals.window_column = t.time_column;
     actions.push_back(bulk_action(totals, t.name));
 }
@@ -365,11 +368,8 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t) {
 // Deletions, for a table read by xmin: key checksums per bucket on both sides; only the keys of
 // the buckets that differ are read, and raw keys missing from them were deleted.
 void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
-    BulkCopy checksums;
-    checksums.source_table = "src_" + t.name;
-    checksums.target_table = "stage_key_checksum";
-    checksums.columns = {"bucket", "keys", "key_hash_sum"};
-    checksums.rows = BulkCopy::Rows::KeyChecksums;
+    BulkCopy checksums =
+        source_copy(t, "stage_key_checksum", {"bucket", "keys", "key_hash_sum"}, BulkCopy::Rows::KeyChecksums);
     checksums.key_column = t.key;
     actions.push_back(bulk_action(checksums, t.name));
     actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
@@ -384,11 +384,7 @@ WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
                                        {"hash", key_hash_sql("r." + t.key)},
                                        {"raw", raw_of(t)}}),
                                  t.name));
-    BulkCopy keys;
-    keys.source_table = "src_" + t.name;
-    keys.target_table = "stage_key";
-    keys.columns = {"record_id"};
-    keys.rows = BulkCopy::Rows::KeysInBuckets;
+    BulkCopy keys = source_copy(t, "stage_key", {"record_id"}, BulkCopy::Rows::KeysInBuckets);
     keys.key_column = t.key;
     keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
     actions.push_back(bulk_action(keys, t.name));

@@ -15,6 +15,8 @@ std::string raw_of(const SourceTable& t);    // sicoop.raw_<t>
 std::string stage_of(const SourceTable& t);  // sicoop.stage_<t>
 // What raw keeps of each non-key source column, from the stage row s.
 std::vector<Column> raw_columns(const SourceTable& t);
+// A copy from table t's source into sicoop.<target> of what `rows` says (its columns named).
+BulkCopy source_copy(const SourceTable& t, const char* target, std::vector<std::string> columns, BulkCopy::Rows rows);
 // A table's copy into its stage: every column read in the stage's wide type.
 BulkCopy copy_of(const SourceTable& t);
 // The stage merged into raw: new rows inserted, changed rows updated.
