@@ -47,9 +47,9 @@ wait_no_worker() {  # wait_no_worker <db> [tenths]
 }
 marker() { mark_and_wait "$SRC" MOV-TRUST 300 "$@"; }  # marker <db...>: a movement written at the source reaches every warehouse's fact
 movements() { val "$1" "SELECT count(*) || ' ' || md5(string_agg(id_movimentacao_cartao || ':' || valor_movimentacao, ',' ORDER BY id_movimentacao_cartao)) FROM $2"; }
-guard() {  # guard DISABLE|ENABLE: the lead's event trigger, if this build has it
-  val "$DW" "DO \$\$ BEGIN IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'sicoop_guard') THEN
-               EXECUTE 'ALTER EVENT TRIGGER sicoop_guard $1'; END IF; END \$\$" >/dev/null
+guard() {  # guard DISABLE|ENABLE: the statement that switches the lead's event trigger, if this build has it
+  echo "DO \$\$ BEGIN IF EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'sicoop_guard') THEN
+          EXECUTE 'ALTER EVENT TRIGGER sicoop_guard $1'; END IF; END \$\$"
 }
 
 # 1. Identity. A superuser's warehouse and stream; a table recording who runs code planted on
@@ -67,11 +67,13 @@ ok_run 'it streams' wait_state "$DW" streaming
 is "$(val "$DW" "SELECT slot_name = 'sicoop_' || sicoop._warehouse_id() FROM sicoop.stream_state")" t \
    "the default slot is the warehouse's own (sicoop_<system identifier>_<database OID>)"
 is "$(val "$DW" "SELECT created_slot = slot_name || '@' || sicoop._warehouse_id() FROM sicoop.stream_state")" t 'and recorded as created by it'
-# The warehouse goes to an operator, who plants a trigger on stream_state at once.
-q -d "$DW" -c "SET client_min_messages = warning" -c "SELECT sicoop.grant_operator('$OP')" >/dev/null
-guard DISABLE
-q -d "$DW" -U "$OP" -c "CREATE TRIGGER planted BEFORE UPDATE ON sicoop.stream_state FOR EACH ROW EXECUTE FUNCTION public.record_identity()"
-guard ENABLE
+# The warehouse goes to an operator, who plants a trigger on stream_state at once: in the same
+# transaction, so that the worker, which notices the new owner within a second, never runs a
+# transaction as the operator without it (on a loaded machine the worker was quicker than psql).
+q -d "$DW" -1 -c "SET client_min_messages = warning" -c "$(guard DISABLE)" \
+  -c "SELECT sicoop.grant_operator('$OP')" -c "SET ROLE $OP" \
+  -c "CREATE TRIGGER planted BEFORE UPDATE ON sicoop.stream_state FOR EACH ROW EXECUTE FUNCTION public.record_identity()" \
+  -c "RESET ROLE" -c "$(guard ENABLE)" >/dev/null
 # Within seconds the worker notices the new owner, ends, and starts again acting for it: every
 # row it writes from then on runs the planted trigger as the operator (the restarted worker then
 # refuses the altered warehouse, as a run does).
