@@ -3,7 +3,7 @@
 # tarball beside this script, for Debian's PostgreSQL 15: what the Citus tests (issue 27) need on
 # a machine with no registry but Debian's. A user installs Citus from Citus's own packages.
 #
-#   bash vendor/citus/build.sh        # as root or through sudo; 2-4 minutes on 2 cores, once
+#   bash test/vendor/citus/build.sh        # as root or through sudo; 2-4 minutes on 2 cores, once
 #
 # The build is cached in SICOOP_CITUS_CACHE (default /var/tmp/sicoop-citus-13.2.2, keyed by the
 # tarball's and the patch's checksums): a later call only installs it, into SICOOP_PGROOT if set
