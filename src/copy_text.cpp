@@ -70,6 +70,17 @@ void check_may_copy_into(Oid target_oid, const char* target_table) {
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                         errmsg("sicoop: table sicoop.%s has row-level security enabled, which the bulk copy "
                                "(as COPY FROM) does not support", target_table)));
+    // COPY FROM in the backend writes the coordinator's own relation: a Citus table's rows
+    // belong in its shards, which only Citus's own COPY or INSERT reaches.
+    Oid arg_types[1] = {REGCLASSOID};
+    Datum args[1] = {ObjectIdGetDatum(target_oid)};
+    if (SPI_execute_with_args("SELECT sicoop._is_citus_table($1)", 1, arg_types, args, nullptr, true, 1) != SPI_OK_SELECT)
+        elog(ERROR, "sicoop: could not tell whether sicoop.%s is a Citus table", target_table);
+    bool is_null = true;
+    if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &is_null)) && !is_null)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                        errmsg("sicoop: table sicoop.%s is a Citus table, which the bulk copy (as COPY FROM) cannot fill",
+                               target_table)));
 }
 
 void run_local(const char* sql) {

@@ -66,6 +66,7 @@ RunContext load_context(const Step& step, const RunRequest& request, spi::RunPar
     params.has_window =
         spi::exec_timestamp("SELECT sicoop.movement_window_start($1 AT TIME ZONE $2)", &params.window_start, local, 2);
     ctx.has_window = params.has_window;
+    ctx.movements_distributed = spi::exec_text("SELECT sicoop._is_citus_table('sicoop.raw_movimentacao_cartao')") == "t";
     return ctx;
 }
 

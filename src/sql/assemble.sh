@@ -16,7 +16,7 @@
 # grant_operator grants -- is generated from the REVOKE lines marked "-- operator".
 set -euo pipefail
 SQL=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-FUNCTION_SOURCES="warehouse definition warehouse_definition quality source loads scd2 run_log text bi schedule stream roles"
+FUNCTION_SOURCES="warehouse definition warehouse_definition quality source loads scd2 run_log text bi schedule stream citus roles"
 
 # Every .sql file of src/sql/ is a function source, listed above (in its order): a file left
 # out of the list would be left out of the scripts, its functions and grants with it.

@@ -8,7 +8,7 @@
 -- inheritance children; a flat view with rules of its own. (The extension's own code never
 -- needs any of these. A superuser may add triggers to a warehouse a superuser owns.)
 CREATE OR REPLACE FUNCTION _check_warehouse_shape() RETURNS void
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET citus.show_shards_for_app_name_prefixes = '*' AS $fn$
 DECLARE
   odd text[];
   views text[] := ARRAY['vw_movimentacao_flat', 'progress'] || sicoop._analyst_views();
@@ -57,27 +57,35 @@ $fn$;
 -- touched).
 CREATE OR REPLACE FUNCTION _warehouse_objects_of(relids oid[], schema_objects boolean) RETURNS TABLE (relation name, line text, removal text)
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, YMD'
-  SET IntervalStyle = 'postgres' SET extra_float_digits = 1 AS $fn$
+  SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET citus.show_shards_for_app_name_prefixes = '*' AS $fn$
 #variable_conflict use_column
 BEGIN
 -- (PL/pgSQL, so that its plan is made once per session: the guard calls it after every DDL command.)
 RETURN QUERY
 WITH rels AS (
-  SELECT c.oid, c.relname, c.relkind, c.oid::regclass AS qualified FROM pg_class c
+  -- (a Citus shard is its table's copy: its objects are compared with the table's, under the
+  -- table's names; see sicoop._citus_shards())
+  SELECT c.oid, coalesce(sh.table_name, c.relname) AS relname, c.relkind, c.oid::regclass AS qualified, sh.suffix
+  FROM pg_class c LEFT JOIN sicoop._citus_shards() sh ON sh.shard = c.oid
   WHERE c.relnamespace = 'sicoop'::regnamespace AND c.relkind NOT IN ('i', 'I', 't', 'c')
     AND (relids IS NULL OR c.oid = ANY (relids))
-)
-SELECT r.relname, format('relation %s kind=%s persistence=%s am=%s of=%s rls=%s force_rls=%s partition=%s',
+), objects AS (
+SELECT r.suffix, r.relname, format('relation %s kind=%s persistence=%s am=%s of=%s rls=%s force_rls=%s partition=%s',
                          r.relname, c.relkind, c.relpersistence, coalesce(a.amname, '-'), c.reloftype::regtype,
                          c.relrowsecurity, c.relforcerowsecurity, c.relispartition), NULL
 FROM rels r JOIN pg_class c ON c.oid = r.oid LEFT JOIN pg_am a ON a.oid = c.relam
 UNION ALL
-SELECT r.relname,
+SELECT r.suffix, r.relname,
        format('column %s.%s %s collation=%s notnull=%s identity=%s %s=%s statistics=%s', r.relname, a.attname,
               format_type(a.atttypid, a.atttypmod),
               coalesce((SELECT format('%I.%I', n.nspname, o.collname) FROM pg_collation o
                         JOIN pg_namespace n ON n.oid = o.collnamespace WHERE o.oid = a.attcollation), '-'),
-              a.attnotnull, a.attidentity <> '', CASE a.attgenerated WHEN 's' THEN 'generated' ELSE 'default' END,
+              a.attnotnull,
+              -- (a shard's keys come from its table's identity, on the coordinator)
+              a.attidentity <> '' OR (r.suffix IS NOT NULL AND EXISTS (
+                SELECT 1 FROM pg_attribute t WHERE t.attrelid = to_regclass('sicoop.' || r.relname)
+                                              AND t.attname = a.attname AND t.attidentity <> '')),
+              CASE a.attgenerated WHEN 's' THEN 'generated' ELSE 'default' END,
               pg_get_expr(d.adbin, d.adrelid), a.attstattarget),
        CASE WHEN a.attgenerated = 's' THEN format('ALTER TABLE %s ALTER COLUMN %I DROP EXPRESSION', r.qualified, a.attname)
             WHEN d.adbin IS NOT NULL THEN format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', r.qualified, a.attname)
@@ -85,48 +93,48 @@ SELECT r.relname,
 FROM rels r JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 UNION ALL
-SELECT r.relname, format('constraint %s.%s %s', k.conrelid::regclass, k.conname, pg_get_constraintdef(k.oid)),
+SELECT r.suffix, r.relname, format('constraint %s.%s %s', k.conrelid::regclass, k.conname, pg_get_constraintdef(k.oid)),
        format('ALTER TABLE %s DROP CONSTRAINT %I', k.conrelid::regclass, k.conname)
 FROM rels r JOIN pg_constraint k ON k.conrelid = r.oid OR (k.confrelid = r.oid AND k.conrelid <> r.oid)
 UNION ALL
-SELECT r.relname, format('index %s', pg_get_indexdef(i.indexrelid)), format('DROP INDEX %s', i.indexrelid::regclass)
+SELECT r.suffix, r.relname, format('index %s', pg_get_indexdef(i.indexrelid)), format('DROP INDEX %s', i.indexrelid::regclass)
 FROM rels r JOIN pg_index i ON i.indrelid = r.oid
 UNION ALL
-SELECT r.relname, format('statistics %s target=%s', pg_get_statisticsobjdef(s.oid), s.stxstattarget),
+SELECT r.suffix, r.relname, format('statistics %s target=%s', pg_get_statisticsobjdef(s.oid), s.stxstattarget),
        format('DROP STATISTICS %I.%I', s.stxnamespace::regnamespace, s.stxname)
 FROM rels r JOIN pg_statistic_ext s ON s.stxrelid = r.oid
 UNION ALL
-SELECT r.relname, format('trigger %s enabled=%s', pg_get_triggerdef(t.oid), t.tgenabled),
+SELECT r.suffix, r.relname, format('trigger %s enabled=%s', pg_get_triggerdef(t.oid), t.tgenabled),
        format('DROP TRIGGER %I ON %s', t.tgname, t.tgrelid::regclass)
 FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
 UNION ALL
-SELECT r.relname, format('rule %s enabled=%s', pg_get_ruledef(w.oid), w.ev_enabled),
+SELECT r.suffix, r.relname, format('rule %s enabled=%s', pg_get_ruledef(w.oid), w.ev_enabled),
        CASE WHEN w.rulename = '_RETURN' THEN 'SELECT sicoop._create_flat_view(), sicoop._create_bi_views()'
             ELSE format('DROP RULE %I ON %s', w.rulename, r.qualified) END
 FROM rels r JOIN pg_rewrite w ON w.ev_class = r.oid
 UNION ALL
-SELECT r.relname, format('policy %s.%s %s permissive=%s roles=%s using=%s check=%s', r.relname, p.polname, p.polcmd,
+SELECT r.suffix, r.relname, format('policy %s.%s %s permissive=%s roles=%s using=%s check=%s', r.relname, p.polname, p.polcmd,
                          p.polpermissive, p.polroles::regrole[], pg_get_expr(p.polqual, p.polrelid),
                          pg_get_expr(p.polwithcheck, p.polrelid)),
        format('DROP POLICY %I ON %s', p.polname, r.qualified)
 FROM rels r JOIN pg_policy p ON p.polrelid = r.oid
 UNION ALL
-SELECT r.relname, format('inherits %s from %s', i.inhrelid::regclass, i.inhparent::regclass),
+SELECT r.suffix, r.relname, format('inherits %s from %s', i.inhrelid::regclass, i.inhparent::regclass),
        format('ALTER TABLE %s NO INHERIT %s', i.inhrelid::regclass, i.inhparent::regclass)
 FROM rels r JOIN pg_inherits i ON i.inhparent = r.oid OR i.inhrelid = r.oid
 UNION ALL
-SELECT r.relname, format('publication %s of %s where=%s', p.pubname, r.relname, pg_get_expr(pr.prqual, pr.prrelid)),
+SELECT r.suffix, r.relname, format('publication %s of %s where=%s', p.pubname, r.relname, pg_get_expr(pr.prqual, pr.prrelid)),
        format('ALTER PUBLICATION %I DROP TABLE %s', p.pubname, r.qualified)
 FROM rels r JOIN pg_publication_rel pr ON pr.prrelid = r.oid JOIN pg_publication p ON p.oid = pr.prpubid
 UNION ALL
-SELECT NULL, format('publication %s of schema sicoop', p.pubname),
+SELECT NULL::text, NULL, format('publication %s of schema sicoop', p.pubname),
        format('ALTER PUBLICATION %I DROP TABLES IN SCHEMA sicoop', p.pubname)
 FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid
 WHERE pn.pnnspid = 'sicoop'::regnamespace AND schema_objects
 UNION ALL
 -- Objects of schema sicoop the extension did not make: a function there can outbid sicoop's
 -- own in a call (an overload on an exact argument type), a type or operator can change a read.
-SELECT NULL, format('%s %s in schema sicoop', kind, name), format('DROP %s %s', kind, name)
+SELECT NULL::text, NULL, format('%s %s in schema sicoop', kind, name), format('DROP %s %s', kind, name)
 FROM (SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
              p.oid::regprocedure::text, 'pg_proc'::regclass, p.oid
       FROM pg_proc p WHERE p.pronamespace = 'sicoop'::regnamespace
@@ -141,7 +149,9 @@ FROM (SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' 
       FROM pg_collation o WHERE o.collnamespace = 'sicoop'::regnamespace) obj(kind, name, catalog, oid)
 WHERE schema_objects
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = obj.catalog AND d.objid = obj.oid AND d.deptype = 'e')
-;
+)
+SELECT o.relname, CASE WHEN o.suffix IS NULL THEN o.line ELSE replace(o.line, o.suffix, '') END, o.removal
+FROM objects o(suffix, relname, line, removal);
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop._warehouse_objects_of(oid[], boolean) FROM PUBLIC;
@@ -272,6 +282,11 @@ BEGIN
          array_agg(r ORDER BY r) FILTER (WHERE to_regclass('sicoop.' || r) IS NULL)
   INTO present, missing
   FROM unnest(sicoop._warehouse_relations()) AS r;
+  -- A Citus worker holds the coordinator's tables (their metadata and shards), never a
+  -- warehouse of its own: nothing to adopt or create there.
+  IF sicoop._citus_role() = 'worker' THEN
+    RETURN false;
+  END IF;
   IF to_regclass('sicoop.warehouse_info') IS NULL THEN
     IF present IS NULL THEN
       RETURN false;

@@ -66,7 +66,7 @@ BEGIN
   LOOP
     PERFORM brin_summarize_new_values(ix);
   END LOOP;
-  EXECUTE format('ANALYZE %s', tbl);
+  PERFORM sicoop._analyze(tbl);
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop._summarize(regclass) FROM PUBLIC;  -- operator
@@ -79,7 +79,7 @@ BEGIN
   FOR ix IN DELETE FROM sicoop.deferred_index WHERE table_name = tbl::text RETURNING definition LOOP
     EXECUTE ix.definition;
   END LOOP;
-  EXECUTE format('ANALYZE %s', tbl);
+  PERFORM sicoop._analyze(tbl);
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop._restore_indexes(regclass) FROM PUBLIC;  -- operator

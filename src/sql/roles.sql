@@ -69,7 +69,9 @@ REVOKE ALL ON FUNCTION sicoop._revoke_operator_rights(regrole) FROM PUBLIC;
 -- operator is the warehouse's owner, so there is one at a time: to let several people
 -- operate, name a group role and grant it to them.
 CREATE OR REPLACE FUNCTION grant_operator(operator regrole) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+-- (On Citus: ALTER SERVER, which Citus propagates, refuses to follow commands run over
+-- parallel connections in one transaction; sequential mode keeps to one per node.)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET citus.multi_shard_modify_mode = 'sequential' AS $fn$
 DECLARE
   previous oid;
 BEGIN
@@ -111,7 +113,9 @@ REVOKE ALL ON FUNCTION sicoop.grant_operator(regrole) FROM PUBLIC;
 -- operator's user mapping (its source password) is dropped. (USAGE on schema cron, which
 -- grant_operator gave if pg_cron was there, stays: other things may need it.)
 CREATE OR REPLACE FUNCTION revoke_operator(operator regrole) RETURNS text
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+-- (On Citus: ALTER SERVER, which Citus propagates, refuses to follow commands run over
+-- parallel connections in one transaction; sequential mode keeps to one per node.)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp SET citus.multi_shard_modify_mode = 'sequential' AS $fn$
 DECLARE
   owner regrole;
 BEGIN

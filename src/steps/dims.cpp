@@ -17,25 +17,32 @@ namespace {
 
 // The statements, written whole. A type 1 dimension's: ${dim} (from its trusted table ${trusted},
 // aliased s) by business key ${key}; ${changed} is the filter on the trusted rows changed since
-// this step last ran ("true" on a full run); ${sets}, ${dim_values}, ${names} and ${expressions}
-// are its attribute columns (name = expression; d.name; name; expression), comma-separated.
+// this step last ran ("true" on a full run); ${values} are its attribute columns as
+// "expression AS name", ${sets} "name = v.name", ${dim_values} "d.name", ${v_values} "v.name"
+// and ${names} "name", comma-separated.
+// The trusted side is read first, into v (MATERIALIZED), and the dimension written from it: on
+// Citus the dimension is a reference table, which a statement may modify from a coordinator's
+// table only through such a result (ARCHITECTURE.md, "On Citus").
 const char* const kType1CountRead = R"sql(SELECT count(*) AS rows_read FROM ${trusted} s WHERE ${changed})sql";
 
-const char* const kType1Update = R"sql(WITH changed AS (
+const char* const kType1Update = R"sql(WITH v AS MATERIALIZED (
+  SELECT s.${key}, ${values} FROM ${trusted} s WHERE ${changed}),
+changed AS (
   UPDATE ${dim} d SET ${sets}, data_hora_atualizacao_registro = $1, run_id = $2
-  FROM ${trusted} s
-  WHERE d.${key} = s.${key} AND ${changed}
-    AND (${dim_values}) IS DISTINCT FROM (${expressions})
+  FROM v
+  WHERE d.${key} = v.${key} AND (${dim_values}) IS DISTINCT FROM (${v_values})
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM changed)sql";
 
 // Surrogate keys in business-key order, byte-wise: the same rows get the same keys in every
 // copy of the warehouse (a restore, another collation), whatever the scan order.
-const char* const kType1Insert = R"sql(WITH added AS (
+const char* const kType1Insert = R"sql(WITH v AS MATERIALIZED (
+  SELECT s.${key}, ${values} FROM ${trusted} s
+  WHERE ${changed} AND NOT EXISTS (SELECT 1 FROM ${dim} d WHERE d.${key} = s.${key})),
+added AS (
   INSERT INTO ${dim} (${key}, ${names}, data_hora_atualizacao_registro, run_id)
-  SELECT s.${key}, ${expressions}, $1, $2 FROM ${trusted} s
-  WHERE ${changed} AND NOT EXISTS (SELECT 1 FROM ${dim} d WHERE d.${key} = s.${key})
-  ORDER BY s.${key} COLLATE "C"
+  SELECT v.${key}, ${v_values}, $1, $2 FROM v
+  ORDER BY v.${key} COLLATE "C"
   RETURNING 1)
 SELECT count(*) AS rows_inserted FROM added)sql";
 
@@ -66,23 +73,26 @@ SELECT count(*) AS rows_inserted FROM added)sql";
 void add_type1_dimension(std::vector<Action>& actions, const RunContext& ctx, const std::string& dim,
                          const std::string& trusted, const std::string& key, const std::vector<Column>& columns) {
     const std::string label = dim.substr(dim.find('.') + 1);  // timings per table, as elsewhere
-    std::string sets, dim_values, names, expressions;
+    std::string values, sets, dim_values, v_values, names;
     for (size_t i = 0; i < columns.size(); ++i) {
         const std::string sep = i ? ", " : "";
-        sets += sep + columns[i].name + " = " + columns[i].expression;
-        dim_values += sep + "d." + columns[i].name;
-        names += sep + columns[i].name;
-        expressions += sep + columns[i].expression;
+        const std::string& name = columns[i].name;
+        values += sep + columns[i].expression + " AS " + name;
+        sets += sep + name + " = v." + name;
+        dim_values += sep + "d." + name;
+        v_values += sep + "v." + name;
+        names += sep + name;
     }
     auto statement = [&](const char* sql) {
         return sql_action(fill(sql, {{"dim", dim},
                                      {"trusted", trusted},
                                      {"key", key},
                                      {"changed", ctx.everything() ? "true" : "s.run_id > $4"},
+                                     {"values", values},
                                      {"sets", sets},
                                      {"dim_values", dim_values},
-                                     {"names", names},
-                                     {"expressions", expressions}}),
+                                     {"v_values", v_values},
+                                     {"names", names}}),
                           label);
     };
     for (const char* sql : {kType1CountRead, kType1Update, kType1Insert}) actions.push_back(statement(sql));
@@ -114,7 +124,7 @@ std::vector<Action> plan_dims(const RunContext& ctx) {
                          {"data_emissao_cartao", "s.data_emissao"}});
     // Fresh statistics after a bulk load, so load_fato joins these tables the right way round
     // (small changes leave them to autovacuum).
-    if (ctx.everything()) actions.push_back(sql_action("ANALYZE sicoop.dim_data, sicoop.dim_conta, sicoop.dim_cartao"));
+    if (ctx.everything()) actions.push_back(sql_action("SELECT sicoop._analyze('sicoop.dim_data', 'sicoop.dim_conta', 'sicoop.dim_cartao')"));
     return actions;
 }
 

@@ -105,9 +105,15 @@ void add_merge(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(sql_action(merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), t.name));
 }
 
-// Raw's row `r` has no copy in the stage.
-std::string not_in_stage(const SourceTable& t) {
-    return fill(R"sql(NOT EXISTS (SELECT 1 FROM ${stage} s WHERE s.${key} = r.${key}))sql", {{"stage", stage_of(t)}, {"key", t.key}});
+// Raw's row `r` has no copy in the stage. Distributed movements: an uncorrelated NOT IN, which
+// Citus evaluates on each shard against the stage's keys sent to the workers (a correlated
+// subquery on a coordinator's table is refused there); else an anti-join, which stays fast
+// whatever the stage's size.
+std::string not_in_stage(const SourceTable& t, const RunContext& ctx) {
+    const SqlValues names = {{"stage", stage_of(t)}, {"key", t.key}};
+    if (ctx.movements_distributed && !t.time_column.empty())
+        return fill(R"sql(r.${key} NOT IN (SELECT s.${key} FROM ${stage} s WHERE s.${key} IS NOT NULL))sql", names);
+    return fill(R"sql(NOT EXISTS (SELECT 1 FROM ${stage} s WHERE s.${key} = r.${key}))sql", names);
 }
 
 namespace {
@@ -134,10 +140,12 @@ BulkCopy direct_copy_of(const SourceTable& t) {
 // refused by raw or changed on its way in -- every column the load reads has raw's very type
 // (so nothing is too long, cut or rounded), is NOT NULL at the source where raw requires a
 // value, and a unique index guarantees the key. The rules then check the rows in raw. Else
-// the rows go through the stage, where nothing is refused.
+// the rows go through the stage, where nothing is refused. A Citus table is never copied into
+// directly: COPY FROM inside the backend writes the coordinator's own table, not Citus's
+// shards; from the stage, the merge's INSERT reaches the shards through Citus.
 const char* const kDirectLoadDecision = R"sql(
 CREATE TEMP TABLE sicoop_direct_load ON COMMIT DROP AS
-SELECT NOT EXISTS (SELECT 1 FROM ${raw})
+SELECT NOT EXISTS (SELECT 1 FROM ${raw}) AND NOT sicoop._is_citus_table('${raw}')
        AND (SELECT count(*) = ${column_count}
                    AND bool_and(k.source_type = pg_catalog.format_type(r.atttypid, r.atttypmod)
                                 AND (k.not_null OR NOT r.attnotnull)
@@ -309,18 +317,18 @@ void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
 }
 
 // A rebuild, or movements without a watermark: every row read, and compared whole.
-void plan_whole(std::vector<Action>& actions, const SourceTable& t) {
+void plan_whole(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx) {
     add_catalog(actions, t);
     if (is_movements(t)) add_day_totals(actions, t);
     actions.push_back(bulk_action(copy_of(t), t.name));
     actions.push_back(apply_rules(t));
     add_merge(actions, t);
-    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t)), t.name));
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t, ctx)), t.name));
     actions.push_back(delete_rejected(t));
 }
 
 // A full run that is no rebuild: compared by row checksums, only what differs is read.
-void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits) {
+void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits, const RunContext& ctx) {
     add_catalog(actions, t);
     BulkCopy rows = copy_of(t);
     add_full_comparison(actions, t, bits, rows);
@@ -331,13 +339,13 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits)
     add_merge(actions, t);
     // What raw holds in a bucket that differs and the source no longer has.
     const std::string gone = fill(R"sql(${bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b)
-    AND ${not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t)}});
+    AND ${not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t, ctx)}});
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
     actions.push_back(delete_rejected(t));
 }
 
 // Movements, incrementally: the window after the watermark, and the days that differ.
-void plan_window(std::vector<Action>& actions, const SourceTable& t) {
+void plan_window(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx) {
     add_catalog(actions, t);
     add_day_totals(actions, t);
     add_changed_days(actions, t);
@@ -350,7 +358,7 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t) {
     // Rows of the window the source did not return: fetch them by id, in case their time moved
     // out of the window; what still is not found was deleted.
     const std::string missing = fill(R"sql((r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))
-    AND ${not_in_stage})sql", {{"not_in_stage", not_in_stage(t)}});
+    AND ${not_in_stage})sql", {{"not_in_stage", not_in_stage(t, ctx)}});
     BulkCopy recheck = copy_of(t);
     recheck.truncate_first = false;
     recheck.rows = BulkCopy::Rows::Keys;
@@ -422,7 +430,7 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         std::string touched;
         for (const SourceTable& t : source_tables())
             if (std::find(ctx.stream_tables.begin(), ctx.stream_tables.end(), t.name) != ctx.stream_tables.end()) {
-                plan_streamed(actions, t, ctx.stream_truncated_table(t.name),
+                plan_streamed(actions, t, ctx, ctx.stream_truncated_table(t.name),
                               t.name == "associado" && ctx.stream_member_rounds > 0);
                 touched += (touched.empty() ? "" : ", ") + stage_of(t);
             }
@@ -438,11 +446,11 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         if (ctx.is_empty(raw_table))
             plan_first_load(actions, t);
         else if (ctx.rebuild || (is_movements(t) && !ctx.has_window))
-            plan_whole(actions, t);
+            plan_whole(actions, t, ctx);
         else if (ctx.full)
-            plan_compared(actions, t, row_bucket_bits(ctx.rows_of(raw_table)));
+            plan_compared(actions, t, row_bucket_bits(ctx.rows_of(raw_table)), ctx);
         else if (is_movements(t))
-            plan_window(actions, t);
+            plan_window(actions, t, ctx);
         else
             plan_keyed(actions, t);
     }

@@ -22,12 +22,12 @@ BulkCopy copy_of(const SourceTable& t);
 // The stage merged into raw: new rows inserted, changed rows updated.
 void add_merge(std::vector<Action>& actions, const SourceTable& t);
 // Raw's row `r` has no copy in the stage.
-std::string not_in_stage(const SourceTable& t);
+std::string not_in_stage(const SourceTable& t, const RunContext& ctx);
 
 // A full run's comparison of `t` by row checksums per bucket (`bits` of the key's hash);
 // `rows` becomes the copy of the rows of the buckets that differ.
 void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows);
 // A stream's micro-batch of `t`: its keys' rows from the stage into raw.
-void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool truncated, bool earlier_states);
+void plan_streamed(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool truncated, bool earlier_states);
 
 }  // namespace sicoop::raw

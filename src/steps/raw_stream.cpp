@@ -95,7 +95,7 @@ void add_unsent_columns(std::vector<Action>& actions, const SourceTable& t, bool
 
 }  // namespace
 
-void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool truncated, bool earlier_states) {
+void plan_streamed(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool truncated, bool earlier_states) {
     add_unsent_columns(actions, t, earlier_states);
     actions.push_back(statement(t, kApplyRules));
     add_merge(actions, t);
@@ -104,7 +104,7 @@ void plan_streamed(std::vector<Action>& actions, const SourceTable& t, bool trun
     actions.push_back(statement(t, kDeletedRejects));
     // Truncated at the source in this batch: every row the stage does not hold again goes.
     if (truncated) {
-        actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t)), t.name));
+        actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t, ctx)), t.name));
         actions.push_back(statement(t, kTruncatedRejects));
     }
     // A row now rejected (changed into a bad one) leaves raw, and so every later layer.

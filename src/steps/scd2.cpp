@@ -27,7 +27,11 @@ namespace sicoop {
 
 namespace {
 
-// The statements, written whole. ${changed} is where the filter on the members whose trusted row
+// The statements, written whole. Each reads first, into a MATERIALIZED result (target, v), what
+// it changes, and then changes the dimension from it by surrogate key: on Citus dim_associado is
+// a reference table, which a statement may modify from the coordinator's own tables only
+// through such a result (ARCHITECTURE.md, "On Citus").
+// ${changed} is where the filter on the members whose trusted row
 // changed since this step last ran goes (" AND s.run_id > $4"; nothing on a full run);
 // ${dim_historized} and ${source_historized} are the member's historized attributes, as they are
 // in the dimension (d) and in the source (s).
@@ -50,28 +54,34 @@ const char* const kRelabel = R"sql(
 WITH relabels AS MATERIALIZED (SELECT r.domain, r.label, r.relabel, r.candidates FROM sicoop._canonical_relabels() r
                                WHERE (SELECT w.canonical_labels FROM ONLY sicoop.warehouse_info w)
                                      IS DISTINCT FROM sicoop._canonical_labels()),
-relabelled AS (
-  UPDATE sicoop.dim_associado d
-  SET estado_civil_associado = coalesce((SELECT coalesce(
-                                           (SELECT s.estado_civil FROM sicoop.trusted_associado s
-                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado${changed}
-                                              AND s.estado_civil = ANY (r.candidates)), r.relabel)
-                                         FROM relabels r
-                                         WHERE r.domain = 'estado_civil' AND r.label = d.estado_civil_associado),
-                                        d.estado_civil_associado),
-      escolaridade_associado = coalesce((SELECT coalesce(
-                                           (SELECT s.escolaridade FROM sicoop.trusted_associado s
-                                            WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado${changed}
-                                              AND s.escolaridade = ANY (r.candidates)), r.relabel)
-                                         FROM relabels r
-                                         WHERE r.domain = 'escolaridade' AND r.label = d.escolaridade_associado),
-                                        d.escolaridade_associado)
+target AS MATERIALIZED (
+  SELECT d.sk_associado,
+         coalesce((SELECT coalesce(
+                     (SELECT s.estado_civil FROM sicoop.trusted_associado s
+                      WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado${changed}
+                        AND s.estado_civil = ANY (r.candidates)), r.relabel)
+                   FROM relabels r
+                   WHERE r.domain = 'estado_civil' AND r.label = d.estado_civil_associado),
+                  d.estado_civil_associado) AS estado_civil,
+         coalesce((SELECT coalesce(
+                     (SELECT s.escolaridade FROM sicoop.trusted_associado s
+                      WHERE d.registro_ativo_associado AND s.id_associado = d.id_associado${changed}
+                        AND s.escolaridade = ANY (r.candidates)), r.relabel)
+                   FROM relabels r
+                   WHERE r.domain = 'escolaridade' AND r.label = d.escolaridade_associado),
+                  d.escolaridade_associado) AS escolaridade
+  FROM sicoop.dim_associado d
   WHERE EXISTS (SELECT 1 FROM relabels)
     AND d.id_associado IS NOT NULL
     AND EXISTS (SELECT 1 FROM relabels r
                 WHERE (r.domain = 'estado_civil' AND r.label = d.estado_civil_associado)
-                   OR (r.domain = 'escolaridade' AND r.label = d.escolaridade_associado))
-  RETURNING d.estado_civil_associado, d.escolaridade_associado)
+                   OR (r.domain = 'escolaridade' AND r.label = d.escolaridade_associado))),
+relabelled AS (
+  UPDATE sicoop.dim_associado d
+  SET estado_civil_associado = t.estado_civil, escolaridade_associado = t.escolaridade
+  FROM target t
+  WHERE d.sk_associado = t.sk_associado
+  RETURNING 1)
 SELECT count(*) AS rows_updated FROM relabelled)sql";
 const char* const kRecordLabels = R"sql(UPDATE ONLY sicoop.warehouse_info
 SET canonical_labels = sicoop._canonical_labels()
@@ -89,82 +99,106 @@ LEFT JOIN sicoop.dim_associado d
 WHERE true${changed})sql";
 
 // Type 1 attributes: corrected on every version of the member.
-const char* const kCorrectType1 = R"sql(WITH corrected AS (
-  UPDATE sicoop.dim_associado d
-  SET nome_associado = s.nome, sobrenome_associado = s.sobrenome,
-      data_nascimento_associado = s.data_nascimento, data_hora_atualizacao_registro = $1
-  FROM sicoop.trusted_associado s
-  WHERE d.id_associado = s.id_associado${changed}
+const char* const kCorrectType1 = R"sql(WITH target AS MATERIALIZED (
+  SELECT d.sk_associado, s.nome, s.sobrenome, s.data_nascimento
+  FROM sicoop.dim_associado d JOIN sicoop.trusted_associado s ON d.id_associado = s.id_associado
+  WHERE true${changed}
     AND (d.nome_associado, d.sobrenome_associado, d.data_nascimento_associado)
-        IS DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)
+        IS DISTINCT FROM (s.nome, s.sobrenome, s.data_nascimento)),
+corrected AS (
+  UPDATE sicoop.dim_associado d
+  SET nome_associado = t.nome, sobrenome_associado = t.sobrenome,
+      data_nascimento_associado = t.data_nascimento, data_hora_atualizacao_registro = $1
+  FROM target t
+  WHERE d.sk_associado = t.sk_associado
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM corrected)sql";
 
 // A second change at the very instant the current version opened: correct it in place.
-const char* const kCorrectInPlace = R"sql(WITH corrected AS (
-  UPDATE sicoop.dim_associado d
-  SET estado_civil_associado = s.estado_civil, escolaridade_associado = s.escolaridade,
-      idade_atual_associado = sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date),
-      data_hora_atualizacao_registro = $1, run_id = $2
-  FROM ${members} s
-  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado${changed}
+const char* const kCorrectInPlace = R"sql(WITH target AS MATERIALIZED (
+  SELECT d.sk_associado, s.estado_civil, s.escolaridade,
+         sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date) AS idade
+  FROM sicoop.dim_associado d JOIN ${members} s ON d.id_associado = s.id_associado
+  WHERE d.registro_ativo_associado${changed}
     AND d.inicio_vigencia_registro_associado = ${at_s}
-    AND ${dim_historized} IS DISTINCT FROM ${source_historized}
+    AND ${dim_historized} IS DISTINCT FROM ${source_historized}),
+corrected AS (
+  UPDATE sicoop.dim_associado d
+  SET estado_civil_associado = t.estado_civil, escolaridade_associado = t.escolaridade,
+      idade_atual_associado = t.idade, data_hora_atualizacao_registro = $1, run_id = $2
+  FROM target t
+  WHERE d.sk_associado = t.sk_associado
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM corrected)sql";
 
 // Changed members: close the current version at T (the new one is inserted below).
-const char* const kCloseChanged = R"sql(WITH closed AS (
-  UPDATE sicoop.dim_associado d
-  SET fim_vigencia_registro_associado = ${at_s}, registro_ativo_associado = false,
-      data_hora_atualizacao_registro = $1, run_id = $2
-  FROM ${members} s
-  WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado${changed}
+const char* const kCloseChanged = R"sql(WITH target AS MATERIALIZED (
+  SELECT d.sk_associado, ${at_s} AS closed_at
+  FROM sicoop.dim_associado d JOIN ${members} s ON d.id_associado = s.id_associado
+  WHERE d.registro_ativo_associado${changed}
     AND d.inicio_vigencia_registro_associado < ${at_s}
-    AND ${dim_historized} IS DISTINCT FROM ${source_historized}
+    AND ${dim_historized} IS DISTINCT FROM ${source_historized}),
+closed AS (
+  UPDATE sicoop.dim_associado d
+  SET fim_vigencia_registro_associado = t.closed_at, registro_ativo_associado = false,
+      data_hora_atualizacao_registro = $1, run_id = $2
+  FROM target t
+  WHERE d.sk_associado = t.sk_associado
   RETURNING 1)
 SELECT count(*) AS rows_updated FROM closed)sql";
 
 // Members gone from the source: close the current version, open none. A current version
 // opened at this very instant never held: it goes, and the member's remaining versions are
 // stamped so that load_fato re-keys the movements that pointed at it.
-const char* const kDropGoneOpenedNow = R"sql(WITH dropped AS (
-  DELETE FROM sicoop.dim_associado d
+const char* const kDropGoneOpenedNow = R"sql(WITH target AS MATERIALIZED (
+  SELECT d.sk_associado, d.id_associado
+  FROM sicoop.dim_associado d
   WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL${gone_candidates}
     AND d.inicio_vigencia_registro_associado = ${at_d}
-    AND NOT EXISTS (SELECT 1 FROM ${members} s WHERE s.id_associado = d.id_associado)
+    AND NOT EXISTS (SELECT 1 FROM ${members} s WHERE s.id_associado = d.id_associado)),
+dropped AS (
+  DELETE FROM sicoop.dim_associado d USING target t
+  WHERE d.sk_associado = t.sk_associado
   RETURNING d.id_associado),
 stamped AS (
   UPDATE sicoop.dim_associado p SET run_id = $2
-  WHERE p.id_associado IN (SELECT id_associado FROM dropped)
+  WHERE p.id_associado IN (SELECT t.id_associado FROM target t)
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM dropped)sql";
-const char* const kCloseGone = R"sql(WITH closed AS (
-  UPDATE sicoop.dim_associado d
-  SET fim_vigencia_registro_associado = ${at_d}, registro_ativo_associado = false,
-      data_hora_atualizacao_registro = $1, run_id = $2
+const char* const kCloseGone = R"sql(WITH target AS MATERIALIZED (
+  SELECT d.sk_associado, ${at_d} AS closed_at
+  FROM sicoop.dim_associado d
   WHERE d.registro_ativo_associado AND d.id_associado IS NOT NULL${gone_candidates}
     AND d.inicio_vigencia_registro_associado < ${at_d}
-    AND NOT EXISTS (SELECT 1 FROM ${members} s WHERE s.id_associado = d.id_associado)
+    AND NOT EXISTS (SELECT 1 FROM ${members} s WHERE s.id_associado = d.id_associado)),
+closed AS (
+  UPDATE sicoop.dim_associado d
+  SET fim_vigencia_registro_associado = t.closed_at, registro_ativo_associado = false,
+      data_hora_atualizacao_registro = $1, run_id = $2
+  FROM target t
+  WHERE d.sk_associado = t.sk_associado
   RETURNING 1)
 SELECT count(*) AS rows_deleted FROM closed)sql";
 
 // Members without a current version (new, changed, or back): open one. Surrogate keys in
 // business-key order, byte-wise (as dims.cpp): deterministic.
-const char* const kOpen = R"sql(WITH opened AS (
+const char* const kOpen = R"sql(WITH v AS MATERIALIZED (
+  SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,
+         sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date) AS idade, s.estado_civil, s.escolaridade,
+         CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)
+              THEN ${open_at} ELSE timestamp '1900-01-01' AT TIME ZONE $3 END AS opened_at
+  FROM ${members} s
+  WHERE true${changed} AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d
+                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)),
+opened AS (
   INSERT INTO sicoop.dim_associado (id_associado, nome_associado, sobrenome_associado,
       data_nascimento_associado, idade_atual_associado, estado_civil_associado,
       escolaridade_associado, inicio_vigencia_registro_associado,
       fim_vigencia_registro_associado, registro_ativo_associado, data_hora_atualizacao_registro, run_id)
-  SELECT s.id_associado, s.nome, s.sobrenome, s.data_nascimento,
-         sicoop.age_years(s.data_nascimento, ($1 AT TIME ZONE $3)::date), s.estado_civil, s.escolaridade,
-         CASE WHEN EXISTS (SELECT 1 FROM sicoop.dim_associado h WHERE h.id_associado = s.id_associado)
-              THEN ${open_at} ELSE timestamp '1900-01-01' AT TIME ZONE $3 END,
+  SELECT v.id_associado, v.nome, v.sobrenome, v.data_nascimento, v.idade, v.estado_civil, v.escolaridade, v.opened_at,
          timestamp '9999-12-31' AT TIME ZONE $3, true, $1, $2
-  FROM ${members} s
-  WHERE true${changed} AND NOT EXISTS (SELECT 1 FROM sicoop.dim_associado d
-                    WHERE d.id_associado = s.id_associado AND d.registro_ativo_associado)
-  ORDER BY s.id_associado COLLATE "C"
+  FROM v
+  ORDER BY v.id_associado COLLATE "C"
   RETURNING 1)
 SELECT count(*) AS rows_inserted FROM opened)sql";
 
@@ -199,7 +233,7 @@ const char* const kRoundCandidates = R"sql(
     AND d.id_associado = ANY (ARRAY(SELECT e.id_associado FROM sicoop.stage_associado_state e WHERE e.round = ${round})))sql";
 // After the rounds, type 1 as the member's last accepted earlier state left it (its last state,
 // if trusted has it, corrects it again below).
-const char* const kRoundsType1 = R"sql(WITH last_accepted AS (
+const char* const kRoundsType1 = R"sql(WITH last_accepted AS MATERIALIZED (
   SELECT DISTINCT ON (s.id_associado) s.id_associado${cleaned}
   FROM sicoop.stage_associado_state s WHERE NOT s.deleted AND NOT s.rejected
   ORDER BY s.id_associado, s.round DESC),
@@ -288,7 +322,7 @@ std::vector<Action> plan_scd2(const RunContext& ctx) {
     // a DELETE costs less than the new files of a TRUNCATE.)
     if (rounds > 0) actions.push_back(sql_action("DELETE FROM sicoop.stage_associado_state"));
     // Fresh statistics after a bulk load, so load_fato joins this table the right way round.
-    if (ctx.everything()) actions.push_back(sql_action("ANALYZE sicoop.dim_associado"));
+    if (ctx.everything()) actions.push_back(sql_action("SELECT sicoop._analyze('sicoop.dim_associado')"));
     return actions;
 }
 

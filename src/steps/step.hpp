@@ -136,6 +136,10 @@ struct RunContext {
     // sicoop.stage_associado_state holds (0: every member changed once; issue 25)
     int stream_member_rounds = 0;
     bool stream_truncated_table(const std::string& table) const;
+    // The movements' tables are Citus tables, distributed (sicoop.distribute()): a statement on
+    // them reads the coordinator's own tables only through uncorrelated subqueries or
+    // MATERIALIZED results, which Citus sends to the workers (ARCHITECTURE.md, "On Citus").
+    bool movements_distributed = false;
 
     bool is_empty(const std::string& table) const;
     int64_t rows_of(const std::string& table) const;  // 0 when unknown
