@@ -28,7 +28,6 @@ namespace sicoop {
 
 namespace {
 
-constexpr const char* kFlatQuery = "SELECT * FROM sicoop.vw_movimentacao_flat";
 
 // The absolute file to write, or an error saying why `path` may not be written.
 std::string export_target(const std::string& path) {
@@ -83,16 +82,22 @@ void refuse_unsafe_target(const char* target) {
                     errhint("Remove it, or export to another file name.")));
 }
 
-// COPY (SELECT * FROM sicoop.vw_movimentacao_flat) TO `file`: CSV with a header, ';', UTF-8,
+// COPY (the query of sicoop.vw_movimentacao_flat) TO `file`: CSV with a header, ';', UTF-8,
 // ISO dates, names resolved in pg_catalog only. Returns the rows written.
+// The view's own query, at the top level (the view is sicoop's, as the guard keeps it): its
+// ORDER BY then orders the whole file. Read through the view, on Citus, it would order each
+// shard's rows only (Citus pushes a view's ORDER BY down into each shard's task).
 uint64 copy_flat_view_to(const char* file) {
     int level = NewGUCNestLevel();
     (void) set_config_option("datestyle", "ISO, YMD", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
     (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
                              false);
-    RawStmt* query = linitial_node(RawStmt, raw_parser(kFlatQuery, RAW_PARSE_DEFAULT));
+    Oid view = get_relname_relid("vw_movimentacao_flat", get_namespace_oid("sicoop", false));
+    if (!OidIsValid(view)) elog(ERROR, "sicoop: view sicoop.vw_movimentacao_flat is missing");
+    const char* flat_query = text_to_cstring(DatumGetTextPP(DirectFunctionCall1(pg_get_viewdef, ObjectIdGetDatum(view))));
+    RawStmt* query = linitial_node(RawStmt, raw_parser(flat_query, RAW_PARSE_DEFAULT));
     ParseState* pstate = make_parsestate(nullptr);
-    pstate->p_sourcetext = kFlatQuery;
+    pstate->p_sourcetext = flat_query;
     List* options = list_make4(makeDefElem(pstrdup("format"), (Node*) makeString(pstrdup("csv")), -1),
                                makeDefElem(pstrdup("header"), (Node*) makeString(pstrdup("true")), -1),
                                makeDefElem(pstrdup("delimiter"), (Node*) makeString(pstrdup(";")), -1),

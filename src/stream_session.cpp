@@ -72,6 +72,12 @@ WorkerTransaction::WorkerTransaction(bool follow_owner) {
         SetCurrentStatementStartTimestamp();
         StartTransactionCommand();
         GetUserIdAndSecContext(&saved_user_, &saved_context_);
+        // On Citus one transaction runs every step of a micro-batch: shards a step modified over
+        // parallel connections could not be read by the next ("placements that were modified
+        // over multiple connections"). One connection per worker node, for the transaction.
+        if (GetConfigOption("citus.multi_shard_modify_mode", true, false) != nullptr)
+            (void) set_config_option("citus.multi_shard_modify_mode", "sequential", PGC_USERSET, PGC_S_SESSION,
+                                     GUC_ACTION_LOCAL, true, 0, false);
     });
     open_ = true;
     const Oid owner = lock_warehouse_owner();

@@ -178,8 +178,11 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
             ctx.stream ? in_stream_keys_sql("id_movimentacao_cartao", "movimentacao_cartao") : "run_id > $4";
         actions.push_back(dml_action(fill(kCandidates, {{"changed", changed}}), "rows_read"));
         actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));
+        // (On Citus the merge's SELECT is planned by Citus, which refuses the lookup's LATERAL
+        // LIMIT: the versions are joined there.)
+        const bool lookup = ctx.stream && !ctx.movements_distributed;
         actions.push_back(sql_action(
-            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop_fato_candidates", false, ctx.stream))));
+            merge_changed_sql(fato, key, fact_columns(), stamps, keyed_movements("sicoop_fato_candidates", false, lookup))));
         actions.push_back(sql_action(kDeleteTombstoned));
     }
     actions.push_back(sql_action(kCountUnknown));

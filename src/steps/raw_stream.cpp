@@ -32,11 +32,13 @@ SET ${sets}
 FROM sicoop.reject j
 WHERE k.keep_from_raw <> '{}' AND j.table_name = '${table}' AND j.record_id = k.${key} AND j.copy_no = 1
   AND NOT EXISTS (SELECT 1 FROM ${raw} r WHERE r.${key} = k.${key}))sql";
-// The batch's last states, likewise.
+// The batch's last states, likewise, from ${raw_rows}: raw itself, or -- distributed movements
+// on Citus, which a statement on the coordinator's tables cannot join -- its rows of the batch's
+// keys, copied first (kKeptRawRows).
 const char* const kStageFromRaw = R"sql(
 UPDATE ${stage} s
 SET ${sets}
-FROM sicoop.stream_key k, ${raw} r
+FROM sicoop.stream_key k, ${raw_rows} r
 WHERE k.table_name = '${table}' AND k.record_id = s.${key} AND k.keep_from_raw <> '{}' AND r.${key} = s.${key})sql";
 const char* const kStageFromReject = R"sql(
 UPDATE ${stage} s
@@ -44,7 +46,11 @@ SET ${sets}
 FROM sicoop.stream_key k, sicoop.reject j
 WHERE k.table_name = '${table}' AND k.record_id = s.${key} AND k.keep_from_raw <> '{}'
   AND j.table_name = '${table}' AND j.record_id = s.${key} AND j.copy_no = 1
-  AND NOT EXISTS (SELECT 1 FROM ${raw} r WHERE r.${key} = s.${key}))sql";
+  AND NOT EXISTS (SELECT 1 FROM ${raw_rows} r WHERE r.${key} = s.${key}))sql";
+const char* const kKeptRawRows = R"sql(CREATE TEMP TABLE sicoop_kept_raw ON COMMIT DROP AS
+SELECT r.* FROM ${raw} r
+WHERE r.${key} = ANY (ARRAY(SELECT k.record_id FROM sicoop.stream_key k
+                            WHERE k.table_name = '${table}' AND k.keep_from_raw <> '{}')))sql";
 
 // The rules, for the batch (its last argument: a stream's).
 const char* const kApplyRules =
@@ -76,27 +82,34 @@ std::string kept_columns(const SourceTable& t, const char* assignment, const cha
     return sets;
 }
 
-// The statement `sql` for table `t`, its SET list `sets`.
-Action statement(const SourceTable& t, const char* sql, const std::string& sets = "") {
+// The statement `sql` for table `t`, its SET list `sets`; `copied_raw_rows`: raw's rows of the
+// batch were copied into pg_temp.sicoop_kept_raw (kKeptRawRows).
+Action statement(const SourceTable& t, const char* sql, const std::string& sets = "", bool copied_raw_rows = false) {
     return sql_action(
-        fill(sql, {{"table", t.name}, {"key", t.key}, {"raw", raw_of(t)}, {"stage", stage_of(t)}, {"sets", sets}}),
+        fill(sql, {{"table", t.name}, {"key", t.key}, {"raw", raw_of(t)}, {"stage", stage_of(t)}, {"sets", sets},
+                   {"raw_rows", copied_raw_rows ? "pg_temp.sicoop_kept_raw" : raw_of(t)}}),
         t.name);
 }
 
 // The columns the source did not send, in the earlier states (if any) and the last ones.
-void add_unsent_columns(std::vector<Action>& actions, const SourceTable& t, bool earlier_states) {
+void add_unsent_columns(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool earlier_states) {
     if (earlier_states) {
         actions.push_back(statement(t, kStatesFromRaw, kept_columns(t, kFromRaw, "k", "k")));
         actions.push_back(statement(t, kStatesFromReject, kept_columns(t, kFromReject, "k", "k")));
     }
-    actions.push_back(statement(t, kStageFromRaw, kept_columns(t, kFromRaw, "k", "s")));
-    actions.push_back(statement(t, kStageFromReject, kept_columns(t, kFromReject, "k", "s")));
+    const bool copied = ctx.movements_distributed && !t.time_column.empty();
+    if (copied) {
+        actions.push_back(sql_action(drop_temp_table_sql("sicoop_kept_raw"), t.name));
+        actions.push_back(statement(t, kKeptRawRows));
+    }
+    actions.push_back(statement(t, kStageFromRaw, kept_columns(t, kFromRaw, "k", "s"), copied));
+    actions.push_back(statement(t, kStageFromReject, kept_columns(t, kFromReject, "k", "s"), copied));
 }
 
 }  // namespace
 
 void plan_streamed(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool truncated, bool earlier_states) {
-    add_unsent_columns(actions, t, earlier_states);
+    add_unsent_columns(actions, t, ctx, earlier_states);
     actions.push_back(statement(t, kApplyRules));
     add_merge(actions, t);
     const SqlValues keys = {{"key", t.key}, {"table", t.name}};

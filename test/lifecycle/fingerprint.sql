@@ -4,7 +4,8 @@
 -- extension's own tables are not data and are left out: the steps' scratch tables (stage_*,
 -- deferred_index, stream_key: empty between runs; source_day_total: the latest load's source totals) and the record of what was handed over to an
 -- operator. With -v except='{table.column,...}' those columns are left out of the checksums
--- (the wall-clock times of two warehouses loaded side by side: test/lifecycle/70_citus.sh).
+-- ('*.column': of every table; 'table.*': all of them): what two warehouses loaded side by side
+-- may not share, such as wall-clock times (test/lifecycle/70_citus.sh).
 \if :{?except}
 \else
 \set except '{}'
@@ -28,7 +29,8 @@ BEGIN
       EXECUTE format('SELECT format(''%%s rows=%%s md5=%%s'', %L, count(*), md5(coalesce(string_agg(t::text, E''\n'' ORDER BY t::text), ''''))) FROM (SELECT %s FROM %s) t',
                      r.relname, (SELECT coalesce(string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum), '') FROM pg_attribute a
                                  WHERE a.attrelid = r.rel AND a.attnum > 0 AND NOT a.attisdropped
-                                   AND r.relname || '.' || a.attname <> ALL (left_out)), r.rel) INTO line;
+                                   AND r.relname || '.' || a.attname <> ALL (left_out) AND '*.' || a.attname <> ALL (left_out)
+                                   AND r.relname || '.*' <> ALL (left_out)), r.rel) INTO line;
     END IF;
     RETURN NEXT line;
   END LOOP;

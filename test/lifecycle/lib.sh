@@ -13,9 +13,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 TESTS=0
 FAILED=0
-ok() {  # ok <status> <description>: status 0 passes
+ok() {  # ok <status> <description>: status 0 passes ("... # TODO why": a known failure, shown, not counted)
   TESTS=$((TESTS + 1))
-  if [ "$1" = 0 ]; then echo "ok $TESTS - $2"; else echo "not ok $TESTS - $2"; FAILED=$((FAILED + 1)); fi
+  if [ "$1" = 0 ]; then echo "ok $TESTS - $2"; else echo "not ok $TESTS - $2"; [[ "$2" == *"# TODO "* ]] || FAILED=$((FAILED + 1)); fi
 }
 is() {  # is <got> <expected> <description>
   if [ "$1" = "$2" ]; then ok 0 "$3"; else ok 1 "$3"; echo "#   got:      '$1'"; echo "#   expected: '$2'"; fi
