@@ -136,6 +136,10 @@ REVOKE ALL ON FUNCTION sicoop.distribute(int) FROM PUBLIC;
 
 -- The way back: every Citus table of the warehouse made a local table again, its rows brought
 -- back from the workers (undistribute_table), under the same lock as distribute().
+-- Citus makes each table anew under a name of its own and swaps it in, which the guard would
+-- refuse as an addition: the guard is off for this transaction only (no other session ever
+-- sees it off), and the handover check at the end compares the whole warehouse with its
+-- definition.
 CREATE OR REPLACE FUNCTION undistribute() RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -146,14 +150,57 @@ BEGIN
     RETURN 'sicoop: no Citus table in the warehouse';
   END IF;
   LOCK TABLE sicoop.warehouse_info IN ACCESS EXCLUSIVE MODE;
+  PERFORM sicoop._check_warehouse_definition('undistribute');
+  ALTER EVENT TRIGGER sicoop_guard DISABLE;
   FOREACH t IN ARRAY sicoop._citus_reference_tables() || sicoop._citus_distributed_tables() LOOP
     CONTINUE WHEN NOT sicoop._is_citus_table(format('sicoop.%I', t)::regclass);
-    PERFORM undistribute_table(format('sicoop.%I', t));
+    PERFORM sicoop._undistribute_table(format('sicoop.%I', t));
     made := made || t;
   END LOOP;
+  ALTER EVENT TRIGGER sicoop_guard ENABLE;
   PERFORM sicoop._check_warehouse_definition('undistribute');
   RETURN format('sicoop: %s of the warehouse''s tables made local again (%s)', cardinality(made),
                 coalesce(nullif(array_to_string(made, ', '), ''), 'none was a Citus table'));
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop.undistribute() FROM PUBLIC;
+
+-- One table back from Citus. undistribute_table refuses a table with an identity column (the
+-- dimensions' surrogate keys), and Citus cannot propagate DROP IDENTITY: the identity is dropped
+-- on the coordinator alone (the workers' copies go with the table's metadata), the table
+-- brought back, and the identity made again at its sequence's position. (By name: the table
+-- that comes back is a new relation.)
+CREATE OR REPLACE FUNCTION _undistribute_table(tbl text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+  c record;
+  names name[] := '{}';
+  kinds text[] := '{}';
+  lasts bigint[] := '{}';
+  calleds boolean[] := '{}';
+  last bigint;
+  called boolean;
+  propagation text := current_setting('citus.enable_ddl_propagation');
+BEGIN
+  FOR c IN SELECT a.attname, a.attidentity::text AS kind, pg_get_serial_sequence(tbl, a.attname) AS seq
+           FROM pg_attribute a
+           WHERE a.attrelid OPERATOR(pg_catalog.=) tbl::regclass AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+             AND a.attidentity OPERATOR(pg_catalog.<>) '' LOOP
+    EXECUTE format('SELECT last_value, is_called FROM %s', c.seq) INTO last, called;
+    names := names || c.attname;
+    kinds := kinds || c.kind;
+    lasts := lasts || last;
+    calleds := calleds || called;
+    PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I DROP IDENTITY', tbl, c.attname);
+    PERFORM set_config('citus.enable_ddl_propagation', propagation, true);
+  END LOOP;
+  PERFORM undistribute_table(tbl);
+  FOR i IN 1 .. cardinality(names) LOOP
+    EXECUTE format('ALTER TABLE %s ALTER COLUMN %I ADD GENERATED %s AS IDENTITY', tbl, names[i],
+                   CASE kinds[i] WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END);
+    PERFORM setval(pg_get_serial_sequence(tbl, names[i]), lasts[i], calleds[i]);
+  END LOOP;
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._undistribute_table(text) FROM PUBLIC;
