@@ -47,8 +47,12 @@ cval "SELECT citus_add_node('localhost', $WORKER2)" >/dev/null
 make_source "$SRC" "$N"
 q -d "$SRC" -c "$PUBLISH_SOURCE"
 make_warehouse "$REF" "$SRC"
-c -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
+# Made with 1.7 (which knew nothing of Citus), then updated: Citus runs the update on the workers too.
+c -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl VERSION '1.7' CASCADE" \
   -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', current_user)" >/dev/null
+ok_run 'ALTER EXTENSION sicoop_etl UPDATE on a Citus coordinator' c -c "SET client_min_messages = warning" -c "ALTER EXTENSION sicoop_etl UPDATE"
+is "$(for port in $COORD $WORKER1 $WORKER2; do PGPORT=$port val "$DW" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'"; done | sort -u)" \
+   "$(val "$REF" "SELECT extversion FROM pg_extension WHERE extname = 'sicoop_etl'")" 'every node at the current version'
 
 # --- The layout --------------------------------------------------------------------------------
 is "$(cval "SELECT sicoop.distribute()")" \
@@ -65,6 +69,11 @@ is "$(PGOPTIONS='-c citus.show_shards_for_app_name_prefixes=*' PGPORT=$WORKER1 v
 # Relations compared whole but for what two warehouses loaded side by side cannot share: when
 # each row was written (wall clock), the run log's timings and the source's snapshot ids.
 WALL='{warehouse_info.created_at,run_log.started_at,run_log.finished_at,run_log.detail,run_log.backend_pid,step_state.updated_at,raw_associado.loaded_at,raw_conta.loaded_at,raw_cartao.loaded_at,raw_movimentacao_cartao.loaded_at,source_sync.snapshot_xmin,source_sync.copied_at,trusted_movimentacao_cartao.updated_at,fato_movimentacao_cartao.data_hora_atualizacao_registro,dq_result.checked_at}'
+# After a stream: each stream cuts its own micro-batches at its own times, so run ids, the rows'
+# batch times, the run log and the order in which new members got surrogate keys differ; the flat
+# view resolves every fact's keys to what they name.
+STREAMED="{${WALL:1:-1},*.run_id,*.updated_at,*.data_hora_atualizacao_registro,*.sk_associado,*.sk_cartao,*.sk_conta,run_log.*,step_state.*,stream_state.*,dq_result.*,source_sync.*,reconciliation.*,warehouse_info.*}"
+STREAMED_LINES='^\(sequence \|run_log \|step_state \|dq_result \|source_sync \|reconciliation \|stream_state \)'
 same_warehouses() {  # same_warehouses <description> [left out]
   q -d "$REF" -At -v except="${2:-$WALL}" -f "$LIFE/fingerprint.sql" | grep -v "${3:-^$}" >"$WORK/ref.fp"
   c -At -v except="${2:-$WALL}" -f "$LIFE/fingerprint.sql" | grep -v "${3:-^$}" >"$WORK/citus.fp"
@@ -143,12 +152,29 @@ for _ in $(seq 600); do
 done
 ok "$reached" 'the stream reaches the Citus warehouse'
 cval "SELECT sicoop.stop_stream()" >/dev/null; end_stream "$REF"
-# (Each stream cuts its own micro-batches at its own times: run ids, the rows' batch times, the
-# run log and the order in which new members got surrogate keys differ; the flat view resolves
-# every fact's keys to what they name.)
 same_warehouses 'after a stream segment: every layer equal' \
-  "{${WALL:1:-1},*.run_id,*.updated_at,*.data_hora_atualizacao_registro,*.sk_associado,*.sk_cartao,*.sk_conta,run_log.*,step_state.*,stream_state.*,dq_result.*,source_sync.*,reconciliation.*,warehouse_info.*}" \
-  '^\(sequence \|run_log \|step_state \|dq_result \|source_sync \|reconciliation \|stream_state \)'
+  "$STREAMED" "$STREAMED_LINES"
+
+# --- Dump and restore ---------------------------------------------------------------------------
+# pg_dump of the coordinator reads the Citus tables' rows through Citus. Restored into a new
+# coordinator database (Citus's own entries left out of the list: the database has Citus),
+# the tables come back local; distribute() makes them Citus tables again, as Citus documents
+# for pg_dump/pg_restore.
+"$PGBIN/pg_dump" -p "$COORD" -Fc -f "$WORK/citus.dump" "$DW" 2>/dev/null
+"$PGBIN/pg_restore" -l "$WORK/citus.dump" | grep -v ' citus \| EXTENSION - citus' >"$WORK/toc"
+RESTORED=sicoop_citus_restored
+for port in $COORD $WORKER1 $WORKER2; do
+  q -p "$port" -d postgres -c "CREATE DATABASE $RESTORED"
+  q -p "$port" -d "$RESTORED" -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus"
+done
+r() { PGPORT=$COORD q -d "$RESTORED" "$@" 2> >(grep -v 'dependency\|will be created only locally\|^DETAIL:  "\|^HINT:  Dist' >&2); }
+r -Atc "SELECT citus_set_coordinator_host('localhost', $COORD), citus_add_node('localhost', $WORKER1), citus_add_node('localhost', $WORKER2)" >/dev/null
+ok_run 'pg_restore of the coordinator'"'"'s dump into a new Citus database: no error' \
+  env PGPORT="$COORD" "$PGBIN/pg_restore" --exit-on-error -L "$WORK/toc" -d "$RESTORED" "$WORK/citus.dump"
+ok_run 'distribute() on the restored warehouse' r -Atc "SET client_min_messages = warning; SELECT sicoop.distribute()"
+q -d "$REF" -At -v except="$STREAMED" -f "$LIFE/fingerprint.sql" | grep -v "$STREAMED_LINES" >"$WORK/ref.fp"
+r -At -v except="$STREAMED" -f "$LIFE/fingerprint.sql" | grep -v "$STREAMED_LINES" >"$WORK/restored.fp"
+same_file "$WORK/ref.fp" "$WORK/restored.fp" 'the restored Citus warehouse holds what the single node holds'
 
 # --- The way back --------------------------------------------------------------------------------
 is "$(cval "SELECT sicoop.undistribute()")" \
@@ -160,6 +186,5 @@ sleep 1
 now=$(date '+%Y-%m-%d %H:%M:%S%z')
 both "$now"
 same_warehouses 'back on one node, an incremental run: equal' \
-  "{${WALL:1:-1},*.run_id,*.updated_at,*.data_hora_atualizacao_registro,*.sk_associado,*.sk_cartao,*.sk_conta,run_log.*,step_state.*,stream_state.*,dq_result.*,source_sync.*,reconciliation.*,warehouse_info.*}" \
-  '^\(sequence \|run_log \|step_state \|dq_result \|source_sync \|reconciliation \|stream_state \)'
+  "$STREAMED" "$STREAMED_LINES"
 finish
