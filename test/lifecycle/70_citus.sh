@@ -10,39 +10,17 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SRC=sicoop_citus_src REF=sicoop_citus_ref DW=sicoop_citus_dw N=20000
 COORD=$((PGPORT + 31)) WORKER1=$((PGPORT + 32)) WORKER2=$((PGPORT + 33))
-NODES=()
 cleanup() {
   end_stream "$REF"; drop_slot sicoop_citus_ref; drop_slot sicoop_citus_dw
-  for dir in "${NODES[@]}"; do stop_source_cluster "$dir"; done
+  stop_citus_nodes
   drop_db "$REF"; drop_db "$SRC"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# Citus, built once (cached between runs) and installed beside PostgreSQL.
-"$REPO/test/vendor/citus/build.sh" | sed 's/^/# /'
-
-# A Citus node: a cluster of its own, ICU pt-BR as the project's (cleaning runs on the workers),
-# citus preloaded, the database with the citus extension.
-start_node() {  # start_node <port>
-  local dir
-  dir=$(new_cluster_dir sicoop_citus)
-  NODES+=("$dir")
-  as_server_user "$PGBIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
-    --locale-provider=icu --icu-locale=pt-BR >/dev/null
-  printf '%s\n' "port = $1" "listen_addresses = 'localhost'" "unix_socket_directories = '/tmp'" \
-    "shared_preload_libraries = 'citus'" "max_worker_processes = 16" "shared_buffers = '256MB'" \
-    "citus.node_conninfo = 'sslmode=prefer'" >>"$dir/data/postgresql.conf"
-  as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
-  q -p "$1" -d postgres -c "CREATE DATABASE $DW"
-  q -p "$1" -d "$DW" -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus"
-}
-for port in $COORD $WORKER1 $WORKER2; do start_node "$port"; done
+citus_cluster "$DW" "$COORD" "$WORKER1" "$WORKER2"
 c() { PGPORT=$COORD q -d "$DW" "$@" 2> >(grep -v 'dependency\|will be created only locally\|^DETAIL:  "\|^HINT:  Dist' >&2); }
 cval() { c -Atc "$@"; }
-cval "SELECT citus_set_coordinator_host('localhost', $COORD)" >/dev/null
-cval "SELECT citus_add_node('localhost', $WORKER1)" >/dev/null
-cval "SELECT citus_add_node('localhost', $WORKER2)" >/dev/null
 
 make_source "$SRC" "$N"
 q -d "$SRC" -c "$PUBLISH_SOURCE"
@@ -163,12 +141,8 @@ same_warehouses 'after a stream segment: every layer equal' \
 "$PGBIN/pg_dump" -p "$COORD" -Fc -f "$WORK/citus.dump" "$DW" 2>/dev/null
 "$PGBIN/pg_restore" -l "$WORK/citus.dump" | grep -v ' citus \| EXTENSION - citus' >"$WORK/toc"
 RESTORED=sicoop_citus_restored
-for port in $COORD $WORKER1 $WORKER2; do
-  q -p "$port" -d postgres -c "CREATE DATABASE $RESTORED"
-  q -p "$port" -d "$RESTORED" -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus"
-done
+citus_database "$RESTORED" "$COORD" "$WORKER1" "$WORKER2"
 r() { PGPORT=$COORD q -d "$RESTORED" "$@" 2> >(grep -v 'dependency\|will be created only locally\|^DETAIL:  "\|^HINT:  Dist' >&2); }
-r -Atc "SELECT citus_set_coordinator_host('localhost', $COORD), citus_add_node('localhost', $WORKER1), citus_add_node('localhost', $WORKER2)" >/dev/null
 ok_run 'pg_restore of the coordinator'"'"'s dump into a new Citus database: no error' \
   env PGPORT="$COORD" "$PGBIN/pg_restore" --exit-on-error -L "$WORK/toc" -d "$RESTORED" "$WORK/citus.dump"
 ok_run 'distribute() on the restored warehouse' r -Atc "SET client_min_messages = warning; SELECT sicoop.distribute()"

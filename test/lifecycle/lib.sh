@@ -179,3 +179,35 @@ same_as_scratch_load() {  # same_as_scratch_load <description> <db> <ref> [as_of
   layers "$2" >"$WORK/dw"
   same_file "$WORK/ref" "$WORK/dw" "$1"
 }
+
+# --- Citus (70_citus.sh, test/bench/citus_bench.sh) ----------------------------------------------
+
+# Three nodes of a Citus cluster, each a cluster of its own (ICU pt-BR, as the project's: cleaning
+# runs on the workers), citus preloaded; <db> made on each, with its coordinator and workers
+# registered. Citus 13.2.2 is built once from test/vendor/citus/ (cached) and installed first.
+CITUS_NODES=()
+citus_cluster() {  # citus_cluster <db> <coordinator port> <worker port> <worker port>
+  "$REPO/test/vendor/citus/build.sh" | sed 's/^/# /'
+  local port dir
+  for port in "${@:2}"; do
+    dir=$(new_cluster_dir sicoop_citus)
+    CITUS_NODES+=("$dir")
+    as_server_user "$PGBIN/initdb" -D "$dir/data" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 \
+      --locale-provider=icu --icu-locale=pt-BR >/dev/null
+    printf '%s\n' "port = $port" "listen_addresses = 'localhost'" "unix_socket_directories = '/tmp'" \
+      "shared_preload_libraries = 'citus'" "max_worker_processes = 16" "shared_buffers = '${CITUS_SHARED_BUFFERS:-256MB}'" \
+      "work_mem = '64MB'" "max_wal_size = '8GB'" "citus.node_conninfo = 'sslmode=prefer'" >>"$dir/data/postgresql.conf"
+    as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+  done
+  citus_database "$@"
+}
+citus_database() {  # citus_database <db> <coordinator port> <worker port> <worker port>
+  local port
+  for port in "${@:2}"; do
+    q -p "$port" -d postgres -c "CREATE DATABASE $1"
+    q -p "$port" -d "$1" -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus"
+  done
+  q -p "$2" -d "$1" -Atc "SELECT citus_set_coordinator_host('localhost', $2)" >/dev/null
+  for port in "${@:3}"; do q -p "$2" -d "$1" -Atc "SELECT citus_add_node('localhost', $port)" >/dev/null; done
+}
+stop_citus_nodes() { local dir; for dir in "${CITUS_NODES[@]}"; do stop_source_cluster "$dir"; done; }
