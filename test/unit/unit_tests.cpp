@@ -233,6 +233,40 @@ void test_downstream_plans() {
        "SCD2 compares only members changed since its last run");
 }
 
+// On Citus (RunContext::movements_distributed): the distributed movements meet the coordinator's
+// tables only through uncorrelated subqueries and copies; the dimensions are written from
+// MATERIALIZED results in every layout.
+void test_citus_plans() {
+    sicoop::RunContext citus = incremental();
+    citus.movements_distributed = true;
+    const std::string raw_single = all_sql(plan("load_raw", incremental()));
+    const std::string raw_citus = all_sql(plan("load_raw", citus));
+    ok(contains(raw_single, "NOT EXISTS (SELECT 1 FROM sicoop.stage_movimentacao_cartao s WHERE s.id_movimentacao_cartao = r.id_movimentacao_cartao)") &&
+           !contains(raw_single, "NOT IN (SELECT s.id_movimentacao_cartao"),
+       "single node: raw's rows missing from the stage by an anti-join");
+    ok(contains(raw_citus, "r.id_movimentacao_cartao NOT IN (SELECT s.id_movimentacao_cartao FROM sicoop.stage_movimentacao_cartao s") &&
+           !contains(raw_citus, "NOT EXISTS (SELECT 1 FROM sicoop.stage_movimentacao_cartao s WHERE"),
+       "Citus: by an uncorrelated NOT IN (no correlated subquery on a coordinator's table)");
+    sicoop::RunContext full_citus = full_run();
+    full_citus.movements_distributed = true;
+    ok(contains(all_sql(plan("load_raw", full_citus)), "NOT EXISTS (SELECT 1 FROM sicoop.stage_conta s WHERE s.id_conta = r.id_conta)"),
+       "Citus: the coordinator's own tables keep the anti-join");
+    sicoop::RunContext stream_citus = streamed();
+    stream_citus.movements_distributed = true;
+    ok(contains(all_sql(plan("load_raw", stream_citus)), "CREATE TEMP TABLE sicoop_kept_raw") &&
+           !contains(all_sql(plan("load_raw", streamed())), "sicoop_kept_raw"),
+       "Citus stream: raw's rows of the batch's unsent columns copied first; single node: joined");
+    ok(contains(all_sql(plan("load_fato", streamed())), "LEFT JOIN LATERAL") &&
+           !contains(all_sql(plan("load_fato", stream_citus)), "LEFT JOIN LATERAL"),
+       "Citus stream: member versions joined, not looked up by LATERAL ... LIMIT 1");
+    for (const sicoop::RunContext& ctx : {incremental(), citus}) {
+        const std::string dims = all_sql(plan("load_dims", ctx)) + all_sql(plan("scd2_associado", ctx));
+        ok(!contains(dims, "FROM sicoop.trusted_conta s\n  WHERE d.") && contains(dims, "WITH v AS MATERIALIZED") &&
+               contains(dims, "WITH target AS MATERIALIZED") && !contains(dims, "ANALYZE sicoop.dim"),
+           "the dimensions are written from MATERIALIZED results, and analyzed only through sicoop._analyze");
+    }
+}
+
 // A stream's micro-batch (RunContext::stream): nothing read from the source, only the batch's keys.
 void test_stream_plans() {
     const auto raw = plan("load_raw", streamed());
@@ -1709,6 +1743,7 @@ int main() {
     test_pipeline_order();
     test_statements_use_only_run_parameters();
     test_raw_plans();
+    test_citus_plans();
     test_downstream_plans();
     test_stream_plans();
     test_scd2_relabels_before_comparing();
