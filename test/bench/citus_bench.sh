@@ -63,3 +63,14 @@ echo "--- where the Citus first load's time goes, by step (single node beside it
 paste <(awk '{print $1, $4}' "$WORK/citus_full load") \
       <(awk '/^--- full load/ {on = 1; next} /^---/ {on = 0} on && NF == 7 && $1 != "step" {print $4}' "$WORK/single") |
   awk '{printf "  %-15s Citus %8.2f s   single %8.2f s\n", $1, $2, $3}'
+echo "--- what each node stores after the runs (the scale model's figures: README, \"On a Citus cluster\")"
+c -At -F ' ' -c "
+  SELECT t, n, pg_size_pretty(s), round(s::numeric / nullif(n, 0), 1)
+  FROM unnest(ARRAY['raw_movimentacao_cartao', 'trusted_movimentacao_cartao', 'fato_movimentacao_cartao',
+                    'dim_associado', 'dim_conta', 'dim_cartao', 'dim_data']) t,
+       LATERAL (SELECT citus_total_relation_size(('sicoop.' || t)::regclass) AS s) z,
+       LATERAL (SELECT (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM sicoop.%I', t), false, true, '')))[1]::text::bigint AS n) r" |
+  awk '{printf "  %-28s %10d rows %10s %s (citus_total_relation_size) %8s bytes/row\n", $1, $2, $3, $4, $5}'
+for port in $COORD $WORKER1 $WORKER2; do
+  echo "  node $port: database $(PGPORT=$port val "$DW" "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+done
