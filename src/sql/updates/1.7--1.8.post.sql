@@ -1,6 +1,7 @@
 -- sicoop_etl 1.7 -> 1.8, after the functions are (re)created: the warehouse, if there is one,
--- is checked against the definition, as every update does; the operator, if there is one,
--- gets the new functions it runs.
+-- is checked against the definition, as every update does, and marked layout 1.8 (its tables
+-- are 1.7's: the mark says which version's functions it was last checked with); the operator,
+-- if there is one, gets the new functions it runs.
 DO $update$
 DECLARE
   operator regrole;
@@ -14,6 +15,7 @@ BEGIN
     END IF;
     PERFORM sicoop._remake_sicoop_definitions(true);
     PERFORM sicoop._check_warehouse_definition('ALTER EXTENSION sicoop_etl UPDATE');
+    UPDATE ONLY sicoop.warehouse_info SET layout_version = '1.8';
   END IF;
 END
 $update$;

@@ -3,7 +3,8 @@
 -- What it adds: sicoop.distribute() / sicoop.undistribute() (src/sql/citus.sql); the guard and
 -- the handover check compare each Citus shard with its table's definition, from Citus's
 -- metadata; a Citus worker adopts no warehouse of its own; grant_operator and revoke_operator
--- run Citus's commands one connection at a time. No table changes: the layout stays 1.7.
+-- run Citus's commands one connection at a time. No table changes (the layout mark becomes 1.8,
+-- as every version's).
 --
 -- This file holds what must change before the functions are (re)created: nothing here. The
 -- build (src/sql/assemble.sh) appends every function source of src/sql/, then
