@@ -185,6 +185,7 @@ same_as_scratch_load() {  # same_as_scratch_load <description> <db> <ref> [as_of
 # Three nodes of a Citus cluster, each a cluster of its own (ICU pt-BR, as the project's: cleaning
 # runs on the workers), citus preloaded; <db> made on each, with its coordinator and workers
 # registered. Citus 13.2.2 is built once from test/vendor/citus/ (cached) and installed first.
+# CITUS_EXTRA_CONF: more postgresql.conf lines for every node.
 CITUS_NODES=()
 citus_cluster() {  # citus_cluster <db> <coordinator port> <worker port> <worker port>
   "$REPO/test/vendor/citus/build.sh" | sed 's/^/# /'
@@ -196,7 +197,8 @@ citus_cluster() {  # citus_cluster <db> <coordinator port> <worker port> <worker
       --locale-provider=icu --icu-locale=pt-BR >/dev/null
     printf '%s\n' "port = $port" "listen_addresses = 'localhost'" "unix_socket_directories = '/tmp'" \
       "shared_preload_libraries = 'citus'" "max_worker_processes = 16" "shared_buffers = '${CITUS_SHARED_BUFFERS:-256MB}'" \
-      "work_mem = '64MB'" "max_wal_size = '8GB'" "citus.node_conninfo = 'sslmode=prefer'" >>"$dir/data/postgresql.conf"
+      "work_mem = '64MB'" "max_wal_size = '8GB'" "citus.node_conninfo = 'sslmode=prefer'" ${CITUS_EXTRA_CONF:+"$CITUS_EXTRA_CONF"} \
+      >>"$dir/data/postgresql.conf"
     as_server_user "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
   done
   citus_database "$@"
