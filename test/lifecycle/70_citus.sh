@@ -75,6 +75,17 @@ same_warehouses 'full check after old movements changed: equal'
 q -d "$SRC" -v n="$N" -v round=2 -f "$REPO/test/bench/change_source.sql" >/dev/null
 both '2025-08-16 10:00:00-03'
 same_warehouses 'a second 1% change: equal'
+# Single steps, each in its own transaction (as a user calls them), at one reference time.
+steps() {  # steps <psql function...>
+  local step
+  for step in load_raw load_trusted load_dims scd2_associado load_fato; do
+    "$@" -c "SET client_min_messages = warning" -c "SET sicoop.as_of = '2025-08-16 10:30:00-03'" -c "SELECT sicoop.$step()" >/dev/null
+  done
+}
+q -d "$SRC" -f "$REPO/test/bench/change_source.sql" -v n="$N" -v round=6 >/dev/null
+steps q -d "$REF"
+ok_run 'single steps on Citus, one transaction each' steps c
+same_warehouses 'single steps: equal'
 q -d "$REF" -c "UPDATE sicoop.canonical_value SET canonical = canonical || ' (A)' WHERE domain = 'estado_civil' AND canonical = 'CASADO'" >/dev/null
 c -c "UPDATE sicoop.canonical_value SET canonical = canonical || ' (A)' WHERE domain = 'estado_civil' AND canonical = 'CASADO'" >/dev/null
 both '2025-08-16 11:00:00-03' true
