@@ -28,7 +28,6 @@ namespace sicoop {
 
 namespace {
 
-
 // The absolute file to write, or an error saying why `path` may not be written.
 std::string export_target(const std::string& path) {
     if (!path.empty() && path.front() == '/') {

@@ -109,9 +109,13 @@ void add_merge(std::vector<Action>& actions, const SourceTable& t) {
 // Citus evaluates on each shard against the stage's keys sent to the workers (a correlated
 // subquery on a coordinator's table is refused there); else an anti-join, which stays fast
 // whatever the stage's size.
+bool raw_distributed(const SourceTable& t, const RunContext& ctx) {
+    return ctx.movements_distributed && !t.time_column.empty();
+}
+
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx) {
     const SqlValues names = {{"stage", stage_of(t)}, {"key", t.key}};
-    if (ctx.movements_distributed && !t.time_column.empty())
+    if (raw_distributed(t, ctx))
         return fill(R"sql(r.${key} NOT IN (SELECT s.${key} FROM ${stage} s WHERE s.${key} IS NOT NULL))sql", names);
     return fill(R"sql(NOT EXISTS (SELECT 1 FROM ${stage} s WHERE s.${key} = r.${key}))sql", names);
 }

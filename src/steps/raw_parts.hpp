@@ -21,6 +21,8 @@ BulkCopy source_copy(const SourceTable& t, const char* target, std::vector<std::
 BulkCopy copy_of(const SourceTable& t);
 // The stage merged into raw: new rows inserted, changed rows updated.
 void add_merge(std::vector<Action>& actions, const SourceTable& t);
+// Raw's table of `t` is distributed by Citus (the movements', after sicoop.distribute()).
+bool raw_distributed(const SourceTable& t, const RunContext& ctx);
 // Raw's row `r` has no copy in the stage.
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx);
 

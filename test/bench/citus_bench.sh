@@ -23,7 +23,7 @@ echo "==========================================================================
 echo "Citus: a coordinator and two workers on this machine, N = $N"
 CITUS_SHARED_BUFFERS=1GB citus_cluster "$DW" "$COORD" "$WORKER1" "$WORKER2"
 make_source "$SRC" "$N"
-c() { PGPORT=$COORD q -d "$DW" "$@" 2> >(grep -v 'dependency\|will be created only locally\|^DETAIL:  "\|^HINT:  Dist' >&2); }
+c() { citus_q "$COORD" "$DW" "$@"; }
 c -c "SET client_min_messages = warning" -c "CREATE EXTENSION sicoop_etl CASCADE" \
   -c "SELECT sicoop.connect_source('localhost', $PGPORT, '$SRC', current_user)" >/dev/null
 c -Atc "SET client_min_messages = warning; SELECT sicoop.distribute()"

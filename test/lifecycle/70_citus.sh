@@ -19,7 +19,7 @@ cleanup() {
 trap cleanup EXIT
 
 citus_cluster "$DW" "$COORD" "$WORKER1" "$WORKER2"
-c() { PGPORT=$COORD q -d "$DW" "$@" 2> >(grep -v 'dependency\|will be created only locally\|^DETAIL:  "\|^HINT:  Dist' >&2); }
+c() { citus_q "$COORD" "$DW" "$@"; }
 cval() { c -Atc "$@"; }
 
 make_source "$SRC" "$N"
@@ -153,7 +153,7 @@ same_warehouses 'after a stream segment: every layer equal' \
 "$PGBIN/pg_restore" -l "$WORK/citus.dump" | grep -v ' citus \| EXTENSION - citus' >"$WORK/toc"
 RESTORED=sicoop_citus_restored
 citus_database "$RESTORED" "$COORD" "$WORKER1" "$WORKER2"
-r() { PGPORT=$COORD q -d "$RESTORED" "$@" 2> >(grep -v 'dependency\|will be created only locally\|^DETAIL:  "\|^HINT:  Dist' >&2); }
+r() { citus_q "$COORD" "$RESTORED" "$@"; }
 ok_run 'pg_restore of the coordinator'"'"'s dump into a new Citus database: no error' \
   env PGPORT="$COORD" "$PGBIN/pg_restore" --exit-on-error -L "$WORK/toc" -d "$RESTORED" "$WORK/citus.dump"
 ok_run 'distribute() on the restored warehouse' r -Atc "SET client_min_messages = warning; SELECT sicoop.distribute()"

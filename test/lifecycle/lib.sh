@@ -212,4 +212,8 @@ citus_database() {  # citus_database <db> <coordinator port> <worker port> <work
   q -p "$2" -d "$1" -Atc "SELECT citus_set_coordinator_host('localhost', $2)" >/dev/null
   for port in "${@:3}"; do q -p "$2" -d "$1" -Atc "SELECT citus_add_node('localhost', $port)" >/dev/null; done
 }
+# psql on a Citus node, without Citus's warnings about objects it keeps local (temporary
+# functions, views of local tables): citus_q <port> <db> [psql arguments...]
+citus_q() { local port=$1 db=$2; shift 2; PGPORT=$port q -d "$db" "$@" \
+  2> >(grep -v 'dependency\|will be created only locally\|^DETAIL:  "\|^HINT:  Dist' >&2); }
 stop_citus_nodes() { local dir; for dir in "${CITUS_NODES[@]}"; do stop_source_cluster "$dir"; done; }
