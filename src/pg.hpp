@@ -36,6 +36,7 @@ extern "C" {
 #include "storage/latch.h"
 #include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/elog.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"

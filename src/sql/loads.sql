@@ -79,7 +79,9 @@ BEGIN
   FOR ix IN DELETE FROM sicoop.deferred_index WHERE table_name = tbl::text RETURNING definition LOOP
     EXECUTE ix.definition;
   END LOOP;
-  PERFORM sicoop._analyze(tbl);
+  -- (1.9) The live BRIN indexes' new ranges too, and the statistics once: a step used to
+  -- analyze here, then again in _summarize.
+  PERFORM sicoop._summarize(tbl);
 END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop._restore_indexes(regclass) FROM PUBLIC;  -- operator

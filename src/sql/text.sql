@@ -10,24 +10,20 @@
 CREATE OR REPLACE FUNCTION clean_text(value text) RETURNS text
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_clean_text';
 
--- First word of the cleaned name.
+-- First word of the cleaned name. (C++, src/sql_functions.cpp, as clean_text: it runs on every
+-- member, and an SQL function with a pinned search_path is never inlined.)
 CREATE OR REPLACE FUNCTION first_name(nome text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT pg_catalog.split_part(sicoop.clean_text(nome), ' ', 1) $$;
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_first_name';
 
--- Everything after the first word, NULL if there is none.
+-- Everything after the first word of the cleaned name, NULL if there is none.
 CREATE OR REPLACE FUNCTION last_name(nome text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT nullif(pg_catalog.substr(n, pg_catalog.strpos(n, ' ') OPERATOR(pg_catalog.+) 1), n)
-   FROM (SELECT sicoop.clean_text(nome) AS n) s $$;
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_last_name';
 
 -- Whole years lived on a date (birthday-aware; someone born on 29 February turns a year
--- older on 1 March in common years). NULL without a birth date or for a future one.
+-- older on 1 March in common years): date_part('year', age(on_date, birth)), by PostgreSQL's own
+-- functions called from C. NULL without a birth date or for a future one.
 CREATE OR REPLACE FUNCTION age_years(birth date, on_date date) RETURNS int
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT CASE WHEN birth OPERATOR(pg_catalog.<=) on_date
-               THEN pg_catalog.date_part('year', pg_catalog.age(on_date::pg_catalog.timestamp, birth::pg_catalog.timestamp))::pg_catalog.int4
-          END $$;
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_age_years';
 
 -- The text with every possible card number masked to its last four digits, as sicoop does to
 -- every error it reports or logs and to the trusted layer's free text: 13 or more decimal
@@ -44,9 +40,7 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_redact_c
 CREATE OR REPLACE FUNCTION contains_card_number(value text) RETURNS boolean
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_contains_card_number';
 
--- Every character but the last four replaced by '*' (white space around it ignored; blank -> NULL).
+-- Every character but the last four replaced by '*' (ASCII white space around it ignored; blank
+-- -> NULL). (C++: the code the COPY filter masks raw's card numbers with.)
 CREATE OR REPLACE FUNCTION mask_card(numero text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(n) OPERATOR(pg_catalog.-) 4, 0))
-                            OPERATOR(pg_catalog.||) pg_catalog.right(n, 4), '')
-   FROM (SELECT pg_catalog.regexp_replace(numero, '^\s+|\s+$', '', 'g') AS n) s $$;
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_mask_card';

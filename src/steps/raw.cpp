@@ -101,7 +101,7 @@ BulkCopy copy_of(const SourceTable& t) {
 // The stage merged into raw: new rows inserted, changed rows updated.
 void add_merge(std::vector<Action>& actions, const SourceTable& t) {
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
-    actions.push_back(sql_action(fill(R"sql(ANALYZE ${stage})sql", {{"stage", stage_of(t)}}), t.name));
+    actions.push_back(sql_action(fill(R"sql(SELECT sicoop._analyze('${stage}'))sql", {{"stage", stage_of(t)}}), t.name));
     actions.push_back(sql_action(merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), t.name));
 }
 

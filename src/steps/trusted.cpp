@@ -79,7 +79,6 @@ void check_canonical(std::vector<Action>& actions, const TrustedTable& t) {
 const char* const kTaken = R"sql((SELECT * FROM sicoop.raw_${table} r WHERE ${changed}) s)sql";
 const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM sicoop.raw_${table} r WHERE ${changed})sql";
 const char* const kRestoreIndexes = R"sql(SELECT sicoop._restore_indexes('sicoop.trusted_${table}'))sql";
-const char* const kSummarize = R"sql(SELECT sicoop._summarize('sicoop.trusted_${table}'))sql";
 
 // Deletions on a full run: every row no longer in raw.
 const char* const kDeleteMissing = R"sql(WITH gone AS (
@@ -135,12 +134,11 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         actions.push_back(sql_action(sql(kCountRead), t.name));
         if (ctx.is_empty(trusted_table)) {
             // Secondary indexes the run dropped before the step (run_pipeline.cpp) are built after
-            // the insert, and BRIN ranges summarized; none is dropped here (its lock would hold
-            // readers for the whole step).
+            // the insert, BRIN ranges summarized and statistics gathered (_restore_indexes); none
+            // is dropped here (its lock would hold readers for the whole step).
             actions.push_back(
                 dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, sql(kTaken)), "rows_inserted", t.name));
             actions.push_back(sql_action(sql(kRestoreIndexes), t.name));
-            actions.push_back(sql_action(sql(kSummarize), t.name));
         } else
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, sql(kTaken)), t.name));
         // (The canonical check reads the whole table: a stream leaves it to the full check.)

@@ -276,20 +276,24 @@ SELECT dblink_disconnect('listener'), dblink_disconnect('hostile');
 \o
 -- Two kinds are exempt, each for a reason: run_pipeline, a procedure that commits (PostgreSQL
 -- forbids transaction control under a SET clause; it pins the search_path itself, from its
--- first statement), and the C text functions called once per row, which run no SQL and look
--- no name up (a SET clause would cost a GUC save and restore at every call).
+-- first statement), and the row-level functions in C (text cleaning, names, ages, card masks),
+-- called once per row, which run no SQL and look no name up (a SET clause would cost a GUC save
+-- and restore at every call). They are a class: the IMMUTABLE C functions of the extension's
+-- library -- every C function that runs SQL (a step, the stream, the export) is VOLATILE.
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                   WHERE p.pronamespace = 'sicoop'::regnamespace
                     AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')
-                    AND p.oid::regprocedure NOT IN ('sicoop.run_pipeline(boolean)'::regprocedure, 'sicoop.clean_text(text)'::regprocedure,
-                                                    'sicoop._redact_card_numbers(text)'::regprocedure,
-                                                    'sicoop.contains_card_number(text)'::regprocedure)$$,
+                    AND p.oid::regprocedure <> 'sicoop.run_pipeline(boolean)'::regprocedure
+                    AND NOT (p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c') AND p.provolatile = 'i'
+                             AND p.probin LIKE '%sicoop_etl' AND p.prosrc LIKE 'sicoop\_%')$$,
                 'every function and procedure of schema sicoop pins its search_path');
-SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
-                  WHERE p.oid::regprocedure IN ('sicoop.clean_text(text)'::regprocedure, 'sicoop._redact_card_numbers(text)'::regprocedure,
-                                                'sicoop.contains_card_number(text)'::regprocedure)
-                    AND (p.prolang <> (SELECT oid FROM pg_language WHERE lanname = 'c') OR p.prosrc NOT LIKE 'sicoop\_%')$$,
-                '(the exempt text functions are C functions of the extension''s library)');
+SELECT set_eq($$SELECT p.oid::regprocedure FROM pg_proc p
+                WHERE p.pronamespace = 'sicoop'::regnamespace AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'c')
+                  AND p.provolatile = 'i'$$,
+              $$SELECT unnest(ARRAY['sicoop.clean_text(text)', 'sicoop._redact_card_numbers(text)', 'sicoop.contains_card_number(text)',
+                                    'sicoop.first_name(text)', 'sicoop.last_name(text)', 'sicoop.age_years(date,date)',
+                                    'sicoop.mask_card(text)']::regprocedure[])$$,
+              '(the exempt class, the IMMUTABLE C functions, is the row-level text, name, age and card functions)');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p, unnest(p.proconfig) c
                   WHERE p.pronamespace = 'sicoop'::regnamespace AND c LIKE 'search\_path=%'
                     AND c NOT IN ('search_path=pg_catalog, pg_temp', 'search_path="pg_catalog, pg_temp"')$$,

@@ -1,0 +1,12 @@
+-- sicoop_etl 1.8 -> 1.9: speed against the SQL a user would write (issue 28).
+--
+-- What changes: sicoop.first_name, last_name, age_years and mask_card become C functions of the
+-- extension's library (an SQL function with a pinned search_path is never inlined, and each of
+-- their calls, on every row, paid a GUC save and restore); a run's ANALYZE leaves descriptive
+-- text columns to autovacuum (sicoop._analyze); _restore_indexes summarizes BRIN ranges and
+-- gathers statistics once. No table changes (the layout mark becomes 1.9, as every version's).
+--
+-- This file holds what must change before the functions are (re)created: nothing here.
+-- CREATE OR REPLACE turns an SQL function into a C one in place (its SET clause goes with its
+-- old definition). The build (src/sql/assemble.sh) appends every function source of src/sql/,
+-- then updates/1.8--1.9.post.sql.
