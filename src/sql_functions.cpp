@@ -21,6 +21,10 @@ PG_FUNCTION_INFO_V1(sicoop_first_name);
 PG_FUNCTION_INFO_V1(sicoop_last_name);
 PG_FUNCTION_INFO_V1(sicoop_age_years);
 PG_FUNCTION_INFO_V1(sicoop_mask_card);
+PGDLLEXPORT Datum sicoop_has_control_characters(PG_FUNCTION_ARGS);
+PGDLLEXPORT Datum sicoop_may_need_trimming(PG_FUNCTION_ARGS);
+PG_FUNCTION_INFO_V1(sicoop_has_control_characters);
+PG_FUNCTION_INFO_V1(sicoop_may_need_trimming);
 }
 
 namespace {
@@ -142,4 +146,18 @@ Datum sicoop_contains_card_number(PG_FUNCTION_ARGS) {
         return (Datum) 0;
     });
     PG_RETURN_BOOL(found);
+}
+
+// sicoop._has_control_characters(text): the rule no_control_chars, without a regular expression
+// per field (sicoop::has_control_characters). No C++ object lives here: it cannot throw.
+Datum sicoop_has_control_characters(PG_FUNCTION_ARGS) {
+    text* input = PG_GETARG_TEXT_PP(0);
+    PG_RETURN_BOOL(sicoop::has_control_characters(std::string_view(VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input))));
+}
+
+// sicoop._may_need_trimming(text): whether the rule trimmed's regular expression could match
+// (sicoop::may_need_trimming); it runs only then.
+Datum sicoop_may_need_trimming(PG_FUNCTION_ARGS) {
+    text* input = PG_GETARG_TEXT_PP(0);
+    PG_RETURN_BOOL(sicoop::may_need_trimming(std::string_view(VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input))));
 }

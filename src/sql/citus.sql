@@ -74,9 +74,10 @@ REVOKE ALL ON FUNCTION sicoop._is_citus_table(regclass) FROM PUBLIC;  -- operato
 -- its tables on the coordinator (the workers keep their shards' own), and ANALYZE of a
 -- reference table fails in a transaction that wrote it by local execution.
 -- (1.9) A run's statements need the statistics of keys, dates, amounts and flags, not of free
--- text: sampling and sorting names and descriptions in the database's ICU collation was half
--- of every ANALYZE. So a run analyzes every column but the descriptive text ones (a collatable
--- column that is neither indexed nor a key, id_*). An ANALYZE of some columns leaves the table's
+-- text: sorting the sample's names, descriptions and ids in the database's ICU collation was
+-- most of every ANALYZE. So a run analyzes every column but the collatable ones that are
+-- neither indexed nor an id (id_*: a parent's key), nor a text key unique on its own: the
+-- planner counts such a key's distinct values from its unique index. An ANALYZE of some columns leaves the table's
 -- count of changes since its last ANALYZE as it was, so autovacuum still analyzes the whole
 -- table soon after, for the readers' queries, outside the run.
 CREATE OR REPLACE FUNCTION _analyze(VARIADIC relations regclass[]) RETURNS void
@@ -88,9 +89,13 @@ BEGIN
   FROM (SELECT r, (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
                    FROM pg_attribute a
                    WHERE a.attrelid OPERATOR(pg_catalog.=) r AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
-                     AND (a.attcollation OPERATOR(pg_catalog.=) 0 OR a.attname LIKE 'id\_%'
-                          OR EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) r
-                                                              AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey)))) AS columns
+                     AND (a.attcollation OPERATOR(pg_catalog.=) 0
+                          OR ((a.attname LIKE 'id\_%'
+                               OR EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) r
+                                                                   AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey)))
+                              AND NOT EXISTS (SELECT 1 FROM pg_index u WHERE u.indrelid OPERATOR(pg_catalog.=) r AND u.indisunique
+                                                                       AND u.indnkeyatts OPERATOR(pg_catalog.=) 1 AND u.indpred IS NULL
+                                                                       AND u.indkey[0] OPERATOR(pg_catalog.=) a.attnum)))) AS columns
         FROM unnest(relations) r
         WHERE NOT sicoop._is_citus_table(r)) c;
   IF targets IS NOT NULL THEN

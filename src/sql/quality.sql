@@ -296,7 +296,8 @@ BEGIN
       RETURN NEXT;
     WHEN 'trimmed' THEN
       -- white space (Unicode's too) or an invisible format character anywhere but between words
-      predicate := format('s.%1$I::text ~ %2$L', r.column_name,
+      -- (1.9: the expression runs only where sicoop._may_need_trimming says it could match.)
+      predicate := format('sicoop._may_need_trimming(s.%1$I::text) AND s.%1$I::text ~ %2$L', r.column_name,
                           '^[[:space:]\u00a0\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]|[[:space:]\u00a0\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]$|[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]');
       RETURN NEXT;
     WHEN 'no_control_chars' THEN
@@ -307,7 +308,8 @@ BEGIN
                  AND (r.column_name IS NULL OR a.attname = r.column_name)
                ORDER BY a.attnum LOOP
         part := c.name;
-        predicate := format('s.%I ~ %L', c.name, '[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]');
+        -- (1.9: '[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]' in C++, without a regular expression.)
+        predicate := format('sicoop._has_control_characters(s.%I)', c.name);
         RETURN NEXT;
       END LOOP;
     WHEN 'fits' THEN

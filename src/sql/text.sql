@@ -44,3 +44,13 @@ LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_contains
 -- -> NULL). (C++: the code the COPY filter masks raw's card numbers with.)
 CREATE OR REPLACE FUNCTION mask_card(numero text) RETURNS text
 LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_mask_card';
+
+-- Two data-quality rules' tests on every field of every row (sicoop._row_rule_checks), in
+-- C++ instead of a regular expression per field (src/steps/text_rules.cpp): a control
+-- character (rule no_control_chars: C0 but tab, newline and carriage return, DEL, C1), and
+-- whether the rule trimmed's expression could match at all (not for printable ASCII that
+-- neither starts nor ends with a space: most keys).
+CREATE OR REPLACE FUNCTION _has_control_characters(value text) RETURNS boolean
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_has_control_characters';
+CREATE OR REPLACE FUNCTION _may_need_trimming(value text) RETURNS boolean
+LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'sicoop_may_need_trimming';

@@ -376,6 +376,29 @@ bool mask_card_into(std::string_view value, std::string& out) {
     return true;
 }
 
+bool has_control_characters(std::string_view text) {
+    for (size_t at = 0; at < text.size(); ++at) {
+        const unsigned char b = static_cast<unsigned char>(text[at]);
+        if ((b >= 0x01 && b <= 0x08) || b == 0x0B || b == 0x0C || (b >= 0x0E && b <= 0x1F) || b == 0x7F) return true;
+        // U+0080-U+009F are C2 80-C2 9F; C2 is never a continuation byte, so no decoding is needed.
+        if (b == 0xC2 && at + 1 < text.size()) {
+            const unsigned char next = static_cast<unsigned char>(text[at + 1]);
+            if (next >= 0x80 && next <= 0x9F) return true;
+        }
+    }
+    return false;
+}
+
+bool may_need_trimming(std::string_view text) {
+    if (text.empty()) return false;
+    if (text.front() == ' ' || text.back() == ' ') return true;
+    for (char c : text) {
+        const unsigned char b = static_cast<unsigned char>(c);
+        if (b < 0x20 || b > 0x7E) return true;
+    }
+    return false;
+}
+
 bool is_plain_file_name(std::string_view name) {
     if (name.empty() || name.size() > 200 || name.front() == '.') return false;
     for (char c : name) {

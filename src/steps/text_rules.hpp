@@ -84,6 +84,18 @@ bool contains_card_number(std::string_view text);
 // true; returns false (out untouched) when the value is blank or already what it would become.
 bool mask_card_into(std::string_view value, std::string& out);
 
+// The data-quality rule no_control_chars in C++: whether the text holds a C0 control but tab,
+// newline and carriage return (U+0001-U+0008, U+000B, U+000C, U+000E-U+001F), DEL or a C1
+// control (U+007F-U+009F) -- what the regular expression '[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]'
+// matches in a UTF-8 database.
+bool has_control_characters(std::string_view text);
+
+// Whether the rule `trimmed` (white space at either end, an invisible format character
+// anywhere) could find something: false for printable ASCII that neither starts nor ends with
+// a space, which no white space or format character can be. The rule's regular expression
+// runs only where this says true (most keys are plain ASCII).
+bool may_need_trimming(std::string_view text);
+
 // A file name with no directory part and nothing a path reads specially: letters, digits,
 // '.', '_' and '-', not starting with '.', at most 200 characters.
 bool is_plain_file_name(std::string_view name);

@@ -276,7 +276,8 @@ SELECT dblink_disconnect('listener'), dblink_disconnect('hostile');
 \o
 -- Two kinds are exempt, each for a reason: run_pipeline, a procedure that commits (PostgreSQL
 -- forbids transaction control under a SET clause; it pins the search_path itself, from its
--- first statement), and the row-level functions in C (text cleaning, names, ages, card masks),
+-- first statement), and the row-level functions in C (text cleaning, names, ages, card masks,
+-- two rules' tests),
 -- called once per row, which run no SQL and look no name up (a SET clause would cost a GUC save
 -- and restore at every call). They are a class: the IMMUTABLE C functions of the extension's
 -- library -- every C function that runs SQL (a step, the stream, the export) is VOLATILE.
@@ -292,8 +293,9 @@ SELECT set_eq($$SELECT p.oid::regprocedure FROM pg_proc p
                   AND p.provolatile = 'i'$$,
               $$SELECT unnest(ARRAY['sicoop.clean_text(text)', 'sicoop._redact_card_numbers(text)', 'sicoop.contains_card_number(text)',
                                     'sicoop.first_name(text)', 'sicoop.last_name(text)', 'sicoop.age_years(date,date)',
-                                    'sicoop.mask_card(text)']::regprocedure[])$$,
-              '(the exempt class, the IMMUTABLE C functions, is the row-level text, name, age and card functions)');
+                                    'sicoop.mask_card(text)', 'sicoop._has_control_characters(text)',
+                                    'sicoop._may_need_trimming(text)']::regprocedure[])$$,
+              '(the exempt class, the IMMUTABLE C functions, is the row-level text, name, age, card and rule functions)');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p, unnest(p.proconfig) c
                   WHERE p.pronamespace = 'sicoop'::regnamespace AND c LIKE 'search\_path=%'
                     AND c NOT IN ('search_path=pg_catalog, pg_temp', 'search_path="pg_catalog, pg_temp"')$$,

@@ -613,6 +613,19 @@ std::string feed_in_pieces(sicoop::CopyFilter& filter, const std::string& data, 
     return out;
 }
 
+void test_rule_prefilters() {
+    using sicoop::has_control_characters;
+    using sicoop::may_need_trimming;
+    ok(has_control_characters("a\x01b") && has_control_characters("\x7f") && has_control_characters("a\xc2\x85") &&
+           has_control_characters("\x0b") && !has_control_characters("a\tb\r\n") &&
+           !has_control_characters("JO\xc3\x83O") && !has_control_characters("\xc2\xa0") && !has_control_characters(""),
+       "has_control_characters: C0 but tab/newline/CR, DEL and C1 (C2 80..9F); NBSP and accents are not");
+    ok(!may_need_trimming("MOV-0000001") && !may_need_trimming("a b") && !may_need_trimming("") &&
+           may_need_trimming(" a") && may_need_trimming("a ") && may_need_trimming("a\tb") &&
+           may_need_trimming("a\xc2\xa0") && may_need_trimming("\xe2\x80\x8bx"),
+       "may_need_trimming: false only for printable ASCII without a space at either end");
+}
+
 void test_mask_card_and_masked_numbers() {
     std::string out;
     ok(sicoop::mask_card_into(" 4111111111111111\t", out) && out == "************1111",
@@ -1759,6 +1772,7 @@ int main() {
     test_redact_invalid_utf8();
     test_contains_card_number();
     test_mask_card_and_masked_numbers();
+    test_rule_prefilters();
     test_copy_masks();
     test_copy_filter_text();
     test_copy_filter_binary();
