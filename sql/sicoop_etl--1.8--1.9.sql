@@ -5,9 +5,13 @@
 --
 -- What changes: sicoop.first_name, last_name, age_years and mask_card become C functions of the
 -- extension's library (an SQL function with a pinned search_path is never inlined, and each of
--- their calls, on every row, paid a GUC save and restore); a run's ANALYZE leaves descriptive
--- text columns to autovacuum (sicoop._analyze); _restore_indexes summarizes BRIN ranges and
--- gathers statistics once. No table changes (the layout mark becomes 1.9, as every version's).
+-- their calls, on every row, paid a GUC save and restore; mask_card is now the COPY filter's own
+-- code, which trims ASCII white space only: a value with Unicode space at an end is masked with
+-- it, never shown more); two row rules test in C (sicoop._has_control_characters,
+-- sicoop._may_need_trimming before the trimmed rule's expression); a run's ANALYZE leaves
+-- descriptive text and text keys unique on their own out (sicoop._analyze); _restore_indexes
+-- summarizes BRIN ranges and gathers statistics once. No table changes (the layout mark
+-- becomes 1.9, as every version's).
 --
 -- This file holds what must change before the functions are (re)created: nothing here.
 -- CREATE OR REPLACE turns an SQL function into a C one in place (its SET clause goes with its
