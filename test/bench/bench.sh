@@ -108,10 +108,6 @@ bench_one() {
   echo "source generated in $(secs "$t0" "$t1") s: $(q -d "$SRC" -Atc "SELECT format('%s members, %s accounts, %s cards, %s movements, %s on disk',
       (SELECT count(*) FROM associado), (SELECT count(*) FROM conta), (SELECT count(*) FROM cartao),
       (SELECT count(*) FROM movimentacao_cartao), pg_size_pretty(pg_database_size(current_database())))")"
-  # A live source is vacuumed: the freshly generated one is vacuumed and analyzed here, untimed,
-  # so that autovacuum's first pass over it does not land in whichever timed load comes next.
-  t0=$(now); q -d "$SRC" -c "VACUUM (ANALYZE)" >/dev/null; t1=$(now)
-  echo "source vacuumed and analyzed in $(secs "$t0" "$t1") s (untimed)"
 
   echo "--- the limit: COPY ... TO STDOUT | COPY ... FROM STDIN, into the same tables in another database"
   recreate_db "$PIPE"
