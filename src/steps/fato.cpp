@@ -55,11 +55,21 @@ const char* const kMemberVersionsJoined = R"sql(LEFT JOIN (SELECT sk_associado, 
         AND m.data_movimentacao >= a.inicio_local AND m.data_movimentacao < a.fim_local)sql";
 // A stream's few candidates find their member's version by index, one lookup each, rather
 // than computing every version's local vigência (the whole dimension) for each micro-batch.
+// Versions never overlap (check_vigencia), so the version is the latest one starting by the
+// movement's time: read backwards from a bound on the start the index can use. The bound is
+// loose on purpose (two days past the movement's time read in the zone: no zone's offset moves
+// back that far), so the exact test stays the local vigência's, as the bulk join's; no bound
+// for a time too near the ends of the range to convert. Without it, a member with many
+// versions had every version read for every movement.
 const char* const kMemberVersionLookup = R"sql(LEFT JOIN LATERAL (
     SELECT v.sk_associado FROM sicoop.dim_associado v
     WHERE v.id_associado = k.id_associado
+      AND v.inicio_vigencia_registro_associado <=
+          CASE WHEN m.data_movimentacao BETWEEN timestamp '1000-01-01' AND timestamp '294000-01-01'
+               THEN (m.data_movimentacao AT TIME ZONE $3) + interval '2 days' ELSE timestamptz 'infinity' END
       AND m.data_movimentacao >= v.inicio_vigencia_registro_associado AT TIME ZONE $3
       AND m.data_movimentacao < v.fim_vigencia_registro_associado AT TIME ZONE $3
+    ORDER BY v.inicio_vigencia_registro_associado DESC
     LIMIT 1) a ON true)sql";
 
 // `bulk`: every movement is keyed (see kCardKeysBulk); `lookup`: members by index (a stream).

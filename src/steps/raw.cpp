@@ -121,26 +121,18 @@ std::string not_in_stage(const SourceTable& t, const RunContext& ctx) {
 }
 
 // Raw's row `r` is in the window this run read: at or after the window start ($5), or on one of
-// the older days read whole (sicoop.stage_day). On a single node its keys come from scans the
-// BRIN index on the time serves -- the window, and each day as a range of times -- instead of
-// one pass over the whole table (an OR with a list of days cannot use an index); a day no range
-// of timestamps holds (an infinity, or past timestamp's last day) is matched by its date, with a
-// scan only when there is one. Distributed movements keep the one predicate, which Citus pushes
-// to each shard.
-std::string in_window(const SourceTable& t, const RunContext& ctx) {
-    if (raw_distributed(t, ctx))
-        return R"sql((r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d)))sql";
-    return fill(R"sql(r.${key} IN (
-      SELECT w.${key} FROM ${raw} w WHERE w.data_movimentacao >= $5
-      UNION ALL
-      SELECT w.${key} FROM sicoop.stage_day d JOIN ${raw} w
-        ON w.data_movimentacao >= d.dia::timestamp AND w.data_movimentacao < (d.dia + 1)::timestamp
-      WHERE isfinite(d.dia) AND d.dia < date '294276-12-31'
-      UNION ALL
-      SELECT w.${key} FROM sicoop.stage_day d JOIN ${raw} w ON w.data_movimentacao::date = d.dia
-      WHERE NOT (isfinite(d.dia) AND d.dia < date '294276-12-31')))sql",
-                {{"key", t.key}, {"raw", raw_of(t)}});
-}
+// the older days read whole (sicoop.stage_day). One scan, bounded below by the window start or
+// the oldest such day, whichever is earlier: the BRIN index on the time serves the bound, so a
+// run that read no old day reads the window's block ranges only, and one whose days lie across
+// the history reads the table once -- never once per day, which a BRIN index made lossy by
+// months of updates would turn into a pass over raw for each day. A day no timestamp has
+// (past timestamp's last day) sets no bound; an infinite one sets the lowest.
+const char* const kInWindow = R"sql((r.data_movimentacao >= (
+        SELECT CASE WHEN min(d.dia) IS NULL OR min(d.dia) > date '294276-12-31' THEN $5
+                    WHEN NOT isfinite(min(d.dia)) THEN timestamp '-infinity'
+                    ELSE least($5, min(d.dia)::timestamp) END
+        FROM sicoop.stage_day d)
+      AND (r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))))sql";
 
 namespace {
 
@@ -384,7 +376,7 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t, const RunCo
     // Rows of the window the source did not return: fetch them by id, in case their time moved
     // out of the window; what still is not found was deleted.
     const std::string missing = fill(R"sql(${in_window}
-    AND ${not_in_stage})sql", {{"in_window", in_window(t, ctx)}, {"not_in_stage", not_in_stage(t, ctx)}});
+    AND ${not_in_stage})sql", {{"in_window", kInWindow}, {"not_in_stage", not_in_stage(t, ctx)}});
     BulkCopy recheck = copy_of(t);
     recheck.truncate_first = false;
     recheck.rows = BulkCopy::Rows::Keys;

@@ -25,7 +25,6 @@ void add_merge(std::vector<Action>& actions, const SourceTable& t);
 bool raw_distributed(const SourceTable& t, const RunContext& ctx);
 // Raw's row `r` has no copy in the stage.
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx);
-std::string in_window(const SourceTable& t, const RunContext& ctx);
 
 // A full run's comparison of `t` by row checksums per bucket (`bits` of the key's hash);
 // `rows` becomes the copy of the rows of the buckets that differ.
