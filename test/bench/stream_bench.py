@@ -390,9 +390,11 @@ def bench(n):
     stop_stream(DW)
     drop_slot()
     recreate(SRC)
+    t = time.time()
     psql(SRC, "-v", f"n={n}", "-f", os.path.join(REPO, "test/bench/generate_source.sql"))
     psql(SRC, "-c", "CREATE INDEX ON movimentacao_cartao (data_movimentacao)", "-c", "CREATE SEQUENCE bench_seq",
          "-c", "CREATE PUBLICATION sicoop_stream FOR TABLE associado, conta, cartao, movimentacao_cartao")
+    print(f"  source generated (and published) in {time.time() - t:.1f} s")
     recreate(DW)
     psql(DW, "-c", "SET client_min_messages = warning", "-c", "CREATE EXTENSION sicoop_etl CASCADE",
          "-c", f"SELECT sicoop.connect_source('localhost', {PORT}, '{SRC}', current_user)")
@@ -404,6 +406,17 @@ def bench(n):
             sys.exit(f"the stream failed: {state}")
         time.sleep(0.2)
     print(f"  start_stream: the slot's snapshot loaded and streaming in {time.time() - t:.1f} s")
+    # Before any rate is measured, the stream has applied a marker committed now: here the
+    # warehouse shares the source's cluster, and the slot first decodes the WAL of the first
+    # load itself (gigabytes at 10M), which a separate warehouse server would not write there.
+    t = time.time()
+    with connect(SRC) as src, connect(DW) as dw:
+        src.execute("INSERT INTO movimentacao_cartao VALUES ('MOV-PROBE-SYNCED', 'CARTAO-00000001', 'probe', 1, now()::timestamp)")
+        while not dw.execute("SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-PROBE-SYNCED'").fetchone():
+            if time.time() - t > 1800:
+                sys.exit("the stream did not apply a change within 30 minutes of its first sync")
+            time.sleep(0.2)
+    print(f"  first change after the sync applied in {time.time() - t:.1f} s")
     sys.stdout.flush()
     results = []
     if os.environ.get("CATCHUP"):
