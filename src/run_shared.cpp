@@ -212,10 +212,15 @@ StepOutcome execute_step(const Step& step, const RunRequest& request) {
         }
         // For this step's transaction: no JIT (compiling costs more than it buys for set-based
         // loads), and fixed memory budgets, so the backend's memory does not grow with the data:
-        // hash joins and sorts bigger than these spill to disk instead.
+        // hash joins and sorts bigger than these spill to disk instead. And every statement of
+        // the extension's PL/pgSQL functions planned for this run's values: after five calls a
+        // long-lived session (the stream's worker) would switch to a generic plan, which cannot
+        // use an index for `since_run_id = 0 OR run_id > since_run_id` (check_vigencia) and so
+        // read every member's versions in every micro-batch: 50 ms a batch at 10M movements.
         spi::exec(
             "SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
-            " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true)");
+            " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true),"
+            " set_config('plan_cache_mode', 'force_custom_plan', true)");
         for (const Action& action : step.plan(ctx)) run_action(step, action, params, session, outcome.counts, timings);
         session.finish();
     } catch (PgError& e) {
