@@ -338,13 +338,15 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
         reading.what = psprintf("copy %s", table.label.c_str());
         stream = &reading;
         session.statement_sent();
-        PGresult* res = nullptr;
-        if (PQsendQuery(reading.conn(), command.c_str()))
-            res = libpqsrv_get_result(reading.conn(), PG_WAIT_EXTENSION);  // interruptible wait
-        if (PQresultStatus(res) != PGRES_COPY_OUT) session.fail(res, reading.what);
-        PQclear(res);
+        if (!PQsendQuery(reading.conn(), command.c_str())) session.fail(nullptr, reading.what);
+        // The warehouse's own work runs before the source's first answer is awaited: the source
+        // sends "copy begins" with its first rows (it is buffered until then), and an aggregate
+        // has none before it has read every row.
         if (!copy.while_source_works.empty() && SPI_execute(copy.while_source_works.c_str(), false, 0) < 0)
             elog(ERROR, "sicoop: could not run %s", copy.while_source_works.c_str());
+        PGresult* res = libpqsrv_get_result(reading.conn(), PG_WAIT_EXTENSION);  // interruptible wait
+        if (PQresultStatus(res) != PGRES_COPY_OUT) session.fail(res, reading.what);
+        PQclear(res);
 
         check_may_copy_into(target_oid, target_table);
         Relation rel = table_open(target_oid, RowExclusiveLock);

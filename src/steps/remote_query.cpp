@@ -149,14 +149,30 @@ void require_hashable(RemoteRead& read, const ColumnTypes& types, const BulkCopy
     }
 }
 
+// An aggregate of values computed per row, grouped by one of them: the values are computed in a
+// subquery that OFFSET 0 keeps apart. Else the source's planner sees the grouping expression
+// through to the column under it, a key or a time with about one value per row, and expects a
+// group per row: it sorts every row (on disk, with 4 MB of work_mem), and may JIT-compile the
+// statement for that cost. Kept apart, the groups are estimated at the planner's default, and
+// it aggregates in one pass with a hash table (which spills, bounded by work_mem, should there
+// be more groups than that). The groups here are at most 2^bits buckets, or the days.
+RemoteSelect grouped_read(const std::string& aggregates, const std::string& values, const std::string& group_by) {
+    return {aggregates + " FROM (SELECT " + values, " OFFSET 0) s GROUP BY " + group_by};
+}
+
+RemoteRead read_of(const RemoteSelect& first) {
+    RemoteRead read;
+    read.select = first.select;
+    read.suffix = first.suffix;
+    return read;
+}
+
 // Rows::KeyChecksums. Hashes of key::text (hashtext is total), counts, and sums of bigints as
 // numeric: total.
 RemoteRead key_checksums_read(const BulkCopy& copy) {
-    RemoteRead read;
-    read.select = key_bucket_sql(copy.key_column) + "::int, count(*)::bigint, sum(" + key_hash_sql(copy.key_column) +
-                  ")::numeric";
-    read.suffix = " GROUP BY 1";
-    return read;
+    return read_of(grouped_read("b, count(*)::bigint, sum(h)::numeric",
+                                key_bucket_sql(copy.key_column) + "::int AS b, " + key_hash_sql(copy.key_column) + " AS h",
+                                "b"));
 }
 
 // Rows::KeysInBuckets.
@@ -166,28 +182,30 @@ RemoteRead keys_read(const BulkCopy& copy) {
     return read;
 }
 
-// Rows::RowChecksumsAndDayTotals: one scan of the source for both, grouping sets told apart
-// by GROUPING().
+// Rows::RowChecksumsAndDayTotals: both from the same snapshot, in one statement: a SELECT for
+// the buckets (kind 1) and one for the days (kind 2), each computing only what it sums. (One
+// scan with GROUPING SETS computes every sum for both sets: at a million rows it took 1.5 s
+// hashed and 1.7 s sorted, against 1.2 s for the two.)
 RemoteRead checksums_and_day_totals_read(const BulkCopy& copy, const ColumnTypes& types) {
-    RemoteRead read;
     const std::string& day = copy.window_column;
+    RemoteRead read = read_of(
+        grouped_read("1, b, NULL::date, count(*)::bigint, sum(h)::numeric, NULL::numeric",
+                     row_bucket_sql(copy.key_column, copy.bucket_bits) + " AS b, " + copy.row_hash + " AS h", "b"));
     require(read, types, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
     require(read, types, kAmount, is_number, "a number", "sum the movements per day", kAmountHint);
     require_hashable(read, types, copy);
-    read.select = "GROUPING(b, d)::int, b, d, count(*)::bigint, sum(h)::numeric, " + std::string(kFiniteSum) +
-                  " FROM (SELECT " + row_bucket_sql(copy.key_column, copy.bucket_bits) + " AS b, " + day +
-                  "::date AS d, " + copy.row_hash + " AS h, valor_movimentacao::numeric AS v";
-    read.suffix = ") s GROUP BY GROUPING SETS ((b), (d))";
+    read.union_all.push_back(grouped_read("2, NULL::int, d, count(*)::bigint, NULL::numeric, " + std::string(kFiniteSum),
+                                          day + "::date AS d, valor_movimentacao::numeric AS v", "d"));
     return read;
 }
 
 // Rows::RowChecksums.
 RemoteRead row_checksums_read(const BulkCopy& copy, const ColumnTypes& types) {
-    RemoteRead read;
+    RemoteRead read = read_of(grouped_read("b, count(*)::bigint, sum(h)::numeric",
+                                           row_bucket_sql(copy.key_column, copy.bucket_bits) + "::int AS b, " +
+                                               copy.row_hash + " AS h",
+                                           "b"));
     require_hashable(read, types, copy);
-    read.select =
-        row_bucket_sql(copy.key_column, copy.bucket_bits) + "::int, count(*)::bigint, sum(" + copy.row_hash + ")::numeric";
-    read.suffix = " GROUP BY 1";
     return read;
 }
 
@@ -198,9 +216,10 @@ RemoteRead day_totals_read(const BulkCopy& copy, const ColumnTypes& types) {
     const std::string& day = copy.window_column;
     require(read, types, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
     if (is_number(type_of(types, kAmount))) {
-        read.select = day + "::date, count(*)::bigint, " + std::string(kFiniteSum) + " FROM (SELECT " + day +
-                      ", valor_movimentacao::numeric AS v";
-        read.suffix = ") s GROUP BY 1";
+        const RemoteSelect sums = grouped_read("d, count(*)::bigint, " + std::string(kFiniteSum),
+                                               day + "::date AS d, valor_movimentacao::numeric AS v", "d");
+        read.select = sums.select;
+        read.suffix = sums.suffix;
     } else {
         read.day_amounts = true;
         read.as_text = true;
@@ -316,8 +335,10 @@ std::string latest_value_sql(const std::string& column, const std::string& remot
 }
 
 std::string copy_sql(const RemoteRead& read, const std::string& remote, const std::string& rows) {
-    return "COPY (SELECT " + read.select + " FROM " + remote + rows + read.suffix + ") TO STDOUT" +
-           (read.as_text ? "" : " (FORMAT binary)");
+    std::string query = "SELECT " + read.select + " FROM " + remote + rows + read.suffix;
+    for (const RemoteSelect& more : read.union_all)
+        query += " UNION ALL SELECT " + more.select + " FROM " + remote + rows + more.suffix;
+    return "COPY (" + query + ") TO STDOUT" + (read.as_text ? "" : " (FORMAT binary)");
 }
 
 // Each column's type, and whether a unique index (total, valid, on that column alone)

@@ -66,9 +66,17 @@ struct Refusal {
     bool empty() const { return column.empty(); }
 };
 
+// One SELECT of a read: its select list (with FROM's start, if it reads a subquery) before the
+// table and the rows asked for, and what follows them (the subquery's end, grouping).
+struct RemoteSelect {
+    std::string select;
+    std::string suffix;
+};
+
 struct RemoteRead {
     std::string select;
     std::string suffix;                 // after the rows asked for: grouping
+    std::vector<RemoteSelect> union_all;  // further SELECTs of the same rows, appended with UNION ALL
     bool as_text = false;               // COPY in text format (a column travels as text)
     std::vector<Conversion> converted;  // those columns
     // Day totals whose amounts are no numbers at the source: it counts the rows per day and

@@ -993,8 +993,8 @@ void test_remote_copies() {
     checksums.rows = Rows::KeyChecksums;
     checksums.key_column = "id_conta";
     is(remote::copy_sql(remote::plan_read(checksums, 42, conta_types()), "public.conta", ""),
-       "COPY (SELECT (hashtext(id_conta::text) & 4095)::int, count(*)::bigint, sum(hashtext(id_conta::text)::bigint)::numeric "
-       "FROM public.conta GROUP BY 1) TO STDOUT (FORMAT binary)",
+       "COPY (SELECT b, count(*)::bigint, sum(h)::numeric FROM (SELECT (hashtext(id_conta::text) & 4095)::int AS b, "
+       "hashtext(id_conta::text)::bigint AS h FROM public.conta OFFSET 0) s GROUP BY b) TO STDOUT (FORMAT binary)",
        "key checksums per bucket");
 
     sicoop::BulkCopy keys = checksums;
@@ -1011,8 +1011,8 @@ void test_remote_copies() {
     rows_checksums.row_hash = "(h)";
     read = remote::plan_read(rows_checksums, 42, conta_types());
     is(remote::copy_sql(read, "public.conta", ""),
-       "COPY (SELECT coalesce(hashtext(id_conta::text) & 8191, -1)::int, count(*)::bigint, sum((h))::numeric FROM "
-       "public.conta GROUP BY 1) TO STDOUT (FORMAT binary)",
+       "COPY (SELECT b, count(*)::bigint, sum(h)::numeric FROM (SELECT coalesce(hashtext(id_conta::text) & 8191, -1)::int "
+       "AS b, (h) AS h FROM public.conta OFFSET 0) s GROUP BY b) TO STDOUT (FORMAT binary)",
        "row checksums per bucket");
     read = remote::plan_read(rows_checksums, 42, conta_types("text"));
     ok(read.refused.column == "data_criacao_conta" && read.refused.type == "text" && read.refused.need == "date" &&
@@ -1027,9 +1027,9 @@ void test_remote_copies() {
     totals.window_column = "data_movimentacao";
     read = remote::plan_read(totals, 42, movement_types());
     is(remote::copy_sql(read, "public.movimentacao_cartao", ""),
-       "COPY (SELECT data_movimentacao::date, count(*)::bigint, " + finite_sum +
-           " FROM (SELECT data_movimentacao, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao) s GROUP BY 1) "
-           "TO STDOUT (FORMAT binary)",
+       "COPY (SELECT d, count(*)::bigint, " + finite_sum +
+           " FROM (SELECT data_movimentacao::date AS d, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao "
+           "OFFSET 0) s GROUP BY d) TO STDOUT (FORMAT binary)",
        "day totals, summed at the source");
     read = remote::plan_read(totals, 42, movement_types("timestamp without time zone", "text"));
     is(remote::copy_sql(read, "public.movimentacao_cartao", ""),
@@ -1051,11 +1051,19 @@ void test_remote_copies() {
     both.row_hash = "(h)";
     read = remote::plan_read(both, 42, movement_types());
     is(remote::copy_sql(read, "public.movimentacao_cartao", ""),
-       "COPY (SELECT GROUPING(b, d)::int, b, d, count(*)::bigint, sum(h)::numeric, " + finite_sum +
-           " FROM (SELECT coalesce(hashtext(id_movimentacao_cartao::text) & 4095, -1) AS b, data_movimentacao::date AS d, "
-           "(h) AS h, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao) s GROUP BY GROUPING SETS ((b), (d))) "
-           "TO STDOUT (FORMAT binary)",
-       "row checksums and day totals in one scan");
+       "COPY (SELECT 1, b, NULL::date, count(*)::bigint, sum(h)::numeric, NULL::numeric FROM (SELECT "
+       "coalesce(hashtext(id_movimentacao_cartao::text) & 4095, -1) AS b, (h) AS h FROM public.movimentacao_cartao "
+       "OFFSET 0) s GROUP BY b UNION ALL SELECT 2, NULL::int, d, count(*)::bigint, NULL::numeric, " + finite_sum +
+           " FROM (SELECT data_movimentacao::date AS d, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao "
+           "OFFSET 0) s GROUP BY d) TO STDOUT (FORMAT binary)",
+       "row checksums and day totals in one statement: a SELECT for each");
+    is(remote::copy_sql(read, "public.movimentacao_cartao", " WHERE x"),
+       "COPY (SELECT 1, b, NULL::date, count(*)::bigint, sum(h)::numeric, NULL::numeric FROM (SELECT "
+       "coalesce(hashtext(id_movimentacao_cartao::text) & 4095, -1) AS b, (h) AS h FROM public.movimentacao_cartao "
+       "WHERE x OFFSET 0) s GROUP BY b UNION ALL SELECT 2, NULL::int, d, count(*)::bigint, NULL::numeric, " + finite_sum +
+           " FROM (SELECT data_movimentacao::date AS d, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao "
+           "WHERE x OFFSET 0) s GROUP BY d) TO STDOUT (FORMAT binary)",
+       "...both SELECTs read the rows asked for");
     read = remote::plan_read(both, 42, movement_types("timestamp without time zone", "text"));
     ok(read.refused.column == "valor_movimentacao" && read.refused.need == "a number" &&
            read.refused.hint == "Give the column a numeric type at the source.",
