@@ -182,8 +182,12 @@ PGconn* open_connection(bool replication) {
     // values read back as text, and only pg_catalog on the search path.
     // Every statement bounded by sicoop.source_timeout, lock waits included: a table held in
     // ACCESS EXCLUSIVE at the source fails the run in time instead of hanging it.
+    // No JIT: the statements sent are scans and aggregates of simple expressions, which JIT
+    // compiles for more than it saves (the full check's checksums at a million rows: 1.16-1.21 s
+    // without, 1.24-1.26 s with), as the warehouse's steps run without it.
     keywords[i] = "options",
-    values[i++] = psprintf("-c datestyle=ISO -c search_path=pg_catalog -c statement_timeout=%d -c lock_timeout=%d",
+    values[i++] = psprintf("-c datestyle=ISO -c search_path=pg_catalog -c statement_timeout=%d -c lock_timeout=%d"
+                           " -c jit=off",
                            settings::source_timeout_ms(), settings::source_timeout_ms());
     // Binary COPY text fields are decoded with this session's client encoding: send in it.
     keywords[i] = "client_encoding", values[i++] = pg_get_client_encoding_name();

@@ -626,6 +626,32 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION sicoop._check_canonical(text, bigint) FROM PUBLIC;  -- operator
 
+-- The fact's rows and sum of finite amounts per movement day, for _reconcile. (1.10) Summed
+-- from a subquery that OFFSET 0 keeps apart: else the planner sees the day through to the
+-- movement's time, about one value per row, expects as many groups as rows and plans a hash
+-- aggregate that prepares to spill, which ran at half the speed of one sized for the few days
+-- there are (0.44-0.46 s against 0.21-0.23 s at a million movements). On Citus the fact is
+-- distributed: an OFFSET there would bring every row to the coordinator, so the aggregate
+-- stays plain, for Citus to push down to the shards.
+CREATE OR REPLACE FUNCTION _fato_day_totals() RETURNS TABLE (dia date, fato_rows bigint, fato_valor numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  IF sicoop._is_citus_table('sicoop.fato_movimentacao_cartao') THEN
+    RETURN QUERY
+    SELECT f.data_hora_movimentacao::date, count(*),
+           coalesce(sum(f.valor_movimentacao) FILTER (WHERE f.valor_movimentacao < 'Infinity'::numeric AND f.valor_movimentacao > '-Infinity'::numeric), 0)
+    FROM sicoop.fato_movimentacao_cartao f GROUP BY 1;
+  ELSE
+    RETURN QUERY
+    SELECT f.d, count(*), coalesce(sum(f.v) FILTER (WHERE f.v < 'Infinity'::numeric AND f.v > '-Infinity'::numeric), 0)
+    FROM (SELECT x.data_hora_movimentacao::date AS d, x.valor_movimentacao AS v
+          FROM sicoop.fato_movimentacao_cartao x OFFSET 0) f
+    GROUP BY 1;
+  END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._fato_day_totals() FROM PUBLIC;  -- operator
+
 -- Reconciles the movements, per movement day, with the source: its count and sum of
 -- valor_movimentacao (sicoop.source_day_total, read by the load in the snapshot it copied)
 -- against the fact's plus the rejects'. The comparison of every day is in
@@ -661,9 +687,7 @@ BEGIN
     FROM (SELECT s.dia, s.source_rows, s.source_valor, 0 AS fato_rows, 0 AS fato_valor, 0 AS reject_rows, 0 AS reject_valor
           FROM sicoop.source_day_total s
           UNION ALL
-          SELECT f.data_hora_movimentacao::date, 0, 0, count(*),
-                 coalesce(sum(f.valor_movimentacao) FILTER (WHERE f.valor_movimentacao < 'Infinity'::numeric AND f.valor_movimentacao > '-Infinity'::numeric), 0), 0, 0
-          FROM sicoop.fato_movimentacao_cartao f GROUP BY 1
+          SELECT f.dia, 0, 0, f.fato_rows, f.fato_valor, 0, 0 FROM sicoop._fato_day_totals() f
           UNION ALL
           SELECT (j.record->>'data_movimentacao')::timestamp::date, 0, 0, 0, 0, count(*),
                  coalesce(sum(v.valor) FILTER (WHERE v.valor < 'Infinity'::numeric AND v.valor > '-Infinity'::numeric), 0)

@@ -4,7 +4,7 @@
 -- to the cent; a 'fail' rule stops its step; fixed at the source, the rows load and the
 -- rejects empty.
 \ir helpers/reset.sql
-SELECT plan(37);
+SELECT plan(38);
 SELECT current_database() || '_src' AS srcdb \gset
 SELECT format('host=localhost port=%s dbname=%s user=%s', :'pgport', :'srcdb', current_user) AS srcconn \gset
 
@@ -255,5 +255,14 @@ SELECT results_eq($$SELECT coalesce(dia::text, 'no date'), source_valor, reject_
                     WHERE dia IS NULL OR dia = '-infinity' ORDER BY dia NULLS FIRST$$,
                   $$VALUES ('no date', 5.00, 5.00, true), ('-infinity', 6.00, 6.00, true)$$,
                   'and the next run updates each of them alone');
+
+-- The fact's day totals the reconciliation reads (1.10: summed apart from the fact's scan) are
+-- the fact's own, days without a date and infinite amounts included.
+SELECT results_eq($$SELECT dia, fato_rows, fato_valor FROM sicoop._fato_day_totals() ORDER BY dia NULLS FIRST$$,
+                  $$SELECT f.data_hora_movimentacao::date, count(*),
+                           coalesce(sum(f.valor_movimentacao) FILTER (WHERE f.valor_movimentacao < 'Infinity'::numeric
+                                                                        AND f.valor_movimentacao > '-Infinity'::numeric), 0)
+                    FROM sicoop.fato_movimentacao_cartao f GROUP BY 1 ORDER BY 1 NULLS FIRST$$,
+                  'the fact''s day totals are its rows and finite amounts per day');
 
 SELECT * FROM finish();

@@ -1,0 +1,12 @@
+-- sicoop_etl 1.9 -> 1.10: speed against the SQL a user would write (issue 28).
+--
+-- What changes: sicoop._reconcile sums the fact per movement day through a new function,
+-- sicoop._fato_day_totals, which on a single node computes the day in a subquery that OFFSET 0
+-- keeps apart, so that the planner sizes its hash aggregate for the days there are, not for
+-- one group per movement (half the time of the fact's pass; on Citus the aggregate stays
+-- plain, pushed down to the shards). No table changes (the layout mark becomes 1.10, as every
+-- version's).
+--
+-- This file holds what must change before the functions are (re)created: nothing here. The
+-- build (src/sql/assemble.sh) appends every function source of src/sql/, then
+-- updates/1.9--1.10.post.sql.
