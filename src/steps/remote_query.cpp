@@ -160,6 +160,9 @@ RemoteSelect grouped_read(const std::string& aggregates, const std::string& valu
     return {aggregates + " FROM (SELECT " + values, " OFFSET 0) s GROUP BY " + group_by};
 }
 
+// Each movement's day and amount, for the sums per day.
+std::string day_values(const std::string& day) { return day + "::date AS d, valor_movimentacao::numeric AS v"; }
+
 RemoteRead read_of(const RemoteSelect& first) {
     RemoteRead read;
     read.select = first.select;
@@ -194,8 +197,8 @@ RemoteRead checksums_and_day_totals_read(const BulkCopy& copy, const ColumnTypes
     require(read, types, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
     require(read, types, kAmount, is_number, "a number", "sum the movements per day", kAmountHint);
     require_hashable(read, types, copy);
-    read.union_all.push_back(grouped_read("2, NULL::int, d, count(*)::bigint, NULL::numeric, " + std::string(kFiniteSum),
-                                          day + "::date AS d, valor_movimentacao::numeric AS v", "d"));
+    read.union_all.push_back(
+        grouped_read("2, NULL::int, d, count(*)::bigint, NULL::numeric, " + std::string(kFiniteSum), day_values(day), "d"));
     return read;
 }
 
@@ -214,12 +217,8 @@ RemoteRead row_checksums_read(const BulkCopy& copy, const ColumnTypes& types) {
 RemoteRead day_totals_read(const BulkCopy& copy, const ColumnTypes& types) {
     RemoteRead read;
     const std::string& day = copy.window_column;
-    require(read, types, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
     if (is_number(type_of(types, kAmount))) {
-        const RemoteSelect sums = grouped_read("d, count(*)::bigint, " + std::string(kFiniteSum),
-                                               day + "::date AS d, valor_movimentacao::numeric AS v", "d");
-        read.select = sums.select;
-        read.suffix = sums.suffix;
+        read = read_of(grouped_read("d, count(*)::bigint, " + std::string(kFiniteSum), day_values(day), "d"));
     } else {
         read.day_amounts = true;
         read.as_text = true;
@@ -227,6 +226,7 @@ RemoteRead day_totals_read(const BulkCopy& copy, const ColumnTypes& types) {
         read.select = day + "::date, valor_movimentacao::text, count(*)::bigint";
         read.suffix = " GROUP BY 1, 2";
     }
+    require(read, types, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
     return read;
 }
 

@@ -70,6 +70,15 @@ readers_stop() {
   touch "$WORK/readers_stop"; wait "$READERS_PID"
   cat "$WORK/readers_$1"
 }
+# Runs SQL in database $2 while the BI reader queries it, then prints the reader's line and
+# "  <what>: <seconds> s" (the load's own time, untimed by the verdicts).
+with_readers() {
+  local label=$1 db=$2 sql=$3 what=$4 t0 t1
+  readers_start "$label" "$db"
+  t0=$(now); q -d "$db" -c "$sql" 2>/dev/null; t1=$(now)
+  readers_stop "$label"
+  echo "  $what: $(secs "$t0" "$t1") s"
+}
 
 # Per step of the latest run with this label: rows, seconds, rows/s, peak memory from the samples.
 report_run() {
@@ -148,12 +157,7 @@ bench_one() {
     # own, so that the timed one above runs as the peer does: with no reader taking the CPU.
     echo "--- the same first load again, into another fresh warehouse, with BI readers querying it"
     fresh_warehouse "$DW_READ"
-    readers_start "during the first load" "$DW_READ"
-    local t_read0 t_read1; t_read0=$(now)
-    q -d "$DW_READ" -c "CALL sicoop.run_pipeline()" 2>/dev/null
-    t_read1=$(now)
-    readers_stop "during the first load"
-    echo "  first load with readers: $(secs "$t_read0" "$t_read1") s"
+    with_readers "during the first load" "$DW_READ" "CALL sicoop.run_pipeline()" "first load with readers"
     recreate_db "$DW_READ"  # give the disk back
     readers_start "idle warehouse"; sleep 5; readers_stop "idle warehouse"
   fi
@@ -179,10 +183,8 @@ bench_one() {
   incr_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_incremental")
   if [ "$READERS" = 1 ]; then
     q -d "$SRC" -v n="$n" -v round=1 -f "$REPO/test/bench/change_source.sql" >/dev/null
-    readers_start "during the incremental load"
-    t0=$(now); q -d "$DW" -c "CALL sicoop.run_pipeline()" 2>/dev/null; t1=$(now)
-    readers_stop "during the incremental load"
-    echo "  another 1% change's incremental load, with readers: $(secs "$t0" "$t1") s"
+    with_readers "during the incremental load" "$DW" "CALL sicoop.run_pipeline()" \
+      "another 1% change's incremental load, with readers"
   fi
 
   echo "--- old movements edited, deleted and inserted late (0.2%), then the full check: run_pipeline(full => true) (timed: nothing else running)"
@@ -193,10 +195,8 @@ bench_one() {
   local check_seconds
   check_seconds=$(awk '$1 == "run_pipeline" {print $5 - $4}' "$WORK/steps_check")
   if [ "$READERS" = 1 ]; then
-    readers_start "during the full check"
-    t0=$(now); q -d "$DW" -c "CALL sicoop.run_pipeline(full => true)" 2>/dev/null; t1=$(now)
-    readers_stop "during the full check"
-    echo "  the full check again (no new change), with readers: $(secs "$t0" "$t1") s"
+    with_readers "during the full check" "$DW" "CALL sicoop.run_pipeline(full => true)" \
+      "the full check again (no new change), with readers"
   fi
 
   local peak
