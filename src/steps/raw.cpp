@@ -99,10 +99,18 @@ BulkCopy copy_of(const SourceTable& t) {
 }
 
 // The stage merged into raw: new rows inserted, changed rows updated.
-void add_merge(std::vector<Action>& actions, const SourceTable& t) {
+void add_merge(std::vector<Action>& actions, const SourceTable& t, bool skip_identical) {
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
     actions.push_back(sql_action(fill(R"sql(SELECT sicoop._analyze('${stage}'))sql", {{"stage", stage_of(t)}}), t.name));
-    actions.push_back(sql_action(merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), t.name));
+    actions.push_back(sql_action(
+        merge_changed_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s", skip_identical), t.name));
+}
+
+// A batch run's stage repeats rows raw holds as they are (the window's lookback, the buckets
+// of a full comparison, a rebuild's every row): they are left out before the merge, but where
+// raw is distributed (see merge_changed_sql).
+void add_batch_merge(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx) {
+    add_merge(actions, t, !raw_distributed(t, ctx));
 }
 
 // Raw's row `r` has no copy in the stage. Distributed movements: an uncorrelated NOT IN, which
@@ -340,7 +348,7 @@ void plan_whole(std::vector<Action>& actions, const SourceTable& t, const RunCon
     if (is_movements(t)) add_day_totals(actions, t);
     actions.push_back(bulk_action(copy_of(t), t.name));
     actions.push_back(apply_rules(t));
-    add_merge(actions, t);
+    add_batch_merge(actions, t, ctx);
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t, ctx)), t.name));
     actions.push_back(delete_rejected(t));
 }
@@ -354,11 +362,8 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits,
     // Every copy of a key is in its key's bucket: all of them are in the stage already.
     actions.push_back(bulk_action(rejected_keys(t), t.name));
     actions.push_back(apply_rules(t));
-    add_merge(actions, t);
-    // What raw holds in a bucket that differs and the source no longer has.
-    const std::string gone = fill(R"sql(${bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b)
-    AND ${not_in_stage})sql", {{"bucket", row_bucket_sql("r." + t.key, bits)}, {"not_in_stage", not_in_stage(t, ctx)}});
-    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
+    add_batch_merge(actions, t, ctx);
+    add_bucket_deletions(actions, t, bits, ctx);
     actions.push_back(delete_rejected(t));
 }
 
@@ -386,7 +391,7 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t, const RunCo
     actions.push_back(bulk_action(recheck, t.name));
     actions.push_back(bulk_action(rejected_keys(t), t.name));
     actions.push_back(apply_rules(t));
-    add_merge(actions, t);
+    add_batch_merge(actions, t, ctx);
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
     actions.push_back(delete_rejected(t));
 }
@@ -430,7 +435,7 @@ void plan_keyed(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(bulk_action(all_copies_of_staged_keys(t), t.name));
     actions.push_back(bulk_action(rejected_keys(t), t.name));
     actions.push_back(apply_rules(t));
-    add_merge(actions, t);
+    add_merge(actions, t, false);  // (rows written since the last copy: changes)
     add_keyed_deletions(actions, t);
     actions.push_back(delete_rejected(t));
 }

@@ -24,6 +24,13 @@ const char* const kFreeTextValue = R"sql((CASE WHEN (${value})::text OPERATOR(pg
 const char* const kMaskedValue = R"sql(nullif(pg_catalog.repeat('*', greatest(pg_catalog.length(pg_catalog.btrim(${value}, E' \t\n\r\f\v')) OPERATOR(pg_catalog.-) 4, 0)) OPERATOR(pg_catalog.||) pg_catalog.right(pg_catalog.btrim(${value}, E' \t\n\r\f\v'), 4), ''))sql";
 const char* const kHashCombine = " OPERATOR(pg_catalog.#) ";
 
+// A full comparison's deletions: the keys raw holds in the buckets that differ (stage_bucket)
+// and the stage, which holds every source row of those buckets, does not.
+const char* const kGoneKeys = R"sql(CREATE TEMP TABLE sicoop_gone_keys ON COMMIT DROP AS
+SELECT r.${key} FROM (SELECT r.${key} FROM ${raw} r
+                      WHERE ${bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b) OFFSET 0) r
+WHERE ${not_in_stage})sql";
+
 // Raw's side of the comparison, summed while the source computes its own.
 const char* const kRawChecksums = R"sql(
 INSERT INTO pg_temp.sicoop_raw_checksum
@@ -122,6 +129,22 @@ WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, 
     rows.key_column = t.key;
     rows.bucket_bits = bits;
     rows.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
+}
+
+// What raw holds in a bucket that differs and the source no longer has: its keys first, then
+// the deletion by key. The buckets are filtered first, in a subquery OFFSET 0 keeps apart: in
+// one statement the planner, which cannot tell how few rows a bucket list keeps, took every raw
+// key in key order through the primary key to anti-join the stage (6.1 s at 10M movements,
+// against 1.8-2.0 s with the bucket filter first, on one sequential pass).
+void add_bucket_deletions(std::vector<Action>& actions, const SourceTable& t, int bits, const RunContext& ctx) {
+    actions.push_back(sql_action(drop_temp_table_sql("sicoop_gone_keys"), t.name));
+    actions.push_back(sql_action(fill(kGoneKeys, {{"key", t.key},
+                                                  {"raw", raw_of(t)},
+                                                  {"bucket", row_bucket_sql("r." + t.key, bits)},
+                                                  {"not_in_stage", not_in_stage(t, ctx)}}),
+                                 t.name));
+    const std::string gone = fill(R"sql(r.${key} IN (SELECT g.${key} FROM pg_temp.sicoop_gone_keys g))sql", {{"key", t.key}});
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
 }
 
 }  // namespace raw

@@ -19,8 +19,9 @@ std::vector<Column> raw_columns(const SourceTable& t);
 BulkCopy source_copy(const SourceTable& t, const char* target, std::vector<std::string> columns, BulkCopy::Rows rows);
 // A table's copy into its stage: every column read in the stage's wide type.
 BulkCopy copy_of(const SourceTable& t);
-// The stage merged into raw: new rows inserted, changed rows updated.
-void add_merge(std::vector<Action>& actions, const SourceTable& t);
+// The stage merged into raw: new rows inserted, changed rows updated (rows raw holds as they
+// are left out first, if `skip_identical`).
+void add_merge(std::vector<Action>& actions, const SourceTable& t, bool skip_identical);
 // Raw's table of `t` is distributed by Citus (the movements', after sicoop.distribute()).
 bool raw_distributed(const SourceTable& t, const RunContext& ctx);
 // Raw's row `r` has no copy in the stage.
@@ -29,6 +30,8 @@ std::string not_in_stage(const SourceTable& t, const RunContext& ctx);
 // A full run's comparison of `t` by row checksums per bucket (`bits` of the key's hash);
 // `rows` becomes the copy of the rows of the buckets that differ.
 void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows);
+// Then, after the merge: what raw holds in a bucket that differs and the source no longer has.
+void add_bucket_deletions(std::vector<Action>& actions, const SourceTable& t, int bits, const RunContext& ctx);
 // A stream's micro-batch of `t`: its keys' rows from the stage into raw.
 void plan_streamed(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool truncated, bool earlier_states);
 

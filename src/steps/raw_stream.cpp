@@ -111,7 +111,7 @@ void add_unsent_columns(std::vector<Action>& actions, const SourceTable& t, cons
 void plan_streamed(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool truncated, bool earlier_states) {
     add_unsent_columns(actions, t, ctx, earlier_states);
     actions.push_back(statement(t, kApplyRules));
-    add_merge(actions, t);
+    add_merge(actions, t, false);  // (a stream's rows are changes)
     const SqlValues keys = {{"key", t.key}, {"table", t.name}};
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, fill(kDeletedAtSource, keys)), t.name));
     actions.push_back(statement(t, kDeletedRejects));

@@ -20,6 +20,14 @@ const char* const kMergeChanged = R"sql(WITH merged AS (
 SELECT count(*) FILTER (WHERE inserted) AS rows_inserted,
        count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged)sql";
 
+// The source's rows with a value of their own (n), less those the target already holds as they
+// are: ON CONFLICT DO UPDATE locks every conflicting row, its WHERE false or not (a WAL record
+// and a dirtied page per unchanged row), so rows known identical are left out before it.
+// (OFFSET 0: each value computed once, not again in the comparison.)
+const char* const kChangedOnly = R"sql((SELECT ${expressions} FROM ${source} OFFSET 0) n
+  WHERE NOT EXISTS (SELECT 1 FROM ${target} o WHERE o.${key} = n.${key}
+                    AND (${target_values}) IS NOT DISTINCT FROM (${source_values})))sql";
+
 // ${extra}: nothing, or " AND " and the caller's extra condition.
 const char* const kDeleteMissing = R"sql(WITH gone AS (
   DELETE FROM ${target} t
@@ -63,8 +71,8 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
 
 std::string merge_changed_sql(const std::string& target, const std::string& key,
                               const std::vector<Column>& columns,
-                              const std::vector<Column>& stamps, const std::string& source) {
-    std::vector<std::string> names, exprs, sets, old_values, new_values;
+                              const std::vector<Column>& stamps, const std::string& source, bool skip_identical) {
+    std::vector<std::string> names, exprs, sets, old_values, new_values, named_exprs, n_names, o_values, n_values;
     names.push_back(key);
     exprs.push_back("s." + key);
     for (const auto& c : columns) {
@@ -73,16 +81,32 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
         sets.push_back(c.name + " = EXCLUDED." + c.name);
         old_values.push_back("t." + c.name);
         new_values.push_back("EXCLUDED." + c.name);
+        o_values.push_back("o." + c.name);
+        n_values.push_back("n." + c.name);
     }
     for (const auto& c : stamps) {
         names.push_back(c.name);
         exprs.push_back(c.expression);
         sets.push_back(c.name + " = EXCLUDED." + c.name);
     }
+    std::string from = source;
+    if (skip_identical) {
+        for (size_t i = 0; i < names.size(); ++i) {
+            named_exprs.push_back(exprs[i] + " AS " + names[i]);
+            n_names.push_back("n." + names[i]);
+        }
+        from = fill(kChangedOnly, {{"expressions", join(named_exprs, ", ")},
+                                   {"source", source},
+                                   {"target", target},
+                                   {"key", key},
+                                   {"target_values", join(o_values, ", ")},
+                                   {"source_values", join(n_values, ", ")}});
+        exprs = n_names;
+    }
     return fill(kMergeChanged, {{"target", target},
                                 {"names", join(names, ", ")},
                                 {"expressions", join(exprs, ", ")},
-                                {"source", source},
+                                {"source", from},
                                 {"key", key},
                                 {"sets", join(sets, ", ")},
                                 {"old_values", join(old_values, ", ")},

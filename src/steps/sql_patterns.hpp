@@ -16,10 +16,14 @@ struct Column {
 
 // INSERT ... ON CONFLICT (key) DO UPDATE, touching only rows whose columns changed.
 // `source` is a FROM item (table or subquery aliased s); `stamps` are set on insert and on
-// update but are not compared. Returns rows_inserted and rows_updated.
+// update but are not compared. Returns rows_inserted and rows_updated. `skip_identical`: rows
+// the target holds as they are are left out before the insert (see kChangedOnly), for a source
+// that repeats many unchanged rows; not for a distributed target (Citus refuses the correlated
+// subquery on it from a coordinator's table).
 std::string merge_changed_sql(const std::string& target, const std::string& key,
                               const std::vector<Column>& columns,
-                              const std::vector<Column>& stamps, const std::string& source);
+                              const std::vector<Column>& stamps, const std::string& source,
+                              bool skip_identical = false);
 
 // DELETE the rows of `target` whose key is no longer in `source_relation`. Returns rows_deleted.
 std::string delete_missing_sql(const std::string& target, const std::string& key,

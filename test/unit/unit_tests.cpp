@@ -202,6 +202,14 @@ void test_raw_plans() {
        "a full run compares every table by row checksums (the movements' day totals from the same scan) and copies only the buckets that differ");
     ok(movement_bits == 16 && sicoop::row_bucket_bits(0) == 12 && sicoop::row_bucket_bits(int64_t{1} << 40) == 22,
        "row buckets hold some 16 rows (2^16 buckets for a million movements), from 2^12 to 2^22 buckets");
+    const std::string full_sql = all_sql(plan("load_raw", full_run()));
+    ok(contains(full_sql, "IN (SELECT b.bucket FROM sicoop.stage_bucket b) OFFSET 0) r") &&
+           contains(full_sql, "r.id_movimentacao_cartao IN (SELECT g.id_movimentacao_cartao FROM pg_temp.sicoop_gone_keys g)"),
+       "a full run's deletions: raw's keys of the buckets that differ are filtered first, then deleted by key");
+    ok(contains(full_sql, "FROM sicoop.stage_movimentacao_cartao s OFFSET 0) n") &&
+           contains(all_sql(plan("load_raw", incremental())), "FROM sicoop.stage_movimentacao_cartao s OFFSET 0) n") &&
+           !contains(all_sql(plan("load_raw", streamed())), "OFFSET 0) n"),
+       "a batch run's merge into raw leaves out the stage's rows raw holds as they are; a stream's rows are changes");
     const std::string hash_source = sicoop::row_hash_sql(sicoop::source_tables()[2], "", true);
     const std::string hash_raw = sicoop::row_hash_sql(sicoop::source_tables()[2], "r", false);
     ok(contains(hash_source, "pg_catalog.right(") && !contains(hash_raw, "pg_catalog.right(") &&
@@ -832,6 +840,13 @@ void test_merge_sql_shape() {
     ok(contains(sql, "WHERE (t.a, t.b) IS DISTINCT FROM (EXCLUDED.a, EXCLUDED.b)"),
        "merge touches only changed rows, and does not compare stamps");
     ok(contains(sql, "AS rows_inserted") && contains(sql, "AS rows_updated"), "merge reports inserted and updated");
+    const std::string skipping = sicoop::merge_changed_sql("t_target", "id", {{"a", "s.a"}, {"b", "upper(s.b)"}},
+                                                           {{"stamp", "$1"}}, "src s", true);
+    ok(contains(skipping, "SELECT n.id, n.a, n.b, n.stamp\n  FROM (SELECT s.id AS id, s.a AS a, upper(s.b) AS b, $1 AS stamp FROM src s OFFSET 0) n") &&
+           contains(skipping, "WHERE NOT EXISTS (SELECT 1 FROM t_target o WHERE o.id = n.id") &&
+           contains(skipping, "AND (o.a, o.b) IS NOT DISTINCT FROM (n.a, n.b))") &&
+           contains(skipping, "WHERE (t.a, t.b) IS DISTINCT FROM (EXCLUDED.a, EXCLUDED.b)"),
+       "a merge that skips identical rows leaves out those the target holds as they are (stamps not compared), before ON CONFLICT locks them");
     std::string del = sicoop::delete_missing_sql("t_target", "id", "src");
     ok(contains(del, "NOT EXISTS (SELECT 1 FROM src s WHERE s.id = t.id)") && contains(del, "AS rows_deleted"),
        "delete removes what left the source and reports it");
