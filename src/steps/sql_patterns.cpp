@@ -67,41 +67,34 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
     return out;
 }
 
+// Each name with `prefix` before it: {"a", "b"}, "t." -> {"t.a", "t.b"}.
+std::vector<std::string> prefixed(const std::vector<std::string>& names, const std::string& prefix) {
+    std::vector<std::string> out;
+    for (const auto& n : names) out.push_back(prefix + n);
+    return out;
+}
+
 }  // namespace
 
 std::string merge_changed_sql(const std::string& target, const std::string& key,
                               const std::vector<Column>& columns,
                               const std::vector<Column>& stamps, const std::string& source, bool skip_identical) {
-    std::vector<std::string> names, exprs, sets, old_values, new_values, named_exprs, n_names, o_values, n_values;
-    names.push_back(key);
-    exprs.push_back("s." + key);
-    for (const auto& c : columns) {
-        names.push_back(c.name);
-        exprs.push_back(c.expression);
-        sets.push_back(c.name + " = EXCLUDED." + c.name);
-        old_values.push_back("t." + c.name);
-        new_values.push_back("EXCLUDED." + c.name);
-        o_values.push_back("o." + c.name);
-        n_values.push_back("n." + c.name);
-    }
-    for (const auto& c : stamps) {
-        names.push_back(c.name);
-        exprs.push_back(c.expression);
-        sets.push_back(c.name + " = EXCLUDED." + c.name);
-    }
+    std::vector<std::string> names{key}, exprs{"s." + key}, compared, sets;
+    for (const auto& c : columns) compared.push_back(c.name);
+    for (const auto* group : {&columns, &stamps})
+        for (const auto& c : *group)
+            names.push_back(c.name), exprs.push_back(c.expression), sets.push_back(c.name + " = EXCLUDED." + c.name);
     std::string from = source;
     if (skip_identical) {
-        for (size_t i = 0; i < names.size(); ++i) {
-            named_exprs.push_back(exprs[i] + " AS " + names[i]);
-            n_names.push_back("n." + names[i]);
-        }
+        std::vector<std::string> named_exprs;
+        for (size_t i = 0; i < names.size(); ++i) named_exprs.push_back(exprs[i] + " AS " + names[i]);
         from = fill(kChangedOnly, {{"expressions", join(named_exprs, ", ")},
                                    {"source", source},
                                    {"target", target},
                                    {"key", key},
-                                   {"target_values", join(o_values, ", ")},
-                                   {"source_values", join(n_values, ", ")}});
-        exprs = n_names;
+                                   {"target_values", join(prefixed(compared, "o."), ", ")},
+                                   {"source_values", join(prefixed(compared, "n."), ", ")}});
+        exprs = prefixed(names, "n.");
     }
     return fill(kMergeChanged, {{"target", target},
                                 {"names", join(names, ", ")},
@@ -109,8 +102,8 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
                                 {"source", from},
                                 {"key", key},
                                 {"sets", join(sets, ", ")},
-                                {"old_values", join(old_values, ", ")},
-                                {"new_values", join(new_values, ", ")}});
+                                {"old_values", join(prefixed(compared, "t."), ", ")},
+                                {"new_values", join(prefixed(compared, "EXCLUDED."), ", ")}});
 }
 
 std::string delete_missing_sql(const std::string& target, const std::string& key,
