@@ -1,6 +1,7 @@
 #include "bulk_copy.hpp"
 
 #include "copy_text.hpp"
+#include "row_hash_compare.hpp"
 #include "steps/copy_filter.hpp"
 #include "steps/remote_query.hpp"
 
@@ -339,11 +340,6 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
         stream = &reading;
         session.statement_sent();
         if (!PQsendQuery(reading.conn(), command.c_str())) session.fail(nullptr, reading.what);
-        // The warehouse's own work runs before the source's first answer is awaited: the source
-        // sends "copy begins" with its first rows (it is buffered until then), and an aggregate
-        // has none before it has read every row.
-        if (!copy.while_source_works.empty() && SPI_execute(copy.while_source_works.c_str(), false, 0) < 0)
-            elog(ERROR, "sicoop: could not run %s", copy.while_source_works.c_str());
         PGresult* res = libpqsrv_get_result(reading.conn(), PG_WAIT_EXTENSION);  // interruptible wait
         if (PQresultStatus(res) != PGRES_COPY_OUT) session.fail(res, reading.what);
         PQclear(res);
@@ -384,6 +380,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSessio
     if (!rows) return 0;  // nothing asked for
     const std::string command = catalog ? remote::column_types_copy_sql(copy.table_label, table.quoted)
                                         : remote::copy_sql(read, table.quoted, *rows);
+    if (copy.rows == BulkCopy::Rows::RowHashes) return compare_row_hashes(copy, command, table, session);
     return stream_copy(copy, read, landing, command, table, session);
 }
 

@@ -58,6 +58,7 @@ extern "C" {
 #include "storage/ipc.h"
 #include "storage/proc.h"  // LockTimeout
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"

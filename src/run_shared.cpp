@@ -91,7 +91,7 @@ std::string describe(const Action& action) {
 
 bool counts_as_read(const BulkCopy& copy) {
     return copy.rows != BulkCopy::Rows::ColumnTypes && copy.rows != BulkCopy::Rows::DayTotals &&
-           copy.rows != BulkCopy::Rows::RowChecksums && copy.rows != BulkCopy::Rows::RowChecksumsAndDayTotals;
+           copy.rows != BulkCopy::Rows::RowHashes;
 }
 
 // Where a run is, for any session to see (the view sicoop.progress reads it from

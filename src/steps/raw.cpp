@@ -142,6 +142,15 @@ const char* const kInWindow = R"sql((r.data_movimentacao >= (
         FROM sicoop.stage_day d)
       AND (r.data_movimentacao >= $5 OR r.data_movimentacao::date IN (SELECT d.dia FROM sicoop.stage_day d))))sql";
 
+// The source's count and sum per movement day, in the same snapshot: what the reconciliation
+// after load_fato compares the fact with, and what tells an incremental load which older days
+// changed.
+void add_day_totals(std::vector<Action>& actions, const SourceTable& t) {
+    BulkCopy totals = source_copy(t, "source_day_total", {"dia", "source_rows", "source_valor"}, BulkCopy::Rows::DayTotals);
+    totals.window_column = t.time_column;
+    actions.push_back(bulk_action(totals, t.name));
+}
+
 namespace {
 
 // What direct_load_decision_sql decided for the table being loaded.
@@ -235,15 +244,6 @@ void add_catalog(std::vector<Action>& actions, const SourceTable& t) {
     catalog.watermark_column = t.time_column;
     actions.push_back(bulk_action(catalog, t.name));
     actions.push_back(sql_action(fill(R"sql(SELECT sicoop._check_source_drift('${table}', $2))sql", {{"table", t.name}}), t.name));
-}
-
-// The source's count and sum per movement day, in the same snapshot: what the reconciliation
-// after load_fato compares the fact with, and what tells an incremental load which older days
-// changed. (A full comparison reads them in its own scan.)
-void add_day_totals(std::vector<Action>& actions, const SourceTable& t) {
-    BulkCopy totals = source_copy(t, "source_day_total", {"dia", "source_rows", "source_valor"}, BulkCopy::Rows::DayTotals);
-    totals.window_column = t.time_column;
-    actions.push_back(bulk_action(totals, t.name));
 }
 
 // Days before the window whose totals differ from raw's plus the rejects' (an old movement

@@ -31,11 +31,10 @@ SELECT r.${key} FROM (SELECT r.${key} FROM ${raw} r
                       WHERE ${bucket} IN (SELECT b.bucket FROM sicoop.stage_bucket b) OFFSET 0) r
 WHERE ${not_in_stage})sql";
 
-// Raw's side of the comparison, summed while the source computes its own.
-const char* const kRawChecksums = R"sql(
-INSERT INTO pg_temp.sicoop_raw_checksum
-SELECT ${bucket}, count(*), sum(${row_hash})
-FROM ${raw} r GROUP BY 1)sql";
+// Raw's side of the comparison: each row's bucket and hash, summed in the warehouse as the
+// source's arrive (row_hash_delta.hpp).
+const char* const kRawRowHashes = R"sql(
+SELECT ${bucket}, ${row_hash} FROM ${raw} r)sql";
 
 // A column's 64-bit hash for the row hash, seeded by its position: the same from the source's
 // column (read as the stage reads it) and from raw's, by value (55.7 and 55.70 hash alike), with
@@ -77,54 +76,21 @@ std::string row_hash_sql(const SourceTable& t, const std::string& row, bool sour
 
 namespace raw {
 
-// A full run's comparison of table `t` (raw_<t>, `bits` of key hash per bucket): the source's
-// row count and sum of row hashes per bucket against raw's, summed at the same time on both
-// sides (raw's into a temporary table, while the source computes); the buckets that differ go
-// to sicoop.stage_bucket, and `rows` becomes the copy of their rows, and of nothing else. The
-// movements' day totals, for the reconciliation, come from the same scan of the source.
+// A full run's comparison of table `t` (raw_<t>, `bits` of key hash per bucket): the source
+// sends each row's bucket and hash while raw's are read, both summed per bucket in the
+// warehouse; the buckets that differ go to sicoop.stage_bucket, and `rows` becomes the copy of
+// their rows, and of nothing else. The movements' day totals, for the reconciliation, come
+// first, in the same snapshot.
 void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows) {
-    const bool movements = !t.time_column.empty();
-    actions.push_back(sql_action(drop_temp_table_sql("sicoop_raw_checksum"), t.name));
-    actions.push_back(sql_action("CREATE TEMP TABLE sicoop_raw_checksum (bucket int, keys bigint, key_hash_sum numeric)"
-                                 " ON COMMIT DROP", t.name));
-    BulkCopy checksums;
-    checksums.source_table = "src_" + t.name;
-    checksums.key_column = t.key;
-    checksums.bucket_bits = bits;
-    checksums.row_hash = row_hash_sql(t, "", true);
-    checksums.while_source_works = fill(kRawChecksums, {{"bucket", row_bucket_sql("r." + t.key, bits)},
-                                                        {"row_hash", row_hash_sql(t, "r", false)},
-                                                        {"raw", raw_of(t)}});
-    if (movements) {
-        actions.push_back(sql_action(drop_temp_table_sql("sicoop_source_sums"), t.name));
-        actions.push_back(sql_action("CREATE TEMP TABLE sicoop_source_sums (kind int, bucket int, dia date, rows bigint,"
-                                     " hash_sum numeric, valor_sum numeric) ON COMMIT DROP", t.name));
-        checksums.rows = BulkCopy::Rows::RowChecksumsAndDayTotals;
-        checksums.target_schema = "pg_temp";
-        checksums.target_table = "sicoop_source_sums";
-        checksums.columns = {"kind", "bucket", "dia", "rows", "hash_sum", "valor_sum"};
-        checksums.window_column = t.time_column;
-        actions.push_back(bulk_action(checksums, t.name));
-        actions.push_back(sql_action("TRUNCATE sicoop.stage_key_checksum, sicoop.source_day_total", t.name));
-        actions.push_back(sql_action(R"sql(
-WITH buckets AS (
-  INSERT INTO sicoop.stage_key_checksum (bucket, keys, key_hash_sum)
-  SELECT bucket, rows, hash_sum FROM pg_temp.sicoop_source_sums WHERE kind = 1),
-days AS (
-  INSERT INTO sicoop.source_day_total (dia, source_rows, source_valor)
-  SELECT dia, rows, valor_sum FROM pg_temp.sicoop_source_sums WHERE kind = 2)
-SELECT)sql", t.name));
-    } else {
-        checksums.rows = BulkCopy::Rows::RowChecksums;
-        checksums.target_table = "stage_key_checksum";
-        checksums.columns = {"bucket", "keys", "key_hash_sum"};
-        actions.push_back(bulk_action(checksums, t.name));
-    }
-    actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
-    actions.push_back(sql_action(R"sql(
-INSERT INTO sicoop.stage_bucket (bucket)
-SELECT bucket FROM sicoop.stage_key_checksum s FULL JOIN pg_temp.sicoop_raw_checksum l USING (bucket)
-WHERE bucket IS NOT NULL AND (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql", t.name));
+    if (!t.time_column.empty()) add_day_totals(actions, t);
+    BulkCopy hashes = source_copy(t, "stage_bucket", {"bucket"}, BulkCopy::Rows::RowHashes);
+    hashes.key_column = t.key;
+    hashes.bucket_bits = bits;
+    hashes.row_hash = row_hash_sql(t, "", true);
+    hashes.local_row_hashes = fill(kRawRowHashes, {{"bucket", row_bucket_sql("r." + t.key, bits)},
+                                                   {"row_hash", row_hash_sql(t, "r", false)},
+                                                   {"raw", raw_of(t)}});
+    actions.push_back(bulk_action(hashes, t.name));
     rows.rows = BulkCopy::Rows::RowsInBuckets;
     rows.key_column = t.key;
     rows.bucket_bits = bits;

@@ -27,6 +27,9 @@ bool raw_distributed(const SourceTable& t, const RunContext& ctx);
 // Raw's row `r` has no copy in the stage.
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx);
 
+// The movements' count and sum per day at the source, into sicoop.source_day_total.
+void add_day_totals(std::vector<Action>& actions, const SourceTable& t);
+
 // A full run's comparison of `t` by row checksums per bucket (`bits` of the key's hash);
 // `rows` becomes the copy of the rows of the buckets that differ.
 void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows);

@@ -185,29 +185,10 @@ RemoteRead keys_read(const BulkCopy& copy) {
     return read;
 }
 
-// Rows::RowChecksumsAndDayTotals: both from the same snapshot, in one statement: a SELECT for
-// the buckets (kind 1) and one for the days (kind 2), each computing only what it sums. (One
-// scan with GROUPING SETS computes every sum for both sets: at a million rows it took 1.5 s
-// hashed and 1.7 s sorted, against 1.2 s for the two.)
-RemoteRead checksums_and_day_totals_read(const BulkCopy& copy, const ColumnTypes& types) {
-    const std::string& day = copy.window_column;
-    RemoteRead read = read_of(
-        grouped_read("1, b, NULL::date, count(*)::bigint, sum(h)::numeric, NULL::numeric",
-                     row_bucket_sql(copy.key_column, copy.bucket_bits) + " AS b, " + copy.row_hash + " AS h", "b"));
-    require(read, types, day, is_time, "a date or time", "sum the movements per day", kTimeHint);
-    require(read, types, kAmount, is_number, "a number", "sum the movements per day", kAmountHint);
-    require_hashable(read, types, copy);
-    read.union_all.push_back(
-        grouped_read("2, NULL::int, d, count(*)::bigint, NULL::numeric, " + std::string(kFiniteSum), day_values(day), "d"));
-    return read;
-}
-
-// Rows::RowChecksums.
-RemoteRead row_checksums_read(const BulkCopy& copy, const ColumnTypes& types) {
-    RemoteRead read = read_of(grouped_read("b, count(*)::bigint, sum(h)::numeric",
-                                           row_bucket_sql(copy.key_column, copy.bucket_bits) + "::int AS b, " +
-                                               copy.row_hash + " AS h",
-                                           "b"));
+// Rows::RowHashes: each row's bucket and hash, summed in the warehouse (row_hash_delta.hpp).
+RemoteRead row_hashes_read(const BulkCopy& copy, const ColumnTypes& types) {
+    RemoteRead read;
+    read.select = row_bucket_sql(copy.key_column, copy.bucket_bits) + "::int, " + copy.row_hash + "::bigint";
     require_hashable(read, types, copy);
     return read;
 }
@@ -260,8 +241,7 @@ RemoteRead plan_read(const BulkCopy& copy, int64_t run_id, const ColumnTypes& ty
     switch (copy.rows) {
         case Rows::KeyChecksums: read = key_checksums_read(copy); break;
         case Rows::KeysInBuckets: read = keys_read(copy); break;
-        case Rows::RowChecksumsAndDayTotals: read = checksums_and_day_totals_read(copy, types); break;
-        case Rows::RowChecksums: read = row_checksums_read(copy, types); break;
+        case Rows::RowHashes: read = row_hashes_read(copy, types); break;
         case Rows::DayTotals: read = day_totals_read(copy, types); break;
         case Rows::ColumnTypes: break;  // column_types_copy_sql() says it all
         case Rows::All:
@@ -336,8 +316,6 @@ std::string latest_value_sql(const std::string& column, const std::string& remot
 
 std::string copy_sql(const RemoteRead& read, const std::string& remote, const std::string& rows) {
     std::string query = "SELECT " + read.select + " FROM " + remote + rows + read.suffix;
-    for (const RemoteSelect& more : read.union_all)
-        query += " UNION ALL SELECT " + more.select + " FROM " + remote + rows + more.suffix;
     return "COPY (" + query + ") TO STDOUT" + (read.as_text ? "" : " (FORMAT binary)");
 }
 

@@ -76,7 +76,6 @@ struct RemoteSelect {
 struct RemoteRead {
     std::string select;
     std::string suffix;                 // after the rows asked for: grouping
-    std::vector<RemoteSelect> union_all;  // further SELECTs of the same rows, appended with UNION ALL
     bool as_text = false;               // COPY in text format (a column travels as text)
     std::vector<Conversion> converted;  // those columns
     // Day totals whose amounts are no numbers at the source: it counts the rows per day and

@@ -59,9 +59,8 @@ struct BulkCopy {
         KeysInBuckets,         // the keys of the buckets in the int[] `keys_query` returns
         ColumnTypes,           // the source's catalog: column, type, unique key (`table_label`)
         DayTotals,             // per date of `window_column`: count and sum of valor_movimentacao
-        RowChecksums,          // per row bucket (`bucket_bits`): bucket, count and sum of `row_hash` (no rows)
+        RowHashes,             // per row: its bucket (`bucket_bits`) and `row_hash`, compared with raw's (`local_row_hashes`)
         RowsInBuckets,         // the rows of the row buckets in the int[] `keys_query` returns
-        RowChecksumsAndDayTotals,  // one scan, both: kind (1 bucket, 2 day), bucket, day, rows, hash sum, valor sum
     } rows = Rows::All;
     std::string target_schema = "sicoop";  // or pg_temp
     // Keys: the stage's rows of the keys asked for are deleted first (they are read again).
@@ -77,7 +76,7 @@ struct BulkCopy {
     // movements' watermark).
     bool capture_snapshot = false;
     std::string watermark_column;
-    // RowChecksums, RowsInBuckets: how many bits of the key's hash make a row bucket, and the
+    // RowHashes, RowsInBuckets: how many bits of the key's hash make a row bucket, and the
     // row hash, as the source computes it (see row_hash_sql).
     int bucket_bits = 12;
     std::string row_hash;
@@ -86,9 +85,10 @@ struct BulkCopy {
     std::string only_if;
     // The rows are stamped with the run's id in column run_id (a copy straight into raw).
     bool stamp_run_id = false;
-    // A local statement run once the source has started on the copy, while it computes (the
-    // two sides of a checksum comparison at once, on two cores).
-    std::string while_source_works;
+    // RowHashes: raw's side, a local query of each row's bucket (int) and hash (bigint), read
+    // while the source sends its own (the two sides at once, on two cores); the buckets that
+    // differ land in the target table (its one column, `bucket`).
+    std::string local_row_hashes;
 };
 
 // Keys are spread over buckets to find deleted source rows without reading every key:

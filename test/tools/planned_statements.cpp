@@ -38,7 +38,7 @@ void dump_bulk(const BulkCopy& b) {
               << " capture=" << b.capture_snapshot << " watermark=" << b.watermark_column << " bits=" << b.bucket_bits
               << " stamp=" << b.stamp_run_id << "\n";
     std::cout << "  keys_query: " << b.keys_query << "\n  only_if: " << b.only_if
-              << "\n  while_source_works: " << b.while_source_works << "\n  row_hash: " << b.row_hash << "\n";
+              << "\n  local_row_hashes: " << b.local_row_hashes << "\n  row_hash: " << b.row_hash << "\n";
     const auto masks = sicoop::copy_masks(b.target_table, b.columns);
     std::cout << "  masks:";
     for (auto m : masks) std::cout << " " << static_cast<int>(m);

@@ -3,6 +3,7 @@
 #include "steps/copy_filter.hpp"
 #include "steps/pgoutput.hpp"
 #include "steps/remote_query.hpp"
+#include "steps/row_hash_delta.hpp"
 #include "steps/sql_patterns.hpp"
 #include "steps/step.hpp"
 #include "steps/stream_policy.hpp"
@@ -167,8 +168,7 @@ void test_raw_plans() {
             case sicoop::BulkCopy::Rows::ChangedSinceSnapshot: ++by_xmin; break;
             case sicoop::BulkCopy::Rows::KeyChecksums: ++checksums; break;
             case sicoop::BulkCopy::Rows::KeysInBuckets: ++keys_in_buckets; break;
-            case sicoop::BulkCopy::Rows::RowChecksums:
-            case sicoop::BulkCopy::Rows::RowChecksumsAndDayTotals:
+            case sicoop::BulkCopy::Rows::RowHashes:
             case sicoop::BulkCopy::Rows::RowsInBuckets: ++whole; break;  // a full run's only
             case sicoop::BulkCopy::Rows::All: ++whole; break;
             case sicoop::BulkCopy::Rows::ColumnTypes: catalogs += a.bulk.capture_snapshot; break;
@@ -188,18 +188,23 @@ void test_raw_plans() {
             a.bulk.rows != sicoop::BulkCopy::Rows::ColumnTypes && a.bulk.rows != sicoop::BulkCopy::Rows::DayTotals)
             ++partial_in_rebuild;
     ok(partial_in_rebuild == 0, "a rebuild reads every table whole");
-    int row_checksums = 0, rows_in_buckets = 0, copied_whole = 0, movement_bits = 0;
+    int row_hashes = 0, rows_in_buckets = 0, copied_whole = 0, movement_bits = 0, day_totals_first = 0;
+    bool totals_seen = false;
     for (const auto& a : plan("load_raw", full_run())) {
         if (a.kind != sicoop::Action::Kind::Bulk) continue;
-        row_checksums += a.bulk.rows == sicoop::BulkCopy::Rows::RowChecksums ||
-                         a.bulk.rows == sicoop::BulkCopy::Rows::RowChecksumsAndDayTotals;
+        row_hashes += a.bulk.rows == sicoop::BulkCopy::Rows::RowHashes && a.bulk.target_table == "stage_bucket" &&
+                      contains(a.bulk.local_row_hashes, "FROM sicoop.raw_");
         rows_in_buckets += a.bulk.rows == sicoop::BulkCopy::Rows::RowsInBuckets;
         copied_whole += a.bulk.rows == sicoop::BulkCopy::Rows::All;
-        if (a.bulk.rows == sicoop::BulkCopy::Rows::RowChecksumsAndDayTotals && a.bulk.source_table == "src_movimentacao_cartao")
+        totals_seen |= a.bulk.rows == sicoop::BulkCopy::Rows::DayTotals;
+        if (a.bulk.rows == sicoop::BulkCopy::Rows::RowHashes && a.bulk.source_table == "src_movimentacao_cartao") {
             movement_bits = a.bulk.bucket_bits;
+            day_totals_first += totals_seen;
+        }
     }
-    ok(row_checksums == 4 && rows_in_buckets == 4 && copied_whole == 0,
-       "a full run compares every table by row checksums (the movements' day totals from the same scan) and copies only the buckets that differ");
+    ok(row_hashes == 4 && rows_in_buckets == 4 && copied_whole == 0 && day_totals_first == 1,
+       "a full run compares every table by row hashes (the movements' day totals first, in the same snapshot) and "
+       "copies only the buckets that differ");
     ok(movement_bits == 16 && sicoop::row_bucket_bits(0) == 12 && sicoop::row_bucket_bits(int64_t{1} << 40) == 22,
        "row buckets hold some 16 rows (2^16 buckets for a million movements), from 2^12 to 2^22 buckets");
     const std::string full_sql = all_sql(plan("load_raw", full_run()));
@@ -1019,17 +1024,17 @@ void test_remote_copies() {
        "STDOUT (FORMAT binary)",
        "the keys of the buckets that differ");
 
-    sicoop::BulkCopy rows_checksums = checksums;
-    rows_checksums.rows = Rows::RowChecksums;
-    rows_checksums.source_table = "src_conta";
-    rows_checksums.bucket_bits = 13;
-    rows_checksums.row_hash = "(h)";
-    read = remote::plan_read(rows_checksums, 42, conta_types());
+    sicoop::BulkCopy row_hashes = checksums;
+    row_hashes.rows = Rows::RowHashes;
+    row_hashes.source_table = "src_conta";
+    row_hashes.bucket_bits = 13;
+    row_hashes.row_hash = "(h)";
+    read = remote::plan_read(row_hashes, 42, conta_types());
     is(remote::copy_sql(read, "public.conta", ""),
-       "COPY (SELECT b, count(*)::bigint, sum(h)::numeric FROM (SELECT coalesce(hashtext(id_conta::text) & 8191, -1)::int "
-       "AS b, (h) AS h FROM public.conta OFFSET 0) s GROUP BY b) TO STDOUT (FORMAT binary)",
-       "row checksums per bucket");
-    read = remote::plan_read(rows_checksums, 42, conta_types("text"));
+       "COPY (SELECT coalesce(hashtext(id_conta::text) & 8191, -1)::int, (h)::bigint FROM public.conta) TO STDOUT "
+       "(FORMAT binary)",
+       "row hashes: each row's bucket and hash, summed in the warehouse");
+    read = remote::plan_read(row_hashes, 42, conta_types("text"));
     ok(read.refused.column == "data_criacao_conta" && read.refused.type == "text" && read.refused.need == "date" &&
            read.refused.purpose == "compare the table by row checksums (a full run)",
        "row checksums are refused when a column's cast to its stage type may fail");
@@ -1058,31 +1063,6 @@ void test_remote_copies() {
            read.refused.purpose == "sum the movements per day" &&
            read.refused.hint == "Give the column type timestamp at the source.",
        "day totals are refused when the day is no time");
-
-    sicoop::BulkCopy both = totals;
-    both.rows = Rows::RowChecksumsAndDayTotals;
-    both.key_column = "id_movimentacao_cartao";
-    both.bucket_bits = 12;
-    both.row_hash = "(h)";
-    read = remote::plan_read(both, 42, movement_types());
-    is(remote::copy_sql(read, "public.movimentacao_cartao", ""),
-       "COPY (SELECT 1, b, NULL::date, count(*)::bigint, sum(h)::numeric, NULL::numeric FROM (SELECT "
-       "coalesce(hashtext(id_movimentacao_cartao::text) & 4095, -1) AS b, (h) AS h FROM public.movimentacao_cartao "
-       "OFFSET 0) s GROUP BY b UNION ALL SELECT 2, NULL::int, d, count(*)::bigint, NULL::numeric, " + finite_sum +
-           " FROM (SELECT data_movimentacao::date AS d, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao "
-           "OFFSET 0) s GROUP BY d) TO STDOUT (FORMAT binary)",
-       "row checksums and day totals in one statement: a SELECT for each");
-    is(remote::copy_sql(read, "public.movimentacao_cartao", " WHERE x"),
-       "COPY (SELECT 1, b, NULL::date, count(*)::bigint, sum(h)::numeric, NULL::numeric FROM (SELECT "
-       "coalesce(hashtext(id_movimentacao_cartao::text) & 4095, -1) AS b, (h) AS h FROM public.movimentacao_cartao "
-       "WHERE x OFFSET 0) s GROUP BY b UNION ALL SELECT 2, NULL::int, d, count(*)::bigint, NULL::numeric, " + finite_sum +
-           " FROM (SELECT data_movimentacao::date AS d, valor_movimentacao::numeric AS v FROM public.movimentacao_cartao "
-           "WHERE x OFFSET 0) s GROUP BY d) TO STDOUT (FORMAT binary)",
-       "...both SELECTs read the rows asked for");
-    read = remote::plan_read(both, 42, movement_types("timestamp without time zone", "text"));
-    ok(read.refused.column == "valor_movimentacao" && read.refused.need == "a number" &&
-           read.refused.hint == "Give the column a numeric type at the source.",
-       "...refused when the amounts are no numbers");
 
     sicoop::BulkCopy window = stage_copy("movimentacao_cartao");
     read = remote::plan_read(window, 42, movement_types());
@@ -1158,7 +1138,7 @@ void test_no_placeholder_left() {
     for (const sicoop::RunContext& ctx : {first_load(), incremental(), streamed(), full_run(), rebuild()})
         for (const auto& step : sicoop::pipeline_steps())
             for (const auto& a : step.plan(ctx))
-                if ((a.sql + a.bulk.keys_query + a.bulk.while_source_works + a.bulk.row_hash).find("${") !=
+                if ((a.sql + a.bulk.keys_query + a.bulk.local_row_hashes + a.bulk.row_hash).find("${") !=
                     std::string::npos)
                     clean = false;
     ok(clean, "no planned statement keeps a ${placeholder}");
@@ -1769,7 +1749,76 @@ void test_copy_filter_binary_edges() {
        "binary: a field length below -1 ends the filtering (COPY FROM refuses the data, nothing is written)");
 }
 
+// A full run's comparison summed in memory: binary COPY rows (int4 bucket, int8 hash) read in
+// pieces cut anywhere, and the buckets where the source and raw differ.
+std::string be(uint64_t v, int bytes) {
+    std::string out;
+    for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+    return out;
+}
+std::string copy_header(uint32_t extension = 0) {
+    return std::string("PGCOPY\n\xff\r\n\0", 11) + be(0, 4) + be(extension, 4) + std::string(extension, 'x');
+}
+std::string hash_row(int32_t bucket, uint64_t hash) {
+    return be(2, 2) + be(4, 4) + be(static_cast<uint32_t>(bucket), 4) + be(8, 4) + be(hash, 8);
+}
+const std::string kCopyTrailer = be(0xffff, 2);
+
+void test_row_hash_delta() {
+    using Status = sicoop::RowHashReader::Status;
+    const std::string stream =
+        copy_header(3) + hash_row(5, 0xdeadbeefcafef00dULL) + hash_row(7, 1) + hash_row(-1, 42) + hash_row(7, ~0ULL) + kCopyTrailer;
+    bool every_cut = true;
+    for (size_t piece = 1; piece <= stream.size(); ++piece) {
+        sicoop::RowHashDelta delta(3);
+        sicoop::RowHashReader reader;
+        Status last = Status::More;
+        for (size_t at = 0; at < stream.size(); at += piece)
+            last = reader.feed(stream.data() + at, std::min(piece, stream.size() - at), delta);
+        delta.add_raw(5, 0xdeadbeefcafef00dULL);  // raw holds bucket 5 as the source does
+        delta.add_raw(7, 1);                      // bucket 7 lacks a row
+        every_cut &= last == Status::Ended && reader.ended() && reader.rows() == 4 &&
+                     delta.differing() == std::vector<int32_t>{-1, 7};
+    }
+    ok(every_cut, "row hashes are read whole whatever the pieces they come in; the buckets that differ are found");
+
+    sicoop::RowHashDelta same(4);
+    ok(same.add_source(3, 10) && same.add_source(3, ~0ULL) && same.add_raw(3, 9) && same.add_raw(3, 0) &&
+           same.differing().empty(),
+       "a bucket whose rows and hash sum agree (modulo 2^64) does not differ");
+    sicoop::RowHashDelta moved(4);
+    moved.add_source(2, 10);
+    moved.add_raw(2, 11);
+    sicoop::RowHashDelta counted(4);
+    counted.add_source(2, 0);
+    ok(moved.differing() == std::vector<int32_t>{2} && counted.differing() == std::vector<int32_t>{2},
+       "a bucket differs by its hash sum, or by its rows alone (a row hashing to 0)");
+    ok(!moved.add_source(16, 1) && !moved.add_source(-2, 1) && !moved.add_raw(1 << 20, 1),
+       "a bucket out of range is refused");
+
+    auto status_of = [](const std::string& bytes) {
+        sicoop::RowHashDelta delta(3);
+        sicoop::RowHashReader reader;
+        return reader.feed(bytes.data(), bytes.size(), delta);
+    };
+    const std::string null_hash = be(2, 2) + be(4, 4) + be(1, 4) + be(0xffffffff, 4);
+    const std::string three_fields = be(3, 2) + be(4, 4) + be(1, 4) + be(8, 4) + be(1, 8) + be(4, 4) + be(1, 4);
+    const std::string numeric_hash = be(2, 2) + be(4, 4) + be(1, 4) + be(12, 4) + std::string(12, '\0');
+    ok(status_of(std::string("PGCOPY\n\xff\r\n\1", 11) + be(0, 8) + kCopyTrailer) == Status::Malformed &&
+           status_of(copy_header() + null_hash + hash_row(1, 1)) == Status::Malformed &&
+           status_of(copy_header() + three_fields) == Status::Malformed &&
+           status_of(copy_header() + numeric_hash) == Status::Malformed &&
+           status_of(copy_header() + hash_row(8, 1) + kCopyTrailer) == Status::Malformed &&
+           status_of(copy_header() + kCopyTrailer + hash_row(1, 1)) == Status::Malformed,
+       "anything else is refused: a wrong signature, a NULL, another field count or type, a bucket out of range, "
+       "bytes after the trailer");
+    ok(status_of(copy_header() + hash_row(1, 1)) == Status::More && status_of(copy_header()) == Status::More &&
+           status_of(copy_header() + kCopyTrailer) == Status::Ended,
+       "a stream without its trailer has not ended");
+}
+
 int main() {
+    test_row_hash_delta();
     test_pgoutput();
     test_transaction_assembler();
     test_fold();
