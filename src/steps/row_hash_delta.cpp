@@ -21,12 +21,13 @@ const unsigned char kSignature[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, 
 
 }  // namespace
 
-RowHashDelta::RowHashDelta(int bits) : rows_((size_t{1} << bits) + 1, 0), sums_((size_t{1} << bits) + 1, 0) {}
+RowHashDelta::RowHashDelta(int bits) : sums_((size_t{1} << bits) + 1, 0) {}
 
 std::vector<int32_t> RowHashDelta::differing() const {
     std::vector<int32_t> buckets;
-    for (size_t slot = 0; slot < rows_.size(); ++slot)
-        if (rows_[slot] != 0 || sums_[slot] != 0) buckets.push_back(static_cast<int32_t>(slot) - 1);
+    if (null_keys_) buckets.push_back(-1);
+    for (size_t slot = 1; slot < sums_.size(); ++slot)
+        if (sums_[slot] != 0) buckets.push_back(static_cast<int32_t>(slot) - 1);
     return buckets;
 }
 

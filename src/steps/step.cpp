@@ -67,9 +67,11 @@ std::string row_bucket_sql(const std::string& key_column, int bits) {
                 {{"key", key_column}, {"mask", std::to_string((1L << bits) - 1)}});
 }
 
+// Two rows or so per bucket: a changed row brings back few unchanged ones. Buckets are counters
+// in the warehouse's memory (row_hash_delta.hpp), 8 bytes each: 32 MB at the most, 2^22.
 int row_bucket_bits(int64_t rows) {
     int bits = 12;
-    while (bits < 22 && (int64_t{1} << bits) * 16 < rows) ++bits;
+    while (bits < 22 && (int64_t{1} << bits) * 2 < rows) ++bits;
     return bits;
 }
 

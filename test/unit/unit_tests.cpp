@@ -205,8 +205,8 @@ void test_raw_plans() {
     ok(row_hashes == 4 && rows_in_buckets == 4 && copied_whole == 0 && day_totals_first == 1,
        "a full run compares every table by row hashes (the movements' day totals first, in the same snapshot) and "
        "copies only the buckets that differ");
-    ok(movement_bits == 16 && sicoop::row_bucket_bits(0) == 12 && sicoop::row_bucket_bits(int64_t{1} << 40) == 22,
-       "row buckets hold some 16 rows (2^16 buckets for a million movements), from 2^12 to 2^22 buckets");
+    ok(movement_bits == 19 && sicoop::row_bucket_bits(0) == 12 && sicoop::row_bucket_bits(int64_t{1} << 40) == 22,
+       "row buckets hold some 2 rows (2^19 buckets for a million movements), from 2^12 to 2^22 buckets");
     const std::string full_sql = all_sql(plan("load_raw", full_run()));
     ok(contains(full_sql, "IN (SELECT b.bucket FROM sicoop.stage_bucket b) OFFSET 0) r") &&
            contains(full_sql, "r.id_movimentacao_cartao IN (SELECT g.id_movimentacao_cartao FROM pg_temp.sicoop_gone_keys g)"),
@@ -1785,14 +1785,20 @@ void test_row_hash_delta() {
     sicoop::RowHashDelta same(4);
     ok(same.add_source(3, 10) && same.add_source(3, ~0ULL) && same.add_raw(3, 9) && same.add_raw(3, 0) &&
            same.differing().empty(),
-       "a bucket whose rows and hash sum agree (modulo 2^64) does not differ");
+       "a bucket whose hash sums agree (modulo 2^64) does not differ");
     sicoop::RowHashDelta moved(4);
     moved.add_source(2, 10);
     moved.add_raw(2, 11);
-    sicoop::RowHashDelta counted(4);
-    counted.add_source(2, 0);
-    ok(moved.differing() == std::vector<int32_t>{2} && counted.differing() == std::vector<int32_t>{2},
-       "a bucket differs by its hash sum, or by its rows alone (a row hashing to 0)");
+    sicoop::RowHashDelta doubled(4);  // the source holds a row twice, raw once
+    doubled.add_source(2, 7);
+    doubled.add_source(2, 7);
+    doubled.add_raw(2, 7);
+    sicoop::RowHashDelta null_key(4);
+    null_key.add_source(-1, 0);
+    ok(moved.differing() == std::vector<int32_t>{2} && doubled.differing() == std::vector<int32_t>{2} &&
+           null_key.differing() == std::vector<int32_t>{-1} && !null_key.add_raw(-1, 0),
+       "a bucket differs by its hash sum; a row twice at the source differs; rows with a NULL key always do, and "
+       "raw has none");
     ok(!moved.add_source(16, 1) && !moved.add_source(-2, 1) && !moved.add_raw(1 << 20, 1),
        "a bucket out of range is refused");
 
