@@ -60,8 +60,9 @@ void take_source_rows(Comparison& c, bool wait) {
     }
 }
 
-// Raw's rows go straight from the executor into the sums, never materialized; every few
-// thousand, what the source sent meanwhile is taken too, so that it never waits on a full socket.
+// Raw's rows go straight from the executor into the sums, never materialized; every
+// kRawRowsBetweenTakes of them, what the source sent meanwhile is taken too, so that it never
+// waits on a full socket.
 struct RawRowsReceiver {
     DestReceiver pub;  // first: PostgreSQL sees a DestReceiver
     Comparison* comparison;
