@@ -7,7 +7,7 @@
 -- The warehouse's data: created once, after CREATE EXTENSION, and never an extension member.
 ------------------------------------------------------------------------------------------
 -- The layout of the warehouse's data this version creates and reads.
-CREATE OR REPLACE FUNCTION _layout_version() RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT '1.10'::text $$;
+CREATE OR REPLACE FUNCTION _layout_version() RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT '1.11'::text $$;
 
 -- The views that answer analysts' first questions (sicoop._create_bi_views()).
 CREATE OR REPLACE FUNCTION _analyst_views() RETURNS text[] LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -1,0 +1,10 @@
+-- sicoop_etl 1.10 -> 1.11: speed against the SQL a user would write (issue 28).
+--
+-- What changes: sicoop._fato_day_totals, which the reconciliation reads, groups the fact by
+-- sk_data (the movement's day as yyyymmdd) instead of the day computed in a subquery: the
+-- planner knows from the fact's statistics how few days there are, and aggregates them in
+-- parallel workers. No table changes (the layout mark becomes 1.11, as every version's).
+--
+-- This file holds what must change before the functions are (re)created: nothing here. The
+-- build (src/sql/assemble.sh) appends every function source of src/sql/, then
+-- updates/1.10--1.11.post.sql.
