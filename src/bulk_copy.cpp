@@ -338,8 +338,10 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
 
         reading.what = psprintf("copy %s", table.label.c_str());
         stream = &reading;
+        // (A copy sent early has its rows waiting: its wait starts now.)
+        const bool sent_early = session.take_early(command);
         session.statement_sent();
-        if (!PQsendQuery(reading.conn(), command.c_str())) session.fail(nullptr, reading.what);
+        if (!sent_early && !PQsendQuery(reading.conn(), command.c_str())) session.fail(nullptr, reading.what);
         PGresult* res = libpqsrv_get_result(reading.conn(), PG_WAIT_EXTENSION);  // interruptible wait
         if (PQresultStatus(res) != PGRES_COPY_OUT) session.fail(res, reading.what);
         PQclear(res);
@@ -360,6 +362,7 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
 }  // namespace
 
 int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSession& session) {
+    if (copy.timing != BulkCopy::Timing::LandSent) pg_call([&] { session.require_idle(); });
     if (!copy_wanted(copy, params)) return 0;
     // The table's source session (one snapshot for all its copies), and its column types there.
     const RemoteTable table = remote_table_of(copy);
@@ -380,6 +383,10 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSessio
     if (!rows) return 0;  // nothing asked for
     const std::string command = catalog ? remote::column_types_copy_sql(copy.table_label, table.quoted)
                                         : remote::copy_sql(read, table.quoted, *rows);
+    if (copy.timing == BulkCopy::Timing::SendOnly) {
+        pg_call([&] { session.send_early(command, psprintf("copy %s", table.label.c_str())); });
+        return 0;
+    }
     if (copy.rows == BulkCopy::Rows::RowHashes) return compare_row_hashes(copy, command, table, session);
     return stream_copy(copy, read, landing, command, table, session);
 }

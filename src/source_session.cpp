@@ -148,8 +148,27 @@ SourceSession::~SourceSession() { abort(); }
 
 void SourceSession::statement_sent() { statement_sent_at_ = GetCurrentTimestamp(); }
 
+void SourceSession::require_idle() const {
+    if (!sent_early_.empty()) elog(ERROR, "sicoop: the source session has a copy sent early still to read");
+}
+
+void SourceSession::send_early(const std::string& command, const char* what) {
+    require_idle();
+    statement_sent();
+    if (!PQsendQuery(conn_, command.c_str())) fail(nullptr, what);
+    sent_early_ = command;
+}
+
+bool SourceSession::take_early(const std::string& command) {
+    if (sent_early_.empty()) return false;
+    if (sent_early_ != command) require_idle();
+    sent_early_.clear();
+    return true;
+}
+
 // Runs a statement on the source ($1 = `param`, if given); its result, or the source's error.
 PGresult* SourceSession::exec(const char* sql, const char* param, const char* what) {
+    require_idle();
     statement_sent();
     const char* params[1] = {param};
     PGresult* res = param ? libpqsrv_exec_params(conn_, sql, 1, nullptr, params, nullptr, nullptr, 0, PG_WAIT_EXTENSION)
@@ -175,6 +194,7 @@ void SourceSession::close() {
     source_table_.clear();
     snapshot_xmin_.clear();
     watermark_.clear();
+    sent_early_.clear();
     has_watermark_ = record_snapshot_ = false;
     if (open_at_exit == this) open_at_exit = nullptr;
     libpqsrv_disconnect(conn);

@@ -56,6 +56,14 @@ public:
     remote::ColumnTypes column_types() const;
     // A statement (a COPY) is being sent now: a cancel after sicoop.source_timeout is that timeout.
     void statement_sent();
+    // A copy's statement sent now, its rows read later (BulkCopy::Timing::SendOnly): nothing
+    // else may use the session until they are. PostgreSQL side: call inside pg_call.
+    void send_early(const std::string& command, const char* what);
+    // Whether `command` is the copy sent early (then its rows are the next thing to read, and
+    // it is no longer pending). Raises if another copy was sent early: nothing may pass it.
+    bool take_early(const std::string& command);
+    // Raises if a copy sent early is still to read. PostgreSQL side: call inside pg_call.
+    void require_idle() const;
     // Raises the error of a failed source statement (`res` may be null; it is freed), saying what
     // really happened: the connection lost, sicoop.source_timeout reached, a cancel, a refusal.
     // PostgreSQL side: call inside pg_call.
@@ -79,6 +87,7 @@ private:
     bool has_watermark_ = false;
     bool record_snapshot_ = false;
     TimestampTz statement_sent_at_ = 0;
+    std::string sent_early_;  // the copy sent early whose rows are not read yet
     // The table's columns at the source: name, type (format_type without typmod). The table is
     // locked against changes to its definition until the session ends, so they hold.
     PGresult* column_types_ = nullptr;

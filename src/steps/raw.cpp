@@ -145,11 +145,18 @@ const char* const kInWindow = R"sql((r.data_movimentacao >= (
 // The source's count and sum per movement day, in the same snapshot: what the reconciliation
 // after load_fato compares the fact with, and what tells an incremental load which older days
 // changed.
-void add_day_totals(std::vector<Action>& actions, const SourceTable& t) {
+void add_day_totals(std::vector<Action>& actions, const SourceTable& t, BulkCopy::Timing timing) {
     BulkCopy totals = source_copy(t, "source_day_total", {"dia", "source_rows", "source_valor"}, BulkCopy::Rows::DayTotals);
     totals.window_column = t.time_column;
+    totals.timing = timing;
     actions.push_back(bulk_action(totals, t.name));
 }
+// A first load, a rebuild or a full check sends them once the table's last copy is read and
+// lands them after its own statements: a pass over the source (4 s at 10M) that no longer waits
+// on them nor they on it. (Nothing before load_fato's reconciliation reads them; an
+// incremental run needs them first.)
+constexpr auto kSendDayTotals = BulkCopy::Timing::SendOnly;
+constexpr auto kLandDayTotals = BulkCopy::Timing::LandSent;
 
 namespace {
 
@@ -327,30 +334,32 @@ Action delete_rejected(const SourceTable& t) {
 // A first load (raw is empty): every row, inserted plainly -- or copied straight into raw.
 void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
     add_catalog(actions, t);
-    if (is_movements(t)) add_day_totals(actions, t);
     // A table whose rows raw keeps as they are may be copied straight into raw.
     const bool may_go_direct = !t.has_card_numbers();
     if (may_go_direct) add_direct_load(actions, t);
     BulkCopy rows = copy_of(t);
     if (may_go_direct) rows.only_if = kNotDirect;
     actions.push_back(bulk_action(rows, t.name));
+    if (is_movements(t)) add_day_totals(actions, t, kSendDayTotals);
     actions.push_back(may_go_direct ? apply_rules_after_direct_load(t) : apply_rules(t));
     // (After a direct copy, the stage is empty.)
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
     actions.push_back(
         dml_action(insert_all_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), "rows_inserted", t.name));
     actions.push_back(sql_action(fill(R"sql(SELECT sicoop._summarize('${raw}'))sql", {{"raw", raw_of(t)}}), t.name));
+    if (is_movements(t)) add_day_totals(actions, t, kLandDayTotals);
 }
 
 // A rebuild, or movements without a watermark: every row read, and compared whole.
 void plan_whole(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx) {
     add_catalog(actions, t);
-    if (is_movements(t)) add_day_totals(actions, t);
     actions.push_back(bulk_action(copy_of(t), t.name));
+    if (is_movements(t)) add_day_totals(actions, t, kSendDayTotals);
     actions.push_back(apply_rules(t));
     add_batch_merge(actions, t, ctx);
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t, ctx)), t.name));
     actions.push_back(delete_rejected(t));
+    if (is_movements(t)) add_day_totals(actions, t, kLandDayTotals);
 }
 
 // A full run that is no rebuild: compared by row checksums, only what differs is read.
@@ -361,10 +370,12 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits,
     actions.push_back(bulk_action(rows, t.name));
     // Every copy of a key is in its key's bucket: all of them are in the stage already.
     actions.push_back(bulk_action(rejected_keys(t), t.name));
+    if (!t.time_column.empty()) add_day_totals(actions, t, kSendDayTotals);
     actions.push_back(apply_rules(t));
     add_batch_merge(actions, t, ctx);
     add_bucket_deletions(actions, t, bits, ctx);
     actions.push_back(delete_rejected(t));
+    if (!t.time_column.empty()) add_day_totals(actions, t, kLandDayTotals);
 }
 
 // Movements, incrementally: the window after the watermark, and the days that differ.

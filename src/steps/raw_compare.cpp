@@ -79,10 +79,9 @@ namespace raw {
 // A full run's comparison of table `t` (raw_<t>, `bits` of key hash per bucket): the source
 // sends each row's bucket and hash while raw's are read, both summed per bucket in the
 // warehouse; the buckets that differ go to sicoop.stage_bucket, and `rows` becomes the copy of
-// their rows, and of nothing else. The movements' day totals, for the reconciliation, come
-// first, in the same snapshot.
+// their rows, and of nothing else. (The movements' day totals, for the reconciliation, are
+// read in the same snapshot once the rows are: plan_compared.)
 void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows) {
-    if (!t.time_column.empty()) add_day_totals(actions, t);
     BulkCopy hashes = source_copy(t, "stage_bucket", {"bucket"}, BulkCopy::Rows::RowHashes);
     hashes.key_column = t.key;
     hashes.bucket_bits = bits;

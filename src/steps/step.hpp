@@ -89,6 +89,11 @@ struct BulkCopy {
     // while the source sends its own (the two sides at once, on two cores); the buckets that
     // differ land in the target table (its one column, `bucket`).
     std::string local_row_hashes;
+    // When the copy runs: at once (Now); or its statement sent to the source now (SendOnly)
+    // and its rows landed by the same copy later in the table's actions (LandSent), the
+    // session idle in between, so that the source computes it while the warehouse runs the
+    // statements between (the movements' day totals, read by nothing before the next step).
+    enum class Timing { Now, SendOnly, LandSent } timing = Timing::Now;
 };
 
 // Keys are spread over buckets to find deleted source rows without reading every key:

@@ -36,7 +36,7 @@ void dump_bulk(const BulkCopy& b) {
               << " replace_keys=" << b.replace_keys << " columns=" << join(b.columns) << " types=" << join(b.types)
               << " label=" << b.table_label << " window=" << b.window_column << " key=" << b.key_column
               << " capture=" << b.capture_snapshot << " watermark=" << b.watermark_column << " bits=" << b.bucket_bits
-              << " stamp=" << b.stamp_run_id << "\n";
+              << " stamp=" << b.stamp_run_id << " timing=" << static_cast<int>(b.timing) << "\n";
     std::cout << "  keys_query: " << b.keys_query << "\n  only_if: " << b.only_if
               << "\n  local_row_hashes: " << b.local_row_hashes << "\n  row_hash: " << b.row_hash << "\n";
     const auto masks = sicoop::copy_masks(b.target_table, b.columns);

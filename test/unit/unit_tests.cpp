@@ -188,23 +188,50 @@ void test_raw_plans() {
             a.bulk.rows != sicoop::BulkCopy::Rows::ColumnTypes && a.bulk.rows != sicoop::BulkCopy::Rows::DayTotals)
             ++partial_in_rebuild;
     ok(partial_in_rebuild == 0, "a rebuild reads every table whole");
-    int row_hashes = 0, rows_in_buckets = 0, copied_whole = 0, movement_bits = 0, day_totals_first = 0;
-    bool totals_seen = false;
+    int row_hashes = 0, rows_in_buckets = 0, copied_whole = 0, movement_bits = 0;
     for (const auto& a : plan("load_raw", full_run())) {
         if (a.kind != sicoop::Action::Kind::Bulk) continue;
         row_hashes += a.bulk.rows == sicoop::BulkCopy::Rows::RowHashes && a.bulk.target_table == "stage_bucket" &&
                       contains(a.bulk.local_row_hashes, "FROM sicoop.raw_");
         rows_in_buckets += a.bulk.rows == sicoop::BulkCopy::Rows::RowsInBuckets;
         copied_whole += a.bulk.rows == sicoop::BulkCopy::Rows::All;
-        totals_seen |= a.bulk.rows == sicoop::BulkCopy::Rows::DayTotals;
-        if (a.bulk.rows == sicoop::BulkCopy::Rows::RowHashes && a.bulk.source_table == "src_movimentacao_cartao") {
+        if (a.bulk.rows == sicoop::BulkCopy::Rows::RowHashes && a.bulk.source_table == "src_movimentacao_cartao")
             movement_bits = a.bulk.bucket_bits;
-            day_totals_first += totals_seen;
-        }
     }
-    ok(row_hashes == 4 && rows_in_buckets == 4 && copied_whole == 0 && day_totals_first == 1,
-       "a full run compares every table by row hashes (the movements' day totals first, in the same snapshot) and "
-       "copies only the buckets that differ");
+    ok(row_hashes == 4 && rows_in_buckets == 4 && copied_whole == 0,
+       "a full run compares every table by row hashes and copies only the buckets that differ");
+    // The movements' day totals on a first load, a full run and a rebuild: sent once the
+    // movements' last copy is read, landed as their last action (the warehouse's statements run
+    // in between, the source computing meanwhile); nothing else is read from the source between.
+    // An incremental run reads them at once, first: its window needs them.
+    auto day_totals_overlap = [](const std::vector<sicoop::Action>& actions) {
+        using Timing = sicoop::BulkCopy::Timing;
+        int sent = 0, landed = 0, read_between = 0, statements_between = 0;
+        size_t last_movement_action = 0, landed_at = 0;
+        for (size_t i = 0; i < actions.size(); ++i) {
+            const auto& a = actions[i];
+            if (a.label != "movimentacao_cartao") continue;
+            last_movement_action = i;
+            const bool bulk = a.kind == sicoop::Action::Kind::Bulk;
+            if (bulk && a.bulk.rows == sicoop::BulkCopy::Rows::DayTotals) {
+                sent += a.bulk.timing == Timing::SendOnly;
+                if (a.bulk.timing == Timing::LandSent) ++landed, landed_at = i;
+                if (a.bulk.timing == Timing::Now) return false;
+            } else if (sent == 1 && landed == 0) {
+                read_between += bulk;
+                statements_between += !bulk;
+            }
+        }
+        return sent == 1 && landed == 1 && read_between == 0 && statements_between >= 2 && landed_at == last_movement_action;
+    };
+    int now_in_incremental = 0;
+    for (const auto& a : plan("load_raw", incremental()))
+        now_in_incremental += a.kind == sicoop::Action::Kind::Bulk && a.bulk.rows == sicoop::BulkCopy::Rows::DayTotals &&
+                              a.bulk.timing == sicoop::BulkCopy::Timing::Now;
+    ok(day_totals_overlap(plan("load_raw", first_load())) && day_totals_overlap(plan("load_raw", full_run())) &&
+           day_totals_overlap(plan("load_raw", rebuild())) && now_in_incremental == 1,
+       "the movements' day totals: sent after their last copy and landed after the warehouse's statements (first load, "
+       "full run, rebuild); read first by an incremental run");
     ok(movement_bits == 19 && sicoop::row_bucket_bits(0) == 12 && sicoop::row_bucket_bits(int64_t{1} << 40) == 22,
        "row buckets hold some 2 rows (2^19 buckets for a million movements), from 2^12 to 2^22 buckets");
     const std::string full_sql = all_sql(plan("load_raw", full_run()));
