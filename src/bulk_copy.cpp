@@ -384,7 +384,7 @@ int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSessio
     const std::string command = catalog ? remote::column_types_copy_sql(copy.table_label, table.quoted)
                                         : remote::copy_sql(read, table.quoted, *rows);
     if (copy.timing == BulkCopy::Timing::SendOnly) {
-        pg_call([&] { session.send_early(command, psprintf("copy %s", table.label.c_str())); });
+        session.send_early(command, table.label);
         return 0;
     }
     if (copy.rows == BulkCopy::Rows::RowHashes) return compare_row_hashes(copy, command, table, session);

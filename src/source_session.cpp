@@ -152,11 +152,14 @@ void SourceSession::require_idle() const {
     if (!sent_early_.empty()) elog(ERROR, "sicoop: the source session has a copy sent early still to read");
 }
 
-void SourceSession::send_early(const std::string& command, const char* what) {
-    require_idle();
-    statement_sent();
-    if (!PQsendQuery(conn_, command.c_str())) fail(nullptr, what);
-    sent_early_ = command;
+void SourceSession::send_early(const std::string& command, const std::string& label) {
+    std::string pending = command;  // (copied before any PostgreSQL call: no C++ exception inside one)
+    pg_call([&] {
+        require_idle();
+        statement_sent();
+        if (!PQsendQuery(conn_, command.c_str())) fail(nullptr, psprintf("copy %s", label.c_str()));
+    });
+    sent_early_ = std::move(pending);
 }
 
 bool SourceSession::take_early(const std::string& command) {

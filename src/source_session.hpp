@@ -57,8 +57,8 @@ public:
     // A statement (a COPY) is being sent now: a cancel after sicoop.source_timeout is that timeout.
     void statement_sent();
     // A copy's statement sent now, its rows read later (BulkCopy::Timing::SendOnly): nothing
-    // else may use the session until they are. PostgreSQL side: call inside pg_call.
-    void send_early(const std::string& command, const char* what);
+    // else may use the session until they are. `label`: the source table, for its errors.
+    void send_early(const std::string& command, const std::string& label);
     // Whether `command` is the copy sent early (then its rows are the next thing to read, and
     // it is no longer pending). Raises if another copy was sent early: nothing may pass it.
     bool take_early(const std::string& command);
