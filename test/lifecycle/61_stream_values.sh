@@ -28,7 +28,7 @@ make_warehouse "$DW" "$SRC"
 MARK_AMOUNT="'1'" MARK_DETAIL=error_sqlstate MARK_UNTIL_FAILED=1
 marker() { mark_and_wait "$SRC" MOV-MARK 300 "$DW"; }  # a movement written at the source now reaches the fact
 state() { val "$DW" "SELECT state FROM sicoop.stream_status()"; }
-in_fact() { val "$DW" "SELECT string_agg(id_movimentacao_cartao || '=' || valor_movimentacao, ' ' ORDER BY 1)
+in_fact() { val "$DW" "SELECT string_agg(id_movimentacao_cartao || '=' || valor_movimentacao, ' ' ORDER BY id_movimentacao_cartao)
                        FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao LIKE 'MOV-V-%'"; }
 # Where a value could show: the stream's state, the run log, the rejects' reasons, and the
 # server log since the test began.
