@@ -102,7 +102,7 @@ SELECT throws_like('CREATE EXTENSION sicoop_etl', '%layout 9.0, which this versi
                    'a warehouse of a later layout is refused');
 UPDATE sicoop.warehouse_info SET layout_version = '1.0';
 SELECT throws_like('CREATE EXTENSION sicoop_etl', '%older layout 1.0%', 'a warehouse of an older layout is refused');
-UPDATE sicoop.warehouse_info SET layout_version = '1.11';
+UPDATE sicoop.warehouse_info SET layout_version = '1.12';
 ALTER TABLE sicoop.reject RENAME TO reject_moved;
 SELECT throws_like('CREATE EXTENSION sicoop_etl', '%incomplete: reject missing%', 'an incomplete warehouse is refused, naming what is missing');
 ALTER TABLE sicoop.reject_moved RENAME TO reject;

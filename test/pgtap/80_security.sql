@@ -155,7 +155,7 @@ SELECT throws_like($$SELECT dblink_exec('op', $r$CREATE RULE "_RETURN" AS ON SEL
 \o /dev/null
 ALTER EVENT TRIGGER sicoop_guard DISABLE;
 SELECT dblink_exec('op', $$CREATE RULE "_RETURN" AS ON SELECT TO sicoop.warehouse_info DO INSTEAD
-    SELECT true AS singleton, '1.11'::text AS layout_version, now() AS created_at, NULL::bigint AS full_run_owed_by,
+    SELECT true AS singleton, '1.12'::text AS layout_version, now() AS created_at, NULL::bigint AS full_run_owed_by,
            NULL::text AS rules_signature, NULL::jsonb AS canonical_labels
     WHERE pg_advisory_lock(424242) IS NOT NULL$$);
 ALTER EVENT TRIGGER sicoop_guard ENABLE;
@@ -181,18 +181,18 @@ CREATE TABLE sicoop.warehouse_info (
     rules_signature text,
     canonical_labels jsonb
 );
-INSERT INTO sicoop.warehouse_info (layout_version, canonical_labels) VALUES ('1.11', sicoop._canonical_labels());
+INSERT INTO sicoop.warehouse_info (layout_version, canonical_labels) VALUES ('1.12', sicoop._canonical_labels());
 ALTER TABLE sicoop.warehouse_info OWNER TO sicoop_test_operator;
 \o
 -- A column of a type the operator defined (with a cast that would run as whoever reads it):
 -- refused before the superuser's read.
-SELECT throws_like($$SELECT dblink_exec('op', $t$CREATE TYPE pg_temp.sicoop_test_layout AS ENUM ('1.11');
+SELECT throws_like($$SELECT dblink_exec('op', $t$CREATE TYPE pg_temp.sicoop_test_layout AS ENUM ('1.12');
   ALTER TABLE sicoop.warehouse_info ALTER COLUMN layout_version TYPE pg_temp.sicoop_test_layout
     USING layout_version::pg_temp.sicoop_test_layout$t$)$$, '%the warehouse takes nothing sicoop does not define%',
   'the guard refuses a column of the operator''s type at the statement (1.6)');
 \o /dev/null
 ALTER EVENT TRIGGER sicoop_guard DISABLE;
-SELECT dblink_exec('op', $$CREATE TYPE pg_temp.sicoop_test_layout AS ENUM ('1.11');
+SELECT dblink_exec('op', $$CREATE TYPE pg_temp.sicoop_test_layout AS ENUM ('1.12');
   ALTER TABLE sicoop.warehouse_info ALTER COLUMN layout_version TYPE pg_temp.sicoop_test_layout
     USING layout_version::pg_temp.sicoop_test_layout$$);
 ALTER EVENT TRIGGER sicoop_guard ENABLE;

@@ -1,0 +1,11 @@
+-- sicoop_etl 1.11 -> 1.12: speed against the SQL a user would write (issue 28).
+--
+-- What changes: the movements' BRIN indexes in raw (run_id, data_movimentacao) and trusted
+-- (run_id) summarize 4 pages per range instead of 128, so that the rows each run updates,
+-- scattered over the heap, do not make the next incremental run read 128 pages for each of
+-- them (the window's read of raw grew to half the table after eight runs at a million
+-- movements). The warehouse's indexes are made again by updates/1.11--1.12.post.sql.
+--
+-- This file holds what must change before the functions are (re)created: nothing here. The
+-- build (src/sql/assemble.sh) appends every function source of src/sql/, then
+-- updates/1.11--1.12.post.sql.
