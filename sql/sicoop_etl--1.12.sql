@@ -302,18 +302,21 @@ ALTER TABLE sicoop.raw_movimentacao_cartao ALTER COLUMN descricao_movimentacao S
 CREATE INDEX raw_associado_run ON sicoop.raw_associado (run_id);
 CREATE INDEX raw_conta_run ON sicoop.raw_conta (run_id);
 CREATE INDEX raw_cartao_run ON sicoop.raw_cartao (run_id);
--- BRIN: a BRIN index costs next to nothing to maintain during a 10-million-row first load
--- (which summarizes it at the end; autovacuum summarizes what later runs append). Its ranges
--- are 4 pages (1.12; the default was 128): a run's updated rows land wherever the heap has
--- room, and each range one of them lands in is read whole by the next run -- 128 pages for one
--- row made an incremental run read half of raw after eight runs; 4 pages keep it to the
--- change. (A range's bounds widen only to what it holds: when the window moves on, an old
--- range with one row of last week no longer matches, so the cost stays the change's.)
+-- BRIN: a BRIN index costs next to nothing to maintain during a 10-million-row first load.
+-- Its ranges are 4 pages (1.12; the default was 128): a run's updated rows land wherever the
+-- heap has room, and each range one of them lands in is read whole by the next run -- 128
+-- pages for one row made an incremental run read half of raw after eight runs; 4 pages keep it
+-- to the change. (A range's bounds widen only to what it holds: when the window moves on, an
+-- old range with one row of last week no longer matches, so the cost stays the change's.)
+-- The batch steps that append to the table summarize its new ranges themselves
+-- (sicoop._summarize_ranges), so no autosummarize: it asks autovacuum for each new range as
+-- rows enter it, and a first load's thousands of requests overflow autovacuum's queue, each
+-- overflow a line in the server's log.
 CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id)
-    WITH (pages_per_range = 4, autosummarize = on);
+    WITH (pages_per_range = 4);
 -- The window after the watermark (movements arrive roughly in time order).
 CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao)
-    WITH (pages_per_range = 4, autosummarize = on);
+    WITH (pages_per_range = 4);
 REVOKE ALL ON sicoop.raw_associado, sicoop.raw_conta, sicoop.raw_cartao, sicoop.raw_movimentacao_cartao FROM PUBLIC;
 
 -- Per source table, the source snapshot its last copy read (txid_snapshot_xmin): the next
@@ -374,7 +377,7 @@ CREATE INDEX trusted_associado_run ON sicoop.trusted_associado (run_id);
 CREATE INDEX trusted_conta_run ON sicoop.trusted_conta (run_id);
 CREATE INDEX trusted_cartao_run ON sicoop.trusted_cartao (run_id);
 CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id)
-    WITH (pages_per_range = 4, autosummarize = on);  -- (4 pages: as raw's)
+    WITH (pages_per_range = 4);  -- (as raw's)
 CREATE TABLE sicoop.dim_data (
     sk_data int PRIMARY KEY,
     data date UNIQUE,
@@ -1122,8 +1125,8 @@ raw_movimentacao_cartao: column raw_movimentacao_cartao.loaded_at timestamp with
 raw_movimentacao_cartao: column raw_movimentacao_cartao.run_id bigint collation=- notnull=t identity=f default= statistics=-1
 raw_movimentacao_cartao: column raw_movimentacao_cartao.valor_movimentacao numeric(10,2) collation=- notnull=t identity=f default= statistics=-1
 raw_movimentacao_cartao: constraint sicoop.raw_movimentacao_cartao.raw_movimentacao_cartao_pkey PRIMARY KEY (id_movimentacao_cartao)
-raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao) WITH (pages_per_range='4', autosummarize='on')
-raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4', autosummarize='on')
+raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao) WITH (pages_per_range='4')
+raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4')
 raw_movimentacao_cartao: index CREATE UNIQUE INDEX raw_movimentacao_cartao_pkey ON sicoop.raw_movimentacao_cartao USING btree (id_movimentacao_cartao)
 raw_movimentacao_cartao: relation raw_movimentacao_cartao kind=r persistence=p am=heap of=- rls=f force_rls=f partition=f
 raw_tombstone: column raw_tombstone.record_id character varying(50) collation=pg_catalog."default" notnull=t identity=f default= statistics=-1
@@ -1378,7 +1381,7 @@ trusted_movimentacao_cartao: column trusted_movimentacao_cartao.run_id bigint co
 trusted_movimentacao_cartao: column trusted_movimentacao_cartao.updated_at timestamp with time zone collation=- notnull=t identity=f default= statistics=-1
 trusted_movimentacao_cartao: column trusted_movimentacao_cartao.valor_movimentacao numeric(10,2) collation=- notnull=t identity=f default= statistics=-1
 trusted_movimentacao_cartao: constraint sicoop.trusted_movimentacao_cartao.trusted_movimentacao_cartao_pkey PRIMARY KEY (id_movimentacao_cartao)
-trusted_movimentacao_cartao: index CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4', autosummarize='on')
+trusted_movimentacao_cartao: index CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4')
 trusted_movimentacao_cartao: index CREATE UNIQUE INDEX trusted_movimentacao_cartao_pkey ON sicoop.trusted_movimentacao_cartao USING btree (id_movimentacao_cartao)
 trusted_movimentacao_cartao: relation trusted_movimentacao_cartao kind=r persistence=p am=heap of=- rls=f force_rls=f partition=f
 vw_associados_ativos_mes: column vw_associados_ativos_mes.associados_ativos bigint collation=- notnull=f identity=f default= statistics=-1
@@ -2467,18 +2470,45 @@ $fn$;
 REVOKE ALL ON FUNCTION sicoop._empty_tables(text[]) FROM PUBLIC;  -- operator
 
 
--- After a bulk load into a table whose BRIN indexes stayed live: summarize the new page
--- ranges (unsummarized ranges match every query), and refresh the statistics.
-CREATE OR REPLACE FUNCTION _summarize(tbl regclass) RETURNS void
+-- Summarizes the table's new BRIN page ranges (an unsummarized range matches every query).
+-- (1.12) The batch steps call it after they append to the movements' tables, whose BRIN
+-- indexes have no autosummarize (src/sql/warehouse.sql). A pass over the index's range map,
+-- and over the heap pages of the new ranges only. On Citus, each shard's indexes, where the
+-- shard is (a BRIN summary takes rows still being written, so the step's own rows count).
+CREATE OR REPLACE FUNCTION _summarize_ranges(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   ix regclass;
+  failed text;
 BEGIN
+  IF sicoop._is_citus_table(tbl) THEN
+    SELECT string_agg(r.result, '; ') INTO failed
+    FROM run_command_on_shards(tbl, $cmd$
+      SELECT pg_catalog.count(pg_catalog.brin_summarize_new_values(i.indexrelid))
+      FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+      JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam
+      WHERE i.indrelid OPERATOR(pg_catalog.=) '%s'::pg_catalog.regclass AND a.amname OPERATOR(pg_catalog.=) 'brin'$cmd$) r
+    WHERE NOT r.success;
+    IF failed IS NOT NULL THEN  -- (slower reads until VACUUM summarizes them, not wrong ones)
+      RAISE WARNING 'sicoop: the new BRIN ranges of some shards of % were not summarized: %', tbl, failed;
+    END IF;
+    RETURN;
+  END IF;
   FOR ix IN SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = tbl AND a.amname = 'brin'
   LOOP
     PERFORM brin_summarize_new_values(ix);
   END LOOP;
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._summarize_ranges(regclass) FROM PUBLIC;  -- operator
+
+-- After a bulk load into a table whose BRIN indexes stayed live: summarize the new page
+-- ranges, and refresh the statistics.
+CREATE OR REPLACE FUNCTION _summarize(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM sicoop._summarize_ranges(tbl);
   PERFORM sicoop._analyze(tbl);
 END
 $fn$;
@@ -4081,7 +4111,7 @@ REVOKE ALL ON FUNCTION sicoop.revoke_reader(regrole) FROM PUBLIC;
 -- The operator's functions: what grant_operator grants and revoke_operator takes back (the
 -- functions whose REVOKE line in src/sql/ is marked "-- operator").
 CREATE OR REPLACE FUNCTION _operator_functions() RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-SELECT 'FUNCTION sicoop._alert(bigint,  text), sicoop._analyze(regclass[]), sicoop._apply_row_rules(text,  bigint,  date,  regclass,  boolean), sicoop._canonical_labels(), sicoop._canonical_relabels(), sicoop._check_canonical(text,  bigint), sicoop._check_member_states(bigint,  date), sicoop._check_run_quality(bigint), sicoop._check_source(text,  integer,  text,  text,  text,  text), sicoop._check_source_drift(text,  bigint), sicoop._citus_role(), sicoop._connect_source(text,  integer,  text,  text,  text,  text), sicoop._create_source_objects(), sicoop._cron_connection_error(), sicoop._defer_indexes(regclass), sicoop._empty_tables(text[]), sicoop._fato_day_totals(), sicoop._is_citus_table(regclass), sicoop._launch_stream_worker(), sicoop._mark_aborted_runs(), sicoop._purge_logs(interval,  integer), sicoop._reconcile(bigint), sicoop._restore_indexes(regclass), sicoop._row_rule_checks(text,  date,  regclass), sicoop._rule_bound(text,  text,  text,  date), sicoop._signal_stream_worker(int), sicoop._source_slot(text), sicoop._summarize(regclass), sicoop._warehouse_id(), sicoop._watch_stream(), sicoop.connect_source(text,  integer,  text,  text,  text,  text), sicoop.export_flat(text), sicoop.load_dims(), sicoop.load_fato(), sicoop.load_raw(), sicoop.load_trusted(), sicoop.resync_stream(), sicoop.run_step(text,  boolean), sicoop.scd2_associado(), sicoop.schedule(text,  text), sicoop.schedule_status(), sicoop.start_stream(text,  text), sicoop.stop_stream(), sicoop.stream_status(), sicoop.unschedule(), sicoop.watchdog()'::text
+SELECT 'FUNCTION sicoop._alert(bigint,  text), sicoop._analyze(regclass[]), sicoop._apply_row_rules(text,  bigint,  date,  regclass,  boolean), sicoop._canonical_labels(), sicoop._canonical_relabels(), sicoop._check_canonical(text,  bigint), sicoop._check_member_states(bigint,  date), sicoop._check_run_quality(bigint), sicoop._check_source(text,  integer,  text,  text,  text,  text), sicoop._check_source_drift(text,  bigint), sicoop._citus_role(), sicoop._connect_source(text,  integer,  text,  text,  text,  text), sicoop._create_source_objects(), sicoop._cron_connection_error(), sicoop._defer_indexes(regclass), sicoop._empty_tables(text[]), sicoop._fato_day_totals(), sicoop._is_citus_table(regclass), sicoop._launch_stream_worker(), sicoop._mark_aborted_runs(), sicoop._purge_logs(interval,  integer), sicoop._reconcile(bigint), sicoop._restore_indexes(regclass), sicoop._row_rule_checks(text,  date,  regclass), sicoop._rule_bound(text,  text,  text,  date), sicoop._signal_stream_worker(int), sicoop._source_slot(text), sicoop._summarize(regclass), sicoop._summarize_ranges(regclass), sicoop._warehouse_id(), sicoop._watch_stream(), sicoop.connect_source(text,  integer,  text,  text,  text,  text), sicoop.export_flat(text), sicoop.load_dims(), sicoop.load_fato(), sicoop.load_raw(), sicoop.load_trusted(), sicoop.resync_stream(), sicoop.run_step(text,  boolean), sicoop.scd2_associado(), sicoop.schedule(text,  text), sicoop.schedule_status(), sicoop.start_stream(text,  text), sicoop.stop_stream(), sicoop.stream_status(), sicoop.unschedule(), sicoop.watchdog()'::text
 $$;
 
 -- ==== src/sql/install/adopt.sql ====

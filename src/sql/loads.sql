@@ -54,18 +54,45 @@ $fn$;
 REVOKE ALL ON FUNCTION sicoop._empty_tables(text[]) FROM PUBLIC;  -- operator
 
 
--- After a bulk load into a table whose BRIN indexes stayed live: summarize the new page
--- ranges (unsummarized ranges match every query), and refresh the statistics.
-CREATE OR REPLACE FUNCTION _summarize(tbl regclass) RETURNS void
+-- Summarizes the table's new BRIN page ranges (an unsummarized range matches every query).
+-- (1.12) The batch steps call it after they append to the movements' tables, whose BRIN
+-- indexes have no autosummarize (src/sql/warehouse.sql). A pass over the index's range map,
+-- and over the heap pages of the new ranges only. On Citus, each shard's indexes, where the
+-- shard is (a BRIN summary takes rows still being written, so the step's own rows count).
+CREATE OR REPLACE FUNCTION _summarize_ranges(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
   ix regclass;
+  failed text;
 BEGIN
+  IF sicoop._is_citus_table(tbl) THEN
+    SELECT string_agg(r.result, '; ') INTO failed
+    FROM run_command_on_shards(tbl, $cmd$
+      SELECT pg_catalog.count(pg_catalog.brin_summarize_new_values(i.indexrelid))
+      FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.indexrelid
+      JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam
+      WHERE i.indrelid OPERATOR(pg_catalog.=) '%s'::pg_catalog.regclass AND a.amname OPERATOR(pg_catalog.=) 'brin'$cmd$) r
+    WHERE NOT r.success;
+    IF failed IS NOT NULL THEN  -- (slower reads until VACUUM summarizes them, not wrong ones)
+      RAISE WARNING 'sicoop: the new BRIN ranges of some shards of % were not summarized: %', tbl, failed;
+    END IF;
+    RETURN;
+  END IF;
   FOR ix IN SELECT i.indexrelid::regclass FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = tbl AND a.amname = 'brin'
   LOOP
     PERFORM brin_summarize_new_values(ix);
   END LOOP;
+END
+$fn$;
+REVOKE ALL ON FUNCTION sicoop._summarize_ranges(regclass) FROM PUBLIC;  -- operator
+
+-- After a bulk load into a table whose BRIN indexes stayed live: summarize the new page
+-- ranges, and refresh the statistics.
+CREATE OR REPLACE FUNCTION _summarize(tbl regclass) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+  PERFORM sicoop._summarize_ranges(tbl);
   PERFORM sicoop._analyze(tbl);
 END
 $fn$;

@@ -142,18 +142,21 @@ ALTER TABLE sicoop.raw_movimentacao_cartao ALTER COLUMN descricao_movimentacao S
 CREATE INDEX raw_associado_run ON sicoop.raw_associado (run_id);
 CREATE INDEX raw_conta_run ON sicoop.raw_conta (run_id);
 CREATE INDEX raw_cartao_run ON sicoop.raw_cartao (run_id);
--- BRIN: a BRIN index costs next to nothing to maintain during a 10-million-row first load
--- (which summarizes it at the end; autovacuum summarizes what later runs append). Its ranges
--- are 4 pages (1.12; the default was 128): a run's updated rows land wherever the heap has
--- room, and each range one of them lands in is read whole by the next run -- 128 pages for one
--- row made an incremental run read half of raw after eight runs; 4 pages keep it to the
--- change. (A range's bounds widen only to what it holds: when the window moves on, an old
--- range with one row of last week no longer matches, so the cost stays the change's.)
+-- BRIN: a BRIN index costs next to nothing to maintain during a 10-million-row first load.
+-- Its ranges are 4 pages (1.12; the default was 128): a run's updated rows land wherever the
+-- heap has room, and each range one of them lands in is read whole by the next run -- 128
+-- pages for one row made an incremental run read half of raw after eight runs; 4 pages keep it
+-- to the change. (A range's bounds widen only to what it holds: when the window moves on, an
+-- old range with one row of last week no longer matches, so the cost stays the change's.)
+-- The batch steps that append to the table summarize its new ranges themselves
+-- (sicoop._summarize_ranges), so no autosummarize: it asks autovacuum for each new range as
+-- rows enter it, and a first load's thousands of requests overflow autovacuum's queue, each
+-- overflow a line in the server's log.
 CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id)
-    WITH (pages_per_range = 4, autosummarize = on);
+    WITH (pages_per_range = 4);
 -- The window after the watermark (movements arrive roughly in time order).
 CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao)
-    WITH (pages_per_range = 4, autosummarize = on);
+    WITH (pages_per_range = 4);
 REVOKE ALL ON sicoop.raw_associado, sicoop.raw_conta, sicoop.raw_cartao, sicoop.raw_movimentacao_cartao FROM PUBLIC;
 
 -- Per source table, the source snapshot its last copy read (txid_snapshot_xmin): the next
@@ -214,7 +217,7 @@ CREATE INDEX trusted_associado_run ON sicoop.trusted_associado (run_id);
 CREATE INDEX trusted_conta_run ON sicoop.trusted_conta (run_id);
 CREATE INDEX trusted_cartao_run ON sicoop.trusted_cartao (run_id);
 CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id)
-    WITH (pages_per_range = 4, autosummarize = on);  -- (4 pages: as raw's)
+    WITH (pages_per_range = 4);  -- (as raw's)
 CREATE TABLE sicoop.dim_data (
     sk_data int PRIMARY KEY,
     data date UNIQUE,

@@ -207,8 +207,8 @@ raw_movimentacao_cartao: column raw_movimentacao_cartao.loaded_at timestamp with
 raw_movimentacao_cartao: column raw_movimentacao_cartao.run_id bigint collation=- notnull=t identity=f default= statistics=-1
 raw_movimentacao_cartao: column raw_movimentacao_cartao.valor_movimentacao numeric(10,2) collation=- notnull=t identity=f default= statistics=-1
 raw_movimentacao_cartao: constraint sicoop.raw_movimentacao_cartao.raw_movimentacao_cartao_pkey PRIMARY KEY (id_movimentacao_cartao)
-raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao) WITH (pages_per_range='4', autosummarize='on')
-raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4', autosummarize='on')
+raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao) WITH (pages_per_range='4')
+raw_movimentacao_cartao: index CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4')
 raw_movimentacao_cartao: index CREATE UNIQUE INDEX raw_movimentacao_cartao_pkey ON sicoop.raw_movimentacao_cartao USING btree (id_movimentacao_cartao)
 raw_movimentacao_cartao: relation raw_movimentacao_cartao kind=r persistence=p am=heap of=- rls=f force_rls=f partition=f
 raw_tombstone: column raw_tombstone.record_id character varying(50) collation=pg_catalog."default" notnull=t identity=f default= statistics=-1
@@ -463,7 +463,7 @@ trusted_movimentacao_cartao: column trusted_movimentacao_cartao.run_id bigint co
 trusted_movimentacao_cartao: column trusted_movimentacao_cartao.updated_at timestamp with time zone collation=- notnull=t identity=f default= statistics=-1
 trusted_movimentacao_cartao: column trusted_movimentacao_cartao.valor_movimentacao numeric(10,2) collation=- notnull=t identity=f default= statistics=-1
 trusted_movimentacao_cartao: constraint sicoop.trusted_movimentacao_cartao.trusted_movimentacao_cartao_pkey PRIMARY KEY (id_movimentacao_cartao)
-trusted_movimentacao_cartao: index CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4', autosummarize='on')
+trusted_movimentacao_cartao: index CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id) WITH (pages_per_range='4')
 trusted_movimentacao_cartao: index CREATE UNIQUE INDEX trusted_movimentacao_cartao_pkey ON sicoop.trusted_movimentacao_cartao USING btree (id_movimentacao_cartao)
 trusted_movimentacao_cartao: relation trusted_movimentacao_cartao kind=r persistence=p am=heap of=- rls=f force_rls=f partition=f
 vw_associados_ativos_mes: column vw_associados_ativos_mes.associados_ativos bigint collation=- notnull=f identity=f default= statistics=-1

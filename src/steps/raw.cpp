@@ -158,6 +158,13 @@ void add_day_totals(std::vector<Action>& actions, const SourceTable& t, BulkCopy
 constexpr auto kSendDayTotals = BulkCopy::Timing::SendOnly;
 constexpr auto kLandDayTotals = BulkCopy::Timing::LandSent;
 
+// The movements' new BRIN ranges summarized (a first load's _summarize does it); then their day
+// totals, if sent early, land: still the table's last action.
+void add_summarize_ranges(std::vector<Action>& actions, const SourceTable& t, bool land_day_totals) {
+    actions.push_back(sql_action(summarize_ranges_sql(raw_of(t)), t.name));
+    if (land_day_totals) add_day_totals(actions, t, kLandDayTotals);
+}
+
 namespace {
 
 // What direct_load_decision_sql decided for the table being loaded.
@@ -342,8 +349,7 @@ void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
     actions.push_back(bulk_action(rows, t.name));
     if (is_movements(t)) add_day_totals(actions, t, kSendDayTotals);
     actions.push_back(may_go_direct ? apply_rules_after_direct_load(t) : apply_rules(t));
-    // (After a direct copy, the stage is empty.)
-    const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};
+    const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};  // (after a direct copy: no stage row)
     actions.push_back(
         dml_action(insert_all_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), "rows_inserted", t.name));
     actions.push_back(sql_action(fill(R"sql(SELECT sicoop._summarize('${raw}'))sql", {{"raw", raw_of(t)}}), t.name));
@@ -359,7 +365,7 @@ void plan_whole(std::vector<Action>& actions, const SourceTable& t, const RunCon
     add_batch_merge(actions, t, ctx);
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t, ctx)), t.name));
     actions.push_back(delete_rejected(t));
-    if (is_movements(t)) add_day_totals(actions, t, kLandDayTotals);
+    if (is_movements(t)) add_summarize_ranges(actions, t, true);
 }
 
 // A full run that is no rebuild: compared by row checksums, only what differs is read.
@@ -375,7 +381,7 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits,
     add_batch_merge(actions, t, ctx);
     add_bucket_deletions(actions, t, bits, ctx);
     actions.push_back(delete_rejected(t));
-    if (!t.time_column.empty()) add_day_totals(actions, t, kLandDayTotals);
+    if (!t.time_column.empty()) add_summarize_ranges(actions, t, true);
 }
 
 // Movements, incrementally: the window after the watermark, and the days that differ.
@@ -405,35 +411,7 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t, const RunCo
     add_batch_merge(actions, t, ctx);
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
     actions.push_back(delete_rejected(t));
-}
-
-// Deletions, for a table read by xmin: key checksums per bucket on both sides; only the keys of
-// the buckets that differ are read, and raw keys missing from them were deleted.
-void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
-    BulkCopy checksums =
-        source_copy(t, "stage_key_checksum", {"bucket", "keys", "key_hash_sum"}, BulkCopy::Rows::KeyChecksums);
-    checksums.key_column = t.key;
-    actions.push_back(bulk_action(checksums, t.name));
-    actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
-    actions.push_back(sql_action(fill(R"sql(
-INSERT INTO sicoop.stage_bucket (bucket)
-SELECT bucket FROM sicoop.stage_key_checksum s
-FULL JOIN (SELECT ${bucket} AS bucket, count(*) AS keys,
-                  sum(${hash})::numeric AS key_hash_sum
-           FROM ${raw} r GROUP BY 1) l USING (bucket)
-WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
-                                      {{"bucket", key_bucket_sql("r." + t.key)},
-                                       {"hash", key_hash_sql("r." + t.key)},
-                                       {"raw", raw_of(t)}}),
-                                 t.name));
-    BulkCopy keys = source_copy(t, "stage_key", {"record_id"}, BulkCopy::Rows::KeysInBuckets);
-    keys.key_column = t.key;
-    keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
-    actions.push_back(bulk_action(keys, t.name));
-    const std::string gone = fill(R"sql(${bucket} IN (SELECT bucket FROM sicoop.stage_bucket)
-    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r.${key}))sql",
-                                  {{"bucket", key_bucket_sql("r." + t.key)}, {"key", t.key}});
-    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
+    add_summarize_ranges(actions, t, false);
 }
 
 // associado, conta and cartao, incrementally: the rows written in the source since the last

@@ -1,6 +1,7 @@
 // Step load_raw, a full run's comparison: the source and raw each sum a 64-bit hash of every
 // row per bucket of keys, at the same time; only the rows of the buckets that differ are copied
-// and merged (raw.cpp's plan_compared). Pure C++.
+// and merged (raw.cpp's plan_compared). And an incremental run's deletions from the tables read
+// by xmin, found by checksums of the keys per bucket (plan_keyed). Pure C++.
 #include "steps/pure_cpp.hpp"
 
 #include "steps/raw_parts.hpp"
@@ -109,6 +110,35 @@ void add_bucket_deletions(std::vector<Action>& actions, const SourceTable& t, in
                                                   {"not_in_stage", not_in_stage(t, ctx)}}),
                                  t.name));
     const std::string gone = fill(R"sql(r.${key} IN (SELECT g.${key} FROM pg_temp.sicoop_gone_keys g))sql", {{"key", t.key}});
+    actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
+}
+
+// Deletions, for a table read by xmin: key checksums per bucket on both sides; only the keys of
+// the buckets that differ are read, and raw keys missing from them were deleted.
+void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
+    BulkCopy checksums =
+        source_copy(t, "stage_key_checksum", {"bucket", "keys", "key_hash_sum"}, BulkCopy::Rows::KeyChecksums);
+    checksums.key_column = t.key;
+    actions.push_back(bulk_action(checksums, t.name));
+    actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
+    actions.push_back(sql_action(fill(R"sql(
+INSERT INTO sicoop.stage_bucket (bucket)
+SELECT bucket FROM sicoop.stage_key_checksum s
+FULL JOIN (SELECT ${bucket} AS bucket, count(*) AS keys,
+                  sum(${hash})::numeric AS key_hash_sum
+           FROM ${raw} r GROUP BY 1) l USING (bucket)
+WHERE (s.keys, s.key_hash_sum) IS DISTINCT FROM (l.keys, l.key_hash_sum))sql",
+                                      {{"bucket", key_bucket_sql("r." + t.key)},
+                                       {"hash", key_hash_sql("r." + t.key)},
+                                       {"raw", raw_of(t)}}),
+                                 t.name));
+    BulkCopy keys = source_copy(t, "stage_key", {"record_id"}, BulkCopy::Rows::KeysInBuckets);
+    keys.key_column = t.key;
+    keys.keys_query = "SELECT array_agg(bucket)::text FROM sicoop.stage_bucket";
+    actions.push_back(bulk_action(keys, t.name));
+    const std::string gone = fill(R"sql(${bucket} IN (SELECT bucket FROM sicoop.stage_bucket)
+    AND NOT EXISTS (SELECT 1 FROM sicoop.stage_key k WHERE k.record_id = r.${key}))sql",
+                                  {{"bucket", key_bucket_sql("r." + t.key)}, {"key", t.key}});
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
 }
 

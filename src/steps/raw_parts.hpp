@@ -35,6 +35,9 @@ void add_day_totals(std::vector<Action>& actions, const SourceTable& t, BulkCopy
 void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int bits, BulkCopy& rows);
 // Then, after the merge: what raw holds in a bucket that differs and the source no longer has.
 void add_bucket_deletions(std::vector<Action>& actions, const SourceTable& t, int bits, const RunContext& ctx);
+// An incremental run's deletions from `t` (read by xmin): key checksums per bucket on both
+// sides, then the keys of the buckets that differ.
+void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t);
 // A stream's micro-batch of `t`: its keys' rows from the stage into raw.
 void plan_streamed(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool truncated, bool earlier_states);
 

@@ -157,4 +157,8 @@ std::string in_stream_keys_sql(const std::string& column, const std::string& tab
 
 std::string count_read_sql(const std::string& relation) { return fill(kCountRead, {{"relation", relation}}); }
 
+std::string summarize_ranges_sql(const std::string& table) {
+    return fill(R"sql(SELECT sicoop._summarize_ranges('${table}'))sql", {{"table", table}});
+}
+
 }  // namespace sicoop

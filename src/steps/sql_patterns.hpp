@@ -65,4 +65,10 @@ std::string fill(const std::string& sql, const SqlValues& values);
 // SELECT count(*) AS rows_read FROM relation.
 std::string count_read_sql(const std::string& relation);
 
+// The new BRIN ranges of `table` (qualified) summarized, after a batch step appended to it:
+// its BRIN indexes have no autosummarize (sicoop._summarize_ranges, src/sql/loads.sql). A
+// stream's micro-batch leaves them to the next batch run or VACUUM: none of its statements
+// reads a BRIN index, and the pass over the range map would cost every batch.
+std::string summarize_ranges_sql(const std::string& table);
+
 }  // namespace sicoop

@@ -247,7 +247,7 @@ update_from_release() {  # update_from_release <version> <commit>
 update_from_release 1.5 "$RELEASE_1_5"
 update_from_release 1.6 "$RELEASE_1_6"
 
-# 1.12 makes the movements' BRIN indexes again with 4 pages per range. A 1.11 warehouse caught
+# 1.12 makes the movements' BRIN indexes again with 4 pages per range (no autosummarize). A 1.11 warehouse caught
 # in its first load (raw's indexes deferred, waiting in sicoop.deferred_index) gets the new
 # definitions there, and the load builds them; trusted's, in place, is made again.
 DEF=sicoop_up_deferred_dw
@@ -258,11 +258,11 @@ q -d "$DEF" -c "SELECT sicoop._defer_indexes('sicoop.raw_movimentacao_cartao')" 
 ok_run "a 1.11 warehouse with raw's indexes deferred updates to $CURRENT" q -d "$DEF" -c "ALTER EXTENSION sicoop_etl UPDATE"
 is "$(val "$DEF" "SELECT count(*) FROM sicoop.deferred_index WHERE definition LIKE '%USING brin%pages_per_range=''4''%'")" 2 \
    'the deferred BRIN definitions are the 4-page ones'
-is "$(val "$DEF" "$brin_ranges")" 'trusted_movimentacao_cartao_run=pages_per_range=4,autosummarize=on' \
+is "$(val "$DEF" "$brin_ranges")" 'trusted_movimentacao_cartao_run=pages_per_range=4' \
    'and only trusted'"'"'s BRIN index exists until the load, with 4-page ranges'
 ok_run 'the first load runs' run_pipeline "$DEF" '2025-08-18 10:00:00-03'
 is "$(val "$DEF" "$brin_ranges")" \
-   'raw_movimentacao_cartao_data=pages_per_range=4,autosummarize=on raw_movimentacao_cartao_run=pages_per_range=4,autosummarize=on trusted_movimentacao_cartao_run=pages_per_range=4,autosummarize=on' \
+   'raw_movimentacao_cartao_data=pages_per_range=4 raw_movimentacao_cartao_run=pages_per_range=4 trusted_movimentacao_cartao_run=pages_per_range=4' \
    'and builds raw'"'"'s with 4-page ranges too'
 drop_db "$DEF"
 

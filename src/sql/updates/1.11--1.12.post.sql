@@ -1,7 +1,7 @@
 -- sicoop_etl 1.11 -> 1.12, after the functions are (re)created: the warehouse, if there is one,
 -- is checked as every update does; its three movement BRIN indexes are made again with 4 pages
--- per range (a first load's deferred ones only get their new definition: the load builds
--- them); then it is checked against 1.12's definition and marked layout 1.12. The operator, if
+-- per range and no autosummarize (a first load's deferred ones only get their new definition:
+-- the load builds them); then it is checked against 1.12's definition and marked layout 1.12. The operator, if
 -- there is one, gets the new functions it runs.
 DO $update$
 DECLARE
@@ -14,11 +14,11 @@ BEGIN
     -- [BRIN ranges of 4 pages, issue 28] (the definitions as sicoop._create_warehouse writes them)
     FOR ix IN SELECT * FROM (VALUES
         ('sicoop.raw_movimentacao_cartao', 'raw_movimentacao_cartao_run',
-         'CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (pages_per_range=''4'', autosummarize=''on'')'),
+         'CREATE INDEX raw_movimentacao_cartao_run ON sicoop.raw_movimentacao_cartao USING brin (run_id) WITH (pages_per_range=''4'')'),
         ('sicoop.raw_movimentacao_cartao', 'raw_movimentacao_cartao_data',
-         'CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao) WITH (pages_per_range=''4'', autosummarize=''on'')'),
+         'CREATE INDEX raw_movimentacao_cartao_data ON sicoop.raw_movimentacao_cartao USING brin (data_movimentacao) WITH (pages_per_range=''4'')'),
         ('sicoop.trusted_movimentacao_cartao', 'trusted_movimentacao_cartao_run',
-         'CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id) WITH (pages_per_range=''4'', autosummarize=''on'')'))
+         'CREATE INDEX trusted_movimentacao_cartao_run ON sicoop.trusted_movimentacao_cartao USING brin (run_id) WITH (pages_per_range=''4'')'))
         AS i (table_name, index_name, definition)
     LOOP
       UPDATE sicoop.deferred_index d SET definition = ix.definition

@@ -4,7 +4,10 @@
 -- (run_id) summarize 4 pages per range instead of 128, so that the rows each run updates,
 -- scattered over the heap, do not make the next incremental run read 128 pages for each of
 -- them (the window's read of raw grew to half the table after eight runs at a million
--- movements). The warehouse's indexes are made again by updates/1.11--1.12.post.sql.
+-- movements). They no longer autosummarize: the batch steps summarize the ranges they add
+-- (sicoop._summarize_ranges), and a first load no longer floods the server's log with
+-- autovacuum requests that did not fit its queue. The warehouse's indexes are made again by
+-- updates/1.11--1.12.post.sql.
 --
 -- This file holds what must change before the functions are (re)created: nothing here. The
 -- build (src/sql/assemble.sh) appends every function source of src/sql/, then
