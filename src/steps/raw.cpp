@@ -118,7 +118,7 @@ void add_batch_merge(std::vector<Action>& actions, const SourceTable& t, const R
 // subquery on a coordinator's table is refused there); else an anti-join, which stays fast
 // whatever the stage's size.
 bool raw_distributed(const SourceTable& t, const RunContext& ctx) {
-    return ctx.movements_distributed && !t.time_column.empty();
+    return ctx.movements_distributed && t.is_dated();
 }
 
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx) {
@@ -157,13 +157,6 @@ void add_day_totals(std::vector<Action>& actions, const SourceTable& t, BulkCopy
 // incremental run needs them first.)
 constexpr auto kSendDayTotals = BulkCopy::Timing::SendOnly;
 constexpr auto kLandDayTotals = BulkCopy::Timing::LandSent;
-
-// The movements' new BRIN ranges summarized (a first load's _summarize does it); then their day
-// totals, if sent early, land: still the table's last action.
-void add_summarize_ranges(std::vector<Action>& actions, const SourceTable& t, bool land_day_totals) {
-    actions.push_back(sql_action(summarize_ranges_sql(raw_of(t)), t.name));
-    if (land_day_totals) add_day_totals(actions, t, kLandDayTotals);
-}
 
 namespace {
 
@@ -244,7 +237,8 @@ BulkCopy rejected_keys(const SourceTable& t) {
     return copy;
 }
 
-bool is_movements(const SourceTable& t) { return !t.time_column.empty(); }
+// The movements' new BRIN ranges summarized (a first load's _summarize does it).
+Action summarize_ranges(const SourceTable& t) { return sql_action(summarize_ranges_sql(raw_of(t)), t.name); }
 
 // The source's catalog, first: it opens the table's source session (one snapshot for every
 // copy after it, recorded for the next run), and says whether the key is unique there.
@@ -347,25 +341,28 @@ void plan_first_load(std::vector<Action>& actions, const SourceTable& t) {
     BulkCopy rows = copy_of(t);
     if (may_go_direct) rows.only_if = kNotDirect;
     actions.push_back(bulk_action(rows, t.name));
-    if (is_movements(t)) add_day_totals(actions, t, kSendDayTotals);
+    if (t.is_dated()) add_day_totals(actions, t, kSendDayTotals);
     actions.push_back(may_go_direct ? apply_rules_after_direct_load(t) : apply_rules(t));
     const std::vector<Column> stamps = {{"run_id", "$2"}, {"loaded_at", "now()"}};  // (after a direct copy: no stage row)
     actions.push_back(
         dml_action(insert_all_sql(raw_of(t), t.key, raw_columns(t), stamps, stage_of(t) + " s"), "rows_inserted", t.name));
     actions.push_back(sql_action(fill(R"sql(SELECT sicoop._summarize('${raw}'))sql", {{"raw", raw_of(t)}}), t.name));
-    if (is_movements(t)) add_day_totals(actions, t, kLandDayTotals);
+    if (t.is_dated()) add_day_totals(actions, t, kLandDayTotals);
 }
 
 // A rebuild, or movements without a watermark: every row read, and compared whole.
 void plan_whole(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx) {
     add_catalog(actions, t);
     actions.push_back(bulk_action(copy_of(t), t.name));
-    if (is_movements(t)) add_day_totals(actions, t, kSendDayTotals);
+    if (t.is_dated()) add_day_totals(actions, t, kSendDayTotals);
     actions.push_back(apply_rules(t));
     add_batch_merge(actions, t, ctx);
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, not_in_stage(t, ctx)), t.name));
     actions.push_back(delete_rejected(t));
-    if (is_movements(t)) add_summarize_ranges(actions, t, true);
+    if (t.is_dated()) {
+        actions.push_back(summarize_ranges(t));
+        add_day_totals(actions, t, kLandDayTotals);  // (sent early: still the table's last action)
+    }
 }
 
 // A full run that is no rebuild: compared by row checksums, only what differs is read.
@@ -376,12 +373,15 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits,
     actions.push_back(bulk_action(rows, t.name));
     // Every copy of a key is in its key's bucket: all of them are in the stage already.
     actions.push_back(bulk_action(rejected_keys(t), t.name));
-    if (!t.time_column.empty()) add_day_totals(actions, t, kSendDayTotals);
+    if (t.is_dated()) add_day_totals(actions, t, kSendDayTotals);
     actions.push_back(apply_rules(t));
     add_batch_merge(actions, t, ctx);
     add_bucket_deletions(actions, t, bits, ctx);
     actions.push_back(delete_rejected(t));
-    if (!t.time_column.empty()) add_summarize_ranges(actions, t, true);
+    if (t.is_dated()) {
+        actions.push_back(summarize_ranges(t));
+        add_day_totals(actions, t, kLandDayTotals);  // (sent early: still the table's last action)
+    }
 }
 
 // Movements, incrementally: the window after the watermark, and the days that differ.
@@ -411,7 +411,7 @@ void plan_window(std::vector<Action>& actions, const SourceTable& t, const RunCo
     add_batch_merge(actions, t, ctx);
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, missing), t.name));
     actions.push_back(delete_rejected(t));
-    add_summarize_ranges(actions, t, false);
+    actions.push_back(summarize_ranges(t));
 }
 
 // associado, conta and cartao, incrementally: the rows written in the source since the last
@@ -457,11 +457,11 @@ std::vector<Action> plan_raw(const RunContext& ctx) {
         const std::string raw_table = "raw_" + t.name;
         if (ctx.is_empty(raw_table))
             plan_first_load(actions, t);
-        else if (ctx.rebuild || (is_movements(t) && !ctx.has_window))
+        else if (ctx.rebuild || (t.is_dated() && !ctx.has_window))
             plan_whole(actions, t, ctx);
         else if (ctx.full)
             plan_compared(actions, t, row_bucket_bits(ctx.rows_of(raw_table)), ctx);
-        else if (is_movements(t))
+        else if (t.is_dated())
             plan_window(actions, t, ctx);
         else
             plan_keyed(actions, t);

@@ -26,6 +26,9 @@ struct SourceTable {
     // read, the day totals of the reconciliation. Empty: the table is read by xmin.
     std::string time_column = {};
 
+    // Dated rows (movements), appended in time: raw's and trusted's copies are indexed by BRIN
+    // ranges (run_id, the time column), which a batch step summarizes after it appends.
+    bool is_dated() const { return !time_column.empty(); }
     bool is_card_number(const std::string& column) const;
     bool has_card_numbers() const { return !card_number_columns.empty(); }
     // The key, or a reference to another table's (id_*): never masked as text, never free text.

@@ -153,7 +153,8 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         if (ctx.is_empty(trusted_table)) continue;  // nothing to delete from an empty table
         // Deletions: everything not in raw on a full run, else what the tombstones tell.
         actions.push_back(sql_action(sql(ctx.everything() ? kDeleteMissing : kDeleteTombstoned), t.name));
-        if (!ctx.stream && t.name == "movimentacao_cartao")
+        const SourceTable* source = find_source_table(t.name);
+        if (!ctx.stream && source != nullptr && source->is_dated())
             actions.push_back(sql_action(summarize_ranges_sql(trusted), t.name));
     }
     actions.push_back(sql_action(fill(kAge, {{"new_day", ctx.stream ? kNewDay : ""}}), "associado"));

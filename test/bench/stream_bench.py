@@ -86,7 +86,7 @@ def recreate(db):
 def new_movements(prefix):
     return (r"""INSERT INTO movimentacao_cartao
 SELECT 'MOV-""" + prefix + r"""' || :client_id || '-' || nextval('bench_seq'), 'CARTAO-' || lpad((1 + (:k + i) % :cards)::text, 8, '0'),
-       'compra', 10 + i, now()::timestamp
+       'compra', 10 + i, localtimestamp
 FROM generate_series(1, 5) i;
 """)
 
@@ -253,7 +253,7 @@ class Probe(threading.Thread):
             i += 1
             self.rounds = i
             key = f"MOV-PROBE-{self.tag}-{i}"
-            src.execute("INSERT INTO movimentacao_cartao VALUES (%s, 'CARTAO-00000001', 'probe', 1, now()::timestamp)", (key,))
+            src.execute("INSERT INTO movimentacao_cartao VALUES (%s, 'CARTAO-00000001', 'probe', 1, localtimestamp)", (key,))
             committed = time.time()
             while True:
                 if dw.execute("SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = %s", (key,)).fetchone():
@@ -390,6 +390,9 @@ def bench(n):
     stop_stream(DW)
     drop_slot()
     recreate(SRC)
+    # The source's timestamps are naive local times in the cooperative's zone (README,
+    # sicoop.timezone): its sessions' localtimestamp is São Paulo's, as its applications'.
+    psql("postgres", "-c", f"ALTER DATABASE {SRC} SET timezone = 'America/Sao_Paulo'")
     t = time.time()
     psql(SRC, "-v", f"n={n}", "-f", os.path.join(REPO, "test/bench/generate_source.sql"))
     psql(SRC, "-c", "CREATE INDEX ON movimentacao_cartao (data_movimentacao)", "-c", "CREATE SEQUENCE bench_seq",
@@ -411,7 +414,7 @@ def bench(n):
     # load itself (gigabytes at 10M), which a separate warehouse server would not write there.
     t = time.time()
     with connect(SRC) as src, connect(DW) as dw:
-        src.execute("INSERT INTO movimentacao_cartao VALUES ('MOV-PROBE-SYNCED', 'CARTAO-00000001', 'probe', 1, now()::timestamp)")
+        src.execute("INSERT INTO movimentacao_cartao VALUES ('MOV-PROBE-SYNCED', 'CARTAO-00000001', 'probe', 1, localtimestamp)")
         while not dw.execute("SELECT 1 FROM sicoop.fato_movimentacao_cartao WHERE id_movimentacao_cartao = 'MOV-PROBE-SYNCED'").fetchone():
             if time.time() - t > 1800:
                 sys.exit("the stream did not apply a change within 30 minutes of its first sync")
