@@ -10,14 +10,22 @@ namespace {
 
 // The statements, written whole. Their substitution points are filled with the extension's
 // own table and column names, and the lists made of them (comma-separated).
-const char* const kMergeChanged = R"sql(WITH merged AS (
+const char* const kMerged = R"sql(merged AS (
   INSERT INTO ${target} AS t (${names})
   SELECT ${expressions}
   FROM ${source}
   ON CONFLICT (${key}) DO UPDATE SET ${sets}
   WHERE (${old_values}) IS DISTINCT FROM (${new_values})
-  RETURNING (t.xmax = 0) AS inserted)
+  RETURNING (t.xmax = 0) AS inserted))sql";
+const char* const kMergeChanged = R"sql(WITH ${merged}
 SELECT count(*) FILTER (WHERE inserted) AS rows_inserted,
+       count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged)sql";
+// The rows to merge read once, as `taken`: counted, then merged.
+const char* const kMergeTaken = R"sql(WITH taken AS MATERIALIZED (
+  ${read}),
+${merged}
+SELECT (SELECT count(*) FROM taken) AS rows_read,
+       count(*) FILTER (WHERE inserted) AS rows_inserted,
        count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged)sql";
 
 // The source's rows with a value of their own (n), less those the target already holds as they
@@ -74,11 +82,9 @@ std::vector<std::string> prefixed(const std::vector<std::string>& names, const s
     return out;
 }
 
-}  // namespace
-
-std::string merge_changed_sql(const std::string& target, const std::string& key,
-                              const std::vector<Column>& columns,
-                              const std::vector<Column>& stamps, const std::string& source, bool skip_identical) {
+// The merge as the CTE `merged` (kMerged), from `source`.
+std::string merged_cte(const std::string& target, const std::string& key, const std::vector<Column>& columns,
+                       const std::vector<Column>& stamps, const std::string& source, bool skip_identical) {
     std::vector<std::string> names{key}, exprs{"s." + key}, compared, sets;
     for (const auto& c : columns) compared.push_back(c.name);
     for (const auto* group : {&columns, &stamps})
@@ -96,14 +102,27 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
                                    {"source_values", join(prefixed(compared, "n."), ", ")}});
         exprs = prefixed(names, "n.");
     }
-    return fill(kMergeChanged, {{"target", target},
-                                {"names", join(names, ", ")},
-                                {"expressions", join(exprs, ", ")},
-                                {"source", from},
-                                {"key", key},
-                                {"sets", join(sets, ", ")},
-                                {"old_values", join(prefixed(compared, "t."), ", ")},
-                                {"new_values", join(prefixed(compared, "EXCLUDED."), ", ")}});
+    return fill(kMerged, {{"target", target},
+                          {"names", join(names, ", ")},
+                          {"expressions", join(exprs, ", ")},
+                          {"source", from},
+                          {"key", key},
+                          {"sets", join(sets, ", ")},
+                          {"old_values", join(prefixed(compared, "t."), ", ")},
+                          {"new_values", join(prefixed(compared, "EXCLUDED."), ", ")}});
+}
+
+}  // namespace
+
+std::string merge_changed_sql(const std::string& target, const std::string& key,
+                              const std::vector<Column>& columns,
+                              const std::vector<Column>& stamps, const std::string& source, bool skip_identical) {
+    return fill(kMergeChanged, {{"merged", merged_cte(target, key, columns, stamps, source, skip_identical)}});
+}
+
+std::string merge_taken_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
+                            const std::vector<Column>& stamps, const std::string& read) {
+    return fill(kMergeTaken, {{"read", read}, {"merged", merged_cte(target, key, columns, stamps, "taken s", false)}});
 }
 
 std::string delete_missing_sql(const std::string& target, const std::string& key,

@@ -25,6 +25,12 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
                               const std::vector<Column>& stamps, const std::string& source,
                               bool skip_identical = false);
 
+// The same merge, of the rows the query `read` returns (its columns the target's source columns,
+// aliased s in the expressions), read once: also returns rows_read, their count, instead of a
+// count of its own (a second pass over what is read).
+std::string merge_taken_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
+                            const std::vector<Column>& stamps, const std::string& read);
+
 // DELETE the rows of `target` whose key is no longer in `source_relation`. Returns rows_deleted.
 std::string delete_missing_sql(const std::string& target, const std::string& key,
                                const std::string& source_relation, const std::string& extra_condition = "");
