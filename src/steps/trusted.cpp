@@ -83,7 +83,6 @@ void check_canonical(std::vector<Action>& actions, const TrustedTable& t) {
 // The statements of a table, written whole: ${table} is its name (sicoop.raw_${table} cleaned into
 // sicoop.trusted_${table}), ${key} its key, ${changed} the filter on the raw rows to (re)clean:
 // "true" (all of them), or those changed since this step last ran.
-const char* const kTaken = R"sql((SELECT * FROM sicoop.raw_${table} r WHERE ${changed}) s)sql";
 const char* const kRead = R"sql(SELECT * FROM sicoop.raw_${table} r WHERE ${changed})sql";
 const char* const kCountRead = R"sql(SELECT count(*) AS rows_read FROM sicoop.raw_${table} r WHERE ${changed})sql";
 const char* const kRestoreIndexes = R"sql(SELECT sicoop._restore_indexes('sicoop.trusted_${table}'))sql";
@@ -139,6 +138,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
                                         : ctx.everything() ? "true" : "r.run_id > $4";
             return fill(text, {{"table", t.name}, {"key", t.key}, {"changed", changed}});
         };
+        const std::string taken = "(" + sql(kRead) + ") s";  // (as a FROM item)
         const SourceTable* source = find_source_table(t.name);
         const bool distributed = ctx.movements_distributed && source != nullptr && source->is_dated();
         if (ctx.is_empty(trusted_table)) {
@@ -147,13 +147,13 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
             // is dropped here (its lock would hold readers for the whole step).
             actions.push_back(sql_action(sql(kCountRead), t.name));
             actions.push_back(
-                dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, sql(kTaken)), "rows_inserted", t.name));
+                dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), "rows_inserted", t.name));
             actions.push_back(sql_action(sql(kRestoreIndexes), t.name));
         } else if (ctx.everything() || distributed) {
             // (Every raw row is too many to hold: read twice. On Citus the merge of what a CTE
             // holds is not pushed down to the shards: the SELECT is.)
             actions.push_back(sql_action(sql(kCountRead), t.name));
-            actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, sql(kTaken)), t.name));
+            actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));
         } else {
             // The changed rows read once: after an old change they are spread over the whole heap,
             // and a second pass through raw's run_id ranges to count them cost 1.5 s at 10M.
