@@ -110,20 +110,16 @@ void add_merge(std::vector<Action>& actions, const SourceTable& t, bool skip_ide
 // of a full comparison, a rebuild's every row): they are left out before the merge, but where
 // raw is distributed (see merge_changed_sql).
 void add_batch_merge(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx) {
-    add_merge(actions, t, !raw_distributed(t, ctx));
+    add_merge(actions, t, !ctx.distributed(t));
 }
 
 // Raw's row `r` has no copy in the stage. Distributed movements: an uncorrelated NOT IN, which
 // Citus evaluates on each shard against the stage's keys sent to the workers (a correlated
 // subquery on a coordinator's table is refused there); else an anti-join, which stays fast
 // whatever the stage's size.
-bool raw_distributed(const SourceTable& t, const RunContext& ctx) {
-    return ctx.movements_distributed && t.is_dated();
-}
-
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx) {
     const SqlValues names = {{"stage", stage_of(t)}, {"key", t.key}};
-    if (raw_distributed(t, ctx))
+    if (ctx.distributed(t))
         return fill(R"sql(r.${key} NOT IN (SELECT s.${key} FROM ${stage} s WHERE s.${key} IS NOT NULL))sql", names);
     return fill(R"sql(NOT EXISTS (SELECT 1 FROM ${stage} s WHERE s.${key} = r.${key}))sql", names);
 }

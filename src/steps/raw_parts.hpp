@@ -22,8 +22,6 @@ BulkCopy copy_of(const SourceTable& t);
 // The stage merged into raw: new rows inserted, changed rows updated (rows raw holds as they
 // are left out first, if `skip_identical`).
 void add_merge(std::vector<Action>& actions, const SourceTable& t, bool skip_identical);
-// Raw's table of `t` is distributed by Citus (the movements', after sicoop.distribute()).
-bool raw_distributed(const SourceTable& t, const RunContext& ctx);
 // Raw's row `r` has no copy in the stage.
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx);
 

@@ -97,7 +97,7 @@ void add_unsent_columns(std::vector<Action>& actions, const SourceTable& t, cons
         actions.push_back(statement(t, kStatesFromRaw, kept_columns(t, kFromRaw, "k", "k")));
         actions.push_back(statement(t, kStatesFromReject, kept_columns(t, kFromReject, "k", "k")));
     }
-    const bool copied = raw_distributed(t, ctx);
+    const bool copied = ctx.distributed(t);
     if (copied) {
         actions.push_back(sql_action(drop_temp_table_sql("sicoop_kept_raw"), t.name));
         actions.push_back(statement(t, kKeptRawRows));

@@ -145,6 +145,8 @@ struct RunContext {
     // them reads the coordinator's own tables only through uncorrelated subqueries or
     // MATERIALIZED results, which Citus sends to the workers (ARCHITECTURE.md, "On Citus").
     bool movements_distributed = false;
+    // Table t's raw and trusted copies are distributed (the movements, when the above holds).
+    bool distributed(const SourceTable& t) const { return movements_distributed && t.is_dated(); }
 
     bool is_empty(const std::string& table) const;
     int64_t rows_of(const std::string& table) const;  // 0 when unknown

@@ -140,7 +140,7 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         };
         const std::string taken = "(" + sql(kRead) + ") s";  // (as a FROM item)
         const SourceTable* source = find_source_table(t.name);
-        const bool distributed = ctx.movements_distributed && source != nullptr && source->is_dated();
+        const bool distributed = source != nullptr && ctx.distributed(*source);
         if (ctx.is_empty(trusted_table)) {
             // Secondary indexes the run dropped before the step (run_pipeline.cpp) are built after
             // the insert, BRIN ranges summarized and statistics gathered (_restore_indexes); none

@@ -11,8 +11,9 @@
 #   6. applies a change the watermark cannot see (test/bench/change_old.sql: old movements
 #      edited, deleted, inserted late) and runs the full check, run_pipeline(full => true);
 #   7. ages the warehouse: SICOOP_BENCH_AGE (default 4) more rounds of VACUUM, a 1% change and
-#      an incremental run, each run timed, the last one in the ratios (free space left across the heap by old changes,
-#      filled by later rows: what months of runs do to where a run's rows sit);
+#      an incremental run, each run timed, the last one in the ratios (free space left across
+#      the heap by old changes, filled by later rows: what months of runs do to where a run's
+#      rows sit);
 #   8. prints per step: rows, seconds, rows/s and the backend's peak memory, and the ratios.
 # A BI reader (test/bench/readers.py) queries the star schema through one more load of each kind,
 # run after the timed one (timed loads run alone, as the pipe and the peer do); its latency is
