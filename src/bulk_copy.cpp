@@ -361,10 +361,11 @@ int64 stream_copy(const BulkCopy& copy, const remote::RemoteRead& read, const La
 
 }  // namespace
 
-int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSession& session) {
-    if (copy.timing != BulkCopy::Timing::LandSent) pg_call([&] { session.require_idle(); });
+int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSessions& sessions) {
     if (!copy_wanted(copy, params)) return 0;
     // The table's source session (one snapshot for all its copies), and its column types there.
+    SourceSession& session = sessions.for_copy(copy);
+    if (copy.timing != BulkCopy::Timing::LandSent) pg_call([&] { session.require_idle(); });
     const RemoteTable table = remote_table_of(copy);
     session.open_for(copy, table);
     if (copy.capture_snapshot) session.record_snapshot();

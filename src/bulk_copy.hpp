@@ -14,9 +14,9 @@ namespace sicoop {
 
 // Streams the source table (or its window, or the rows with the keys asked for, or what
 // BulkCopy::Rows says) into the target table, emptied first if asked; returns the rows copied.
-// The copies of one source table share one transaction of the step's source `session`, so one
-// snapshot, opened by the table's first copy and ended by the next table's first copy or
-// session.finish().
-int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSession& session);
+// The copies of one source table share one transaction, its session among the step's
+// `sessions`, so one snapshot: opened by the table's first copy, ended by another table's first
+// copy (unless a copy of it sent early is still to read) or by sessions.finish().
+int64 bulk_copy(const BulkCopy& copy, const spi::RunParams& params, SourceSessions& sessions);
 
 }  // namespace sicoop

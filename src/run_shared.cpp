@@ -117,7 +117,7 @@ void publish_progress(int64 run_id, const std::string& step, const std::string& 
 
 // Runs one action of a step: its rows and seconds are added to the step's counts and to its
 // label's timing; an error names the step, the table and the statement (error_context).
-void run_action(const Step& step, const Action& action, const spi::RunParams& params, SourceSession& session,
+void run_action(const Step& step, const Action& action, const spi::RunParams& params, SourceSessions& sessions,
                 StepCounts& counts, std::vector<Timing>& timings) {
     pg_call([] { CHECK_FOR_INTERRUPTS(); });
     publish_progress(params.run_id, step.name, action.label);
@@ -127,7 +127,7 @@ void run_action(const Step& step, const Action& action, const spi::RunParams& pa
     {
         ErrorContextGuard guard(&context);
         if (action.kind == Action::Kind::Bulk) {
-            copied = bulk_copy(action.bulk, params, session);
+            copied = bulk_copy(action.bulk, params, sessions);
             if (!counts_as_read(action.bulk)) copied = 0;
             counts.rows_read += copied;
         } else {
@@ -208,7 +208,7 @@ StepOutcome execute_step(const Step& step, const RunRequest& request) {
     try {
         // Closed when the actions are done; on an error, cancelled at the source and closed as
         // the try block is left (its destructor).
-        SourceSession session(request.snapshot);
+        SourceSessions sessions(request.snapshot);
         RunContext ctx;
         {
             ActionContext planning{step.name.c_str(), "",
@@ -227,8 +227,8 @@ StepOutcome execute_step(const Step& step, const RunRequest& request) {
             "SELECT set_config('jit', 'off', true), set_config('work_mem', '16MB', true),"
             " set_config('hash_mem_multiplier', '1', true), set_config('maintenance_work_mem', '32MB', true),"
             " set_config('plan_cache_mode', 'force_custom_plan', true)");
-        for (const Action& action : step.plan(ctx)) run_action(step, action, params, session, outcome.counts, timings);
-        session.finish();
+        for (const Action& action : step.plan(ctx)) run_action(step, action, params, sessions, outcome.counts, timings);
+        sessions.finish();
     } catch (PgError& e) {
         if (step_timeout.fired(e)) explain_step_timeout(e, "The step " + step.name);
         throw;

@@ -9,8 +9,9 @@ namespace sicoop {
 
 namespace {
 
-// The session whose statement is cancelled should this backend exit (cancel_at_exit).
-SourceSession* open_at_exit = nullptr;
+// The backend's open sessions, whose statements are cancelled should it exit (cancel_at_exit):
+// linked through the sessions themselves, so that keeping the list allocates nothing.
+SourceSession* open_sessions = nullptr;
 
 // ------------------------------------------------------------------------------------------
 // The source's errors, as the source reported them
@@ -144,7 +145,11 @@ void refuse_type(const char* table, const char* column, const char* type, const 
 // The session
 // ------------------------------------------------------------------------------------------
 
-SourceSession::~SourceSession() { abort(); }
+SourceSession::~SourceSession() {
+    abort();
+    if (spare_ != nullptr) libpqsrv_disconnect(spare_);
+    if (kept_ != nullptr) libpqsrv_disconnect(kept_);
+}
 
 void SourceSession::statement_sent() { statement_sent_at_ = GetCurrentTimestamp(); }
 
@@ -188,8 +193,9 @@ char* SourceSession::value(const char* sql, const char* what) {
     return value;
 }
 
-// Closes the connection, as it was opened (libpqsrv_*: its external FD released).
-void SourceSession::close() {
+// Closes the connection, as it was opened (libpqsrv_*: its external FD released), or keeps it
+// for finish_keeping_connection.
+void SourceSession::close(bool keep_connection) {
     PQclear(column_types_);
     PGconn* conn = conn_;
     conn_ = nullptr;
@@ -199,8 +205,11 @@ void SourceSession::close() {
     watermark_.clear();
     sent_early_.clear();
     has_watermark_ = record_snapshot_ = false;
-    if (open_at_exit == this) open_at_exit = nullptr;
-    libpqsrv_disconnect(conn);
+    untrack_open();
+    if (keep_connection && PQtransactionStatus(conn) == PQTRANS_IDLE)
+        kept_ = conn;
+    else
+        libpqsrv_disconnect(conn);
 }
 
 remote::ColumnTypes SourceSession::column_types() const {
@@ -225,11 +234,27 @@ void SourceSession::cancel_statement() const {
 // backend instead of waiting on there until sicoop.source_timeout. (A crash runs no exit
 // callback: then the source-side timeout alone ends it.)
 void SourceSession::cancel_at_exit(int, Datum) {
-    if (open_at_exit != nullptr) open_at_exit->cancel_statement();
+    for (SourceSession* s = open_sessions; s != nullptr; s = s->next_open_) s->cancel_statement();
+}
+
+void SourceSession::track_open() {
+    for (SourceSession* s = open_sessions; s != nullptr; s = s->next_open_)
+        if (s == this) return;
+    next_open_ = open_sessions;
+    open_sessions = this;
+}
+
+void SourceSession::untrack_open() {
+    for (SourceSession** link = &open_sessions; *link != nullptr; link = &(*link)->next_open_)
+        if (*link == this) {
+            *link = next_open_;
+            break;
+        }
+    next_open_ = nullptr;
 }
 
 // Ends the session: closes the source transaction and records what the next run starts from.
-void SourceSession::finish_pg() {
+void SourceSession::finish_pg(bool keep_connection) {
     if (conn_ == nullptr) return;
     value(remote::kCommitSql, "commit");
     if (record_snapshot_) {
@@ -246,11 +271,18 @@ void SourceSession::finish_pg() {
                                   3, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
             elog(ERROR, "sicoop: could not record the source snapshot");
     }
-    close();
+    close(keep_connection);
 }
 
 void SourceSession::finish() {
     pg_call([&] { finish_pg(); });
+}
+
+PGconn* SourceSession::finish_keeping_connection() {
+    pg_call([&] { finish_pg(true); });
+    PGconn* conn = kept_;
+    kept_ = nullptr;
+    return conn;
 }
 
 void SourceSession::abort() {
@@ -270,8 +302,9 @@ void SourceSession::start(const BulkCopy& copy, const char* remote, const char* 
         before_shmem_exit(cancel_at_exit, (Datum) 0);
         exit_callback_registered = true;
     }
-    conn_ = source::open_connection();
-    open_at_exit = this;
+    conn_ = spare_ != nullptr ? spare_ : source::open_connection();
+    spare_ = nullptr;
+    track_open();
     source_table_ = copy.source_table;
     value(remote::kBeginSql, "open a transaction");
     if (!imported_snapshot_.empty()) {
@@ -307,6 +340,45 @@ void SourceSession::open_for(const BulkCopy& copy, const RemoteTable& table) {
     const std::string lock_table = remote::lock_table_sql(table.quoted);
     pg_call([&] { start(copy, table.quoted.c_str(), lock_table.c_str()); });
     if (!copy.watermark_column.empty()) read_watermark(table, copy.watermark_column);
+}
+
+SourceSession& SourceSessions::for_copy(const BulkCopy& copy) {
+    SourceSession* wanted = nullptr;
+    for (auto& s : sessions_)
+        if (s->source_table() == copy.source_table) wanted = s.get();
+    // The other tables' sessions end here (as one session per table ended before the next
+    // opened), unless their copy sent early is still running at the source.
+    for (auto& s : sessions_)
+        if (s.get() != wanted && !s->has_early()) keep_spare(s->finish_keeping_connection());
+    std::vector<std::unique_ptr<SourceSession>> kept;
+    for (auto& s : sessions_)
+        if (s.get() == wanted || s->connection() != nullptr) kept.push_back(std::move(s));
+    sessions_ = std::move(kept);
+    if (wanted == nullptr) {
+        sessions_.push_back(std::make_unique<SourceSession>(snapshot_));
+        wanted = sessions_.back().get();
+        wanted->reuse_connection(spare_);
+        spare_ = nullptr;
+    }
+    return *wanted;
+}
+
+void SourceSessions::keep_spare(PGconn* conn) {
+    if (conn == nullptr) return;
+    if (spare_ != nullptr) libpqsrv_disconnect(spare_);
+    spare_ = conn;
+}
+
+void SourceSessions::finish() {
+    for (auto& s : sessions_) s->finish();
+    sessions_.clear();
+    if (spare_ != nullptr) libpqsrv_disconnect(spare_);
+    spare_ = nullptr;
+}
+
+SourceSessions::~SourceSessions() {
+    sessions_.clear();  // (each open one aborted)
+    if (spare_ != nullptr) libpqsrv_disconnect(spare_);
 }
 
 }  // namespace sicoop

@@ -9,7 +9,9 @@
 #include "steps/remote_query.hpp"
 #include "steps/step.hpp"
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace sicoop {
 
@@ -47,11 +49,21 @@ public:
     void record_snapshot() { record_snapshot_ = true; }
     // Commits, and records the snapshot if asked. The step calls it once its actions are done.
     void finish();
+    // As finish(), but the connection is handed over, idle, instead of closed (nullptr if the
+    // session was not open): the next table's session may take it (SourceSessions).
+    PGconn* finish_keeping_connection();
+    // The connection the session will open its transaction on, instead of connecting: one a
+    // finished session of the same step handed over (the same server, user and settings).
+    void reuse_connection(PGconn* conn) { spare_ = conn; }
     // Cancels whatever the session runs at the source (a COPY, a statement waiting on a lock) and
     // closes it. Never raises.
     void abort();
 
     PGconn* connection() const { return conn_; }
+    // The foreign table (src_*) whose session this is, once open.
+    const std::string& source_table() const { return source_table_; }
+    // A copy sent early is still to read: the session must stay open.
+    bool has_early() const { return !sent_early_.empty(); }
     // The table's columns at the source, as the session read them.
     remote::ColumnTypes column_types() const;
     // A statement (a COPY) is being sent now: a cancel after sicoop.source_timeout is that timeout.
@@ -72,16 +84,20 @@ public:
 private:
     void start(const BulkCopy& copy, const char* remote, const char* lock_table);
     void read_watermark(const RemoteTable& table, const std::string& column);
-    void finish_pg();
-    void close();
+    void finish_pg(bool keep_connection = false);
+    void close(bool keep_connection = false);
     void cancel_statement() const;
     static void cancel_at_exit(int, Datum);
+    void track_open();
+    void untrack_open();
     PGresult* exec(const char* sql, const char* param, const char* what);
     char* value(const char* sql, const char* what);
 
     std::string imported_snapshot_;
     PGconn* conn_ = nullptr;
-    std::string source_table_;   // foreign table (src_*)
+    PGconn* spare_ = nullptr;  // reuse_connection's, until start() takes it
+    PGconn* kept_ = nullptr;   // finish_keeping_connection's, as close() left it   // foreign table (src_*)
+    std::string source_table_;
     std::string snapshot_xmin_;  // the snapshot's xmin, recorded in source_sync at the end
     std::string watermark_;      // movements: the latest movement time in the snapshot
     bool has_watermark_ = false;
@@ -91,6 +107,36 @@ private:
     // The table's columns at the source: name, type (format_type without typmod). The table is
     // locked against changes to its definition until the session ends, so they hold.
     PGresult* column_types_ = nullptr;
+    SourceSession* next_open_ = nullptr;  // the backend's open sessions, for cancel_at_exit
+};
+
+// The source sessions of a step: one per source table, opened by its first copy. Opening a
+// table's session ends the others (each commits and records its snapshot), except a session
+// whose copy was sent early and is not read yet: its statement goes on at the source while
+// other tables load, in the snapshot its own table's later copies read. (An incremental run
+// sends the movements' day totals, a pass over the source table, before the other tables:
+// issue 28.) An RAII object: sessions still open when it goes (an error) are aborted.
+//
+// A finished session hands its connection to the next table's: a new connection to the source
+// costs some 25 ms (authentication, a backend started there), four times a step.
+class SourceSessions {
+public:
+    explicit SourceSessions(std::string snapshot) : snapshot_(std::move(snapshot)) {}
+    ~SourceSessions();
+    SourceSessions(const SourceSessions&) = delete;
+    SourceSessions& operator=(const SourceSessions&) = delete;
+    // The session of the copy's source table, ending the other tables' sessions that have no
+    // copy sent early. The session is opened by the copy (SourceSession::open_for).
+    SourceSession& for_copy(const BulkCopy& copy);
+    // Finishes every open session, in the order they were opened. Call once the actions are done.
+    void finish();
+
+private:
+    void keep_spare(PGconn* conn);
+
+    std::string snapshot_;
+    std::vector<std::unique_ptr<SourceSession>> sessions_;  // in the order they were opened
+    PGconn* spare_ = nullptr;  // an idle connection a finished session handed over
 };
 
 }  // namespace sicoop

@@ -26,7 +26,7 @@ void add_merge(std::vector<Action>& actions, const SourceTable& t, bool skip_ide
 std::string not_in_stage(const SourceTable& t, const RunContext& ctx);
 
 // The movements' count and sum per day at the source, into sicoop.source_day_total.
-void add_day_totals(std::vector<Action>& actions, const SourceTable& t, BulkCopy::Timing timing = BulkCopy::Timing::Now);
+void add_day_totals(std::vector<Action>& actions, const SourceTable& t, BulkCopy::Timing timing);
 
 // A full run's comparison of `t` by row checksums per bucket (`bits` of the key's hash);
 // `rows` becomes the copy of the rows of the buckets that differ.
