@@ -218,6 +218,29 @@ val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query L
 wait "$SRC_BLOCKER" 2>/dev/null || true
 recovers 'source locked, timeout and cancel'
 
+# An incremental run sends the movements' day totals first, in their own source session, which
+# stays open while the other tables load: terminated while the cards' session waits on a lock,
+# the run leaves neither session at the source.
+ROUND=$((ROUND + 1)); change_source
+q -d "$SRC" -c "BEGIN; LOCK TABLE cartao IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;" >/dev/null 2>&1 &
+SRC_BLOCKER=$!
+sleep 0.5
+start_run -c "SET sicoop.source_timeout = 0"
+source_lock_waits 1
+is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 2 \
+   "an incremental run waiting on the locked cards holds two sessions at the source: the movements' (day totals sent first) and the cards'"
+val "$DW" "SELECT pg_terminate_backend($(run_pid))" >/dev/null
+wait "$RUNNER" || true
+for _ in $(seq 50); do
+  [ "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" = 0 ] && break
+  sleep 0.1
+done
+is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 \
+   'terminated in the warehouse, it leaves neither session at the source within 5 s'
+val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE%'" >/dev/null
+wait "$SRC_BLOCKER" 2>/dev/null || true
+recovers 'two source sessions, terminated'
+
 # Progress: while a run is in load_raw (held at its last table), another session reads
 # sicoop.progress; psql got a NOTICE for each step that finished.
 ROUND=$((ROUND + 1)); change_source
