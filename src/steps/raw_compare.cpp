@@ -113,13 +113,27 @@ void add_bucket_deletions(std::vector<Action>& actions, const SourceTable& t, in
     actions.push_back(sql_action(delete_with_tombstones_sql(t.name, t.key, gone), t.name));
 }
 
-// Deletions, for a table read by xmin: key checksums per bucket on both sides; only the keys of
-// the buckets that differ are read, and raw keys missing from them were deleted.
-void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
+namespace {
+
+// The source's key checksums per bucket, in the table's snapshot.
+BulkCopy key_checksums(const SourceTable& t, BulkCopy::Timing timing) {
     BulkCopy checksums =
         source_copy(t, "stage_key_checksum", {"bucket", "keys", "key_hash_sum"}, BulkCopy::Rows::KeyChecksums);
     checksums.key_column = t.key;
-    actions.push_back(bulk_action(checksums, t.name));
+    checksums.timing = timing;
+    return checksums;
+}
+
+}  // namespace
+
+void send_key_checksums(std::vector<Action>& actions, const SourceTable& t) {
+    actions.push_back(bulk_action(key_checksums(t, BulkCopy::Timing::SendOnly), t.name));
+}
+
+// Deletions, for a table read by xmin: key checksums per bucket on both sides; only the keys of
+// the buckets that differ are read, and raw keys missing from them were deleted.
+void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t) {
+    actions.push_back(bulk_action(key_checksums(t, BulkCopy::Timing::LandSent), t.name));
     actions.push_back(sql_action("TRUNCATE sicoop.stage_bucket", t.name));
     actions.push_back(sql_action(fill(R"sql(
 INSERT INTO sicoop.stage_bucket (bucket)

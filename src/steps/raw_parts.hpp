@@ -34,7 +34,10 @@ void add_full_comparison(std::vector<Action>& actions, const SourceTable& t, int
 // Then, after the merge: what raw holds in a bucket that differs and the source no longer has.
 void add_bucket_deletions(std::vector<Action>& actions, const SourceTable& t, int bits, const RunContext& ctx);
 // An incremental run's deletions from `t` (read by xmin): key checksums per bucket on both
-// sides, then the keys of the buckets that differ.
+// sides, then the keys of the buckets that differ. The source's checksums are sent first, once
+// the table's last copy before them is read (send_key_checksums), so that the source computes
+// them while the warehouse applies the rules and merges; add_keyed_deletions lands them.
+void send_key_checksums(std::vector<Action>& actions, const SourceTable& t);
 void add_keyed_deletions(std::vector<Action>& actions, const SourceTable& t);
 // A stream's micro-batch of `t`: its keys' rows from the stage into raw.
 void plan_streamed(std::vector<Action>& actions, const SourceTable& t, const RunContext& ctx, bool truncated, bool earlier_states);

@@ -176,7 +176,7 @@ void test_raw_plans() {
         }
     }
     ok(windowed == 1, "an incremental run reads movements by window, and the older days whose totals differ");
-    ok(by_xmin == 3 && checksums == 3 && keys_in_buckets == 3 && whole == 0,
+    ok(by_xmin == 3 && checksums == 6 && keys_in_buckets == 3 && whole == 0,
        "an incremental run reads the other tables by xmin, and finds their deletions by key checksums");
     ok(keys == 9 && rejected_rechecks == 4,
        "it reads again by key: the window's missing movements, every copy of a changed key, and every rejected key");
@@ -246,6 +246,30 @@ void test_raw_plans() {
         return sent == 1 && landed == 1 && others > 0 && sent_at < first_other && last_other < landed_at &&
                landed_at < window_at;
     };
+    // An incremental run's key checksums of the tables read by xmin: sent once the table's last
+    // copy before them is read, landed after its rules and merge (the source computes meanwhile).
+    auto key_checksums_overlap = [](const std::vector<sicoop::Action>& actions, const std::string& table) {
+        using Timing = sicoop::BulkCopy::Timing;
+        int sent = 0, landed = 0, read_between = 0, statements_between = 0;
+        for (const auto& a : actions) {
+            if (a.label != table) continue;
+            const bool bulk = a.kind == sicoop::Action::Kind::Bulk;
+            if (bulk && a.bulk.rows == sicoop::BulkCopy::Rows::KeyChecksums) {
+                sent += a.bulk.timing == Timing::SendOnly;
+                landed += a.bulk.timing == Timing::LandSent && sent == 1;
+                if (a.bulk.timing == Timing::Now) return false;
+            } else if (sent == 1 && landed == 0) {
+                read_between += bulk;
+                statements_between += !bulk && (contains(a.sql, "_apply_row_rules") || contains(a.sql, "INSERT INTO sicoop.raw_"));
+            }
+        }
+        return sent == 1 && landed == 1 && read_between == 0 && statements_between == 2;
+    };
+    ok(key_checksums_overlap(plan("load_raw", incremental()), "associado") &&
+           key_checksums_overlap(plan("load_raw", incremental()), "conta") &&
+           key_checksums_overlap(plan("load_raw", incremental()), "cartao"),
+       "an incremental run's key checksums at the source (for deletions): sent once the table's rows are read, landed "
+       "after its rules and merge");
     ok(day_totals_overlap(plan("load_raw", first_load())) && day_totals_overlap(plan("load_raw", full_run())) &&
            day_totals_overlap(plan("load_raw", rebuild())) && day_totals_ahead(plan("load_raw", incremental())),
        "the movements' day totals: sent after their last copy and landed after the warehouse's statements (first load, "
