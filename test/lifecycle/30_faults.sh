@@ -68,6 +68,23 @@ wait_blocked() {  # wait_blocked <step>: the run's step is running and waiting o
 }
 run_pid() { val "$DW" "SELECT pid FROM pg_stat_activity WHERE datname = '$DW' AND query LIKE 'CALL sicoop.run_pipeline%'"; }
 faulted_run() { val "$DW" "SELECT max(run_id) FROM sicoop.run_log WHERE step = 'run_pipeline'"; }
+# sicoop's sessions at the source.
+source_sessions() { val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'"; }
+# Terminates the run (pg_terminate_backend: the backend exits, no error handling runs), then
+# waits up to 5 s for its sessions at the source to end.
+terminate_run() {
+  val "$DW" "SELECT pg_terminate_backend($(run_pid))" >/dev/null
+  wait "$RUNNER" || true
+  for _ in $(seq 50); do
+    [ "$(source_sessions)" = 0 ] && break
+    sleep 0.1
+  done
+}
+# Ends the session holding a source table locked.
+unlock_source() {
+  val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE%'" >/dev/null
+  wait "$SRC_BLOCKER" 2>/dev/null || true
+}
 statuses() {  # statuses <run id> [view]: step=status, in order
   val "$DW" "SELECT string_agg(step || '=' || status, ' ' ORDER BY started_at) FROM ${2:-sicoop.run_log} WHERE run_id = $1"
 }
@@ -177,7 +194,7 @@ run=$(faulted_run)
 message=$(val "$DW" "SELECT error_message || ' / ' || coalesce(error_detail, '') FROM sicoop.run_log WHERE run_id = $run AND step = 'load_raw'")
 ok_if '[ $took -lt 30 ] && grep -q "sicoop.source_timeout" <<<"$message"' \
   "a source table locked past sicoop.source_timeout fails the run in $took s, saying so ($message)"
-is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 'and leaves no session on the source'
+is "$(source_sessions)" 0 'and leaves no session on the source'
 
 # How many of sicoop's sessions at the source wait on a lock; with an argument, first waits up to
 # 10 s for that many.
@@ -198,7 +215,7 @@ is "$(source_lock_waits)" 1 \
 val "$DW" "SELECT pg_cancel_backend($(run_pid))" >/dev/null
 wait "$RUNNER" || true
 sleep 1
-is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 \
+is "$(source_sessions)" 0 \
    'cancelled in the warehouse, it no longer waits at the source (libpq cancel)'
 # Terminated rather than cancelled (pg_terminate_backend: the backend exits, no error handling
 # runs): its exit still cancels the statement at the source.
@@ -206,16 +223,10 @@ start_run -c "SET sicoop.source_timeout = 0"
 source_lock_waits 1
 is "$(source_lock_waits)" 1 \
    'a second run waits on the locked source table'
-val "$DW" "SELECT pg_terminate_backend($(run_pid))" >/dev/null
-wait "$RUNNER" || true
-for _ in $(seq 50); do
-  [ "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" = 0 ] && break
-  sleep 0.1
-done
-is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 \
+terminate_run
+is "$(source_sessions)" 0 \
    'terminated in the warehouse, it leaves no session at the source within 5 s (its exit sends the cancel)'
-val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE%'" >/dev/null
-wait "$SRC_BLOCKER" 2>/dev/null || true
+unlock_source
 recovers 'source locked, timeout and cancel'
 
 # An incremental run sends the movements' day totals first, in their own source session, which
@@ -227,18 +238,12 @@ SRC_BLOCKER=$!
 sleep 0.5
 start_run -c "SET sicoop.source_timeout = 0"
 source_lock_waits 1
-is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 2 \
+is "$(source_sessions)" 2 \
    "an incremental run waiting on the locked cards holds two sessions at the source: the movements' (day totals sent first) and the cards'"
-val "$DW" "SELECT pg_terminate_backend($(run_pid))" >/dev/null
-wait "$RUNNER" || true
-for _ in $(seq 50); do
-  [ "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" = 0 ] && break
-  sleep 0.1
-done
-is "$(val "$SRC" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sicoop_etl'")" 0 \
+terminate_run
+is "$(source_sessions)" 0 \
    'terminated in the warehouse, it leaves neither session at the source within 5 s'
-val "$SRC" "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'BEGIN; LOCK TABLE%'" >/dev/null
-wait "$SRC_BLOCKER" 2>/dev/null || true
+unlock_source
 recovers 'two source sessions, terminated'
 
 # Progress: while a run is in load_raw (held at its last table), another session reads
