@@ -3,6 +3,7 @@
 #include "settings.hpp"
 #include "source.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace sicoop {
@@ -148,7 +149,6 @@ void refuse_type(const char* table, const char* column, const char* type, const 
 SourceSession::~SourceSession() {
     abort();
     if (spare_ != nullptr) libpqsrv_disconnect(spare_);
-    if (kept_ != nullptr) libpqsrv_disconnect(kept_);
 }
 
 void SourceSession::statement_sent() { statement_sent_at_ = GetCurrentTimestamp(); }
@@ -193,9 +193,9 @@ char* SourceSession::value(const char* sql, const char* what) {
     return value;
 }
 
-// Closes the connection, as it was opened (libpqsrv_*: its external FD released), or keeps it
-// for finish_keeping_connection.
-void SourceSession::close(bool keep_connection) {
+// Closes the connection, as it was opened (libpqsrv_*: its external FD released); or, if asked
+// and it is idle, returns it for the next session instead (else nullptr).
+PGconn* SourceSession::close(bool keep_connection) {
     PQclear(column_types_);
     PGconn* conn = conn_;
     conn_ = nullptr;
@@ -206,10 +206,9 @@ void SourceSession::close(bool keep_connection) {
     sent_early_.clear();
     has_watermark_ = record_snapshot_ = false;
     untrack_open();
-    if (keep_connection && PQtransactionStatus(conn) == PQTRANS_IDLE)
-        kept_ = conn;
-    else
-        libpqsrv_disconnect(conn);
+    if (keep_connection && PQtransactionStatus(conn) == PQTRANS_IDLE) return conn;
+    libpqsrv_disconnect(conn);
+    return nullptr;
 }
 
 remote::ColumnTypes SourceSession::column_types() const {
@@ -254,8 +253,8 @@ void SourceSession::untrack_open() {
 }
 
 // Ends the session: closes the source transaction and records what the next run starts from.
-void SourceSession::finish_pg(bool keep_connection) {
-    if (conn_ == nullptr) return;
+PGconn* SourceSession::finish_pg(bool keep_connection) {
+    if (conn_ == nullptr) return nullptr;
     value(remote::kCommitSql, "commit");
     if (record_snapshot_) {
         Oid argtypes[3] = {TEXTOID, INT8OID, TEXTOID};
@@ -271,17 +270,16 @@ void SourceSession::finish_pg(bool keep_connection) {
                                   3, argtypes, args, nulls, false, 0) != SPI_OK_INSERT)
             elog(ERROR, "sicoop: could not record the source snapshot");
     }
-    close(keep_connection);
+    return close(keep_connection);
 }
 
 void SourceSession::finish() {
-    pg_call([&] { finish_pg(); });
+    pg_call([&] { (void) finish_pg(); });
 }
 
 PGconn* SourceSession::finish_keeping_connection() {
-    pg_call([&] { finish_pg(true); });
-    PGconn* conn = kept_;
-    kept_ = nullptr;
+    PGconn* conn = nullptr;
+    pg_call([&] { conn = finish_pg(true); });
     return conn;
 }
 
@@ -294,9 +292,10 @@ void SourceSession::abort() {
 }
 
 // Opens the session of a source table and its transaction, locks the table there and reads its
-// column types and snapshot (ending another table's session first).
+// column types and snapshot.
 void SourceSession::start(const BulkCopy& copy, const char* remote, const char* lock_table) {
-    finish_pg();
+    if (conn_ != nullptr)
+        elog(ERROR, "sicoop: the source session of %s cannot serve %s", source_table_.c_str(), copy.source_table.c_str());
     static bool exit_callback_registered = false;
     if (!exit_callback_registered) {
         before_shmem_exit(cancel_at_exit, (Datum) 0);
@@ -350,10 +349,9 @@ SourceSession& SourceSessions::for_copy(const BulkCopy& copy) {
     // opened), unless their copy sent early is still running at the source.
     for (auto& s : sessions_)
         if (s.get() != wanted && !s->has_early()) keep_spare(s->finish_keeping_connection());
-    std::vector<std::unique_ptr<SourceSession>> kept;
-    for (auto& s : sessions_)
-        if (s.get() == wanted || s->connection() != nullptr) kept.push_back(std::move(s));
-    sessions_ = std::move(kept);
+    sessions_.erase(std::remove_if(sessions_.begin(), sessions_.end(),
+                                   [&](const auto& s) { return s.get() != wanted && s->connection() == nullptr; }),
+                    sessions_.end());
     if (wanted == nullptr) {
         sessions_.push_back(std::make_unique<SourceSession>(snapshot_));
         wanted = sessions_.back().get();

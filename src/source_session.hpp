@@ -41,9 +41,10 @@ public:
     SourceSession(const SourceSession&) = delete;
     SourceSession& operator=(const SourceSession&) = delete;
 
-    // Opens the session of the copy's source table, unless it is open already (ending another
-    // table's session first): its transaction, the table locked against changes to its
-    // definition, its column types and snapshot, and the movements' watermark if the copy has one.
+    // Opens the session of the copy's source table, unless it is open already: its transaction,
+    // the table locked against changes to its definition, its column types and snapshot, and the
+    // movements' watermark if the copy has one. A session serves one table (SourceSessions keeps
+    // one per table).
     void open_for(const BulkCopy& copy, const RemoteTable& table);
     // Records the snapshot it read in sicoop.source_sync when it finishes (BulkCopy::capture_snapshot).
     void record_snapshot() { record_snapshot_ = true; }
@@ -84,8 +85,8 @@ public:
 private:
     void start(const BulkCopy& copy, const char* remote, const char* lock_table);
     void read_watermark(const RemoteTable& table, const std::string& column);
-    void finish_pg(bool keep_connection = false);
-    void close(bool keep_connection = false);
+    PGconn* finish_pg(bool keep_connection = false);
+    PGconn* close(bool keep_connection = false);
     void cancel_statement() const;
     static void cancel_at_exit(int, Datum);
     void track_open();
@@ -95,9 +96,8 @@ private:
 
     std::string imported_snapshot_;
     PGconn* conn_ = nullptr;
-    PGconn* spare_ = nullptr;  // reuse_connection's, until start() takes it
-    PGconn* kept_ = nullptr;   // finish_keeping_connection's, as close() left it   // foreign table (src_*)
-    std::string source_table_;
+    PGconn* spare_ = nullptr;    // reuse_connection's, until start() takes it
+    std::string source_table_;   // foreign table (src_*)
     std::string snapshot_xmin_;  // the snapshot's xmin, recorded in source_sync at the end
     std::string watermark_;      // movements: the latest movement time in the snapshot
     bool has_watermark_ = false;

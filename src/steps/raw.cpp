@@ -382,8 +382,7 @@ void plan_compared(std::vector<Action>& actions, const SourceTable& t, int bits,
 }
 
 // Movements, incrementally, first: their source session opened (its snapshot), and the day
-// totals sent. They are a pass over the source table (0.4 s at 1M, 4 s at 10M) that the window
-// needs before its copy: sent before the other tables load, the source computes them meanwhile.
+// totals sent, which the source computes while the other tables load (see kSendDayTotals).
 void plan_window_ahead(std::vector<Action>& actions, const SourceTable& t) {
     add_catalog(actions, t);
     add_day_totals(actions, t, kSendDayTotals);
