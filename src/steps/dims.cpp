@@ -105,7 +105,7 @@ std::vector<Action> plan_dims(const RunContext& ctx) {
     // (On a full run raw's index on data_movimentacao gives the span at once; movements keep
     // their times from raw to trusted.)
     const std::string changed_movements =
-        ctx.stream ? "sicoop.trusted_movimentacao_cartao WHERE " + in_stream_keys_sql("id_movimentacao_cartao", "movimentacao_cartao")
+        ctx.stream ? stream_movements_sql(ctx)
         : ctx.everything() ? "sicoop.raw_movimentacao_cartao" : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
     actions.push_back(sql_action(fill(kDimData, {{"changed_movements", changed_movements}}), "dim_data"));
 

@@ -88,7 +88,7 @@ std::string keyed_movements(const std::string& movements, bool bulk, bool lookup
 const char* const kCandidates = R"SQL(
 INSERT INTO sicoop_fato_candidates
 SELECT id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao
-FROM sicoop.trusted_movimentacao_cartao WHERE ${changed}
+FROM ${changed_movements}
 UNION
 SELECT m.id_movimentacao_cartao, m.id_cartao, m.descricao_movimentacao, m.valor_movimentacao, m.data_movimentacao
 FROM sicoop.trusted_movimentacao_cartao m
@@ -116,12 +116,6 @@ WHERE m.id_movimentacao_cartao IN (
   JOIN sicoop.dim_cartao dc ON dc.id_conta = co.id_conta
   JOIN sicoop.fato_movimentacao_cartao f ON f.sk_cartao = dc.sk_cartao AND f.data_hora_movimentacao >= a.moved_from)
 )SQL";
-
-// The candidates' table, made once per session (its rows go at commit).
-const char* const kCreateCandidates = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.sicoop_fato_candidates') IS NULL THEN
-  CREATE TEMP TABLE sicoop_fato_candidates (LIKE sicoop.trusted_movimentacao_cartao) ON COMMIT DELETE ROWS;
-  ALTER TABLE sicoop_fato_candidates DROP COLUMN run_id, DROP COLUMN updated_at;
-END IF; END $$)sql";
 
 // Facts of movements deleted since run $4 (their tombstones), unless trusted has them again.
 const char* const kDeleteTombstoned = R"sql(WITH gone AS (
@@ -187,12 +181,12 @@ std::vector<Action> plan_fato(const RunContext& ctx) {
         actions.push_back(sql_action(delete_missing_sql(fato, key, "sicoop.trusted_movimentacao_cartao")));
     } else {
         // The candidates are materialized once: counted, then keyed and merged.
-        actions.push_back(sql_action(kCreateCandidates));
+        actions.push_back(sql_action(temp_movements_table_sql("sicoop_fato_candidates")));
         actions.push_back(sql_action("TRUNCATE sicoop_fato_candidates"));
-        // (A stream's batch: the movements it touched, by index; the run id is a lossy BRIN pass.)
-        const std::string changed =
-            ctx.stream ? in_stream_keys_sql("id_movimentacao_cartao", "movimentacao_cartao") : "run_id > $4";
-        actions.push_back(dml_action(fill(kCandidates, {{"changed", changed}}), "rows_read"));
+        // (A stream's batch: the movements it touched; the run id is a lossy BRIN pass.)
+        const std::string changed_movements =
+            ctx.stream ? stream_movements_sql(ctx) : "sicoop.trusted_movimentacao_cartao WHERE run_id > $4";
+        actions.push_back(dml_action(fill(kCandidates, {{"changed_movements", changed_movements}}), "rows_read"));
         // (Not in a stream's micro-batch: its merge finds members by index either way, the
         // planner still reads the table's size, and the ANALYZE took a tenth of the fact step.)
         if (!ctx.stream) actions.push_back(sql_action("ANALYZE sicoop_fato_candidates"));

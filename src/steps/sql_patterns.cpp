@@ -27,6 +27,16 @@ ${merged}
 SELECT (SELECT count(*) FROM taken) AS rows_read,
        count(*) FILTER (WHERE inserted) AS rows_inserted,
        count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged)sql";
+// The same, the rows taken already in the target's columns, and also kept in ${kept} (a
+// temporary table of the key and those columns).
+const char* const kMergeTakenKept = R"sql(WITH taken AS MATERIALIZED (
+  SELECT ${values} FROM (${read}) s),
+kept AS (
+  INSERT INTO ${kept} (${names}) SELECT ${names} FROM taken),
+${merged}
+SELECT (SELECT count(*) FROM taken) AS rows_read,
+       count(*) FILTER (WHERE inserted) AS rows_inserted,
+       count(*) FILTER (WHERE NOT inserted) AS rows_updated FROM merged)sql";
 
 // The source's rows with a value of their own (n), less those the target already holds as they
 // are: ON CONFLICT DO UPDATE locks every conflicting row, its WHERE false or not (a WAL record
@@ -59,6 +69,13 @@ SELECT count(*) AS rows_deleted FROM buried)sql";
 
 const char* const kDropTempTable = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.${name}') IS NOT NULL THEN
   DROP TABLE pg_temp.${name};
+END IF; END $$)sql";
+
+// A temporary table of trusted movements' columns but the stamps, made once per session (its
+// rows go at commit).
+const char* const kTempMovementsTable = R"sql(DO $$ BEGIN IF to_regclass('pg_temp.${name}') IS NULL THEN
+  CREATE TEMP TABLE ${name} (LIKE sicoop.trusted_movimentacao_cartao) ON COMMIT DELETE ROWS;
+  ALTER TABLE pg_temp.${name} DROP COLUMN run_id, DROP COLUMN updated_at;
 END IF; END $$)sql";
 
 const char* const kStreamKeys =
@@ -121,8 +138,21 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
 }
 
 std::string merge_taken_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
-                            const std::vector<Column>& stamps, const std::string& read) {
-    return fill(kMergeTaken, {{"read", read}, {"merged", merged_cte(target, key, columns, stamps, "taken s", false)}});
+                            const std::vector<Column>& stamps, const std::string& read, const std::string& kept) {
+    if (kept.empty())
+        return fill(kMergeTaken, {{"read", read}, {"merged", merged_cte(target, key, columns, stamps, "taken s", false)}});
+    std::vector<std::string> names{key}, values{"s." + key};
+    std::vector<Column> taken_columns;
+    for (const auto& c : columns) {
+        names.push_back(c.name);
+        values.push_back(c.expression + " AS " + c.name);
+        taken_columns.push_back({c.name, "s." + c.name});
+    }
+    return fill(kMergeTakenKept, {{"values", join(values, ", ")},
+                                  {"read", read},
+                                  {"kept", kept},
+                                  {"names", join(names, ", ")},
+                                  {"merged", merged_cte(target, key, taken_columns, stamps, "taken s", false)}});
 }
 
 std::string delete_missing_sql(const std::string& target, const std::string& key,
@@ -148,6 +178,8 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 }
 
 std::string drop_temp_table_sql(const std::string& name) { return fill(kDropTempTable, {{"name", name}}); }
+
+std::string temp_movements_table_sql(const std::string& name) { return fill(kTempMovementsTable, {{"name", name}}); }
 
 std::string stream_keys_sql(const std::string& table) {
     return fill(kStreamKeys, {{"table", table}});

@@ -27,9 +27,10 @@ std::string merge_changed_sql(const std::string& target, const std::string& key,
 
 // The same merge, of the rows the query `read` returns (its columns the target's source columns,
 // aliased s in the expressions), read once: also returns rows_read, their count, instead of a
-// count of its own (a second pass over what is read).
+// count of its own (a second pass over what is read). `kept`: a table the rows are also
+// inserted into, as the target gets them (its key and `columns`, stamps left out).
 std::string merge_taken_sql(const std::string& target, const std::string& key, const std::vector<Column>& columns,
-                            const std::vector<Column>& stamps, const std::string& read);
+                            const std::vector<Column>& stamps, const std::string& read, const std::string& kept = "");
 
 // DELETE the rows of `target` whose key is no longer in `source_relation`. Returns rows_deleted.
 std::string delete_missing_sql(const std::string& target, const std::string& key,
@@ -50,6 +51,11 @@ std::string delete_with_tombstones_sql(const std::string& table, const std::stri
 // DROP TABLE IF EXISTS would send the caller (a step's temporary tables are ON COMMIT DROP, so
 // one is left only by a failed statement of the same transaction).
 std::string drop_temp_table_sql(const std::string& name);
+
+// Makes temporary table pg_temp.<name>, trusted_movimentacao_cartao's columns but run_id and
+// updated_at, if this session has none yet; ON COMMIT DELETE ROWS (emptied in place at commit:
+// no new file, as a TRUNCATE would make).
+std::string temp_movements_table_sql(const std::string& name);
 
 // A stream's micro-batch: the keys of source table `table` it touched (sicoop.stream_key), as
 // an array, for `key = ANY (...)`: looked up by the table's index whatever the statistics of

@@ -190,6 +190,12 @@ std::string row_hash_sql(const SourceTable& t, const std::string& row, bool sour
 // (trusted.cpp): SCD2 cleans a member's earlier states in a micro-batch the same way.
 std::vector<std::pair<std::string, std::string>> trusted_expressions(const std::string& table);
 
+// The movements a stream's micro-batch touched, as trusted holds them once load_trusted has run
+// (a FROM item): the temporary table load_trusted kept them in as it merged them (looking each
+// of the batch's keys up in trusted again is a B-tree descent per key, under the database's
+// collation); on Citus, trusted by the batch's keys.
+std::string stream_movements_sql(const RunContext& ctx);
+
 // The steps' plans, one per file in src/steps/.
 std::vector<Action> plan_raw(const RunContext& ctx);
 std::vector<Action> plan_trusted(const RunContext& ctx);

@@ -115,7 +115,39 @@ const char* const kNewDay = R"sql(
     AND (SELECT (l.as_of AT TIME ZONE $3)::date FROM sicoop.run_log l WHERE l.run_id = $4 LIMIT 1)
         IS DISTINCT FROM ($1 AT TIME ZONE $3)::date)sql";
 
+// A stream's batch movements (not on Citus, whose merge is not of what a CTE holds): kept in a
+// temporary table as they are merged into trusted, for load_dims and load_fato.
+const char* const kBatchMovements = "pg_temp.sicoop_batch_movements";
+bool keeps_batch_movements(const RunContext& ctx) { return ctx.stream && !ctx.movements_distributed; }
+
+// A stream's batch movements, for a path that does not keep them as it merges (an empty
+// trusted: the insert of a first load): read back from trusted by the batch's keys.
+const char* const kKeepBatchMovements = R"sql(INSERT INTO ${kept} (${names})
+SELECT ${names} FROM sicoop.trusted_${table} r WHERE ${changed})sql";
+
+// The batch movements' table, made if need be, and empty.
+void start_batch_movements(std::vector<Action>& actions, const TrustedTable& t) {
+    actions.push_back(sql_action(temp_movements_table_sql("sicoop_batch_movements"), t.name));
+    actions.push_back(sql_action(fill("DELETE FROM ${kept}", {{"kept", kBatchMovements}}), t.name));
+}
+
+void keep_from_trusted(std::vector<Action>& actions, const TrustedTable& t) {
+    std::string names = t.key;
+    for (const Column& c : t.columns) names += ", " + c.name;
+    actions.push_back(sql_action(fill(kKeepBatchMovements, {{"kept", kBatchMovements},
+                                                            {"names", names},
+                                                            {"table", t.name},
+                                                            {"changed", in_stream_keys_sql("r." + t.key, t.name)}}),
+                                 t.name));
+}
+
 }  // namespace
+
+std::string stream_movements_sql(const RunContext& ctx) {
+    return keeps_batch_movements(ctx)
+               ? kBatchMovements
+               : "sicoop.trusted_movimentacao_cartao WHERE " + in_stream_keys_sql("id_movimentacao_cartao", "movimentacao_cartao");
+}
 
 std::vector<std::pair<std::string, std::string>> trusted_expressions(const std::string& table) {
     std::vector<std::pair<std::string, std::string>> out;
@@ -141,6 +173,10 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
         const std::string taken = "(" + sql(kRead) + ") s";  // (as a FROM item)
         const SourceTable* source = find_source_table(t.name);
         const bool distributed = source != nullptr && ctx.distributed(*source);
+        // (The movements of a stream's batch, kept as they are merged; read back by their keys
+        // after an insert or a whole merge, which do not keep them.)
+        const bool keep = source != nullptr && source->is_dated() && keeps_batch_movements(ctx);
+        if (keep) start_batch_movements(actions, t);
         if (ctx.is_empty(trusted_table)) {
             // Secondary indexes the run dropped before the step (run_pipeline.cpp) are built after
             // the insert, BRIN ranges summarized and statistics gathered (_restore_indexes); none
@@ -149,15 +185,18 @@ std::vector<Action> plan_trusted(const RunContext& ctx) {
             actions.push_back(
                 dml_action(insert_all_sql(trusted, t.key, t.columns, stamps, taken), "rows_inserted", t.name));
             actions.push_back(sql_action(sql(kRestoreIndexes), t.name));
+            if (keep) keep_from_trusted(actions, t);
         } else if (ctx.everything() || distributed) {
             // (Every raw row is too many to hold: read twice. On Citus the merge of what a CTE
             // holds is not pushed down to the shards: the SELECT is.)
             actions.push_back(sql_action(sql(kCountRead), t.name));
             actions.push_back(sql_action(merge_changed_sql(trusted, t.key, t.columns, stamps, taken), t.name));
+            if (keep) keep_from_trusted(actions, t);
         } else {
             // The changed rows read once: after an old change they are spread over the whole heap,
             // and a second pass through raw's run_id ranges to count them cost 1.5 s at 10M.
-            actions.push_back(sql_action(merge_taken_sql(trusted, t.key, t.columns, stamps, sql(kRead)), t.name));
+            actions.push_back(sql_action(
+                merge_taken_sql(trusted, t.key, t.columns, stamps, sql(kRead), keep ? kBatchMovements : ""), t.name));
         }
         // (The canonical check reads the whole table: a stream leaves it to the full check.)
         if (!t.canonical_columns.empty() && !ctx.stream) check_canonical(actions, t);

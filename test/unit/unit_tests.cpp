@@ -368,10 +368,37 @@ void test_stream_plans() {
            !contains(truncated_sql, "NOT EXISTS (SELECT 1 FROM sicoop.stage_cartao s WHERE s.id_cartao = r.id_cartao)"),
        "stream: the keys deleted at the source leave raw with a tombstone (by index), and every key a truncate left out");
     ok(contains(all_sql(plan("load_trusted", streamed())), "r.id_movimentacao_cartao = ANY (ARRAY(SELECT k.record_id") &&
-           contains(all_sql(plan("load_fato", streamed())), "id_movimentacao_cartao = ANY (ARRAY(SELECT k.record_id") &&
            contains(all_sql(plan("load_fato", streamed())), "LEFT JOIN LATERAL") &&
            !contains(all_sql(plan("load_fato", incremental())), "LEFT JOIN LATERAL"),
-       "stream: trusted and the fact follow the batch's keys by index, and the fact finds member versions by index");
+       "stream: trusted follows the batch's keys by index, and the fact finds member versions by index");
+    // The batch's trusted movements: kept by load_trusted as it merges them, read by load_dims and
+    // load_fato; on Citus (no such merge), read by key again.
+    const std::string kept = "INSERT INTO pg_temp.sicoop_batch_movements (id_movimentacao_cartao, id_cartao, "
+                             "descricao_movimentacao, valor_movimentacao, data_movimentacao)";
+    const std::string trusted_stream = all_sql(plan("load_trusted", streamed()));
+    ok(contains(trusted_stream, "CREATE TEMP TABLE sicoop_batch_movements (LIKE sicoop.trusted_movimentacao_cartao) ON COMMIT DELETE ROWS") &&
+           contains(trusted_stream, "kept AS (\n  " + kept +
+                                        " SELECT id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, "
+                                        "data_movimentacao FROM taken)") &&
+           !contains(trusted_stream, "FROM sicoop.trusted_movimentacao_cartao r WHERE") &&
+           !contains(all_sql(plan("load_trusted", incremental())), "sicoop_batch_movements"),
+       "stream: load_trusted keeps the batch's movements as it merges them (one read of raw), a batch run does not");
+    sicoop::RunContext first_movements = streamed();
+    first_movements.empty_tables = {"trusted_movimentacao_cartao"};
+    ok(contains(all_sql(plan("load_trusted", first_movements)),
+                kept + "\nSELECT id_movimentacao_cartao, id_cartao, descricao_movimentacao, valor_movimentacao, data_movimentacao "
+                       "FROM sicoop.trusted_movimentacao_cartao r WHERE r.id_movimentacao_cartao = ANY"),
+       "stream into an empty trusted: the inserted movements read back by the batch's keys");
+    for (const char* step : {"load_dims", "load_fato"}) {
+        sicoop::RunContext on_citus = streamed();
+        on_citus.movements_distributed = true;
+        const std::string single = all_sql(plan(step, streamed())), citus = all_sql(plan(step, on_citus));
+        ok(contains(single, "FROM pg_temp.sicoop_batch_movements") &&
+               !contains(single, "trusted_movimentacao_cartao WHERE id_movimentacao_cartao = ANY") &&
+               contains(citus, "FROM sicoop.trusted_movimentacao_cartao WHERE id_movimentacao_cartao = ANY (ARRAY(SELECT k.record_id") &&
+               !contains(citus, "sicoop_batch_movements") && !contains(all_sql(plan(step, incremental())), "sicoop_batch_movements"),
+           std::string("stream: ") + step + " reads the batch's movements load_trusted kept (on Citus, trusted by key)");
+    }
     ok(contains(raw_sql, "= ANY (k.keep_from_raw) THEN r.descricao_movimentacao") &&
            contains(raw_sql, "(j.record ->> 'descricao_movimentacao')::text"),
        "stream: an unchanged TOAST value comes from raw, or from the reject of a rejected row");
