@@ -80,6 +80,25 @@ is "$(val "$DW" "SELECT bool_and(d.inicio_vigencia_registro_associado = p.fim_vi
                  WHERE d.id_associado = 'ASSOC-00000002'")" t 'and the versions follow each other with no gap'
 ok_run 'no two versions overlap (check_vigencia)' q -d "$DW" -c "SELECT sicoop.check_vigencia()"
 
+# 2b. The movements truncated at the source: a batch empties every layer of them; written again,
+#     three years earlier, they come in a later batch, into an empty trusted (its path is a first
+#     load's insert, which keeps the batch's movements by reading them back): dim_data gets their
+#     days, and the fact (empty: a first load too) every movement.
+q -d "$SRC" -c "CREATE TABLE movements_kept AS SELECT * FROM movimentacao_cartao" -c "TRUNCATE movimentacao_cartao"
+emptied() {
+  for _ in $(seq 600); do
+    [ "$(val "$DW" "SELECT (SELECT count(*) FROM sicoop.fato_movimentacao_cartao) + (SELECT count(*) FROM sicoop.trusted_movimentacao_cartao)")" = 0 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+ok_run 'a truncate at the source empties trusted and the fact' emptied
+q -d "$SRC" -c "INSERT INTO movimentacao_cartao SELECT id_movimentacao_cartao, id_cartao, descricao_movimentacao,
+                 valor_movimentacao, data_movimentacao - interval '3 years' FROM movements_kept" -c "DROP TABLE movements_kept"
+same_as_scratch 'the movements written again after a truncate, into an empty trusted'
+is "$(val "$DW" "SELECT count(*) FROM sicoop.fato_movimentacao_cartao f WHERE NOT EXISTS (SELECT 1 FROM sicoop.dim_data d WHERE d.sk_data = f.sk_data)")" 0 \
+   'and dim_data has the day of every movement written again'
+
 # 3. A bad change is a reject with its reason; the stream goes on; fixed at the source, it loads.
 q -d "$SRC" -c "INSERT INTO movimentacao_cartao VALUES ('MOV-FUTURA', 'CARTAO-00000001', 'futura', 5, now()::timestamp + interval '400 days')"
 ok_run 'a bad change does not stop the stream' marker
