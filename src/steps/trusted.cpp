@@ -117,7 +117,8 @@ const char* const kNewDay = R"sql(
 
 // A stream's batch movements (not on Citus, whose merge is not of what a CTE holds): kept in a
 // temporary table as they are merged into trusted, for load_dims and load_fato.
-const char* const kBatchMovements = "pg_temp.sicoop_batch_movements";
+const char* const kBatchMovementsTable = "sicoop_batch_movements";
+const std::string kBatchMovements = std::string("pg_temp.") + kBatchMovementsTable;
 bool keeps_batch_movements(const RunContext& ctx) { return ctx.stream && !ctx.movements_distributed; }
 
 // A stream's batch movements, for a path that does not keep them as it merges (an empty
@@ -127,7 +128,7 @@ SELECT ${names} FROM sicoop.trusted_${table} r WHERE ${changed})sql";
 
 // The batch movements' table, made if need be, and empty.
 void start_batch_movements(std::vector<Action>& actions, const TrustedTable& t) {
-    actions.push_back(sql_action(temp_movements_table_sql("sicoop_batch_movements"), t.name));
+    actions.push_back(sql_action(temp_movements_table_sql(kBatchMovementsTable), t.name));
     actions.push_back(sql_action(fill("DELETE FROM ${kept}", {{"kept", kBatchMovements}}), t.name));
 }
 
